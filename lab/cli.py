@@ -1,0 +1,132 @@
+"""The ``lab`` command line: a thin typer layer over the library.
+
+User errors (``LabError``) are caught once, here: one line on stderr, exit code 2, no
+traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from lab.errors import LabError
+
+app = typer.Typer(
+    name="lab",
+    help="What did fine-tuning do to the weights? Entanglement entropies, rank spectra and theory checks "
+         "for base models, full fine-tunes and LoRA-family adapters. Results go to parquet.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def user_errors(command):
+    """Wrap a command so that a LabError becomes one stderr line and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except LabError as error:
+            typer.echo(f"lab: error: {error}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.command("analyze")
+@user_errors
+def analyze_command(
+    ckpt: Annotated[list[Path], typer.Argument(
+        help="Checkpoint(s) to analyse: a PEFT adapter folder, a full model folder (sharded or not, safetensors "
+             "or pytorch_model.bin), a .safetensors file, or a training output with checkpoint-N/ folders "
+             "(analysed as a time series, each row carrying step=N).", show_default=False)],
+    base: Annotated[Optional[Path], typer.Option(
+        help="Base model folder. Needed for full fine-tunes (ΔW = W_ft − W_base) and DoRA's effective update; "
+             "for plain adapters it checks that every targeted module exists and enables comparisons with W.")] = None,
+    out: Annotated[Path, typer.Option(help="Results folder; the run is written to OUT/RUN/.")] = Path("results"),
+    run: Annotated[Optional[str], typer.Option(help="Run name (default: the first checkpoint's folder name).")] = None,
+    probes: Annotated[Optional[str], typer.Option(
+        help="Comma-separated probes to run, or 'all' (default: the default probes; see `lab probes`). "
+             "The deltas table is always written.")] = None,
+    modules: Annotated[Optional[str], typer.Option(
+        help="Regular expression searched in module names to choose modules, e.g. 'self_attn\\.(q|v)_proj'.")] = None,
+    controls: Annotated[bool, typer.Option(
+        "--controls", help="Add seeded random matrices of every analysed shape, so plots show where 'no structure' sits.")] = False,
+    targets: Annotated[str, typer.Option(
+        help="What to analyse: 'delta', 'weight' (the base weights W; needs --base) or 'delta,weight'.")] = "delta",
+    seed: Annotated[int, typer.Option(help="Seed of the random controls.")] = 0,
+    allow_nonfinite: Annotated[bool, typer.Option(
+        "--allow-nonfinite", help="Analyse weights that hold NaN or inf instead of stopping with an error.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder of the same name.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")] = False,
+) -> None:
+    """Analyse checkpoints: read each module's update, run the probes, write parquet tables and a manifest."""
+    from lab.pipeline import analyze
+    from lab.summary import print_summary
+
+    result = analyze(
+        ckpt, base=base, out=out, run=run, probes=_split(probes), modules=modules,
+        allow_nonfinite=allow_nonfinite, overwrite=overwrite, controls=controls,
+        targets=_split(targets) or ["delta"], seed=seed, progress=not quiet,
+    )
+    if not quiet:
+        print_summary(result)
+
+
+@app.command("probes")
+def probes_command() -> None:
+    """List the available probes and the tables each one writes."""
+    from lab.probes import available
+
+    for probe in available().values():
+        default = "default" if probe.default else "opt-in"
+        typer.echo(f"{probe.name:<16} {default:<8} tables: {', '.join(probe.tables):<40} {probe.description}")
+
+
+@app.command("version")
+def version_command() -> None:
+    """Print lab's version."""
+    from lab import __version__
+
+    typer.echo(__version__)
+
+
+def _split(value: Optional[str]) -> Optional[list[str]]:
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _register_optional_commands() -> None:
+    """Commands that live with their own subsystem (fine-tuning, demo, dashboard, report)."""
+    import importlib
+
+    for name, module, attr in (
+        ("finetune", "lab.finetune.cli", "finetune_command"),
+        ("demo", "lab.demo", "demo_command"),
+        ("dashboard", "lab.report.dashboard_cli", "dashboard_command"),
+        ("report", "lab.report.cli", "report_command"),
+    ):
+        try:
+            command = getattr(importlib.import_module(module), attr)
+        except (ModuleNotFoundError, AttributeError):
+            continue
+        app.command(name)(user_errors(command))
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    """Entry point of the ``lab`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

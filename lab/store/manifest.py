@@ -1,0 +1,61 @@
+"""The run manifest: what went in (files with sizes and sha256), with which options and
+package versions, when, and whether the run completed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+KEY_PACKAGES = ("lab", "numpy", "scipy", "quimb", "torch", "safetensors", "transformers", "peft", "pyarrow", "pandas")
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 with seconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def sha256(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def describe_file(path: Path) -> dict[str, Any]:
+    """A file's absolute path, size in bytes and sha256."""
+    path = Path(path)
+    return {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": sha256(path)}
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, lab and the packages whose behaviour the numbers depend on."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in KEY_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write manifest.json atomically (a reader never sees half a file)."""
+    target = Path(folder) / MANIFEST
+    tmp = target.with_name(f".{MANIFEST}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    os.replace(tmp, target)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of a run folder."""
+    return json.loads((Path(folder) / MANIFEST).read_text())
