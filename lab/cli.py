@@ -89,6 +89,14 @@ def probes_command() -> None:
         typer.echo(f"{probe.name:<16} {default:<8} tables: {', '.join(probe.tables):<40} {probe.description}")
 
 
+@app.command("tables")
+def tables_command() -> None:
+    """Print every table's columns and their meanings (markdown)."""
+    from lab.store.docs import tables_markdown
+
+    typer.echo(tables_markdown(), nl=False)
+
+
 @app.command("version")
 def version_command() -> None:
     """Print lab's version."""
