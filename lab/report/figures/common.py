@@ -1,0 +1,114 @@
+"""What every figure shares: the Chart container, one visual style, colours and PNG encoding.
+
+A figure function takes tidy rows (a DataFrame shaped like a ``lab.store.schema`` table) and
+returns a :class:`Chart`: the matplotlib figure plus a title and a one-line caption saying what
+the reader should see. The dashboard shows charts with ``st.pyplot`` and the report embeds them
+as PNG, so both show the same picture with the same words.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; the dashboard and the report only need image bytes
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+NATS = "entropy (nats)"
+ASYMPTOTIC = "asymptotic bound: a scale, not a verdict on this finite model"
+
+# One colour per series, stable across figures: tab10 is distinguishable in print and for
+# the common colour-vision deficiencies better than the default cycle's later entries.
+PALETTE = plt.get_cmap("tab10").colors
+THEORY = {"page": "#444444", "max": "#999999", "control": "#bbbbbb", "rank": "#d62728"}
+
+
+@dataclass
+class Chart:
+    """A figure with its title and the one-line caption that says what to look for."""
+
+    figure: Figure
+    title: str
+    caption: str
+
+    def png(self, dpi: int = 110) -> bytes:
+        """The figure as PNG bytes."""
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        return buf.getvalue()
+
+    def png_base64(self, dpi: int = 110) -> str:
+        """The figure as a base64 PNG, ready for an ``<img src="data:image/png;base64,...">``."""
+        return base64.b64encode(self.png(dpi)).decode("ascii")
+
+    def close(self) -> None:
+        """Free the figure's memory (pyplot keeps figures alive until closed)."""
+        plt.close(self.figure)
+
+
+def new_figure(ncols: int = 1, width: float = 6.4, height: float = 3.8, **kwargs) -> tuple[Figure, list]:
+    """A figure with ``ncols`` side-by-side axes, in the lab's style."""
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols if ncols > 1 else width, height), squeeze=False, **kwargs)
+    for ax in axes[0]:
+        ax.grid(True, alpha=0.3, linewidth=0.6)
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.set_layout_engine("constrained")
+    return fig, list(axes[0])
+
+
+def integer_ticks(ax, axis: str = "x") -> None:
+    """Only whole-number ticks on an axis of layers, steps or cuts."""
+    from matplotlib.ticker import MaxNLocator
+
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+
+
+def log_if_wide(ax, values, axis: str = "y", decades: float = 1.5) -> None:
+    """A log axis when the positive values span more than ``decades`` orders of magnitude, else linear
+    (a log axis over a narrow range only produces unreadable ticks)."""
+    import numpy as np
+
+    v = np.asarray(pd.Series(values).dropna(), dtype=float)
+    v = v[v > 0]
+    if v.size and np.log10(v.max() / v.min()) > decades:
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+
+
+def colour(i: int) -> tuple[float, float, float]:
+    """The i-th series colour."""
+    return PALETTE[i % len(PALETTE)]
+
+
+def series_label(keys: tuple, names: list[str]) -> str:
+    """A legend label from the values of the grouping columns, leaving out empty ones."""
+    parts = []
+    for name, value in zip(names, keys):
+        if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
+            continue
+        parts.append(f"step {int(value)}" if name == "step" else str(value))
+    return " · ".join(parts) or "all"
+
+
+def legend(ax, max_entries: int = 12) -> None:
+    """A legend that stays readable: outside-right if long, skipped if there is nothing to name."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    if len(handles) > max_entries:  # keep the theory lines (drawn first) and the first series
+        handles, labels = handles[:max_entries], labels[:max_entries]
+        labels[-1] = labels[-1] + " (legend truncated)"
+    ax.legend(handles, labels, fontsize=7, frameon=False, loc="best")
+
+
+def empty_chart(title: str, message: str) -> Chart:
+    """A chart that says why there is nothing to draw (instead of a blank plot)."""
+    fig, (ax,) = new_figure(height=1.6)
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=10, wrap=True)
+    return Chart(fig, title, message)

@@ -1,0 +1,29 @@
+"""Figures of the ``deltas`` table: how large each module's update is, by layer and role."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from lab.report.figures.common import Chart, colour, integer_ticks, empty_chart, log_if_wide, legend, new_figure, series_label
+from lab.report.frames import present
+
+
+def norms_chart(deltas: pd.DataFrame, *, title: str = "Update size ‖ΔW‖_F by layer") -> Chart:
+    """Frobenius norm of each scaled update against layer, one line per role (and run/checkpoint when several)."""
+    deltas = deltas[deltas["layer"].notna()]
+    if deltas.empty:
+        return empty_chart(title, "no per-layer modules in this selection")
+    fig, (ax,) = new_figure()
+    keys = [k for k in present(deltas, ["run", "checkpoint", "step", "role"]) if deltas[k].nunique(dropna=False) > 1] or ["role"]
+    for i, (key, g) in enumerate(deltas.groupby(keys, dropna=False, sort=True)):
+        key = key if isinstance(key, tuple) else (key,)
+        g = g.groupby("layer", as_index=False)["fro_norm"].mean().sort_values("layer")
+        ax.plot(g["layer"], g["fro_norm"], marker="o", ms=3, color=colour(i), label=series_label(key, keys))
+    ax.set_xlabel("layer")
+    integer_ticks(ax)
+    ax.set_ylabel("‖ΔW‖_F (weight units)")
+    log_if_wide(ax, deltas["fro_norm"])
+    ax.set_title(title, fontsize=10)
+    legend(ax)
+    caption = "Where fine-tuning moved the weights most (scaled update, adapters measured from their factors)."
+    return Chart(fig, title, caption)

@@ -1,0 +1,161 @@
+"""Figures of the internal entanglement probe: profiles with Page's curve and the maximum,
+the layer × cut heatmap, and the valley at the row|column cut by layer and by step.
+
+Theory drawn in (DESIGN.md, "Internal artificial entanglement"): for a state on D_left × D_right
+dimensions the entropy is at most ln min(D_left, D_right), and a random state sits at Page's value
+S_Page = Σ_{k=d_B+1}^{d_A d_B} 1/k − (d_A−1)/(2 d_B) (Page, PRL 71, 1291, 1993). A rank-r update
+has entropy ≤ ln r at the row|column cut: the "entanglement valley".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lab.report.figures.common import (
+    NATS, THEORY, Chart, colour, empty_chart, integer_ticks, legend, new_figure, series_label,
+)
+from lab.report.frames import distinct, matching_controls, present, relative_to_page
+
+SERIES = ["run", "checkpoint", "step", "source"]
+
+
+def _varying(df: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The columns among ``columns`` that take more than one value (the ones worth naming in a legend)."""
+    return [c for c in present(df, columns) if df[c].nunique(dropna=False) > 1]
+
+
+def profile_chart(rows: pd.DataFrame, controls: pd.DataFrame | None = None, *, rank_bound: float | None = None,
+                  title: str | None = None) -> Chart:
+    """Entropy against cut for one module (one line per run/checkpoint/step/source), with the
+    maximum ln min(D_left, D_right), Page's random-state value, matching random controls, the
+    row|column cut marked and, given the update's rank bound r, the ceiling ln r at that cut."""
+    if "source" in rows.columns:
+        rows = rows[rows["source"] != "random"]
+    if rows.empty:
+        return empty_chart(title or "Entanglement profile", "no profile rows for this selection")
+    module = ", ".join(distinct(rows, "module")[:3])
+    title = title or f"Entanglement profile: {module}"
+    fig, (ax,) = new_figure()
+    theory = rows.sort_values("cut").drop_duplicates("cut")
+    ax.plot(theory["cut"], theory["max_entropy"], ls=":", color=THEORY["max"], lw=1.5,
+            label="maximum ln min(D_left, D_right)")
+    ax.plot(theory["cut"], theory["page_entropy"], ls="--", color=THEORY["page"], lw=1.5,
+            label="Page: random state (theory)")
+    if controls is not None and not controls.empty:
+        for i, (_, g) in enumerate(controls.groupby(present(controls, ["run", "module"]), dropna=False)):
+            g = g.sort_values("cut")
+            ax.plot(g["cut"], g["entropy"], color=THEORY["control"], lw=3, alpha=0.8,
+                    label="Gaussian control (measured)" if i == 0 else None, zorder=1)
+    keys = _varying(rows, SERIES + ["module"])
+    groups = rows.groupby(keys, dropna=False, sort=True) if keys else [((), rows)]
+    for i, (key, g) in enumerate(groups):
+        key = key if isinstance(key, tuple) else (key,)
+        g = g.sort_values("cut")
+        ax.plot(g["cut"], g["entropy"], marker="o", ms=3, lw=1.6, color=colour(i), label=series_label(key, keys) if keys else "measured")
+    row_cut = int(theory["row_sites"].iloc[0])
+    ax.axvline(row_cut, color=THEORY["rank"], lw=1, alpha=0.6)
+    ax.annotate("row|column cut", (row_cut, ax.get_ylim()[1]), xytext=(3, -12), textcoords="offset points",
+                fontsize=7, color=THEORY["rank"])
+    if rank_bound is not None and not pd.isna(rank_bound) and float(rank_bound) >= 1:
+        ceiling = float(np.log(float(rank_bound)))
+        ax.plot([row_cut - 0.4, row_cut + 0.4], [ceiling, ceiling], color=THEORY["rank"], lw=2.5,
+                label=f"ceiling ln r at the row|column cut (r = {int(rank_bound)})")
+    integer_ticks(ax)
+    ax.set_xlabel("cut k (sites to the left; row sites first, then column sites)")
+    ax.set_ylabel(NATS)
+    ax.set_title(title, fontsize=10)
+    legend(ax)
+    caption = ("A low-rank update dips below Page's curve at the row|column cut (the valley, at most ln r there); "
+               "a full-rank or random update follows the dashed curve.")
+    return Chart(fig, title, caption)
+
+
+def heatmap_chart(rows: pd.DataFrame, *, title: str | None = None) -> Chart:
+    """Entropy relative to Page's value, S/S_Page, for one role: layers down, cuts across."""
+    rows = rows[rows["layer"].notna()]
+    if "source" in rows.columns:
+        rows = rows[rows["source"] != "random"]
+    if rows.empty:
+        return empty_chart(title or "Layer × cut", "no rows with a layer index for this selection")
+    rows = rows.assign(relative=relative_to_page(rows))
+    grid = rows.pivot_table(index="layer", columns="cut", values="relative", aggfunc="mean").sort_index()
+    roles = ", ".join(distinct(rows, "role"))
+    title = title or f"Layer × cut, S/S_Page: {roles}"
+    fig, (ax,) = new_figure(height=max(2.4, 0.35 * len(grid) + 1.6))
+    image = ax.imshow(grid.to_numpy(dtype=float), aspect="auto", cmap="viridis", vmin=0, vmax=max(1.0, np.nanmax(grid.to_numpy(dtype=float))),
+                      extent=(grid.columns.min() - 0.5, grid.columns.max() + 0.5, grid.index.max() + 0.5, grid.index.min() - 0.5),
+                      interpolation="nearest")
+    ax.grid(False)
+    bar = fig.colorbar(image, ax=ax)
+    bar.set_label("S / S_Page (1 = random state)")
+    row_cuts = distinct(rows, "row_sites")
+    if len(row_cuts) == 1:
+        ax.axvline(row_cuts[0], color="white", ls="--", lw=1)
+    ax.set_xlabel("cut k")
+    ax.set_ylabel("layer")
+    ax.set_yticks(grid.index.to_numpy())
+    ax.set_title(title, fontsize=10)
+    caption = ("Each cell is a layer's entropy at a cut divided by Page's random-state value; the dashed line is the "
+               "row|column cut, where a low-rank update shows as a dark column.")
+    return Chart(fig, title, caption)
+
+
+def valley_chart(valleys: pd.DataFrame, *, title: str = "Entanglement valley by layer") -> Chart:
+    """Two panels by layer: valley depth (Page − S at the row|column cut) and the entropy there
+    next to its ceiling ln r."""
+    valleys = valleys[valleys["layer"].notna()]
+    if "source" in valleys.columns:
+        valleys = valleys[valleys["source"] != "random"]
+    if valleys.empty:
+        return empty_chart(title, "no per-layer modules in this selection")
+    fig, (left, right) = new_figure(ncols=2, width=4.6)
+    keys = present(valleys, ["run", "checkpoint", "step", "source", "role"])
+    keys = [k for k in keys if valleys[k].nunique(dropna=False) > 1] or ["role"]
+    for i, (key, g) in enumerate(valleys.groupby(keys, dropna=False, sort=True)):
+        key = key if isinstance(key, tuple) else (key,)
+        g = g.groupby("layer", as_index=False).mean(numeric_only=True).sort_values("layer")
+        label = series_label(key, keys)
+        left.plot(g["layer"], g["depth"], marker="o", ms=3, color=colour(i), label=label)
+        right.plot(g["layer"], g["valley_entropy"], marker="o", ms=3, color=colour(i), label=label)
+    if "rank_bound" in valleys.columns:  # one ceiling line per distinct rank, not per series
+        for r in distinct(valleys, "rank_bound"):
+            right.axhline(np.log(float(r)), color=THEORY["rank"], ls="--", lw=1, alpha=0.7)
+            right.annotate(f"ln {int(r)}", (1.0, np.log(float(r))), xycoords=("axes fraction", "data"),
+                           xytext=(-24, 2), textcoords="offset points", fontsize=7, color=THEORY["rank"])
+    left.axhline(0, color=THEORY["page"], ls="--", lw=1, label="0 = Page's value (random state)")
+    for ax in (left, right):
+        ax.set_xlabel("layer")
+        integer_ticks(ax)
+    left.set_ylabel("valley depth, S_Page − S (nats)")
+    right.set_ylabel("entropy at row|column cut (nats)")
+    left.set_title("depth below a random state", fontsize=10)
+    right.set_title("entropy at the cut vs its ceiling ln r (red)", fontsize=10)
+    legend(left)
+    legend(right)
+    fig.suptitle(title, fontsize=11)
+    caption = ("Deeper valleys mean the update concentrates in fewer directions; a rank-r update's entropy at the "
+               "row|column cut cannot exceed ln r (red dashed line).")
+    return Chart(fig, title, caption)
+
+
+def steps_chart(valleys: pd.DataFrame, *, title: str = "Valley over training steps") -> Chart:
+    """Entropy at the row|column cut against training step, one line per role (mean over layers)."""
+    valleys = valleys[valleys["step"].notna()] if "step" in valleys.columns else valleys.iloc[0:0]
+    if valleys.empty or valleys["step"].nunique() < 2:
+        return empty_chart(title, "fewer than two training steps in this selection")
+    fig, (ax,) = new_figure()
+    keys = [k for k in present(valleys, ["run", "role"]) if valleys[k].nunique() > 1] or ["role"]
+    for i, (key, g) in enumerate(valleys.groupby(keys, dropna=False, sort=True)):
+        key = key if isinstance(key, tuple) else (key,)
+        g = g.groupby("step", as_index=False).mean(numeric_only=True).sort_values("step")
+        ax.plot(g["step"], g["valley_entropy"], marker="o", color=colour(i), label=series_label(key, keys))
+        ax.plot(g["step"], g["valley_page"], ls="--", lw=1, color=colour(i), alpha=0.5)
+    ax.plot([], [], ls="--", color=THEORY["page"], label="Page's value (dashed, theory)")
+    ax.set_xlabel("training step")
+    integer_ticks(ax)
+    ax.set_ylabel("entropy at row|column cut (nats)")
+    ax.set_title(title, fontsize=10)
+    legend(ax)
+    caption = "How the update's entropy where outputs meet inputs evolves while training (mean over layers per role)."
+    return Chart(fig, title, caption)

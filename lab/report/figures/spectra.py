@@ -1,0 +1,105 @@
+"""Figures of the rank-spectra probe: singular values on a log scale, effective and stable rank
+by layer, and the ranks that hold 90 % and 99 % of the energy.
+
+Definitions (DESIGN.md, "Rank spectra"): stable rank ‖ΔW‖_F²/‖ΔW‖_2²; effective rank exp(H(σ/Σσ))
+(Roy & Vetterli, EUSIPCO 2007); energy rank k_p = smallest k with Σ_{i≤k} σ_i² ≥ p·Σ σ_i².
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from lab.report.figures.common import THEORY, Chart, colour, integer_ticks, empty_chart, log_if_wide, legend, new_figure, series_label
+from lab.report.frames import distinct, present
+
+# Columns of the long singular_values table: the 1-based position of σ and its value.
+SV_INDEX = "index"
+SV_VALUE = "sigma"
+
+
+def _series_keys(df: pd.DataFrame, candidates: list[str], fallback: str) -> list[str]:
+    keys = [k for k in present(df, candidates) if df[k].nunique(dropna=False) > 1]
+    return keys or [fallback]
+
+
+def sigma_chart(sv: pd.DataFrame, *, title: str | None = None, max_series: int = 12) -> Chart:
+    """Singular values σ_i of each selected module against i, on a log scale."""
+    if sv.empty:
+        return empty_chart(title or "Singular values", "no singular values for this selection")
+    title = title or "Singular values: " + ", ".join(distinct(sv, "module")[:3])
+    fig, (ax,) = new_figure()
+    keys = _series_keys(sv, ["run", "checkpoint", "step", "source", "module"], "module")
+    for i, (key, g) in enumerate(sv.groupby(keys, dropna=False, sort=True)):
+        if i >= max_series:
+            break
+        key = key if isinstance(key, tuple) else (key,)
+        g = g.sort_values(SV_INDEX)
+        values = g[SV_VALUE].where(g[SV_VALUE] > 0)  # log axis: zeros are not drawable, drop them
+        ax.plot(g[SV_INDEX], values, marker=".", ms=3, lw=1.2, color=colour(i), label=series_label(key, keys))
+    ax.set_yscale("log")
+    ax.set_xlabel("index i (largest first)")
+    ax.set_ylabel("singular value σ_i (weight units, log scale)")
+    ax.set_title(title, fontsize=10)
+    legend(ax)
+    caption = ("A rank-r update drops by orders of magnitude after i = r (numerical zero); a full fine-tune "
+               "decays smoothly.")
+    return Chart(fig, title, caption)
+
+
+def ranks_chart(spectra: pd.DataFrame, *, title: str = "Effective and stable rank by layer") -> Chart:
+    """Effective rank (Roy & Vetterli) and stable rank by layer, one line per role, with the rank bound dashed."""
+    spectra = spectra[spectra["layer"].notna()]
+    if spectra.empty:
+        return empty_chart(title, "no per-layer modules in this selection")
+    fig, (left, right) = new_figure(ncols=2, width=4.6)
+    keys = _series_keys(spectra, ["run", "checkpoint", "step", "source", "role"], "role")
+    for i, (key, g) in enumerate(spectra.groupby(keys, dropna=False, sort=True)):
+        key = key if isinstance(key, tuple) else (key,)
+        g = g.groupby("layer", as_index=False).mean(numeric_only=True).sort_values("layer")
+        label = series_label(key, keys)
+        left.plot(g["layer"], g["effective_rank"], marker="o", ms=3, color=colour(i), label=label)
+        right.plot(g["layer"], g["stable_rank"], marker="o", ms=3, color=colour(i), label=label)
+        if "rank_bound" in g.columns:
+            left.plot(g["layer"], g["rank_bound"], ls="--", lw=1, color=colour(i), alpha=0.6)
+    left.plot([], [], ls="--", color=THEORY["page"], label="rank bound r (dashed)")
+    log_if_wide(left, pd.concat([spectra["effective_rank"], spectra.get("rank_bound", pd.Series(dtype=float))]))
+    log_if_wide(right, spectra["stable_rank"])
+    for ax in (left, right):
+        ax.set_xlabel("layer")
+        integer_ticks(ax)
+    left.set_ylabel("effective rank exp H(σ/Σσ) (dimensionless)")
+    right.set_ylabel("stable rank ‖ΔW‖_F²/‖ΔW‖_2² (dimensionless)")
+    left.set_title("effective rank (Roy & Vetterli)", fontsize=10)
+    right.set_title("stable rank", fontsize=10)
+    legend(left)
+    legend(right)
+    fig.suptitle(title, fontsize=11)
+    caption = ("How many directions each update really uses: close to the dashed bound = the rank is used; far below = "
+               "a few directions dominate. Stable rank ≤ effective rank ≤ rank.")
+    return Chart(fig, title, caption)
+
+
+def energy_chart(spectra: pd.DataFrame, *, title: str = "Energy ranks by layer") -> Chart:
+    """The ranks holding 90 % and 99 % of ‖ΔW‖_F² by layer: post-hoc targets for compressing the update."""
+    spectra = spectra[spectra["layer"].notna()]
+    if spectra.empty:
+        return empty_chart(title, "no per-layer modules in this selection")
+    fig, (ax,) = new_figure()
+    keys = _series_keys(spectra, ["run", "checkpoint", "step", "source", "role"], "role")
+    for i, (key, g) in enumerate(spectra.groupby(keys, dropna=False, sort=True)):
+        key = key if isinstance(key, tuple) else (key,)
+        g = g.groupby("layer", as_index=False).mean(numeric_only=True).sort_values("layer")
+        label = series_label(key, keys)
+        ax.plot(g["layer"], g["energy_rank_99"], marker="o", ms=3, color=colour(i), label=f"99 % · {label}")
+        ax.plot(g["layer"], g["energy_rank_90"], marker="s", ms=3, ls=":", color=colour(i), label=f"90 % · {label}")
+        if "rank_bound" in g.columns:
+            ax.plot(g["layer"], g["rank_bound"], ls="--", lw=1, color=colour(i), alpha=0.5)
+    ax.plot([], [], ls="--", color=THEORY["page"], label="rank bound r (dashed)")
+    log_if_wide(ax, pd.concat([spectra["energy_rank_99"], spectra["energy_rank_90"], spectra.get("rank_bound", pd.Series(dtype=float))]))
+    ax.set_xlabel("layer")
+    integer_ticks(ax)
+    ax.set_ylabel("rank k holding p of ‖ΔW‖_F² (count)")
+    ax.set_title(title, fontsize=10)
+    legend(ax)
+    caption = "The smallest rank that keeps 90 % / 99 % of the update's energy: how far the update could be squeezed."
+    return Chart(fig, title, caption)

@@ -1,0 +1,91 @@
+"""Derived frames that both the dashboard and the report draw from: the entanglement valley
+per module, the random controls that match a module's shape, and distinct-value helpers.
+
+Everything here is plain pandas over rows shaped like ``lab.store.schema`` tables.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+ID = ["run", "checkpoint", "step", "module", "layer", "role"]
+
+
+def present(df: pd.DataFrame, columns) -> list[str]:
+    """The columns of ``columns`` that ``df`` has, in that order."""
+    return [c for c in columns if c in df.columns]
+
+
+def distinct(df: pd.DataFrame, column: str) -> list:
+    """Sorted distinct non-null values of a column (empty when the column is absent)."""
+    if column not in df.columns:
+        return []
+    values = df[column].dropna().unique().tolist()
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=str)
+
+
+def shape_signature(rows: pd.DataFrame) -> tuple:
+    """What fixes a profile's theory curves: the site count, the row sites and D_left at every cut.
+
+    Two matrices with the same signature have the same Page curve and maximum at every cut, so a
+    random control of that shape is the right baseline for them.
+    """
+    rows = rows.drop_duplicates("cut").sort_values("cut")  # several checkpoints share one shape
+    return (int(rows["n_sites"].iloc[0]), int(rows["row_sites"].iloc[0]), tuple(int(d) for d in rows["d_left"]))
+
+
+def matching_controls(module_rows: pd.DataFrame, controls: pd.DataFrame) -> pd.DataFrame:
+    """The random-control profiles (``source == 'random'``) with the same shape signature as ``module_rows``."""
+    if controls is None or controls.empty or module_rows.empty:
+        return module_rows.iloc[0:0]
+    want = shape_signature(module_rows)
+    keep = [key for key, g in controls.groupby(present(controls, ["run", "module"]), dropna=False)
+            if shape_signature(g) == want]
+    if not keep:
+        return controls.iloc[0:0]
+    index = controls.set_index(present(controls, ["run", "module"])).index
+    return controls[index.isin(keep)]
+
+
+def valleys(entanglement: pd.DataFrame, deltas: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per profile: the entropy at the row|column cut (cut = row_sites) and the valley depth.
+
+    ``depth = page_entropy − entropy`` at that cut, in nats: how far below a random state of the
+    same dimensions the update sits where outputs meet inputs. At that cut the entropy is the
+    entropy of ΔW's normalised squared singular values, so it is at most ln rank(ΔW); with
+    ``deltas`` (for ``rank_bound``) the frame also carries ``ln_rank_bound`` = ln r, the ceiling
+    a rank-r update cannot exceed.
+    """
+    cols = ["entropy", "page_entropy", "max_entropy"]
+    at_cut = entanglement[entanglement["cut"] == entanglement["row_sites"]]
+    keys = present(at_cut, ID + ["source"])
+    out = at_cut[keys + cols].rename(columns={"entropy": "valley_entropy", "page_entropy": "valley_page",
+                                               "max_entropy": "valley_max"}).copy()
+    out["depth"] = out["valley_page"] - out["valley_entropy"]
+    if deltas is not None and not deltas.empty and "rank_bound" in deltas.columns:
+        on = present(deltas, ["run", "checkpoint", "module"])
+        bounds = deltas[on + ["rank_bound"]].drop_duplicates(on)
+        out = out.merge(bounds, on=on, how="left")
+        out["ln_rank_bound"] = np.log(out["rank_bound"].astype(float))
+    return out.reset_index(drop=True)
+
+
+def relative_to_page(entanglement: pd.DataFrame) -> pd.Series:
+    """S / S_Page per row (1 = as entangled as a random state; undefined where Page's value is 0)."""
+    page = entanglement["page_entropy"].where(entanglement["page_entropy"] > 0)
+    return entanglement["entropy"] / page
+
+
+def fmt(value) -> str:
+    """A table cell: 4 significant digits for floats, empty for missing values."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4g}"
+    return str(value)
