@@ -1,0 +1,30 @@
+"""The base model a fine-tune is compared with: its tensor index, key lookup and model type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.checkpoints.discover import checked_layout
+from lab.checkpoints.index import TensorIndex
+from lab.checkpoints.pairing import BaseKeys
+from lab.errors import InputError
+
+
+@dataclass
+class Base:
+    """A full base model, indexed (no tensor read yet)."""
+
+    path: Path
+    index: TensorIndex
+    model_type: str | None  # from its config.json: decides whether GPT-2 names are Conv1D
+    keys: BaseKeys
+
+
+def open_base(path: str | Path) -> Base:
+    """The base at ``path`` (a full model folder or weight file); InputError for anything else."""
+    path, layout = checked_layout(path, what="--base")
+    if layout.format != "full":
+        raise InputError(f"{path}: --base must be a full model, not an adapter; pass the model the adapter was trained on")
+    index = layout.index()
+    return Base(path, index, layout.model_type(), BaseKeys(index.keys(), str(path)))

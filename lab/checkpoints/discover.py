@@ -1,0 +1,169 @@
+"""What a path holds: one checkpoint (adapter or full model), or a training time series.
+
+A folder's format is decided by file names alone (the layouts ``transformers`` and PEFT
+write); the weights are then validated cheaply (safetensors headers, index json, adapter
+config and factor shapes) so that bad input fails before any work is done.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.checkpoints.adapter_config import CONFIG_NAME, AdapterConfig
+from lab.checkpoints.adapter_weights import WEIGHT_NAMES, adapter_modules, check_modules
+from lab.checkpoints.index import TensorIndex
+from lab.errors import FormatError, InputError
+
+# Full-model weight files, in the order transformers looks for them.
+FULL_NAMES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+_STEP_DIR = re.compile(r"checkpoint-(\d+)")
+
+
+@dataclass
+class Checkpoint:
+    """One checkpoint to analyse, and every file lab reads from it."""
+
+    name: str  # "checkpoint-500" for time-series members, else the folder/file name
+    step: int | None  # N of checkpoint-N (or trainer_state.json's global_step for a final model)
+    path: Path
+    format: str  # "adapter" or "full"
+    files: list[Path] = field(default_factory=list)  # weights, index, configs: for the manifest
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a checkpoint's weights are: weight files or an index json, and its config."""
+
+    format: str  # "adapter" or "full"
+    weights: tuple[Path, ...]  # the weight files, or the one *.index.json of a sharded model
+    config: Path | None  # adapter_config.json (adapters) or config.json (full models), if present
+
+    @property
+    def sharded(self) -> bool:
+        return self.weights[0].name.endswith(".index.json")
+
+    def index(self) -> TensorIndex:
+        """The tensor index (reads safetensors headers / index json; FormatError when damaged)."""
+        if self.sharded:
+            return TensorIndex.from_index_json(self.weights[0])
+        return TensorIndex.from_files(list(self.weights))
+
+    def model_type(self) -> str | None:
+        """config.json's ``model_type`` (decides GPT-2's Conv1D layout), None without one."""
+        if self.format != "full" or self.config is None:
+            return None
+        try:
+            value = json.loads(self.config.read_text()).get("model_type")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            raise FormatError(f"{self.config}: invalid JSON; fix or re-save the model config") from None
+        return value if isinstance(value, str) else None
+
+
+def find_layout(path: Path) -> Layout | None:
+    """The layout of a folder or file; None for a folder without weights."""
+    path = Path(path)
+    if path.is_file():
+        return _file_layout(path)
+    adapter = next((path / n for n in WEIGHT_NAMES if (path / n).is_file()), None)
+    full = next((path / n for n in FULL_NAMES if (path / n).is_file()), None)
+    if full is None and adapter is None:  # a lone weight file under another name
+        loose = sorted(path.glob("*.safetensors"))
+        if len(loose) > 1:
+            raise InputError(f"{path}: several .safetensors files and no index json; pass the one file to analyse")
+        full = loose[0] if loose else None
+    if adapter is not None and full is not None:
+        raise InputError(f"{path}: holds both adapter weights ({adapter.name}) and a full model ({full.name}); pass one file")
+    if adapter is not None:
+        config = path / CONFIG_NAME
+        if not config.is_file():
+            raise InputError(f"{path}: {adapter.name} without {CONFIG_NAME}; copy the adapter's config next to its weights")
+        return Layout("adapter", (adapter,), config)
+    if full is not None:
+        config = path / "config.json"
+        return Layout("full", (full,), config if config.is_file() else None)
+    if (path / CONFIG_NAME).is_file():
+        raise InputError(f"{path}: {CONFIG_NAME} but no {' or '.join(WEIGHT_NAMES)}; copy the adapter weights too")
+    return None
+
+
+def _file_layout(path: Path) -> Layout:
+    if path.name in WEIGHT_NAMES:  # an adapter's weight file stands for its folder
+        return find_layout(path.parent)
+    config = path.parent / "config.json"
+    config = config if config.is_file() else None
+    if path.suffix == ".safetensors" or path.suffix in PICKLE_SUFFIXES or path.name.endswith(".index.json"):
+        return Layout("full", (path,), config)
+    raise InputError(f"{path}: not a weight file lab reads (.safetensors, .bin, .pt, .pth, *.index.json, or a folder)")
+
+
+def checked_layout(path: str | Path, what: str = "checkpoint") -> tuple[Path, Layout]:
+    """The layout of an existing, non-empty path with weights; InputError otherwise."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder ({what})")
+    if path.is_dir() and not any(path.iterdir()):
+        raise InputError(f"{path}: the folder is empty ({what})")
+    layout = find_layout(path)
+    if layout is None:
+        raise InputError(
+            f"{path}: no weights found ({what}); expected {', '.join(WEIGHT_NAMES + FULL_NAMES)}, "
+            "or checkpoint-N/ folders"
+        )
+    return path, layout
+
+
+def discover(path: str | Path) -> list[Checkpoint]:
+    """The checkpoints at ``path``: one, or a training output's ``checkpoint-N/`` series by step.
+
+    A training output's top-level weights (the final model) come last, with the step from
+    ``trainer_state.json`` when present. Every checkpoint is validated before this returns:
+    InputError for missing/empty/weightless paths, FormatError for damaged files or
+    configs, ShapeError for adapter factors that disagree with r.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_dir():
+        steps = sorted(
+            (int(m.group(1)), d) for d in path.iterdir() if d.is_dir() and (m := _STEP_DIR.fullmatch(d.name))
+        )
+        if steps:
+            series = [_checkpoint(d, d.name, n) for n, d in steps]
+            if find_layout(path) is not None:
+                final_step, state = _trainer_step(path)
+                final = _checkpoint(path, path.name, final_step)
+                final.files += [state] if state else []
+                series.append(final)
+            return series
+    match = _STEP_DIR.fullmatch(path.name)
+    return [_checkpoint(path, path.name, int(match.group(1)) if match else None)]
+
+
+def _checkpoint(path: Path, name: str, step: int | None) -> Checkpoint:
+    """One validated checkpoint."""
+    path, layout = checked_layout(path)
+    index = layout.index()
+    files = list(index.files)
+    if layout.format == "adapter":
+        config = AdapterConfig.read(layout.config)
+        check_modules(adapter_modules(index), config, layout.weights[0])
+    if layout.config is not None:
+        layout.model_type()  # a broken config.json fails now, not mid-run
+        files.insert(0, layout.config)
+    return Checkpoint(name=name, step=step, path=path, format=layout.format, files=files)
+
+
+def _trainer_step(folder: Path) -> tuple[int | None, Path | None]:
+    """``global_step`` from a training output's trainer_state.json, and the file; (None, None) without one."""
+    state = folder / "trainer_state.json"
+    if not state.is_file():
+        return None, None
+    try:
+        step = json.loads(state.read_text()).get("global_step")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise FormatError(f"{state}: invalid JSON; fix or remove it") from None
+    return (step if isinstance(step, int) and not isinstance(step, bool) else None), state

@@ -1,0 +1,84 @@
+"""Which file holds each tensor of a checkpoint, and its shape and dtype, without reading data.
+
+Built from a sharded checkpoint's ``*.index.json`` (checked against every shard's header) or
+from the files themselves. Knowing *where* a tensor is stays apart from *getting* it
+(``lab.checkpoints.loader``), as in mergekit's ``io/lazy_tensor_loader.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.checkpoints.pickled import load_state_dict
+from lab.checkpoints.safetensors_header import TensorInfo, read_header
+from lab.errors import FormatError
+
+
+@dataclass
+class TensorIndex:
+    """Tensors by key, and every file the index was built from (weights and index json)."""
+
+    tensors: dict[str, TensorInfo] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.tensors
+
+    def __getitem__(self, key: str) -> TensorInfo:
+        return self.tensors[key]
+
+    def keys(self) -> list[str]:
+        return list(self.tensors)
+
+    @classmethod
+    def from_files(cls, paths: list[Path]) -> TensorIndex:
+        """The index of unsharded weight files (``.safetensors`` headers, or ``.bin`` pickles)."""
+        index = cls()
+        for path in paths:
+            index._add(path, read_file_tensors(path))
+        return index
+
+    @classmethod
+    def from_index_json(cls, path: Path) -> TensorIndex:
+        """The index of a sharded checkpoint: ``weight_map`` (key -> shard) checked against the shards."""
+        path = Path(path)
+        try:
+            weight_map = json.loads(path.read_text())["weight_map"]
+            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                raise TypeError
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            raise FormatError(f"{path}: not a valid index (expected JSON with a 'weight_map' of tensor -> shard file)") from None
+        index = cls(files=[path])
+        for shard_name in dict.fromkeys(weight_map.values()):  # shards in first-mention order
+            shard = path.parent / shard_name
+            if not shard.is_file():
+                first = next(k for k, v in weight_map.items() if v == shard_name)
+                raise FormatError(
+                    f"{path}: shard '{shard_name}' (holding tensor '{first}') is missing; copy the complete checkpoint"
+                )
+            tensors = read_file_tensors(shard)
+            for key, name in weight_map.items():
+                if name == shard_name and key not in tensors:
+                    raise FormatError(f"{shard}: tensor '{key}' is named in {path.name} but absent from the shard")
+            index._add(shard, {k: v for k, v in tensors.items() if weight_map.get(k) == shard_name})
+        return index
+
+    def _add(self, path: Path, tensors: dict[str, TensorInfo]) -> None:
+        self.files.append(Path(path))
+        for key, info in tensors.items():
+            if key in self.tensors:
+                raise FormatError(f"{path}: tensor '{key}' also appears in {self.tensors[key].file.name}")
+            self.tensors[key] = info
+
+
+def read_file_tensors(path: Path) -> dict[str, TensorInfo]:
+    """The tensors of one weight file: a safetensors header, or a pickle loaded memory-mapped."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return read_header(path)
+    return {
+        key: TensorInfo(key, path, tuple(t.shape), str(t.dtype).removeprefix("torch."), t.is_floating_point())
+        for key, t in load_state_dict(path).items()
+    }

@@ -1,0 +1,59 @@
+"""Tensors from PyTorch pickles (``pytorch_model.bin``, ``adapter_model.bin``), safely.
+
+Only ``torch.load(weights_only=True)`` is used: its unpickler builds tensors and plain
+containers and refuses anything that would run code. Files in the zip format are memory
+mapped (``mmap=True``), so a tensor's bytes are read when it is used, not at load time.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+
+from lab.errors import FormatError
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a PyTorch pickle by key (non-tensor entries dropped).
+
+    Raises FormatError naming the file when the pickle needs code to load or is unreadable.
+    """
+    path = Path(path)
+    try:
+        obj = _load(path, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):
+            raise FormatError(f"{path}: not a readable PyTorch file ({_first_line(e)}); re-save it") from None
+        obj = _load(path, mmap=False)  # the legacy (pre-zip) format cannot be memory mapped
+    # Some training scripts wrap the weights: {"state_dict": {...}} or {"model": {...}}.
+    if isinstance(obj, dict) and len(obj) == 1:
+        (inner,) = obj.values()
+        if isinstance(inner, dict):
+            obj = inner
+    if not isinstance(obj, dict):
+        raise FormatError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors")
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise FormatError(f"{path}: holds no tensors")
+    return tensors
+
+
+def _load(path: Path, mmap: bool) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        raise FormatError(
+            f"{path}: this pickle needs code to load, which lab refuses (torch.load weights_only=True: "
+            f"{_first_line(e)}); convert it to safetensors in a trusted environment"
+        ) from None
+    except RuntimeError:
+        raise
+    except Exception as e:  # truncated zip, EOF, bad magic number: all mean the file is damaged
+        raise FormatError(f"{path}: not a readable PyTorch file ({type(e).__name__}: {_first_line(e)}); re-save it") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
