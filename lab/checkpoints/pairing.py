@@ -36,6 +36,8 @@ class BaseKeys:
         if key in self.keys:
             return key
         parts = key.split(".")
+        if len(parts) < 2:  # a bare tensor name says nothing about which module it belongs to
+            return None
         for start in range(0, _last_start(parts) + 1):
             query = ".".join(parts[start:])
             hits = ([query] if start and query in self.keys else []) + self._by_suffix.get(query, [])

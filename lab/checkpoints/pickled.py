@@ -8,6 +8,7 @@ mapped (``mmap=True``), so a tensor's bytes are read when it is used, not at loa
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -45,8 +46,8 @@ def _load(path: Path, mmap: bool) -> object:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise FormatError(
-            f"{path}: this pickle needs code to load, which lab refuses (torch.load weights_only=True: "
-            f"{_first_line(e)}); convert it to safetensors in a trusted environment"
+            f"{path}: this pickle needs code to load, which lab refuses ({_refusal(e)}); "
+            "convert it to safetensors in a trusted environment"
         ) from None
     except RuntimeError:
         raise
@@ -54,6 +55,13 @@ def _load(path: Path, mmap: bool) -> object:
         raise FormatError(f"{path}: not a readable PyTorch file ({type(e).__name__}: {_first_line(e)}); re-save it") from None
 
 
+def _refusal(e: BaseException) -> str:
+    """The part of torch's weights_only refusal that names the offending global."""
+    match = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+    return f"it references {match.group(1)}" if match else _first_line(e)
+
+
 def _first_line(e: BaseException) -> str:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return lines[0] if lines else type(e).__name__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch puts terminal colour codes in messages
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0].split(". ")[0] if lines else type(e).__name__
