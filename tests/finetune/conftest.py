@@ -1,0 +1,84 @@
+"""Fixtures for the fine-tuning tests: a small text file, a tiny LLaMA with a tokenizer trained
+offline, and short fine-tunes of each method on MiniLM and on the tiny LLaMA (made once per
+session, because every one of them is real training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.finetune import FinetuneConfig, finetune
+from builders import save, tiny_llama
+
+# Two-sentence texts: the first sentence is the contrastive anchor, the rest its positive.
+TEXTS = [
+    "Return the sum of two numbers. Both arguments must be integers or floats.",
+    "Open a file for reading. The file is closed when the block ends.",
+    "Sort a list in place. The sort is stable and uses the key function.",
+    "Parse a JSON document. Raises ValueError when the text is not valid JSON.",
+    "Compress bytes with zlib. The level sets the trade-off between speed and size.",
+    "Split a path into head and tail. The tail never contains a slash.",
+    "Create a temporary directory. It is removed with all its contents on exit.",
+    "Format a date as text. The format string follows the C library's strftime.",
+    "Send an HTTP request. The response body is returned as bytes.",
+    "Hash a message with SHA-256. The digest is returned as a hexadecimal string.",
+    "Start a new thread. The target function runs with the given arguments.",
+    "Read a CSV file. Each row becomes a dictionary keyed by the header.",
+]
+
+
+@pytest.fixture(scope="session")
+def texts_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "texts.txt"
+    path.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A tiny LLaMA (vocabulary 64) saved with save_pretrained, with a BPE tokenizer of at most 64
+    tokens trained offline on the test texts, so the model folder is complete on its own."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(TEXTS, trainers.BpeTrainer(vocab_size=64, special_tokens=["<unk>", "<s>", "</s>"], limit_alphabet=40))
+    assert tok.get_vocab_size() <= 64  # the tiny LLaMA's embedding table
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    save(tiny_llama(seed=0), folder)
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>").save_pretrained(folder)
+    return folder
+
+
+def run(out: Path, **options) -> Path:
+    """A short fine-tune with test-sized defaults."""
+    defaults = dict(steps=4, save_every=2, batch_size=4, max_length=24)
+    return finetune(FinetuneConfig(out=str(out), **{**defaults, **options}))
+
+
+# The session runs train on the whole 12-text file in every step (batch size 12), so the
+# training batch is also a fixed evaluation batch; two saved steps each.
+FIXED = dict(batch_size=len(TEXTS), steps=2, save_every=1, r=4, alpha=8)
+
+
+@pytest.fixture(scope="session")
+def minilm_lora(tmp_path_factory, texts_file) -> Path:
+    return run(tmp_path_factory.mktemp("runs") / "minilm-lora", model="minilm", method="lora", texts=str(texts_file), lr=2e-3, **FIXED)
+
+
+@pytest.fixture(scope="session")
+def minilm_full(tmp_path_factory, texts_file) -> Path:
+    return run(tmp_path_factory.mktemp("runs") / "minilm-full", model="minilm", method="full", texts=str(texts_file), lr=1e-4, **FIXED)
+
+
+@pytest.fixture(scope="session")
+def llama_lora(tmp_path_factory, tiny_llama_dir, texts_file) -> Path:
+    return run(tmp_path_factory.mktemp("runs") / "llama-lora", model=str(tiny_llama_dir), method="lora", texts=str(texts_file), lr=1e-2, **FIXED)
+
+
+@pytest.fixture(scope="session")
+def llama_full(tmp_path_factory, tiny_llama_dir, texts_file) -> Path:
+    return run(tmp_path_factory.mktemp("runs") / "llama-full", model=str(tiny_llama_dir), method="full", texts=str(texts_file), lr=1e-2, **FIXED)
