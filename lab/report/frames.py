@@ -40,17 +40,46 @@ def shape_signature(rows: pd.DataFrame) -> tuple:
     return (int(rows["n_sites"].iloc[0]), int(rows["row_sites"].iloc[0]), tuple(int(d) for d in rows["d_left"]))
 
 
-def matching_controls(module_rows: pd.DataFrame, controls: pd.DataFrame) -> pd.DataFrame:
-    """The random-control profiles (``source == 'random'``) with the same shape signature as ``module_rows``."""
+CONTROL_SOURCES = ("random", "random_lora")
+
+
+def is_control(df: pd.DataFrame) -> pd.Series:
+    """Which rows are random controls (source random or random_lora) rather than measured matrices."""
+    if "source" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df["source"].isin(CONTROL_SOURCES)
+
+
+def measured(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows that describe real checkpoints (controls left out)."""
+    return df[~is_control(df)]
+
+
+def matching_controls(module_rows: pd.DataFrame, controls: pd.DataFrame, rank_bound=None) -> pd.DataFrame:
+    """The control profiles for ``module_rows``' shape: the Gaussian matrix of that shape and, given the
+    module's rank bound r (or several), the product of Gaussian factors of rank r (an untrained LoRA).
+
+    Controls are found by the module name the probes give them (``lab.probes.controls.control_module``)
+    and kept only when their site chain matches, so a control is never drawn against the wrong shape.
+    """
     if controls is None or controls.empty or module_rows.empty:
         return module_rows.iloc[0:0]
+    from lab.probes.controls import RANDOM, RANDOM_LORA, control_module
+
     want = shape_signature(module_rows)
-    keep = [key for key, g in controls.groupby(present(controls, ["run", "module"]), dropna=False)
-            if shape_signature(g) == want]
-    if not keep:
+    at_cut = module_rows[module_rows["cut"] == module_rows["row_sites"]]
+    if at_cut.empty:
         return controls.iloc[0:0]
-    index = controls.set_index(present(controls, ["run", "module"])).index
-    return controls[index.isin(keep)]
+    rows, cols = int(at_cut["d_left"].iloc[0]), int(at_cut["d_right"].iloc[0])
+    names = {control_module(RANDOM, rows, cols)}
+    bounds = [rank_bound] if rank_bound is None or np.isscalar(rank_bound) else list(rank_bound)
+    for r in bounds:
+        if r is not None and not pd.isna(r):
+            names.add(control_module(RANDOM_LORA, rows, cols, int(r)))
+    candidates = controls[controls["module"].isin(names)]
+    keep = [g for _, g in candidates.groupby(present(candidates, ["run", "module"]), dropna=False)
+            if shape_signature(g) == want]
+    return pd.concat(keep) if keep else controls.iloc[0:0]
 
 
 def valleys(entanglement: pd.DataFrame, deltas: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -72,6 +101,18 @@ def valleys(entanglement: pd.DataFrame, deltas: pd.DataFrame | None = None) -> p
         on = present(deltas, ["run", "checkpoint", "module"])
         bounds = deltas[on + ["rank_bound"]].drop_duplicates(on)
         out = out.merge(bounds, on=on, how="left")
+        out["ln_rank_bound"] = np.log(out["rank_bound"].astype(float))
+    return out.reset_index(drop=True)
+
+
+def valleys_from_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """The same frame as :func:`valleys`, from the probe's own ``entanglement_summary`` table
+    (one row per matrix, so far fewer rows to read than the per-cut profiles)."""
+    out = summary.rename(columns={"valley_page_entropy": "valley_page", "valley_max_entropy": "valley_max",
+                                  "valley_depth": "depth"})
+    keep = present(out, ID + ["source", "valley_entropy", "valley_page", "valley_max", "depth", "rank_bound"])
+    out = out[keep].copy()
+    if "rank_bound" in out.columns:
         out["ln_rank_bound"] = np.log(out["rank_bound"].astype(float))
     return out.reset_index(drop=True)
 

@@ -15,7 +15,7 @@ import pandas as pd
 from lab.report import load
 from lab.report.content import Section, TableBlock
 from lab.report.figures import attention, deltas as deltas_fig, entanglement as ent_fig, spectra as spec_fig, thresholds
-from lab.report.frames import ID, matching_controls, valleys
+from lab.report.frames import CONTROL_SOURCES, ID, matching_controls, measured, valleys, valleys_from_summary
 from lab.store import Run
 
 MAX_ROLES = 4
@@ -60,45 +60,55 @@ def build_deltas(section: Section, runs: list[Run]) -> None:
                                                 "modules read and their mean Frobenius norm"))
 
 
+def entanglement_valleys(runs: list[Run]) -> pd.DataFrame:
+    """One row per profile with the valley at the row|column cut: from the probe's summary table when
+    every run has it (one row per matrix), else computed from the per-cut rows."""
+    with_profiles = [r for r in runs if load.has_table(r.path, "entanglement")]
+    if with_profiles and all(load.has_table(r.path, "entanglement_summary") for r in with_profiles):
+        return valleys_from_summary(load.read_runs(with_profiles, "entanglement_summary"))
+    cols = ID + ["source", "cut", "row_sites", "entropy", "page_entropy", "max_entropy"]
+    deltas = load.read_runs(runs, "deltas", ["run", "checkpoint", "module", "rank_bound"])
+    return valleys(load.read_runs(with_profiles, "entanglement", cols), deltas)
+
+
 def build_entanglement(section: Section, runs: list[Run]) -> None:
     """Valley comparison over runs, then per run: profiles of representative modules, heatmaps, steps."""
-    cols = ID + ["source", "cut", "row_sites", "n_sites", "d_left", "entropy", "page_entropy", "max_entropy"]
-    deltas = load.read_runs(runs, "deltas", ["run", "checkpoint", "module", "rank_bound"])
-    everything = load.read_runs(runs, "entanglement", cols)
-    if everything.empty:
+    v = entanglement_valleys(runs)
+    if v.empty:
         section.message = "the entanglement table is empty for these runs"
         return
-    v = valleys(everything, deltas)
     last = {r.name: latest_checkpoint(r) for r in runs}
     v_last = v[[last.get(run) == ck for run, ck in zip(v["run"], v["checkpoint"])]]
     section.charts.append(ent_fig.valley_chart(v_last, title="Entanglement valley by layer (last checkpoint of each run)"))
-    controls = everything[everything["source"] == "random"] if "source" in everything.columns else everything.iloc[0:0]
+    cols = ID + ["source", "cut", "row_sites", "n_sites", "d_left", "d_right", "entropy", "page_entropy", "max_entropy"]
     for run in runs:
         ck = last.get(run.name)
-        rows = everything[everything["run"] == run.name]
-        if ck is None or rows.empty:
+        if ck is None or not load.has_table(run.path, "entanglement"):
             continue
+        controls = load.read(run.path, "entanglement", cols, [("source", "in", list(CONTROL_SOURCES))])
         for _, pick in representative_modules(run, ck).iterrows():
-            module_rows = rows[rows["module"] == pick["module"]]
+            module_rows = load.read(run.path, "entanglement", cols, [("module", "==", pick["module"])])
             section.charts.append(ent_fig.profile_chart(
-                module_rows, matching_controls(module_rows, controls), rank_bound=pick["rank_bound"],
-                title=f"Profile: {pick['module']} ({run.name})"))
-        at_last = rows[rows["checkpoint"] == ck]
+                module_rows, matching_controls(module_rows, controls, pick["rank_bound"]),
+                rank_bound=pick["rank_bound"], title=f"Profile: {pick['module']} ({run.name})"))
+        at_last = load.read(run.path, "entanglement", cols, [("checkpoint", "==", ck)])
         for role in sorted(at_last["role"].dropna().unique())[:MAX_ROLES]:
             section.charts.append(ent_fig.heatmap_chart(at_last[at_last["role"] == role],
                                                         title=f"Layer × cut, S/S_Page: role {role} ({run.name}, {ck})"))
-        run_valleys = v[v["run"] == run.name]
+        run_valleys = measured(v[v["run"] == run.name])
         if run_valleys["step"].nunique() > 1:
             section.charts.append(ent_fig.steps_chart(run_valleys, title=f"Valley over training steps ({run.name})"))
-    table = v[v["source"] != "random"] if "source" in v.columns else v
-    agg = {"modules": ("module", "size"), "entropy_at_cut": ("valley_entropy", "mean"),
+    table = v.copy()
+    table["source"] = table["source"] if "source" in table.columns else "delta"
+    agg = {"modules": ("depth", "size"), "entropy_at_cut": ("valley_entropy", "mean"),
            "page_at_cut": ("valley_page", "mean"), "depth": ("depth", "mean")}
     if "ln_rank_bound" in table.columns:
         agg["ln_rank_bound"] = ("ln_rank_bound", "max")
-    summary = table.groupby(["run", "checkpoint", "role"], sort=False, dropna=False).agg(**agg).reset_index()
+    summary = table.groupby(["run", "checkpoint", "source", "role"], sort=False, dropna=False).agg(**agg).reset_index()
     section.tables.append(TableBlock.from_frame(
         "Valley at the row|column cut (means over layers, nats)", summary,
-        "entropy_at_cut ≤ ln_rank_bound always holds; depth = Page's value − entropy at the cut"))
+        "entropy_at_cut ≤ ln_rank_bound always holds; depth = Page's value − entropy at the cut; "
+        "the controls (source random / random_lora) show where chance sits"))
 
 
 def build_spectra(section: Section, runs: list[Run]) -> None:
@@ -109,7 +119,7 @@ def build_spectra(section: Section, runs: list[Run]) -> None:
     if s.empty:
         section.message = "the spectra table is empty for these runs"
         return
-    s = s[s["source"] != "random"] if "source" in s.columns else s
+    s = measured(s)
     last = {r.name: latest_checkpoint(r) for r in runs}
     s_last = s[[last.get(run) == ck for run, ck in zip(s["run"], s["checkpoint"])]]
     section.charts.append(spec_fig.ranks_chart(s_last, title="Effective and stable rank by layer (last checkpoint of each run)"))

@@ -31,6 +31,6 @@ def profile_chart(rows: pd.DataFrame, *, title: str = "Attention entropy profile
     ax.set_xlabel("cut k")
     ax.set_ylabel(NATS)
     ax.set_title(title, fontsize=10)
-    legend(ax)
+    legend(fig)
     caption = "If fine-tuning changes the weights but not how attention entangles tokens, the two curves coincide."
     return Chart(fig, title, caption)

@@ -26,7 +26,7 @@ ASYMPTOTIC = "asymptotic bound: a scale, not a verdict on this finite model"
 # One colour per series, stable across figures: tab10 is distinguishable in print and for
 # the common colour-vision deficiencies better than the default cycle's later entries.
 PALETTE = plt.get_cmap("tab10").colors
-THEORY = {"page": "#444444", "max": "#999999", "control": "#bbbbbb", "rank": "#d62728"}
+THEORY = {"page": "#444444", "max": "#999999", "control": "#bbbbbb", "lora_control": "#c7a27c", "rank": "#d62728"}
 
 
 @dataclass
@@ -48,17 +48,19 @@ class Chart:
         return base64.b64encode(self.png(dpi)).decode("ascii")
 
     def close(self) -> None:
-        """Free the figure's memory (pyplot keeps figures alive until closed)."""
-        plt.close(self.figure)
+        """Drop the figure's artists now rather than at garbage collection."""
+        self.figure.clear()
 
 
 def new_figure(ncols: int = 1, width: float = 6.4, height: float = 3.8, **kwargs) -> tuple[Figure, list]:
     """A figure with ``ncols`` side-by-side axes, in the lab's style."""
-    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols if ncols > 1 else width, height), squeeze=False, **kwargs)
+    # A bare Figure, not pyplot's: it is not kept in pyplot's registry, so a report drawing dozens of
+    # charts holds only those still referenced.
+    fig = Figure(figsize=(width * ncols if ncols > 1 else width, height), layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=False, **kwargs)
     for ax in axes[0]:
         ax.grid(True, alpha=0.3, linewidth=0.6)
         ax.spines[["top", "right"]].set_visible(False)
-    fig.set_layout_engine("constrained")
     return fig, list(axes[0])
 
 
@@ -95,15 +97,23 @@ def series_label(keys: tuple, names: list[str]) -> str:
     return " · ".join(parts) or "all"
 
 
-def legend(ax, max_entries: int = 12) -> None:
-    """A legend that stays readable: outside-right if long, skipped if there is nothing to name."""
-    handles, labels = ax.get_legend_handles_labels()
+def legend(fig: Figure, max_entries: int = 14) -> None:
+    """One legend under the plot for all of a figure's axes (labels shared by panels appear once), so it
+    never hides a curve."""
+    handles, labels, seen = [], [], set()
+    for ax in fig.axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in seen and not label.startswith("_"):
+                seen.add(label)
+                handles.append(h)
+                labels.append(label)
     if not handles:
         return
-    if len(handles) > max_entries:  # keep the theory lines (drawn first) and the first series
+    if len(handles) > max_entries:
         handles, labels = handles[:max_entries], labels[:max_entries]
-        labels[-1] = labels[-1] + " (legend truncated)"
-    ax.legend(handles, labels, fontsize=7, frameon=False, loc="best")
+        labels[-1] += " (legend truncated)"
+    fig.legend(handles, labels, loc="outside lower center", ncols=2 if len(labels) > 3 else len(labels),
+               fontsize=7.5, frameon=False)
 
 
 def empty_chart(title: str, message: str) -> Chart:

@@ -24,6 +24,6 @@ def norms_chart(deltas: pd.DataFrame, *, title: str = "Update size ‖ΔW‖_F b
     ax.set_ylabel("‖ΔW‖_F (weight units)")
     log_if_wide(ax, deltas["fro_norm"])
     ax.set_title(title, fontsize=10)
-    legend(ax)
+    legend(fig)
     caption = "Where fine-tuning moved the weights most (scaled update, adapters measured from their factors)."
     return Chart(fig, title, caption)

@@ -9,13 +9,15 @@ has entropy ≤ ln r at the row|column cut: the "entanglement valley".
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 import pandas as pd
 
 from lab.report.figures.common import (
     NATS, THEORY, Chart, colour, empty_chart, integer_ticks, legend, new_figure, series_label,
 )
-from lab.report.frames import distinct, matching_controls, present, relative_to_page
+from lab.report.frames import distinct, measured, present, relative_to_page
 
 SERIES = ["run", "checkpoint", "step", "source"]
 
@@ -25,13 +27,12 @@ def _varying(df: pd.DataFrame, columns: list[str]) -> list[str]:
     return [c for c in present(df, columns) if df[c].nunique(dropna=False) > 1]
 
 
-def profile_chart(rows: pd.DataFrame, controls: pd.DataFrame | None = None, *, rank_bound: float | None = None,
-                  title: str | None = None) -> Chart:
+def profile_chart(rows: pd.DataFrame, controls: pd.DataFrame | None = None, *,
+                  rank_bound: float | Iterable[float] | None = None, title: str | None = None) -> Chart:
     """Entropy against cut for one module (one line per run/checkpoint/step/source), with the
     maximum ln min(D_left, D_right), Page's random-state value, matching random controls, the
-    row|column cut marked and, given the update's rank bound r, the ceiling ln r at that cut."""
-    if "source" in rows.columns:
-        rows = rows[rows["source"] != "random"]
+    row|column cut marked and, given the updates' rank bounds r (one or several), the ceiling ln r at that cut."""
+    rows = measured(rows)
     if rows.empty:
         return empty_chart(title or "Entanglement profile", "no profile rows for this selection")
     module = ", ".join(distinct(rows, "module")[:3])
@@ -43,10 +44,14 @@ def profile_chart(rows: pd.DataFrame, controls: pd.DataFrame | None = None, *, r
     ax.plot(theory["cut"], theory["page_entropy"], ls="--", color=THEORY["page"], lw=1.5,
             label="Page: random state (theory)")
     if controls is not None and not controls.empty:
-        for i, (_, g) in enumerate(controls.groupby(present(controls, ["run", "module"]), dropna=False)):
-            g = g.sort_values("cut")
-            ax.plot(g["cut"], g["entropy"], color=THEORY["control"], lw=3, alpha=0.8,
-                    label="Gaussian control (measured)" if i == 0 else None, zorder=1)
+        labelled = set()
+        for (source, _), g in controls.groupby(["source", "module"], dropna=False):
+            g = g.sort_values("cut").drop_duplicates("cut")
+            lora = source == "random_lora"
+            label = "control: untrained LoRA, Gaussian B·A of rank r" if lora else "control: Gaussian matrix"
+            ax.plot(g["cut"], g["entropy"], color=THEORY["lora_control" if lora else "control"], lw=3, alpha=0.8,
+                    ls="-." if lora else "-", label=None if label in labelled else label, zorder=1)
+            labelled.add(label)
     keys = _varying(rows, SERIES + ["module"])
     groups = rows.groupby(keys, dropna=False, sort=True) if keys else [((), rows)]
     for i, (key, g) in enumerate(groups):
@@ -55,27 +60,30 @@ def profile_chart(rows: pd.DataFrame, controls: pd.DataFrame | None = None, *, r
         ax.plot(g["cut"], g["entropy"], marker="o", ms=3, lw=1.6, color=colour(i), label=series_label(key, keys) if keys else "measured")
     row_cut = int(theory["row_sites"].iloc[0])
     ax.axvline(row_cut, color=THEORY["rank"], lw=1, alpha=0.6)
-    ax.annotate("row|column cut", (row_cut, ax.get_ylim()[1]), xytext=(3, -12), textcoords="offset points",
-                fontsize=7, color=THEORY["rank"])
-    if rank_bound is not None and not pd.isna(rank_bound) and float(rank_bound) >= 1:
-        ceiling = float(np.log(float(rank_bound)))
-        ax.plot([row_cut - 0.4, row_cut + 0.4], [ceiling, ceiling], color=THEORY["rank"], lw=2.5,
-                label=f"ceiling ln r at the row|column cut (r = {int(rank_bound)})")
+    ax.annotate("row|column cut", (row_cut, 0), xycoords=("data", "axes fraction"), xytext=(3, 4),
+                textcoords="offset points", fontsize=7, color=THEORY["rank"])
+    bounds = [rank_bound] if rank_bound is None or np.isscalar(rank_bound) else list(rank_bound)
+    bounds = sorted({int(r) for r in bounds if r is not None and not pd.isna(r) and float(r) >= 1})
+    for r in bounds:
+        ceiling = float(np.log(r))
+        ax.plot([row_cut - 0.35, row_cut + 0.35], [ceiling, ceiling], color=THEORY["rank"], lw=2.5,
+                label="ceiling ln r at the row|column cut" if r == bounds[0] else None)
+        ax.annotate(f"ln {r}", (row_cut + 0.35, ceiling), xytext=(2, -3), textcoords="offset points",
+                    fontsize=7, color=THEORY["rank"])
     integer_ticks(ax)
     ax.set_xlabel("cut k (sites to the left; row sites first, then column sites)")
     ax.set_ylabel(NATS)
     ax.set_title(title, fontsize=10)
-    legend(ax)
+    legend(fig)
     caption = ("A low-rank update dips below Page's curve at the row|column cut (the valley, at most ln r there); "
-               "a full-rank or random update follows the dashed curve.")
+               "a full-rank or random update follows the dashed curve. The grey controls are measured on random "
+               "matrices of the same shape.")
     return Chart(fig, title, caption)
 
 
 def heatmap_chart(rows: pd.DataFrame, *, title: str | None = None) -> Chart:
     """Entropy relative to Page's value, S/S_Page, for one role: layers down, cuts across."""
-    rows = rows[rows["layer"].notna()]
-    if "source" in rows.columns:
-        rows = rows[rows["source"] != "random"]
+    rows = measured(rows[rows["layer"].notna()])
     if rows.empty:
         return empty_chart(title or "Layer × cut", "no rows with a layer index for this selection")
     rows = rows.assign(relative=relative_to_page(rows))
@@ -104,9 +112,7 @@ def heatmap_chart(rows: pd.DataFrame, *, title: str | None = None) -> Chart:
 def valley_chart(valleys: pd.DataFrame, *, title: str = "Entanglement valley by layer") -> Chart:
     """Two panels by layer: valley depth (Page − S at the row|column cut) and the entropy there
     next to its ceiling ln r."""
-    valleys = valleys[valleys["layer"].notna()]
-    if "source" in valleys.columns:
-        valleys = valleys[valleys["source"] != "random"]
+    valleys = measured(valleys[valleys["layer"].notna()])
     if valleys.empty:
         return empty_chart(title, "no per-layer modules in this selection")
     fig, (left, right) = new_figure(ncols=2, width=4.6)
@@ -131,9 +137,8 @@ def valley_chart(valleys: pd.DataFrame, *, title: str = "Entanglement valley by 
     right.set_ylabel("entropy at row|column cut (nats)")
     left.set_title("depth below a random state", fontsize=10)
     right.set_title("entropy at the cut vs its ceiling ln r (red)", fontsize=10)
-    legend(left)
-    legend(right)
     fig.suptitle(title, fontsize=11)
+    legend(fig)
     caption = ("Deeper valleys mean the update concentrates in fewer directions; a rank-r update's entropy at the "
                "row|column cut cannot exceed ln r (red dashed line).")
     return Chart(fig, title, caption)
@@ -141,7 +146,7 @@ def valley_chart(valleys: pd.DataFrame, *, title: str = "Entanglement valley by 
 
 def steps_chart(valleys: pd.DataFrame, *, title: str = "Valley over training steps") -> Chart:
     """Entropy at the row|column cut against training step, one line per role (mean over layers)."""
-    valleys = valleys[valleys["step"].notna()] if "step" in valleys.columns else valleys.iloc[0:0]
+    valleys = measured(valleys[valleys["step"].notna()] if "step" in valleys.columns else valleys.iloc[0:0])
     if valleys.empty or valleys["step"].nunique() < 2:
         return empty_chart(title, "fewer than two training steps in this selection")
     fig, (ax,) = new_figure()
@@ -156,6 +161,6 @@ def steps_chart(valleys: pd.DataFrame, *, title: str = "Valley over training ste
     integer_ticks(ax)
     ax.set_ylabel("entropy at row|column cut (nats)")
     ax.set_title(title, fontsize=10)
-    legend(ax)
+    legend(fig)
     caption = "How the update's entropy where outputs meet inputs evolves while training (mean over layers per role)."
     return Chart(fig, title, caption)

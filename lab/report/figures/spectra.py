@@ -10,11 +10,19 @@ from __future__ import annotations
 import pandas as pd
 
 from lab.report.figures.common import THEORY, Chart, colour, integer_ticks, empty_chart, log_if_wide, legend, new_figure, series_label
-from lab.report.frames import distinct, present
+from lab.report.frames import distinct, measured, present
 
-# Columns of the long singular_values table: the 1-based position of σ and its value.
-SV_INDEX = "index"
+# Columns of the long singular_values table: the 1-based position of σ (named "index", earlier "k")
+# and its value.
+SV_INDEX = ("index", "k")
 SV_VALUE = "sigma"
+
+
+def _position_column(sv: pd.DataFrame) -> str:
+    found = [c for c in SV_INDEX if c in sv.columns]
+    if not found:
+        raise KeyError(f"singular_values has none of the position columns {SV_INDEX}")
+    return found[0]
 
 
 def _series_keys(df: pd.DataFrame, candidates: list[str], fallback: str) -> list[str]:
@@ -23,24 +31,26 @@ def _series_keys(df: pd.DataFrame, candidates: list[str], fallback: str) -> list
 
 
 def sigma_chart(sv: pd.DataFrame, *, title: str | None = None, max_series: int = 12) -> Chart:
-    """Singular values σ_i of each selected module against i, on a log scale."""
+    """Singular values σ_i of each selected module against i, on a log scale (controls left out)."""
+    sv = measured(sv)
     if sv.empty:
         return empty_chart(title or "Singular values", "no singular values for this selection")
     title = title or "Singular values: " + ", ".join(distinct(sv, "module")[:3])
+    position = _position_column(sv)
     fig, (ax,) = new_figure()
     keys = _series_keys(sv, ["run", "checkpoint", "step", "source", "module"], "module")
     for i, (key, g) in enumerate(sv.groupby(keys, dropna=False, sort=True)):
         if i >= max_series:
             break
         key = key if isinstance(key, tuple) else (key,)
-        g = g.sort_values(SV_INDEX)
+        g = g.sort_values(position)
         values = g[SV_VALUE].where(g[SV_VALUE] > 0)  # log axis: zeros are not drawable, drop them
-        ax.plot(g[SV_INDEX], values, marker=".", ms=3, lw=1.2, color=colour(i), label=series_label(key, keys))
+        ax.plot(g[position], values, marker=".", ms=3, lw=1.2, color=colour(i), label=series_label(key, keys))
     ax.set_yscale("log")
     ax.set_xlabel("index i (largest first)")
     ax.set_ylabel("singular value σ_i (weight units, log scale)")
     ax.set_title(title, fontsize=10)
-    legend(ax)
+    legend(fig)
     caption = ("A rank-r update drops by orders of magnitude after i = r (numerical zero); a full fine-tune "
                "decays smoothly.")
     return Chart(fig, title, caption)
@@ -48,7 +58,7 @@ def sigma_chart(sv: pd.DataFrame, *, title: str | None = None, max_series: int =
 
 def ranks_chart(spectra: pd.DataFrame, *, title: str = "Effective and stable rank by layer") -> Chart:
     """Effective rank (Roy & Vetterli) and stable rank by layer, one line per role, with the rank bound dashed."""
-    spectra = spectra[spectra["layer"].notna()]
+    spectra = measured(spectra[spectra["layer"].notna()])
     if spectra.empty:
         return empty_chart(title, "no per-layer modules in this selection")
     fig, (left, right) = new_figure(ncols=2, width=4.6)
@@ -71,9 +81,8 @@ def ranks_chart(spectra: pd.DataFrame, *, title: str = "Effective and stable ran
     right.set_ylabel("stable rank ‖ΔW‖_F²/‖ΔW‖_2² (dimensionless)")
     left.set_title("effective rank (Roy & Vetterli)", fontsize=10)
     right.set_title("stable rank", fontsize=10)
-    legend(left)
-    legend(right)
     fig.suptitle(title, fontsize=11)
+    legend(fig)
     caption = ("How many directions each update really uses: close to the dashed bound = the rank is used; far below = "
                "a few directions dominate. Stable rank ≤ effective rank ≤ rank.")
     return Chart(fig, title, caption)
@@ -81,7 +90,7 @@ def ranks_chart(spectra: pd.DataFrame, *, title: str = "Effective and stable ran
 
 def energy_chart(spectra: pd.DataFrame, *, title: str = "Energy ranks by layer") -> Chart:
     """The ranks holding 90 % and 99 % of ‖ΔW‖_F² by layer: post-hoc targets for compressing the update."""
-    spectra = spectra[spectra["layer"].notna()]
+    spectra = measured(spectra[spectra["layer"].notna()])
     if spectra.empty:
         return empty_chart(title, "no per-layer modules in this selection")
     fig, (ax,) = new_figure()
@@ -100,6 +109,6 @@ def energy_chart(spectra: pd.DataFrame, *, title: str = "Energy ranks by layer")
     integer_ticks(ax)
     ax.set_ylabel("rank k holding p of ‖ΔW‖_F² (count)")
     ax.set_title(title, fontsize=10)
-    legend(ax)
+    legend(fig)
     caption = "The smallest rank that keeps 90 % / 99 % of the update's energy: how far the update could be squeezed."
     return Chart(fig, title, caption)

@@ -50,7 +50,7 @@ def ratio_chart(rows: pd.DataFrame, *, title: str = "Norm ratio to √ln L by la
     ax.set_ylabel("largest entry / √ln L (dimensionless)")
     ax.set_title(title, fontsize=10)
     ax.text(0.01, 0.01, ASYMPTOTIC, transform=ax.transAxes, fontsize=7, color="#555555")
-    legend(ax)
+    legend(fig)
     caption = ("Where the attention inputs' largest entries sit relative to √ln L; the theory is asymptotic in L, "
                "so read this as a scale, not as a pass/fail line.")
     return Chart(fig, title, caption)

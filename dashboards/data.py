@@ -1,0 +1,87 @@
+"""Cached, lazy reads for the dashboard: only the columns and rows a page asks for, cached by
+Streamlit and invalidated when a table file changes (a re-run of ``lab analyze``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import streamlit as st
+
+from lab.report import load
+from lab.report.dashboard_cli import RESULTS_ENV
+from lab.store import Run
+
+INDEX_COLUMNS = ["run", "checkpoint", "step", "module", "layer", "role", "kind", "rank_bound"]
+
+
+def results_dir() -> Path:
+    """The results folder: the app's first argument (``streamlit run app.py -- DIR``), else $LAB_RESULTS_DIR, else ./results."""
+    args = [a for a in sys.argv[1:] if not a.startswith("-")]
+    return Path(args[0] if args else os.environ.get(RESULTS_ENV, "results")).resolve()
+
+
+def _mtime(run_dir: str, table: str) -> float:
+    path = load.table_path(run_dir, table)
+    return path.stat().st_mtime if path.is_file() else 0.0
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _runs(results: str, stamp: float) -> list[str]:
+    return [str(r.path) for r in load.runs_in(results)]
+
+
+def runs(results: Path) -> list[Run]:
+    """The runs in the results folder (re-listed when the folder changes)."""
+    stamp = results.stat().st_mtime if results.is_dir() else 0.0
+    return [Run(Path(p)) for p in _runs(str(results), stamp)]
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _read(run_dir: str, table: str, columns: tuple | None, filters: tuple, stamp: float) -> pd.DataFrame:
+    return load.read(run_dir, table, list(columns) if columns else None,
+                     [(c, op, list(v) if isinstance(v, tuple) else v) for c, op, v in filters])
+
+
+def read(runs: Sequence[Run], table: str, columns: Sequence[str] | None = None,
+         filters: Sequence[tuple] = ()) -> pd.DataFrame:
+    """``table`` of the given runs, stacked; ``filters`` are (column, op, value) tuples that all hold."""
+    frozen = tuple((c, op, tuple(v) if isinstance(v, (list, set)) else v) for c, op, v in filters)
+    cols = tuple(columns) if columns else None
+    frames = [_read(str(r.path), table, cols, frozen, _mtime(str(r.path), table))
+              for r in runs if load.has_table(r.path, table)]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns or []))
+
+
+def index(runs: Sequence[Run]) -> pd.DataFrame:
+    """What the runs hold, one row per module update (the deltas table's identifying columns): the filters' options."""
+    return read(runs, "deltas", INDEX_COLUMNS)
+
+
+def computed(runs: Sequence[Run], table: str) -> bool:
+    """Whether any of the runs computed ``table``."""
+    return any(load.has_table(r.path, table) for r in runs)
+
+
+@st.cache_data(show_spinner=False)
+def row_count(run_dir: str, table: str, stamp: float) -> int:
+    """Rows in a run's table, from the parquet footer."""
+    return load.table_rows(run_dir, table)
+
+
+@st.cache_data(show_spinner="Reading the entanglement valleys…", max_entries=64)
+def _valleys(run_dirs: tuple[str, ...], stamps: tuple[float, ...]) -> pd.DataFrame:
+    from lab.report.sections import entanglement_valleys
+
+    return entanglement_valleys([Run(Path(d)) for d in run_dirs])
+
+
+def valleys(runs: Sequence[Run]) -> pd.DataFrame:
+    """The valley at the row|column cut of every profile in the runs (see lab.report.sections.entanglement_valleys)."""
+    dirs = tuple(str(r.path) for r in runs)
+    stamps = tuple(_mtime(d, t) for d in dirs for t in ("entanglement", "entanglement_summary", "deltas"))
+    return _valleys(dirs, stamps)

@@ -1,0 +1,46 @@
+"""Page furniture shared by the dashboard pages: headers with the theory, charts with captions,
+the "not computed in this run" notice and column meanings from the schema."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from lab.report.content import NOT_COMPUTED
+from lab.report.figures.common import Chart
+from lab.report.theory import BY_KEY, columns, table_description
+
+
+def header(key: str) -> None:
+    """The page title and, folded, what is measured and which theory it is compared with."""
+    family = BY_KEY[key]
+    st.title(family.title)
+    with st.expander("What is measured, and the theory it is held against"):
+        st.markdown(family.theory)
+
+
+def not_computed(key: str, detail: str = "") -> None:
+    """Say plainly that this family's table is absent from the selected runs."""
+    family = BY_KEY[key]
+    st.info(f"**{family.title}: {NOT_COMPUTED}.** {detail}".strip())
+
+
+def show(chart: Chart) -> None:
+    """A chart with its title and caption (the figure is freed after drawing)."""
+    st.pyplot(chart.figure, width="stretch", alt=chart.title)
+    st.caption(f"**{chart.title}.** {chart.caption}")
+    chart.close()
+
+
+def column_help(*tables: str) -> None:
+    """Folded: each column's meaning, taken from lab.store.schema."""
+    for table in tables:
+        cols = columns(table)
+        if not cols:
+            continue
+        with st.expander(f"Columns of `{table}`: {table_description(table)}"):
+            st.dataframe(pd.DataFrame(cols, columns=["column", "meaning"]), hide_index=True, width="stretch")
+
+
+def no_runs(results) -> None:
+    st.warning(f"No lab runs in `{results}`. Run `lab analyze CHECKPOINT --out {results}` first.")
