@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
+import numpy as np
+
 from lab.checkpoints.adapter_config import AdapterConfig
-from lab.checkpoints.adapter_weights import adapter_modules, check_modules
+from lab.checkpoints.adapter_weights import AdapterModule, adapter_modules, check_modules
 from lab.checkpoints.base import Base
 from lab.checkpoints.discover import Checkpoint, checked_layout
 from lab.checkpoints.dora import NOTE_NO_BASE, dora_update
 from lab.checkpoints.fused import split_fused
 from lab.checkpoints.loader import LazyLoader
-from lab.checkpoints.naming import module_name, natural_key
+from lab.checkpoints.index import TensorIndex
+from lab.checkpoints.naming import ModuleName, module_name, natural_key
 from lab.deltas import Delta
 from lab.errors import MatchError, ShapeError
 
@@ -33,7 +36,7 @@ def adapter_deltas(ckpt: Checkpoint, base: Base | None, select: Callable[[str], 
     modules = adapter_modules(index)
     check_modules(modules, config, layout.weights[0])
     model_type = base.model_type if base is not None else None
-    plan = []
+    plan: list[tuple[AdapterModule, ModuleName, str | None]] = []
     for m in sorted(modules, key=lambda m: natural_key(m.module)):
         name = module_name(m.module, model_type)
         if not any(select(n) for n in name.part_names()):
@@ -42,17 +45,21 @@ def adapter_deltas(ckpt: Checkpoint, base: Base | None, select: Callable[[str], 
     return _read(plan, config, index, base, allow_nonfinite, select)
 
 
-def _read(plan, config: AdapterConfig, index, base: Base | None, allow_nonfinite: bool, select) -> Iterator[Delta]:
+def _read(
+    plan: list[tuple[AdapterModule, ModuleName, str | None]], config: AdapterConfig, index: TensorIndex,
+    base: Base | None, allow_nonfinite: bool, select: Callable[[str], bool],
+) -> Iterator[Delta]:
+    """The Deltas of a checked plan, reading one module's factors (and base weight) at a time."""
     with LazyLoader(index, allow_nonfinite=allow_nonfinite) as ad, LazyLoader(base.index if base else index, allow_nonfinite=allow_nonfinite) as bl:
         for m, name, base_key in plan:
             A, B = ad.get(m.A.key), ad.get(m.B.key)
-            if m.embedding:
-                A, B = B.T, A.T
+            if m.embedding:  # PEFT's update is (B·A)ᵀ·s in the table's layout: factors Aᵀ, Bᵀ
+                A, B = np.ascontiguousarray(B.T), np.ascontiguousarray(A.T)
             scale = config.scale(m.module)
             W = None
             if base_key is not None:
                 W = bl.get(base_key)
-                W = W.T if name.conv1d and not m.embedding else W
+                W = np.ascontiguousarray(W.T) if name.conv1d and not m.embedding else W  # Conv1D: (in, out)
             common = dict(module=name.module, layer=name.layer, role=name.role, shape=m.shape)
             if not config.use_dora:
                 delta = Delta(kind="lora", B=B, A=A, scale=scale, base=W, **common)
@@ -65,7 +72,7 @@ def _read(plan, config: AdapterConfig, index, base: Base | None, allow_nonfinite
             yield from (d for d in split_fused(delta, name) if select(d.module))
 
 
-def _base_key(m, name, base: Base) -> str:
+def _base_key(m: AdapterModule, name: ModuleName, base: Base) -> str:
     """The base tensor of adapter module ``m``: MatchError if absent, ShapeError if it disagrees."""
     wanted = f"{m.module}.weight"
     key = base.keys.find(wanted)

@@ -15,6 +15,7 @@ import numpy as np
 from lab.checkpoints.base import Base
 from lab.checkpoints.discover import Checkpoint, checked_layout
 from lab.checkpoints.fused import split_fused
+from lab.checkpoints.index import TensorIndex
 from lab.checkpoints.loader import LazyLoader
 from lab.checkpoints.naming import module_name, natural_key, strip_weight
 from lab.deltas import Delta
@@ -52,7 +53,11 @@ def full_deltas(ckpt: Checkpoint, base: Base | None, select: Callable[[str], boo
     return _read(pairs, index, base, model_type, select, allow_nonfinite)
 
 
-def _read(pairs, index, base: Base, model_type, select, allow_nonfinite: bool) -> Iterator[Delta]:
+def _read(
+    pairs: list[tuple[str, str]], index: TensorIndex, base: Base, model_type: str | None,
+    select: Callable[[str], bool], allow_nonfinite: bool,
+) -> Iterator[Delta]:
+    """The Deltas of checked (fine-tuned key, base key) pairs, one pair in memory at a time."""
     with LazyLoader(index, allow_nonfinite=allow_nonfinite) as ft, LazyLoader(base.index, allow_nonfinite=allow_nonfinite) as bl:
         for key, base_key in pairs:
             name = module_name(strip_weight(key), model_type)

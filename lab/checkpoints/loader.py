@@ -27,7 +27,8 @@ class LazyLoader:
         self.index = index
         self.allow_nonfinite = allow_nonfinite
         self._path: Path | None = None
-        self._handle: Any = None
+        self._handle: Any = None  # the open safe_open handle or loaded pickle: keeps the mmap alive
+        self._getter: Any = None
 
     def get(self, key: str) -> np.ndarray:
         """The tensor ``key`` as a float64 array (NonFiniteError on NaN/inf unless allowed)."""
