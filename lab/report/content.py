@@ -125,17 +125,14 @@ def run_info(run: Run) -> RunInfo:
         + ([("error", m["error"])] if m.get("error") else []),
         columns=["field", "value"],
     )
-    inputs = []
+    inputs = []  # one row per file: what exactly was read, so the numbers can be traced to bytes
     for c in (m.get("inputs") or {}).get("checkpoints", []):
-        files = c.get("files", [])
-        inputs.append({
-            "checkpoint": c.get("name"), "step": c.get("step"), "format": c.get("format"), "path": c.get("path"),
-            "files": len(files), "bytes": sum(f.get("size", 0) for f in files),
-            "sha256 (first file)": (files[0].get("sha256", "")[:16] + "…") if files else "",
-        })
+        for f in c.get("files", []) or [{}]:
+            inputs.append({"checkpoint": c.get("name"), "step": c.get("step"), "format": c.get("format"),
+                           "file": f.get("path", c.get("path")), "bytes": f.get("size"), "sha256": f.get("sha256", "")})
     for f in (m.get("inputs") or {}).get("base", []):
-        inputs.append({"checkpoint": "base", "step": None, "format": "full", "path": f.get("path"), "files": 1,
-                       "bytes": f.get("size"), "sha256 (first file)": f.get("sha256", "")[:16] + "…"})
+        inputs.append({"checkpoint": "base", "step": None, "format": "full", "file": f.get("path"),
+                       "bytes": f.get("size"), "sha256": f.get("sha256", "")})
     options = pd.DataFrame([(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in (m.get("options") or {}).items()],
                            columns=["option", "value"])
     versions = pd.DataFrame(list((m.get("versions") or {}).items()), columns=["package", "version"])
@@ -144,7 +141,7 @@ def run_info(run: Run) -> RunInfo:
         name=run.name,
         status=str(m.get("status", "unknown")),
         summary=TableBlock.from_frame("Run", summary),
-        inputs=TableBlock.from_frame("Inputs", pd.DataFrame(inputs), "every input file is listed with its sha256 in manifest.json"),
+        inputs=TableBlock.from_frame("Inputs", pd.DataFrame(inputs), "every file read, with its size and sha256"),
         options=TableBlock.from_frame("Options", options),
         versions=TableBlock.from_frame("Versions", versions),
         tables=TableBlock.from_frame("Tables", tables),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from lab.report.figures.common import DPI
 from lab.report.content import NOT_COMPUTED, Report
 
 _NUMBER = re.compile(r"^-?[\d.,]+(e[+-]?\d+)?$")
@@ -24,7 +25,7 @@ def environment() -> Environment:
     return env
 
 
-def render(report: Report, dpi: int = 110) -> str:
+def render(report: Report, dpi: int = DPI) -> str:
     """The report as an HTML string."""
     from lab import __version__
 
@@ -34,7 +35,7 @@ def render(report: Report, dpi: int = 110) -> str:
     return template.render(report=report, images=images, not_computed=NOT_COMPUTED, lab_version=__version__)
 
 
-def write_html(report: Report, path: str | Path, dpi: int = 110) -> Path:
+def write_html(report: Report, path: str | Path, dpi: int = DPI) -> Path:
     """Write the report to ``path`` (UTF-8) and return the path."""
     path = Path(path)
     path.write_text(render(report, dpi), encoding="utf-8")

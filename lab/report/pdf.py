@@ -13,6 +13,7 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 from PIL import Image
 
+from lab.report.figures.common import DPI
 from lab.report.content import NOT_COMPUTED, Report, TableBlock
 
 # DejaVu ships with matplotlib, which lab depends on: Unicode text (Δ, σ, ‖, √, ≤) without a download.
@@ -93,7 +94,7 @@ def _breakable(text: str) -> str:
     return text.replace("/", "/\u200b") if len(text) > 30 else text
 
 
-def write_pdf(report: Report, path: str | Path, dpi: int = 150) -> Path:
+def write_pdf(report: Report, path: str | Path, dpi: int = DPI) -> Path:
     """Write the report as a PDF at ``path`` and return the path."""
     from lab import __version__
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import matplotlib
 
@@ -29,6 +29,9 @@ PALETTE = plt.get_cmap("tab10").colors
 THEORY = {"page": "#444444", "max": "#999999", "control": "#bbbbbb", "lora_control": "#c7a27c", "rank": "#d62728"}
 
 
+DPI = 120  # one resolution for HTML and PDF, so each chart is rendered once per report
+
+
 @dataclass
 class Chart:
     """A figure with its title and the one-line caption that says what to look for."""
@@ -36,14 +39,17 @@ class Chart:
     figure: Figure
     title: str
     caption: str
+    _png: dict[int, bytes] = field(default_factory=dict, repr=False)
 
-    def png(self, dpi: int = 110) -> bytes:
-        """The figure as PNG bytes."""
-        buf = io.BytesIO()
-        self.figure.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-        return buf.getvalue()
+    def png(self, dpi: int = DPI) -> bytes:
+        """The figure as PNG bytes (rendered once per resolution; constrained layout already fits the legend)."""
+        if dpi not in self._png:
+            buf = io.BytesIO()
+            self.figure.savefig(buf, format="png", dpi=dpi)
+            self._png[dpi] = buf.getvalue()
+        return self._png[dpi]
 
-    def png_base64(self, dpi: int = 110) -> str:
+    def png_base64(self, dpi: int = DPI) -> str:
         """The figure as a base64 PNG, ready for an ``<img src="data:image/png;base64,...">``."""
         return base64.b64encode(self.png(dpi)).decode("ascii")
 

@@ -1,0 +1,97 @@
+"""Real results folders for the report and dashboard tests, made by ``lab.analyze`` on real tiny
+checkpoints, with the reference updates (PEFT's ``get_delta_weight``, torch differences) kept
+for independent comparisons.
+
+* ``results``: two runs. ``lora-r4`` is a training output (checkpoint-10/, checkpoint-20/) of PEFT
+  LoRA adapters (r = 4) on q/v/down of a tiny LLaMA, with random controls; the other is a full
+  fine-tune whose run and checkpoint names carry HTML markup, to test escaping.
+* ``partial``: one run with only the deltas table (every other family "not computed").
+* ``empty``: a folder without runs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from peft import LoraConfig, get_peft_model
+from safetensors.torch import load_file
+
+import builders
+import lab
+
+LORA_RUN = "lora-r4"
+MARKUP_RUN = "full <img src=x onerror=alert(1)>"
+MARKUP_CHECKPOINT = "tuned<script>alert(2)"
+PARTIAL_RUN = "deltas-only"
+STEPS = (10, 20)
+RANK = 4
+FULL_MODULES = r"self_attn\.(q|v)_proj"  # fewer modules: fewer charts to draw, a faster test
+
+
+@dataclass
+class Results:
+    results: Path
+    partial: Path
+    empty: Path
+    base: Path
+    lora_deltas: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (checkpoint, module) -> ΔW
+    full_deltas: dict[str, np.ndarray] = field(default_factory=dict)  # module -> ΔW
+    checkpoint_files: dict[str, list[Path]] = field(default_factory=dict)  # checkpoint -> its weight files
+
+
+def build(root: Path) -> Results:
+    """Build the checkpoints and analyse them with lab (a few seconds on 2 cores)."""
+    root = Path(root)
+    base = builders.save(builders.tiny_llama(seed=0), root / "base")
+    out = Results(results=root / "results", partial=root / "partial", empty=root / "empty", base=base)
+    out.empty.mkdir()
+
+    training = root / "training"
+    for step in STEPS:
+        model = get_peft_model(builders.tiny_llama(seed=0),
+                               LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=["q_proj", "v_proj", "down_proj"]))
+        builders.randomize_lora(model, seed=step)
+        folder = training / f"checkpoint-{step}"
+        model.save_pretrained(folder)
+        out.checkpoint_files[folder.name] = sorted(folder.glob("*.safetensors"))
+        for name, module in model.named_modules():
+            if hasattr(module, "get_delta_weight") and "default" in getattr(module, "lora_A", {}):
+                out.lora_deltas[(folder.name, name.removeprefix("base_model.model."))] = peft_delta(module)
+
+    tuned = builders.save(builders.perturb(builders.tiny_llama(seed=0), seed=5), root / MARKUP_CHECKPOINT)
+    out.checkpoint_files[MARKUP_CHECKPOINT] = [tuned / "model.safetensors"]
+    wb, wf = load_file(base / "model.safetensors"), load_file(tuned / "model.safetensors")
+    out.full_deltas = {k.removesuffix(".weight"): (wf[k].double() - wb[k].double()).numpy()
+                       for k, v in wb.items() if v.ndim == 2 and re.search(FULL_MODULES, k)}
+
+    lab.analyze(training, base=base, out=out.results, run=LORA_RUN, controls=True, progress=False)
+    lab.analyze(tuned, base=base, out=out.results, run=MARKUP_RUN, modules=FULL_MODULES, progress=False)
+    lab.analyze(training / "checkpoint-20", base=base, out=out.partial, run=PARTIAL_RUN, probes=["deltas"], progress=False)
+    return out
+
+
+def peft_delta(module) -> np.ndarray:
+    """ΔW of a PEFT LoRA layer in float64: PEFT's own factors and scaling, multiplied in float64 (PEFT's
+    get_delta_weight multiplies in float32, whose round-off would blur comparisons at 1e-9)."""
+    with torch.no_grad():
+        b = module.lora_B["default"].weight.double()
+        a = module.lora_A["default"].weight.double()
+        delta = (b @ a * module.scaling["default"]).numpy()
+        reference = module.get_delta_weight("default").double().numpy()
+    assert np.allclose(delta, reference, rtol=1e-5, atol=1e-7), "PEFT's scaling is not what this helper assumes"
+    return delta
+
+
+def entropy_of_squared_singular_values(matrix: np.ndarray) -> float:
+    """−Σ p ln p with p = σ²/Σσ²: the entanglement entropy at the row|column cut, from numpy's SVD."""
+    s = np.linalg.svd(matrix, compute_uv=False)
+    p = s**2 / np.sum(s**2)
+    p = p[p > 1e-300]
+    return float(-(p * np.log(p)).sum())
+
+
+

@@ -1,0 +1,62 @@
+"""The PDF report: searchable text with the run names and metric names, one outlined section per
+probe family starting on its own page, and the same "not computed" notices as the HTML."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from pypdf import PdfReader
+
+import lab_results
+from lab.report.content import NOT_COMPUTED
+from lab.report.theory import FAMILIES
+
+
+@pytest.fixture(scope="module")
+def reader(written_report):
+    return PdfReader(written_report[1])
+
+
+def _page_texts(reader):
+    return [" ".join((page.extract_text() or "").split()) for page in reader.pages]
+
+
+def test_pdf_text_is_searchable_with_run_and_metric_names(reader):
+    text = " ".join(_page_texts(reader))
+    for name in (lab_results.LORA_RUN, lab_results.MARKUP_RUN, lab_results.MARKUP_CHECKPOINT):
+        assert name in text
+    for metric in ("entropy", "page_entropy", "max_entropy", "effective_rank", "stable_rank", "energy_rank_90",
+                   "fro_norm", "rank_bound"):
+        assert metric in text, metric
+
+
+def test_every_family_is_an_outlined_section_starting_its_own_page(reader):
+    outline = {item.title: reader.get_destination_page_number(item)
+               for item in reader.outline if not isinstance(item, list)}
+    titles = ["Provenance"] + [f.title for f in FAMILIES]
+    assert list(outline) == titles
+    pages = [outline[t] for t in titles]
+    assert pages == sorted(pages) and len(set(pages[1:])) == len(FAMILIES)
+    texts = _page_texts(reader)
+    for family in FAMILIES:
+        assert texts[outline[family.title]].startswith(family.title), family.title
+    # provenance, then each family; the two computed families with figures take more than a page
+    assert len(reader.pages) >= 1 + len(FAMILIES) + 2
+
+
+def test_absent_tables_say_not_computed_on_their_page(reader, lab_results_folder):
+    outline = {item.title: reader.get_destination_page_number(item)
+               for item in reader.outline if not isinstance(item, list)}
+    texts = _page_texts(reader)
+    runs = [p for p in lab_results_folder.results.iterdir() if p.is_dir()]
+    for family in FAMILIES:
+        on_disk = any(os.path.exists(run / f"{family.tables[0]}.parquet") for run in runs)
+        assert (NOT_COMPUTED in texts[outline[family.title]]) == (not on_disk), family.key
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext (Debian poppler-utils) is not installed")
+def test_poppler_extracts_the_same_words(written_report):
+    """A second, independent text extractor (poppler) finds the run names too."""
+    out = subprocess.run(["pdftotext", "-layout", str(written_report[1]), "-"], capture_output=True, text=True, check=True)
+    assert lab_results.LORA_RUN in out.stdout and "onerror=alert(1)" in out.stdout
