@@ -1,0 +1,257 @@
+"""Internal artificial entanglement: the MPS entropy profile of a weight matrix or update.
+
+M (rows×cols) is read as the state ψ = vec(M)/‖M‖_F (row-major) on the chain of sites given by
+the prime factors of rows then of cols (:mod:`lab.probes.tensorize`). At each cut k = 1 … N−1,
+with Schmidt coefficients p_i (:mod:`lab.probes.schmidt`):
+
+* von Neumann entropy S_k = −Σ p_i ln p_i (nats), Rényi-2 entropy −ln Σ p_i²,
+* the maximum ln min(D_left, D_right), and Page's mean for a random state (:mod:`lab.probes.page`).
+
+The row|column cut (k = row_sites) carries the entropy of ΔW's normalised squared singular
+values, at most ln rank(ΔW): a rank-r update has an "entanglement valley" there while the outer
+cuts can follow a volume law near Page's curve.
+
+Example::
+
+    >>> import numpy as np
+    >>> p = entanglement_profile(np.random.default_rng(0).standard_normal((12, 18)))
+    >>> p.sites.dims, len(p.entropy)
+    ((2, 2, 3, 2, 3, 3), 5)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lab.deltas import Delta
+from lab.errors import NonFiniteError
+from lab.probes import inputs
+from lab.probes.factored import Factors, as_matrix_or_factors
+from lab.probes.page import page_entropy
+from lab.probes.registry import Probe, ProbeContext, Rows, register
+from lab.probes.schmidt import schmidt_spectra
+from lab.probes.tensorize import Sites, sites as chain_sites
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Per-cut entropies of one matrix; arrays are indexed by cut − 1 (cuts are 1 … N−1)."""
+
+    rows: int
+    cols: int
+    sites: Sites
+    d_left: np.ndarray
+    d_right: np.ndarray
+    entropy: np.ndarray  # von Neumann, nats
+    renyi2: np.ndarray  # −ln Σ p², nats
+    max_entropy: np.ndarray  # ln min(D_left, D_right)
+    page_entropy: np.ndarray  # Page's mean for a random state of (D_left, D_right)
+
+    @property
+    def cuts(self) -> np.ndarray:
+        return self.sites.cuts
+
+
+def entropies(p: np.ndarray) -> tuple[float, float]:
+    """(von Neumann −Σ p ln p, Rényi-2 −ln Σ p²) in nats of probabilities p (NaN stays NaN)."""
+    p = np.asarray(p, dtype=np.float64)
+    if p.size and np.isnan(p).any():
+        return float("nan"), float("nan")
+    nz = p[p > 0.0]
+    return float(-(nz * np.log(nz)).sum()), float(-np.log((p * p).sum()))
+
+
+def entanglement_profile(x, sites: Sites | None = None) -> Profile:
+    """The entropy profile of vec(x)/‖x‖_F over every cut of its site chain.
+
+    ``x``: a 2-D array, a :class:`~lab.deltas.Delta`, :class:`~lab.probes.factored.Factors` or a
+    ``(B, A[, scale])`` tuple; factors are never multiplied out. ``sites`` defaults to
+    :func:`lab.probes.tensorize.sites` of the shape. A zero matrix gives NaN entropies.
+    Raises :class:`~lab.errors.NonFiniteError` for NaN or inf entries.
+    """
+    x = as_matrix_or_factors(x)
+    rows, cols = x.shape
+    finite = x.is_finite() if isinstance(x, Factors) else bool(np.isfinite(x).all())
+    if not finite:
+        raise NonFiniteError(f"matrix {rows}x{cols} holds NaN or inf; its entanglement profile is undefined")
+    st = sites if sites is not None else chain_sites(rows, cols)
+    if int(np.prod(st.dims, dtype=np.int64)) != rows * cols:
+        raise ValueError(f"sites {st.dims} do not multiply to {rows}x{cols}")
+    pairs = [entropies(p) for p in schmidt_spectra(x, st)]
+    dl, dr = st.d_left, st.d_right
+    return Profile(
+        rows=rows,
+        cols=cols,
+        sites=st,
+        d_left=dl,
+        d_right=dr,
+        entropy=np.array([s for s, _ in pairs], dtype=np.float64),
+        renyi2=np.array([r for _, r in pairs], dtype=np.float64),
+        max_entropy=np.log(np.minimum(dl, dr).astype(np.float64)),
+        page_entropy=np.asarray(page_entropy(dl, dr), dtype=np.float64).reshape(-1),
+    )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One module's profile in a few numbers (NaN / None where undefined).
+
+    ``valley_*`` are read at the row|column cut (None for 1×n and m×1 matrices).
+    ``valley_depth`` = Page − S at that cut. ``page_ratio_mean`` = mean over cuts of S_k / S_page,k.
+    ``volume_slope``/``volume_intercept``: least-squares fit S_k = a + b·ln min(D_left, D_right)
+    over the cuts *away from the valley*, i.e. every cut except the valley cut itself at which
+    the rank bound r cannot cap the Schmidt rank below min(D_left, D_right): inside the row sites
+    the rank at cut k is at most r·rows/D_left, inside the column sites r·cols/D_right, so a cut is
+    away when that number is ≥ min(D_left, D_right). For a dense update (r = min(rows, cols))
+    that is every cut but the valley. ``page_slope`` is the same fit to Page's values on those
+    cuts (≈ 1 for a volume law; a Gaussian matrix matches it).
+    """
+
+    rank_bound: int
+    valley_cut: int | None
+    valley_entropy: float | None
+    valley_max_entropy: float | None
+    valley_page_entropy: float | None
+    valley_depth: float | None
+    page_ratio_mean: float
+    volume_slope: float
+    volume_intercept: float
+    volume_cuts: int
+    page_slope: float
+
+
+def away_from_valley(profile: Profile, rank_bound: int) -> np.ndarray:
+    """Boolean mask over cuts: where rank ``rank_bound`` cannot cap the Schmidt rank (see Summary)."""
+    st, r = profile.sites, int(rank_bound)
+    k = st.cuts
+    smaller = np.minimum(profile.d_left, profile.d_right)
+    in_rows = k < st.row_sites
+    in_cols = k > st.row_sites
+    # integer arithmetic: D_left divides rows inside the row sites, D_right divides cols in the columns
+    cap_rows = r * (profile.rows // np.where(in_rows, profile.d_left, 1))
+    cap_cols = r * (profile.cols // np.where(in_cols, profile.d_right, 1))
+    return (in_rows & (cap_rows >= smaller)) | (in_cols & (cap_cols >= smaller))
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(slope, intercept) of least squares y = a + b·x; NaN without two distinct x."""
+    ok = np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 2 or np.ptp(x) == 0.0:
+        return float("nan"), float("nan")
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(slope), float(intercept)
+
+
+def summarize(profile: Profile, rank_bound: int | None = None) -> Summary:
+    """The valley and volume-law numbers of a profile; ``rank_bound`` defaults to min(rows, cols)."""
+    r = int(rank_bound) if rank_bound is not None else min(profile.rows, profile.cols)
+    v = profile.sites.valley_cut
+    at = (lambda a: float(a[v - 1])) if v is not None else (lambda a: None)
+    away = away_from_valley(profile, r)
+    slope, intercept = _fit(profile.max_entropy[away], profile.entropy[away])
+    page_slope, _ = _fit(profile.max_entropy[away], profile.page_entropy[away])
+    ratio = profile.entropy / np.where(profile.page_entropy > 0, profile.page_entropy, np.nan)
+    valley_depth = None if v is None else at(profile.page_entropy) - at(profile.entropy)
+    return Summary(
+        rank_bound=r,
+        valley_cut=v,
+        valley_entropy=at(profile.entropy),
+        valley_max_entropy=at(profile.max_entropy),
+        valley_page_entropy=at(profile.page_entropy),
+        valley_depth=valley_depth,
+        page_ratio_mean=float(np.mean(ratio)) if ratio.size else float("nan"),
+        volume_slope=slope,
+        volume_intercept=intercept,
+        volume_cuts=int(away.sum()),
+        page_slope=page_slope,
+    )
+
+
+# ---- rows ---------------------------------------------------------------------------------------
+
+def profile_rows(profile: Profile, source: str) -> list[dict]:
+    """One ``entanglement`` row per cut."""
+    st = profile.sites
+    return [
+        {
+            "source": source,
+            "n_sites": st.n_sites,
+            "row_sites": st.row_sites,
+            "cut": int(k),
+            "d_left": int(profile.d_left[i]),
+            "d_right": int(profile.d_right[i]),
+            "entropy": float(profile.entropy[i]),
+            "renyi2": float(profile.renyi2[i]),
+            "max_entropy": float(profile.max_entropy[i]),
+            "page_entropy": float(profile.page_entropy[i]),
+        }
+        for i, k in enumerate(st.cuts)
+    ]
+
+
+def summary_row(profile: Profile, summary: Summary, source: str) -> dict:
+    """The ``entanglement_summary`` row of one matrix."""
+    st = profile.sites
+    return {
+        "source": source,
+        "rows": profile.rows,
+        "cols": profile.cols,
+        "rank_bound": summary.rank_bound,
+        "sites": st.label(),
+        "n_sites": st.n_sites,
+        "row_sites": st.row_sites,
+        "valley_cut": summary.valley_cut,
+        "valley_entropy": summary.valley_entropy,
+        "valley_max_entropy": summary.valley_max_entropy,
+        "valley_page_entropy": summary.valley_page_entropy,
+        "valley_depth": summary.valley_depth,
+        "page_ratio_mean": summary.page_ratio_mean,
+        "volume_slope": summary.volume_slope,
+        "volume_intercept": summary.volume_intercept,
+        "volume_cuts": summary.volume_cuts,
+        "page_slope": summary.page_slope,
+    }
+
+
+def _nonfinite_profile(rows: int, cols: int) -> Profile:
+    """A profile whose entropies are NaN (input with NaN/inf, allowed by --allow-nonfinite)."""
+    st = chain_sites(rows, cols)
+    dl, dr = st.d_left, st.d_right
+    nan = np.full(dl.shape, np.nan)
+    return Profile(rows, cols, st, dl, dr, nan, nan.copy(), np.log(np.minimum(dl, dr).astype(np.float64)),
+                   np.asarray(page_entropy(dl, dr), dtype=np.float64).reshape(-1))
+
+
+def analyse(x, source: str, rank_bound: int) -> Rows:
+    """Both tables' rows for one matrix (dense or factored) under the given source label."""
+    try:
+        profile = entanglement_profile(x)
+    except NonFiniteError:
+        x = as_matrix_or_factors(x)
+        profile = _nonfinite_profile(*x.shape)
+    return {
+        "entanglement": profile_rows(profile, source),
+        "entanglement_summary": [summary_row(profile, summarize(profile, rank_bound), source)],
+    }
+
+
+def _run(delta: Delta, ctx: ProbeContext) -> Rows:
+    return inputs.merge(analyse(i.x, i.source, i.rank_bound) for i in inputs.targets(delta, ctx))
+
+
+def _controls(shapes, ctx: ProbeContext) -> Rows:
+    return inputs.merge(
+        inputs.label(analyse(c.x, c.source, c.rank_bound), c) for c in inputs.controls(shapes, ctx.seed)
+    )
+
+
+register(Probe(
+    name="entanglement",
+    tables=("entanglement", "entanglement_summary"),
+    run=_run,
+    controls=_controls,
+    description="MPS entropy profile of ΔW (and W) over the prime-factor site chain, with Page's baseline",
+))

@@ -1,0 +1,105 @@
+"""Linear algebra of a factored update M = s·B·A (B rows×r, A r×cols) without forming M.
+
+Everything here costs O(r²·(rows + cols)) time and O(r·(rows + cols)) memory, against
+O(rows·cols) (and more) for the multiplied-out matrix:
+
+* singular values: B = Q_B R_B, Aᵀ = Q_A R_A (thin QR), so M = Q_B (s R_B R_Aᵀ) Q_Aᵀ and the
+  singular values of M are those of the small core s·R_B·R_Aᵀ; its singular vectors, mapped
+  through Q_B and Q_A, are M's singular vectors;
+* "row roots": M·Mᵀ = s² B (A Aᵀ) Bᵀ = R Rᵀ with R = s·B·L for any L with L Lᵀ = A Aᵀ. At a
+  cut inside the row sites the left block's reduced matrix is a partial trace of M·Mᵀ alone,
+  so M reshaped at that cut has the singular values of R (rows×r) reshaped at the same cut;
+  the mirror, C = s·Kᵀ·A with K Kᵀ = Bᵀ B (Cᵀ C = Mᵀ M), serves cuts inside the column sites.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lab.deltas import Delta
+
+
+@dataclass(frozen=True)
+class Factors:
+    """A matrix held as scale·B·A (B rows×r, A r×cols), never multiplied out here."""
+
+    B: np.ndarray
+    A: np.ndarray
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        B = np.asarray(self.B, dtype=np.float64)
+        A = np.asarray(self.A, dtype=np.float64)
+        if B.ndim != 2 or A.ndim != 2 or B.shape[1] != A.shape[0]:
+            raise ValueError(f"factors B{B.shape} and A{A.shape} do not multiply")
+        object.__setattr__(self, "B", B)
+        object.__setattr__(self, "A", A)
+        object.__setattr__(self, "scale", float(self.scale))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.B.shape[0], self.A.shape[1])
+
+    @property
+    def rank_bound(self) -> int:
+        return int(self.B.shape[1])
+
+    def is_finite(self) -> bool:
+        return bool(np.isfinite(self.scale) and np.isfinite(self.B).all() and np.isfinite(self.A).all())
+
+    def to_dense(self) -> np.ndarray:
+        """scale·B·A as a float64 array (for tests and small matrices only)."""
+        return self.scale * (self.B @ self.A)
+
+
+def as_matrix_or_factors(x) -> np.ndarray | Factors:
+    """A float64 2-D array, or ``Factors``, from an array, a Delta, a (B, A[, scale]) tuple or Factors."""
+    if isinstance(x, Factors):
+        return x
+    if isinstance(x, Delta):
+        return Factors(x.B, x.A, x.scale) if x.is_factored else as_matrix_or_factors(x.dense)
+    if isinstance(x, tuple):
+        return Factors(*x)
+    m = np.asarray(x)
+    if m.ndim != 2:
+        raise ValueError(f"expected a 2-D matrix, got shape {m.shape}")
+    return m
+
+
+def core(f: Factors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Q_B, C, Q_A) with scale·B·A = Q_B · C · Q_Aᵀ, Q's with orthonormal columns, C small."""
+    q_b, r_b = np.linalg.qr(f.B)  # thin: rows×min(rows, r), min(rows, r)×r
+    q_a, r_a = np.linalg.qr(f.A.T)
+    return q_b, f.scale * (r_b @ r_a.T), q_a
+
+
+def singular_values(f: Factors) -> np.ndarray:
+    """The singular values of scale·B·A in descending order (at most min(r, rows, cols) of them)."""
+    _, c, _ = core(f)
+    return np.linalg.svd(c, compute_uv=False)
+
+
+def top_singular_vectors(f: Factors, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(U_k, σ_k, V_k): the k leading singular triplets of scale·B·A (U rows×k, V cols×k)."""
+    q_b, c, q_a = core(f)
+    u, s, vt = np.linalg.svd(c)
+    return q_b @ u[:, :k], s[:k], q_a @ vt[:k].T
+
+
+def _psd_root(gram: np.ndarray) -> np.ndarray:
+    """L with L·Lᵀ = gram (r×r', r' = positive eigenvalues only): gram may be singular."""
+    w, v = np.linalg.eigh(gram)
+    keep = w > 0.0  # clipped: the negatives are rounding of zeros and contribute nothing
+    return v[:, keep] * np.sqrt(w[keep])
+
+
+def row_root(f: Factors) -> np.ndarray:
+    """R (rows×r') with R·Rᵀ = M·Mᵀ for M = scale·B·A: R = scale·B·L, L·Lᵀ = A·Aᵀ."""
+    return f.scale * (f.B @ _psd_root(f.A @ f.A.T))
+
+
+def col_root(f: Factors) -> np.ndarray:
+    """C (r'×cols) with Cᵀ·C = Mᵀ·M for M = scale·B·A: C = scale·Kᵀ·A, K·Kᵀ = Bᵀ·B."""
+    return f.scale * (_psd_root(f.B.T @ f.B).T @ f.A)

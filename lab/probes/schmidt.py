@@ -1,0 +1,119 @@
+"""Schmidt spectra at every cut of a matrix seen as a chain state, dense or factored, exactly.
+
+For ψ = vec(M)/‖M‖_F (row-major) and a cut after k sites, ψ reshaped to (D_left, D_right) has
+singular values √p_i; the p_i (Schmidt coefficients, Σ p_i = 1) are what every entropy needs.
+No singular vectors are needed, so the p_i are the eigenvalues of a Gram matrix of the smaller
+side, computed with float64 accumulation and a symmetric eigensolver.
+
+Dense, all cuts for the price of about one: the reshape at cut k of a row-major vector is a plain
+view, and the left Gram at cut k is a partial trace of the left Gram at cut k+1,
+
+    G_k(i, i') = Σ_j G_{k+1}((i, j), (i', j)),
+
+(the right Grams likewise shrink from left to right). So one matrix product on each side of the
+centre (the largest left Gram and the largest right Gram) gives every Gram; the partial traces are
+tiny, and the work is dominated by the eigensolve at the central cut. Each Gram's trace is ‖M‖²_F,
+which normalises the p_i.
+
+Factored, s·B·A: see :mod:`lab.probes.factored`; cuts inside the row sites reshape the row root
+s·B·L (rows×r), cuts inside the column sites reshape the column root s·Kᵀ·A (r×cols), and the
+row|column cut uses the r×r core. Nothing of size rows×cols is ever formed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from lab.probes import factored
+from lab.probes.factored import Factors
+from lab.probes.tensorize import Sites
+
+
+def _psd_eigvals(gram: np.ndarray) -> np.ndarray:
+    """Eigenvalues of a symmetric PSD matrix, negatives from rounding clipped to 0 (destroys gram)."""
+    if gram.shape[0] == 0:
+        return np.zeros(0)
+    # LAPACK ?syevr without vectors; gram is symmetric, so its F-ordered view gram.T is gram and
+    # LAPACK works in place instead of on a copy
+    w = scipy.linalg.eigh(gram.T, eigvals_only=True, overwrite_a=True, check_finite=False, driver="evr")
+    return np.clip(w, 0.0, None)
+
+
+def _gram_smaller_side(x: np.ndarray) -> np.ndarray:
+    """x·xᵀ or xᵀ·x, whichever is smaller (numpy hands x @ x.T to BLAS ?syrk)."""
+    return x @ x.T if x.shape[0] <= x.shape[1] else x.T @ x
+
+
+def _normalised(w: np.ndarray, trace: float) -> np.ndarray:
+    if not trace > 0.0:
+        return np.full(w.shape, np.nan)
+    return w / trace
+
+
+def _dense(m: np.ndarray, st: Sites) -> list[np.ndarray]:
+    # a view when m is already C-contiguous float64; otherwise one float64 copy (the only one)
+    psi = np.ascontiguousarray(m, dtype=np.float64).reshape(-1)
+    dl, dr, dims = st.d_left, st.d_right, st.dims
+    n_cuts = len(dl)
+    out: list[np.ndarray] = [np.zeros(0)] * n_cuts
+    left = [i for i in range(n_cuts) if dl[i] <= dr[i]]  # cuts 1..c: left Gram is the smaller
+    right = [i for i in range(n_cuts) if dl[i] > dr[i]]  # cuts c+1..N-1: right Gram
+    if left:
+        x = psi.reshape(int(dl[left[-1]]), -1)
+        g = x @ x.T
+        for i in reversed(left):
+            # the next Gram (cut i, one site fewer on the left) before the eigensolver destroys g
+            a, d = (int(dl[i - 1]), dims[i]) if i > 0 else (0, 0)
+            smaller = np.ascontiguousarray(g.reshape(a, d, a, d).trace(axis1=1, axis2=3)) if i > 0 else None
+            trace = float(np.trace(g))
+            out[i] = _normalised(_psd_eigvals(g), trace)
+            g = smaller
+    if right:
+        y = psi.reshape(-1, int(dr[right[0]]))
+        h = y.T @ y
+        for i in right:
+            nxt = i + 1
+            if nxt < n_cuts:
+                d, b = dims[nxt], int(dr[nxt])
+                smaller = np.ascontiguousarray(h.reshape(d, b, d, b).trace(axis1=0, axis2=2))
+            else:
+                smaller = None
+            trace = float(np.trace(h))
+            out[i] = _normalised(_psd_eigvals(h), trace)
+            h = smaller
+    return out
+
+
+def _factored(f: Factors, st: Sites) -> list[np.ndarray]:
+    rows, cols = f.shape
+    dl = st.d_left
+    if not (f.scale != 0.0 and f.B.any() and f.A.any()):  # a zero update (PEFT's B = 0 at init)
+        return [np.full(1, np.nan) for _ in st.cuts]
+    out: list[np.ndarray] = []
+    r_root = c_root = None
+    for i, k in enumerate(st.cuts):
+        if k < st.row_sites:
+            r_root = factored.row_root(f) if r_root is None else r_root
+            g = _gram_smaller_side(r_root.reshape(int(dl[i]), -1))
+            trace = float(np.trace(g))
+            out.append(_normalised(_psd_eigvals(g), trace))
+        elif k == st.row_sites:
+            s2 = factored.singular_values(f) ** 2
+            out.append(_normalised(s2, float(s2.sum())))
+        else:
+            c_root = factored.col_root(f) if c_root is None else c_root
+            g = _gram_smaller_side(c_root.reshape(c_root.shape[0] * (int(dl[i]) // rows), -1))
+            trace = float(np.trace(g))
+            out.append(_normalised(_psd_eigvals(g), trace))
+    return out
+
+
+def schmidt_spectra(x: np.ndarray | Factors, st: Sites) -> list[np.ndarray]:
+    """The Schmidt coefficients p_i (Σ p_i = 1, unsorted) at cuts 1 … N−1 of vec(x)/‖x‖_F.
+
+    ``x`` is a dense 2-D array or :class:`~lab.probes.factored.Factors`; a zero matrix gives NaN.
+    """
+    if isinstance(x, Factors):
+        return _factored(x, st)
+    return _dense(x, st)

@@ -1,0 +1,258 @@
+"""Rank spectra: all singular values of ΔW (or W) and the ranks they imply.
+
+With σ₁ ≥ σ₂ ≥ … the singular values of M (rows×cols):
+
+* ‖M‖_F = √Σσ², ‖M‖₂ = σ₁, stable rank ‖M‖²_F/‖M‖²₂ (Rudelson & Vershynin 2007);
+* effective rank exp(H(σ/Σσ)) (Roy & Vetterli 2007, "The effective rank: a measure of effective
+  dimensionality"), entropy rank exp(H(σ²/Σσ²)) = exp of the row|column entanglement entropy;
+* energy rank q: the fewest leading σ holding a fraction q of Σσ² (a post-hoc "squeeze" target);
+* numerical rank: #σ > σ₁·max(rows, cols)·ε_float64, numpy.linalg.matrix_rank's tolerance
+  (for factors the σ of the r×r core, which are M's nonzero singular values);
+* utilisation: effective rank / rank bound (r for adapters, min(rows, cols) otherwise).
+
+With a base W (``delta.base``) also the overlap of ΔW's top-k singular subspaces with W's
+(:func:`lab.probes.subspaces.subspace_overlap`, k = min(top_k, numerical rank of ΔW)) and the
+intruder directions of W + ΔW (:func:`lab.probes.subspaces.intruders`).
+
+Example::
+
+    >>> import numpy as np
+    >>> s = spectrum(np.diag([3.0, 4.0, 0.0]))
+    >>> s.spectral_norm, s.fro_norm, s.numerical_rank
+    (4.0, 5.0, 2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from lab.deltas import Delta
+from lab.errors import NonFiniteError
+from lab.probes import factored, inputs, subspaces
+from lab.probes.factored import Factors, as_matrix_or_factors
+from lab.probes.registry import Probe, ProbeContext, Rows, register
+
+
+@dataclass(frozen=True)
+class SpectraOptions:
+    """Options of the spectra probe (``ctx.options['spectra']``)."""
+
+    top_k: int = 16  # dimension of the singular subspaces compared between ΔW and W
+    intruder_top: int = 10  # leading singular vectors of W + ΔW examined (the paper's k = 10)
+    intruder_threshold: float = 0.5  # ε: intruder when max |cos| with W's vectors is below it
+    intruder_reference: int | None = None  # W's leading vectors compared with (None: all, as in the paper)
+
+
+def _entropy(p: np.ndarray) -> float:
+    nz = p[p > 0.0]
+    return float(-(nz * np.log(nz)).sum())
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """The singular values of one matrix (descending) and the numbers read from them."""
+
+    rows: int
+    cols: int
+    rank_bound: int
+    sigma: np.ndarray
+
+    @property
+    def fro_norm(self) -> float:
+        return float(np.sqrt((self.sigma ** 2).sum()))
+
+    @property
+    def spectral_norm(self) -> float:
+        return float(self.sigma[0]) if self.sigma.size else 0.0
+
+    @property
+    def energy(self) -> np.ndarray:
+        """σ²/Σσ² (NaN for a zero matrix)."""
+        total = float((self.sigma ** 2).sum())
+        return self.sigma ** 2 / total if total > 0 else np.full(self.sigma.shape, np.nan)
+
+    @property
+    def stable_rank(self) -> float:
+        return self.fro_norm ** 2 / self.spectral_norm ** 2 if self.spectral_norm > 0 else float("nan")
+
+    @property
+    def effective_rank(self) -> float:
+        total = float(self.sigma.sum())
+        return float(np.exp(_entropy(self.sigma / total))) if total > 0 else float("nan")
+
+    @property
+    def entropy_rank(self) -> float:
+        total = float((self.sigma ** 2).sum())
+        return float(np.exp(_entropy(self.sigma ** 2 / total))) if total > 0 else float("nan")
+
+    def energy_rank(self, q: float) -> int:
+        """The fewest leading σ whose Σσ² reaches the fraction q of the total (0 for a zero matrix)."""
+        sq = self.sigma ** 2
+        total = float(sq.sum())
+        if total <= 0:
+            return 0
+        return int(min(np.searchsorted(np.cumsum(sq), q * total, side="left") + 1, sq.size))
+
+    @property
+    def numerical_rank(self) -> int:
+        if not self.sigma.size:
+            return 0
+        tol = self.sigma[0] * max(self.rows, self.cols) * np.finfo(np.float64).eps
+        return int((self.sigma > tol).sum())
+
+    @property
+    def utilization(self) -> float:
+        return self.effective_rank / self.rank_bound if self.rank_bound > 0 else float("nan")
+
+
+def singular_values(x: np.ndarray | Factors) -> np.ndarray:
+    """All singular values, descending: LAPACK ?gesdd without vectors (dense, float64) or the r×r core (factors)."""
+    if isinstance(x, Factors):
+        return factored.singular_values(x)
+    return scipy.linalg.svdvals(np.asarray(x, dtype=np.float64), check_finite=False)
+
+
+def spectrum(x, rank_bound: int | None = None) -> Spectrum:
+    """The spectrum of a 2-D array, Delta, Factors or (B, A[, scale]) (factors never multiplied out).
+
+    ``rank_bound`` defaults to r for factors and min(rows, cols) otherwise. Raises
+    :class:`~lab.errors.NonFiniteError` for NaN or inf entries.
+    """
+    x = as_matrix_or_factors(x)
+    rows, cols = x.shape
+    finite = x.is_finite() if isinstance(x, Factors) else bool(np.isfinite(x).all())
+    if not finite:
+        raise NonFiniteError(f"matrix {rows}x{cols} holds NaN or inf; its singular values are undefined")
+    if rank_bound is None:
+        rank_bound = x.rank_bound if isinstance(x, Factors) else min(rows, cols)
+    return Spectrum(rows, cols, int(rank_bound), singular_values(x))
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """How ΔW's leading singular subspaces sit in W's, and intruders of W + ΔW."""
+
+    k: int
+    overlap_left: float
+    overlap_right: float
+    intruder_top: int
+    intruder_threshold: float
+    intruder_count: int
+    intruder_min_cos: float
+
+
+def alignment(delta_x, base: np.ndarray, options: SpectraOptions = SpectraOptions(),
+              numerical_rank: int | None = None) -> Alignment:
+    """Subspace overlaps of ΔW with W (top k = min(top_k, numerical rank of ΔW)) and intruders of W + ΔW."""
+    delta_x = as_matrix_or_factors(delta_x)
+    base = np.asarray(base, dtype=np.float64)
+    if numerical_rank is None:
+        numerical_rank = spectrum(delta_x).numerical_rank
+    k = min(options.top_k, numerical_rank)
+    u_d, _, v_d = subspaces.top_singular_vectors(delta_x, k)
+    u_w, _, v_w = subspaces.top_singular_vectors(base, k)
+    tuned = base + (delta_x.to_dense() if isinstance(delta_x, Factors) else delta_x)
+    count, min_cos = subspaces.intruders(base, tuned, options.intruder_top, options.intruder_threshold,
+                                         options.intruder_reference)
+    return Alignment(
+        k=k,
+        overlap_left=subspaces.subspace_overlap(u_d, u_w),
+        overlap_right=subspaces.subspace_overlap(v_d, v_w),
+        intruder_top=min(options.intruder_top, min(base.shape)),
+        intruder_threshold=float(options.intruder_threshold),
+        intruder_count=count,
+        intruder_min_cos=min_cos,
+    )
+
+
+# ---- rows ---------------------------------------------------------------------------------------
+
+_ALIGNMENT_COLUMNS = ("overlap_k", "overlap_left", "overlap_right", "overlap_left_random", "overlap_right_random",
+                      "intruder_top", "intruder_threshold", "intruder_count", "intruder_min_cos")
+
+
+def spectrum_row(s: Spectrum, source: str, align: Alignment | None = None) -> dict:
+    """The ``spectra`` row of one matrix (alignment columns empty without a base)."""
+    row = {
+        "source": source,
+        "rows": s.rows,
+        "cols": s.cols,
+        "rank_bound": s.rank_bound,
+        "fro_norm": s.fro_norm,
+        "spectral_norm": s.spectral_norm,
+        "stable_rank": s.stable_rank,
+        "effective_rank": s.effective_rank,
+        "entropy_rank": s.entropy_rank,
+        "energy_rank_90": s.energy_rank(0.90),
+        "energy_rank_99": s.energy_rank(0.99),
+        "numerical_rank": s.numerical_rank,
+        "utilization": s.utilization,
+    }
+    row.update(dict.fromkeys(_ALIGNMENT_COLUMNS))
+    if align is not None:
+        row.update(
+            overlap_k=align.k,
+            overlap_left=align.overlap_left,
+            overlap_right=align.overlap_right,
+            overlap_left_random=align.k / s.rows,
+            overlap_right_random=align.k / s.cols,
+            intruder_top=align.intruder_top,
+            intruder_threshold=align.intruder_threshold,
+            intruder_count=align.intruder_count,
+            intruder_min_cos=align.intruder_min_cos,
+        )
+    return row
+
+
+def singular_value_rows(s: Spectrum, source: str) -> list[dict]:
+    """One ``singular_values`` row per σ (all min(rows, cols) for dense, the r core values for factors)."""
+    energy = s.energy
+    cumulative = np.cumsum(energy)
+    return [
+        {"source": source, "index": i + 1, "sigma": float(sig), "energy_fraction": float(energy[i]),
+         "cumulative_energy": float(cumulative[i])}
+        for i, sig in enumerate(s.sigma)
+    ]
+
+
+def analyse(x, source: str, rank_bound: int, base: np.ndarray | None = None,
+            options: SpectraOptions = SpectraOptions()) -> Rows:
+    """Both tables' rows for one matrix; with ``base`` also its alignment with W."""
+    try:
+        s = spectrum(x, rank_bound)
+    except NonFiniteError:  # NaN/inf weights let through by --allow-nonfinite: say nothing false
+        rows, cols = as_matrix_or_factors(x).shape
+        row = dict.fromkeys(spectrum_row(Spectrum(1, 1, 1, np.ones(1)), source))
+        row.update(source=source, rows=rows, cols=cols, rank_bound=int(rank_bound))
+        return {"spectra": [row], "singular_values": []}
+    align = None
+    if base is not None and np.isfinite(base).all():
+        align = alignment(x, base, options, s.numerical_rank)
+    return {"spectra": [spectrum_row(s, source, align)], "singular_values": singular_value_rows(s, source)}
+
+
+def _run(delta: Delta, ctx: ProbeContext) -> Rows:
+    options = ctx.options_for("spectra", SpectraOptions())
+    parts = []
+    for i in inputs.targets(delta, ctx):
+        base = delta.base if i.source == "delta" else None  # W is compared with itself otherwise
+        parts.append(analyse(i.x, i.source, i.rank_bound, base, options))
+    return inputs.merge(parts)
+
+
+def _controls(shapes, ctx: ProbeContext) -> Rows:
+    return inputs.merge(
+        inputs.label(analyse(c.x, c.source, c.rank_bound), c) for c in inputs.controls(shapes, ctx.seed)
+    )
+
+
+register(Probe(
+    name="spectra",
+    tables=("spectra", "singular_values"),
+    run=_run,
+    controls=_controls,
+    description="singular values of ΔW (and W): norms, stable/effective/energy/numerical ranks, alignment with W",
+))

@@ -1,0 +1,79 @@
+"""Singular subspaces: leading singular vectors, principal-angle overlaps, intruder directions.
+
+* Overlap of two k-dimensional subspaces with orthonormal bases U₁, U₂: the cosines of the
+  principal angles are the singular values of U₁ᵀU₂ (Björck & Golub 1973), so their mean square
+  is ‖U₁ᵀU₂‖²_F / k: 1 for the same subspace, 0 for orthogonal ones, and k/n on average for
+  random subspaces of Rⁿ (the baseline to read it against).
+* Intruder directions (Shuttleworth, Andreas, Torralba & Sharma 2024, "LoRA vs Full
+  Fine-tuning: An Illusion of Equivalence"): a left singular vector y_j among the top ones of the
+  tuned matrix W + ΔW is an intruder when max_i |cos(y_j, x_i)| < ε over the left singular
+  vectors x_i of the pre-trained W (the paper compares with all of them and reports ε-sweeps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from lab.probes import factored
+from lab.probes.factored import Factors
+
+
+def top_singular_vectors(x: np.ndarray | Factors, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(U, σ, V): the k leading singular triplets (all when k is None) with σ descending.
+
+    Dense: eigenvectors of the smaller Gram matrix (LAPACK ?syevr, only the k wanted ones), the
+    other side mapped through x and normalised; directions with σ = 0 are dropped, so fewer than
+    k may come back. Factored: QR of both factors and an r×r SVD (exact, never multiplied out).
+    """
+    if isinstance(x, Factors):
+        u, s, v = factored.top_singular_vectors(x, x.rank_bound if k is None else k)
+        keep = s > 0.0
+        return u[:, keep], s[keep], v[:, keep]
+    x = np.asarray(x, dtype=np.float64)
+    m, n = x.shape
+    small = min(m, n)
+    k = small if k is None else min(int(k), small)
+    if k <= 0:
+        return np.zeros((m, 0)), np.zeros(0), np.zeros((n, 0))
+    wide = m <= n
+    gram = x @ x.T if wide else x.T @ x
+    w, vecs = scipy.linalg.eigh(gram, subset_by_index=[small - k, small - 1], overwrite_a=True,
+                                check_finite=False, driver="evr")
+    w, vecs = w[::-1], vecs[:, ::-1]
+    keep = w > 0.0
+    sigma, near = np.sqrt(w[keep]), vecs[:, keep]
+    far = (x.T @ near) if wide else (x @ near)
+    far /= np.linalg.norm(far, axis=0)  # = σ up to rounding; normalising keeps the basis orthonormal
+    return (near, sigma, far) if wide else (far, sigma, near)
+
+
+def subspace_overlap(u1: np.ndarray, u2: np.ndarray) -> float:
+    """Mean squared cosine of the principal angles between span(u1) and span(u2) (orthonormal columns)."""
+    k = min(u1.shape[1], u2.shape[1])
+    if k == 0:
+        return float("nan")
+    return float(np.linalg.norm(u1.T @ u2) ** 2 / k)
+
+
+def max_cosines(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """For each column y_j: max_i |cos(y_j, x_i)| over the columns x_i."""
+    yn = y / np.linalg.norm(y, axis=0)
+    xn = x / np.linalg.norm(x, axis=0)
+    return np.abs(yn.T @ xn).max(axis=1)
+
+
+def intruders(base: np.ndarray, tuned: np.ndarray, top: int = 10, threshold: float = 0.5,
+              reference: int | None = None) -> tuple[int, float]:
+    """(count, smallest max-cosine) of intruder directions among the ``top`` left singular vectors of ``tuned``.
+
+    ``reference`` limits the comparison to the base's leading left singular vectors (None: all of
+    them, the paper's definition; a number is cheaper for large matrices but counts a direction
+    that merely moved down the base's spectrum as an intruder).
+    """
+    y, _, _ = top_singular_vectors(tuned, top)
+    x, _, _ = top_singular_vectors(base, reference)
+    if y.shape[1] == 0 or x.shape[1] == 0:
+        return 0, float("nan")
+    cos = max_cosines(y, x)
+    return int((cos < threshold).sum()), float(cos.min())
