@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from contextlib import ExitStack
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,12 @@ class Chromium:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         self._id = 0
+        self._stack = ExitStack()
         try:
             port = self._devtools_port(timeout)
             target = self._page_target(port, timeout)
-            self.ws = connect(target, max_size=None, open_timeout=timeout)
+            # entered as a context manager: websockets >= 17 connects there (a bare connect() is deprecated)
+            self.ws = self._stack.enter_context(connect(target, max_size=None, open_timeout=timeout))
             self.call("Page.enable")
             self.call("Runtime.enable")
             self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
@@ -135,9 +138,7 @@ class Chromium:
 
     def close(self) -> None:
         """Stop Chromium and remove its profile."""
-        ws = getattr(self, "ws", None)
-        if ws is not None:
-            ws.close()
+        self._stack.close()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -19,9 +19,12 @@ INDEX_COLUMNS = ["run", "checkpoint", "step", "module", "layer", "role", "kind",
 
 
 def results_dir() -> Path:
-    """The results folder: the app's first argument (``streamlit run app.py -- DIR``), else $LAB_RESULTS_DIR, else ./results."""
+    """The results folder: $LAB_RESULTS_DIR (set by ``lab dashboard``), else the app's first argument
+    (``streamlit run dashboards/app.py -- DIR``), else ./results."""
+    if os.environ.get(RESULTS_ENV):
+        return Path(os.environ[RESULTS_ENV]).resolve()
     args = [a for a in sys.argv[1:] if not a.startswith("-")]
-    return Path(args[0] if args else os.environ.get(RESULTS_ENV, "results")).resolve()
+    return Path(args[0] if args else "results").resolve()
 
 
 def _mtime(run_dir: str, table: str) -> float:
