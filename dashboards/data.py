@@ -27,24 +27,25 @@ def results_dir() -> Path:
     return Path(args[0] if args else "results").resolve()
 
 
-def _mtime(run_dir: str, table: str) -> float:
+def stamp(run_dir: str, table: str) -> float:
+    """The modification time of a run's table file (0 when absent): part of every cache key."""
     path = load.table_path(run_dir, table)
     return path.stat().st_mtime if path.is_file() else 0.0
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _runs(results: str, stamp: float) -> list[str]:
+def _runs(results: str, changed: float) -> list[str]:
     return [str(r.path) for r in load.runs_in(results)]
 
 
 def runs(results: Path) -> list[Run]:
     """The runs in the results folder (re-listed when the folder changes)."""
-    stamp = results.stat().st_mtime if results.is_dir() else 0.0
-    return [Run(Path(p)) for p in _runs(str(results), stamp)]
+    changed = results.stat().st_mtime if results.is_dir() else 0.0
+    return [Run(Path(p)) for p in _runs(str(results), changed)]
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _read(run_dir: str, table: str, columns: tuple | None, filters: tuple, stamp: float) -> pd.DataFrame:
+def _read(run_dir: str, table: str, columns: tuple | None, filters: tuple, changed: float) -> pd.DataFrame:
     return load.read(run_dir, table, list(columns) if columns else None,
                      [(c, op, list(v) if isinstance(v, tuple) else v) for c, op, v in filters])
 
@@ -54,7 +55,7 @@ def read(runs: Sequence[Run], table: str, columns: Sequence[str] | None = None,
     """``table`` of the given runs, stacked; ``filters`` are (column, op, value) tuples that all hold."""
     frozen = tuple((c, op, tuple(v) if isinstance(v, (list, set)) else v) for c, op, v in filters)
     cols = tuple(columns) if columns else None
-    frames = [_read(str(r.path), table, cols, frozen, _mtime(str(r.path), table))
+    frames = [_read(str(r.path), table, cols, frozen, stamp(str(r.path), table))
               for r in runs if load.has_table(r.path, table)]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns or []))
@@ -71,7 +72,7 @@ def computed(runs: Sequence[Run], table: str) -> bool:
 
 
 @st.cache_data(show_spinner=False)
-def row_count(run_dir: str, table: str, stamp: float) -> int:
+def row_count(run_dir: str, table: str, changed: float) -> int:
     """Rows in a run's table, from the parquet footer."""
     return load.table_rows(run_dir, table)
 
@@ -86,5 +87,5 @@ def _valleys(run_dirs: tuple[str, ...], stamps: tuple[float, ...]) -> pd.DataFra
 def valleys(runs: Sequence[Run]) -> pd.DataFrame:
     """The valley at the row|column cut of every profile in the runs (see lab.report.sections.entanglement_valleys)."""
     dirs = tuple(str(r.path) for r in runs)
-    stamps = tuple(_mtime(d, t) for d in dirs for t in ("entanglement", "entanglement_summary", "deltas"))
+    stamps = tuple(stamp(d, t) for d in dirs for t in ("entanglement", "entanglement_summary", "deltas"))
     return _valleys(dirs, stamps)

@@ -32,7 +32,7 @@ with left:
     st.subheader("Inputs")
     st.dataframe(pd.DataFrame(info.inputs.rows, columns=info.inputs.header), hide_index=True, width="stretch")
     st.subheader("Tables")
-    st.dataframe(pd.DataFrame([(t, data.row_count(str(run.path), t, data._mtime(str(run.path), t))) for t in run.tables()],
+    st.dataframe(pd.DataFrame([(t, data.row_count(str(run.path), t, data.stamp(str(run.path), t))) for t in run.tables()],
                               columns=["table", "rows"]), hide_index=True, width="stretch")
 with right:
     st.subheader("Options")

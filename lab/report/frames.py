@@ -19,6 +19,11 @@ def present(df: pd.DataFrame, columns) -> list[str]:
     return [c for c in columns if c in df.columns]
 
 
+def with_layer(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows that belong to a transformer block (a layer index); none when the column is absent."""
+    return df[df["layer"].notna()] if "layer" in df.columns else df.iloc[0:0]
+
+
 def distinct(df: pd.DataFrame, column: str) -> list:
     """Sorted distinct non-null values of a column (empty when the column is absent)."""
     if column not in df.columns:

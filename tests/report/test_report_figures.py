@@ -152,12 +152,18 @@ def test_norms_chart_matches_peft_updates(lora_run, lab_results_folder):
         assert np.allclose(drawn[role].get_ydata(), expected, rtol=1e-9), role
 
 
-def test_empty_selections_draw_a_message_not_an_error():
-    empty = pd.DataFrame(columns=["run", "checkpoint", "step", "module", "layer", "role", "source", "cut", "row_sites",
-                                  "n_sites", "d_left", "d_right", "entropy", "page_entropy", "max_entropy"])
-    for chart in (ent_fig.profile_chart(empty), ent_fig.heatmap_chart(empty)):
+@pytest.mark.parametrize("empty", [
+    pd.DataFrame(columns=["run", "checkpoint", "step", "module", "layer", "role", "source", "cut", "row_sites",
+                          "n_sites", "d_left", "d_right", "entropy", "page_entropy", "max_entropy"]),
+    pd.DataFrame(),  # what a read of an absent table gives
+])
+def test_empty_selections_draw_a_message_not_an_error(empty):
+    charts = (ent_fig.profile_chart(empty), ent_fig.heatmap_chart(empty), ent_fig.valley_chart(empty),
+              ent_fig.steps_chart(empty), spec_fig.sigma_chart(empty), spec_fig.ranks_chart(empty),
+              spec_fig.energy_chart(empty), deltas_fig.norms_chart(empty))
+    for chart in charts:
         texts = [t.get_text() for ax in chart.figure.axes for t in ax.texts]
-        assert texts and "no" in texts[0]
+        assert texts and texts[0].startswith(("no ", "fewer than")), chart.title
 
 
 @pytest.mark.parametrize("values, scale", [([1, 10, 1000], "log"), ([1.0, 1.5, 2.0], "linear"), ([0, 0], "linear")])

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pandas as pd
 
 from lab.report.figures.common import Chart, colour, integer_ticks, empty_chart, log_if_wide, legend, new_figure, series_label
-from lab.report.frames import present
+from lab.report.frames import present, with_layer
 
 
 def norms_chart(deltas: pd.DataFrame, *, title: str = "Update size ‖ΔW‖_F by layer") -> Chart:
     """Frobenius norm of each scaled update against layer, one line per role (and run/checkpoint when several)."""
-    deltas = deltas[deltas["layer"].notna()]
+    deltas = with_layer(deltas)
     if deltas.empty:
         return empty_chart(title, "no per-layer modules in this selection")
     fig, (ax,) = new_figure()

@@ -17,7 +17,7 @@ import pandas as pd
 from lab.report.figures.common import (
     NATS, THEORY, Chart, colour, empty_chart, integer_ticks, legend, new_figure, series_label,
 )
-from lab.report.frames import distinct, measured, present, relative_to_page
+from lab.report.frames import distinct, measured, present, relative_to_page, with_layer
 
 SERIES = ["run", "checkpoint", "step", "source"]
 
@@ -83,7 +83,7 @@ def profile_chart(rows: pd.DataFrame, controls: pd.DataFrame | None = None, *,
 
 def heatmap_chart(rows: pd.DataFrame, *, title: str | None = None) -> Chart:
     """Entropy relative to Page's value, S/S_Page, for one role: layers down, cuts across."""
-    rows = measured(rows[rows["layer"].notna()])
+    rows = measured(with_layer(rows))
     if rows.empty:
         return empty_chart(title or "Layer × cut", "no rows with a layer index for this selection")
     rows = rows.assign(relative=relative_to_page(rows))
@@ -112,7 +112,7 @@ def heatmap_chart(rows: pd.DataFrame, *, title: str | None = None) -> Chart:
 def valley_chart(valleys: pd.DataFrame, *, title: str = "Entanglement valley by layer") -> Chart:
     """Two panels by layer: valley depth (Page − S at the row|column cut) and the entropy there
     next to its ceiling ln r."""
-    valleys = measured(valleys[valleys["layer"].notna()])
+    valleys = measured(with_layer(valleys))
     if valleys.empty:
         return empty_chart(title, "no per-layer modules in this selection")
     fig, (left, right) = new_figure(ncols=2, width=4.6)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from lab.report.figures.common import THEORY, Chart, colour, integer_ticks, empty_chart, log_if_wide, legend, new_figure, series_label
-from lab.report.frames import distinct, measured, present
+from lab.report.frames import distinct, measured, present, with_layer
 
 # Columns of the long singular_values table: the 1-based position of σ (named "index", earlier "k")
 # and its value.
@@ -58,7 +58,7 @@ def sigma_chart(sv: pd.DataFrame, *, title: str | None = None, max_series: int =
 
 def ranks_chart(spectra: pd.DataFrame, *, title: str = "Effective and stable rank by layer") -> Chart:
     """Effective rank (Roy & Vetterli) and stable rank by layer, one line per role, with the rank bound dashed."""
-    spectra = measured(spectra[spectra["layer"].notna()])
+    spectra = measured(with_layer(spectra))
     if spectra.empty:
         return empty_chart(title, "no per-layer modules in this selection")
     fig, (left, right) = new_figure(ncols=2, width=4.6)
@@ -90,7 +90,7 @@ def ranks_chart(spectra: pd.DataFrame, *, title: str = "Effective and stable ran
 
 def energy_chart(spectra: pd.DataFrame, *, title: str = "Energy ranks by layer") -> Chart:
     """The ranks holding 90 % and 99 % of ‖ΔW‖_F² by layer: post-hoc targets for compressing the update."""
-    spectra = measured(spectra[spectra["layer"].notna()])
+    spectra = measured(with_layer(spectra))
     if spectra.empty:
         return empty_chart(title, "no per-layer modules in this selection")
     fig, (ax,) = new_figure()
