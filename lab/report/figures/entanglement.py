@@ -133,8 +133,8 @@ def valley_chart(valleys: pd.DataFrame, *, title: str = "Entanglement valley by 
     for ax in (left, right):
         ax.set_xlabel("layer")
         integer_ticks(ax)
-    left.set_ylabel("valley depth, S_Page − S (nats)")
-    right.set_ylabel("entropy at row|column cut (nats)")
+    left.set_ylabel("S_Page − S (nats)")
+    right.set_ylabel("S at the row|column cut (nats)")
     left.set_title("depth below a random state", fontsize=10)
     right.set_title("entropy at the cut vs its ceiling ln r (red)", fontsize=10)
     fig.suptitle(title, fontsize=11)

@@ -51,8 +51,8 @@ def sigma_chart(sv: pd.DataFrame, *, title: str | None = None, max_series: int =
     ax.set_ylabel("singular value σ_i (weight units, log scale)")
     ax.set_title(title, fontsize=10)
     legend(fig)
-    caption = ("A rank-r update drops by orders of magnitude after i = r (numerical zero); a full fine-tune "
-               "decays smoothly.")
+    caption = ("An adapter of rank r has at most r non-zero singular values (its line stops at i = r); a full "
+               "fine-tune spreads over every index. A steep drop means a few directions carry the update.")
     return Chart(fig, title, caption)
 
 
@@ -77,10 +77,10 @@ def ranks_chart(spectra: pd.DataFrame, *, title: str = "Effective and stable ran
     for ax in (left, right):
         ax.set_xlabel("layer")
         integer_ticks(ax)
-    left.set_ylabel("effective rank exp H(σ/Σσ) (dimensionless)")
-    right.set_ylabel("stable rank ‖ΔW‖_F²/‖ΔW‖_2² (dimensionless)")
-    left.set_title("effective rank (Roy & Vetterli)", fontsize=10)
-    right.set_title("stable rank", fontsize=10)
+    left.set_ylabel("effective rank (directions)")
+    right.set_ylabel("stable rank (directions)")
+    left.set_title("effective rank exp H(σ/Σσ)", fontsize=10)
+    right.set_title("stable rank ‖ΔW‖_F²/‖ΔW‖_2²", fontsize=10)
     fig.suptitle(title, fontsize=11)
     legend(fig)
     caption = ("How many directions each update really uses: close to the dashed bound = the rank is used; far below = "
@@ -107,7 +107,7 @@ def energy_chart(spectra: pd.DataFrame, *, title: str = "Energy ranks by layer")
     log_if_wide(ax, pd.concat([spectra["energy_rank_99"], spectra["energy_rank_90"], spectra.get("rank_bound", pd.Series(dtype=float))]))
     ax.set_xlabel("layer")
     integer_ticks(ax)
-    ax.set_ylabel("rank k holding p of ‖ΔW‖_F² (count)")
+    ax.set_ylabel("rank k holding p of ‖ΔW‖_F² (directions)")
     ax.set_title(title, fontsize=10)
     legend(fig)
     caption = "The smallest rank that keeps 90 % / 99 % of the update's energy: how far the update could be squeezed."
