@@ -67,12 +67,25 @@ def dashboard_png(results: Path, out: Path, page: str = "entanglement", wait_tex
         stop(server)
 
 
-def report_png(results: Path, out: Path, page: int = 3) -> Path:
-    """A page of the PDF report as PNG (pdftoppm from poppler-utils)."""
+def section_page(pdf: Path, title: str) -> int:
+    """The first page of the PDF whose text starts with ``title`` (pdftotext from poppler-utils)."""
+    page = 1
+    while True:
+        done = subprocess.run(["pdftotext", "-f", str(page), "-l", str(page), str(pdf), "-"], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{pdf}: no page starts with {title!r}")
+        if done.stdout.lstrip().startswith(title):
+            return page
+        page += 1
+
+
+def report_png(results: Path, out: Path, page: int | None = None, section: str = "Internal entanglement") -> Path:
+    """A page of the PDF report as PNG (pdftoppm from poppler-utils): ``page``, or the first page of ``section``."""
     from lab.report import write_report
 
     with tempfile.TemporaryDirectory() as tmp:
         (pdf,) = write_report(results, tmp, ["pdf"])
+        page = page or section_page(pdf, section)
         stem = Path(tmp) / "page"
         subprocess.run(["pdftoppm", "-png", "-r", "110", "-f", str(page), "-l", str(page), "-singlefile", str(pdf), str(stem)],
                        check=True)
@@ -84,7 +97,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="results folder written by lab analyze / lab demo")
     parser.add_argument("--out", type=Path, default=Path("docs"), help="folder for dashboard.png and report.png")
-    parser.add_argument("--report-page", type=int, default=3, help="which PDF page to render")
+    parser.add_argument("--report-page", type=int, default=None,
+                        help="which PDF page to render (default: the first page of the entanglement section)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print(dashboard_png(args.results.resolve(), args.out / "dashboard.png"))

@@ -37,7 +37,7 @@ FAMILIES: tuple[Family, ...] = (
         "Page's mean entropy of a random state, S_Page ≈ ln d_A − d_A/(2 d_B) for d_A ≤ d_B (Page, Phys. Rev. Lett. "
         "71, 1291, 1993). At the row|column cut S is the entropy of ΔW's normalised squared singular values, so a "
         "rank-r update has S ≤ ln r there: the entanglement valley, while the outer cuts follow a volume law near "
-        "Page's curve. Gaussian controls (source = random) show where 'no structure' sits for each shape.",
+        "Page's curve. Controls show where 'no structure' sits for each shape: a Gaussian matrix (source = random) and, for a rank-r adapter, a product of Gaussian factors of rank r (source = random_lora, an untrained LoRA).",
     ),
     Family(
         "spectra", "Rank spectra", ("spectra", "singular_values"),

@@ -20,6 +20,7 @@ from lab.report.figures.common import (
 from lab.report.frames import distinct, measured, present, relative_to_page, with_layer
 
 SERIES = ["run", "checkpoint", "step", "source"]
+LINE_STYLES = ["-", "--", ":", "-."]
 
 
 def _varying(df: pd.DataFrame, columns: list[str]) -> list[str]:
@@ -52,12 +53,7 @@ def profile_chart(rows: pd.DataFrame, controls: pd.DataFrame | None = None, *,
             ax.plot(g["cut"], g["entropy"], color=THEORY["lora_control" if lora else "control"], lw=3, alpha=0.8,
                     ls="-." if lora else "-", label=None if label in labelled else label, zorder=1)
             labelled.add(label)
-    keys = _varying(rows, SERIES + ["module"])
-    groups = rows.groupby(keys, dropna=False, sort=True) if keys else [((), rows)]
-    for i, (key, g) in enumerate(groups):
-        key = key if isinstance(key, tuple) else (key,)
-        g = g.sort_values("cut")
-        ax.plot(g["cut"], g["entropy"], marker="o", ms=3, lw=1.6, color=colour(i), label=series_label(key, keys) if keys else "measured")
+    _draw_series(ax, rows)
     row_cut = int(theory["row_sites"].iloc[0])
     ax.axvline(row_cut, color=THEORY["rank"], lw=1, alpha=0.6)
     ax.annotate("row|column cut", (row_cut, 0), xycoords=("data", "axes fraction"), xytext=(3, 4),
@@ -79,6 +75,38 @@ def profile_chart(rows: pd.DataFrame, controls: pd.DataFrame | None = None, *,
                "a full-rank or random update follows the dashed curve. The grey controls are measured on random "
                "matrices of the same shape.")
     return Chart(fig, title, caption)
+
+
+def _draw_series(ax, rows: pd.DataFrame, many: int = 6) -> None:
+    """One line per run/checkpoint/step/source. With more than ``many`` lines and several runs, a colour
+    per run and the run's checkpoints in training order from faint to solid, so the legend stays short."""
+    keys = _varying(rows, SERIES + ["module"])
+    groups = list(rows.groupby(keys, dropna=False, sort=True)) if keys else [((), rows)]
+    by_run = "run" in keys and len(groups) > many and len(keys) > 1
+    if not by_run:
+        for i, (key, g) in enumerate(groups):
+            key = key if isinstance(key, tuple) else (key,)
+            g = g.sort_values("cut")
+            ax.plot(g["cut"], g["entropy"], marker="o", ms=3, lw=1.6, color=colour(i),
+                    label=series_label(key, keys) if keys else "measured")
+        return
+    inner = [k for k in keys if k != "run"]
+    for i, (run, run_rows) in enumerate(rows.groupby("run", sort=True)):
+        series = [g for _, g in run_rows.groupby(inner, dropna=False, sort=False)]
+        series.sort(key=_training_order)
+        for j, g in enumerate(series):
+            last = j == len(series) - 1
+            g = g.sort_values("cut")
+            ax.plot(g["cut"], g["entropy"], marker="o" if last else None, ms=3, lw=1.8 if last else 1.1,
+                    color=colour(i), alpha=1.0 if last else 0.3 + 0.5 * j / max(1, len(series) - 1),
+                    label=f"{run} (solid: last checkpoint)" if last else None)
+    ax.plot([], [], color="#777777", alpha=0.4, lw=1.1, label="fainter: earlier checkpoints of the same run")
+
+
+def _training_order(g: pd.DataFrame) -> tuple:
+    """Sort key of one series: its step (none first), then its checkpoint name."""
+    step = g["step"].iloc[0] if "step" in g.columns else None
+    return (-1 if step is None or pd.isna(step) else float(step), str(g["checkpoint"].iloc[0]) if "checkpoint" in g.columns else "")
 
 
 def heatmap_chart(rows: pd.DataFrame, *, title: str | None = None) -> Chart:
@@ -116,14 +144,21 @@ def valley_chart(valleys: pd.DataFrame, *, title: str = "Entanglement valley by 
     if valleys.empty:
         return empty_chart(title, "no per-layer modules in this selection")
     fig, (left, right) = new_figure(ncols=2, width=4.6)
-    keys = present(valleys, ["run", "checkpoint", "step", "source", "role"])
-    keys = [k for k in keys if valleys[k].nunique(dropna=False) > 1] or ["role"]
-    for i, (key, g) in enumerate(valleys.groupby(keys, dropna=False, sort=True)):
+    # colour: what is compared (run, checkpoint, step, source); line style: the role
+    colour_keys = _varying(valleys, ["run", "checkpoint", "step", "source"])
+    styled = bool(colour_keys) and "role" in valleys.columns and valleys["role"].nunique() > 1
+    colour_keys = colour_keys or ["role"]
+    roles = distinct(valleys, "role") if styled else []
+    for i, (key, g_colour) in enumerate(valleys.groupby(colour_keys, dropna=False, sort=True)):
         key = key if isinstance(key, tuple) else (key,)
-        g = g.groupby("layer", as_index=False).mean(numeric_only=True).sort_values("layer")
-        label = series_label(key, keys)
-        left.plot(g["layer"], g["depth"], marker="o", ms=3, color=colour(i), label=label)
-        right.plot(g["layer"], g["valley_entropy"], marker="o", ms=3, color=colour(i), label=label)
+        label = series_label(key, colour_keys)
+        for role, g in (g_colour.groupby("role", sort=True) if styled else [(None, g_colour)]):
+            g = g.groupby("layer", as_index=False).mean(numeric_only=True).sort_values("layer")
+            style = LINE_STYLES[roles.index(role) % len(LINE_STYLES)] if styled else "-"
+            for ax, column in ((left, "depth"), (right, "valley_entropy")):
+                ax.plot(g["layer"], g[column], marker="o", ms=3, ls=style, color=colour(i), label=label)
+    for role in roles:  # legend entries for the line styles
+        left.plot([], [], color="#555555", ls=LINE_STYLES[roles.index(role) % len(LINE_STYLES)], label=f"role {role}")
     if "rank_bound" in valleys.columns:  # one ceiling line per distinct rank, not per series
         for r in distinct(valleys, "rank_bound"):
             right.axhline(np.log(float(r)), color=THEORY["rank"], ls="--", lw=1, alpha=0.7)
