@@ -31,6 +31,7 @@ def finetune_command(
     max_length: Annotated[int, typer.Option(help="Truncate every text to this many tokens.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed for the adapter initialisation, dropout and data order (same seed, same weights).")] = 0,
     temperature: Annotated[float, typer.Option(help="InfoNCE temperature of the contrastive objective.")] = 0.05,
+    threads: Annotated[int, typer.Option(help="CPU threads for training (1 keeps results bitwise reproducible across machines).")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
 ) -> None:
     """Fine-tune a packaged or local model on docstrings or your texts, saving checkpoints that
@@ -43,7 +44,7 @@ def finetune_command(
         rslora=rslora, dropout=dropout,
         target_modules=[t.strip() for t in target_modules.split(",") if t.strip()] if target_modules else None,
         steps=steps, batch_size=batch_size, lr=lr, save_every=save_every, max_length=max_length, seed=seed,
-        temperature=temperature,
+        temperature=temperature, threads=threads,
     )
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),

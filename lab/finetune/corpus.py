@@ -8,6 +8,7 @@ gives the same documents in the same order on every run of the same Python versi
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import re
 import sysconfig
@@ -41,6 +42,11 @@ def stdlib_docstrings(limit: int = 2048, min_chars: int = 40, max_chars: int = 2
     docstrings in source order. Private modules and names (leading underscore) are skipped,
     texts are whitespace-normalised, deduplicated, and kept when ``min_chars ≤ len ≤ max_chars``.
     """
+    return list(_stdlib_docstrings(limit, min_chars, max_chars))
+
+
+@functools.lru_cache(maxsize=4)  # the demo trains four models on the same corpus in one process
+def _stdlib_docstrings(limit: int, min_chars: int, max_chars: int) -> tuple[Document, ...]:
     root = Path(sysconfig.get_paths()["stdlib"])
     seen: set[str] = set()
     docs: list[Document] = []
@@ -52,8 +58,8 @@ def stdlib_docstrings(limit: int = 2048, min_chars: int = 40, max_chars: int = 2
             seen.add(doc.text)
             docs.append(doc)
             if len(docs) >= limit:
-                return docs
-    return docs
+                return tuple(docs)
+    return tuple(docs)
 
 
 def _stdlib_files(root: Path) -> list[Path]:
