@@ -74,6 +74,7 @@ class Report:
     title: str
     generated: str
     results_dir: str
+    overview: TableBlock  # one row per run: status, time, checkpoints, tables
     runs: list[RunInfo]
     sections: list[Section]
 
@@ -101,6 +102,7 @@ def build(results_dir: str | Path, *, title: str | None = None) -> Report:
         title=title,
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         results_dir=str(Path(results_dir).resolve()),
+        overview=overview(runs),
         runs=[run_info(r) for r in runs],
         sections=built,
     )
@@ -114,6 +116,19 @@ def _empty_section(family: Family, runs: list[Run]) -> Section:
             section.columns[table] = columns(table)
             section.table_descriptions[table] = table_description(table)
     return section
+
+
+def overview(runs: list[Run]) -> TableBlock:
+    """The runs at a glance: status, when, how long, how many checkpoints and files, which tables."""
+    rows = []
+    for run in runs:
+        m = run.manifest
+        checkpoints = (m.get("inputs") or {}).get("checkpoints", [])
+        rows.append({"run": run.name, "status": m.get("status", "unknown"), "started": m.get("started", ""),
+                     "seconds": m.get("seconds"), "checkpoints": len(checkpoints),
+                     "files read": sum(len(c.get("files", [])) for c in checkpoints) + len((m.get("inputs") or {}).get("base", [])),
+                     "tables": ", ".join(run.tables())})
+    return TableBlock.from_frame("Runs", pd.DataFrame(rows), "a run whose status is not complete stopped early")
 
 
 def run_info(run: Run) -> RunInfo:

@@ -104,6 +104,7 @@ def write_pdf(report: Report, path: str | Path, dpi: int = DPI) -> Path:
     pdf.paragraph(f"Generated {report.generated} by lab {__version__} from {report.results_dir}. "
                   f"{len(report.runs)} run(s).", size=8.5)
     pdf.heading("Provenance", size=14)
+    pdf.table_block(report.overview)
     for run in report.runs:
         pdf.heading(f"Run {run.name}: {run.status}", size=11, level=1)
         for block in (run.summary, run.inputs, run.tables, run.options, run.versions):

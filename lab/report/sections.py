@@ -40,7 +40,7 @@ def representative_modules(run: Run, checkpoint: str) -> pd.DataFrame:
                   [("checkpoint", "==", checkpoint)])
     d = d[d["layer"].notna()]
     picks = []
-    for role, g in d.groupby("role", sort=True):
+    for _, g in d.groupby("role", sort=True):
         layers = sorted(g["layer"].unique())
         middle = layers[len(layers) // 2]
         picks.append(g[g["layer"] == middle].iloc[0])

@@ -122,6 +122,31 @@ def legend(fig: Figure, max_entries: int = 14) -> None:
                fontsize=7.5, frameon=False)
 
 
+LINE_STYLES = ["-", "--", ":", "-."]
+
+
+def layer_lines(df: pd.DataFrame, panels: list[tuple], compare: tuple[str, ...] = ("run", "checkpoint", "step", "source")) -> None:
+    """Per-layer lines (mean over modules of a layer) on one or more panels ``[(ax, column), ...]``.
+
+    Colour shows what is compared (the columns of ``compare`` that vary: runs, checkpoints, steps,
+    sources) and the line style shows the role; with nothing to compare, colour shows the role.
+    """
+    colour_keys = [c for c in compare if c in df.columns and df[c].nunique(dropna=False) > 1]
+    styled = bool(colour_keys) and "role" in df.columns and df["role"].nunique() > 1
+    colour_keys = colour_keys or ["role"]
+    roles = sorted(df["role"].dropna().unique()) if styled else []
+    for i, (key, by_colour) in enumerate(df.groupby(colour_keys, dropna=False, sort=True)):
+        key = key if isinstance(key, tuple) else (key,)
+        label = series_label(key, colour_keys)
+        for role, g in (by_colour.groupby("role", sort=True) if styled else [(None, by_colour)]):
+            g = g.groupby("layer", as_index=False).mean(numeric_only=True).sort_values("layer")
+            style = LINE_STYLES[roles.index(role) % len(LINE_STYLES)] if styled else "-"
+            for ax, column in panels:
+                ax.plot(g["layer"], g[column], marker="o", ms=3, ls=style, color=colour(i), label=label)
+    for n, role in enumerate(roles):  # legend entries for the line styles
+        panels[0][0].plot([], [], color="#555555", ls=LINE_STYLES[n % len(LINE_STYLES)], label=f"role {role}")
+
+
 def empty_chart(title: str, message: str) -> Chart:
     """A chart that says why there is nothing to draw (instead of a blank plot)."""
     fig, (ax,) = new_figure(height=1.6)

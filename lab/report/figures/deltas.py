@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lab.report.figures.common import Chart, colour, integer_ticks, empty_chart, log_if_wide, legend, new_figure, series_label
+from lab.report.figures.common import Chart, empty_chart, integer_ticks, layer_lines, legend, log_if_wide, new_figure
 from lab.report.frames import present, with_layer
 
 
@@ -14,11 +14,7 @@ def norms_chart(deltas: pd.DataFrame, *, title: str = "Update size ‖ΔW‖_F b
     if deltas.empty:
         return empty_chart(title, "no per-layer modules in this selection")
     fig, (ax,) = new_figure()
-    keys = [k for k in present(deltas, ["run", "checkpoint", "step", "role"]) if deltas[k].nunique(dropna=False) > 1] or ["role"]
-    for i, (key, g) in enumerate(deltas.groupby(keys, dropna=False, sort=True)):
-        key = key if isinstance(key, tuple) else (key,)
-        g = g.groupby("layer", as_index=False)["fro_norm"].mean().sort_values("layer")
-        ax.plot(g["layer"], g["fro_norm"], marker="o", ms=3, color=colour(i), label=series_label(key, keys))
+    layer_lines(deltas[present(deltas, ["run", "checkpoint", "step", "role", "layer", "fro_norm"])], [(ax, "fro_norm")])
     ax.set_xlabel("layer")
     integer_ticks(ax)
     ax.set_ylabel("‖ΔW‖_F (weight units)")

@@ -15,12 +15,11 @@ import numpy as np
 import pandas as pd
 
 from lab.report.figures.common import (
-    NATS, THEORY, Chart, colour, empty_chart, integer_ticks, legend, new_figure, series_label,
+    NATS, THEORY, Chart, colour, empty_chart, integer_ticks, layer_lines, legend, new_figure, series_label,
 )
 from lab.report.frames import distinct, measured, present, relative_to_page, with_layer
 
 SERIES = ["run", "checkpoint", "step", "source"]
-LINE_STYLES = ["-", "--", ":", "-."]
 
 
 def _varying(df: pd.DataFrame, columns: list[str]) -> list[str]:
@@ -144,21 +143,7 @@ def valley_chart(valleys: pd.DataFrame, *, title: str = "Entanglement valley by 
     if valleys.empty:
         return empty_chart(title, "no per-layer modules in this selection")
     fig, (left, right) = new_figure(ncols=2, width=4.6)
-    # colour: what is compared (run, checkpoint, step, source); line style: the role
-    colour_keys = _varying(valleys, ["run", "checkpoint", "step", "source"])
-    styled = bool(colour_keys) and "role" in valleys.columns and valleys["role"].nunique() > 1
-    colour_keys = colour_keys or ["role"]
-    roles = distinct(valleys, "role") if styled else []
-    for i, (key, g_colour) in enumerate(valleys.groupby(colour_keys, dropna=False, sort=True)):
-        key = key if isinstance(key, tuple) else (key,)
-        label = series_label(key, colour_keys)
-        for role, g in (g_colour.groupby("role", sort=True) if styled else [(None, g_colour)]):
-            g = g.groupby("layer", as_index=False).mean(numeric_only=True).sort_values("layer")
-            style = LINE_STYLES[roles.index(role) % len(LINE_STYLES)] if styled else "-"
-            for ax, column in ((left, "depth"), (right, "valley_entropy")):
-                ax.plot(g["layer"], g[column], marker="o", ms=3, ls=style, color=colour(i), label=label)
-    for role in roles:  # legend entries for the line styles
-        left.plot([], [], color="#555555", ls=LINE_STYLES[roles.index(role) % len(LINE_STYLES)], label=f"role {role}")
+    layer_lines(valleys, [(left, "depth"), (right, "valley_entropy")])
     if "rank_bound" in valleys.columns:  # one ceiling line per distinct rank, not per series
         for r in distinct(valleys, "rank_bound"):
             right.axhline(np.log(float(r)), color=THEORY["rank"], ls="--", lw=1, alpha=0.7)

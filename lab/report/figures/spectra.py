@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lab.report.figures.common import THEORY, Chart, colour, integer_ticks, empty_chart, log_if_wide, legend, new_figure, series_label
+from lab.report.figures.common import (
+    THEORY, Chart, colour, empty_chart, integer_ticks, layer_lines, legend, log_if_wide, new_figure, series_label,
+)
 from lab.report.frames import distinct, measured, present, with_layer
 
 # Columns of the long singular_values table: the 1-based position of σ (named "index", earlier "k")
@@ -62,15 +64,10 @@ def ranks_chart(spectra: pd.DataFrame, *, title: str = "Effective and stable ran
     if spectra.empty:
         return empty_chart(title, "no per-layer modules in this selection")
     fig, (left, right) = new_figure(ncols=2, width=4.6)
-    keys = _series_keys(spectra, ["run", "checkpoint", "step", "source", "role"], "role")
-    for i, (key, g) in enumerate(spectra.groupby(keys, dropna=False, sort=True)):
-        key = key if isinstance(key, tuple) else (key,)
-        g = g.groupby("layer", as_index=False).mean(numeric_only=True).sort_values("layer")
-        label = series_label(key, keys)
-        left.plot(g["layer"], g["effective_rank"], marker="o", ms=3, color=colour(i), label=label)
-        right.plot(g["layer"], g["stable_rank"], marker="o", ms=3, color=colour(i), label=label)
-        if "rank_bound" in g.columns:
-            left.plot(g["layer"], g["rank_bound"], ls="--", lw=1, color=colour(i), alpha=0.6)
+    layer_lines(spectra, [(left, "effective_rank"), (right, "stable_rank")])
+    if "rank_bound" in spectra.columns:  # one line per distinct bound, not per series
+        for r in sorted(spectra["rank_bound"].dropna().unique()):
+            left.axhline(float(r), color=THEORY["page"], ls="--", lw=1, alpha=0.6)
     left.plot([], [], ls="--", color=THEORY["page"], label="rank bound r (dashed)")
     log_if_wide(left, pd.concat([spectra["effective_rank"], spectra.get("rank_bound", pd.Series(dtype=float))]))
     log_if_wide(right, spectra["stable_rank"])
