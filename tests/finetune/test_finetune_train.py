@@ -167,3 +167,28 @@ def test_user_errors(tmp_path, tiny_llama_dir, texts_file):
     with pytest.raises(RunExistsError, match="--overwrite"):
         run(existing, method="lora", **common)
     assert not is_complete(existing)
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_lab_analyze_reads_the_runs(method, request, tmp_path, tiny_llama_dir):
+    """The training output is a time series that lab.analyze reads like anyone's; its ‖ΔW‖_F
+    matches PEFT's get_delta_weight (LoRA) or W_ft − W_base from the files (full)."""
+    import lab
+
+    out: Path = request.getfixturevalue(f"llama_{method}")
+    run = lab.analyze(out, base=tiny_llama_dir, out=tmp_path / "results", probes=["deltas"], progress=False)
+    deltas = run.table("deltas")
+    record = json.loads((out / CONFIG_FILE).read_text())
+    assert sorted(deltas.step.unique()) == [1, 2]
+    if method == "lora":
+        model, _ = _load_lora(tiny_llama_dir, out / "checkpoint-2")
+        expected = {n: float(torch.linalg.norm(m.get_delta_weight("default").double())) for n, m in _lora_modules(model).items()}
+        got = deltas[deltas.step == 2].set_index("module").fro_norm.to_dict()
+    else:
+        base = load_file(tiny_llama_dir / "model.safetensors")
+        tuned = load_file(out / "checkpoint-2" / "model.safetensors")
+        expected = {m: float(torch.linalg.norm(tuned[f"{m}.weight"].double() - base[f"{m}.weight"].double())) for m in record["trained_modules"]}
+        got = deltas[(deltas.step == 2) & (deltas.fro_norm > 0)].set_index("module").fro_norm.to_dict()
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, rel=1e-6)
