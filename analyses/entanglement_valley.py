@@ -184,6 +184,7 @@ def plot(profiles: pd.DataFrame, summary: pd.DataFrame, found: dict, path: Path)
     gs = summary[summary.source == "random"]
     if len(gs):
         ax.axhline(gs.valley_depth.mean(), color="grey", ls="--", lw=1, label="random Gaussian control")
+    ax.set_xticks(found["steps"])
     ax.set_xlabel("training step")
     ax.set_ylabel("valley depth S_Page − S at the row|column cut (nats)")
     ax.set_title("(c) valley depth during training (mean ± std over modules)")
@@ -196,6 +197,11 @@ def plot(profiles: pd.DataFrame, summary: pd.DataFrame, found: dict, path: Path)
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def _increasing_in_r(by_run: dict[str, float]) -> bool:
+    lora = sorted((int(k[6:]), v) for k, v in by_run.items() if k.startswith("lora-r"))
+    return len(lora) > 1 and all(b[1] > a[1] for a, b in zip(lora, lora[1:]))
 
 
 def markdown(found: dict, figure: str, deltas: pd.DataFrame) -> str:
@@ -269,13 +275,17 @@ def markdown(found: dict, figure: str, deltas: pd.DataFrame) -> str:
     for shape, (s, p) in found["gauss_valley"].items():
         lines.append(f"* Gaussian {shape} at the row|column cut: S = {s:.4f}, Page = {p:.4f}.")
     lines += [
-        "* Away from the valley, the updates' other cuts stay close to Page (mean S/S_Page over the other cuts at the last step): "
-        + ", ".join(f"{k} {v:.3f}" for k, v in sorted(found["outer_page_ratio"].items())) + ".",
+        "* Away from the valley (mean S/S_Page over the other cuts at the last step; 1 = Page): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in sorted(found["outer_page_ratio"].items()))
+        + (". The outermost cuts follow Page, but the cuts next to the row|column cut are pulled down with it, the more "
+           "the smaller r (panel a): the volume law holds only near the ends of the chain."
+           if _increasing_in_r(found["outer_page_ratio"]) else
+           ". (These ratios are not ordered by r; see panel a for where the profiles leave Page's curve.)"),
         "",
         "## Caveats",
         "",
         f"* Short runs ({last} steps, batch 16): LoRA's B starts at zero, so these updates are young. Over the saved steps "
-        "the mean valley depth went " + ", ".join(f"{name} {a:.2f} → {b:.2f}" for name, (a, b) in sorted(found["depth_trend"].items()))
+        + ("the valley deepened in every run: " if all(b > a for a, b in found["depth_trend"].values()) else "the mean valley depth went ") + ", ".join(f"{name} {a:.2f} → {b:.2f}" for name, (a, b) in sorted(found["depth_trend"].items()))
         + " nats; whether longer training fills the r directions (shallower) or concentrates further (deeper) is not "
         "settled by runs this short.",
         "* The entropy at the row|column cut is a function of the singular values alone (it equals ln of the entropy rank in "
