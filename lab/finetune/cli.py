@@ -47,8 +47,20 @@ def finetune_command(
         temperature=temperature, threads=threads,
     )
     console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task(f"{method} on {model}", total=steps, loss="–")
-        path = finetune(config, overwrite=overwrite, on_step=lambda step, loss: bar.update(task, completed=step, loss=f"{loss:.4f}"))
+    # The bar starts with the first step, so that an error before training prints only its one line.
+    state: dict = {}
+
+    def on_step(step: int, loss: float) -> None:
+        if "bar" not in state:
+            state["bar"] = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), console=console, transient=True)
+            state["bar"].start()
+            state["task"] = state["bar"].add_task(f"{method} on {model}", total=steps, loss="–")
+        state["bar"].update(state["task"], completed=step, loss=f"{loss:.4f}")
+
+    try:
+        path = finetune(config, overwrite=overwrite, on_step=on_step)
+    finally:
+        if "bar" in state:
+            state["bar"].stop()
     console.print(f"saved {steps // save_every + (steps % save_every > 0)} checkpoint(s) under {path}")
