@@ -127,7 +127,7 @@ def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes
     wanted = {"probes": [p.name for p in resolve(list(probes))], "controls": True, "modules": DEMO_MODULES,
               "base": str(base.resolve())}
     results_dir = result.workdir / "results"
-    with Progress(SpinnerColumn(), TextColumn("{task.description:<18}"), TextColumn("{task.fields[note]}"),
+    with Progress(SpinnerColumn(finished_text="✓"), TextColumn("{task.description:<18}"), TextColumn("{task.fields[note]}"),
                   TimeElapsedColumn(), console=console, disable=not progress) as bar:
         for name, config in configs.items():
             folder = results_dir / name
