@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TEXTS
+from finetune_helpers import TEXTS
 from lab.errors import InputError
 from lab.finetune.corpus import Document, read_texts
 from lab.finetune.models import CAUSAL_LM, CONTRASTIVE, load_model, resolve_base

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TEXTS, run
+from finetune_helpers import TEXTS, run
 from lab.errors import InputError, MatchError, RunExistsError
 from lab.finetune import FinetuneConfig, finetune, is_complete
 from lab.finetune.corpus import read_texts
