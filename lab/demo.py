@@ -23,8 +23,7 @@ from typing import Annotated, Optional, Sequence
 import pandas as pd
 import typer
 
-from lab.finetune.models import default_cache_dir, minilm_path
-from lab.finetune.train import FinetuneConfig, finetune, is_complete
+from lab.finetune.config import FinetuneConfig
 
 # Sized to finish in under 5 minutes on 2 cores: 3 checkpoints per run, 16 docstring pairs of
 # ≤ 32 tokens a step (about 0.6 s a step on one core).
@@ -73,6 +72,8 @@ def run_demo(workdir: str | Path | None = None, *, ranks: Sequence[int] = DEMO_R
     """
     from rich.console import Console
 
+    from lab.finetune.models import default_cache_dir
+
     console = console or Console(stderr=True, quiet=not progress)
     workdir = Path(workdir) if workdir is not None else default_cache_dir() / "demo"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -100,6 +101,8 @@ def run_demo(workdir: str | Path | None = None, *, ranks: Sequence[int] = DEMO_R
 def _finetune_all(configs: dict[str, FinetuneConfig], result: DemoResult, console, progress: bool) -> set[str]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from lab.finetune.train import finetune, is_complete
+
     retrained = set()
     with Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
                   TimeElapsedColumn(), console=console, disable=not progress) as bar:
@@ -122,6 +125,8 @@ def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes
     from lab.probes.registry import resolve
     from lab.store import open_run
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from lab.finetune.models import minilm_path
 
     base = minilm_path()
     wanted = {"probes": [p.name for p in resolve(list(probes))], "controls": True, "modules": DEMO_MODULES,

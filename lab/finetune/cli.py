@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from lab.finetune.train import DEFAULT_LR, FinetuneConfig, finetune
+from lab.finetune.config import DEFAULT_LR, FinetuneConfig
 
 
 def finetune_command(
@@ -37,6 +37,8 @@ def finetune_command(
     """Fine-tune a packaged or local model on docstrings or your texts, saving checkpoints that
     'lab analyze' reads."""
     from rich.console import Console
+
+    from lab.finetune.train import finetune
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     config = FinetuneConfig(

@@ -17,72 +17,19 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from lab.errors import InputError, MatchError, RunExistsError
+from lab.finetune.config import (  # noqa: F401  (re-exported: the folder layout's names)
+    COMPLETE_FILE, CONFIG_FILE, DEFAULT_LR, LOSS_FILE, METHODS, FinetuneConfig,
+)
 from lab.finetune.corpus import Document, corpus_digest, read_texts, stdlib_docstrings
 from lab.finetune.models import BaseModel, load_model, resolve_base
 from lab.finetune.objectives import Batches, loss as objective_loss
-
-CONFIG_FILE = "finetune_config.json"
-LOSS_FILE = "loss.jsonl"
-COMPLETE_FILE = "COMPLETE"
-METHODS = ("lora", "full")
-# Adam learning rates that move the weights visibly within a few hundred steps without
-# diverging: LoRA's factors tolerate a larger step than the pretrained weights themselves.
-DEFAULT_LR = {"lora": 5e-4, "full": 5e-5}
-
-
-@dataclass
-class FinetuneConfig:
-    """Everything that determines a fine-tune (same config and machine → same weights)."""
-
-    out: str
-    model: str = "minilm"  # minilm, smollm2, or a local transformers model folder
-    method: str = "lora"  # lora or full
-    texts: str | None = None  # a text file instead of the standard-library docstrings
-    r: int = 8
-    alpha: float = 16.0
-    rslora: bool = False  # scale α/√r instead of α/r (Kalajdzievski, 2023)
-    dropout: float = 0.0
-    target_modules: list[str] | None = None  # None: the architecture's query and value projections; ["all"]: every linear (LoRA) / every weight (full)
-    steps: int = 100
-    batch_size: int = 16
-    lr: float | None = None  # None: DEFAULT_LR[method]
-    save_every: int = 50
-    max_length: int = 64
-    seed: int = 0
-    temperature: float = 0.05  # InfoNCE τ (sentence-transformers' scale 20)
-    max_docs: int = 2048  # standard-library docstrings to collect
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    # One intra-op thread by default: CPU reductions split across threads round differently, so a
-    # fixed count keeps "same seed, same weights" true across machines; and on a busy 2-core
-    # machine one thread ran a step 3–10× faster than two oversubscribed ones (measured).
-    threads: int = 1
-
-    def validate(self) -> None:
-        """Raise ``InputError`` naming the first option that cannot work."""
-        if self.method not in METHODS:
-            raise InputError(f"--method {self.method!r}: choose one of {', '.join(METHODS)}")
-        for name in ("steps", "batch_size", "save_every", "max_length", "r", "max_docs", "threads"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        if self.batch_size < 2:
-            raise InputError("--batch-size must be at least 2 (in-batch negatives need a second example)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"--dropout must be in [0, 1) (got {self.dropout})")
-        if self.lr is not None and not self.lr > 0:
-            raise InputError(f"--lr must be positive (got {self.lr})")
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.method]
-
 
 def load_corpus(config: FinetuneConfig) -> list[Document]:
     """The documents a config trains on: its ``texts`` file, or the standard-library docstrings."""
