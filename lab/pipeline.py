@@ -18,6 +18,7 @@ from lab.store import Run, RunWriter
 from lab.store.manifest import describe_file, versions
 
 TARGETS = ("delta", "weight")
+UNCHANGED = "unchanged: ΔW = 0, other probes skipped"
 
 
 def analyze(
@@ -95,14 +96,21 @@ def analyze(
 def _analyze_checkpoint(ckpt: Checkpoint, base, chosen: list[Probe], ctx: ProbeContext, writer: RunWriter,
                         run: str, modules: str | None, allow_nonfinite: bool,
                         shapes: set[tuple[int, int, int]], bar) -> None:
+    deltas_probe = next(p for p in chosen if p.name == "deltas")
     task = bar.add_task(ckpt.name, total=None) if bar else None
     count = 0
     for delta in iter_deltas(ckpt, base, modules=modules, allow_nonfinite=allow_nonfinite):
         ids = {"run": run, "checkpoint": ckpt.name, "step": ckpt.step, "module": delta.module,
                "layer": delta.layer, "role": delta.role}
-        for probe in chosen:
-            _add_rows(writer, probe.run(delta, ctx), ids)
-        shapes.add((delta.shape[0], delta.shape[1], delta.rank_bound))
+        if delta.fro_norm() == 0.0:
+            # an untouched module (a full fine-tune of some modules, PEFT's B = 0 at init): say so
+            # in the deltas table instead of filling the other tables with undefined entropies
+            delta.note = "; ".join(filter(None, [delta.note, UNCHANGED]))
+            _add_rows(writer, deltas_probe.run(delta, ctx), ids)
+        else:
+            for probe in chosen:
+                _add_rows(writer, probe.run(delta, ctx), ids)
+            shapes.add((delta.shape[0], delta.shape[1], delta.rank_bound))
         count += 1
         if bar:
             bar.update(task, advance=1, description=f"{ckpt.name}: {delta.module}")

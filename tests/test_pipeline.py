@@ -116,3 +116,17 @@ def test_bad_options_fail_before_any_folder_is_made(tmp_path, llama_pair):
     with pytest.raises(LabError, match="needs --base"):
         lab.analyze(ft, out=tmp_path, targets=["weight"], progress=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_untouched_modules_are_reported_unchanged_not_probed(tmp_path, llama_pair):
+    base, _ = llama_pair
+    model = builders.tiny_llama(seed=0)
+    with torch.no_grad():
+        model.model.layers[0].self_attn.q_proj.weight.add_(0.01)
+    ft = builders.save(model, tmp_path / "q-only")
+    run = lab.analyze(ft, base=base, out=tmp_path / "out", probes=["entanglement"], progress=False)
+    deltas = run.table("deltas").set_index("module")
+    changed = deltas.index[deltas.fro_norm > 0].tolist()
+    assert changed == ["model.layers.0.self_attn.q_proj"]
+    assert deltas.drop(index=changed).note.str.contains("unchanged").all()
+    assert set(run.table("entanglement").module) == set(changed)
