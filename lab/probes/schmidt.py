@@ -23,26 +23,11 @@ row|column cut uses the r×r core. Nothing of size rows×cols is ever formed.
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 from lab.probes import factored
+from lab.probes.linalg import gram as _gram, psd_eigvals as _psd_eigvals
 from lab.probes.factored import Factors
 from lab.probes.tensorize import Sites
-
-
-def _psd_eigvals(gram: np.ndarray) -> np.ndarray:
-    """Eigenvalues of a symmetric PSD matrix, negatives from rounding clipped to 0 (destroys gram)."""
-    if gram.shape[0] == 0:
-        return np.zeros(0)
-    # LAPACK ?syevr without vectors; gram is symmetric, so its F-ordered view gram.T is gram and
-    # LAPACK works in place instead of on a copy
-    w = scipy.linalg.eigh(gram.T, eigvals_only=True, overwrite_a=True, check_finite=False, driver="evr")
-    return np.clip(w, 0.0, None)
-
-
-def _gram_smaller_side(x: np.ndarray) -> np.ndarray:
-    """x·xᵀ or xᵀ·x, whichever is smaller (numpy hands x @ x.T to BLAS ?syrk)."""
-    return x @ x.T if x.shape[0] <= x.shape[1] else x.T @ x
 
 
 def _normalised(w: np.ndarray, trace: float) -> np.ndarray:
@@ -61,9 +46,9 @@ def _dense(m: np.ndarray, st: Sites) -> list[np.ndarray]:
     right = [i for i in range(n_cuts) if dl[i] > dr[i]]  # cuts c+1..N-1: right Gram
     if left:
         x = psi.reshape(int(dl[left[-1]]), -1)
-        g = x @ x.T
+        g = _gram(x)  # D_left ≤ D_right here, so this is x·xᵀ
         for i in reversed(left):
-            # the next Gram (cut i, one site fewer on the left) before the eigensolver destroys g
+            # the next Gram (cut i, one site fewer on the left) by a partial trace over site i
             a, d = (int(dl[i - 1]), dims[i]) if i > 0 else (0, 0)
             smaller = np.ascontiguousarray(g.reshape(a, d, a, d).trace(axis1=1, axis2=3)) if i > 0 else None
             trace = float(np.trace(g))
@@ -71,7 +56,7 @@ def _dense(m: np.ndarray, st: Sites) -> list[np.ndarray]:
             g = smaller
     if right:
         y = psi.reshape(-1, int(dr[right[0]]))
-        h = y.T @ y
+        h = _gram(y)  # D_left > D_right here, so this is yᵀ·y
         for i in right:
             nxt = i + 1
             if nxt < n_cuts:
@@ -95,7 +80,7 @@ def _factored(f: Factors, st: Sites) -> list[np.ndarray]:
     for i, k in enumerate(st.cuts):
         if k < st.row_sites:
             r_root = factored.row_root(f) if r_root is None else r_root
-            g = _gram_smaller_side(r_root.reshape(int(dl[i]), -1))
+            g = _gram(r_root.reshape(int(dl[i]), -1))
             trace = float(np.trace(g))
             out.append(_normalised(_psd_eigvals(g), trace))
         elif k == st.row_sites:
@@ -103,7 +88,7 @@ def _factored(f: Factors, st: Sites) -> list[np.ndarray]:
             out.append(_normalised(s2, float(s2.sum())))
         else:
             c_root = factored.col_root(f) if c_root is None else c_root
-            g = _gram_smaller_side(c_root.reshape(c_root.shape[0] * (int(dl[i]) // rows), -1))
+            g = _gram(c_root.reshape(c_root.shape[0] * (int(dl[i]) // rows), -1))
             trace = float(np.trace(g))
             out.append(_normalised(_psd_eigvals(g), trace))
     return out

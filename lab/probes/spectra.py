@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
 from lab.deltas import Delta
 from lab.errors import NonFiniteError
@@ -109,10 +108,12 @@ class Spectrum:
 
 
 def singular_values(x: np.ndarray | Factors) -> np.ndarray:
-    """All singular values, descending: LAPACK ?gesdd without vectors (dense, float64) or the r×r core (factors)."""
+    """All singular values, descending: LAPACK without vectors (dense, float64) or the r×r core (factors)."""
     if isinstance(x, Factors):
         return factored.singular_values(x)
-    return scipy.linalg.svdvals(np.asarray(x, dtype=np.float64), check_finite=False)
+    # numpy's LAPACK (?gesdd), as everywhere in lab.probes: a second BLAS thread pool (scipy's)
+    # alternating with numpy's made small factorisations up to 100x slower on a busy 2-core machine
+    return np.linalg.svd(np.asarray(x, dtype=np.float64), compute_uv=False)
 
 
 def spectrum(x, rank_bound: int | None = None) -> Spectrum:
@@ -153,10 +154,13 @@ def alignment(delta_x, base: np.ndarray, options: SpectraOptions = SpectraOption
         numerical_rank = spectrum(delta_x).numerical_rank
     k = min(options.top_k, numerical_rank)
     u_d, _, v_d = subspaces.top_singular_vectors(delta_x, k)
-    u_w, _, v_w = subspaces.top_singular_vectors(base, k)
+    # W's singular vectors once: the leading k for the overlaps, all (or the reference count) for intruders
+    u_w, _, v_w = subspaces.top_singular_vectors(base, None if options.intruder_reference is None
+                                                  else max(k, options.intruder_reference))
     tuned = base + (delta_x.to_dense() if isinstance(delta_x, Factors) else delta_x)
-    count, min_cos = subspaces.intruders(base, tuned, options.intruder_top, options.intruder_threshold,
-                                         options.intruder_reference)
+    reference = u_w if options.intruder_reference is None else u_w[:, : options.intruder_reference]
+    count, min_cos = subspaces.intruders(reference, tuned, options.intruder_top, options.intruder_threshold)
+    u_w, v_w = u_w[:, :k], v_w[:, :k]
     return Alignment(
         k=k,
         overlap_left=subspaces.subspace_overlap(u_d, u_w),

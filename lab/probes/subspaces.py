@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 from lab.probes import factored
 from lab.probes.factored import Factors
@@ -22,9 +21,9 @@ from lab.probes.factored import Factors
 def top_singular_vectors(x: np.ndarray | Factors, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(U, σ, V): the k leading singular triplets (all when k is None) with σ descending.
 
-    Dense: eigenvectors of the smaller Gram matrix (LAPACK ?syevr, only the k wanted ones), the
-    other side mapped through x and normalised; directions with σ = 0 are dropped, so fewer than
-    k may come back. Factored: QR of both factors and an r×r SVD (exact, never multiplied out).
+    Dense: eigenvectors of the smaller Gram matrix, the other side mapped through x and
+    normalised; directions with σ = 0 are dropped, so fewer than k may come back. Factored: QR
+    of both factors and an r×r SVD (exact, never multiplied out).
     """
     if isinstance(x, Factors):
         u, s, v = factored.top_singular_vectors(x, x.rank_bound if k is None else k)
@@ -37,10 +36,9 @@ def top_singular_vectors(x: np.ndarray | Factors, k: int | None = None) -> tuple
     if k <= 0:
         return np.zeros((m, 0)), np.zeros(0), np.zeros((n, 0))
     wide = m <= n
-    gram = x @ x.T if wide else x.T @ x
-    w, vecs = scipy.linalg.eigh(gram, subset_by_index=[small - k, small - 1], overwrite_a=True,
-                                check_finite=False, driver="evr")
-    w, vecs = w[::-1], vecs[:, ::-1]
+    # numpy's LAPACK for everything, as in lab.probes.schmidt: one BLAS thread pool per process
+    w, vecs = np.linalg.eigh(x @ x.T if wide else x.T @ x)
+    w, vecs = w[::-1][:k], vecs[:, ::-1][:, :k]
     keep = w > 0.0
     sigma, near = np.sqrt(w[keep]), vecs[:, keep]
     far = (x.T @ near) if wide else (x @ near)
@@ -63,17 +61,16 @@ def max_cosines(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.abs(yn.T @ xn).max(axis=1)
 
 
-def intruders(base: np.ndarray, tuned: np.ndarray, top: int = 10, threshold: float = 0.5,
-              reference: int | None = None) -> tuple[int, float]:
+def intruders(base_left: np.ndarray, tuned: np.ndarray, top: int = 10,
+              threshold: float = 0.5) -> tuple[int, float]:
     """(count, smallest max-cosine) of intruder directions among the ``top`` left singular vectors of ``tuned``.
 
-    ``reference`` limits the comparison to the base's leading left singular vectors (None: all of
-    them, the paper's definition; a number is cheaper for large matrices but counts a direction
-    that merely moved down the base's spectrum as an intruder).
+    ``base_left`` holds the base W's left singular vectors as columns: all of them for the
+    paper's definition, or only the leading ones (cheaper for large matrices, but then a
+    direction that merely moved down W's spectrum also counts as an intruder).
     """
     y, _, _ = top_singular_vectors(tuned, top)
-    x, _, _ = top_singular_vectors(base, reference)
-    if y.shape[1] == 0 or x.shape[1] == 0:
+    if y.shape[1] == 0 or base_left.shape[1] == 0:
         return 0, float("nan")
-    cos = max_cosines(y, x)
+    cos = max_cosines(y, base_left)
     return int((cos < threshold).sum()), float(cos.min())

@@ -154,16 +154,19 @@ def _intruders_by_numpy(W, tuned, top, eps):
 def test_intruders_against_numpy_and_what_they_mean(tuned_pair):
     W, lora, small = tuned_pair
     big = Factors(lora.B, lora.A, 5.0)  # two directions larger than all of W's
+    u_w_numpy = np.linalg.svd(W, full_matrices=False)[0]
     counts = {}
     for name, delta in {"lora": big, "small": small}.items():
         tuned = W + (delta.to_dense() if isinstance(delta, Factors) else delta)
-        count, min_cos = intruders(W, tuned, top=10, threshold=0.5)
         ref_count, ref_min = _intruders_by_numpy(W, tuned, 10, 0.5)
+        count, min_cos = intruders(u_w_numpy, tuned, top=10, threshold=0.5)
         assert (count, min_cos) == (ref_count, pytest.approx(ref_min, abs=1e-6))
+        al = alignment(delta, W, SpectraOptions(intruder_top=10, intruder_threshold=0.5))
+        assert (al.intruder_count, al.intruder_min_cos) == (ref_count, pytest.approx(ref_min, abs=1e-6))
         counts[name] = count
     assert counts["small"] == 0 and counts["lora"] >= 1
-    # with the base's top vectors only, a vector that is W's own 11th direction is not an intruder
-    # of W itself; a limited reference can only find more intruders, never fewer
-    assert intruders(W, W, top=10, threshold=0.5, reference=10)[0] == 0
-    tuned = W + big.to_dense()
-    assert intruders(W, tuned, 10, 0.5, reference=10)[0] >= intruders(W, tuned, 10, 0.5)[0]
+    # W's own leading vectors are never intruders; with W's top-10 only as the reference a
+    # limited comparison can only find more intruders, never fewer
+    assert intruders(u_w_numpy[:, :10], W, top=10, threshold=0.5)[0] == 0
+    limited = alignment(big, W, SpectraOptions(intruder_reference=10)).intruder_count
+    assert limited >= counts["lora"]
