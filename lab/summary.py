@@ -20,7 +20,7 @@ def print_summary(run: Run, console: Console | None = None) -> None:
         tables.add_row(name, str(rows), str(run.path / f"{name}.parquet"))
     console.print(tables)
 
-    deltas = run.table("deltas", columns=["checkpoint", "step", "kind", "rank_bound", "fro_norm"])
+    deltas = run.table("deltas", columns=["checkpoint", "step", "kind", "rank_bound", "fro_norm", "note"])
     by_ckpt = deltas.groupby(["checkpoint", "kind"], sort=False, dropna=False).agg(
         step=("step", "first"), modules=("fro_norm", "size"), rank_bound=("rank_bound", "max"),
         mean_fro_norm=("fro_norm", "mean"))
@@ -29,6 +29,9 @@ def print_summary(run: Run, console: Console | None = None) -> None:
         summary.add_column(col, justify="left" if col in ("checkpoint", "kind") else "right")
     for (ckpt, kind), row in by_ckpt.iterrows():
         step = "" if row.step != row.step or row.step is None else str(int(row.step))
-        summary.add_row(str(ckpt), step, str(kind), str(row.modules), str(row.rank_bound), f"{row.mean_fro_norm:.4g}")
+        summary.add_row(str(ckpt), step, str(kind), str(int(row.modules)), str(int(row.rank_bound)),
+                        f"{row.mean_fro_norm:.4g}")
     console.print(summary)
+    for note, count in deltas.note[deltas.note.fillna("") != ""].value_counts().items():
+        console.print(f"note ({count} rows of deltas): {note}")
     console.print(f"results: {run.path}   (load with lab.store.open_run({str(run.path)!r}).table('deltas'))")
