@@ -1,21 +1,28 @@
-"""The two dense kernels the Schmidt spectra need: a float64 Gram matrix and symmetric eigenvalues.
+"""Dense kernels of the probes: float64 Gram matrices, symmetric eigenvalues, singular values.
 
-Measured on this project's 2-core AMD EPYC machine (bench/RESULTS.md), for the 4096×4096
-Gram matrix of a 4096×4096 float64 matrix, one thread:
+Which library does what was decided by measurement on this project's 2-core AMD EPYC machine
+(2 threads; bench/RESULTS.md has the setting):
 
-* Gram: numpy's ``x @ x.T`` goes to OpenBLAS ``dsyrk`` (half the flops of a general product),
-  about 1.8 s, against 2.9 s for torch's general ``matmul``;
-* eigenvalues only: torch's ``linalg.eigvalsh`` (MKL ``dsyevd`` in the CPU wheels) about 4 s,
-  against 6–8 s for numpy's and scipy's OpenBLAS ``?syevd``/``?syevr``.
+* Gram: numpy's ``x @ x.T`` goes to OpenBLAS ``dsyrk`` (half the flops of a general product):
+  4096×4096 in ~0.8 s, faster than torch's general ``matmul``.
+* Eigenvalues of a large Gram matrix: torch's ``linalg.eigvalsh`` (MKL ``dsyevd`` in the CPU
+  wheels) ~2.3 s at n = 4096 against ~3.8 s for numpy's OpenBLAS, and ~4 s against ~6–8 s on
+  one thread. That decides the price of a whole entanglement profile.
+* Small problems stay in numpy: numpy and torch each keep their own thread pool, and switching
+  between them costs a fixed stall (threads of the idle pool still spinning) that is negligible
+  next to a 2 s solve but made 384×384 profiles 5× slower and the spectra of a whole model 2×
+  slower. Below ``TORCH_FROM`` rows everything is numpy.
 
-So the Gram comes from numpy and the eigenvalues from torch (a dependency of lab anyway).
-Everything is float64; the arrays are shared with torch without copies.
+scipy's LAPACK is not used at all: it ships a third thread pool (its own OpenBLAS).
+Everything is float64; arrays are shared with torch without copies.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+TORCH_FROM = 1024  # symmetric eigenproblems at least this large go to torch (MKL)
 
 
 def gram(x: np.ndarray) -> np.ndarray:
@@ -26,8 +33,46 @@ def gram(x: np.ndarray) -> np.ndarray:
 
 def psd_eigvals(g: np.ndarray) -> np.ndarray:
     """Eigenvalues (ascending) of a symmetric positive semi-definite float64 matrix, negatives
-    from rounding clipped to 0. Only the lower triangle is read."""
+    from rounding clipped to 0."""
+    g = np.asarray(g, dtype=np.float64)
     if g.shape[0] == 0:
         return np.zeros(0)
-    w = torch.linalg.eigvalsh(torch.from_numpy(np.asarray(g, dtype=np.float64))).numpy()
+    if g.shape[0] >= TORCH_FROM:
+        w = torch.linalg.eigvalsh(torch.from_numpy(g)).numpy()
+    else:
+        w = np.linalg.eigvalsh(g)
     return np.clip(w, 0.0, None)
+
+
+def psd_eigh(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(eigenvalues ascending, eigenvectors as columns) of a symmetric float64 matrix."""
+    g = np.asarray(g, dtype=np.float64)
+    if g.shape[0] >= TORCH_FROM:
+        w, v = torch.linalg.eigh(torch.from_numpy(g))
+        return w.numpy(), v.numpy()
+    return np.linalg.eigh(g)
+
+
+# Accept Gram eigenvalues as singular values when the first-order bound on every σ's relative
+# error, (√M + N)·ε·κ²/2 (Gram rounding ~√M·ε·σ₁², eigensolver ~N·ε·σ₁²), is below 5e-9.
+_GRAM_RELATIVE_ERROR = 1e-8
+
+
+def singular_values(x: np.ndarray) -> np.ndarray:
+    """All min(rows, cols) singular values of a dense matrix, descending, in float64.
+
+    A clearly rectangular matrix (aspect ≥ 2) goes through its small Gram matrix, σ_i = √λ_i, at
+    about half the flops of an SVD, whenever its condition number κ is low enough for every σ to
+    keep a relative accuracy of ~1e-8 (all σ are then far above the numerical-rank tolerance, so
+    the numerical rank is exact too). Otherwise, and for square-ish matrices, numpy's SVD
+    without vectors (LAPACK ?gesdd), accurate to ~ε·σ₁.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    big, small = max(x.shape), min(x.shape)
+    if small == 0:
+        return np.zeros(0)
+    if big >= 2 * small:
+        lam = psd_eigvals(gram(x))[::-1]
+        if lam[-1] >= lam[0] * (np.sqrt(big) + small) * np.finfo(np.float64).eps / _GRAM_RELATIVE_ERROR:
+            return np.sqrt(lam)
+    return np.linalg.svd(x, compute_uv=False)

@@ -30,7 +30,7 @@ import numpy as np
 
 from lab.deltas import Delta
 from lab.errors import NonFiniteError
-from lab.probes import factored, inputs, subspaces
+from lab.probes import factored, inputs, linalg, subspaces
 from lab.probes.factored import Factors, as_matrix_or_factors
 from lab.probes.registry import Probe, ProbeContext, Rows, register
 
@@ -108,12 +108,10 @@ class Spectrum:
 
 
 def singular_values(x: np.ndarray | Factors) -> np.ndarray:
-    """All singular values, descending: LAPACK without vectors (dense, float64) or the r×r core (factors)."""
+    """All singular values, descending: :func:`lab.probes.linalg.singular_values` (dense, float64) or the r×r core (factors)."""
     if isinstance(x, Factors):
         return factored.singular_values(x)
-    # numpy's LAPACK (?gesdd), as everywhere in lab.probes: a second BLAS thread pool (scipy's)
-    # alternating with numpy's made small factorisations up to 100x slower on a busy 2-core machine
-    return np.linalg.svd(np.asarray(x, dtype=np.float64), compute_uv=False)
+    return linalg.singular_values(x)
 
 
 def spectrum(x, rank_bound: int | None = None) -> Spectrum:

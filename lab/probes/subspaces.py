@@ -16,6 +16,7 @@ import numpy as np
 
 from lab.probes import factored
 from lab.probes.factored import Factors
+from lab.probes.linalg import gram, psd_eigh
 
 
 def top_singular_vectors(x: np.ndarray | Factors, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -36,8 +37,7 @@ def top_singular_vectors(x: np.ndarray | Factors, k: int | None = None) -> tuple
     if k <= 0:
         return np.zeros((m, 0)), np.zeros(0), np.zeros((n, 0))
     wide = m <= n
-    # numpy's LAPACK for everything, as in lab.probes.schmidt: one BLAS thread pool per process
-    w, vecs = np.linalg.eigh(x @ x.T if wide else x.T @ x)
+    w, vecs = psd_eigh(gram(x))
     w, vecs = w[::-1][:k], vecs[:, ::-1][:, :k]
     keep = w > 0.0
     sigma, near = np.sqrt(w[keep]), vecs[:, keep]

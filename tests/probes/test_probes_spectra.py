@@ -52,7 +52,7 @@ def test_spectrum_numbers_against_numpy_svd(name):
     s_np = np.linalg.svd(dense, compute_uv=False)
     s = spectrum(x)
     n = s.sigma.size
-    assert np.allclose(s.sigma, s_np[:n], rtol=1e-10, atol=1e-12 * s_np[0])
+    assert np.allclose(s.sigma, s_np[:n], rtol=1e-8, atol=1e-12 * s_np[0])  # see linalg.singular_values
     assert np.all(s_np[n:] <= 1e-12 * s_np[0])  # a factored spectrum omits only zeros
     assert s.fro_norm == pytest.approx(np.linalg.norm(dense, "fro"), rel=1e-12)
     assert s.spectral_norm == pytest.approx(np.linalg.norm(dense, 2), rel=1e-12)
@@ -66,6 +66,23 @@ def test_spectrum_numbers_against_numpy_svd(name):
     assert s.utilization == pytest.approx(s.effective_rank / s.rank_bound)
     assert s.stable_rank <= s.effective_rank + 1e-9  # and both below the rank
     assert s.effective_rank <= s.numerical_rank + 1e-9
+
+
+@pytest.mark.parametrize("kappa", [3.0, 1e2, 1e6, 1e12])
+@pytest.mark.parametrize("shape", [(600, 40), (40, 600), (50, 50)])
+def test_dense_singular_values_keep_their_accuracy_at_any_conditioning(shape, kappa):
+    # the Gram route is taken only when every σ keeps ~1e-8 relative accuracy; else an SVD
+    rng = np.random.default_rng(int(np.log10(kappa)))
+    n = min(shape)
+    u, _ = np.linalg.qr(rng.standard_normal((shape[0], n)))
+    v, _ = np.linalg.qr(rng.standard_normal((shape[1], n)))
+    sigma = np.geomspace(1.0, 1.0 / kappa, n)
+    m = u @ np.diag(sigma) @ v.T
+    s_np = np.linalg.svd(m, compute_uv=False)
+    s = spectrum(m)
+    # relative to 1e-7 down to the smallest σ, or to an SVD's own accuracy ~ε·σ₁ where it is coarser
+    assert np.allclose(s.sigma, s_np, rtol=1e-7, atol=100 * np.finfo(float).eps * s_np[0])
+    assert s.numerical_rank == np.linalg.matrix_rank(m)
 
 
 def test_entropy_rank_is_exp_of_the_row_column_entanglement():
