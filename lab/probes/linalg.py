@@ -6,12 +6,13 @@ Which library does what was decided by measurement on this project's 2-core AMD 
 * Gram: numpy's ``x @ x.T`` goes to OpenBLAS ``dsyrk`` (half the flops of a general product):
   4096×4096 in ~0.8 s, faster than torch's general ``matmul``.
 * Eigenvalues of a large Gram matrix: torch's ``linalg.eigvalsh`` (MKL ``dsyevd`` in the CPU
-  wheels) ~2.3 s at n = 4096 against ~3.8 s for numpy's OpenBLAS, and ~4 s against ~6–8 s on
-  one thread. That decides the price of a whole entanglement profile.
-* Small problems stay in numpy: numpy and torch each keep their own thread pool, and switching
-  between them costs a fixed stall (threads of the idle pool still spinning) that is negligible
-  next to a 2 s solve but made 384×384 profiles 5× slower and the spectra of a whole model 2×
-  slower. Below ``TORCH_FROM`` rows everything is numpy.
+  wheels) ~2.0 s at n = 4096 against ~3.8 s for numpy's OpenBLAS (~4 s against 6–8 s on one
+  thread). At n = 2048 the two are level (~0.35–0.5 s), below that numpy is faster.
+* numpy and torch each keep their own thread pool, and handing work from one to the other costs
+  a stall (the idle pool's threads still spinning): negligible next to a 2 s solve, but it made
+  384×384 profiles 5× slower and the spectra of a whole model 2× slower when every small solve
+  went to torch. So only solves of ``TORCH_FROM`` rows or more go to torch, and callers that
+  have many (lab.probes.schmidt) run the small ones first, so the pools change hands once.
 
 scipy's LAPACK is not used at all: it ships a third thread pool (its own OpenBLAS).
 Everything is float64; arrays are shared with torch without copies.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-TORCH_FROM = 1024  # symmetric eigenproblems at least this large go to torch (MKL)
+TORCH_FROM = 3000  # symmetric eigenproblems at least this large go to torch (MKL)
 
 
 def gram(x: np.ndarray) -> np.ndarray:

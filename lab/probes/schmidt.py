@@ -36,37 +36,40 @@ def _normalised(w: np.ndarray, trace: float) -> np.ndarray:
     return w / trace
 
 
+def _dense_grams(psi: np.ndarray, st: Sites) -> dict[int, np.ndarray]:
+    """The smaller-side Gram matrix at every cut (index = cut − 1), from two matrix products."""
+    dl, dr, dims = st.d_left, st.d_right, st.dims
+    n_cuts = len(dl)
+    left = [i for i in range(n_cuts) if dl[i] <= dr[i]]  # cuts 1..c: the left Gram is the smaller
+    right = [i for i in range(n_cuts) if dl[i] > dr[i]]  # cuts c+1..N-1: the right Gram
+    grams: dict[int, np.ndarray] = {}
+    if left:
+        g = _gram(psi.reshape(int(dl[left[-1]]), -1))  # D_left ≤ D_right here, so this is x·xᵀ
+        for i in reversed(left):
+            grams[i] = g
+            if i > 0:  # one site fewer on the left: partial trace over site i (0-based)
+                a, d = int(dl[i - 1]), dims[i]
+                g = np.ascontiguousarray(g.reshape(a, d, a, d).trace(axis1=1, axis2=3))
+    if right:
+        h = _gram(psi.reshape(-1, int(dr[right[0]])))  # D_left > D_right here, so this is yᵀ·y
+        for i in right:
+            grams[i] = h
+            if i + 1 < n_cuts:  # one site fewer on the right: partial trace over site i+1
+                d, b = dims[i + 1], int(dr[i + 1])
+                h = np.ascontiguousarray(h.reshape(d, b, d, b).trace(axis1=0, axis2=2))
+    return grams
+
+
 def _dense(m: np.ndarray, st: Sites) -> list[np.ndarray]:
     # a view when m is already C-contiguous float64; otherwise one float64 copy (the only one)
     psi = np.ascontiguousarray(m, dtype=np.float64).reshape(-1)
-    dl, dr, dims = st.d_left, st.d_right, st.dims
-    n_cuts = len(dl)
-    out: list[np.ndarray] = [np.zeros(0)] * n_cuts
-    left = [i for i in range(n_cuts) if dl[i] <= dr[i]]  # cuts 1..c: left Gram is the smaller
-    right = [i for i in range(n_cuts) if dl[i] > dr[i]]  # cuts c+1..N-1: right Gram
-    if left:
-        x = psi.reshape(int(dl[left[-1]]), -1)
-        g = _gram(x)  # D_left ≤ D_right here, so this is x·xᵀ
-        for i in reversed(left):
-            # the next Gram (cut i, one site fewer on the left) by a partial trace over site i
-            a, d = (int(dl[i - 1]), dims[i]) if i > 0 else (0, 0)
-            smaller = np.ascontiguousarray(g.reshape(a, d, a, d).trace(axis1=1, axis2=3)) if i > 0 else None
-            trace = float(np.trace(g))
-            out[i] = _normalised(_psd_eigvals(g), trace)
-            g = smaller
-    if right:
-        y = psi.reshape(-1, int(dr[right[0]]))
-        h = _gram(y)  # D_left > D_right here, so this is yᵀ·y
-        for i in right:
-            nxt = i + 1
-            if nxt < n_cuts:
-                d, b = dims[nxt], int(dr[nxt])
-                smaller = np.ascontiguousarray(h.reshape(d, b, d, b).trace(axis1=0, axis2=2))
-            else:
-                smaller = None
-            trace = float(np.trace(h))
-            out[i] = _normalised(_psd_eigvals(h), trace)
-            h = smaller
+    grams = _dense_grams(psi, st)
+    out: list[np.ndarray] = [np.zeros(0)] * len(grams)
+    # smallest first: the numpy-sized solves, then the large ones in one run on torch's pool, so
+    # that the thread pools change hands once (see lab.probes.linalg); each Gram is freed after use
+    for i in sorted(grams, key=lambda i: grams[i].shape[0]):
+        g = grams.pop(i)
+        out[i] = _normalised(_psd_eigvals(g), float(np.trace(g)))
     return out
 
 

@@ -1,0 +1,36 @@
+"""The dense kernels against closed forms: both eigen-solver routes (numpy below TORCH_FROM rows,
+torch from there on) give the eigenvalues a matrix was built with."""
+
+import numpy as np
+import pytest
+
+from lab.probes import linalg
+from lab.probes.linalg import gram, psd_eigh, psd_eigvals
+
+
+def _with_spectrum(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    lam = np.sort(rng.uniform(0.0, 3.0, n))
+    lam[:3] = 0.0  # singular: the clipped zeros must stay (near) zero
+    return (q * lam) @ q.T, lam, q
+
+
+@pytest.mark.parametrize("n", [7, 300])
+@pytest.mark.parametrize("torch_from", [10**9, 5])  # all numpy; torch for all but the tiny
+def test_eigenvalues_on_both_routes(n, torch_from, monkeypatch):
+    monkeypatch.setattr(linalg, "TORCH_FROM", torch_from)
+    g, lam, q = _with_spectrum(n, n)
+    w = psd_eigvals(g)
+    assert np.all(w >= 0.0)
+    assert np.allclose(w, lam, atol=1e-12 * n)
+    w2, v = psd_eigh(g)
+    assert np.allclose(w2, lam, atol=1e-12 * n)
+    assert np.allclose((v * w2) @ v.T, g, atol=1e-10)
+
+
+def test_gram_takes_the_smaller_side():
+    x = np.random.default_rng(0).standard_normal((5, 40))
+    assert np.allclose(gram(x), np.einsum("ik,jk->ij", x, x))
+    assert np.allclose(gram(x.T), np.einsum("ik,jk->ij", x, x))
+    assert gram(x.astype(np.float32)).dtype == np.float64
