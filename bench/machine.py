@@ -24,8 +24,9 @@ def _blas() -> list[dict]:
         from threadpoolctl import threadpool_info
     except ImportError:
         return [{"note": "threadpoolctl not importable"}]
-    keep = ("internal_api", "version", "num_threads", "threading_layer", "architecture", "prefix")
-    return [{k: i.get(k) for k in keep} for i in threadpool_info()]
+    keep = ("internal_api", "version", "num_threads", "threading_layer", "architecture")
+    return [{**{k: i.get(k) for k in keep}, "library": os.path.basename(i.get("filepath", ""))}
+            for i in threadpool_info()]
 
 
 def describe() -> dict:
@@ -47,7 +48,14 @@ def describe() -> dict:
         "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
     }
-    info["blas"] = _blas()  # after numpy/scipy are imported, so that their libraries show
+    try:  # torch's CPU wheels carry MKL (statically linked, so threadpoolctl does not list it)
+        import torch
+
+        info["torch"] = f"{torch.__version__}, {torch.get_num_threads()} threads, " + (
+            "MKL" if torch.backends.mkl.is_available() else "no MKL")
+    except ImportError:
+        info["torch"] = None
+    info["blas"] = _blas()  # after numpy/scipy/torch are imported, so that their libraries show
     return info
 
 
