@@ -238,6 +238,8 @@ def analyse(x, source: str, rank_bound: int, base: np.ndarray | None = None,
 
 def _run(delta: Delta, ctx: ProbeContext) -> Rows:
     options = ctx.options_for("spectra", SpectraOptions())
+    if isinstance(options, dict):  # options read from a config file or the command line
+        options = SpectraOptions(**options)
     parts = []
     for i in inputs.targets(delta, ctx):
         base = delta.base if i.source == "delta" else None  # W is compared with itself otherwise

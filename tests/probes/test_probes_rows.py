@@ -104,6 +104,12 @@ def test_spectra_rows_equal_numpy_on_peft_delta(lora_deltas):
         assert np.allclose([r["sigma"] for r in sv], s[:4], rtol=1e-9)
 
 
+def test_spectra_options_may_come_as_a_dict(lora_deltas):
+    delta, _ = lora_deltas[0]
+    rows = _run("spectra", delta, options={"spectra": {"top_k": 2, "intruder_threshold": 0.3}})
+    assert rows["spectra"][0]["overlap_k"] == 2 and rows["spectra"][0]["intruder_threshold"] == 0.3
+
+
 def test_full_finetune_delta(full_delta):
     for probe in ("entanglement", "spectra"):
         rows = _run(probe, full_delta)
