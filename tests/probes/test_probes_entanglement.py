@@ -36,10 +36,13 @@ def structured(rows: int, cols: int, seed: int) -> np.ndarray:
 
 
 SHAPES = [(384, 384), (192, 576), (12, 18), (97, 50), (1, 12), (30, 1), (60, 97)]
+# quimb's reference costs seconds at 384² (its canonisation), so the structured matrices, whose
+# profiles are far from maximal, use smaller shapes with the same kinds of site chains
+CASES = [(shape, "gaussian") for shape in SHAPES] + [
+    (shape, "structured") for shape in [(96, 96), (48, 144), (12, 18), (97, 50), (1, 12), (30, 1), (60, 97)]]
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("kind", ["gaussian", "structured"])
+@pytest.mark.parametrize("shape, kind", CASES)
 def test_dense_profile_matches_quimb_at_every_cut(shape, kind):
     rng = np.random.default_rng(sum(shape))
     m = rng.standard_normal(shape) if kind == "gaussian" else structured(*shape, seed=3)
@@ -104,8 +107,9 @@ def test_factored_path_agrees_with_the_dense_matrix(shape, r, scale):
     pd_ = entanglement_profile(scale * B @ A)
     assert np.allclose(pf.entropy, pd_.entropy, atol=1e-9)
     assert np.allclose(pf.renyi2, pd_.renyi2, atol=1e-9)
-    vn, _ = quimb_profile(scale * B @ A, pf.sites.dims)
-    assert np.allclose(pf.entropy, vn, atol=1e-6)
+    if shape[0] * shape[1] <= 20_000:  # the large ones are covered through the dense path above
+        vn, _ = quimb_profile(scale * B @ A, pf.sites.dims)
+        assert np.allclose(pf.entropy, vn, atol=1e-6)
 
 
 def test_factored_path_with_singular_factor_grams():
