@@ -21,7 +21,6 @@ Everything is float64; arrays are shared with torch without copies.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 TORCH_FROM = 3000  # symmetric eigenproblems at least this large go to torch (MKL)
 
@@ -39,6 +38,8 @@ def psd_eigvals(g: np.ndarray) -> np.ndarray:
     if g.shape[0] == 0:
         return np.zeros(0)
     if g.shape[0] >= TORCH_FROM:
+        import torch  # here, not at module level: importing lab.probes stays free of torch's ~1 s
+
         w = torch.linalg.eigvalsh(torch.from_numpy(g)).numpy()
     else:
         w = np.linalg.eigvalsh(g)
@@ -49,6 +50,8 @@ def psd_eigh(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(eigenvalues ascending, eigenvectors as columns) of a symmetric float64 matrix."""
     g = np.asarray(g, dtype=np.float64)
     if g.shape[0] >= TORCH_FROM:
+        import torch
+
         w, v = torch.linalg.eigh(torch.from_numpy(g))
         return w.numpy(), v.numpy()
     return np.linalg.eigh(g)
