@@ -9,7 +9,7 @@ same matrices under the same labels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -60,6 +60,12 @@ def label(rows: Rows, control: Input) -> Rows:
         for row in table:
             row.update(module=control.module, layer=None, role="random")
     return rows
+
+
+def control_rows(analyse: Callable[[Any, str, int], Rows], shapes: Iterable[tuple[int, int, int]],
+                 seed: int) -> Rows:
+    """A probe's rows for every control of ``shapes``: ``analyse(x, source, rank_bound)`` on each, labelled."""
+    return merge(label(analyse(c.x, c.source, c.rank_bound), c) for c in controls(shapes, seed))
 
 
 def merge(parts: Iterable[Rows]) -> Rows:

@@ -248,9 +248,7 @@ def _run(delta: Delta, ctx: ProbeContext) -> Rows:
 
 
 def _controls(shapes, ctx: ProbeContext) -> Rows:
-    return inputs.merge(
-        inputs.label(analyse(c.x, c.source, c.rank_bound), c) for c in inputs.controls(shapes, ctx.seed)
-    )
+    return inputs.control_rows(analyse, shapes, ctx.seed)
 
 
 register(Probe(
