@@ -111,24 +111,22 @@ def _split(value: Optional[str]) -> Optional[list[str]]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _register_optional_commands() -> None:
-    """Commands that live with their own subsystem (fine-tuning, demo, dashboard, report)."""
-    import importlib
+def _register_subsystem_commands() -> None:
+    """Commands that live with their own subsystem (fine-tuning, demo, dashboard, report).
 
-    for name, module, attr in (
-        ("finetune", "lab.finetune.cli", "finetune_command"),
-        ("demo", "lab.demo", "demo_command"),
-        ("dashboard", "lab.report.dashboard_cli", "dashboard_command"),
-        ("report", "lab.report.cli", "report_command"),
-    ):
-        try:
-            command = getattr(importlib.import_module(module), attr)
-        except (ModuleNotFoundError, AttributeError):
-            continue
+    Their modules import only typer and lab's light modules at load time, so ``lab --help`` stays fast.
+    """
+    from lab.demo import demo_command
+    from lab.finetune.cli import finetune_command
+    from lab.report.cli import report_command
+    from lab.report.dashboard_cli import dashboard_command
+
+    for name, command in (("finetune", finetune_command), ("demo", demo_command),
+                          ("report", report_command), ("dashboard", dashboard_command)):
         app.command(name)(user_errors(command))
 
 
-_register_optional_commands()
+_register_subsystem_commands()
 
 
 def main() -> None:
