@@ -12,12 +12,7 @@ from dashboards import data, filters, ui
 
 def page(sel: "filters.Selection", key: str, table: str, chart: Callable | None) -> None:
     """The body of a page over ``table``: notice when absent, else its chart (if the columns allow) and rows."""
-    if not sel.runs:
-        ui.no_runs(sel.results)
-        return
-    if not data.computed(sel.runs, table):
-        ui.not_computed(key)
-        ui.column_help(table)
+    if not ui.has_table(sel, key, table):
         return
     rows = data.read(sel.runs, table, None, sel.filters())
     drawn = chart(rows) if chart is not None else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from dashboards import data
 from lab.report.content import NOT_COMPUTED
 from lab.report.figures.common import Chart
 from lab.report.theory import BY_KEY, columns, table_description
@@ -40,6 +41,19 @@ def column_help(*tables: str) -> None:
             continue
         with st.expander(f"Columns of `{table}`: {table_description(table)}"):
             st.dataframe(pd.DataFrame(cols, columns=["column", "meaning"]), hide_index=True, width="stretch")
+
+
+def has_table(sel, key: str, table: str, *help_tables: str, detail: str = "") -> bool:
+    """Whether the selected runs hold ``table``; if not, say why here (no runs, or not computed) and
+    return False so that the page stops."""
+    if not sel.runs:
+        no_runs(sel.results)
+        return False
+    if not data.computed(sel.runs, table):
+        not_computed(key, detail)
+        column_help(*(help_tables or (table,)))
+        return False
+    return True
 
 
 def no_runs(results) -> None:

@@ -13,12 +13,8 @@ COLUMNS = ID + ["source", "cut", "row_sites", "n_sites", "d_left", "d_right", "e
 
 sel = filters.current()
 ui.header("entanglement")
-if not sel.runs:
-    ui.no_runs(sel.results)
-    st.stop()
-if not data.computed(sel.runs, "entanglement"):
-    ui.not_computed("entanglement", "Run `lab analyze ... --probes entanglement` to add it.")
-    ui.column_help("entanglement", "entanglement_summary")
+if not ui.has_table(sel, "entanglement", "entanglement", "entanglement", "entanglement_summary",
+                    detail="Run `lab analyze ... --probes entanglement` to add it."):
     st.stop()
 
 controls = data.read(sel.runs, "entanglement", COLUMNS, [("source", "in", list(CONTROL_SOURCES))])

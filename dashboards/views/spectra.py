@@ -8,12 +8,8 @@ from lab.report.frames import distinct, measured
 
 sel = filters.current()
 ui.header("spectra")
-if not sel.runs:
-    ui.no_runs(sel.results)
-    st.stop()
-if not data.computed(sel.runs, "spectra"):
-    ui.not_computed("spectra", "Run `lab analyze ... --probes spectra` to add it.")
-    ui.column_help("spectra", "singular_values")
+if not ui.has_table(sel, "spectra", "spectra", "spectra", "singular_values",
+                    detail="Run `lab analyze ... --probes spectra` to add it."):
     st.stop()
 
 spectra = data.read(sel.runs, "spectra", None, sel.filters())
