@@ -6,7 +6,6 @@ Skipped only when /usr/bin/chromium is absent and CI is not set; under CI it mus
 """
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 
 import lab_results
 from dashboards.browser import CHROMIUM, Chromium
+from dashboards.screenshots import stop
 
 LOADED_IMAGES = ("Array.from(document.querySelectorAll('[data-testid=\"stImage\"] img'))"
                  ".filter(i => i.complete && i.naturalWidth > 200).map(i => i.alt)")
@@ -65,13 +65,7 @@ def served(lab_results_folder, chromium_present, tmp_path_factory):
                 time.sleep(0.3)
         yield f"http://127.0.0.1:{port}"
     finally:
-        if proc.poll() is None:  # the command became Streamlit (exec); stop its whole process group
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop(proc, timeout=20)  # the command became Streamlit (exec): stop its whole process group
 
 
 def test_dashboard_shows_runs_and_charts_in_chromium(served):
