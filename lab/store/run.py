@@ -12,6 +12,8 @@ import pyarrow.parquet as pq
 from lab.errors import InputError
 from lab.store.manifest import MANIFEST, read_manifest
 
+SUFFIX = ".parquet"  # one file per table: NAME.parquet in the run folder
+
 
 @dataclass
 class Run:
@@ -33,11 +35,38 @@ class Run:
 
     def tables(self) -> list[str]:
         """Names of the tables present (written completely) in this run."""
-        return sorted(p.name[: -len(".parquet")] for p in self.path.glob("*.parquet"))
+        return sorted(p.name[: -len(SUFFIX)] for p in self.path.glob(f"*{SUFFIX}"))
+
+    def table_path(self, name: str) -> Path:
+        """Where table ``name`` of this run lives (the file may not exist)."""
+        return table_path(self.path, name)
+
+    def has_table(self, name: str) -> bool:
+        """Whether this run computed table ``name`` (a complete file is present)."""
+        return self.table_path(name).is_file()
+
+    def columns(self, name: str) -> list[str]:
+        """The columns stored in table ``name``, from the parquet footer (no data read)."""
+        return list(pq.read_schema(self._existing(name)).names)
+
+    def rows(self, name: str) -> int:
+        """The row count of table ``name``, from the parquet footer (no data read)."""
+        return pq.ParquetFile(self._existing(name)).metadata.num_rows
+
+    def _existing(self, name: str) -> Path:
+        path = self.table_path(name)
+        if not path.is_file():
+            raise InputError(f"{path}: table {name!r} was not computed in this run")
+        return path
 
     def table(self, name: str, columns: Sequence[str] | None = None, filters: list | None = None) -> pd.DataFrame:
         """One table as a DataFrame (see :func:`load_table`)."""
         return load_table(self.path, name, columns=columns, filters=filters)
+
+
+def table_path(run_dir: str | Path, name: str) -> Path:
+    """Where table ``name`` of the run in ``run_dir`` lives (the file may not exist)."""
+    return Path(run_dir) / f"{name}{SUFFIX}"
 
 
 def open_run(path: str | Path) -> Run:
@@ -64,7 +93,7 @@ def load_table(run_dir: str | Path, name: str, columns: Sequence[str] | None = N
 
     ``filters`` uses pyarrow's form, e.g. ``[("role", "in", ["q", "v"]), ("layer", "<", 3)]``.
     """
-    path = Path(run_dir) / f"{name}.parquet"
+    path = table_path(run_dir, name)
     if not path.is_file():
         raise InputError(f"{path}: table {name!r} was not computed in this run")
     return pq.read_table(path, columns=list(columns) if columns else None, filters=filters).to_pandas()
