@@ -47,17 +47,11 @@ class Run:
 
     def columns(self, name: str) -> list[str]:
         """The columns stored in table ``name``, from the parquet footer (no data read)."""
-        return list(pq.read_schema(self._existing(name)).names)
+        return list(pq.read_schema(_computed(self.path, name)).names)
 
     def rows(self, name: str) -> int:
         """The row count of table ``name``, from the parquet footer (no data read)."""
-        return pq.ParquetFile(self._existing(name)).metadata.num_rows
-
-    def _existing(self, name: str) -> Path:
-        path = self.table_path(name)
-        if not path.is_file():
-            raise InputError(f"{path}: table {name!r} was not computed in this run")
-        return path
+        return pq.ParquetFile(_computed(self.path, name)).metadata.num_rows
 
     def table(self, name: str, columns: Sequence[str] | None = None, filters: list | None = None) -> pd.DataFrame:
         """One table as a DataFrame (see :func:`load_table`)."""
@@ -67,6 +61,14 @@ class Run:
 def table_path(run_dir: str | Path, name: str) -> Path:
     """Where table ``name`` of the run in ``run_dir`` lives (the file may not exist)."""
     return Path(run_dir) / f"{name}{SUFFIX}"
+
+
+def _computed(run_dir: str | Path, name: str) -> Path:
+    """The path of a table the run computed; an InputError naming the file when it did not."""
+    path = table_path(run_dir, name)
+    if not path.is_file():
+        raise InputError(f"{path}: table {name!r} was not computed in this run")
+    return path
 
 
 def open_run(path: str | Path) -> Run:
@@ -93,7 +95,4 @@ def load_table(run_dir: str | Path, name: str, columns: Sequence[str] | None = N
 
     ``filters`` uses pyarrow's form, e.g. ``[("role", "in", ["q", "v"]), ("layer", "<", 3)]``.
     """
-    path = table_path(run_dir, name)
-    if not path.is_file():
-        raise InputError(f"{path}: table {name!r} was not computed in this run")
-    return pq.read_table(path, columns=list(columns) if columns else None, filters=filters).to_pandas()
+    return pq.read_table(_computed(run_dir, name), columns=list(columns) if columns else None, filters=filters).to_pandas()
