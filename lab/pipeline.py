@@ -1,4 +1,4 @@
-"""`lab.analyze`: read checkpoints, map the probes over their deltas, store the rows.
+"""`lab.analyze`: plan the units, run them (serially or on Dask), store the rows, resumably.
 
 The CLI's ``lab analyze`` is a thin wrapper around :func:`analyze`, so notebooks and the
 scripts in ``analyses/`` run exactly what the command runs.
@@ -6,19 +6,27 @@ scripts in ``analyses/`` run exactly what the command runs.
 
 from __future__ import annotations
 
-import re
-from contextlib import nullcontext
+import contextlib
+import signal
+import threading
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Mapping, Sequence
 
-from lab.checkpoints import Checkpoint, discover, iter_deltas
+from lab.checkpoints import Base, Checkpoint, discover, open_base
+from lab.checkpoints.read import STREAM_BYTES
+from lab.engine.execute import Work
+from lab.engine.executors import DaskExecutor, SerialExecutor
+from lab.engine.plan import Plan, build_plan
+from lab.engine.progress import progress_bar
 from lab.errors import InputError, LabError
+from lab.probes.options import as_json, build_options
 from lab.probes.registry import Probe, ProbeContext, resolve
 from lab.store import Run, RunWriter
-from lab.store.manifest import describe_file, versions
+from lab.store.manifest import describe_file, read_manifest, versions
 
-TARGETS = ("delta", "weight")
-UNCHANGED = "unchanged: ΔW = 0, other probes skipped"
+
+class ResumeError(LabError):
+    """``--resume`` of a run whose inputs or options differ from what its manifest recorded."""
 
 
 def analyze(
@@ -28,12 +36,18 @@ def analyze(
     out: str | Path = "results",
     run: str | None = None,
     probes: Sequence[str] | None = None,
+    options: Mapping[str, Any] | None = None,
     modules: str | None = None,
     allow_nonfinite: bool = False,
     overwrite: bool = False,
+    resume: bool = False,
     controls: bool = False,
-    targets: Sequence[str] = ("delta",),
+    targets: Sequence[str] | None = None,
     seed: int = 0,
+    corpus: str | Path | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    stream_bytes: int | None = STREAM_BYTES,
     progress: bool = True,
 ) -> Run:
     """Analyse checkpoints and return the stored run.
@@ -47,13 +61,22 @@ def analyze(
     out, run : results go to ``out/run/`` (``run`` defaults to the first checkpoint's name).
     probes : probe names (see ``lab.probes.available()``); ``None`` runs the default ones,
         ``["all"]`` every registered probe. The ``deltas`` table is always written.
+    options : per-probe options, ``{"spectra": {"top_k": 8}}`` or options objects; recorded in
+        the manifest. ``targets`` sets the ``targets`` option of every probe that has one.
     modules : a regular expression searched in each module name to select modules.
     allow_nonfinite : analyse weights holding NaN/inf instead of refusing them.
     overwrite : replace an existing run folder of the same name.
+    resume : finish an interrupted run of the same name without recomputing its finished units;
+        refused when the inputs' hashes or the options differ from its manifest.
     controls : add seeded random matrices of every analysed shape (``source = random``).
     targets : ``"delta"`` and/or ``"weight"`` (the base weight W itself; needs ``base``).
     seed : seed of the random controls.
-    progress : show progress bars on stderr.
+    corpus : texts for model-scope probes (one per line, or .jsonl with "text"); default: the
+        standard-library docstrings the fine-tuner uses.
+    workers, scheduler : run on Dask: ``workers`` local single-threaded worker processes, or an
+        existing cluster at ``scheduler`` (``tcp://host:8786``) that sees the same files.
+    stream_bytes : dense updates larger than this (float64 bytes) are read in blocks, never whole.
+    progress : show a progress bar on stderr.
 
     Examples
     --------
@@ -63,107 +86,129 @@ def analyze(
     paths = [Path(ckpts)] if isinstance(ckpts, (str, Path)) else [Path(p) for p in ckpts]
     if not paths:
         raise InputError("no checkpoint given")
+    if workers is not None and scheduler is not None:
+        raise LabError("pass either --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
     chosen = resolve(probes)
-    _check_options(modules, targets, base)
-    checkpoints = [c for p in paths for c in discover(p)]  # validates every input before any work
-    base_files = _base_files(base)
+    probe_options = build_options(chosen, _with_targets(chosen, options, targets))
+    _check_targets(probe_options, base)
+    checkpoints = [c for p in paths for c in discover(p)]  # validates (and indexes) every input before any work
+    _check_names(checkpoints)
+    base_model = open_base(base) if base is not None else None
+    corpus = str(Path(corpus).resolve()) if corpus is not None else None
+    plan = build_plan(checkpoints, base_model, chosen, modules=modules, allow_nonfinite=allow_nonfinite,
+                      controls=controls, seed=seed, stream_bytes=stream_bytes, corpus=corpus)
     name = run or _default_run_name(paths)
-
-    writer = RunWriter(Path(out), name, overwrite=overwrite)
-    ctx = ProbeContext(seed=seed, targets=tuple(targets), controls=controls)
-    options = {
+    settings = {
         "base": str(Path(base).resolve()) if base else None, "probes": [p.name for p in chosen],
-        "modules": modules, "allow_nonfinite": allow_nonfinite, "controls": controls,
-        "targets": list(targets), "seed": seed,
+        "probe_options": {p.name: as_json(probe_options[p.name]) for p in chosen},
+        "modules": modules, "allow_nonfinite": allow_nonfinite, "controls": controls, "seed": seed,
+        "corpus": corpus, "stream_bytes": stream_bytes,
     }
-    try:
-        writer.update_manifest(
-            inputs=_describe_inputs(checkpoints, base_files), options=options, versions=versions()
-        )
-        shapes: set[tuple[int, int, int]] = set()
-        with _progress(progress) as bar:
-            for ckpt in checkpoints:
-                _analyze_checkpoint(ckpt, base, chosen, ctx, writer, name, modules, allow_nonfinite, shapes, bar)
-        if controls:
-            _add_controls(chosen, shapes, ctx, writer, name)
-        writer.finish()
-    except BaseException as error:  # also KeyboardInterrupt: never leave a run looking complete
-        writer.fail(error)
-        raise
+    inputs = _describe_inputs(checkpoints, base_model, corpus)
+    if resume:
+        folder = Path(out) / name
+        if _finished(folder):
+            _check_resumable(folder, inputs, settings)
+            return Run(folder)
+    writer = RunWriter(Path(out), name, overwrite=overwrite, resume=resume)
+    if resume:
+        _check_resumable(writer.folder, inputs, settings)
+    work = Work(name, tuple(chosen), probe_options, ProbeContext(seed=seed))
+    executor = DaskExecutor(workers, scheduler) if (workers or scheduler) else SerialExecutor()
+    with _terminate_as_interrupt():
+        try:
+            writer.update_manifest(inputs=inputs, options=settings, versions=versions(),
+                                   plan=plan.counts(), execution=executor.name)
+            _execute(plan, work, executor, writer, progress)
+            writer.finish(plan.keys)
+        except BaseException as error:  # also KeyboardInterrupt/SIGTERM: never leave a run looking complete
+            writer.fail(error)
+            raise
     return Run(writer.folder)
 
 
-def _analyze_checkpoint(ckpt: Checkpoint, base, chosen: list[Probe], ctx: ProbeContext, writer: RunWriter,
-                        run: str, modules: str | None, allow_nonfinite: bool,
-                        shapes: set[tuple[int, int, int]], bar) -> None:
-    deltas_probe = next(p for p in chosen if p.name == "deltas")
-    task = bar.add_task(ckpt.name, total=None) if bar else None
-    count = 0
-    for delta in iter_deltas(ckpt, base, modules=modules, allow_nonfinite=allow_nonfinite):
-        ids = {"run": run, "checkpoint": ckpt.name, "step": ckpt.step, "module": delta.module,
-               "layer": delta.layer, "role": delta.role}
-        if delta.fro_norm() == 0.0:
-            # an untouched module (a full fine-tune of some modules, PEFT's B = 0 at init): say so
-            # in the deltas table instead of filling the other tables with undefined entropies
-            delta.note = "; ".join(filter(None, [delta.note, UNCHANGED]))
-            _add_rows(writer, deltas_probe.run(delta, ctx), ids)
-        else:
-            for probe in chosen:
-                _add_rows(writer, probe.run(delta, ctx), ids)
-            shapes.add((delta.shape[0], delta.shape[1], delta.rank_bound))
-        count += 1
-        if bar:
-            bar.update(task, advance=1, description=f"{ckpt.name}: {delta.module}")
-    if count == 0:
-        what = f" matching --modules {modules!r}" if modules else ""
-        raise InputError(f"{ckpt.path}: no 2-D weight updates{what} to analyse")
-    if bar:
-        bar.update(task, total=count, completed=count, description=f"{ckpt.name}: {count} modules")
+def _execute(plan: Plan, work: Work, executor, writer: RunWriter, progress: bool) -> None:
+    done = writer.parts.done()
+    todo = [u for u in plan.units if u.key not in done]
+    with progress_bar(len(plan.units), len(plan.units) - len(todo), enabled=progress) as advance:
+        if not todo:
+            return
+        with executor:
+            for result in executor.run(todo, work, plan.prepare):
+                writer.add_unit(result.key, result.rows, label=result.label, seconds=round(result.seconds, 4),
+                                worker=result.worker)
+                advance(result.label)
 
 
-def _add_controls(chosen: list[Probe], shapes, ctx: ProbeContext, writer: RunWriter, run: str) -> None:
-    ids = {"run": run, "checkpoint": "controls", "step": None, "layer": None, "role": "random"}
-    for probe in chosen:
-        if probe.controls is not None:
-            _add_rows(writer, probe.controls(sorted(shapes), ctx), ids)
+def _with_targets(chosen: list[Probe], options: Mapping[str, Any] | None, targets: Sequence[str] | None) -> dict:
+    """``options`` with ``targets`` filled in for every probe that has a targets option (unless set)."""
+    import dataclasses
+
+    out = dict(options or {})
+    if targets is None:
+        return out
+    for p in chosen:
+        if "targets" in {f.name for f in dataclasses.fields(p.options)}:
+            given = out.get(p.name)
+            if given is None:
+                out[p.name] = {"targets": tuple(targets)}
+            elif isinstance(given, Mapping) and "targets" not in given:
+                out[p.name] = {**given, "targets": tuple(targets)}
+    return out
 
 
-def _add_rows(writer: RunWriter, rows_by_table: dict[str, list[dict[str, Any]]], ids: dict[str, Any]) -> None:
-    for table, rows in rows_by_table.items():
-        writer.add(table, ({**ids, **row} for row in rows))  # a probe's own id values win (controls)
-
-
-def _check_options(modules: str | None, targets: Iterable[str], base) -> None:
-    if modules is not None:
-        try:
-            re.compile(modules)
-        except re.error as e:
-            raise LabError(f"--modules {modules!r} is not a valid regular expression: {e}") from None
-    bad = [t for t in targets if t not in TARGETS]
-    if bad:
-        raise LabError(f"unknown target(s) {', '.join(bad)}; choose from {', '.join(TARGETS)}")
-    if "weight" in targets and base is None:
+def _check_targets(probe_options: dict[str, Any], base) -> None:
+    wants_weight = any("weight" in getattr(o, "targets", ()) for o in probe_options.values())
+    if wants_weight and base is None:
         raise LabError("--targets weight analyses the base weights W and needs --base BASE")
 
 
-def _base_files(base) -> list[Path]:
-    if base is None:
-        return []
-    found = discover(base)
-    if len(found) != 1 or found[0].format != "full":
-        raise InputError(f"{base}: --base must be one full model (a folder with safetensors/bin weights or a .safetensors file)")
-    return found[0].files
+def _check_names(checkpoints: list[Checkpoint]) -> None:
+    """Two inputs with the same checkpoint name would share rows: say so instead."""
+    seen: dict[str, Path] = {}
+    for c in checkpoints:
+        if c.name in seen and seen[c.name].resolve() != c.path.resolve():
+            raise InputError(f"{c.path}: its checkpoint name {c.name!r} is also that of {seen[c.name]}; "
+                             "rename one folder so the rows can tell them apart")
+        seen[c.name] = c.path
 
 
-def _describe_inputs(checkpoints: list[Checkpoint], base_files: list[Path]) -> dict[str, Any]:
+def _describe_inputs(checkpoints: list[Checkpoint], base: Base | None, corpus: str | None) -> dict[str, Any]:
     return {
         "checkpoints": [
             {"name": c.name, "step": c.step, "format": c.format, "path": str(c.path.resolve()),
              "files": [describe_file(f) for f in c.files]}
             for c in checkpoints
         ],
-        "base": [describe_file(f) for f in base_files],
+        "base": [describe_file(f) for f in base.files] if base is not None else [],
+        "corpus": describe_file(Path(corpus)) if corpus else None,
     }
+
+
+def _finished(folder: Path) -> bool:
+    try:
+        return read_manifest(folder).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
+
+
+def _check_resumable(folder: Path, inputs: dict[str, Any], settings: dict[str, Any]) -> None:
+    """ResumeError unless the run folder was made from the same inputs (hashes) with the same options."""
+    manifest = read_manifest(folder)
+    if manifest.get("options") != _jsonable(settings):
+        changed = sorted(k for k in set(settings) | set(manifest.get("options", {}))
+                         if manifest.get("options", {}).get(k) != _jsonable(settings).get(k))
+        raise ResumeError(f"{folder}: cannot resume: options differ from the interrupted run's ({', '.join(changed)}); "
+                          "rerun with the same options, or --overwrite to start again")
+    if manifest.get("inputs") != _jsonable(inputs):
+        raise ResumeError(f"{folder}: cannot resume: the input files differ from the interrupted run's (sizes or sha256); "
+                          "pass --overwrite to start again")
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
 
 
 def _default_run_name(paths: list[Path]) -> str:
@@ -172,10 +217,18 @@ def _default_run_name(paths: list[Path]) -> str:
     return stem if len(paths) == 1 else f"{stem}+{len(paths) - 1}"
 
 
-def _progress(enabled: bool):
-    if not enabled:
-        return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt while a run is going (main thread only), so it ends as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), transient=False)
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,4 +1,4 @@
-"""Factored updates s·B·A of a PEFT LoRA adapter (and DoRA's effective update with a base).
+"""Factored updates s·B·A of a PEFT LoRA adapter (and DoRA's): which tensors to read.
 
 The factors are always stored (out, r) and (r, in) for the *module's* in/out, whatever
 ``fan_in_fan_out`` says (that flag only tells PEFT the base weight is a Conv1D stored
@@ -6,70 +6,43 @@ The factors are always stored (out, r) and (r, in) for the *module's* in/out, wh
 ``get_delta_weight`` returns the transpose for Conv1D. Embedding adapters are stored as
 ``lora_embedding_A`` (r, num_embeddings) and ``lora_embedding_B`` (dim, r) and PEFT's update
 is (B·A)ᵀ·s in the table's (num_embeddings, dim) layout, so the Delta's factors are
-B' = Aᵀ, A' = Bᵀ.
+B' = Aᵀ, A' = Bᵀ (done on reading, :mod:`lab.checkpoints.read`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable
 
-import numpy as np
-
+from lab.checkpoints import fused
 from lab.checkpoints.adapter_config import AdapterConfig
 from lab.checkpoints.adapter_weights import AdapterModule, adapter_modules, check_modules
 from lab.checkpoints.base import Base
-from lab.checkpoints.discover import Checkpoint, checked_layout
-from lab.checkpoints.dora import NOTE_NO_BASE, dora_update
-from lab.checkpoints.fused import split_fused
-from lab.checkpoints.loader import LazyLoader
-from lab.checkpoints.index import TensorIndex
+from lab.checkpoints.discover import Checkpoint
 from lab.checkpoints.naming import ModuleName, module_name, natural_key
-from lab.deltas import Delta
+from lab.checkpoints.reads import ModuleRead
 from lab.errors import MatchError, ShapeError
 
 
-def adapter_deltas(ckpt: Checkpoint, base: Base | None, select: Callable[[str], bool], allow_nonfinite: bool) -> Iterator[Delta]:
-    """The per-module updates of an adapter; every base lookup is checked now, before any read."""
-    _, layout = checked_layout(ckpt.path)
-    config = AdapterConfig.read(layout.config)
-    index = layout.index()
-    modules = adapter_modules(index)
-    check_modules(modules, config, layout.weights[0])
+def plan_adapter(ckpt: Checkpoint, base: Base | None, select: Callable[[str], bool], allow_nonfinite: bool) -> list[ModuleRead]:
+    """The module reads of an adapter; every base lookup is checked now, before any read."""
+    config = AdapterConfig.read(ckpt.layout.config)
+    modules = adapter_modules(ckpt.index)
+    check_modules(modules, config, ckpt.layout.weights[0])
     model_type = base.model_type if base is not None else None
-    plan: list[tuple[AdapterModule, ModuleName, str | None]] = []
+    out = []
     for m in sorted(modules, key=lambda m: natural_key(m.module)):
         name = module_name(m.module, model_type)
-        if not any(select(n) for n in name.part_names()):
+        chosen = fused.selected(fused.parts(name, m.shape[0]), select)
+        if not chosen:
             continue
-        plan.append((m, name, _base_key(m, name, base) if base is not None else None))
-    return _read(plan, config, index, base, allow_nonfinite, select)
-
-
-def _read(
-    plan: list[tuple[AdapterModule, ModuleName, str | None]], config: AdapterConfig, index: TensorIndex,
-    base: Base | None, allow_nonfinite: bool, select: Callable[[str], bool],
-) -> Iterator[Delta]:
-    """The Deltas of a checked plan, reading one module's factors (and base weight) at a time."""
-    with LazyLoader(index, allow_nonfinite=allow_nonfinite) as ad, LazyLoader(base.index if base else index, allow_nonfinite=allow_nonfinite) as bl:
-        for m, name, base_key in plan:
-            A, B = ad.get(m.A.key), ad.get(m.B.key)
-            if m.embedding:  # PEFT's update is (B·A)ᵀ·s in the table's layout: factors Aᵀ, Bᵀ
-                A, B = np.ascontiguousarray(B.T), np.ascontiguousarray(A.T)
-            scale = config.scale(m.module)
-            W = None
-            if base_key is not None:
-                W = bl.get(base_key)
-                W = np.ascontiguousarray(W.T) if name.conv1d and not m.embedding else W  # Conv1D: (in, out)
-            common = dict(module=name.module, layer=name.layer, role=name.role, shape=m.shape)
-            if not config.use_dora:
-                delta = Delta(kind="lora", B=B, A=A, scale=scale, base=W, **common)
-            elif W is None:
-                delta = Delta(kind="dora", B=B, A=A, scale=scale, note=NOTE_NO_BASE, **common)
-            else:
-                magnitude = ad.get(m.magnitude.key)
-                dense = dora_update(W, B, A, scale, magnitude, per_column=m.embedding)
-                delta = Delta(kind="dora", dense=dense, base=W, **common)
-            yield from (d for d in split_fused(delta, name) if select(d.module))
+        out.append(ModuleRead(
+            checkpoint=ckpt.name, module=name.module, layer=name.layer, role=name.role,
+            kind="dora" if config.use_dora else "lora", shape=m.shape, parts=chosen,
+            base=base.index[_base_key(m, name, base)] if base is not None else None,
+            A=m.A, B=m.B, magnitude=m.magnitude, scale=config.scale(m.module), embedding=m.embedding,
+            conv1d=name.conv1d and not m.embedding, use_dora=config.use_dora, allow_nonfinite=allow_nonfinite,
+        ))
+    return out
 
 
 def _base_key(m: AdapterModule, name: ModuleName, base: Base) -> str:

@@ -13,12 +13,18 @@ from lab.errors import InputError
 
 @dataclass
 class Base:
-    """A full base model, indexed (no tensor read yet)."""
+    """A full base model, indexed (no tensor read yet); opened once per run."""
 
     path: Path
     index: TensorIndex
     model_type: str | None  # from its config.json: decides whether GPT-2 names are Conv1D
     keys: BaseKeys
+    config: Path | None = None  # config.json, when present (for the manifest)
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file lab reads from the base: config.json, then the weights and index."""
+        return ([self.config] if self.config else []) + list(self.index.files)
 
 
 def open_base(path: str | Path) -> Base:
@@ -27,4 +33,4 @@ def open_base(path: str | Path) -> Base:
     if layout.format != "full":
         raise InputError(f"{path}: --base must be a full model, not an adapter; pass the model the adapter was trained on")
     index = layout.index()
-    return Base(path, index, layout.model_type(), BaseKeys(index.keys(), str(path)))
+    return Base(path, index, layout.model_type(), BaseKeys(index.keys(), str(path)), layout.config)

@@ -32,6 +32,9 @@ class Checkpoint:
     path: Path
     format: str  # "adapter" or "full"
     files: list[Path] = field(default_factory=list)  # weights, index, configs: for the manifest
+    layout: Layout | None = field(default=None, repr=False)
+    index: TensorIndex | None = field(default=None, repr=False)  # built once, when discovered
+    model_type: str | None = None  # config.json's model_type (full models)
 
 
 @dataclass(frozen=True)
@@ -151,10 +154,12 @@ def _checkpoint(path: Path, name: str, step: int | None) -> Checkpoint:
     if layout.format == "adapter":
         config = AdapterConfig.read(layout.config)
         check_modules(adapter_modules(index), config, layout.weights[0])
+    model_type = None
     if layout.config is not None:
-        layout.model_type()  # a broken config.json fails now, not mid-run
+        model_type = layout.model_type()  # a broken config.json fails now, not mid-run
         files.insert(0, layout.config)
-    return Checkpoint(name=name, step=step, path=path, format=layout.format, files=files)
+    return Checkpoint(name=name, step=step, path=path, format=layout.format, files=files, layout=layout,
+                      index=index, model_type=model_type)
 
 
 def _trainer_step(folder: Path) -> tuple[int | None, Path | None]:

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lab.deltas import Delta
+from lab.deltas import Delta, is_streamed
 from lab.errors import NonFiniteError
 from lab.probes import inputs
 from lab.probes.factored import Factors, as_matrix_or_factors
 from lab.probes.page import page_entropy
-from lab.probes.registry import Probe, ProbeContext, Rows, register
+from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 from lab.probes.schmidt import schmidt_spectra
 from lab.probes.tensorize import Sites, sites as chain_sites
 
@@ -66,20 +66,29 @@ def entropies(p: np.ndarray) -> tuple[float, float]:
 def entanglement_profile(x, sites: Sites | None = None) -> Profile:
     """The entropy profile of vec(x)/‖x‖_F over every cut of its site chain.
 
-    ``x``: a 2-D array, a :class:`~lab.deltas.Delta`, :class:`~lab.probes.factored.Factors` or a
-    ``(B, A[, scale])`` tuple; factors are never multiplied out. ``sites`` defaults to
-    :func:`lab.probes.tensorize.sites` of the shape. A zero matrix gives NaN entropies.
+    ``x``: a 2-D array, a :class:`~lab.deltas.Delta`, :class:`~lab.deltas.Factors`, a
+    ``(B, A[, scale])`` tuple, or a streamed :class:`~lab.probes.sources.MatrixSource` (read in
+    blocks, see :mod:`lab.probes.blocked`); factors are never multiplied out. ``sites`` defaults
+    to :func:`lab.probes.tensorize.sites` of the shape. A zero matrix gives NaN entropies.
     Raises :class:`~lab.errors.NonFiniteError` for NaN or inf entries.
     """
-    x = as_matrix_or_factors(x)
+    x = x.matrix if isinstance(x, Delta) else x
+    streamed = is_streamed(x)
+    x = x if streamed else as_matrix_or_factors(x)
     rows, cols = x.shape
-    finite = x.is_finite() if isinstance(x, Factors) else bool(np.isfinite(x).all())
-    if not finite:
-        raise NonFiniteError(f"matrix {rows}x{cols} holds NaN or inf; its entanglement profile is undefined")
     st = sites if sites is not None else chain_sites(rows, cols)
     if int(np.prod(st.dims, dtype=np.int64)) != rows * cols:
         raise ValueError(f"sites {st.dims} do not multiply to {rows}x{cols}")
-    pairs = [entropies(p) for p in schmidt_spectra(x, st)]
+    if streamed:
+        from lab.probes.blocked import schmidt_spectra_blocked
+
+        spectra = schmidt_spectra_blocked(x, st)  # raises NonFiniteError while streaming
+    else:
+        finite = x.is_finite() if isinstance(x, Factors) else bool(np.isfinite(x).all())
+        if not finite:
+            raise NonFiniteError(f"matrix {rows}x{cols} holds NaN or inf; its entanglement profile is undefined")
+        spectra = schmidt_spectra(x, st)
+    pairs = [entropies(p) for p in spectra]
     dl, dr = st.d_left, st.d_right
     return Profile(
         rows=rows,
@@ -225,12 +234,11 @@ def _nonfinite_profile(rows: int, cols: int) -> Profile:
                    np.asarray(page_entropy(dl, dr), dtype=np.float64).reshape(-1))
 
 
-def analyse(x, source: str, rank_bound: int) -> Rows:
-    """Both tables' rows for one matrix (dense or factored) under the given source label."""
+def analyze_matrix(x, source: str, rank_bound: int) -> Rows:
+    """Both tables' rows for one matrix (dense, factored or streamed) under the given source label."""
     try:
         profile = entanglement_profile(x)
     except NonFiniteError:
-        x = as_matrix_or_factors(x)
         profile = _nonfinite_profile(*x.shape)
     return {
         "entanglement": profile_rows(profile, source),
@@ -238,18 +246,26 @@ def analyse(x, source: str, rank_bound: int) -> Rows:
     }
 
 
-def _run(delta: Delta, ctx: ProbeContext) -> Rows:
-    return inputs.merge(analyse(i.x, i.source, i.rank_bound) for i in inputs.targets(delta, ctx))
+@dataclass(frozen=True)
+class EntanglementOptions:
+    """Options of the entanglement probe."""
+
+    targets: tuple[str, ...] = field_help("what to analyse: delta (ΔW) and/or weight (the base W; needs --base)",
+                                          default=("delta",))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", inputs.check_targets(self.targets))
 
 
-def _controls(shapes, ctx: ProbeContext) -> Rows:
-    return inputs.control_rows(analyse, shapes, ctx.seed)
+def _run(delta: Delta, options: EntanglementOptions, ctx: ProbeContext) -> Rows:
+    return inputs.merge(analyze_matrix(i.x, i.source, i.rank_bound) for i in inputs.targets(delta, options.targets))
 
 
 register(Probe(
     name="entanglement",
     tables=("entanglement", "entanglement_summary"),
     run=_run,
-    controls=_controls,
+    options=EntanglementOptions,
+    on_controls=True,
     description="MPS entropy profile of ΔW (and W) over the prime-factor site chain, with Page's baseline",
 ))

@@ -14,44 +14,11 @@ O(rows·cols) (and more) for the multiplied-out matrix:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from lab.deltas import Delta
+from lab.deltas import Delta, Factors
 
-
-@dataclass(frozen=True)
-class Factors:
-    """A matrix held as scale·B·A (B rows×r, A r×cols), never multiplied out here."""
-
-    B: np.ndarray
-    A: np.ndarray
-    scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        B = np.asarray(self.B, dtype=np.float64)
-        A = np.asarray(self.A, dtype=np.float64)
-        if B.ndim != 2 or A.ndim != 2 or B.shape[1] != A.shape[0]:
-            raise ValueError(f"factors B{B.shape} and A{A.shape} do not multiply")
-        object.__setattr__(self, "B", B)
-        object.__setattr__(self, "A", A)
-        object.__setattr__(self, "scale", float(self.scale))
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.B.shape[0], self.A.shape[1])
-
-    @property
-    def rank_bound(self) -> int:
-        return int(self.B.shape[1])
-
-    def is_finite(self) -> bool:
-        return bool(np.isfinite(self.scale) and np.isfinite(self.B).all() and np.isfinite(self.A).all())
-
-    def to_dense(self) -> np.ndarray:
-        """scale·B·A as a float64 array (for tests and small matrices only)."""
-        return self.scale * (self.B @ self.A)
+__all__ = ["Factors", "as_matrix_or_factors", "core", "singular_values", "top_singular_vectors", "row_root", "col_root"]
 
 
 def as_matrix_or_factors(x) -> np.ndarray | Factors:
@@ -59,7 +26,7 @@ def as_matrix_or_factors(x) -> np.ndarray | Factors:
     if isinstance(x, Factors):
         return x
     if isinstance(x, Delta):
-        return Factors(x.B, x.A, x.scale) if x.is_factored else as_matrix_or_factors(x.dense)
+        return as_matrix_or_factors(x.matrix)
     if isinstance(x, tuple):
         return Factors(*x)
     m = np.asarray(x)

@@ -1,8 +1,20 @@
-"""The probe registry: a probe is a pure function from a Delta to rows of one or more tables.
+"""The probe registry: a probe is a configured, pure function from a subject to rows of tables.
 
-Probes know nothing about files, parquet or the CLI. ``lab.analyze`` maps every registered
-probe that was asked for over every delta of every checkpoint, adds the identifying columns
-(run, checkpoint, step, module, layer, role) and hands the rows to the store.
+Probes know nothing about files, parquet, executors or the CLI. Every probe has a **scope**,
+which says what it is handed (its *subject*):
+
+* ``module``: one :class:`~lab.deltas.Delta` (ΔW of one module of one checkpoint, or one of the
+  run's control matrices when the probe takes controls);
+* ``model``: a :class:`~lab.engine.subjects.ModelSubject` (one checkpoint as a loadable model with
+  the run's corpus) plus what the probe's ``prepare`` computed once on the base model;
+* ``group``: a :class:`~lab.engine.subjects.GroupSubject` (the same module across several
+  checkpoints or adapters of the run).
+
+One call shape for every scope: ``probe.run(subject, options, ctx) -> Rows``. The engine adds the
+identifying columns the unit supplies (run, checkpoint, step, module, layer, role); a probe's own
+values for those columns win. Options are a frozen dataclass per probe (typed, documented with
+``field(metadata={"help": ...})``), settable from the CLI (``--set spectra.top_k=8``) and the
+Python API, recorded in the manifest and shown by ``lab probes``.
 """
 
 from __future__ import annotations
@@ -10,46 +22,61 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from lab.deltas import Delta
-
 Rows = dict[str, list[dict[str, Any]]]  # table name -> rows
+SCOPES = ("module", "model", "group")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ProbeContext:
-    """What a probe may know besides the delta: its options and a seed. No file handles."""
+    """What a probe may know besides its subject and options: the run's seed. No file handles."""
 
-    options: dict[str, Any] = field(default_factory=dict)  # probe name -> its options object
     seed: int = 0
-    targets: tuple[str, ...] = ("delta",)  # "delta" and/or "weight" (W itself, needs a base)
-    controls: bool = False  # add seeded random matrices of every analysed shape (source = random)
 
-    def options_for(self, name: str, default: Any = None) -> Any:
-        return self.options.get(name, default)
+
+@dataclass(frozen=True)
+class NoOptions:
+    """A probe without options."""
 
 
 @dataclass(frozen=True)
 class Probe:
     """A registered probe.
 
-    ``run(delta, ctx)`` returns rows per table for one delta. ``controls(shapes, ctx)``, when
-    given, returns rows for reference inputs (random matrices of the analysed shapes), called once
-    per run with the set of ``(rows, cols, rank_bound)`` seen; its rows carry their own ``module``.
+    ``run(subject, options, ctx)`` returns rows per table. For the ``module`` scope, ``on_zero``
+    says whether the probe also runs on an update with ΔW = 0 (an untouched module: only the
+    ``deltas`` probe does, the others would report undefined entropies), and ``on_controls``
+    whether it also runs on the run's control matrices (seeded random matrices of the analysed
+    shapes). For the ``model`` scope, ``prepare(base_subject, options, ctx)`` computes, once per
+    run, what every checkpoint's ``run`` receives as ``subject.prepared`` (the base's outputs).
     """
 
     name: str
     tables: tuple[str, ...]
-    run: Callable[[Delta, ProbeContext], Rows]
+    run: Callable[[Any, Any, ProbeContext], Rows]
+    scope: str = "module"
+    options: type = NoOptions
     default: bool = True
-    controls: Callable[[Iterable[tuple[int, int, int]], ProbeContext], Rows] | None = None
+    on_zero: bool = False
+    on_controls: bool = False
+    prepare: Callable[[Any, Any, ProbeContext], Any] | None = None
     description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise ValueError(f"probe {self.name!r}: unknown scope {self.scope!r}; choose from {', '.join(SCOPES)}")
+        if self.prepare is not None and self.scope != "model":
+            raise ValueError(f"probe {self.name!r}: only model-scope probes have a prepare step")
 
 
 _REGISTRY: dict[str, Probe] = {}
 
 
 def register(probe: Probe) -> Probe:
-    """Add a probe to the registry (a later registration of the same name replaces it)."""
+    """Add a probe to the registry (a later registration of the same name replaces it).
+
+    Probes registered from user code (a notebook, a script, a test) run on Dask workers too: the
+    engine ships the probe objects with the work, by value when their module is not importable there.
+    """
     _REGISTRY[probe.name] = probe
     return probe
 
@@ -62,7 +89,10 @@ def available() -> dict[str, Probe]:
 
 
 def resolve(names: Iterable[str] | None) -> list[Probe]:
-    """The probes for a ``--probes`` list (``None`` or ``all``-free default: those marked default)."""
+    """The probes for a ``--probes`` list (``None``: those marked default; ``all``: every one).
+
+    The ``deltas`` probe, the run's index of what was read, is always included.
+    """
     from lab.errors import LabError
 
     probes = available()
@@ -74,7 +104,12 @@ def resolve(names: Iterable[str] | None) -> list[Probe]:
     unknown = [n for n in names if n not in probes]
     if unknown:
         raise LabError(f"unknown probe(s) {', '.join(unknown)}; available: {', '.join(sorted(probes))}")
-    chosen = [probes[n] for n in names]
-    if not any(p.name == "deltas" for p in chosen):  # the deltas table is the run's index
+    chosen = [probes[n] for n in dict.fromkeys(names)]
+    if not any(p.name == "deltas" for p in chosen):
         chosen.insert(0, probes["deltas"])
     return chosen
+
+
+def field_help(text: str, **kwargs: Any):
+    """A dataclass field with a help text (shown by ``lab probes``)."""
+    return field(metadata={"help": text}, **kwargs)

@@ -28,26 +28,37 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lab.deltas import Delta
+from lab.deltas import Delta, is_streamed
 from lab.errors import NonFiniteError
 from lab.probes import factored, inputs, linalg, subspaces
 from lab.probes.factored import Factors, as_matrix_or_factors
-from lab.probes.registry import Probe, ProbeContext, Rows, register
+from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 
 
 @dataclass(frozen=True)
 class SpectraOptions:
-    """Options of the spectra probe (``ctx.options['spectra']``)."""
+    """Options of the spectra probe."""
 
-    top_k: int = 16  # dimension of the singular subspaces compared between ΔW and W
-    intruder_top: int = 10  # leading singular vectors of W + ΔW examined (the paper's k = 10)
-    intruder_threshold: float = 0.5  # ε: intruder when max |cos| with W's vectors is below it
-    intruder_reference: int | None = None  # W's leading vectors compared with (None: all, as in the paper)
+    top_k: int = field_help("dimension k of the singular subspaces of ΔW and W compared (overlap_k = min(k, rank))", default=16)
+    intruder_top: int = field_help("leading left singular vectors of W + ΔW examined for intruders (the paper's 10)", default=10)
+    intruder_threshold: float = field_help("ε: a vector is an intruder when its largest |cos| with W's vectors is below it", default=0.5)
+    intruder_reference: int | None = field_help("how many of W's leading vectors intruders are compared with (none: all, as in the paper)", default=None)
+    targets: tuple[str, ...] = field_help("what to analyse: delta (ΔW) and/or weight (the base W; needs --base)", default=("delta",))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", inputs.check_targets(self.targets))
+        if self.top_k < 1 or self.intruder_top < 1:
+            raise ValueError("top_k and intruder_top must be at least 1")
+        if not 0.0 < self.intruder_threshold <= 1.0:
+            raise ValueError("intruder_threshold must be in (0, 1]")
+        if self.intruder_reference is not None and self.intruder_reference < 1:
+            raise ValueError("intruder_reference must be at least 1 (or none)")
 
 
 def _entropy(p: np.ndarray) -> float:
-    nz = p[p > 0.0]
-    return float(-(nz * np.log(nz)).sum())
+    from lab.probes.entanglement import entropies  # one Shannon entropy for the whole package
+
+    return entropies(p)[0]
 
 
 @dataclass(frozen=True)
@@ -117,9 +128,15 @@ def singular_values(x: np.ndarray | Factors) -> np.ndarray:
 def spectrum(x, rank_bound: int | None = None) -> Spectrum:
     """The spectrum of a 2-D array, Delta, Factors or (B, A[, scale]) (factors never multiplied out).
 
-    ``rank_bound`` defaults to r for factors and min(rows, cols) otherwise. Raises
-    :class:`~lab.errors.NonFiniteError` for NaN or inf entries.
+    ``rank_bound`` defaults to r for factors and min(rows, cols) otherwise. A streamed
+    :class:`~lab.probes.sources.MatrixSource` goes through :func:`lab.probes.blocked.spectrum_blocked`.
+    Raises :class:`~lab.errors.NonFiniteError` for NaN or inf entries.
     """
+    x = x.matrix if isinstance(x, Delta) else x
+    if is_streamed(x):
+        from lab.probes.blocked import spectrum_blocked
+
+        return spectrum_blocked(x, int(rank_bound) if rank_bound is not None else min(x.shape))
     x = as_matrix_or_factors(x)
     rows, cols = x.shape
     finite = x.is_finite() if isinstance(x, Factors) else bool(np.isfinite(x).all())
@@ -145,7 +162,19 @@ class Alignment:
 
 def alignment(delta_x, base: np.ndarray, options: SpectraOptions = SpectraOptions(),
               numerical_rank: int | None = None) -> Alignment:
-    """Subspace overlaps of ΔW with W (top k = min(top_k, numerical rank of ΔW)) and intruders of W + ΔW."""
+    """Subspace overlaps of ΔW with W (top k = min(top_k, numerical rank of ΔW)) and intruders of W + ΔW.
+
+    When either matrix is streamed, everything comes from three small Gram matrices accumulated
+    in one pass (:func:`lab.probes.blocked.alignment_blocked`).
+    """
+    delta_x = delta_x.matrix if isinstance(delta_x, Delta) else delta_x
+    if is_streamed(delta_x) or is_streamed(base):
+        from lab.probes.blocked import alignment_blocked
+        from lab.probes.sources import as_source
+
+        if numerical_rank is None:
+            numerical_rank = spectrum(delta_x).numerical_rank
+        return alignment_blocked(as_source(delta_x), as_source(base), options, numerical_rank)
     delta_x = as_matrix_or_factors(delta_x)
     base = np.asarray(base, dtype=np.float64)
     if numerical_rank is None:
@@ -220,41 +249,37 @@ def singular_value_rows(s: Spectrum, source: str) -> list[dict]:
     ]
 
 
-def analyse(x, source: str, rank_bound: int, base: np.ndarray | None = None,
-            options: SpectraOptions = SpectraOptions()) -> Rows:
-    """Both tables' rows for one matrix; with ``base`` also its alignment with W."""
+def analyze_matrix(x, source: str, rank_bound: int, base=None, options: SpectraOptions = SpectraOptions()) -> Rows:
+    """Both tables' rows for one matrix; with ``base`` (W) also its alignment with W."""
     try:
         s = spectrum(x, rank_bound)
     except NonFiniteError:  # NaN/inf weights let through by --allow-nonfinite: say nothing false
-        rows, cols = as_matrix_or_factors(x).shape
+        rows, cols = x.shape
         row = dict.fromkeys(spectrum_row(Spectrum(1, 1, 1, np.ones(1)), source))
         row.update(source=source, rows=rows, cols=cols, rank_bound=int(rank_bound))
         return {"spectra": [row], "singular_values": []}
     align = None
-    if base is not None and np.isfinite(base).all():
-        align = alignment(x, base, options, s.numerical_rank)
+    if base is not None and (is_streamed(base) or np.isfinite(base).all()):
+        try:
+            align = alignment(x, base, options, s.numerical_rank)
+        except NonFiniteError:  # a streamed W found to hold NaN/inf: no alignment, as for an in-memory one
+            align = None
     return {"spectra": [spectrum_row(s, source, align)], "singular_values": singular_value_rows(s, source)}
 
 
-def _run(delta: Delta, ctx: ProbeContext) -> Rows:
-    options = ctx.options_for("spectra", SpectraOptions())
-    if isinstance(options, dict):  # options read from a config file or the command line
-        options = SpectraOptions(**options)
+def _run(delta: Delta, options: SpectraOptions, ctx: ProbeContext) -> Rows:
     parts = []
-    for i in inputs.targets(delta, ctx):
+    for i in inputs.targets(delta, options.targets):
         base = delta.base if i.source == "delta" else None  # W is compared with itself otherwise
-        parts.append(analyse(i.x, i.source, i.rank_bound, base, options))
+        parts.append(analyze_matrix(i.x, i.source, i.rank_bound, base, options))
     return inputs.merge(parts)
-
-
-def _controls(shapes, ctx: ProbeContext) -> Rows:
-    return inputs.control_rows(analyse, shapes, ctx.seed)
 
 
 register(Probe(
     name="spectra",
     tables=("spectra", "singular_values"),
     run=_run,
-    controls=_controls,
+    options=SpectraOptions,
+    on_controls=True,
     description="singular values of ΔW (and W): norms, stable/effective/energy/numerical ranks, alignment with W",
 ))

@@ -1,5 +1,12 @@
-"""Writing a run: one parquet file per table, streamed in row groups and made visible
-atomically (``table.parquet.partial`` renamed on success), plus the manifest."""
+"""Writing a run: durable parts per finished unit, then one parquet file per table, plus the manifest.
+
+The run folder is created with ``manifest.json`` saying ``incomplete``. Each finished unit is a
+part (:mod:`lab.store.parts`); :meth:`RunWriter.finish` concatenates the parts table by table in
+the plan's order (so the tables do not depend on which worker finished first, or on whether the
+run was interrupted and resumed), writes each table under ``NAME.parquet.partial`` and renames it
+into place, records per-unit timings, and only then marks the manifest ``complete``. A failed or
+interrupted run keeps its parts and stays ``incomplete``, so ``--resume`` can finish it.
+"""
 
 from __future__ import annotations
 
@@ -7,121 +14,95 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lab.errors import RunExistsError
+from lab.errors import LabError, RunExistsError
 from lab.store.manifest import MANIFEST, now, read_manifest, write_manifest
-from lab.store.schema import TABLES, Table
+from lab.store.parts import Parts, arrow_schema
+from lab.store.schema import TABLES
 
-ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
 PARTIAL = ".partial"
 
 
-def arrow_schema(table: Table) -> pa.Schema:
-    """The pyarrow schema of a declared table, with each column's description as metadata."""
-    return pa.schema(
-        [pa.field(c.name, ARROW_TYPES[c.dtype], metadata={"description": c.description}) for c in table.columns]
-    )
-
-
-class _TableSink:
-    """Buffers rows of one table and streams them to ``NAME.parquet.partial`` in row groups."""
-
-    def __init__(self, folder: Path, table: Table, flush_rows: int):
-        self.table = table
-        self.schema = arrow_schema(table)
-        self.final = folder / f"{table.name}.parquet"
-        self.partial = folder / f"{table.name}.parquet{PARTIAL}"
-        self.flush_rows = flush_rows
-        self.buffer: list[dict[str, Any]] = []
-        self.writer: pq.ParquetWriter | None = None
-        self.rows = 0
-
-    def add(self, rows: Iterable[dict[str, Any]]) -> None:
-        declared = set(self.table.names)
-        for row in rows:
-            extra = set(row) - declared
-            if extra:  # a probe bug, not a user error: fail loudly
-                raise ValueError(f"table {self.table.name!r} has no column(s) {sorted(extra)}; declare them in lab/store/schema.py")
-            self.buffer.append(row)
-        if len(self.buffer) >= self.flush_rows:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.buffer:
-            return
-        columns = {name: [row.get(name) for row in self.buffer] for name in self.table.names}
-        batch = pa.Table.from_pydict(columns, schema=self.schema)
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.partial, self.schema, compression="zstd")
-        self.writer.write_table(batch)
-        self.rows += len(self.buffer)
-        self.buffer.clear()
-
-    def close(self) -> None:
-        self.flush()
-        if self.writer is not None:
-            self.writer.close()
-            os.replace(self.partial, self.final)
-
-    def abort(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.partial.unlink(missing_ok=True)
-
-
 class RunWriter:
-    """Creates ``out/name/``, marks it incomplete, collects rows per table, and on
-    :meth:`finish` renames the tables into place and marks the manifest complete.
+    """Creates (or, resuming, reopens) ``out/name/``, stores finished units, and finishes the run."""
 
-    On :meth:`fail` the partial tables are removed and the manifest says ``incomplete`` with
-    the error, so a failed run is never passed off as complete.
-    """
-
-    def __init__(self, out: Path, name: str, *, overwrite: bool = False, flush_rows: int = 50_000):
+    def __init__(self, out: Path, name: str, *, overwrite: bool = False, resume: bool = False):
         self.folder = Path(out) / name
         self.name = name
-        self.flush_rows = flush_rows
-        if self.folder.exists():
-            if not overwrite:
-                raise RunExistsError(f"{self.folder}: run folder exists; pass --overwrite to replace it or --run NAME to choose another name")
-            if not (self.folder / MANIFEST).is_file():
-                raise RunExistsError(f"{self.folder}: exists but is not a lab run folder (no {MANIFEST}); refusing to replace it")
-            shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True)
+        self.parts = Parts(self.folder)
         self._t0 = time.perf_counter()
-        self.manifest: dict[str, Any] = {"run": name, "status": "incomplete", "started": now()}
-        self.sinks: dict[str, _TableSink] = {}
+        if resume:
+            if not (self.folder / MANIFEST).is_file():
+                raise LabError(f"{self.folder}: no run to resume (no {MANIFEST}); run without --resume")
+            self.manifest: dict[str, Any] = read_manifest(self.folder)
+            self.parts.clean()
+            self.manifest.update(status="incomplete", resumed=now())
+            self.manifest.pop("error", None)
+        else:
+            if self.folder.exists():
+                if not (self.folder / MANIFEST).is_file():
+                    raise RunExistsError(f"{self.folder}: exists but is not a lab run folder (no {MANIFEST}); refusing to replace it")
+                if not overwrite:
+                    hint = " or --resume to finish it" if read_manifest(self.folder).get("status") != "complete" else ""
+                    raise RunExistsError(f"{self.folder}: run folder exists; pass --overwrite to replace it{hint}, "
+                                         "or --run NAME to choose another name")
+                shutil.rmtree(self.folder)
+            self.folder.mkdir(parents=True)
+            self.manifest = {"run": name, "status": "incomplete", "started": now()}
         write_manifest(self.folder, self.manifest)
 
     def update_manifest(self, **fields: Any) -> None:
         self.manifest.update(fields)
         write_manifest(self.folder, self.manifest)
 
-    def add(self, table: str, rows: Iterable[dict[str, Any]]) -> None:
-        """Append rows to a declared table."""
-        if table not in self.sinks:
-            if table not in TABLES:
-                raise ValueError(f"table {table!r} is not declared in lab/store/schema.py")
-            self.sinks[table] = _TableSink(self.folder, TABLES[table], self.flush_rows)
-        self.sinks[table].add(rows)
+    def add_unit(self, key: str, rows: dict[str, list[dict[str, Any]]], **meta: Any) -> None:
+        """Store one finished unit's rows durably (atomically; see :mod:`lab.store.parts`)."""
+        self.parts.write(key, rows, meta)
 
-    def finish(self, **fields: Any) -> None:
-        for sink in self.sinks.values():
-            sink.close()
-        tables = {name: sink.rows for name, sink in sorted(self.sinks.items())}
-        self.update_manifest(
-            **fields, tables=tables, status="complete", ended=now(), seconds=round(time.perf_counter() - self._t0, 3)
-        )
+    def finish(self, order: list[str], **fields: Any) -> None:
+        """Write every table from the parts of ``order`` (the plan's unit keys), then mark complete."""
+        missing = [k for k in order if k not in self.parts.done()]
+        if missing:
+            raise RuntimeError(f"{len(missing)} unit(s) have no stored rows; cannot finish the run")
+        counts = {}
+        for table in self.parts.tables(order):
+            counts[table] = self._write_table(table, order)
+        timings = []
+        for key in order:
+            meta = self.parts.meta(key)
+            timings.append({"key": key, "label": meta.get("label"), "seconds": meta.get("seconds"),
+                            "worker": meta.get("worker")})
+        self.update_manifest(**fields, tables=dict(sorted(counts.items())), units=timings, status="complete",
+                             ended=now(), seconds=round(self.manifest.get("seconds_before", 0.0) + time.perf_counter() - self._t0, 3))
+        self.manifest.pop("seconds_before", None)
+        write_manifest(self.folder, self.manifest)
+        self.parts.remove()
+
+    def _write_table(self, table: str, order: list[str]) -> int:
+        schema = arrow_schema(TABLES[table])
+        final = self.folder / f"{table}.parquet"
+        partial = self.folder / f"{table}.parquet{PARTIAL}"
+        rows = 0
+        try:
+            with pq.ParquetWriter(partial, schema, compression="zstd") as out:
+                for part in self.parts.read(order, table):
+                    out.write_table(part.cast(schema))
+                    rows += part.num_rows
+            os.replace(partial, final)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return rows
 
     def fail(self, error: BaseException) -> None:
-        for sink in self.sinks.values():
-            sink.abort()
-        self.update_manifest(status="incomplete", error=f"{type(error).__name__}: {error}", ended=now(),
-                             seconds=round(time.perf_counter() - self._t0, 3))
+        """Mark the run incomplete with the error; finished parts stay for ``--resume``."""
+        message = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
+        elapsed = self.manifest.get("seconds_before", 0.0) + time.perf_counter() - self._t0
+        self.update_manifest(status="incomplete", error=message, ended=now(), seconds_before=round(elapsed, 3),
+                             units_done=len(self.parts.done()))
 
 
 def is_complete(folder: Path) -> bool:

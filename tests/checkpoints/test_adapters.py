@@ -87,7 +87,7 @@ def test_lowrank_update_equals_peft(artifacts, variant):
         d = got[module]
         assert d.is_factored and d.kind == ("dora" if "dora" in variant else "lora")
         assert d.scale == pytest.approx(ref.scale, rel=1e-12) and d.rank_bound == ref.r
-        assert d.B.dtype == np.float64 and d.A.dtype == np.float64
+        assert d.factors.B.dtype == np.float64 and d.factors.A.dtype == np.float64
         assert rel_err(d.to_dense(), want) < 1e-6, module
         assert d.base is None
         assert d.note == ("dora: low-rank part only (no --base)" if "dora" in variant else "")
@@ -195,14 +195,14 @@ def test_adapter_name_in_keys_and_bin_weights_read_the_same(artifacts, tmp_path)
         got = {x.module: x for x in iter_deltas(discover(d)[0])}
         assert sorted(got) == sorted(want)
         for module, x in got.items():
-            assert np.array_equal(x.B, want[module].B) and np.array_equal(x.A, want[module].A)
+            assert np.array_equal(x.factors.B, want[module].factors.B) and np.array_equal(x.factors.A, want[module].factors.A)
 
 
 def test_fro_norm_of_factors_equals_numpy_norm_of_product(artifacts):
     for variant in ("lora", "patterns", "embedding", "gpt2_fan_in_fan_out"):
         path, _, _ = artifacts(variant)
         for d in iter_deltas(discover(path)[0]):
-            dense = d.scale * (d.B @ d.A)
+            dense = d.scale * (d.factors.B @ d.factors.A)
             assert d.fro_norm() == pytest.approx(np.linalg.norm(dense), rel=1e-10)
 
 

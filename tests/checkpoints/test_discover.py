@@ -44,7 +44,7 @@ def test_adapter_training_output_is_a_time_series(tmp_path, llama_lora):
     assert all(p.is_file() for c in series for p in c.files)
     first = {d.module: d for d in iter_deltas(series[0])}
     last = {d.module: d for d in iter_deltas(series[-1])}
-    assert sorted(first) == sorted(last) and all(np.array_equal(first[m].B, last[m].B) for m in first)
+    assert sorted(first) == sorted(last) and all(np.array_equal(first[m].factors.B, last[m].factors.B) for m in first)
 
 
 def test_full_training_output_without_final_model(tmp_path, llama_base):

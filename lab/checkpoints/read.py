@@ -1,0 +1,80 @@
+"""Module reads turned into Deltas: the only place that reads tensor data for the weight probes.
+
+Runs wherever the work runs (this process or a Dask worker), from a picklable
+:class:`~lab.checkpoints.reads.ModuleRead`. Small matrices are read whole into float64; a dense
+update larger than ``stream_bytes`` in float64 (an LLM's embedding, MLP weights of large
+models) is not read at all here: its Delta holds a :class:`~lab.probes.sources.MatrixSource`
+that the blocked kernels read in row or column blocks, so memory stays bounded by the block size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lab.checkpoints.dora import NOTE_NO_BASE, dora_update
+from lab.checkpoints.loader import TensorLoader
+from lab.checkpoints.reads import ModuleRead, Part
+from lab.deltas import Delta, Factors
+
+STREAM_BYTES = 64 << 20  # dense updates above this many bytes of float64 are streamed
+
+
+def read_module(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = STREAM_BYTES) -> list[Delta]:
+    """The Deltas of one module read (one, or one per part of a fused projection), in float64."""
+    if spec.kind == "full":
+        matrix, base, note = _full(spec, loader, stream_bytes)
+    else:
+        matrix, base, note = _adapter(spec, loader, stream_bytes)
+    return [_part(spec, p, matrix, base, note) for p in spec.parts]
+
+
+def _streams(spec: ModuleRead, stream_bytes: int | None, *infos) -> bool:
+    return (stream_bytes is not None and spec.stored_bytes > stream_bytes and not spec.conv1d
+            and all(p.rows is None for p in spec.parts)
+            and all(i is not None and i.file.suffix == ".safetensors" for i in infos))
+
+
+def _full(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None):
+    if _streams(spec, stream_bytes, spec.tensor, spec.base):
+        from lab.checkpoints.ranges import TensorRanges
+        from lab.probes.sources import DifferenceSource
+
+        # NaN/inf are found while streaming: the engine's first pass (‖ΔW‖_F) raises unless allowed
+        W = TensorRanges(spec.base)
+        return DifferenceSource(TensorRanges(spec.tensor), W), W, ""
+    W_ft, W = loader.get(spec.tensor, spec.allow_nonfinite), loader.get(spec.base, spec.allow_nonfinite)
+    if spec.conv1d:  # Conv1D stores (in, out); a Delta is (out, in)
+        W_ft, W = W_ft.T, W.T
+    return np.ascontiguousarray(W_ft - W), np.ascontiguousarray(W), ""
+
+
+def _adapter(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None):
+    A, B = loader.get(spec.A, spec.allow_nonfinite), loader.get(spec.B, spec.allow_nonfinite)
+    if spec.embedding:  # PEFT's update is (B·A)ᵀ·s in the table's layout: factors Aᵀ, Bᵀ
+        A, B = np.ascontiguousarray(B.T), np.ascontiguousarray(A.T)
+    factors = Factors(B, A, spec.scale)
+    W = None
+    if spec.base is not None:
+        if not spec.use_dora and _streams(spec, stream_bytes, spec.base):
+            from lab.checkpoints.ranges import TensorRanges
+
+            W = TensorRanges(spec.base)
+        else:
+            W = loader.get(spec.base, spec.allow_nonfinite)
+            W = np.ascontiguousarray(W.T) if spec.conv1d else W  # Conv1D: (in, out)
+    if not spec.use_dora:
+        return factors, W, ""
+    if W is None:
+        return factors, None, NOTE_NO_BASE
+    magnitude = loader.get(spec.magnitude, spec.allow_nonfinite)
+    return dora_update(W, factors.B, factors.A, factors.scale, magnitude, per_column=spec.embedding), W, ""
+
+
+def _part(spec: ModuleRead, part: Part, matrix, base, note: str) -> Delta:
+    if part.rows is not None:
+        start, stop = part.rows
+        matrix = matrix.rows(start, stop) if isinstance(matrix, Factors) else matrix[start:stop]
+        base = None if base is None else base[start:stop]
+    note = "; ".join(filter(None, [note, part.note]))
+    role = part.role if part.rows is not None or part.note else spec.role
+    return Delta(module=part.module, layer=spec.layer, role=role, kind=spec.kind, matrix=matrix, base=base, note=note)

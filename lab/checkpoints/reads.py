@@ -1,0 +1,63 @@
+"""What to read for one module's update: a picklable description, no open files, no arrays.
+
+A :class:`ModuleRead` is built from the checkpoint's and the base's tensor indexes when the run is
+planned (every lookup and shape checked then), and turned into :class:`~lab.deltas.Delta` objects
+by :func:`lab.checkpoints.read.read_module` wherever the work runs: in this process or on a Dask
+worker that sees the same filesystem. It names tensors by (file, key) through
+:class:`~lab.checkpoints.safetensors_header.TensorInfo`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lab.checkpoints.safetensors_header import TensorInfo
+
+
+@dataclass(frozen=True)
+class Part:
+    """One Delta a module yields: the whole module, or a block of rows of a fused projection."""
+
+    module: str
+    role: str
+    rows: tuple[int, int] | None = None  # row slice [start, stop) of the module's (out, in) update
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ModuleRead:
+    """How to read one module of one checkpoint.
+
+    ``kind`` ``full``: ΔW = ``tensor`` − ``base`` (``conv1d``: both stored (in, out), transposed).
+    ``kind`` ``lora``/``dora``: factors ``A`` and ``B`` (``embedding``: PEFT's embedding layout),
+    ``scale``, DoRA's ``magnitude``, and the base weight when a base was given.
+    """
+
+    checkpoint: str
+    module: str
+    layer: int | None
+    role: str
+    kind: str
+    shape: tuple[int, int]  # (out, in) of the whole module's update
+    parts: tuple[Part, ...]
+    tensor: TensorInfo | None = None
+    base: TensorInfo | None = None
+    A: TensorInfo | None = None
+    B: TensorInfo | None = None
+    magnitude: TensorInfo | None = None
+    scale: float | None = None
+    embedding: bool = False
+    conv1d: bool = False
+    use_dora: bool = False
+    allow_nonfinite: bool = False
+
+    @property
+    def files(self) -> list[str]:
+        """Every file this read touches (for a worker's path check)."""
+        infos = (self.tensor, self.base, self.A, self.B, self.magnitude)
+        return sorted({str(i.file) for i in infos if i is not None})
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of float64 the whole dense update would take (what decides streaming)."""
+        return self.shape[0] * self.shape[1] * 8

@@ -1,0 +1,132 @@
+"""Executors: run a plan's units serially in this process, or on a Dask distributed cluster.
+
+Both yield :class:`~lab.engine.execute.UnitResult` as units finish; the driver writes them. With
+Dask, ``workers=N`` starts a ``LocalCluster`` of N single-threaded worker processes on this
+machine, ``scheduler="tcp://host:8786"`` uses an existing cluster. Either way:
+
+* units travel, not arrays: a worker opens the checkpoint files by path, so every worker must see
+  the inputs at the same path (a shared filesystem); a worker that cannot is a one-line error
+  naming the worker and the path;
+* BLAS and torch run one thread per task on a worker (a worker with N threads runs N tasks at
+  once), so workers never oversubscribe the cores; the serial executor leaves the process's
+  threads as they are;
+* probes registered from user code reach the workers: the probe objects travel with the work,
+  pickled by value when their module is not part of lab;
+* a worker that dies mid-run (killed, out of memory) has its units rerun elsewhere by Dask's
+  scheduler; the rows stay complete because only finished units are stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, Iterator
+
+from lab.engine.execute import UnitResult, Work, run_prepare, run_unit
+from lab.engine.units import ModelUnit, PrepareUnit
+from lab.errors import LabError
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                    "NUMEXPR_NUM_THREADS")
+
+
+class SerialExecutor:
+    """Runs units one after the other in this process; base preparations once, when first needed."""
+
+    name = "serial"
+
+    def __enter__(self) -> SerialExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def run(self, units: list[Any], work: Work, prepare: list[PrepareUnit]) -> Iterator[UnitResult]:
+        by_key = {p.key: p for p in prepare}
+        prepared: dict[str, Any] = {}
+        for unit in units:
+            inputs = None
+            if isinstance(unit, ModelUnit):
+                for key in unit.prepared:
+                    if key not in prepared:
+                        prepared[key] = run_prepare(by_key[key], work)
+                inputs = {by_key[k].probe: prepared[k] for k in unit.prepared}
+            yield run_unit(unit, work, inputs)
+
+
+class DaskExecutor:
+    """Runs units on a Dask cluster: a new local one (``workers``) or an existing one (``scheduler``)."""
+
+    def __init__(self, workers: int | None = None, scheduler: str | None = None) -> None:
+        if (workers is None) == (scheduler is None):
+            raise ValueError("give either workers or scheduler")
+        if workers is not None and workers < 1:
+            raise LabError(f"--workers {workers}: need at least one worker")
+        self.workers, self.scheduler = workers, scheduler
+        self.name = f"dask: {workers} local workers" if workers else f"dask: {scheduler}"
+        self._cluster = self._client = None
+
+    def __enter__(self) -> DaskExecutor:
+        from distributed import Client, LocalCluster
+
+        try:
+            if self.workers is not None:
+                env = {v: "1" for v in THREAD_VARIABLES}
+                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                             dashboard_address=None, silence_logs=logging.ERROR, env=env)
+                self._client = Client(self._cluster)
+            else:
+                self._client = Client(self.scheduler, timeout="10s")
+        except OSError as e:
+            self.__exit__()
+            raise LabError(f"--scheduler {self.scheduler}: cannot reach the Dask scheduler ({e})") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        self._client = self._cluster = None
+
+    def run(self, units: list[Any], work: Work, prepare: list[PrepareUnit]) -> Iterator[UnitResult]:
+        from distributed import as_completed
+
+        _ship_user_probes(work)
+        client = self._client
+        threaded = Work(work.run, work.probes, work.options, work.ctx, threads=1)
+        [work_future] = client.scatter([threaded], broadcast=True, hash=False)
+        needed = {k for u in units if isinstance(u, ModelUnit) for k in u.prepared}
+        prepared = {p.key: client.submit(run_prepare, p, work_future, pure=False) for p in prepare if p.key in needed}
+        probe_of = {p.key: p.probe for p in prepare}
+        futures = []
+        for unit in units:
+            inputs = {probe_of[k]: prepared[k] for k in unit.prepared} if isinstance(unit, ModelUnit) else None
+            futures.append(client.submit(run_unit, unit, work_future, inputs, pure=False, retries=1))
+        done = as_completed(futures)
+        try:
+            for future in done:
+                yield future.result()
+        finally:
+            for future in futures:  # an error or an interrupt: stop the rest
+                future.cancel()
+
+
+def _ship_user_probes(work: Work) -> None:
+    """Pickle probes defined outside lab by value, so workers need not import their modules."""
+    import cloudpickle
+
+    for probe in work.probes:
+        for fn in (probe.run, probe.prepare, probe.options):
+            module = getattr(fn, "__module__", None)
+            if module and module != "__main__" and not module.startswith("lab.") and module in sys.modules:
+                cloudpickle.register_pickle_by_value(sys.modules[module])
+
+
+def default_threads() -> int:
+    """The cores this process may use (what a serial run's BLAS pools get)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

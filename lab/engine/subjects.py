@@ -1,0 +1,77 @@
+"""What model- and group-scope probes are handed: a loadable checkpoint, or a module across checkpoints.
+
+A module-scope probe gets a :class:`~lab.deltas.Delta`. The other scopes get these:
+
+* :class:`ModelSubject`: one checkpoint as a model that runs on text (eager attention, float32),
+  loaded on first use: a full model folder as saved, a PEFT adapter applied to the base with
+  PEFT, and the base itself for a probe's ``prepare`` step. ``texts()`` is the run's corpus;
+  ``prepared`` holds what the probe's ``prepare`` computed on the base.
+* :class:`GroupSubject`: the same module of several checkpoints (``members``, in run order), as
+  Deltas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.deltas import Delta
+from lab.errors import InputError
+
+
+@dataclass
+class ModelSubject:
+    """One checkpoint (or the base) as a model; nothing is loaded until :meth:`load` is called."""
+
+    checkpoint: str
+    step: int | None
+    path: Path
+    format: str  # "adapter", "full" or "base"
+    base: Path | None = None
+    corpus: Path | None = None  # a texts file (one text per line, or .jsonl with "text"); None: stdlib docstrings
+    prepared: Any = None
+    _model: Any = field(default=None, repr=False)
+
+    def load(self):
+        """The model in eval mode, float32, eager attention (attention matrices can be read)."""
+        if self._model is None:
+            from transformers import AutoModel
+
+            if self.format == "adapter":
+                if self.base is None:
+                    raise InputError(f"{self.path}: running an adapter on text needs the model it was trained on: pass --base BASE")
+                from peft import PeftModel
+
+                base = AutoModel.from_pretrained(self.base, attn_implementation="eager", dtype="float32")
+                model = PeftModel.from_pretrained(base, self.path)
+            else:
+                model = AutoModel.from_pretrained(self.path, attn_implementation="eager", dtype="float32")
+            self._model = model.eval()
+        return self._model
+
+    def tokenizer(self):
+        """The tokenizer saved with the checkpoint, else the base's (InputError when neither has one)."""
+        from transformers import AutoTokenizer
+
+        for where in (self.path, self.base):
+            if where is not None and any(Path(where, n).is_file() for n in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
+                return AutoTokenizer.from_pretrained(where)
+        raise InputError(f"{self.path}: no tokenizer saved with the checkpoint or its base; save one with save_pretrained")
+
+    def texts(self) -> list[str]:
+        """The run's corpus: the texts file, else the standard-library docstrings the fine-tuner uses."""
+        from lab.finetune.corpus import read_texts, stdlib_docstrings
+
+        docs = read_texts(self.corpus) if self.corpus is not None else stdlib_docstrings()
+        return [d.text for d in docs]
+
+
+@dataclass
+class GroupSubject:
+    """The same module across several checkpoints: names, steps and Deltas, in run order."""
+
+    module: str
+    members: list[str]
+    steps: list[int | None]
+    deltas: list[Delta]
