@@ -11,8 +11,9 @@ from typing import Sequence
 import pandas as pd
 import streamlit as st
 
-from lab.report import load
-from lab.report.dashboard_cli import RESULTS_ENV
+from dashboards import RESULTS_ENV
+from lab.present import load
+from lab.present.valleys import entanglement_valleys
 from lab.store import Run
 
 INDEX_COLUMNS = ["run", "checkpoint", "step", "module", "layer", "role", "kind", "rank_bound"]
@@ -29,7 +30,7 @@ def results_dir() -> Path:
 
 def stamp(run_dir: str, table: str) -> float:
     """The modification time of a run's table file (0 when absent): part of every cache key."""
-    path = load.table_path(run_dir, table)
+    path = Run(Path(run_dir)).table_path(table)
     return path.stat().st_mtime if path.is_file() else 0.0
 
 
@@ -46,7 +47,7 @@ def runs(results: Path) -> list[Run]:
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _read(run_dir: str, table: str, columns: tuple | None, filters: tuple, changed: float) -> pd.DataFrame:
-    return load.read(run_dir, table, list(columns) if columns else None,
+    return load.read(Run(Path(run_dir)), table, list(columns) if columns else None,
                      [(c, op, list(v) if isinstance(v, tuple) else v) for c, op, v in filters])
 
 
@@ -56,7 +57,7 @@ def read(runs: Sequence[Run], table: str, columns: Sequence[str] | None = None,
     frozen = tuple((c, op, tuple(v) if isinstance(v, (list, set)) else v) for c, op, v in filters)
     cols = tuple(columns) if columns else None
     frames = [_read(str(r.path), table, cols, frozen, stamp(str(r.path), table))
-              for r in runs if load.has_table(r.path, table)]
+              for r in runs if r.has_table(table)]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns or []))
 
@@ -68,24 +69,22 @@ def index(runs: Sequence[Run]) -> pd.DataFrame:
 
 def computed(runs: Sequence[Run], table: str) -> bool:
     """Whether any of the runs computed ``table``."""
-    return any(load.has_table(r.path, table) for r in runs)
+    return load.computed(runs, table)
 
 
 @st.cache_data(show_spinner=False)
 def row_count(run_dir: str, table: str, changed: float) -> int:
     """Rows in a run's table, from the parquet footer."""
-    return load.table_rows(run_dir, table)
+    return Run(Path(run_dir)).rows(table)
 
 
 @st.cache_data(show_spinner="Reading the entanglement valleys…", max_entries=64)
 def _valleys(run_dirs: tuple[str, ...], stamps: tuple[float, ...]) -> pd.DataFrame:
-    from lab.report.sections import entanglement_valleys
-
     return entanglement_valleys([Run(Path(d)) for d in run_dirs])
 
 
 def valleys(runs: Sequence[Run]) -> pd.DataFrame:
-    """The valley at the row|column cut of every profile in the runs (see lab.report.sections.entanglement_valleys)."""
+    """The valley at the row|column cut of every profile in the runs (see lab.present.valleys.entanglement_valleys)."""
     dirs = tuple(str(r.path) for r in runs)
     stamps = tuple(stamp(d, t) for d in dirs for t in ("entanglement", "entanglement_summary", "deltas"))
     return _valleys(dirs, stamps)

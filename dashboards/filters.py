@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import data
-from lab.report.frames import distinct
+from lab.present.frames import distinct
 from lab.store import Run
 
 KEY = "lab_selection"

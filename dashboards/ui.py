@@ -7,9 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import data
-from lab.report.content import NOT_COMPUTED
-from lab.report.figures.common import Chart
-from lab.report.theory import BY_KEY, columns, table_description
+from lab.present.figures.common import Chart
+from lab.present.theory import BY_KEY, NOT_COMPUTED, columns, table_description
 
 
 def header(key: str) -> None:

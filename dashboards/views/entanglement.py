@@ -4,8 +4,8 @@ heatmap, the valley by layer and over steps; runs, checkpoints and steps compare
 import streamlit as st
 
 from dashboards import data, filters, ui
-from lab.report.figures import entanglement as fig
-from lab.report.frames import CONTROL_SOURCES, ID, distinct, matching_controls, measured
+from lab.present.figures import entanglement as fig
+from lab.present.frames import CONTROL_SOURCES, ID, distinct, matching_controls, measured
 
 COLUMNS = ID + ["source", "cut", "row_sites", "n_sites", "d_left", "d_right", "entropy", "renyi2",
                 "max_entropy", "page_entropy"]

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import data, filters, ui
-from lab.report.content import run_info
-from lab.report.figures.deltas import norms_chart
+from lab.present.figures.updates import norms_chart
+from lab.present.provenance import run_info
 
 sel = filters.current()
 st.title("Runs")
@@ -30,15 +30,15 @@ info = run_info(run)
 left, right = st.columns(2)
 with left:
     st.subheader("Inputs")
-    st.dataframe(pd.DataFrame(info.inputs.rows, columns=info.inputs.header), hide_index=True, width="stretch")
+    st.dataframe(info.inputs.frame(), hide_index=True, width="stretch")
     st.subheader("Tables")
     st.dataframe(pd.DataFrame([(t, data.row_count(str(run.path), t, data.stamp(str(run.path), t))) for t in run.tables()],
                               columns=["table", "rows"]), hide_index=True, width="stretch")
 with right:
     st.subheader("Options")
-    st.dataframe(pd.DataFrame(info.options.rows, columns=info.options.header), hide_index=True, width="stretch")
+    st.dataframe(info.options.frame(), hide_index=True, width="stretch")
     st.subheader("Versions")
-    st.dataframe(pd.DataFrame(info.versions.rows, columns=info.versions.header), hide_index=True, width="stretch")
+    st.dataframe(info.versions.frame(), hide_index=True, width="stretch")
 with st.expander("manifest.json"):
     st.code(json.dumps(run.manifest, indent=2, default=str), language="json")
 

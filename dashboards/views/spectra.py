@@ -3,8 +3,8 @@
 import streamlit as st
 
 from dashboards import data, filters, ui
-from lab.report.figures import spectra as fig
-from lab.report.frames import distinct, measured
+from lab.present.figures import spectra as fig
+from lab.present.frames import distinct, measured
 
 sel = filters.current()
 ui.header("spectra")

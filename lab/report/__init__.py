@@ -1,5 +1,8 @@
-"""Reports and dashboards over stored runs: figures shared by both, HTML/PDF reports, and the
-``lab report`` / ``lab dashboard`` commands."""
+"""Reports of stored runs as self-contained HTML and searchable PDF, and the ``lab report`` command.
+
+What a report shows (figures, frames, theory, provenance) comes from ``lab.present``, which the
+dashboards share; here it is gathered (``content``, ``sections``) and laid out (``html``, ``pdf``).
+"""
 
 
 def write_report(*args, **kwargs):

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from lab.report.figures.common import DPI
-from lab.report.content import NOT_COMPUTED, Report
+from lab.present.figures.common import DPI
+from lab.present.theory import NOT_COMPUTED
+from lab.report.document import Report
 
 _NUMBER = re.compile(r"^-?[\d.,]+(e[+-]?\d+)?$")
 

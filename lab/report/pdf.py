@@ -13,8 +13,10 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 from PIL import Image
 
-from lab.report.figures.common import DPI
-from lab.report.content import NOT_COMPUTED, Report, TableBlock
+from lab.present.blocks import TableBlock
+from lab.present.figures.common import DPI
+from lab.present.theory import NOT_COMPUTED
+from lab.report.document import Report
 
 # DejaVu ships with matplotlib, which lab depends on: Unicode text (Δ, σ, ‖, √, ≤) without a download.
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
-from lab.report import load
-from lab.report.content import Section, TableBlock
-from lab.report.figures import attention, deltas as deltas_fig, entanglement as ent_fig, spectra as spec_fig, thresholds
-from lab.report.frames import CONTROL_SOURCES, ID, matching_controls, measured, valleys, valleys_from_summary
+from lab.present import load
+from lab.present.blocks import TableBlock
+from lab.present.figures import entanglement as ent_fig, spectra as spec_fig, updates as updates_fig
+from lab.present.frames import CONTROL_SOURCES, ID, matching_controls, measured
+from lab.present.valleys import entanglement_valleys
+from lab.report.document import Section
 from lab.store import Run
 
 MAX_ROLES = 4
@@ -23,7 +24,7 @@ MAX_ROLES = 4
 
 def checkpoints(run: Run) -> pd.DataFrame:
     """The run's checkpoints in training order (by step, then name), from the deltas index; controls excluded."""
-    d = load.read(run.path, "deltas", ["checkpoint", "step"]).drop_duplicates()
+    d = load.read(run, "deltas", ["checkpoint", "step"]).drop_duplicates()
     d = d[d["checkpoint"] != "controls"]
     return d.sort_values(["step", "checkpoint"], na_position="first").reset_index(drop=True)
 
@@ -36,7 +37,7 @@ def latest_checkpoint(run: Run) -> str | None:
 
 def representative_modules(run: Run, checkpoint: str) -> pd.DataFrame:
     """Per role, the module at the middle layer of one checkpoint (module, layer, role, rank_bound)."""
-    d = load.read(run.path, "deltas", ["checkpoint", "module", "layer", "role", "rank_bound"],
+    d = load.read(run, "deltas", ["checkpoint", "module", "layer", "role", "rank_bound"],
                   [("checkpoint", "==", checkpoint)])
     d = d[d["layer"].notna()]
     picks = []
@@ -51,24 +52,13 @@ def build_deltas(section: Section, runs: list[Run]) -> None:
     """Update sizes by layer per run, and one summary row per checkpoint and kind."""
     d = load.read_runs(runs, "deltas", ID + ["kind", "rank_bound", "fro_norm"])
     for run_name, g in d.groupby("run", sort=True):
-        section.charts.append(deltas_fig.norms_chart(g, title=f"Update size ‖ΔW‖_F by layer: {run_name}"))
+        section.charts.append(updates_fig.norms_chart(g, title=f"Update size ‖ΔW‖_F by layer: {run_name}"))
     summary = (d.groupby(["run", "checkpoint", "kind"], sort=False, dropna=False)
                  .agg(step=("step", "first"), modules=("module", "size"), max_rank_bound=("rank_bound", "max"),
                       mean_fro_norm=("fro_norm", "mean"))
                  .reset_index())
     section.tables.append(TableBlock.from_frame("Updates per checkpoint", summary,
                                                 "modules read and their mean Frobenius norm"))
-
-
-def entanglement_valleys(runs: list[Run]) -> pd.DataFrame:
-    """One row per profile with the valley at the row|column cut: from the probe's summary table when
-    every run has it (one row per matrix), else computed from the per-cut rows."""
-    with_profiles = [r for r in runs if load.has_table(r.path, "entanglement")]
-    if with_profiles and all(load.has_table(r.path, "entanglement_summary") for r in with_profiles):
-        return valleys_from_summary(load.read_runs(with_profiles, "entanglement_summary"))
-    cols = ID + ["source", "cut", "row_sites", "entropy", "page_entropy", "max_entropy"]
-    deltas = load.read_runs(runs, "deltas", ["run", "checkpoint", "module", "rank_bound"])
-    return valleys(load.read_runs(with_profiles, "entanglement", cols), deltas)
 
 
 def build_entanglement(section: Section, runs: list[Run]) -> None:
@@ -83,15 +73,15 @@ def build_entanglement(section: Section, runs: list[Run]) -> None:
     cols = ID + ["source", "cut", "row_sites", "n_sites", "d_left", "d_right", "entropy", "page_entropy", "max_entropy"]
     for run in runs:
         ck = last.get(run.name)
-        if ck is None or not load.has_table(run.path, "entanglement"):
+        if ck is None or not run.has_table("entanglement"):
             continue
-        controls = load.read(run.path, "entanglement", cols, [("source", "in", list(CONTROL_SOURCES))])
+        controls = load.read(run, "entanglement", cols, [("source", "in", list(CONTROL_SOURCES))])
         for _, pick in representative_modules(run, ck).iterrows():
-            module_rows = load.read(run.path, "entanglement", cols, [("module", "==", pick["module"])])
+            module_rows = load.read(run, "entanglement", cols, [("module", "==", pick["module"])])
             section.charts.append(ent_fig.profile_chart(
                 module_rows, matching_controls(module_rows, controls, pick["rank_bound"]),
                 rank_bound=pick["rank_bound"], title=f"Profile: {pick['module']} ({run.name})"))
-        at_last = load.read(run.path, "entanglement", cols, [("checkpoint", "==", ck)])
+        at_last = load.read(run, "entanglement", cols, [("checkpoint", "==", ck)])
         for role in sorted(at_last["role"].dropna().unique())[:MAX_ROLES]:
             section.charts.append(ent_fig.heatmap_chart(at_last[at_last["role"] == role],
                                                         title=f"Layer × cut, S/S_Page: role {role} ({run.name}, {ck})"))
@@ -126,12 +116,12 @@ def build_spectra(section: Section, runs: list[Run]) -> None:
     section.charts.append(spec_fig.energy_chart(s_last, title="Energy ranks by layer (last checkpoint of each run)"))
     for run in runs:
         ck = last.get(run.name)
-        if ck is None or not load.has_table(run.path, "singular_values"):
+        if ck is None or not run.has_table("singular_values"):
             continue
         picks = representative_modules(run, ck)
         if picks.empty:
             continue
-        sv = load.read(run.path, "singular_values", None,
+        sv = load.read(run, "singular_values", None,
                        [("checkpoint", "==", ck), ("module", "in", picks["module"].tolist())])
         if not sv.empty:
             section.charts.append(spec_fig.sigma_chart(sv, title=f"Singular values ({run.name}, {ck})"))
@@ -140,43 +130,8 @@ def build_spectra(section: Section, runs: list[Run]) -> None:
     section.tables.append(TableBlock.from_frame("Ranks per role (means over layers)", summary))
 
 
-def build_thresholds(section: Section, runs: list[Run]) -> None:
-    """The norm ratio to √ln L when the table has the columns the design names, else the table itself."""
-    rows = load.read_runs(runs, "thresholds")
-    chart = thresholds.ratio_chart(rows)
-    if chart is not None:
-        section.charts.append(chart)
-    table_only(section, runs, rows)
-
-
-def build_attention(section: Section, runs: list[Run]) -> None:
-    """Base vs tuned attention profiles when the table has the columns the design names, else the table."""
-    rows = load.read_runs(runs, "attention_entanglement")
-    chart = attention.profile_chart(rows)
-    if chart is not None:
-        section.charts.append(chart)
-    table_only(section, runs, rows)
-
-
-def table_only(section: Section, runs: list[Run], rows: pd.DataFrame | None = None) -> None:
-    """A table no figure is written for yet: show its first rows, so a new probe is visible at once."""
-    table = next(t for t in section_tables(section) if any(load.has_table(r.path, t) for r in runs))
-    rows = load.read_runs(runs, table) if rows is None else rows
-    numeric = rows.select_dtypes(include=[np.number]).columns
-    keep = [c for c in rows.columns if c in ID or c in numeric][:10]
-    section.tables.append(TableBlock.from_frame(f"{table} (first rows)", rows[keep], max_rows=20))
-
-
-def section_tables(section: Section) -> tuple[str, ...]:
-    from lab.report.theory import BY_KEY
-
-    return BY_KEY[section.key].tables
-
-
 BUILDERS: dict[str, Callable[[Section, list[Run]], None]] = {
     "deltas": build_deltas,
     "entanglement": build_entanglement,
     "spectra": build_spectra,
-    "thresholds": build_thresholds,
-    "attention": build_attention,
 }

@@ -1,6 +1,7 @@
 """Every dashboard view runs without an exception (Streamlit's AppTest) on real runs from
 lab.analyze, on a run with tables missing, and on a folder without runs; the views show what the
-tables hold and say "not computed in this run" exactly where a table is absent."""
+tables hold and say "not computed in this run" exactly where a table is absent. The page list is
+the schema's: a family whose table is declared has a page, one whose table is not has none."""
 
 import os
 
@@ -9,11 +10,11 @@ from streamlit.testing.v1 import AppTest
 
 import dashboards
 import lab_results
-from lab.report.content import NOT_COMPUTED
-from lab.report.dashboard_cli import RESULTS_ENV
-from lab.report.theory import BY_KEY
+from dashboards import RESULTS_ENV, navigation
+from lab.present.theory import BY_KEY, FAMILIES, NOT_COMPUTED
+from lab.store.schema import TABLES
 
-VIEWS = ["runs", "entanglement", "spectra", "attention", "thresholds", "msu"]  # views/NAME.py; families share the keys
+VIEWS = ["runs", "entanglement", "spectra"]  # views/NAME.py; families share the keys
 
 
 def open_view(results, view, monkeypatch):
@@ -81,3 +82,19 @@ def test_filters_narrow_what_the_views_read(lab_results_folder, monkeypatch):
     assert not app.exception
     captions = " ".join(c.value for c in app.caption)
     assert "checkpoint-20" in captions and "checkpoint-10" not in captions
+
+
+def test_the_pages_are_runs_and_one_per_declared_family():
+    assert [v.key for v in navigation.views()] == VIEWS
+    assert [v.title for v in navigation.views()][1:] == [BY_KEY[k].title for k in VIEWS[1:]]
+    scripts = {p.name for p in navigation.VIEWS.glob("*.py")} - {"__init__.py"}
+    assert scripts == {v.script.name for v in navigation.views()}  # no page without a family, none missing
+    assert {f.key for f in FAMILIES} - {navigation.SHOWN_ON_RUNS} == set(VIEWS[1:])
+
+
+def test_a_family_whose_table_is_not_declared_has_no_page(lab_results_folder, monkeypatch):
+    monkeypatch.delitem(TABLES, "spectra")
+    assert [v.key for v in navigation.views()] == ["runs", "entanglement"]
+    app = open_view(lab_results_folder.results, "runs", monkeypatch)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):  # Streamlit does not know the page
+        app.switch_page("views/spectra.py").run()

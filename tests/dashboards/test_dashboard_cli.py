@@ -1,5 +1,6 @@
 """``lab dashboard``: the Streamlit command line it runs (bound to 127.0.0.1 unless --host), user
-errors before anything starts, and the app shipped inside a normal (non-editable) wheel."""
+errors before anything starts, and the app shipped inside a normal (non-editable) wheel, without
+the developer tools."""
 
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import dashboards
-from lab.report.dashboard_cli import app_path, streamlit_argv
+from lab.dashboard_cli import app_path, streamlit_argv
 
 ROOT = Path(__file__).parents[2]
 
@@ -66,7 +67,7 @@ def _setuptools_ok():
 def test_a_normal_wheel_ships_the_app_and_templates(tmp_path):
     source = tmp_path / "source"  # build from a copy, so no build/ or egg-info lands in the checkout
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    for folder in ("lab", "dashboards"):
+    for folder in ("lab", "dashboards", "tools"):
         shutil.copytree(ROOT / folder, source / folder, ignore=ignore)
     for file in ("pyproject.toml", "README.md"):
         if (ROOT / file).exists():
@@ -76,15 +77,17 @@ def test_a_normal_wheel_ships_the_app_and_templates(tmp_path):
     (wheel,) = tmp_path.glob("lab-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     views = {p.name for p in (ROOT / "dashboards" / "views").glob("*.py")}
-    assert {"dashboards/app.py", "dashboards/data.py", "lab/report/templates/report.html.j2"} <= names
+    assert {"dashboards/app.py", "dashboards/data.py", "dashboards/navigation.py", "lab/dashboard_cli.py",
+            "lab/present/figures/entanglement.py", "lab/report/templates/report.html.j2"} <= names
     assert {f"dashboards/views/{v}" for v in views} <= names
+    assert not [n for n in names if n.startswith("tools/") or n.endswith(("browser.py", "screenshots.py"))]
     # Import from the unpacked wheel with site's .pth files off (so the editable checkout cannot answer):
     # the app and the template are found inside the installed tree.
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)
     site_packages = next(p for p in sys.path if p.endswith("site-packages"))
     code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]];"
-            "from lab.report.dashboard_cli import app_path; from lab.report.html import environment;"
+            "from lab.dashboard_cli import app_path; from lab.report.html import environment;"
             "environment().get_template('report.html.j2'); print(app_path())")
     out = subprocess.run([sys.executable, "-S", "-c", code, str(unpacked), site_packages],
                          capture_output=True, text=True, cwd=tmp_path)

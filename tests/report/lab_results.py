@@ -44,7 +44,7 @@ class Results:
 
 
 def build(root: Path) -> Results:
-    """Build the checkpoints and analyse them with lab (a few seconds on 2 cores)."""
+    """Build the checkpoints and analyze them with lab (a few seconds on 2 cores)."""
     root = Path(root)
     base = builders.save(builders.tiny_llama(seed=0), root / "base")
     out = Results(results=root / "results", partial=root / "partial", empty=root / "empty", base=base)
@@ -86,12 +86,15 @@ def peft_delta(module) -> np.ndarray:
     return delta
 
 
-def entropy_of_squared_singular_values(matrix: np.ndarray) -> float:
-    """−Σ p ln p with p = σ²/Σσ²: the entanglement entropy at the row|column cut, from numpy's SVD."""
-    s = np.linalg.svd(matrix, compute_uv=False)
-    p = s**2 / np.sum(s**2)
+def shannon_entropy(p: np.ndarray) -> float:
+    """−Σ p ln p in nats over the non-zero p: the tests' one reference, written here rather than taken
+    from ``lab.probes.entanglement.entropies`` so that it checks that helper instead of repeating it."""
+    p = np.asarray(p, dtype=np.float64)
     p = p[p > 1e-300]
     return float(-(p * np.log(p)).sum())
 
 
-
+def entropy_of_squared_singular_values(matrix: np.ndarray) -> float:
+    """−Σ p ln p with p = σ²/Σσ²: the entanglement entropy at the row|column cut, from numpy's SVD."""
+    s = np.linalg.svd(matrix, compute_uv=False)
+    return shannon_entropy(s**2 / np.sum(s**2))

@@ -7,8 +7,7 @@ from typer.testing import CliRunner
 
 from lab.errors import InputError, LabError
 from lab.report import write_report
-from lab.report.content import NOT_COMPUTED
-from lab.report.theory import FAMILIES
+from lab.present.theory import NOT_COMPUTED, families
 
 def lab(*args):
     """The lab command in-process (a subprocess would spend seconds importing torch for other commands)."""
@@ -43,7 +42,7 @@ def test_partial_run_says_not_computed_for_every_missing_family(lab_results_fold
     pdf_text = " ".join(" ".join((p.extract_text() or "").split()) for p in PdfReader(pdf).pages)
     present = {p.stem for p in next(lab_results_folder.partial.iterdir()).glob("*.parquet")}
     assert present == {"deltas"}
-    for family in FAMILIES:
+    for family in families():
         notice = f"{family.title}: {NOT_COMPUTED}"
         assert (notice in text) == (family.tables[0] not in present), family.key
         assert (notice in pdf_text) == (family.tables[0] not in present), family.key

@@ -8,12 +8,14 @@ import pandas as pd
 import pytest
 
 import lab_results
-from lab.report import load
-from lab.report.figures import deltas as deltas_fig
-from lab.report.figures import entanglement as ent_fig
-from lab.report.figures import spectra as spec_fig
-from lab.report.figures.common import log_if_wide, new_figure
-from lab.report.frames import matching_controls, measured, valleys, valleys_from_summary
+from lab.present import load
+from lab.present.figures import entanglement as ent_fig
+from lab.present.figures import spectra as spec_fig
+from lab.present.figures import updates as updates_fig
+from lab.present.figures.common import log_if_wide, new_figure
+from lab.present.frames import matching_controls, measured
+from lab.present.valleys import entanglement_valleys, valleys, valleys_from_summary
+from lab.store import open_run
 
 MODULE = "model.layers.1.self_attn.q_proj"  # 32×32: ten sites of dimension 2, row|column cut after 5
 
@@ -40,7 +42,7 @@ def lines(chart):
 
 @pytest.fixture(scope="module")
 def lora_run(lab_results_folder):
-    return lab_results_folder.results / lab_results.LORA_RUN
+    return open_run(lab_results_folder.results / lab_results.LORA_RUN)
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +135,7 @@ def test_rank_charts_match_numpy_definitions(lora_run, lab_results_folder):
             s = np.linalg.svd(lab_results_folder.lora_deltas[("checkpoint-20", f"model.layers.{layer}.self_attn.{suffix}")],
                               compute_uv=False)
             s = s[s > s[0] * 1e-12]
-            p = s / s.sum()
-            exp_eff.append(math.exp(-(p * np.log(p)).sum()))
+            exp_eff.append(math.exp(lab_results.shannon_entropy(s / s.sum())))
             exp_stable.append((s**2).sum() / s[0] ** 2)
         assert np.allclose(effective[role].get_ydata(), exp_eff, rtol=1e-9), role
         assert np.allclose(stable[role].get_ydata(), exp_stable, rtol=1e-9), role
@@ -144,7 +145,7 @@ def test_rank_charts_match_numpy_definitions(lora_run, lab_results_folder):
 
 def test_norms_chart_matches_peft_updates(lora_run, lab_results_folder):
     deltas = load.read(lora_run, "deltas", filters=[("checkpoint", "==", "checkpoint-10")])
-    chart = deltas_fig.norms_chart(deltas)
+    chart = updates_fig.norms_chart(deltas)
     drawn = lines(chart)
     for role, suffix in (("q", "q_proj"), ("down", "down_proj")):
         expected = [np.linalg.norm(lab_results_folder.lora_deltas[("checkpoint-10", m)])
@@ -160,7 +161,7 @@ def test_norms_chart_matches_peft_updates(lora_run, lab_results_folder):
 def test_empty_selections_draw_a_message_not_an_error(empty):
     charts = (ent_fig.profile_chart(empty), ent_fig.heatmap_chart(empty), ent_fig.valley_chart(empty),
               ent_fig.steps_chart(empty), spec_fig.sigma_chart(empty), spec_fig.ranks_chart(empty),
-              spec_fig.energy_chart(empty), deltas_fig.norms_chart(empty))
+              spec_fig.energy_chart(empty), updates_fig.norms_chart(empty))
     for chart in charts:
         texts = [t.get_text() for ax in chart.figure.axes for t in ax.texts]
         assert texts and texts[0].startswith(("no ", "fewer than")), chart.title
@@ -171,3 +172,22 @@ def test_log_axis_only_for_wide_ranges(values, scale):
     fig, (ax,) = new_figure()
     log_if_wide(ax, values)
     assert ax.get_yscale() == scale
+
+
+def test_entanglement_valleys_read_the_summary_when_every_run_has_it(lora_run):
+    expected = valleys_from_summary(load.read(lora_run, "entanglement_summary"))
+    pd.testing.assert_frame_equal(entanglement_valleys([lora_run]), expected)
+
+
+def test_reads_drop_the_columns_and_filters_a_table_lacks(lora_run):
+    from lab.store.schema import TABLES
+
+    assert lora_run.columns("deltas") == TABLES["deltas"].names
+    everything = lora_run.table("deltas")
+    assert lora_run.rows("deltas") == len(everything)
+    frame = load.read(lora_run, "deltas", ["module", "no_such_column"],
+                      [("no_such_column", "==", 1), ("checkpoint", "==", "checkpoint-10")])
+    assert list(frame.columns) == ["module"]
+    assert sorted(frame["module"]) == sorted(everything.loc[everything["checkpoint"] == "checkpoint-10", "module"])
+    absent = load.read(lora_run, "no_such_table", ["module"])
+    assert absent.empty and list(absent.columns) == ["module"]

@@ -12,8 +12,7 @@ import pytest
 from PIL import Image
 
 import lab_results
-from lab.report.content import NOT_COMPUTED
-from lab.report.theory import FAMILIES
+from lab.present.theory import NOT_COMPUTED, families
 from lab.store.schema import TABLES
 
 
@@ -81,7 +80,7 @@ def test_provenance_lists_every_input_file_hash(parsed, lab_results_folder):
 def test_sections_say_not_computed_exactly_for_absent_tables(parsed, lab_results_folder):
     text = " ".join(parsed.text)
     runs = [p for p in lab_results_folder.results.iterdir() if p.is_dir()]
-    for family in FAMILIES:
+    for family in families():
         on_disk = any(os.path.exists(run / f"{family.tables[0]}.parquet") for run in runs)
         assert (f"{family.title}: {NOT_COMPUTED}" in text) == (not on_disk), family.key
 

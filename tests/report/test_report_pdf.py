@@ -9,8 +9,7 @@ import pytest
 from pypdf import PdfReader
 
 import lab_results
-from lab.report.content import NOT_COMPUTED
-from lab.report.theory import FAMILIES
+from lab.present.theory import NOT_COMPUTED, families
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +33,15 @@ def test_pdf_text_is_searchable_with_run_and_metric_names(reader):
 def test_every_family_is_an_outlined_section_starting_its_own_page(reader):
     outline = {item.title: reader.get_destination_page_number(item)
                for item in reader.outline if not isinstance(item, list)}
-    titles = ["Provenance"] + [f.title for f in FAMILIES]
+    titles = ["Provenance"] + [f.title for f in families()]
     assert list(outline) == titles
     pages = [outline[t] for t in titles]
-    assert pages == sorted(pages) and len(set(pages[1:])) == len(FAMILIES)
+    assert pages == sorted(pages) and len(set(pages[1:])) == len(families())
     texts = _page_texts(reader)
-    for family in FAMILIES:
+    for family in families():
         assert texts[outline[family.title]].startswith(family.title), family.title
     # provenance, then each family; the two computed families with figures take more than a page
-    assert len(reader.pages) >= 1 + len(FAMILIES) + 2
+    assert len(reader.pages) >= 1 + len(families()) + 2
 
 
 def test_absent_tables_say_not_computed_on_their_page(reader, lab_results_folder):
@@ -50,7 +49,7 @@ def test_absent_tables_say_not_computed_on_their_page(reader, lab_results_folder
                for item in reader.outline if not isinstance(item, list)}
     texts = _page_texts(reader)
     runs = [p for p in lab_results_folder.results.iterdir() if p.is_dir()]
-    for family in FAMILIES:
+    for family in families():
         on_disk = any(os.path.exists(run / f"{family.tables[0]}.parquet") for run in runs)
         assert (NOT_COMPUTED in texts[outline[family.title]]) == (not on_disk), family.key
 

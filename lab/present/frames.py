@@ -1,17 +1,17 @@
-"""Derived frames that both the dashboard and the report draw from: the entanglement valley
-per module, the random controls that match a module's shape, and distinct-value helpers.
+"""Derived frames that both the dashboard and the report draw from: the random controls that
+match a module's shape, the measured rows apart from them, S/S_Page, and distinct-value helpers.
 
 Everything here is plain pandas over rows shaped like ``lab.store.schema`` tables.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
-ID = ["run", "checkpoint", "step", "module", "layer", "role"]
+from lab.store.schema import ID_COLUMNS
+
+ID = [c.name for c in ID_COLUMNS]  # the identifying columns every table starts with
 
 
 def present(df: pd.DataFrame, columns) -> list[str]:
@@ -87,51 +87,7 @@ def matching_controls(module_rows: pd.DataFrame, controls: pd.DataFrame, rank_bo
     return pd.concat(keep) if keep else controls.iloc[0:0]
 
 
-def valleys(entanglement: pd.DataFrame, deltas: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per profile: the entropy at the row|column cut (cut = row_sites) and the valley depth.
-
-    ``depth = page_entropy − entropy`` at that cut, in nats: how far below a random state of the
-    same dimensions the update sits where outputs meet inputs. At that cut the entropy is the
-    entropy of ΔW's normalised squared singular values, so it is at most ln rank(ΔW); with
-    ``deltas`` (for ``rank_bound``) the frame also carries ``ln_rank_bound`` = ln r, the ceiling
-    a rank-r update cannot exceed.
-    """
-    cols = ["entropy", "page_entropy", "max_entropy"]
-    at_cut = entanglement[entanglement["cut"] == entanglement["row_sites"]]
-    keys = present(at_cut, ID + ["source"])
-    out = at_cut[keys + cols].rename(columns={"entropy": "valley_entropy", "page_entropy": "valley_page",
-                                               "max_entropy": "valley_max"}).copy()
-    out["depth"] = out["valley_page"] - out["valley_entropy"]
-    if deltas is not None and not deltas.empty and "rank_bound" in deltas.columns:
-        on = present(deltas, ["run", "checkpoint", "module"])
-        bounds = deltas[on + ["rank_bound"]].drop_duplicates(on)
-        out = out.merge(bounds, on=on, how="left")
-        out["ln_rank_bound"] = np.log(out["rank_bound"].astype(float))
-    return out.reset_index(drop=True)
-
-
-def valleys_from_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """The same frame as :func:`valleys`, from the probe's own ``entanglement_summary`` table
-    (one row per matrix, so far fewer rows to read than the per-cut profiles)."""
-    out = summary.rename(columns={"valley_page_entropy": "valley_page", "valley_max_entropy": "valley_max",
-                                  "valley_depth": "depth"})
-    keep = present(out, ID + ["source", "valley_entropy", "valley_page", "valley_max", "depth", "rank_bound"])
-    out = out[keep].copy()
-    if "rank_bound" in out.columns:
-        out["ln_rank_bound"] = np.log(out["rank_bound"].astype(float))
-    return out.reset_index(drop=True)
-
-
 def relative_to_page(entanglement: pd.DataFrame) -> pd.Series:
     """S / S_Page per row (1 = as entangled as a random state; undefined where Page's value is 0)."""
     page = entanglement["page_entropy"].where(entanglement["page_entropy"] > 0)
     return entanglement["entropy"] / page
-
-
-def fmt(value) -> str:
-    """A table cell: 4 significant digits for floats, empty for missing values."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return ""
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.4g}"
-    return str(value)

@@ -14,10 +14,10 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from lab.report.figures.common import (
+from lab.present.figures.common import (
     NATS, THEORY, Chart, colour, empty_chart, integer_ticks, layer_lines, legend, new_figure, series_label,
 )
-from lab.report.frames import distinct, measured, present, relative_to_page, with_layer
+from lab.present.frames import distinct, measured, present, relative_to_page, with_layer
 
 SERIES = ["run", "checkpoint", "step", "source"]
 

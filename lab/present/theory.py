@@ -1,8 +1,9 @@
 """The probe families as the reader meets them: a title, the tables they write, and a short
 statement of what is measured and which theory it is held against.
 
-The dashboard pages and the report sections both take their words from here; the meaning of
-each column comes from ``lab.store.schema.TABLES`` so it is written once.
+The dashboard pages and the report sections both take their words from here, and both show
+only the families whose tables the schema declares (:func:`families`); the meaning of each
+column comes from ``lab.store.schema.TABLES`` so it is written once.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab.store.schema import TABLES
+
+NOT_COMPUTED = "not computed in this run"  # what a page or section says when its table is absent
 
 
 @dataclass(frozen=True)
@@ -47,31 +50,16 @@ FAMILIES: tuple[Family, ...] = (
         "utilisation = effective rank / r for adapters; with a base, the overlap of ΔW's top singular subspaces with "
         "W's and the count of 'intruder' directions.",
     ),
-    Family(
-        "attention", "Attention (external entanglement)", ("attention_entanglement",),
-        "The attention probability matrix P (L×L) of each layer and head, from running the base and the tuned model "
-        "on a corpus, is tensorized like a weight and its entropy profile is fitted with a volume law "
-        "S = a + b·min(k, N−k) and an area law with logarithmic correction S = a + b·ln min(k, N−k). The claim to test: "
-        "LoRA and full fine-tuning differ inside ΔW, not in the attention.",
-    ),
-    Family(
-        "thresholds", "LoRA complexity thresholds", ("thresholds",),
-        "Hu et al., 'Computational Limits of Low-Rank Adaptation' (2024): LoRA's gradient admits almost-linear-time "
-        "algorithms when ‖X·W_Q^eff‖_∞ and ‖X·W_K‖_∞ are o(√ln L), with W_Q^eff = W_Q + s·B_Q·A_Q, and no "
-        "sub-quadratic algorithm exists above Θ(√ln L) under SETH. The norms are measured on real inputs and shown "
-        "as a ratio to √ln L. The bound is asymptotic in the sequence length L: it gives a scale, not a verdict on a "
-        "finite model.",
-    ),
-    Family(
-        "msu", "Minimal semantic units and merges", ("msu", "merges"),
-        "Rank i of a LoRA (column b_i of B, row a_i of A) is one minimal semantic unit (LoRA-LEGO): ΔW = Σ_i s·b_i·a_iᵀ. "
-        "Checks: permuting ranks leaves ΔW unchanged; concatenation equals summation; index-wise averaging of factors "
-        "(FedAvg-style merging) adds cross terms; pooling, clustering and rescaling MSUs gives a merged adapter whose "
-        "error against the exact sum is reported.",
-    ),
 )
 
 BY_KEY = {f.key: f for f in FAMILIES}
+
+
+def families() -> list[Family]:
+    """The families whose tables the schema declares, in reading order: what the report has
+    sections for and the dashboard has pages for (a family whose probe has not landed yet has
+    neither)."""
+    return [f for f in FAMILIES if f.tables[0] in TABLES]
 
 
 def columns(table: str) -> list[tuple[str, str]]:

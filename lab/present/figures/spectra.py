@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lab.report.figures.common import (
+from lab.present.figures.common import (
     THEORY, Chart, colour, empty_chart, integer_ticks, layer_lines, legend, log_if_wide, new_figure, series_label,
 )
-from lab.report.frames import distinct, measured, present, with_layer
+from lab.present.frames import distinct, measured, present, with_layer
 
 # Columns of the long singular_values table: the 1-based position of σ (named "index", earlier "k")
 # and its value.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lab.report.figures.common import Chart, empty_chart, integer_ticks, layer_lines, legend, log_if_wide, new_figure
-from lab.report.frames import present, with_layer
+from lab.present.figures.common import Chart, empty_chart, integer_ticks, layer_lines, legend, log_if_wide, new_figure
+from lab.present.frames import present, with_layer
 
 
 def norms_chart(deltas: pd.DataFrame, *, title: str = "Update size ‖ΔW‖_F by layer") -> Chart:

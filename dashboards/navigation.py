@@ -1,0 +1,37 @@
+"""The dashboard's page list: Runs, then one page per probe family whose tables the schema
+declares (``lab.present.theory.families``), each the script ``views/KEY.py``.
+
+A family whose probe has not landed (its table is not in ``lab.store.schema.TABLES``) has no page;
+declaring the table and adding ``views/KEY.py`` is what makes one appear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.present.theory import families
+
+VIEWS = Path(__file__).with_name("views")
+RUNS = "runs"
+SHOWN_ON_RUNS = "deltas"  # the Runs page shows the updates read next to each run's provenance
+ICONS = {RUNS: ":material/folder_open:", "entanglement": ":material/timeline:", "spectra": ":material/bar_chart:"}
+
+
+@dataclass(frozen=True)
+class View:
+    """One page: its key (the family's, or ``runs``), title, Streamlit script and icon."""
+
+    key: str
+    title: str
+    script: Path
+    icon: str = ":material/table:"
+
+
+def views() -> list[View]:
+    """The pages in reading order: Runs first, then each declared family that is not shown on it."""
+    pages = [View(RUNS, "Runs", VIEWS / f"{RUNS}.py", ICONS[RUNS])]
+    for family in families():
+        if family.key != SHOWN_ON_RUNS:
+            pages.append(View(family.key, family.title, VIEWS / f"{family.key}.py", ICONS.get(family.key, View.icon)))
+    return pages

@@ -1,0 +1,52 @@
+"""Reading tables across the runs of a results folder, only the columns and rows asked for.
+
+The dashboard wraps these in Streamlit's cache; the report calls them directly. Where a table
+lives and what it holds is the store's knowledge (:class:`lab.store.Run`); what is added here is
+tolerance: columns or filters naming a column a table does not have (an older run, a table that
+grew since) are dropped rather than failing, so one results folder can hold runs from several
+lab versions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from lab.store import Run, list_runs
+
+
+def read(run: Run, table: str, columns: Sequence[str] | None = None,
+         filters: Sequence[tuple] | None = None) -> pd.DataFrame:
+    """One run's table, keeping only the columns and filters it can answer.
+
+    ``filters`` is a flat list of ``(column, op, value)`` tuples, all of which must hold (pyarrow's
+    conjunctive form). An empty DataFrame comes back when the run did not compute the table.
+    """
+    if not run.has_table(table):
+        return pd.DataFrame(columns=list(columns or []))
+    stored = set(run.columns(table))
+    cols = [c for c in columns if c in stored] if columns else None
+    kept = [f for f in (filters or []) if f[0] in stored]
+    return run.table(table, columns=cols, filters=kept or None)
+
+
+def read_runs(runs: Sequence[Run], table: str, columns: Sequence[str] | None = None,
+              filters: Sequence[tuple] | None = None) -> pd.DataFrame:
+    """``table`` from every run that has it, stacked (each row keeps its ``run`` column)."""
+    frames = [read(run, table, columns, filters) for run in runs if run.has_table(table)]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=list(columns or []))
+    return pd.concat(frames, ignore_index=True)
+
+
+def computed(runs: Sequence[Run], table: str) -> bool:
+    """Whether any of the runs computed ``table``."""
+    return any(run.has_table(table) for run in runs)
+
+
+def runs_in(results_dir: str | Path) -> list[Run]:
+    """The runs of a results folder, sorted by name (a run folder itself counts as one run)."""
+    return sorted(list_runs(results_dir), key=lambda r: r.name)

@@ -1,0 +1,63 @@
+"""The entanglement valley: one row per profile with the entropy at the row|column cut, Page's
+value and the maximum there, the depth below Page's value and, given the rank bound r, ln r.
+
+Read from the probe's own ``entanglement_summary`` table when the runs have it (one row per
+matrix), else computed from the per-cut ``entanglement`` rows; both give the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from lab.present import load
+from lab.present.frames import ID, present
+from lab.store import Run
+
+
+def valleys(entanglement: pd.DataFrame, deltas: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per profile: the entropy at the row|column cut (cut = row_sites) and the valley depth.
+
+    ``depth = page_entropy − entropy`` at that cut, in nats: how far below a random state of the
+    same dimensions the update sits where outputs meet inputs. At that cut the entropy is the
+    entropy of ΔW's normalised squared singular values, so it is at most ln rank(ΔW); with
+    ``deltas`` (for ``rank_bound``) the frame also carries ``ln_rank_bound`` = ln r, the ceiling
+    a rank-r update cannot exceed.
+    """
+    cols = ["entropy", "page_entropy", "max_entropy"]
+    at_cut = entanglement[entanglement["cut"] == entanglement["row_sites"]]
+    keys = present(at_cut, ID + ["source"])
+    out = at_cut[keys + cols].rename(columns={"entropy": "valley_entropy", "page_entropy": "valley_page",
+                                               "max_entropy": "valley_max"}).copy()
+    out["depth"] = out["valley_page"] - out["valley_entropy"]
+    if deltas is not None and not deltas.empty and "rank_bound" in deltas.columns:
+        on = present(deltas, ["run", "checkpoint", "module"])
+        bounds = deltas[on + ["rank_bound"]].drop_duplicates(on)
+        out = out.merge(bounds, on=on, how="left")
+        out["ln_rank_bound"] = np.log(out["rank_bound"].astype(float))
+    return out.reset_index(drop=True)
+
+
+def valleys_from_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """The same frame as :func:`valleys`, from the probe's own ``entanglement_summary`` table
+    (one row per matrix, so far fewer rows to read than the per-cut profiles)."""
+    out = summary.rename(columns={"valley_page_entropy": "valley_page", "valley_max_entropy": "valley_max",
+                                  "valley_depth": "depth"})
+    keep = present(out, ID + ["source", "valley_entropy", "valley_page", "valley_max", "depth", "rank_bound"])
+    out = out[keep].copy()
+    if "rank_bound" in out.columns:
+        out["ln_rank_bound"] = np.log(out["rank_bound"].astype(float))
+    return out.reset_index(drop=True)
+
+
+def entanglement_valleys(runs: Sequence[Run]) -> pd.DataFrame:
+    """The valley of every profile in ``runs``: from the probe's summary table when every run with
+    profiles has it (one row per matrix), else computed from the per-cut rows."""
+    with_profiles = [r for r in runs if r.has_table("entanglement")]
+    if with_profiles and all(r.has_table("entanglement_summary") for r in with_profiles):
+        return valleys_from_summary(load.read_runs(with_profiles, "entanglement_summary"))
+    cols = ID + ["source", "cut", "row_sites", "entropy", "page_entropy", "max_entropy"]
+    deltas = load.read_runs(runs, "deltas", ["run", "checkpoint", "module", "rank_bound"])
+    return valleys(load.read_runs(with_profiles, "entanglement", cols), deltas)
