@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "report"))  # the shared builder lives with the report tests
+sys.path.insert(0, str(Path(__file__).parents[2]))  # tools/ (browser driver) is not installed: import it from the checkout
 
 import lab_results  # noqa: E402
 

@@ -1,6 +1,6 @@
 """End to end: ``lab dashboard`` serves real runs and headless Chromium shows the run names and
 rendered charts. Streamlit draws after the page loads, so the test waits for content through the
-DevTools protocol (dashboards.browser).
+DevTools protocol (tools/browser.py, a developer tool kept out of the wheel).
 
 Skipped only when /usr/bin/chromium is absent and CI is not set; under CI it must run.
 """
@@ -10,13 +10,14 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 import lab_results
-from dashboards.browser import CHROMIUM, Chromium
-from dashboards.screenshots import stop
+from tools.browser import CHROMIUM, Chromium
+from tools.screenshots import free_port, stop
 
 LOADED_IMAGES = ("Array.from(document.querySelectorAll('[data-testid=\"stImage\"] img'))"
                  ".filter(i => i.complete && i.naturalWidth > 200).map(i => i.alt)")
@@ -31,25 +32,18 @@ def chromium_present():
     pytest.skip(f"headless Chromium ({CHROMIUM}, Debian package 'chromium') is not installed here; CI installs it")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def lab_command() -> list[str]:
     """The installed ``lab`` console script next to this Python (else the module)."""
     script = Path(sys.executable).with_name("lab")
     return [str(script)] if script.exists() else [sys.executable, "-m", "lab.cli"]
 
 
-@pytest.fixture(scope="module")
-def served(lab_results_folder, chromium_present, tmp_path_factory):
-    """``lab dashboard RESULTS --port P`` in its own process group; yields the URL."""
+@contextmanager
+def serving(results: Path, log: Path):
+    """``lab dashboard RESULTS --port P`` in its own process group while the block runs; yields the URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("dashboard") / "server.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([*lab_command(), "dashboard", str(lab_results_folder.results), "--port", str(port)],
+        proc = subprocess.Popen([*lab_command(), "dashboard", str(results), "--port", str(port)],
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -68,6 +62,13 @@ def served(lab_results_folder, chromium_present, tmp_path_factory):
         stop(proc, timeout=20)  # the command became Streamlit (exec): stop its whole process group
 
 
+@pytest.fixture(scope="module")
+def served(lab_results_folder, chromium_present, tmp_path_factory):
+    """The dashboard over the two-run results folder; yields the URL."""
+    with serving(lab_results_folder.results, tmp_path_factory.mktemp("dashboard") / "server.log") as url:
+        yield url
+
+
 def test_dashboard_shows_runs_and_charts_in_chromium(served):
     with Chromium() as browser:
         browser.open(served + "/")
@@ -76,6 +77,8 @@ def test_dashboard_shows_runs_and_charts_in_chromium(served):
         assert browser.evaluate("document.querySelectorAll('img[onerror], img[src=\"x\"]').length") == 0  # ... never as an element
         alts = browser.wait_for(LOADED_IMAGES + ".length && " + LOADED_IMAGES, timeout=120)
         assert any("Update size" in alt for alt in alts)
+        text = browser.text()  # the navigation: one page per family the schema declares
+        assert "Internal entanglement" in text and "Rank spectra" in text and "Thresholds" not in text
 
         browser.open(served + "/entanglement")
         browser.wait_for("document.body.innerText.includes('Profile across cuts')", timeout=120)
@@ -84,7 +87,7 @@ def test_dashboard_shows_runs_and_charts_in_chromium(served):
         assert any(alt.startswith("Layer × cut") for alt in alts)
 
 
-def test_pages_without_their_table_say_so_in_the_browser(served):
-    with Chromium() as browser:
-        browser.open(served + "/thresholds")
+def test_pages_without_their_table_say_so_in_the_browser(lab_results_folder, chromium_present, tmp_path):
+    with serving(lab_results_folder.partial, tmp_path / "server.log") as url, Chromium() as browser:
+        browser.open(url + "/spectra")  # the partial run holds only the deltas table
         browser.wait_for("document.body.innerText.includes('not computed in this run')", timeout=120)

@@ -1,7 +1,7 @@
 """Make the README's pictures from a real results folder: the dashboard's entanglement page in
 headless Chromium, and the first figure page of the PDF report (rendered with pdftoppm).
 
-    python -m dashboards.screenshots RESULTS_DIR --out docs
+    python -m tools.screenshots RESULTS_DIR --out docs        # from the repository root
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dashboards.browser import Chromium
+from tools.browser import Chromium
 
 
 def free_port() -> int:
