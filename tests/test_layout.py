@@ -1,0 +1,173 @@
+"""The layout shows the flow: lab.store ← lab.present ← {lab.report, dashboards}, and no package
+imports its way back. The import graph is read from the source with ``ast`` (every ``import``,
+including those inside functions, since a lazy import is still a dependency), then checked for
+cycles between packages and for the imports the design forbids; a fresh interpreter confirms
+that importing the presentation code loads none of them."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TOP = ("lab", "dashboards")
+
+
+def modules() -> dict[str, tuple[Path, bool]]:
+    """Every module of lab and dashboards: dotted name -> (file, whether it is a package's __init__)."""
+    found = {}
+    for top in TOP:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            is_package = parts[-1] == "__init__"
+            found[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    return found
+
+
+MODULES = modules()
+
+
+def _imported(name: str, path: Path, is_package: bool):
+    """The dotted names a module imports, relative imports resolved."""
+    package = name if is_package else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            for alias in node.names:  # `from lab.present import load` imports the module lab.present.load
+                yield f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the lab/dashboards modules it imports (an attribute's module where a name is not one)."""
+    graph = {}
+    for name, (path, is_package) in MODULES.items():
+        targets = set()
+        for target in _imported(name, path, is_package):
+            while target and target not in MODULES:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                targets.add(target)
+        graph[name] = targets
+    return graph
+
+
+GRAPH = import_graph()
+
+
+def package(module: str) -> str:
+    """The unit a module belongs to: dashboards; a subpackage of lab (lab.store); or a top-level module of lab (lab.cli)."""
+    parts = module.split(".")
+    return parts[0] if parts[0] == "dashboards" else ".".join(parts[:2])
+
+
+def cycles(graph: dict[str, set[str]]) -> set[frozenset[str]]:
+    """The strongly connected components with more than one node (Tarjan, iterative)."""
+    index, low, on_stack, stack, found, counter = {}, {}, set(), [], set(), [0]
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph.get(root, ()))))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter[0]
+                    counter[0] += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.add(frozenset(component))
+    return found
+
+
+def reachable(start: str) -> set[str]:
+    """Every module ``start`` imports, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for target in GRAPH[todo.pop()]:
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def within(prefix: str) -> list[str]:
+    return [m for m in MODULES if m == prefix or m.startswith(prefix + ".")]
+
+
+def test_the_graph_sees_the_presentation_packages():
+    assert {"lab.present.load", "lab.present.figures.updates", "lab.report.content", "dashboards.data"} <= set(MODULES)
+    assert "lab.present.load" in GRAPH["lab.report.content"] and "lab.present.load" in GRAPH["dashboards.data"]
+
+
+def test_no_cycles_between_packages():
+    units: dict[str, set[str]] = {}
+    for module, targets in GRAPH.items():
+        units.setdefault(package(module), set()).update(package(t) for t in targets if package(t) != package(module))
+    assert not [sorted(c) for c in cycles(units)]
+
+
+@pytest.mark.parametrize("prefix", ["lab.present", "lab.report", "lab.store", "dashboards"])
+def test_no_module_cycles_in_the_store_or_the_presentation(prefix):
+    assert not [sorted(c) for c in cycles(GRAPH) if any(m in c for m in within(prefix))]
+
+
+@pytest.mark.parametrize("source, forbidden", [
+    ("dashboards", ("lab.report", "lab.dashboard_cli", "lab.cli")),
+    ("lab.report", ("dashboards", "lab.dashboard_cli", "lab.cli")),
+    ("lab.present", ("dashboards", "lab.report", "lab.dashboard_cli", "lab.cli")),
+    ("lab.store", ("dashboards", "lab.report", "lab.present")),
+])
+def test_forbidden_imports_are_absent_even_indirectly(source, forbidden):
+    offenders = {}
+    for module in within(source):
+        bad = sorted(t for t in reachable(module) if any(t == f or t.startswith(f + ".") for f in forbidden))
+        if bad:
+            offenders[module] = bad
+    assert not offenders
+
+
+@pytest.mark.parametrize("package_name, forbidden", [
+    ("lab.present", ("dashboards", "lab.report", "streamlit")),
+    ("lab.report", ("dashboards", "streamlit")),
+])
+def test_importing_a_package_loads_nothing_it_must_not(package_name, forbidden):
+    names = [m for m in within(package_name)]
+    code = ("import importlib, json, sys\n"
+            f"for name in {names!r}: importlib.import_module(name)\n"
+            f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {('dashboards', 'streamlit')!r} "
+            f"or m == 'lab.report' or m.startswith('lab.report.'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not [m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden)]
