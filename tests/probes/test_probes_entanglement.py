@@ -126,8 +126,8 @@ def test_factored_path_with_singular_factor_grams():
 def test_delta_objects_dense_and_factored():
     rng = np.random.default_rng(9)
     B, A = rng.standard_normal((48, 4)), rng.standard_normal((4, 32))
-    lora = Delta("m", 0, "q", "lora", (48, 32), B=B, A=A, scale=2.0)
-    full = Delta("m", 0, "q", "full", (48, 32), dense=lora.to_dense())
+    lora = Delta("m", 0, "q", "lora", Factors(B, A, 2.0))
+    full = Delta("m", 0, "q", "full", lora.to_dense())
     assert np.allclose(entanglement_profile(lora).entropy, entanglement_profile(full).entropy, atol=1e-10)
 
 

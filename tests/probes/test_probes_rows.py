@@ -11,8 +11,11 @@ from peft import LoraConfig, get_peft_model
 from peft.tuners.lora import LoraLayer
 
 import builders
-from lab.deltas import Delta
+from lab.deltas import Delta, Factors
+from lab.engine.controls import control_delta, plan_controls
+from lab.engine.execute import Work, run_unit
 from lab.probes import available
+from lab.probes.options import build_options
 from lab.probes.entanglement import entanglement_profile
 from lab.probes.page import page_entropy
 from lab.probes.registry import ProbeContext
@@ -38,8 +41,8 @@ def lora_deltas():
         B = module.lora_B["default"].weight.detach().numpy()
         A = module.lora_A["default"].weight.detach().numpy()
         base = module.get_base_layer().weight.detach().numpy()
-        delta = Delta(name, int(name.split(".")[2]), name.split(".")[-1][0], "lora", base.shape,
-                      B=B.copy(), A=A.copy(), scale=float(module.scaling["default"]), base=base.copy())
+        delta = Delta(name, int(name.split(".")[2]), name.split(".")[-1][0], "lora",
+                      Factors(B.copy(), A.copy(), float(module.scaling["default"])), base=base.copy())
         out.append((delta, module.get_delta_weight("default").detach().numpy()))
     assert len(out) == 6
     return out
@@ -52,11 +55,16 @@ def full_delta():
     tuned = builders.perturb(copy.deepcopy(base), seed=1)
     W = base.encoder.layer[0].intermediate.dense.weight.detach().double().numpy()
     Wt = tuned.encoder.layer[0].intermediate.dense.weight.detach().double().numpy()
-    return Delta("encoder.layer.0.intermediate.dense", 0, "up", "full", W.shape, dense=Wt - W, base=W)
+    return Delta("encoder.layer.0.intermediate.dense", 0, "up", "full", Wt - W, base=W)
 
 
-def _run(probe, delta, **ctx):
-    return available()[probe].run(delta, ProbeContext(**ctx))
+def _run(probe, delta, targets=None, options=None, seed=0):
+    """The probe on one delta, with its options built as the CLI and lab.analyze build them."""
+    given = dict(options or {})
+    if targets is not None:
+        given[probe] = {**given.get(probe, {}), "targets": targets}
+    p = available()[probe]
+    return p.run(delta, build_options([p], {probe: given[probe]} if probe in given else {})[probe], ProbeContext(seed=seed))
 
 
 def _columns_declared(rows_by_table, probe, extra=frozenset()):
@@ -85,7 +93,7 @@ def test_entanglement_rows_equal_the_profile_of_peft_delta(lora_deltas):
 
 
 def test_spectra_rows_equal_numpy_on_peft_delta(lora_deltas):
-    options = {"spectra": SpectraOptions(top_k=3, intruder_top=4)}
+    options = {"spectra": {"top_k": 3, "intruder_top": 4}}
     for delta, peft_dense in lora_deltas:
         rows = _run("spectra", delta, targets=("delta", "weight"), options=options)
         _columns_declared(rows, "spectra")
@@ -104,10 +112,13 @@ def test_spectra_rows_equal_numpy_on_peft_delta(lora_deltas):
         assert np.allclose([r["sigma"] for r in sv], s[:4], rtol=1e-9)
 
 
-def test_spectra_options_may_come_as_a_dict(lora_deltas):
+def test_spectra_options_may_come_as_a_dict_text_or_object(lora_deltas):
     delta, _ = lora_deltas[0]
-    rows = _run("spectra", delta, options={"spectra": {"top_k": 2, "intruder_threshold": 0.3}})
-    assert rows["spectra"][0]["overlap_k"] == 2 and rows["spectra"][0]["intruder_threshold"] == 0.3
+    for given in ({"top_k": 2, "intruder_threshold": 0.3}, {"top_k": "2", "intruder_threshold": "0.3"},
+                  SpectraOptions(top_k=2, intruder_threshold=0.3)):
+        p = available()["spectra"]
+        rows = p.run(delta, build_options([p], {"spectra": given})["spectra"], ProbeContext())
+        assert rows["spectra"][0]["overlap_k"] == 2 and rows["spectra"][0]["intruder_threshold"] == 0.3
 
 
 def test_full_finetune_delta(full_delta):
@@ -121,23 +132,36 @@ def test_full_finetune_delta(full_delta):
     assert np.allclose([r["entropy"] for r in ent], entanglement_profile(full_delta.dense).entropy)
 
 
+def _control_rows(shapes, seed, probes=("entanglement", "spectra")):
+    """Rows of the run's control units for ``shapes``, as the engine runs them."""
+    chosen = tuple(available()[p] for p in probes)
+    work = Work("t", chosen, build_options(chosen, {}), ProbeContext(seed=seed))
+    out = {}
+    for unit in plan_controls(shapes, seed, stream_bytes=None):
+        for table, rows in run_unit(unit, work).rows.items():
+            out.setdefault(table, []).extend(rows)
+    return out
+
+
 def test_controls_rows_label_themselves_and_are_seeded():
     shapes = [(48, 32, 4), (48, 32, 32), (32, 48, 4)]
+    rows = _control_rows(shapes, seed=5)
+    again = _control_rows(list(reversed(shapes)), seed=5)
+    other = _control_rows(shapes, seed=6)
     for probe in ("entanglement", "spectra"):
-        ctx = ProbeContext(seed=5, controls=True)
-        rows = available()[probe].controls(shapes, ctx)
-        _columns_declared(rows, probe, extra={"module", "layer", "role"})
-        again = available()[probe].controls(list(reversed(shapes)), ctx)
         first = TABLES_OF[probe][0]
+        _columns_declared({t: rows[t] for t in TABLES_OF[probe]}, probe, extra=IDS)
         key = lambda r: (r["module"], r.get("cut", 0))  # noqa: E731
         assert sorted(rows[first], key=key) == sorted(again[first], key=key)
-        modules = {(r["module"], r["source"], r["role"], r["layer"]) for r in rows[first]}
-        assert modules == {("random 48x32", "random", "random", None), ("random 32x48", "random", "random", None),
-                           ("random lora 48x32 r4", "random_lora", "random", None),
-                           ("random lora 32x48 r4", "random_lora", "random", None)}
-    summary = available()["entanglement"].controls(shapes, ProbeContext(seed=5))["entanglement_summary"]
-    lora = [r for r in summary if r["source"] == "random_lora"]
-    assert all(r["valley_entropy"] <= math.log(4) + 1e-12 for r in lora)
+        assert sorted(rows[first], key=key) != sorted(other[first], key=key)
+        modules = {(r["module"], r["source"], r["role"], r["layer"], r["checkpoint"]) for r in rows[first]}
+        assert modules == {("random 48x32", "random", "random", None, "controls"),
+                           ("random 32x48", "random", "random", None, "controls"),
+                           ("random lora 48x32 r4", "random_lora", "random", None, "controls"),
+                           ("random lora 32x48 r4", "random_lora", "random", None, "controls")}
+    lora = [r for r in rows["entanglement_summary"] if r["source"] == "random_lora"]
+    assert lora and all(r["valley_entropy"] <= math.log(4) + 1e-12 for r in lora)
+    assert "deltas" not in rows  # the deltas table describes real updates only
 
 
 def test_rows_round_trip_through_the_store(tmp_path, lora_deltas):
@@ -145,12 +169,13 @@ def test_rows_round_trip_through_the_store(tmp_path, lora_deltas):
     writer = RunWriter(tmp_path, "t")
     ids = {"run": "t", "checkpoint": "adapter", "step": None, "module": delta.module, "layer": delta.layer,
            "role": delta.role}
+    rows = {}
     for probe in ("entanglement", "spectra"):
-        for table, rows in _run(probe, delta, targets=("delta", "weight")).items():
-            writer.add(table, ({**ids, **r} for r in rows))
-        for table, rows in available()[probe].controls([(*delta.shape, 4)], ProbeContext()).items():
-            writer.add(table, ({**ids, **r} for r in rows))
-    writer.finish()
+        for table, got in _run(probe, delta, targets=("delta", "weight")).items():
+            rows.setdefault(table, []).extend({**ids, **r} for r in got)
+    writer.add_unit("unit-a", rows)
+    writer.add_unit("controls", _control_rows([(*delta.shape, 4)], seed=0))
+    writer.finish(["unit-a", "controls"])
     run = open_run(tmp_path / "t")
     ent = run.table("entanglement")
     assert list(ent.columns) == TABLES["entanglement"].names
@@ -159,14 +184,14 @@ def test_rows_round_trip_through_the_store(tmp_path, lora_deltas):
 
 
 def test_zero_and_nonfinite_updates_give_honest_rows():
-    zero = Delta("m", 0, "q", "lora", (12, 18), B=np.zeros((12, 2)), A=np.ones((2, 18)), scale=2.0)
+    zero = Delta("m", 0, "q", "lora", Factors(np.zeros((12, 2)), np.ones((2, 18)), 2.0))
     ent = _run("entanglement", zero)
     assert all(math.isnan(r["entropy"]) for r in ent["entanglement"])
     spec = _run("spectra", zero)["spectra"][0]
     assert (spec["fro_norm"], spec["numerical_rank"]) == (0.0, 0)
     bad = np.ones((12, 18))
     bad[0, 0] = np.nan
-    nan = Delta("m", 0, "q", "full", (12, 18), dense=bad, base=np.ones((12, 18)))
+    nan = Delta("m", 0, "q", "full", bad, base=np.ones((12, 18)))
     ent = _run("entanglement", nan)
     _columns_declared(ent, "entanglement")
     assert all(math.isnan(r["entropy"]) for r in ent["entanglement"])
@@ -178,6 +203,6 @@ def test_zero_and_nonfinite_updates_give_honest_rows():
 def test_probes_are_registered_as_defaults():
     probes = available()
     for name in ("entanglement", "spectra"):
-        assert probes[name].default and probes[name].controls is not None
+        assert probes[name].default and probes[name].on_controls and probes[name].scope == "module"
         assert set(probes[name].tables) == set(TABLES_OF[name])
     assert torch.get_default_dtype() == torch.float32  # nothing here changed global torch state

@@ -1,4 +1,5 @@
-"""The run store: tables round-trip with their declared schema, failures never look complete."""
+"""The run store: tables round-trip with their declared schema in plan order, parts are durable and
+atomic, failures never look complete."""
 
 import json
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from lab.errors import InputError, RunExistsError
+from lab.errors import InputError, LabError, RunExistsError
 from lab.store import RunWriter, is_complete, list_runs, load_table, open_run
 from lab.store.schema import TABLES
 
@@ -24,10 +25,10 @@ def _rows(n):
 
 def test_round_trip_keeps_values_and_declared_column_order(tmp_path):
     rows = _rows(25)
-    w = RunWriter(tmp_path, "r", flush_rows=7)  # several row groups
-    w.add("deltas", rows[:10])
-    w.add("deltas", rows[10:])
-    w.finish()
+    w = RunWriter(tmp_path, "r")
+    w.add_unit("b", {"deltas": rows[10:]})  # finished first, but second in the plan
+    w.add_unit("a", {"deltas": rows[:10]})
+    w.finish(["a", "b"])
     df = load_table(tmp_path / "r", "deltas")
     assert list(df.columns) == TABLES["deltas"].names
     expected = pd.DataFrame(rows)[TABLES["deltas"].names]
@@ -43,8 +44,8 @@ def test_missing_values_become_nulls(tmp_path):
     row = _rows(1)[0]
     del row["scale"], row["step"]
     w = RunWriter(tmp_path, "r")
-    w.add("deltas", [row])
-    w.finish()
+    w.add_unit("a", {"deltas": [row]})
+    w.finish(["a"])
     df = load_table(tmp_path / "r", "deltas")
     assert df["scale"].isna().all() and df["step"].isna().all()
 
@@ -52,27 +53,54 @@ def test_missing_values_become_nulls(tmp_path):
 def test_undeclared_column_or_table_is_refused(tmp_path):
     w = RunWriter(tmp_path, "r")
     with pytest.raises(ValueError, match="no column"):
-        w.add("deltas", [{**_rows(1)[0], "surprise": 1}])
+        w.add_unit("a", {"deltas": [{**_rows(1)[0], "surprise": 1}]})
     with pytest.raises(ValueError, match="not declared"):
-        w.add("no_such_table", [{}])
+        w.add_unit("b", {"no_such_table": [{}]})
+    assert w.parts.done() == set() and not (w.parts.root.exists() and list(w.parts.root.iterdir()))  # nothing half-written left
 
 
-def test_failed_run_leaves_no_table_and_says_incomplete(tmp_path):
-    w = RunWriter(tmp_path, "r", flush_rows=2)
-    w.add("deltas", _rows(5))  # some row groups already on disk as .partial
+def test_failed_run_leaves_no_table_keeps_its_parts_and_says_incomplete(tmp_path):
+    w = RunWriter(tmp_path, "r")
+    w.add_unit("a", {"deltas": _rows(5)})
     w.fail(RuntimeError("boom"))
     folder = tmp_path / "r"
     assert not list(folder.glob("*.parquet*"))
     assert not is_complete(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["status"] == "incomplete" and "boom" in manifest["error"]
+    resumed = RunWriter(tmp_path, "r", resume=True)
+    assert resumed.parts.done() == {"a"}
+    resumed.add_unit("b", {"deltas": _rows(2)})
+    resumed.finish(["a", "b"])
+    assert is_complete(folder) and len(load_table(folder, "deltas")) == 7 and not (folder / "parts").exists()
+
+
+def test_half_written_part_is_never_read_back(tmp_path):
+    w = RunWriter(tmp_path, "r")
+    w.add_unit("a", {"deltas": _rows(3)})
+    torn = w.parts.root / ".tmp-b-12345678"  # what a kill during a part's write leaves
+    torn.mkdir()
+    (torn / "deltas.parquet").write_bytes(b"PAR1 truncated")
+    assert w.parts.done() == {"a"}
+    with pytest.raises(RuntimeError, match="no stored rows"):
+        w.finish(["a", "b"])  # b never finished: the run cannot be passed off as complete
+    resumed = RunWriter(tmp_path, "r", resume=True)
+    assert not torn.exists() and resumed.parts.done() == {"a"}
+
+
+def test_resume_needs_a_run_folder(tmp_path):
+    with pytest.raises(LabError, match="no run to resume"):
+        RunWriter(tmp_path, "nothing", resume=True)
 
 
 def test_existing_run_needs_overwrite_and_never_replaces_foreign_folders(tmp_path):
-    RunWriter(tmp_path, "r").finish()
+    RunWriter(tmp_path, "r").finish([])
     with pytest.raises(RunExistsError, match="--overwrite"):
         RunWriter(tmp_path, "r")
-    RunWriter(tmp_path, "r", overwrite=True).finish()
+    RunWriter(tmp_path, "r", overwrite=True).finish([])
+    RunWriter(tmp_path, "broken").fail(RuntimeError("x"))
+    with pytest.raises(RunExistsError, match="--resume"):
+        RunWriter(tmp_path, "broken")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
     with pytest.raises(RunExistsError, match="not a lab run folder"):
@@ -82,9 +110,9 @@ def test_existing_run_needs_overwrite_and_never_replaces_foreign_folders(tmp_pat
 
 def test_lazy_reading_columns_and_filters(tmp_path):
     rows = _rows(30)
-    w = RunWriter(tmp_path, "r", flush_rows=10)
-    w.add("deltas", rows)
-    w.finish()
+    w = RunWriter(tmp_path, "r")
+    w.add_unit("a", {"deltas": rows})
+    w.finish(["a"])
     run = open_run(tmp_path / "r")
     df = run.table("deltas", columns=["module", "layer"], filters=[("role", "==", "q"), ("layer", "<", 11)])
     expected = pd.DataFrame(rows).query("role == 'q' and layer < 11")[["module", "layer"]]
