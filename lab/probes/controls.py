@@ -7,8 +7,11 @@
   update of rank r whose factors were never trained (both factors random, unlike PEFT's
   initialisation B = 0), i.e. what rank r alone does to the profile and the spectrum.
 
-Every matrix is drawn from its own generator seeded by (seed, rows, cols[, r]), so a control does
-not depend on which other shapes a run happens to contain, or on their order.
+Every matrix is drawn from its own generators seeded by (seed, rows, cols[, r]), so a control does
+not depend on which other shapes a run happens to contain, or on their order. The Gaussian matrix
+is :class:`lab.probes.sources.GaussianSource` read whole: one generator per chunk of its
+row-major elements, so a control too large to hold is streamed block by block and is still the
+same matrix, element for element.
 """
 
 from __future__ import annotations
@@ -16,15 +19,18 @@ from __future__ import annotations
 import numpy as np
 
 from lab.probes.factored import Factors
+from lab.probes.sources import GaussianSource
 
 RANDOM = "random"
 RANDOM_LORA = "random_lora"
 
 
 def gaussian_matrix(rows: int, cols: int, seed: int = 0) -> np.ndarray:
-    """A rows×cols float64 matrix of i.i.d. N(0, 1) entries, seeded by (seed, rows, cols)."""
-    rng = np.random.default_rng([int(seed), int(rows), int(cols)])
-    return rng.standard_normal((int(rows), int(cols)))
+    """A rows×cols float64 matrix of i.i.d. N(0, 1) entries, seeded by (seed, rows, cols).
+
+    Exactly ``GaussianSource(rows, cols, seed)`` read whole (chunked generators, see there).
+    """
+    return GaussianSource(rows, cols, seed).to_array()
 
 
 def gaussian_factors(rows: int, cols: int, r: int, seed: int = 0) -> Factors:
