@@ -13,7 +13,9 @@ view, and the left Gram at cut k is a partial trace of the left Gram at cut k+1,
 (the right Grams likewise shrink from left to right). So one matrix product on each side of the
 centre (the largest left Gram and the largest right Gram) gives every Gram; the partial traces are
 tiny, and the work is dominated by the eigensolve at the central cut. Each Gram's trace is ‖M‖²_F,
-which normalises the p_i.
+which normalises the p_i. :func:`cut_grams` (the partial traces) and :func:`spectra_of_grams`
+(the eigensolves) are shared with :mod:`lab.probes.blocked`, which accumulates the two largest
+Grams block by block from a matrix too large to hold in float64.
 
 Factored, s·B·A: see :mod:`lab.probes.factored`; cuts inside the row sites reshape the row root
 s·B·L (rows×r), cuts inside the column sites reshape the column root s·Kᵀ·A (r×cols), and the
@@ -21,6 +23,8 @@ row|column cut uses the r×r core. Nothing of size rows×cols is ever formed.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 
@@ -36,22 +40,30 @@ def _normalised(w: np.ndarray, trace: float) -> np.ndarray:
     return w / trace
 
 
-def _dense_grams(psi: np.ndarray, st: Sites) -> dict[int, np.ndarray]:
-    """The smaller-side Gram matrix at every cut (index = cut − 1), from two matrix products."""
+def cut_grams(st: Sites, left_gram: Callable[[int], np.ndarray],
+              right_gram: Callable[[int], np.ndarray]) -> dict[int, np.ndarray]:
+    """The smaller-side Gram matrix at every cut (index = cut − 1), from the two largest ones.
+
+    ``left_gram(D)`` must return x·xᵀ for ψ reshaped (D, −1) at the last cut whose left side is
+    the smaller, ``right_gram(D)`` yᵀ·y for ψ reshaped (−1, D) at the first cut whose right side
+    is the smaller; each is called at most once. Every other Gram is a partial trace of these.
+    In memory they are plain products of reshapes (:func:`_dense`); :mod:`lab.probes.blocked`
+    accumulates them from a :class:`~lab.probes.sources.MatrixSource` block by block.
+    """
     dl, dr, dims = st.d_left, st.d_right, st.dims
     n_cuts = len(dl)
     left = [i for i in range(n_cuts) if dl[i] <= dr[i]]  # cuts 1..c: the left Gram is the smaller
     right = [i for i in range(n_cuts) if dl[i] > dr[i]]  # cuts c+1..N-1: the right Gram
     grams: dict[int, np.ndarray] = {}
     if left:
-        g = _gram(psi.reshape(int(dl[left[-1]]), -1))  # D_left ≤ D_right here, so this is x·xᵀ
+        g = left_gram(int(dl[left[-1]]))
         for i in reversed(left):
             grams[i] = g
             if i > 0:  # one site fewer on the left: partial trace over site i (0-based)
                 a, d = int(dl[i - 1]), dims[i]
                 g = np.ascontiguousarray(g.reshape(a, d, a, d).trace(axis1=1, axis2=3))
     if right:
-        h = _gram(psi.reshape(-1, int(dr[right[0]])))  # D_left > D_right here, so this is yᵀ·y
+        h = right_gram(int(dr[right[0]]))
         for i in right:
             grams[i] = h
             if i + 1 < n_cuts:  # one site fewer on the right: partial trace over site i+1
@@ -60,17 +72,26 @@ def _dense_grams(psi: np.ndarray, st: Sites) -> dict[int, np.ndarray]:
     return grams
 
 
-def _dense(m: np.ndarray, st: Sites) -> list[np.ndarray]:
-    # a view when m is already C-contiguous float64; otherwise one float64 copy (the only one)
-    psi = np.ascontiguousarray(m, dtype=np.float64).reshape(-1)
-    grams = _dense_grams(psi, st)
+def spectra_of_grams(grams: dict[int, np.ndarray]) -> list[np.ndarray]:
+    """The Schmidt coefficients (eigenvalues / trace) of each cut's Gram, in cut order.
+
+    Empties ``grams`` as it goes, so each Gram is freed once solved.
+    """
     out: list[np.ndarray] = [np.zeros(0)] * len(grams)
     # smallest first: the numpy-sized solves, then the large ones in one run on torch's pool, so
-    # that the thread pools change hands once (see lab.probes.linalg); each Gram is freed after use
+    # that the thread pools change hands once (see lab.probes.linalg)
     for i in sorted(grams, key=lambda i: grams[i].shape[0]):
         g = grams.pop(i)
         out[i] = _normalised(_psd_eigvals(g), float(np.trace(g)))
     return out
+
+
+def _dense(m: np.ndarray, st: Sites) -> list[np.ndarray]:
+    # a view when m is already C-contiguous float64; otherwise one float64 copy (the only one)
+    psi = np.ascontiguousarray(m, dtype=np.float64).reshape(-1)
+    # D_left ≤ D_right on the left, so _gram is x·xᵀ there; on the right it is yᵀ·y
+    grams = cut_grams(st, lambda d: _gram(psi.reshape(d, -1)), lambda d: _gram(psi.reshape(-1, d)))
+    return spectra_of_grams(grams)
 
 
 def _factored(f: Factors, st: Sites) -> list[np.ndarray]:
