@@ -1,0 +1,400 @@
+"""Probe kernels over a :class:`~lab.probes.sources.MatrixSource`: Gram matrices accumulated block by block.
+
+For matrices too large to hold in float64 (a 128256×2048 embedding is 2.1 GB), everything the
+entanglement and spectra probes need is a small Gram matrix, and a Gram matrix is a sum over
+blocks. With x = ψ reshaped (D_left, D_right) (ψ = vec(M), row-major):
+
+* left Gram x·xᵀ = Σ_b x[:, J_b]·x[:, J_b]ᵀ over column blocks J_b of x: one ``read`` per block
+  (starts i·D_right + j0 for every row i, length j1 − j0);
+* right Gram xᵀ·x = Σ_b x[I_b]ᵀ·x[I_b] over row blocks I_b of x (contiguous ranges of ψ);
+* cross Gram, for two matrices X, Y of one shape: XᵀY = Σ_b X[I_b]ᵀ Y[I_b] (tall, rows ≥ cols,
+  over row blocks of M) or X·Yᵀ = Σ_b X[:, J_b] Y[:, J_b]ᵀ (wide, over column blocks of M).
+
+Each block is float64 and every product accumulates in float64, so the result equals the
+in-memory product up to the order of summation (~1e-16 relative per entry). Only one block per
+source (of at most ``budget_bytes`` of float64 data) and the Gram matrices are held.
+
+What is built from them:
+
+* :func:`schmidt_spectra_blocked`: the Schmidt coefficients at every cut, exactly as
+  :func:`lab.probes.schmidt.schmidt_spectra` computes them in memory: the largest left Gram and
+  the first right Gram, accumulated here, then the same partial traces and eigensolves
+  (:func:`lab.probes.schmidt.cut_grams`, :func:`lab.probes.schmidt.spectra_of_grams`).
+* :func:`grams`: ΔWᵀΔW, WᵀW and ΔWᵀW (tall; ΔWΔWᵀ, WWᵀ, ΔWWᵀ wide) in one pass over both matrices.
+* :func:`spectrum_from_gram` / :func:`spectrum_blocked`: σ_i = √λ_i of the small-side Gram.
+* :func:`alignment_from_grams` / :func:`alignment_blocked`: what :func:`lab.probes.spectra.alignment`
+  computes, from the three Grams alone. For a tall matrix the eigenvectors of MᵀM are the right
+  singular vectors V and the left ones are implicit, U = M·V·Σ⁻¹, so
+
+      U_Δᵀ·U_W = Σ_Δ⁻¹ V_Δᵀ (ΔWᵀW) V_W Σ_W⁻¹,
+
+  and the left singular vectors y_j of W_ft = W + ΔW come from
+  W_ftᵀW_ft = WᵀW + ΔWᵀW + (ΔWᵀW)ᵀ + ΔWᵀΔW, with
+
+      cos(y_j, x_i) = σ_ft,j⁻¹ v_ft,jᵀ (W_ftᵀW) v_W,i σ_W,i⁻¹,   W_ftᵀW = WᵀW + ΔWᵀW,
+
+  against every left singular vector x_i of W. A wide matrix is the mirror: the Gram
+  eigenvectors are the left singular vectors (intruder cosines are plain inner products) and
+  the right ones are implicit.
+
+Accuracy: these are exact in exact arithmetic. In floating point an eigenvalue of a Gram matrix
+carries an absolute error of about (√M + N)·ε·σ₁² (M, N the long and short side), so σ_i keeps a
+relative accuracy of about (√M + N)·ε·κ_i²/2 with κ_i = σ₁/σ_i: 1e-8 or better while κ_i ≲ 1e3,
+and every number read from a well-conditioned matrix matches the in-memory probes to that
+level. Eigenvalues below that error, λ_i ≤ (√M + N)·ε·λ₁, carry no information and are set to
+σ_i = 0 (the in-memory SVD would give σ_i ~ ε·σ₁ there). So the numerical rank of a blocked
+spectrum counts σ_i > σ₁·√((√M + N)·ε) (≈ 1e-6·σ₁ for a 128256×2048 matrix), not σ₁·max(M, N)·ε:
+exact for a matrix of exactly low rank, and for full-rank matrices whose σ are all resolved;
+the implicit singular vectors and the alignment use only these resolved directions.
+
+Non-finite input: every block read is checked; the first that holds NaN or inf raises
+:class:`lab.errors.NonFiniteError` naming the source, as the in-memory probes raise for a
+non-finite array.
+
+Memory: ``budget_bytes`` (default ``DEFAULT_BUDGET``, 64 MiB) bounds the float64 data of the
+blocks a kernel holds at once (:func:`grams` splits it between ΔW and W). On top come the Gram
+matrices (N² float64 each, and one temporary of that size while a block is added in), the
+source's own transients (a file's raw bytes; a :class:`~lab.probes.sources.DifferenceSource`
+holds its second operand's block while subtracting) and the eigensolver's workspace.
+
+Example::
+
+    >>> import numpy as np
+    >>> from lab.probes.sources import ArraySource
+    >>> m = np.random.default_rng(0).standard_normal((300, 8))
+    >>> g = gram_right(ArraySource(m), 8, budget_bytes=4096)  # 64 rows per block
+    >>> bool(np.allclose(g, m.T @ m))
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from lab.errors import NonFiniteError, ShapeError
+from lab.probes import schmidt
+from lab.probes import spectra as _spectra  # the module, not its names: spectra may import this one
+from lab.probes.linalg import psd_eigh, psd_eigvals
+from lab.probes.sources import MatrixSource
+from lab.probes.tensorize import Sites, sites as chain_sites
+
+DEFAULT_BUDGET = 64 << 20  # bytes of float64 block data per kernel: ~4096 rows of a 2048-wide matrix
+
+_EPS = float(np.finfo(np.float64).eps)
+
+
+# ---- reading -------------------------------------------------------------------------------------
+
+def _checked(src: MatrixSource, starts: np.ndarray, length: int) -> np.ndarray:
+    """A block of ``src``, or NonFiniteError once anything read from it held NaN or inf."""
+    block = src.read(starts, length)
+    if not src.finite:
+        _nonfinite(src)
+    return block
+
+
+def _nonfinite(src: MatrixSource):
+    name = src.culprit() if hasattr(src, "culprit") else src.name
+    raise NonFiniteError(f"{name} holds NaN/inf value(s); pass --allow-nonfinite to analyse it anyway")
+
+
+def _lines(budget_bytes: int, line: int) -> int:
+    """How many lines of ``line`` float64 values fit in the budget (at least one)."""
+    return max(1, int(budget_bytes) // (8 * max(1, int(line))))
+
+
+def _row_blocks(d_left: int, d_right: int, budget_bytes: int) -> Iterator[tuple[np.ndarray, int]]:
+    """(starts, length) of row blocks of ψ reshaped (d_left, d_right): contiguous in ψ."""
+    h = _lines(budget_bytes, d_right)
+    for i0 in range(0, d_left, h):
+        yield np.arange(i0, min(d_left, i0 + h), dtype=np.int64) * d_right, d_right
+
+
+def _col_blocks(d_left: int, d_right: int, budget_bytes: int) -> Iterator[tuple[np.ndarray, int]]:
+    """(starts, length) of column blocks of ψ reshaped (d_left, d_right): one range per row."""
+    w = _lines(budget_bytes, d_left)
+    rows = np.arange(d_left, dtype=np.int64) * d_right
+    for j0 in range(0, d_right, w):
+        yield rows + j0, min(d_right, j0 + w) - j0
+
+
+def _split(src: MatrixSource, d: int, side: str) -> tuple[int, int]:
+    rows, cols = (int(n) for n in src.shape)
+    total = rows * cols
+    if d <= 0 or total % d:
+        raise ValueError(f"{src.name}: {side} dimension {d} does not divide {rows}x{cols}")
+    return (d, total // d) if side == "left" else (total // d, d)
+
+
+def _add(acc: np.ndarray | None, term: np.ndarray) -> np.ndarray:
+    if acc is None:
+        return term  # the first block: no zeros to add to, and no temporary
+    acc += term
+    return acc
+
+
+# ---- Gram matrices -------------------------------------------------------------------------------
+
+def gram_left(src: MatrixSource, d_left: int, budget_bytes: int = DEFAULT_BUDGET) -> np.ndarray:
+    """x·xᵀ (d_left × d_left, float64) for x = ψ reshaped (d_left, D_right), over column blocks of x."""
+    d_left, d_right = _split(src, int(d_left), "left")
+    g = None
+    for starts, length in _col_blocks(d_left, d_right, budget_bytes):
+        block = _checked(src, starts, length)
+        g = _add(g, block @ block.T)  # numpy hands x @ x.T to BLAS ?syrk
+        del block  # before the next read: one block in memory, not two
+    return g if g is not None else np.zeros((d_left, d_left))
+
+
+def gram_right(src: MatrixSource, d_right: int, budget_bytes: int = DEFAULT_BUDGET) -> np.ndarray:
+    """xᵀ·x (d_right × d_right, float64) for x = ψ reshaped (D_left, d_right), over row blocks of x."""
+    d_left, d_right = _split(src, int(d_right), "right")
+    g = None
+    for starts, length in _row_blocks(d_left, d_right, budget_bytes):
+        block = _checked(src, starts, length)
+        g = _add(g, block.T @ block)
+        del block
+    return g if g is not None else np.zeros((d_right, d_right))
+
+
+def small_gram(src: MatrixSource, budget_bytes: int = DEFAULT_BUDGET) -> np.ndarray:
+    """MᵀM (rows ≥ cols) or M·Mᵀ (rows < cols): the Gram matrix of M's smaller side."""
+    rows, cols = (int(n) for n in src.shape)
+    return gram_right(src, cols, budget_bytes) if rows >= cols else gram_left(src, rows, budget_bytes)
+
+
+@dataclass(frozen=True)
+class Grams:
+    """ΔW's, W's and the cross Gram on the smaller side of one rows×cols shape.
+
+    Tall (rows ≥ cols): ``delta`` = ΔWᵀΔW, ``base`` = WᵀW, ``cross`` = ΔWᵀW (cols × cols).
+    Wide: ``delta`` = ΔW·ΔWᵀ, ``base`` = W·Wᵀ, ``cross`` = ΔW·Wᵀ (rows × rows).
+    ``base`` and ``cross`` are None without a base.
+    """
+
+    rows: int
+    cols: int
+    delta: np.ndarray
+    base: np.ndarray | None = None
+    cross: np.ndarray | None = None
+
+    @property
+    def tall(self) -> bool:
+        return self.rows >= self.cols
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.rows, self.cols)
+
+
+def _blocks_of(shape: tuple[int, int], budget_bytes: int) -> Iterator[tuple[np.ndarray, int]]:
+    """Blocks of M itself: rows for a tall matrix, columns for a wide one."""
+    rows, cols = shape
+    return _row_blocks(rows, cols, budget_bytes) if rows >= cols else _col_blocks(rows, cols, budget_bytes)
+
+
+def grams(delta_src: MatrixSource, base_src: MatrixSource | None = None,
+          budget_bytes: int = DEFAULT_BUDGET) -> Grams:
+    """ΔW's Gram, and with a base W's and the cross ΔWᵀW (tall) or ΔW·Wᵀ (wide), in one pass.
+
+    Each block of ΔW and of W is read once and added into all three. The budget is shared
+    between the two sources.
+    """
+    rows, cols = (int(n) for n in delta_src.shape)
+    if base_src is not None and tuple(base_src.shape) != (rows, cols):
+        raise ShapeError(f"{delta_src.name} {(rows, cols)} and {base_src.name} {tuple(base_src.shape)} differ in shape")
+    tall = rows >= cols
+    per_source = int(budget_bytes) // (1 if base_src is None else 2)
+    g_d = g_w = g_c = None
+    for starts, length in _blocks_of((rows, cols), per_source):
+        d = _checked(delta_src, starts, length)
+        if tall:
+            d = d.T  # the block's columns are M's: Grams of the transpose, still syrk
+        g_d = _add(g_d, d @ d.T)
+        if base_src is not None:
+            w = _checked(base_src, starts, length)
+            if tall:
+                w = w.T
+            g_w = _add(g_w, w @ w.T)
+            g_c = _add(g_c, d @ w.T)
+            del w
+        del d
+    n = cols if tall else rows
+    empty = np.zeros((n, n))
+    if base_src is None:
+        return Grams(rows, cols, g_d if g_d is not None else empty)
+    return Grams(rows, cols, g_d if g_d is not None else empty, g_w if g_w is not None else empty.copy(),
+                 g_c if g_c is not None else empty.copy())
+
+
+def cross_gram(x_src: MatrixSource, y_src: MatrixSource, budget_bytes: int = DEFAULT_BUDGET) -> np.ndarray:
+    """XᵀY (cols × cols) for tall matrices (rows ≥ cols), X·Yᵀ (rows × rows) for wide ones, in one pass."""
+    rows, cols = (int(n) for n in x_src.shape)
+    if tuple(y_src.shape) != (rows, cols):
+        raise ShapeError(f"{x_src.name} {(rows, cols)} and {y_src.name} {tuple(y_src.shape)} differ in shape")
+    tall = rows >= cols
+    g = None
+    for starts, length in _blocks_of((rows, cols), int(budget_bytes) // 2):
+        x, y = _checked(x_src, starts, length), _checked(y_src, starts, length)
+        g = _add(g, x.T @ y if tall else x @ y.T)
+        del x, y
+    n = cols if tall else rows
+    return g if g is not None else np.zeros((n, n))
+
+
+def _flat_blocks(src: MatrixSource, budget_bytes: int) -> Iterator[np.ndarray]:
+    size = int(src.shape[0]) * int(src.shape[1])
+    step = _lines(budget_bytes, 1)
+    for p in range(0, size, step):
+        yield src.read(np.array([p], dtype=np.int64), min(step, size - p)).reshape(-1)
+
+
+def fro_norm_blocked(src: MatrixSource, budget_bytes: int = DEFAULT_BUDGET) -> float:
+    """‖M‖_F, accumulated in float64 over contiguous blocks (NonFiniteError for NaN/inf)."""
+    total = 0.0
+    for block in _flat_blocks(src, budget_bytes):
+        if not src.finite:
+            _nonfinite(src)
+        total += float(block @ block)
+        del block
+    return float(np.sqrt(total))
+
+
+def all_finite(src: MatrixSource, budget_bytes: int = DEFAULT_BUDGET) -> bool:
+    """Whether every entry of M is finite, read through once (stops at the first NaN/inf block)."""
+    if not src.finite:
+        return False
+    for block in _flat_blocks(src, budget_bytes):
+        del block  # only its finiteness, recorded by the source, is wanted
+        if not src.finite:
+            return False
+    return True
+
+
+# ---- Schmidt spectra -----------------------------------------------------------------------------
+
+def schmidt_spectra_blocked(src: MatrixSource, sites: Sites | None = None,
+                            budget_bytes: int = DEFAULT_BUDGET) -> list[np.ndarray]:
+    """The Schmidt coefficients p_i (Σ p_i = 1, unsorted) at cuts 1 … N−1, as :func:`lab.probes.schmidt.schmidt_spectra`.
+
+    Two passes over the source: the largest left Gram over column blocks, the first right Gram
+    over row blocks; the other cuts are their partial traces. A zero matrix gives NaN;
+    NaN/inf entries raise NonFiniteError. ``sites`` defaults to the prime factors of the shape.
+    """
+    rows, cols = (int(n) for n in src.shape)
+    st = sites if sites is not None else chain_sites(rows, cols)
+    if int(np.prod(st.dims, dtype=np.int64)) != rows * cols:
+        raise ValueError(f"sites {st.dims} do not multiply to {rows}x{cols}")
+    return schmidt.spectra_of_grams(schmidt.cut_grams(
+        st, lambda d: gram_left(src, d, budget_bytes), lambda d: gram_right(src, d, budget_bytes)))
+
+
+# ---- spectra and alignment -----------------------------------------------------------------------
+
+def _floor(lam_max: float, shape: tuple[int, int]) -> float:
+    """The absolute error of a Gram eigenvalue, (√M + N)·ε·λ₁: below it an eigenvalue is noise."""
+    long, short = max(shape), min(shape)
+    return max(lam_max, 0.0) * (np.sqrt(long) + short) * _EPS
+
+
+def _resolved(lam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Eigenvalues (descending) with the unresolved ones set to 0."""
+    if not lam.size:
+        return lam
+    return np.where(lam > _floor(float(lam[0]), shape), lam, 0.0)
+
+
+def spectrum_from_gram(gram: np.ndarray, shape: tuple[int, int], rank_bound: int | None = None):
+    """The :class:`lab.probes.spectra.Spectrum` of a rows×cols matrix from its small-side Gram matrix.
+
+    σ_i = √λ_i (descending) with λ_i below the Gram's rounding, (√M + N)·ε·λ₁, set to 0 (see the
+    module notes). ``rank_bound`` defaults to min(rows, cols).
+    """
+    rows, cols = (int(n) for n in shape)
+    lam = _resolved(psd_eigvals(gram)[::-1], (rows, cols))
+    rank_bound = min(rows, cols) if rank_bound is None else int(rank_bound)
+    return _spectra.Spectrum(rows, cols, rank_bound, np.sqrt(lam))
+
+
+def spectrum_blocked(src: MatrixSource, rank_bound: int | None = None, budget_bytes: int = DEFAULT_BUDGET):
+    """The :class:`lab.probes.spectra.Spectrum` of a streamed matrix, from its small-side Gram (one pass)."""
+    return spectrum_from_gram(small_gram(src, budget_bytes), src.shape, rank_bound)
+
+
+def _directions(gram: np.ndarray, shape: tuple[int, int], k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(σ descending, eigenvectors as columns) of the leading k resolved directions (all when None)."""
+    w, v = psd_eigh(gram)
+    w, v = w[::-1], v[:, ::-1]
+    n = int((_resolved(w, shape) > 0.0).sum())
+    n = n if k is None else min(n, max(int(k), 0))
+    return np.sqrt(w[:n]), v[:, :n]
+
+
+def _overlap(cos: np.ndarray) -> float:
+    """Mean squared principal-angle cosine from the k₁×k₂ matrix of cosines between two bases."""
+    k = min(cos.shape)
+    return float((cos ** 2).sum() / k) if k else float("nan")
+
+
+def alignment_from_grams(g: Grams, options=None, numerical_rank: int | None = None):
+    """The :class:`lab.probes.spectra.Alignment` of ΔW with W from the three Grams of :func:`grams`.
+
+    Same definitions as :func:`lab.probes.spectra.alignment` (k = min(top_k, numerical rank of
+    ΔW); intruders among the top ``intruder_top`` left singular vectors of W + ΔW against all of
+    W's, or the leading ``intruder_reference``), with singular vectors from the Grams' eigenvectors
+    and the other side implicit (module notes). ``numerical_rank`` defaults to that of
+    :func:`spectrum_from_gram` of ΔW.
+    """
+    if g.base is None or g.cross is None:
+        raise ValueError("alignment needs the base's Gram and the cross Gram: call grams(delta_src, base_src)")
+    options = _spectra.SpectraOptions() if options is None else options
+    if isinstance(options, dict):  # as the spectra probe accepts them from a config file
+        options = _spectra.SpectraOptions(**options)
+    shape = g.shape
+    if numerical_rank is None:
+        numerical_rank = spectrum_from_gram(g.delta, shape).numerical_rank
+    k = min(int(options.top_k), int(numerical_rank))
+    s_d, e_d = _directions(g.delta, shape, k)
+    s_w, e_w = _directions(g.base, shape)  # all of W's resolved directions: overlaps and intruders
+
+    # explicit side: the Gram eigenvectors themselves; implicit side: Σ_Δ⁻¹ E_Δᵀ C E_W Σ_W⁻¹
+    kw = min(k, s_w.size)
+    near = e_d.T @ e_w[:, :kw]
+    far = (e_d.T @ g.cross @ e_w[:, :kw]) / s_d[:, None] / s_w[None, :kw]
+    overlap_right, overlap_left = (_overlap(near), _overlap(far)) if g.tall else (_overlap(far), _overlap(near))
+
+    # intruders: left singular vectors of W_ft = W + ΔW against W's
+    n_ref = s_w.size if options.intruder_reference is None else min(s_w.size, int(options.intruder_reference))
+    tuned = g.base + g.cross + g.cross.T + g.delta
+    s_t, e_t = _directions(tuned, shape, options.intruder_top)
+    if s_t.size == 0 or n_ref == 0:
+        count, min_cos = 0, float("nan")
+    else:
+        if g.tall:  # left vectors implicit: y_jᵀx_i = σ_ft,j⁻¹ v_ft,jᵀ (WᵀW + ΔWᵀW) v_W,i σ_W,i⁻¹
+            cos = (e_t.T @ (g.base + g.cross) @ e_w[:, :n_ref]) / s_t[:, None] / s_w[None, :n_ref]
+        else:  # left vectors are the eigenvectors: unit columns already
+            cos = e_t.T @ e_w[:, :n_ref]
+        best = np.abs(cos).max(axis=1)
+        count, min_cos = int((best < options.intruder_threshold).sum()), float(best.min())
+    return _spectra.Alignment(
+        k=k,
+        overlap_left=overlap_left,
+        overlap_right=overlap_right,
+        intruder_top=min(int(options.intruder_top), min(shape)),
+        intruder_threshold=float(options.intruder_threshold),
+        intruder_count=count,
+        intruder_min_cos=min_cos,
+    )
+
+
+def alignment_blocked(delta_src: MatrixSource, base_src: MatrixSource, options=None,
+                      numerical_rank: int | None = None, budget_bytes: int = DEFAULT_BUDGET):
+    """The :class:`lab.probes.spectra.Alignment` of a streamed ΔW with a streamed W (one pass over both).
+
+    To get ΔW's and W's spectra from the same pass, call :func:`grams` once and pass its
+    matrices to :func:`spectrum_from_gram` and :func:`alignment_from_grams`.
+    """
+    return alignment_from_grams(grams(delta_src, base_src, budget_bytes), options, numerical_rank)
