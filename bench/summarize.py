@@ -1,22 +1,53 @@
 """Markdown tables of the measured benchmarks (bench/results/*.json), for bench/RESULTS.md.
 
-    python bench/summarize.py
+    python bench/summarize.py            # print every table
+    python bench/summarize.py --write    # regenerate the marked blocks of bench/RESULTS.md in place
+
+RESULTS.md is prose written by hand around generated blocks, each between
+``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; ``--write`` replaces only what lies
+between the markers (BLOCKS below says which JSON each is made from), so the explanations stay.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+MARKDOWN = HERE / "RESULTS.md"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _s(t: dict) -> str:
+    if len(t.get("runs_s", [])) == 1:
+        return f"{t['min_s']:.3f}"
     return f"{t['min_s']:.3f} / {t['median_s']:.3f}"
 
 
+def _load_avg(r: dict) -> str:
+    before = ", ".join(f"{x:.2f}" for x in r["machine_before"]["load_average"])
+    after = r.get("machine_after", {}).get("load_average")
+    return f"load average before: {before}" + (f"; after: {', '.join(f'{x:.2f}' for x in after)}" if after else "")
+
+
+def _ran_on(r: dict) -> str:
+    m = r["machine_before"]
+    when = f" on {r['date']}" if r.get("date") else ""
+    return (f"Measured{when}: {m['cpu']}, {m['cores']} cores ({m['affinity']} usable), {m['memory_gib']} GiB; "
+            f"torch {m.get('torch')}; OPENBLAS_NUM_THREADS={m['OPENBLAS_NUM_THREADS']}; {_load_avg(r)}.")
+
+
 def entanglement(name: str) -> str:
-    r = json.loads((RESULTS / name).read_text())
+    r = _load(name)
+    if r is None:
+        return f"Not measured yet (`bench/results/{name}` is missing)."
     d, lo, q = r["dense"], r["lora"], r["ratios"]
     rows = [
         "| measurement | seconds (min / median) | runs |",
@@ -29,24 +60,24 @@ def entanglement(name: str) -> str:
         "",
         "| ratio | measured | target |",
         "|---|---|---|",
-        f"| dense: lab / quimb | {q['dense_lab_over_quimb']:.3f} | ≤ 0.1 |",
-        f"| dense: lab / floor (min / min) | {q['dense_lab_over_floor']:.2f} | ≤ 1.5 |",
+        f"| dense: lab / quimb | **{q['dense_lab_over_quimb']:.3f}** | ≤ 0.1 |",
+        f"| dense: lab / floor (min / min) | **{q['dense_lab_over_floor']:.2f}** | ≤ 1.5 |",
         f"| dense: lab / floor (median / median) | {q['dense_lab_over_floor_median']:.2f} | ≤ 1.5 |",
-        f"| LoRA: quimb / lab | {q['lora_quimb_over_lab']:.0f}× | ≥ 200× |",
+        f"| LoRA: quimb / lab | **{q['lora_quimb_over_lab']:.0f}×** | ≥ 200× |",
         "",
         f"Agreement with quimb, max |S_lab − S_quimb| over cuts: dense {r['max_abs_diff_nats']['dense']:.1e} nats, "
-        f"LoRA {r['max_abs_diff_nats']['lora']:.1e} nats. Load average before: "
-        f"{', '.join(f'{x:.2f}' for x in r['machine_before']['load_average'])}; after: "
-        f"{', '.join(f'{x:.2f}' for x in r['machine_after']['load_average'])}.",
+        f"LoRA {r['max_abs_diff_nats']['lora']:.1e} nats. {_ran_on(r)}",
     ]
     return "\n".join(rows)
 
 
 def spectra(name: str) -> str:
-    r = json.loads((RESULTS / name).read_text())
+    r = _load(name)
+    if r is None:
+        return f"Not measured yet (`bench/results/{name}` is missing)."
     lab, ww = r["lab"], r["weightwatcher"]
     if "error" in ww:
-        return f"WeightWatcher not measured: {ww['error']}"
+        return f"lab: {lab['matrices']} matrices in {_s(lab)} s. WeightWatcher not measured: {ww['error']}"
     q = r["ratios"]
     return "\n".join([
         "| tool | matrices | seconds for all (min / median) | runs |",
@@ -55,9 +86,35 @@ def spectra(name: str) -> str:
         f"| WeightWatcher {ww['version']} analyze() | {ww['matrices']} | {_s(ww)} | {len(ww['runs_s'])} |",
         "",
         f"lab / WeightWatcher: **{q['lab_over_weightwatcher']:.2f}** (min / min), "
-        f"{q['lab_over_weightwatcher_median']:.2f} (median / median); target ≤ 0.5. Load average before: "
-        f"{', '.join(f'{x:.2f}' for x in r['machine_before']['load_average'])}.",
+        f"{q['lab_over_weightwatcher_median']:.2f} (median / median); target ≤ 0.5. {_load_avg(r)}.",
     ])
+
+
+def spectra_both() -> str:
+    """One table for both thread settings (spectra.json and spectra_1thread.json)."""
+    rows = ["| setting | lab, matrices (min / median s) | WeightWatcher (min / median s) | lab / WeightWatcher | target |",
+            "|---|---|---|---|---|"]
+    notes = []
+    for label, name in (("default threads", "spectra.json"), ("one thread", "spectra_1thread.json")):
+        r = _load(name)
+        if r is None:
+            rows.append(f"| {label} | not measured | | | |")
+            continue
+        lab, ww = r["lab"], r["weightwatcher"]
+        if "error" in ww:
+            rows.append(f"| {label} | {lab['matrices']}: {_s(lab)} | not measured | | ≤ 0.5 |")
+            notes.append(f"{label}: {ww['error']}")
+            continue
+        threads = r["machine_before"].get("OPENBLAS_NUM_THREADS") or r["machine_before"]["cores"]
+        rows.append(f"| {label} ({threads}) | {lab['matrices']}: {_s(lab)} | {_s(ww)} | "
+                    f"**{r['ratios']['lab_over_weightwatcher']:.2f}** | ≤ 0.5 |")
+        notes.append(f"{label}: {len(lab['runs_s'])} runs each after one warm-up, WeightWatcher {ww['version']}, "
+                     f"{_load_avg(r)}")
+    lab_only = _load("spectra_lab.json")
+    if lab_only is not None:
+        notes.append(f"latest lab-only run (WeightWatcher skipped: no /tmp/wwvenv): {lab_only['matrices']} matrices "
+                     f"in {_s(lab_only)} s")
+    return "\n".join(rows + [""] + [f"* {n}." for n in notes])
 
 
 def machine(name: str) -> str:
@@ -73,10 +130,127 @@ def machine(name: str) -> str:
     ])
 
 
+# --- issue 8: the engine ---------------------------------------------------------------------------
+
+def _memory_row(name: str, r: dict) -> str:
+    lab = r.get("lab", {})
+    what = lab.get("source", "working tree")
+    if "commit" in lab:
+        what = f"commit `{lab['commit'][:7]}` ({lab.get('subject', '')[:60]})"
+    elif lab.get("head"):
+        dirty = len(lab.get("uncommitted_lab_files", []))
+        what = f"working tree at `{lab['head'][:7]}`" + (f" + {dirty} uncommitted lab/ files" if dirty else "")
+    args = " ".join(r.get("lab_args", [])) or "(none)"
+    run = r.get("run")
+    if run is None:
+        return f"| {what} | {args} | not run (floor only) | | | | | `{name}` |"
+    status = "complete" if run["returncode"] == 0 and not run["stopped"] else (run["stopped"] or f"exit code {run['returncode']}")
+    return (f"| {what} | `{args}` | {status} | **{run['peak_rss_gb']:.2f}** ({run['peak_anon_rss_gb']:.2f}) | "
+            f"{run['ru_maxrss_children_gb']:.2f} | {run['wall_s']:.0f} | {r['floor']['floor_s']:.0f} | "
+            f"{run['wall_over_floor']:.2f} |" + f" `{name}` |")
+
+
+def memory() -> str:
+    files = sorted(RESULTS.glob("memory*.json"))
+    if not files:
+        return "Not measured yet: run `python bench/bench_memory.py`."
+    out = ["| lab | extra arguments | outcome | peak RSS, GB (anonymous) | ru_maxrss, GB | wall, s | floor, s | wall / floor | JSON |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    results = {f.name: json.loads(f.read_text()) for f in files}
+    out += [_memory_row(n, r) for n, r in results.items()]
+    main = results.get("memory.json") or next(iter(results.values()))
+    f = main["floor"]
+    resident = f["page_cache_resident_before"]["mean_fraction"]
+    out += ["", f"Floor (`{'memory.json' if 'memory.json' in results else next(iter(results))}`): "
+            f"{f['file_bytes'] / 1e9:.2f} GB of safetensors read in {f['read_s']:.2f} s = "
+            f"**{f['read_bandwidth_gb_s']:.2f} GB/s** (page cache; "
+            f"{'unknown' if resident is None else f'{resident:.0%}'} of the files were cached before the warm-up pass), "
+            f"so the {f['bytes_2d_both'] / 1e9:.2f} GB of 2-D tensors take **{f['read_floor_s']:.1f} s**; "
+            f"one central-cut Gram + eigenvalues per module:", "",
+            "| shape | central cut | seconds each | modules + controls | seconds |", "|---|---|---|---|---|"]
+    for p in f["eigensolve"]:
+        out.append(f"| {p['shape'][0]}×{p['shape'][1]} | {p['central_cut'][0]}×{p['central_cut'][1]} | "
+                   f"{p['seconds_each']:.3f} | {p['modules']} + {p['controls']} | {p['seconds']:.1f} |")
+    out.append(f"| **floor** | | | read {f['read_floor_s']:.1f} + eigensolves {f['eigensolve_floor_s']:.1f} | "
+               f"**{f['floor_s']:.1f}** |")
+    costs = main.get("per_module")
+    if costs:
+        out += ["", f"Per-module cost ({costs['source']}; {costs['concurrent_units']} unit(s) at a time on "
+                    f"{costs['cores']} cores):", "",
+                "| role | shape | modules | seconds each | of which read |", "|---|---|---|---|---|"]
+        for role, c in costs["roles"].items():
+            est = " (estimated)" if c.get("estimated") else ""
+            out.append(f"| {role} | {c['shape'][0]}×{c['shape'][1]} | {c['modules']} | {c['mean_s']:.3f}{est} | {c['read_s']:.3f} |")
+    ext = main.get("extrapolation")
+    if ext:
+        keys = list(next(iter(ext.values()))["time"])
+        out += ["", "Extrapolation (assumptions above; floor = the same arithmetic with the eigensolve floor):", "",
+                "| pair | largest matrix (float64) | read | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
+                "|---|---|---|" + "---|" * len(keys)]
+        for label, e in ext.items():
+            big = e["largest_matrix"]
+            cells = [f"{t['hours']:.2f} h (floor {t['floor_seconds'] / 3600:.2f} h)" for t in e["time"].values()]
+            out.append(f"| {label} | {big['shape'][0]}×{big['shape'][1]} ({big['float64_gb']:.1f} GB) | "
+                       f"{e['read_bytes'] / 1e9:.0f} GB | " + " | ".join(cells) + " |")
+        out += ["", "<details><summary>the arithmetic</summary>", "", "```"]
+        for label, e in ext.items():
+            out.append(f"{label}:")
+            out += [f"  {line}" for line in e["modules"]]
+            out += [f"  {k.replace('_', ' ')}: {t['arithmetic']}" for k, t in e["time"].items()]
+        out += ["```", "", "</details>"]
+    out += ["", _ran_on(main)]
+    return "\n".join(out)
+
+
+def sweep() -> str:
+    r = _load("sweep.json")
+    if r is None:
+        return "Not measured yet: run `python bench/bench_sweep.py`."
+    fx = r.get("fixture", {})
+    if "error" in r:
+        return f"Not measured: {r['error']} (fixture ready: {fx.get('modules_per_checkpoint')} modules × 8 checkpoints). {_ran_on(r)}"
+    t = r["timing"]
+    rows = ["| `--workers` | seconds (min / median) | runs | warm-up run, s |", "|---|---|---|---|"]
+    for w in (1, 2):
+        x = t[f"workers_{w}"]
+        rows.append(f"| {w} | {_s(x)} | {len(x['runs_s'])} | {x['warmup_s']:.1f} |")
+    verdicts = ", ".join(f"{n} ({v.get('rows', '?')} rows: {'exact' if v.get('exact') else 'equal' if v['equal'] else 'DIFFERENT'}"
+                         f"{', after sorting' if v.get('sorted') and v['equal'] else ''})" for n, v in r["tables"].items())
+    rows += ["", f"Speed-up of 2 workers over 1: **{r['speedup']:.2f}×** (min / min), {r['speedup_median']:.2f}× "
+                 f"(median / median); target ≥ {r['target']}×. Tables of the two runs: {verdicts}.", "", _ran_on(r)]
+    return "\n".join(rows)
+
+
+BLOCKS = {
+    "entanglement": lambda: entanglement("entanglement.json"),
+    "entanglement_1thread": lambda: entanglement("entanglement_1thread.json"),
+    "spectra": spectra_both,
+    "memory": memory,
+    "sweep": sweep,
+}
+
+
+def write(markdown: Path = MARKDOWN) -> list[str]:
+    """Regenerate every marked block of ``markdown``; return the names of the blocks found."""
+    text = markdown.read_text()
+    found = []
+
+    def fill(match: re.Match) -> str:
+        name = match.group(1)
+        found.append(name)
+        return f"<!-- results:{name} -->\n{BLOCKS[name]()}\n<!-- /results:{name} -->"
+
+    pattern = re.compile(r"<!-- results:(\w+) -->.*?<!-- /results:\1 -->", re.S)
+    markdown.write_text(pattern.sub(fill, text))
+    return found
+
+
 if __name__ == "__main__":
-    for f in sorted(RESULTS.glob("*.json")):
-        print(f"### {f.name}\n")
-        if f.name.startswith("entanglement"):
-            print(machine(f.name) + "\n\n" + entanglement(f.name) + "\n")
-        elif f.name.startswith("spectra"):
-            print(machine(f.name) + "\n\n" + spectra(f.name) + "\n")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--write", action="store_true", help=f"regenerate the marked blocks of {MARKDOWN}")
+    args = ap.parse_args()
+    if args.write:
+        print(f"{MARKDOWN}: regenerated {', '.join(write())}")
+    else:
+        for name, block in BLOCKS.items():
+            print(f"### {name}\n\n{block()}\n")
