@@ -89,7 +89,7 @@ DTYPE_BYTES = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8, "I8": 1, "U8": 1, "I16":
                "F8_E4M3": 1, "F8_E5M2": 1}
 SECONDS_KEYS = ("seconds", "elapsed_s", "wall_s", "time_s", "duration_s", "total_s", "elapsed", "duration", "wall",
                 "time")
-NAME_KEYS = ("module", "modules", "key", "keys", "tensor", "tensors", "name", "id")
+NAME_KEYS = ("module", "modules", "label", "key", "keys", "tensor", "tensors", "name", "id")
 
 # the pairs to extrapolate to: (hidden, intermediate, layers, query heads, key/value heads, head dim, vocab, tied)
 MODELS = {
@@ -366,24 +366,23 @@ def unit_timings(manifest: dict) -> tuple[list[dict], str | None]:
         return [], f"manifest '{key}' is a {type(units).__name__}, not a list or dict"
     out = []
     for e in entries:
-        name = next((e[k] for k in NAME_KEYS if e.get(k)), None)
-        if isinstance(name, (list, tuple)):
-            name = name[0] if name else None
-        out.append({"name": str(name) if name is not None else None, "seconds": _seconds(e),
-                    "checkpoint": e.get("checkpoint"), "kind": e.get("kind") or e.get("scope"),
-                    "shape": e.get("shape"),
+        names = []
+        for k in NAME_KEYS:
+            v = e.get(k)
+            names += [str(x) for x in v] if isinstance(v, (list, tuple)) else [v] if isinstance(v, str) else []
+        out.append({"names": names, "seconds": _seconds(e), "checkpoint": e.get("checkpoint"),
+                    "worker": e.get("worker"), "kind": e.get("kind") or e.get("scope"),
                     "numbers": {k: v for k, v in e.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}})
     return out, None
 
 
-def _module_of(name: str | None, shapes: dict[str, tuple[int, int]]) -> str | None:
-    """The module (tensor key without .weight) that a unit's name refers to, if any."""
-    if not name:
-        return None
-    for candidate in (name, name.removesuffix(".weight"), name.split(":")[-1], name.split("/")[-1]):
-        if candidate in shapes:
-            return candidate
-    hits = [m for m in shapes if m in name]
+def _module_of(names: list[str], shapes: dict[str, tuple[int, int]]) -> str | None:
+    """The module (tensor key without .weight) that a unit's names (label, key, ...) refer to, if any."""
+    for name in names:
+        for candidate in (name, name.removesuffix(".weight"), name.split(":")[-1].strip(), name.split("/")[-1]):
+            if candidate in shapes:
+                return candidate
+    hits = [m for name in names for m in shapes if m in name]  # e.g. "ft: model.layers.0.mlp.up_proj"
     return max(hits, key=len) if hits else None
 
 
@@ -399,10 +398,12 @@ def role_costs(mats: dict[str, dict], floor: dict, run: dict | None, units: list
         r = roles.setdefault(role, {"shape": list(shape), "modules": 0, "seconds": []})
         r["modules"] += 1
     bytes_each = {role: 2 * r["shape"][0] * r["shape"][1] * 2 for role, r in roles.items()}  # bf16, both
-    matched = [(u, _module_of(u["name"], shapes)) for u in units if u["seconds"] is not None]
-    matched = [(u, m) for u, m in matched if m is not None and u.get("checkpoint") != "controls"]
+    timed = [(u, _module_of(u["names"], shapes)) for u in units if u["seconds"] is not None]
+    matched = [(u, m) for u, m in timed if m is not None and u.get("checkpoint") != "controls"]
+    other = [u for u, m in timed if m is None or u.get("checkpoint") == "controls"]
     if matched:
-        source = f"measured: {len(matched)} per-unit timings from manifest.json (compute = unit − read floor)"
+        source = (f"measured: {len(matched)} per-unit timings from manifest.json (compute = unit − read floor); "
+                  f"{len(other)} other units (controls, ...) took {sum(u['seconds'] for u in other):.1f} s")
         for u, m in matched:
             roles[module_name(m).role]["seconds"].append(u["seconds"])
         for role, r in roles.items():
@@ -475,7 +476,7 @@ def extrapolate(costs: dict, floor: dict, controls: bool, target_cores=(None, 16
         for c in target_cores:
             cores = c or costs["cores"]
             t = compute * cores_per_unit / cores + read
-            f = eig_floor * cores_per_unit / cores + read
+            f = eig_floor * costs["cores"] / cores + read  # the floor's eigensolves used every core here
             per[f"{cores}_cores"] = {"seconds": t, "hours": t / 3600, "floor_seconds": f,
                                      "arithmetic": f"{compute:.0f} s × {cores_per_unit:g} / {cores} + {read_bytes / GB:.0f} GB "
                                                    f"/ {bw / GB:.2f} GB/s = {t:.0f} s ({t / 3600:.2f} h)"}
@@ -558,11 +559,13 @@ def main() -> None:
     units, why, workers = [], "no run", _workers(lab_args)
     if run is not None and manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text())
-        recorded = (manifest.get("options") or {}).get("workers") or (manifest.get("executor") or {}).get("workers")
-        workers = int(recorded) if isinstance(recorded, (int, float)) and recorded >= 1 else workers
         units, why = unit_timings(manifest)
-        result["manifest"] = {"keys": sorted(manifest), "status": manifest.get("status"), "units_note": why,
-                              "units": units}
+        # units that ran at once: the distinct workers the units record, else the executor's description
+        seen = {u["worker"] for u in units if u.get("worker")}
+        said = re.search(r"(\d+)\s+(?:local\s+)?workers?", str(manifest.get("execution", "")))
+        workers = len(seen) if seen else int(said.group(1)) if said else workers
+        result["manifest"] = {"execution": manifest.get("execution"), "concurrent_units": workers}
+        result["manifest"].update(keys=sorted(manifest), status=manifest.get("status"), units_note=why, units=units)
         print(f"manifest: status {manifest.get('status')}; " + (why or f"{len(units)} unit timings"))
         if units:
             print("  first units:", json.dumps(units[:3])[:600])
