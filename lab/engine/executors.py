@@ -73,7 +73,7 @@ class DaskExecutor:
         try:
             if self.workers is not None:
                 env = {v: "1" for v in THREAD_VARIABLES}
-                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                              dashboard_address=None, silence_logs=logging.ERROR, env=env)
                 self._client = Client(self._cluster)
             else:

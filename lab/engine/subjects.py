@@ -34,19 +34,20 @@ class ModelSubject:
     _model: Any = field(default=None, repr=False)
 
     def load(self):
-        """The model in eval mode, float32, eager attention (attention matrices can be read)."""
-        if self._model is None:
-            from transformers import AutoModel
+        """The model in eval mode, float32, eager attention (attention matrices can be read).
 
+        The class is the one its config.json names (``architectures``, e.g. LlamaForCausalLM), so
+        that a PEFT adapter's module names (saved from that class) match; AutoModel otherwise.
+        """
+        if self._model is None:
             if self.format == "adapter":
                 if self.base is None:
                     raise InputError(f"{self.path}: running an adapter on text needs the model it was trained on: pass --base BASE")
                 from peft import PeftModel
 
-                base = AutoModel.from_pretrained(self.base, attn_implementation="eager", dtype="float32")
-                model = PeftModel.from_pretrained(base, self.path)
+                model = PeftModel.from_pretrained(_pretrained(self.base), self.path)
             else:
-                model = AutoModel.from_pretrained(self.path, attn_implementation="eager", dtype="float32")
+                model = _pretrained(self.path)
             self._model = model.eval()
         return self._model
 
@@ -75,3 +76,20 @@ class GroupSubject:
     members: list[str]
     steps: list[int | None]
     deltas: list[Delta]
+
+
+def _pretrained(path: Path):
+    """A transformers model of the class its config names, float32, eager attention."""
+    import json
+
+    import transformers
+
+    config = Path(path) / "config.json"
+    names = []
+    if config.is_file():
+        try:
+            names = json.loads(config.read_text()).get("architectures") or []
+        except (ValueError, AttributeError):
+            names = []
+    cls = next((getattr(transformers, n) for n in names if hasattr(transformers, str(n))), transformers.AutoModel)
+    return cls.from_pretrained(path, attn_implementation="eager", dtype="float32")
