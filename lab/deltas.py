@@ -152,14 +152,12 @@ class Delta:
         raise ValueError(f"{self.module}: ΔW {self.shape} is streamed from disk; use the blocked kernels")
 
     def fro_norm(self) -> float:
-        """‖ΔW‖_F (factors: from the r×r Gram matrices; streamed: accumulated block by block)."""
+        """‖ΔW‖_F (factors: from the r×r Gram matrices; streamed: the source's own blocked norm)."""
         if isinstance(self.matrix, Factors):
             return self.matrix.fro_norm()
         if isinstance(self.matrix, np.ndarray):
             return float(np.linalg.norm(self.matrix))
-        from lab.probes.blocked import fro_norm_blocked
-
-        return fro_norm_blocked(self.matrix)
+        return float(self.matrix.fro_norm())
 
 
 def is_streamed(x: Any) -> bool:

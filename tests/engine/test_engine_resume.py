@@ -1,0 +1,145 @@
+"""Interrupted runs: SIGKILL part-way leaves an incomplete run whose finished units are durable;
+``--resume`` finishes it without recomputing them and equals a clean run; a resume with other
+inputs or options is refused in one line; SIGTERM ends a run as Ctrl-C does."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lab.store import open_run
+
+PLUGIN = textwrap.dedent('''
+    """A probe that takes its time, so a run can be interrupted part-way."""
+    import time
+    from lab.probes.registry import Probe, register
+
+    def _slow(delta, options, ctx):
+        time.sleep(0.15)
+        return {}
+
+    register(Probe("slow", (), _slow, default=False, description="sleeps 0.15 s per module"))
+''')
+
+
+def _lab(*args, cwd=None, wait=True):
+    cmd = [sys.executable, "-m", "lab.cli", *map(str, args)]
+    if not wait:
+        return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def _args(engine_inputs, plugin, out, *extra):
+    return ["analyze", engine_inputs["train"], "--base", engine_inputs["base"], "--plugin", plugin,
+            "--probes", "deltas,entanglement,spectra,slow", "--controls", "--out", out, "--run", "r", "--quiet", *extra]
+
+
+def _wait_for_parts(folder: Path, n: int, proc, timeout: float = 300) -> None:
+    parts = folder / "parts"
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        done = [p for p in parts.iterdir() if not p.name.startswith(".")] if parts.is_dir() else []
+        if len(done) >= n:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before it could be interrupted: {proc.stderr.read()}")
+        time.sleep(0.02)
+    pytest.fail("no parts appeared")
+
+
+def _same_tables(a, b) -> None:
+    assert a.tables() == b.tables()
+    for t in a.tables():
+        pd.testing.assert_frame_equal(a.table(t), b.table(t), check_exact=True, obj=t)
+
+
+@pytest.fixture()
+def plugin(tmp_path):
+    path = tmp_path / "slow_probe.py"
+    path.write_text(PLUGIN)
+    return path
+
+
+def test_sigkill_then_resume_equals_a_clean_run(tmp_path, engine_inputs, plugin):
+    out = tmp_path / "interrupted"
+    proc = _lab(*_args(engine_inputs, plugin, out), wait=False)
+    _wait_for_parts(out / "r", 5, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    folder = out / "r"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["status"] == "incomplete" and not list(folder.glob("*.parquet"))
+    finished = {p.name: json.loads((p / "unit.json").read_text()) for p in (folder / "parts").iterdir()
+                if not p.name.startswith(".")}
+    assert 5 <= len(finished) < 3 * 16 + 5
+
+    resumed = _lab(*_args(engine_inputs, plugin, out, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
+    run = open_run(folder)
+    assert run.complete
+    units = {u["key"]: u for u in run.manifest["units"]}
+    for key, meta in finished.items():  # finished units were not recomputed: same worker, same timing
+        assert units[key]["worker"] == meta["worker"] and units[key]["seconds"] == meta["seconds"]
+    assert len({u["worker"] for u in units.values()}) == 2  # the killed process and the resuming one
+
+    clean = _lab(*_args(engine_inputs, plugin, tmp_path / "clean"))
+    assert clean.returncode == 0, clean.stderr
+    _same_tables(run, open_run(tmp_path / "clean" / "r"))
+
+
+def test_resume_refuses_changed_inputs_or_options(tmp_path, engine_inputs, plugin):
+    train = tmp_path / "train"
+    shutil.copytree(engine_inputs["train"], train)
+    inputs = dict(engine_inputs, train=train)
+    out = tmp_path / "out"
+    proc = _lab(*_args(inputs, plugin, out), wait=False)
+    _wait_for_parts(out / "r", 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    other = _lab(*_args(inputs, plugin, out, "--resume", "--seed", "7"))
+    assert other.returncode == 2 and other.stderr.count("\n") == 1, other.stderr
+    assert "cannot resume" in other.stderr and "seed" in other.stderr and "Traceback" not in other.stderr
+
+    config = train / "checkpoint-20" / "config.json"
+    config.write_text(config.read_text() + " ")  # same model, other bytes: the hash differs
+    changed = _lab(*_args(inputs, plugin, out, "--resume"))
+    assert changed.returncode == 2 and changed.stderr.count("\n") == 1, changed.stderr
+    assert "input files differ" in changed.stderr
+    assert json.loads((out / "r" / "manifest.json").read_text())["status"] == "incomplete"
+
+
+def test_sigterm_stops_like_ctrl_c_and_resume_finishes(tmp_path, engine_inputs, plugin):
+    out = tmp_path / "out"
+    proc = _lab(*_args(engine_inputs, plugin, out), wait=False)
+    _wait_for_parts(out / "r", 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    manifest = json.loads((out / "r" / "manifest.json").read_text())
+    assert manifest["status"] == "incomplete" and manifest["error"] == "interrupted"
+    assert _lab(*_args(engine_inputs, plugin, out, "--resume")).returncode == 0
+    assert open_run(out / "r").complete
+    again = _lab(*_args(engine_inputs, plugin, out, "--resume"))  # nothing left to do: the run as it is
+    assert again.returncode == 0 and open_run(out / "r").complete
+
+
+def test_a_run_without_resume_is_not_silently_replaced(tmp_path, engine_inputs, plugin):
+    out = tmp_path / "out"
+    proc = _lab(*_args(engine_inputs, plugin, out), wait=False)
+    _wait_for_parts(out / "r", 1, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    again = _lab(*_args(engine_inputs, plugin, out))
+    assert again.returncode == 2 and "--resume" in again.stderr and again.stderr.count("\n") == 1
+    assert os.listdir(out / "r" / "parts")  # the finished units are still there to resume
