@@ -54,39 +54,69 @@ def analyze_command(
     probes: Annotated[Optional[str], typer.Option(
         help="Comma-separated probes to run, or 'all' (default: the default probes; see `lab probes`). "
              "The deltas table is always written.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="A probe option, PROBE.OPTION=VALUE (repeatable), e.g. --set spectra.top_k=8; "
+                      "`lab probes` lists every option. Recorded in the manifest.")] = None,
     modules: Annotated[Optional[str], typer.Option(
         help="Regular expression searched in module names to choose modules, e.g. 'self_attn\\.(q|v)_proj'.")] = None,
     controls: Annotated[bool, typer.Option(
         "--controls", help="Add seeded random matrices of every analysed shape, so plots show where 'no structure' sits.")] = False,
-    targets: Annotated[str, typer.Option(
-        help="What to analyse: 'delta', 'weight' (the base weights W; needs --base) or 'delta,weight'.")] = "delta",
+    targets: Annotated[Optional[str], typer.Option(
+        help="What the matrix probes analyse: 'delta', 'weight' (the base weights W; needs --base) or 'delta,weight'. "
+             "Sets the targets option of every probe that has one.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random controls.")] = 0,
+    corpus: Annotated[Optional[Path], typer.Option(
+        help="Texts for probes that run the model (one per line, or .jsonl with a 'text' field); "
+             "default: Python's standard-library docstrings.")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Run on a local Dask cluster of N single-threaded worker processes.", min=1)] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Run on an existing Dask cluster, e.g. tcp://host:8786; its workers must see the input files at "
+             "the same paths (a shared filesystem).")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Finish an interrupted run of the same name without recomputing finished units "
+                         "(refused if the inputs or options changed).")] = False,
+    plugin: Annotated[Optional[list[Path]], typer.Option(
+        help="A Python file that registers probes of your own with lab.probes.register (repeatable); "
+             "they run here and on Dask workers.")] = None,
     allow_nonfinite: Annotated[bool, typer.Option(
         "--allow-nonfinite", help="Analyse weights that hold NaN or inf instead of stopping with an error.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder of the same name.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary (for scripts).")] = False,
 ) -> None:
     """Analyse checkpoints: read each module's update, run the probes, write parquet tables and a manifest."""
     from lab.pipeline import analyze
+    from lab.plugins import load_plugins
+    from lab.probes.options import parse_assignments
     from lab.summary import print_summary
 
+    load_plugins(plugin or [])
     result = analyze(
-        ckpt, base=base, out=out, run=run, probes=_split(probes), modules=modules,
-        allow_nonfinite=allow_nonfinite, overwrite=overwrite, controls=controls,
-        targets=_split(targets) or ["delta"], seed=seed, progress=not quiet,
+        ckpt, base=base, out=out, run=run, probes=_split(probes), options=parse_assignments(set_ or []),
+        modules=modules, allow_nonfinite=allow_nonfinite, overwrite=overwrite, resume=resume, controls=controls,
+        targets=_split(targets), seed=seed, corpus=corpus, workers=workers, scheduler=scheduler, progress=not quiet,
     )
     if not quiet:
         print_summary(result)
 
 
 @app.command("probes")
-def probes_command() -> None:
-    """List the available probes and the tables each one writes."""
+@user_errors
+def probes_command(
+    plugin: Annotated[Optional[list[Path]], typer.Option(help="Also list the probes a plugin file registers.")] = None,
+) -> None:
+    """List the available probes: scope, the tables each writes, and their options with defaults."""
+    from lab.plugins import load_plugins
     from lab.probes import available
+    from lab.probes.options import describe
 
+    load_plugins(plugin or [])
     for probe in available().values():
         default = "default" if probe.default else "opt-in"
-        typer.echo(f"{probe.name:<16} {default:<8} tables: {', '.join(probe.tables):<40} {probe.description}")
+        typer.echo(f"{probe.name:<16} {probe.scope:<7} {default:<8} tables: {', '.join(probe.tables)}")
+        typer.echo(f"    {probe.description}")
+        for name, type_name, value, text in describe(probe):
+            typer.echo(f"    --set {probe.name}.{name}=VALUE   ({type_name}, default {value}) {text}")
 
 
 @app.command("tables")
