@@ -60,6 +60,21 @@ def test_ranges_equal_safetensors_own_reading_exactly(tmp_path, name):
     assert src.finite
 
 
+def test_adjacent_ranges_are_one_pread(tmp_path, monkeypatch):
+    from lab.checkpoints import ranges
+
+    path = _save(tmp_path / "r.safetensors")
+    src = TensorRanges.open(path, "w")
+    calls = []
+    real = ranges._preadv
+    monkeypatch.setattr(ranges, "_preadv", lambda fd, buf, at: calls.append(len(buf)) or real(fd, buf, at))
+    src.read(np.arange(3, 20) * 53, 53)  # a row block: 17 ranges end to end
+    assert calls == [17 * 53 * 2]
+    calls.clear()
+    src.read(np.array([0, 10, 20, 30, 100]), 10)  # 0-40 adjacent, then a gap
+    assert calls == [40 * 2, 10 * 2]
+
+
 def test_offsets_come_from_the_header_and_name_file_and_tensor(tmp_path):
     path = _save(tmp_path / "m.safetensors")
     offsets = data_offsets(path)
