@@ -22,6 +22,7 @@ from lab.deltas import Delta
 from lab.engine.subjects import GroupSubject, ModelSubject
 from lab.engine.units import ControlUnit, GroupUnit, ModelUnit, ModuleUnit, PrepareUnit
 from lab.errors import InputError, NonFiniteError
+from lab.probes.deltas import update_norm
 from lab.probes.registry import Probe, ProbeContext, Rows
 
 UNCHANGED = "unchanged: ΔW = 0, other probes skipped"
@@ -110,7 +111,7 @@ def _module(unit: ModuleUnit, work: Work) -> Rows:
         ids = {"run": work.run, "checkpoint": unit.checkpoint.name, "step": unit.checkpoint.step,
                "module": delta.module, "layer": delta.layer, "role": delta.role}
         try:
-            zero = delta.fro_norm() == 0.0  # for a streamed ΔW also the pass that finds NaN/inf
+            zero = update_norm(delta) == 0.0  # for a streamed ΔW also the pass that finds NaN/inf
         except NonFiniteError:
             if not unit.read.allow_nonfinite:
                 raise

@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 from lab.deltas import Delta
+from lab.errors import NonFiniteError
 from lab.probes.registry import Probe, ProbeContext, Rows, register
 
 
+def update_norm(delta: Delta) -> float:
+    """‖ΔW‖_F of any representation: dense, factored (r×r Grams) or streamed (block by block).
+
+    For a streamed ΔW this is the pass that finds NaN/inf: :class:`~lab.errors.NonFiniteError`.
+    """
+    if delta.streamed:
+        from lab.probes.blocked import fro_norm_blocked
+
+        return fro_norm_blocked(delta.matrix)
+    return delta.fro_norm()
+
+
 def delta_row(delta: Delta) -> dict:
-    """Kind, shape, rank bound, scale and ‖ΔW‖_F (from the factors when factored)."""
+    """Kind, shape, rank bound, scale and ‖ΔW‖_F (from the factors when factored; NaN for NaN/inf weights)."""
     rows, cols = delta.shape
+    try:
+        norm = update_norm(delta)
+    except NonFiniteError:  # a streamed ΔW holding NaN/inf, let through by --allow-nonfinite
+        norm = float("nan")
     return {
         "kind": delta.kind,
         "rows": rows,
         "cols": cols,
         "rank_bound": delta.rank_bound,
         "scale": delta.scale,
-        "fro_norm": delta.fro_norm(),
+        "fro_norm": norm,
         "factored": delta.is_factored,
         "note": delta.note,
     }
