@@ -17,13 +17,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TOP = ("lab", "dashboards")
 
-# Cycles between packages that are known and owned elsewhere. Any other cycle fails at once; when
-# one of these is fixed, test_known_cycles_are_gone passes unexpectedly (strict xfail) and fails,
-# as the reminder to delete its entry.
-KNOWN_CYCLES = {
-    # lab/deltas.py imports lab.probes.blocked (fro_norm_blocked) while lab/probes/* import lab.deltas
-    frozenset({"lab.deltas", "lab.probes"}),
-}
 
 
 def modules() -> dict[str, tuple[Path, bool]]:
@@ -147,12 +140,7 @@ def package_cycles() -> set[frozenset[str]]:
 
 
 def test_no_cycles_between_packages():
-    assert not [sorted(c) for c in package_cycles() - KNOWN_CYCLES]
-
-
-@pytest.mark.xfail(bool(KNOWN_CYCLES), reason="known cycles owned elsewhere (KNOWN_CYCLES)", strict=True)
-def test_known_cycles_are_gone():
-    assert not package_cycles() & KNOWN_CYCLES
+    assert not [sorted(c) for c in package_cycles()]
 
 
 @pytest.mark.parametrize("prefix", ["lab.present", "lab.report", "lab.store", "dashboards"])
