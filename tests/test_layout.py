@@ -177,3 +177,20 @@ def test_importing_a_package_loads_nothing_it_must_not(package_name, forbidden):
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert not [m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden)]
+
+
+# The flow: checkpoints (reading) → engine (units, executors) → probes (pure) → store (only the driver
+# writes). Reading knows nothing of probes, probes nothing of files or the store.
+FORBIDDEN = {
+    "lab.checkpoints": ("lab.probes", "lab.engine", "lab.store", "lab.present", "lab.report", "dashboards"),
+    "lab.probes": ("lab.checkpoints", "lab.engine", "lab.store", "lab.present", "lab.report", "dashboards", "lab.cli"),
+    "lab.store": ("lab.checkpoints", "lab.engine", "lab.present", "lab.report", "dashboards"),
+    "lab.sources": ("lab.checkpoints", "lab.probes", "lab.engine", "lab.store"),
+    "lab.deltas": ("lab.checkpoints", "lab.probes", "lab.engine", "lab.store"),
+}
+
+
+@pytest.mark.parametrize("prefix", sorted(FORBIDDEN))
+def test_each_layer_imports_only_what_comes_before_it(prefix):
+    bad = sorted((m, t) for m in within(prefix) for t in GRAPH[m] if t.startswith(FORBIDDEN[prefix]))
+    assert not bad

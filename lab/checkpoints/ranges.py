@@ -1,4 +1,4 @@
-"""One tensor of a ``.safetensors`` file as a :class:`~lab.probes.sources.MatrixSource`: byte ranges by ``os.pread``.
+"""One tensor of a ``.safetensors`` file as a :class:`~lab.sources.MatrixSource`: byte ranges by ``os.pread``.
 
 A safetensors file is 8 bytes of little-endian header length N, N bytes of JSON giving each
 tensor's ``data_offsets`` [begin, end) within the data buffer, then the buffer, which starts at
@@ -34,7 +34,7 @@ import numpy as np
 
 from lab.checkpoints.safetensors_header import ITEMSIZE, TensorInfo, read_header
 from lab.errors import FormatError, InputError, ShapeError
-from lab.probes.sources import BlockSource, runs
+from lab.sources import BlockSource, runs
 
 _NUMPY = {"F64": "<f8", "F32": "<f4", "F16": "<f2"}
 _TORCH = {"F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}

@@ -3,7 +3,7 @@
 Runs wherever the work runs (this process or a Dask worker), from a picklable
 :class:`~lab.checkpoints.reads.ModuleRead`. Small matrices are read whole into float64; a dense
 update larger than ``stream_bytes`` in float64 (an LLM's embedding, MLP weights of large
-models) is not read at all here: its Delta holds a :class:`~lab.probes.sources.MatrixSource`
+models) is not read at all here: its Delta holds a :class:`~lab.sources.MatrixSource`
 that the blocked kernels read in row or column blocks, so memory stays bounded by the block size.
 """
 
@@ -37,7 +37,7 @@ def _streams(spec: ModuleRead, stream_bytes: int | None, *infos) -> bool:
 def _full(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None):
     if _streams(spec, stream_bytes, spec.tensor, spec.base):
         from lab.checkpoints.ranges import TensorRanges
-        from lab.probes.sources import DifferenceSource
+        from lab.sources import DifferenceSource
 
         # NaN/inf are found while streaming: the engine's first pass (‖ΔW‖_F) raises unless allowed
         W = TensorRanges(spec.base)

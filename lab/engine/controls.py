@@ -4,7 +4,7 @@ Planned from the shapes in the plan (every analysed module's (rows, cols, rank b
 :class:`~lab.engine.units.ControlUnit` per matrix: a Gaussian matrix for every shape, and for a
 rank-limited (adapter) update a product of Gaussian factors of that rank (see
 :mod:`lab.probes.controls`). A Gaussian control larger than the streaming threshold is streamed
-(:class:`~lab.probes.sources.GaussianSource`, the same matrix element for element).
+(:class:`~lab.sources.GaussianSource`, the same matrix element for element).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def control_delta(unit: ControlUnit) -> Delta:
     if unit.source == ctl.RANDOM_LORA:
         matrix, kind = ctl.gaussian_factors(unit.rows, unit.cols, unit.rank, unit.seed), "lora"
     elif unit.stream_bytes is not None and unit.rows * unit.cols * 8 > unit.stream_bytes:
-        from lab.probes.sources import GaussianSource
+        from lab.sources import GaussianSource
 
         matrix, kind = GaussianSource(unit.rows, unit.cols, unit.seed), "full"
     else:

@@ -1,4 +1,4 @@
-"""Probe kernels over a :class:`~lab.probes.sources.MatrixSource`: Gram matrices accumulated block by block.
+"""Probe kernels over a :class:`~lab.sources.MatrixSource`: Gram matrices accumulated block by block.
 
 For matrices too large to hold in float64 (a 128256×2048 embedding is 2.1 GB), everything the
 entanglement and spectra probes need is a small Gram matrix, and a Gram matrix is a sum over
@@ -54,13 +54,13 @@ non-finite array.
 Memory: ``budget_bytes`` (default ``DEFAULT_BUDGET``, 64 MiB) bounds the float64 data of the
 blocks a kernel holds at once (:func:`grams` splits it between ΔW and W). On top come the Gram
 matrices (N² float64 each, and one temporary of that size while a block is added in), the
-source's own transients (a file's raw bytes; a :class:`~lab.probes.sources.DifferenceSource`
+source's own transients (a file's raw bytes; a :class:`~lab.sources.DifferenceSource`
 holds its second operand's block while subtracting) and the eigensolver's workspace.
 
 Example::
 
     >>> import numpy as np
-    >>> from lab.probes.sources import ArraySource
+    >>> from lab.sources import ArraySource
     >>> m = np.random.default_rng(0).standard_normal((300, 8))
     >>> g = gram_right(ArraySource(m), 8, budget_bytes=4096)  # 64 rows per block
     >>> bool(np.allclose(g, m.T @ m))
@@ -78,7 +78,7 @@ from lab.errors import NonFiniteError, ShapeError
 from lab.probes import schmidt
 from lab.probes import spectra as _spectra  # the module, not its names: spectra may import this one
 from lab.probes.linalg import psd_eigh, psd_eigvals
-from lab.probes.sources import MatrixSource
+from lab.sources import MatrixSource
 from lab.probes.tensorize import Sites, sites as chain_sites
 
 DEFAULT_BUDGET = 64 << 20  # bytes of float64 block data per kernel: ~4096 rows of a 2048-wide matrix

@@ -9,7 +9,7 @@
 
 Every matrix is drawn from its own generators seeded by (seed, rows, cols[, r]), so a control does
 not depend on which other shapes a run happens to contain, or on their order. The Gaussian matrix
-is :class:`lab.probes.sources.GaussianSource` read whole: one generator per chunk of its
+is :class:`lab.sources.GaussianSource` read whole: one generator per chunk of its
 row-major elements, so a control too large to hold is streamed block by block and is still the
 same matrix, element for element.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from lab.probes.factored import Factors
-from lab.probes.sources import GaussianSource
+from lab.sources import GaussianSource
 
 RANDOM = "random"
 RANDOM_LORA = "random_lora"

@@ -129,7 +129,7 @@ def spectrum(x, rank_bound: int | None = None) -> Spectrum:
     """The spectrum of a 2-D array, Delta, Factors or (B, A[, scale]) (factors never multiplied out).
 
     ``rank_bound`` defaults to r for factors and min(rows, cols) otherwise. A streamed
-    :class:`~lab.probes.sources.MatrixSource` goes through :func:`lab.probes.blocked.spectrum_blocked`.
+    :class:`~lab.sources.MatrixSource` goes through :func:`lab.probes.blocked.spectrum_blocked`.
     Raises :class:`~lab.errors.NonFiniteError` for NaN or inf entries.
     """
     x = x.matrix if isinstance(x, Delta) else x
@@ -170,7 +170,7 @@ def alignment(delta_x, base: np.ndarray, options: SpectraOptions = SpectraOption
     delta_x = delta_x.matrix if isinstance(delta_x, Delta) else delta_x
     if is_streamed(delta_x) or is_streamed(base):
         from lab.probes.blocked import alignment_blocked
-        from lab.probes.sources import as_source
+        from lab.sources import as_source
 
         if numerical_rank is None:
             numerical_rank = spectrum(delta_x).numerical_rank
@@ -251,13 +251,12 @@ def singular_value_rows(s: Spectrum, source: str) -> list[dict]:
 
 def analyze_matrix(x, source: str, rank_bound: int, base=None, options: SpectraOptions = SpectraOptions()) -> Rows:
     """Both tables' rows for one matrix; with ``base`` (W) also its alignment with W."""
+    if is_streamed(x):
+        return _analyze_streamed(x, source, rank_bound, base, options)
     try:
         s = spectrum(x, rank_bound)
     except NonFiniteError:  # NaN/inf weights let through by --allow-nonfinite: say nothing false
-        rows, cols = x.shape
-        row = dict.fromkeys(spectrum_row(Spectrum(1, 1, 1, np.ones(1)), source))
-        row.update(source=source, rows=rows, cols=cols, rank_bound=int(rank_bound))
-        return {"spectra": [row], "singular_values": []}
+        return _nonfinite_rows(x.shape, source, rank_bound)
     align = None
     if base is not None and (is_streamed(base) or np.isfinite(base).all()):
         try:
@@ -265,6 +264,33 @@ def analyze_matrix(x, source: str, rank_bound: int, base=None, options: SpectraO
         except NonFiniteError:  # a streamed W found to hold NaN/inf: no alignment, as for an in-memory one
             align = None
     return {"spectra": [spectrum_row(s, source, align)], "singular_values": singular_value_rows(s, source)}
+
+
+def _analyze_streamed(x, source: str, rank_bound: int, base, options: SpectraOptions) -> Rows:
+    """A streamed ΔW: its spectrum and its alignment with W from the Grams of one pass over both."""
+    from lab.probes.blocked import alignment_from_grams, grams, spectrum_from_gram
+    from lab.sources import as_source
+
+    g = None
+    if base is not None:
+        try:
+            g = grams(x, as_source(base))
+        except NonFiniteError:  # W (or ΔW) holds NaN/inf: try ΔW alone below
+            g = None
+    try:
+        delta_gram = g.delta if g is not None else grams(x).delta
+    except NonFiniteError:
+        return _nonfinite_rows(x.shape, source, rank_bound)
+    s = spectrum_from_gram(delta_gram, x.shape, rank_bound)
+    align = alignment_from_grams(g, options, s.numerical_rank) if g is not None else None
+    return {"spectra": [spectrum_row(s, source, align)], "singular_values": singular_value_rows(s, source)}
+
+
+def _nonfinite_rows(shape: tuple[int, int], source: str, rank_bound: int) -> Rows:
+    rows, cols = shape
+    row = dict.fromkeys(spectrum_row(Spectrum(1, 1, 1, np.ones(1)), source))
+    row.update(source=source, rows=rows, cols=cols, rank_bound=int(rank_bound))
+    return {"spectra": [row], "singular_values": []}
 
 
 def _run(delta: Delta, options: SpectraOptions, ctx: ProbeContext) -> Rows:

@@ -18,7 +18,7 @@ from lab.checkpoints.ranges import TensorRanges, data_offsets
 from lab.checkpoints.safetensors_header import read_header
 from lab.errors import FormatError, NonFiniteError, ShapeError
 from lab.probes import blocked, schmidt
-from lab.probes.sources import DifferenceSource
+from lab.sources import DifferenceSource
 from lab.probes.tensorize import sites
 
 DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64,
@@ -170,7 +170,7 @@ _MEMORY_SCRIPT = textwrap.dedent("""
     import numpy as np
     from lab.checkpoints.ranges import TensorRanges
     from lab.probes import blocked
-    from lab.probes.sources import ArraySource
+    from lab.sources import ArraySource
 
     def status(field):
         for line in open("/proc/self/status"):

@@ -10,7 +10,7 @@ import pytest
 from lab.errors import NonFiniteError, ShapeError
 from lab.probes import blocked, controls, schmidt
 from lab.probes.factored import Factors
-from lab.probes.sources import (
+from lab.sources import (
     GAUSSIAN_CHUNK, ArraySource, DifferenceSource, GaussianSource, MatrixSource, ScaledFactorsSource, as_source,
 )
 from lab.probes.spectra import SpectraOptions, alignment, spectrum
