@@ -9,7 +9,7 @@ A :class:`Delta` carries exactly one representation of ΔW in ``matrix``:
 
 * a float64 ``numpy.ndarray`` (dense: a full fine-tune, DoRA's effective update),
 * :class:`Factors` (s·B·A of an adapter, never multiplied out unless asked), or
-* a :class:`lab.probes.sources.MatrixSource` (a matrix too large to hold in float64, read in
+* a :class:`lab.sources.MatrixSource` (a matrix too large to hold in float64, read in
   blocks from the checkpoint files; only the blocked kernels of :mod:`lab.probes.blocked` touch it).
 
 Probes ask for the representation they can use (``delta.factors``, ``delta.dense``,
@@ -84,7 +84,7 @@ class Delta:
     """A weight update ``ΔW`` of one module (or a control matrix standing in for one).
 
     ``matrix`` holds ΔW: a dense float64 array, :class:`Factors`, or a streamed
-    :class:`~lab.probes.sources.MatrixSource`. ``base`` is the module's base weight W when one
+    :class:`~lab.sources.MatrixSource`. ``base`` is the module's base weight W when one
     was given (same layout; an array, or a source when W is streamed too). ``source`` says what
     the matrix is: ``delta`` for a real update, ``random``/``random_lora`` for the run's controls.
     """

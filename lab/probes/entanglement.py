@@ -67,7 +67,7 @@ def entanglement_profile(x, sites: Sites | None = None) -> Profile:
     """The entropy profile of vec(x)/‖x‖_F over every cut of its site chain.
 
     ``x``: a 2-D array, a :class:`~lab.deltas.Delta`, :class:`~lab.deltas.Factors`, a
-    ``(B, A[, scale])`` tuple, or a streamed :class:`~lab.probes.sources.MatrixSource` (read in
+    ``(B, A[, scale])`` tuple, or a streamed :class:`~lab.sources.MatrixSource` (read in
     blocks, see :mod:`lab.probes.blocked`); factors are never multiplied out. ``sites`` defaults
     to :func:`lab.probes.tensorize.sites` of the shape. A zero matrix gives NaN entropies.
     Raises :class:`~lab.errors.NonFiniteError` for NaN or inf entries.

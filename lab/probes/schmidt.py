@@ -48,7 +48,7 @@ def cut_grams(st: Sites, left_gram: Callable[[int], np.ndarray],
     the smaller, ``right_gram(D)`` yᵀ·y for ψ reshaped (−1, D) at the first cut whose right side
     is the smaller; each is called at most once. Every other Gram is a partial trace of these.
     In memory they are plain products of reshapes (:func:`_dense`); :mod:`lab.probes.blocked`
-    accumulates them from a :class:`~lab.probes.sources.MatrixSource` block by block.
+    accumulates them from a :class:`~lab.sources.MatrixSource` block by block.
     """
     dl, dr, dims = st.d_left, st.d_right, st.dims
     n_cuts = len(dl)
