@@ -4,6 +4,7 @@
     python bench/bench_memory.py -- --workers 2         # anything after -- goes to `lab analyze`
     python bench/bench_memory.py --no-run               # the floor alone (~1 min)
     python bench/bench_memory.py --lab-rev c60d635      # the lab package of a commit (before/after a rewrite)
+    python bench/bench_memory.py --refloor bench/results/memory.json   # the floor again, the run kept
 
 Writes bench/results/memory.json (memory_<extra args and rev>.json with arguments passed through or
 --lab-rev); lab's results and logs go to /tmp/lab-bench/memory-out/.
@@ -19,11 +20,17 @@ What is measured, in this order:
 2. **Eigensolve floor.** For every distinct 2-D shape (rows, cols): the central cut of its MPS
    chain (``lab.probes.tensorize.sites``; the cut where min(D_left, D_right) is largest), a
    random float64 matrix reshaped to (D_left, D_right), and the time of ``lab.probes.linalg.gram``
-   + ``psd_eigvals`` on it (minimum of ``--floor-repeats``), times the number of modules of that
-   shape plus one control per shape (``--controls`` analyses one random matrix per shape). Any
-   exact entanglement profile needs at least this one Gram matrix and its eigenvalues per module.
-   Floor = read floor + Σ eigensolves. It is a floor of this machine with the bench process's
-   BLAS threads (all cores), not of any particular engine.
+   + ``psd_eigvals`` on it (minimum of ``--floor-repeats``) with ``--floor-threads`` BLAS threads
+   (default 1), times the number of modules of that shape plus one control per shape
+   (``--controls`` analyses one random matrix per shape). Any exact entanglement profile needs at
+   least this one Gram matrix and its eigenvalues per module. The modules are independent, so
+   cores / threads of these solves run at once: eigensolve floor = Σ eigensolves × threads /
+   cores, and floor = read floor + eigensolve floor. One thread per solve is the default because
+   it is what single-thread Dask workers do, and because multithreaded OpenBLAS stalls on a
+   loaded machine (at a load average of 7 on these 2 cores a 2-thread 2048² solve took 35 s
+   instead of 0.5 s); ``--floor-threads 2`` gives the serial 2-thread floor instead. A one-thread
+   solve is timed by its CPU time (``process_time``), which other jobs on a shared machine distort
+   far less than its wall time (both are recorded).
 3. **The run.** ``lab analyze FT --base BASE --controls --probes deltas,entanglement,spectra
    --out OUT --run llama1b --overwrite --quiet [extra args]`` as a subprocess, in its own session.
    From outside, every ``--interval`` (50 ms) with psutil: the RSS of the process and all its
@@ -31,7 +38,10 @@ What is measured, in this order:
    process), and the same sum less each process's file-backed shared pages (``rss − shared``:
    anonymous memory; the memory-mapped checkpoint pages counted in RSS are page cache the kernel
    may drop). Wall time from start to exit. ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``
-   after it ends as a cross-check (the largest single descendant, not a sum). Above
+   after it ends as a cross-check (the largest single descendant, not a sum), and the run's CPU
+   seconds (user + system of it and the descendants it waited for): CPU / floor compares
+   core-seconds with the floor's core-seconds (read + Σ one-thread eigensolves) and is the ratio a
+   loaded machine distorts least; wall / floor is what a user waits for. Above
    ``--max-rss-gb`` (12) or after ``--timeout`` the whole process group is killed and the JSON says
    so. Workers of an external ``--scheduler`` are not descendants: only the client is measured then.
 4. **Per-module costs** from the run's ``manifest.json``: the new engine records per-unit timings
@@ -183,19 +193,29 @@ def gram_flops(rows: int, cols: int) -> float:
     return float(n) * n * big + float(n) ** 3
 
 
-def eigensolve_seconds(rows: int, cols: int, repeats: int, seed: int = 0) -> float:
-    """Least seconds of lab's Gram + eigenvalues on a random float64 matrix at the central cut."""
+def eigensolve_seconds(rows: int, cols: int, repeats: int, threads: int, seed: int = 0) -> tuple[float, float]:
+    """Least (wall, CPU) seconds of lab's Gram + eigenvalues on a random float64 matrix at the
+    central cut, with ``threads`` BLAS/OpenMP threads (numpy's OpenBLAS and torch's MKL alike)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
     dl, dr = central_cut(rows, cols)
     x = np.random.default_rng(seed).standard_normal((dl, dr))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        psd_eigvals(gram(x))
-        best = min(best, time.perf_counter() - t0)
-    return best
+    wall = cpu = float("inf")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            for _ in range(repeats):
+                t0, c0 = time.perf_counter(), time.process_time()
+                psd_eigvals(gram(x))
+                wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
+    finally:
+        torch.set_num_threads(before)
+    return wall, cpu
 
 
-def measure_floor(base: Path, ft: Path, controls: bool, repeats: int) -> dict:
+def measure_floor(base: Path, ft: Path, controls: bool, repeats: int, threads: int, cores: int) -> dict:
     files = sorted(base.glob("*.safetensors")) + sorted(ft.glob("*.safetensors"))
     resident_before = {str(f): resident_fraction(f) for f in files}
     warm_bytes, warm_s = read_all(files)
@@ -208,12 +228,15 @@ def measure_floor(base: Path, ft: Path, controls: bool, repeats: int) -> dict:
         shapes[t["shape"]] = shapes.get(t["shape"], 0) + 1
     per_shape = []
     for (rows, cols), count in sorted(shapes.items()):
-        s = eigensolve_seconds(rows, cols, repeats)
+        wall, cpu = eigensolve_seconds(rows, cols, repeats, threads)
+        s = cpu if threads == 1 else wall
         dl, dr = central_cut(rows, cols)
         n = count + (1 if controls else 0)
         per_shape.append({"shape": [rows, cols], "central_cut": [dl, dr], "gram_n": min(dl, dr), "modules": count,
-                          "controls": n - count, "seconds_each": s, "seconds": s * n})
-    eig_s = sum(p["seconds"] for p in per_shape)
+                          "controls": n - count, "seconds_each": s, "seconds": s * n, "wall_each": wall,
+                          "cpu_each": cpu})
+    serial_s = sum(p["seconds"] for p in per_shape)
+    eig_s = serial_s * threads / cores  # cores / threads eigensolves at once: modules are independent
     read_floor_s = bytes_2d / bandwidth
     return {
         "files": len(files), "file_bytes": file_bytes,
@@ -224,9 +247,10 @@ def measure_floor(base: Path, ft: Path, controls: bool, repeats: int) -> dict:
         "warmup_read_s": warm_s, "read_s": read_s, "read_bandwidth_gb_s": bandwidth / GB,
         "read_note": "timed pass after one warm-up pass: page-cache bandwidth, plain readinto in 16 MiB chunks",
         "bytes_2d_both": bytes_2d, "read_floor_s": read_floor_s,
-        "eigensolve": per_shape, "eigensolve_floor_s": eig_s,
+        "eigensolve": per_shape, "eigensolve_threads": threads, "cores": cores,
+        "eigensolve_clock": "CPU seconds (process_time) of the one-thread solve" if threads == 1 else "wall seconds",
+        "eigensolve_serial_s": serial_s, "eigensolve_floor_s": eig_s,
         "floor_s": read_floor_s + eig_s,
-        "threads_note": f"the bench process's default BLAS threads ({os.cpu_count()} cores)",
     }
 
 
@@ -294,6 +318,7 @@ def run_analysis(cmd: list[str], log_dir: Path, interval: float, timeout: float,
                  env: dict | None = None, cwd: str | None = None) -> dict:
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "stdout.log", "wb") as out, open(log_dir / "stderr.log", "wb") as err:
+        usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True, env=env, cwd=cwd)
         watched = psutil.Process(proc.pid)
@@ -324,12 +349,15 @@ def run_analysis(cmd: list[str], log_dir: Path, interval: float, timeout: float,
             time.sleep(interval)
         rc = proc.wait()
         wall = time.perf_counter() - t0
-    maxrss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    maxrss_kb = usage.ru_maxrss  # KiB on Linux
+    cpu = (usage.ru_utime + usage.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
     stderr_tail = (log_dir / "stderr.log").read_text(errors="replace")[-3000:]
     return {
         "command": cmd, "returncode": rc, "stopped": stopped, "wall_s": wall,
         "peak_rss_gb": peak["rss"] / GB, "peak_rss_at_s": peak["at_s"], "peak_anon_rss_gb": peak["anon"] / GB,
         "max_processes": peak["processes"], "ru_maxrss_children_gb": maxrss_kb * 1024 / GB,
+        "cpu_s": cpu, "cpu_note": "user + system seconds of the run and the descendants it waited for (getrusage)",
         "sample_interval_s": interval,
         "timeline_1s": {"columns": ["t_s", "rss_gb", "anon_rss_gb", "load_1min"], "rows": timeline}, "stderr_tail": stderr_tail,
     }
@@ -398,6 +426,7 @@ def role_costs(mats: dict[str, dict], floor: dict, run: dict | None, units: list
         r = roles.setdefault(role, {"shape": list(shape), "modules": 0, "seconds": []})
         r["modules"] += 1
     bytes_each = {role: 2 * r["shape"][0] * r["shape"][1] * 2 for role, r in roles.items()}  # bf16, both
+    cores_per_unit = cores / workers  # what one unit of the run had of this machine
     timed = [(u, _module_of(u["names"], shapes)) for u in units if u["seconds"] is not None]
     matched = [(u, m) for u, m in timed if m is not None and u.get("checkpoint") != "controls"]
     other = [u for u, m in timed if m is None or u.get("checkpoint") == "controls"]
@@ -417,13 +446,20 @@ def role_costs(mats: dict[str, dict], floor: dict, run: dict | None, units: list
                 r["mean_s"] = r["compute_s"] + bytes_each[role] / bw
                 r["estimated"] = True
     else:
-        if run and run.get("returncode") == 0 and not run.get("stopped"):
-            ratio = (run["wall_s"] - floor["read_floor_s"]) / floor["eigensolve_floor_s"]
-            source = (f"estimated (no per-unit timings in manifest.json): compute = eigensolve floor × "
-                      f"(wall − read floor) / eigensolve floor = eigensolve × {ratio:.2f}")
+        complete = run and run.get("returncode") == 0 and not run.get("stopped")
+        if complete and floor.get("eigensolve_threads") == 1 and run.get("cpu_s"):  # in core-seconds
+            ratio = (run["cpu_s"] - floor["read_floor_s"]) / floor["eigensolve_serial_s"]
+            cores_per_unit = 1.0
+            source = (f"estimated (no per-unit timings in manifest.json), in core-seconds: compute = the module's "
+                      f"one-thread eigensolve CPU time × (run CPU − read floor) / Σ eigensolves = × {ratio:.2f}")
+        elif complete:
+            ratio = (run["wall_s"] - floor["read_floor_s"]) / floor["eigensolve_serial_s"]
+            source = (f"estimated (no per-unit timings in manifest.json): compute = the module's eigensolve × "
+                      f"(wall − read floor) / Σ eigensolves = eigensolve × {ratio:.2f}")
         else:
             ratio = 1.0
-            source = "floor only (no completed run, no per-unit timings): compute = eigensolve floor"
+            source = "floor only (no completed run, no per-unit timings): compute = the module's eigensolve"
+            cores_per_unit = floor["eigensolve_threads"]
         for role, r in roles.items():
             r["compute_s"] = eig_each[tuple(r["shape"])] * ratio
             r["mean_s"] = r["compute_s"] + bytes_each[role] / bw
@@ -432,7 +468,8 @@ def role_costs(mats: dict[str, dict], floor: dict, run: dict | None, units: list
         r.update(read_s=bytes_each[role] / bw, gram_flops=gram_flops(rows, cols),
                  central_cut=list(central_cut(rows, cols)))
         del r["seconds"]
-    return {"source": source, "cores": cores, "concurrent_units": workers, "roles": roles}
+    return {"source": source, "cores": cores, "concurrent_units": workers, "cores_per_unit": cores_per_unit,
+            "roles": roles}
 
 
 def model_modules(m: dict) -> list[tuple[str, int, int, int]]:
@@ -450,7 +487,7 @@ def extrapolate(costs: dict, floor: dict, controls: bool, target_cores=(None, 16
     """Time of each pair in MODELS on this machine and on others, with the arithmetic as text."""
     bw = floor["read_bandwidth_gb_s"] * GB
     roles = costs["roles"]
-    cores_per_unit = costs["cores"] / costs["concurrent_units"]
+    cores_per_unit = costs["cores_per_unit"]
     eig_each = {tuple(p["shape"]): p["seconds_each"] for p in floor["eigensolve"]}
     out = {}
     for label, m in MODELS.items():
@@ -476,7 +513,7 @@ def extrapolate(costs: dict, floor: dict, controls: bool, target_cores=(None, 16
         for c in target_cores:
             cores = c or costs["cores"]
             t = compute * cores_per_unit / cores + read
-            f = eig_floor * costs["cores"] / cores + read  # the floor's eigensolves used every core here
+            f = eig_floor * floor["eigensolve_threads"] / cores + read
             per[f"{cores}_cores"] = {"seconds": t, "hours": t / 3600, "floor_seconds": f,
                                      "arithmetic": f"{compute:.0f} s × {cores_per_unit:g} / {cores} + {read_bytes / GB:.0f} GB "
                                                    f"/ {bw / GB:.2f} GB/s = {t:.0f} s ({t / 3600:.2f} h)"}
@@ -498,6 +535,58 @@ def _workers(lab_args: list[str]) -> int:
     return 1
 
 
+def print_floor(floor: dict) -> None:
+    print(f"  page cache held {floor['page_cache_resident_before']['mean_fraction']} of the files before; "
+          f"{floor['file_bytes'] / GB:.2f} GB in {floor['read_s']:.2f} s = {floor['read_bandwidth_gb_s']:.2f} GB/s; "
+          f"read floor {floor['read_floor_s']:.2f} s + eigensolves {floor['eigensolve_serial_s']:.1f} s × "
+          f"{floor['eigensolve_threads']} thread(s) / {floor['cores']} cores = {floor['floor_s']:.1f} s", flush=True)
+    for p in floor["eigensolve"]:
+        print(f"  {p['shape'][0]}×{p['shape'][1]}: central cut {p['central_cut'][0]}×{p['central_cut'][1]}, "
+              f"{p['seconds_each']:.3f} s × ({p['modules']} + {p['controls']}) = {p['seconds']:.1f} s")
+
+
+def read_manifest(path: Path, lab_args: list[str]) -> dict:
+    """What the run's manifest says about its units: timings, and how many ran at once."""
+    if not path.is_file():
+        return {"units": [], "units_note": f"{path} not found", "concurrent_units": _workers(lab_args)}
+    manifest = json.loads(path.read_text())
+    units, why = unit_timings(manifest)
+    # units that ran at once: the distinct workers the units record, else the executor's description
+    seen = {u["worker"] for u in units if u.get("worker")}
+    said = re.search(r"(\d+)\s+(?:local\s+)?workers?", str(manifest.get("execution", "")))
+    workers = len(seen) if seen else int(said.group(1)) if said else _workers(lab_args)
+    print(f"manifest: status {manifest.get('status')}; " + (why or f"{len(units)} unit timings"))
+    if units:
+        print("  first units:", json.dumps(units[:3])[:600])
+    return {"keys": sorted(manifest), "status": manifest.get("status"), "execution": manifest.get("execution"),
+            "concurrent_units": workers, "units_note": why, "units": units}
+
+
+def derive(result: dict, ft: Path) -> None:
+    """Per-module costs and the extrapolation, from the floor, the run and the manifest in ``result``."""
+    floor, run = result["floor"], result.get("run")
+    if run is not None:
+        run["wall_over_floor"] = run["wall_s"] / floor["floor_s"]
+        if run.get("cpu_s") is not None and floor["eigensolve_threads"] == 1:
+            # core-seconds against core-seconds: what a loaded, shared machine distorts least
+            run["cpu_over_floor"] = run["cpu_s"] / (floor["read_floor_s"] + floor["eigensolve_serial_s"])
+    manifest = result.get("manifest") or {}
+    workers = manifest.get("concurrent_units") or _workers(result.get("lab_args", []))
+    costs = role_costs(matrices(ft), floor, run, manifest.get("units", []), floor["cores"], workers)
+    result["per_module"] = costs
+    print(f"per-module costs ({costs['source']}):")
+    for role, r in costs["roles"].items():
+        print(f"  {role:<6} {r['shape'][0]}×{r['shape'][1]} ×{r['modules']}: {r['mean_s']:.3f} s each "
+              f"(read {r['read_s']:.3f} s, compute {r['compute_s']:.3f} s)")
+    result["extrapolation"] = extrapolate(costs, floor, controls=True)
+    for label, e in result["extrapolation"].items():
+        print(f"{label}:")
+        for line in e["modules"]:
+            print("  " + line)
+        for key, t in e["time"].items():
+            print(f"  {key.replace('_', ' ')}: {t['arithmetic']}  [floor {t['floor_seconds']:.0f} s]")
+
+
 def main() -> None:
     argv = sys.argv[1:]
     lab_args = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -511,79 +600,65 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=3600.0, help="kill the run after this many seconds")
     ap.add_argument("--max-rss-gb", type=float, default=12.0, help="kill the run when its RSS exceeds this")
     ap.add_argument("--floor-repeats", type=int, default=2)
+    ap.add_argument("--floor-threads", type=int, default=1,
+                    help="BLAS threads per floor eigensolve; the floor runs cores/threads of them at once (default 1: "
+                         "robust to a loaded machine, where multithreaded OpenBLAS stalls)")
     ap.add_argument("--no-run", action="store_true", help="measure the floor only")
+    ap.add_argument("--refloor", type=Path, default=None, metavar="JSON",
+                    help="measure the floor again for an earlier result (its run is kept; the JSON records when the "
+                         "floor was measured) and rewrite that file")
     ap.add_argument("--lab-rev", default=None,
                     help="run the lab package of this git revision instead of the working tree (e.g. the commit "
                          "before a rewrite, for a before/after comparison)")
     ap.add_argument("--json", type=Path, default=None, help="default bench/results/memory[_ARGS].json")
     args = ap.parse_args(argv)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+    if args.refloor is not None:
+        result = json.loads(args.refloor.read_text())
+        pair = Path(result["pair"])
+        print(f"floor again for {args.refloor} ...", flush=True)
+        floor = measure_floor(pair / "base", pair / "ft", controls=True, repeats=args.floor_repeats,
+                              threads=args.floor_threads, cores=cores)
+        floor["measured_separately"] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                        "load_average": describe()["load_average"],
+                                        "replaced": {k: result["floor"].get(k) for k in ("floor_s", "eigensolve_threads")}}
+        result["floor"] = floor
+        print_floor(floor)
+        derive(result, pair / "ft")
+        (args.json or args.refloor).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json or args.refloor}")
+        return
+
     if args.json is None:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", " ".join(lab_args + ([f"rev {args.lab_rev}"] if args.lab_rev else []))).strip("-")
         args.json = HERE / "results" / (f"memory_{slug}.json" if slug else "memory.json")
-
     llama1b_pair.build(args.pair)
     base, ft = args.pair / "base", args.pair / "ft"
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine_before": describe(),
               "pair": str(args.pair), "pair_recipe": json.loads((args.pair / llama1b_pair.MARKER).read_text())["recipe"],
               "lab_args": lab_args}
     print("floor: reading both checkpoints twice, one eigensolve per shape ...", flush=True)
-    floor = measure_floor(base, ft, controls=True, repeats=args.floor_repeats)
-    result["floor"] = floor
-    print(f"  page cache held {floor['page_cache_resident_before']['mean_fraction']} of the files before; "
-          f"{floor['file_bytes'] / GB:.2f} GB in {floor['read_s']:.2f} s = {floor['read_bandwidth_gb_s']:.2f} GB/s; "
-          f"read floor {floor['read_floor_s']:.2f} s + eigensolves {floor['eigensolve_floor_s']:.1f} s "
-          f"= {floor['floor_s']:.1f} s", flush=True)
-    for p in floor["eigensolve"]:
-        print(f"  {p['shape'][0]}×{p['shape'][1]}: central cut {p['central_cut'][0]}×{p['central_cut'][1]}, "
-              f"{p['seconds_each']:.3f} s × ({p['modules']} + {p['controls']}) = {p['seconds']:.1f} s")
+    result["floor"] = floor = measure_floor(base, ft, controls=True, repeats=args.floor_repeats,
+                                            threads=args.floor_threads, cores=cores)
+    print_floor(floor)
 
-    run = None
     source = lab_source(args.lab_rev)
     result["lab"] = source["describe"]
     if not args.no_run:
         cmd = source["cmd"] + ["analyze", str(ft), "--base", str(base), "--controls", "--probes", PROBES,
                                "--out", str(args.out), "--run", "llama1b", "--overwrite", "--quiet", *lab_args]
         print("run:", " ".join(cmd), flush=True)
-        run = run_analysis(cmd, args.out / "bench-logs", args.interval, args.timeout, args.max_rss_gb,
-                           env=source["env"], cwd=source["cwd"])
-        run["wall_over_floor"] = run["wall_s"] / floor["floor_s"]
-        result["run"] = run
+        result["run"] = run = run_analysis(cmd, args.out / "bench-logs", args.interval, args.timeout, args.max_rss_gb,
+                                           env=source["env"], cwd=source["cwd"])
         print(f"  rc {run['returncode']}{', ' + run['stopped'] if run['stopped'] else ''}: wall {run['wall_s']:.1f} s "
-              f"({run['wall_over_floor']:.2f} × floor), peak RSS {run['peak_rss_gb']:.2f} GB "
+              f"({run['wall_s'] / floor['floor_s']:.2f} × floor), CPU {run['cpu_s']:.0f} s, peak RSS {run['peak_rss_gb']:.2f} GB "
               f"(anonymous {run['peak_anon_rss_gb']:.2f} GB) at {run['peak_rss_at_s']:.0f} s, "
               f"ru_maxrss {run['ru_maxrss_children_gb']:.2f} GB", flush=True)
         if run["returncode"] != 0 and not run["stopped"]:
             print(run["stderr_tail"], file=sys.stderr)
-
-    manifest_path = args.out / "llama1b" / "manifest.json"
-    units, why, workers = [], "no run", _workers(lab_args)
-    if run is not None and manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        units, why = unit_timings(manifest)
-        # units that ran at once: the distinct workers the units record, else the executor's description
-        seen = {u["worker"] for u in units if u.get("worker")}
-        said = re.search(r"(\d+)\s+(?:local\s+)?workers?", str(manifest.get("execution", "")))
-        workers = len(seen) if seen else int(said.group(1)) if said else workers
-        result["manifest"] = {"execution": manifest.get("execution"), "concurrent_units": workers}
-        result["manifest"].update(keys=sorted(manifest), status=manifest.get("status"), units_note=why, units=units)
-        print(f"manifest: status {manifest.get('status')}; " + (why or f"{len(units)} unit timings"))
-        if units:
-            print("  first units:", json.dumps(units[:3])[:600])
-    mats = matrices(ft)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    costs = role_costs(mats, floor, run, units, cores, workers)
-    result["per_module"] = costs
-    print(f"per-module costs ({costs['source']}):")
-    for role, r in costs["roles"].items():
-        print(f"  {role:<6} {r['shape'][0]}×{r['shape'][1]} ×{r['modules']}: {r['mean_s']:.3f} s each "
-              f"(read {r['read_s']:.3f} s, compute {r['compute_s']:.3f} s)")
-    result["extrapolation"] = extrapolate(costs, floor, controls=True)
-    for label, e in result["extrapolation"].items():
-        print(f"{label}:")
-        for line in e["modules"]:
-            print("  " + line)
-        for key, t in e["time"].items():
-            print(f"  {key.replace('_', ' ')}: {t['arithmetic']}  [floor {t['floor_seconds']:.0f} s]")
+        result["manifest"] = read_manifest(args.out / "llama1b" / "manifest.json", lab_args)
+    derive(result, ft)
     result["machine_after"] = {"load_average": describe()["load_average"]}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))

@@ -143,19 +143,25 @@ def _memory_row(name: str, r: dict) -> str:
     args = " ".join(r.get("lab_args", [])) or "(none)"
     run = r.get("run")
     if run is None:
-        return f"| {what} | {args} | not run (floor only) | | | | | `{name}` |"
+        return f"| {what} | {args} | not run (floor only) | | | | | {r['floor']['floor_s']:.0f} | | | `{name}` |"
     status = "complete" if run["returncode"] == 0 and not run["stopped"] else (run["stopped"] or f"exit code {run['returncode']}")
+    again = r["floor"].get("measured_separately")
+    floor = f"{r['floor']['floor_s']:.0f}" + (f" (measured {again['date'][:16]}, load {again['load_average'][0]:.1f})"
+                                               if again else "")
+    cpu = f"{run['cpu_s']:.0f}" if run.get("cpu_s") is not None else "–"
+    cpu_ratio = f"{run['cpu_over_floor']:.2f}" if run.get("cpu_over_floor") is not None else "–"
     return (f"| {what} | `{args}` | {status} | **{run['peak_rss_gb']:.2f}** ({run['peak_anon_rss_gb']:.2f}) | "
-            f"{run['ru_maxrss_children_gb']:.2f} | {run['wall_s']:.0f} | {r['floor']['floor_s']:.0f} | "
-            f"{run['wall_over_floor']:.2f} |" + f" `{name}` |")
+            f"{run['ru_maxrss_children_gb']:.2f} | {run['wall_s']:.0f} | {cpu} | {floor} | "
+            f"{run['wall_over_floor']:.2f} | {cpu_ratio} | `{name}` |")
 
 
 def memory() -> str:
     files = sorted(RESULTS.glob("memory*.json"))
     if not files:
         return "Not measured yet: run `python bench/bench_memory.py`."
-    out = ["| lab | extra arguments | outcome | peak RSS, GB (anonymous) | ru_maxrss, GB | wall, s | floor, s | wall / floor | JSON |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = ["| lab | extra arguments | outcome | peak RSS, GB (anonymous) | ru_maxrss, GB | wall, s | CPU, s | floor, s "
+           "| wall / floor | CPU / floor | JSON |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     results = {f.name: json.loads(f.read_text()) for f in files}
     out += [_memory_row(n, r) for n, r in results.items()]
     main = results.get("memory.json") or next(iter(results.values()))
@@ -166,17 +172,19 @@ def memory() -> str:
             f"**{f['read_bandwidth_gb_s']:.2f} GB/s** (page cache; "
             f"{'unknown' if resident is None else f'{resident:.0%}'} of the files were cached before the warm-up pass), "
             f"so the {f['bytes_2d_both'] / 1e9:.2f} GB of 2-D tensors take **{f['read_floor_s']:.1f} s**; "
-            f"one central-cut Gram + eigenvalues per module:", "",
-            "| shape | central cut | seconds each | modules + controls | seconds |", "|---|---|---|---|---|"]
+            f"one central-cut Gram + eigenvalues per module ({f.get('eigensolve_clock', 'wall seconds')}, "
+            f"{f.get('eigensolve_threads', '?')} thread(s)):", "",
+            "| shape | central cut | seconds each (wall) | modules + controls | seconds |", "|---|---|---|---|---|"]
     for p in f["eigensolve"]:
+        wall = f" ({p['wall_each']:.3f})" if "wall_each" in p else ""
         out.append(f"| {p['shape'][0]}×{p['shape'][1]} | {p['central_cut'][0]}×{p['central_cut'][1]} | "
-                   f"{p['seconds_each']:.3f} | {p['modules']} + {p['controls']} | {p['seconds']:.1f} |")
-    out.append(f"| **floor** | | | read {f['read_floor_s']:.1f} + eigensolves {f['eigensolve_floor_s']:.1f} | "
-               f"**{f['floor_s']:.1f}** |")
+                   f"{p['seconds_each']:.3f}{wall} | {p['modules']} + {p['controls']} | {p['seconds']:.1f} |")
+    out.append(f"| **floor** | | | read {f['read_floor_s']:.1f} + eigensolves {f['eigensolve_serial_s']:.1f} × "
+               f"{f['eigensolve_threads']} thread(s) / {f['cores']} cores | **{f['floor_s']:.1f}** |")
     costs = main.get("per_module")
     if costs:
-        out += ["", f"Per-module cost ({costs['source']}; {costs['concurrent_units']} unit(s) at a time on "
-                    f"{costs['cores']} cores):", "",
+        out += ["", f"Per-module cost ({costs['source']}; {costs['cores_per_unit']:g} of {costs['cores']} cores "
+                    f"per unit):", "",
                 "| role | shape | modules | seconds each | of which read |", "|---|---|---|---|---|"]
         for role, c in costs["roles"].items():
             est = " (estimated)" if c.get("estimated") else ""
