@@ -153,12 +153,12 @@ class Delta:
 
     def fro_norm(self) -> float:
         """‖ΔW‖_F (factors: from the r×r Gram matrices). A streamed ΔW needs the blocked kernels:
-        :func:`lab.probes.deltas.update_norm` handles every representation."""
+        :func:`lab.probes.inventory.update_norm` handles every representation."""
         if isinstance(self.matrix, Factors):
             return self.matrix.fro_norm()
         if isinstance(self.matrix, np.ndarray):
             return float(np.linalg.norm(self.matrix))
-        raise ValueError(f"{self.module}: ΔW {self.shape} is streamed from disk; use lab.probes.deltas.update_norm")
+        raise ValueError(f"{self.module}: ΔW {self.shape} is streamed from disk; use lab.probes.inventory.update_norm")
 
 
 def is_streamed(x: Any) -> bool:

@@ -221,7 +221,7 @@ def _write_report(workdir: Path, console) -> list[Path]:
     return []
 
 
-def print_summary(result: DemoResult, console=None) -> None:
+def print_findings(result: DemoResult, console=None) -> None:
     """Print the valley summary as a table, the report's path and the timings."""
     from rich.console import Console
     from rich.table import Table
@@ -257,4 +257,4 @@ def demo_command(
     from rich.console import Console
 
     result = run_demo(workdir, steps=steps, report=report, progress=not quiet)
-    print_summary(result, Console())
+    print_findings(result, Console())

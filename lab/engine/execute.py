@@ -22,7 +22,7 @@ from lab.deltas import Delta
 from lab.engine.subjects import GroupSubject, ModelSubject
 from lab.engine.units import ControlUnit, GroupUnit, ModelUnit, ModuleUnit, PrepareUnit
 from lab.errors import InputError, NonFiniteError
-from lab.probes.deltas import update_norm
+from lab.probes.inventory import update_norm
 from lab.probes.registry import Probe, ProbeContext, Rows
 
 UNCHANGED = "unchanged: ΔW = 0, other probes skipped"

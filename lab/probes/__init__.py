@@ -1,6 +1,6 @@
 """Probes: pure functions from a Delta to tidy rows. Importing this package registers them."""
 
-from lab.probes import deltas  # noqa: F401
+from lab.probes import inventory  # noqa: F401  (the deltas table)
 from lab.probes import entanglement, spectra  # noqa: F401
 from lab.probes.registry import Probe, ProbeContext, available, register, resolve
 

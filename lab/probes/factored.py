@@ -18,7 +18,7 @@ import numpy as np
 
 from lab.deltas import Delta, Factors
 
-__all__ = ["Factors", "as_matrix_or_factors", "core", "singular_values", "top_singular_vectors", "row_root", "col_root"]
+__all__ = ["Factors", "as_matrix_or_factors", "core", "core_singular_values", "top_singular_vectors", "row_root", "col_root"]
 
 
 def as_matrix_or_factors(x) -> np.ndarray | Factors:
@@ -42,7 +42,7 @@ def core(f: Factors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return q_b, f.scale * (r_b @ r_a.T), q_a
 
 
-def singular_values(f: Factors) -> np.ndarray:
+def core_singular_values(f: Factors) -> np.ndarray:
     """The singular values of scale·B·A in descending order (at most min(r, rows, cols) of them)."""
     _, c, _ = core(f)
     return np.linalg.svd(c, compute_uv=False)

@@ -62,7 +62,7 @@ def psd_eigh(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _GRAM_RELATIVE_ERROR = 1e-8
 
 
-def singular_values(x: np.ndarray) -> np.ndarray:
+def dense_singular_values(x: np.ndarray) -> np.ndarray:
     """All min(rows, cols) singular values of a dense matrix, descending, in float64.
 
     A clearly rectangular matrix (aspect ≥ 2) goes through its small Gram matrix, σ_i = √λ_i, at

@@ -108,7 +108,7 @@ def _factored(f: Factors, st: Sites) -> list[np.ndarray]:
             trace = float(np.trace(g))
             out.append(_normalised(_psd_eigvals(g), trace))
         elif k == st.row_sites:
-            s2 = factored.singular_values(f) ** 2
+            s2 = factored.core_singular_values(f) ** 2
             out.append(_normalised(s2, float(s2.sum())))
         else:
             c_root = factored.col_root(f) if c_root is None else c_root

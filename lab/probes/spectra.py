@@ -31,6 +31,7 @@ import numpy as np
 from lab.deltas import Delta, is_streamed
 from lab.errors import NonFiniteError
 from lab.probes import factored, inputs, linalg, subspaces
+from lab.probes.entanglement import entropies
 from lab.probes.factored import Factors, as_matrix_or_factors
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 
@@ -56,9 +57,7 @@ class SpectraOptions:
 
 
 def _entropy(p: np.ndarray) -> float:
-    from lab.probes.entanglement import entropies  # one Shannon entropy for the whole package
-
-    return entropies(p)[0]
+    return entropies(p)[0]  # one Shannon entropy for the whole package
 
 
 @dataclass(frozen=True)
@@ -119,10 +118,19 @@ class Spectrum:
 
 
 def singular_values(x: np.ndarray | Factors) -> np.ndarray:
-    """All singular values, descending: :func:`lab.probes.linalg.singular_values` (dense, float64) or the r×r core (factors)."""
+    """All singular values of any representation, descending (the one public singular-value helper).
+
+    Dense: :func:`lab.probes.linalg.dense_singular_values`; factors: the r×r core
+    (:func:`lab.probes.factored.core_singular_values`); streamed: from the small-side Gram,
+    accumulated block by block (:func:`lab.probes.blocked.spectrum_blocked`).
+    """
+    x = x.matrix if isinstance(x, Delta) else x
+    if is_streamed(x):
+        return spectrum(x).sigma
+    x = as_matrix_or_factors(x)
     if isinstance(x, Factors):
-        return factored.singular_values(x)
-    return linalg.singular_values(x)
+        return factored.core_singular_values(x)
+    return linalg.dense_singular_values(x)
 
 
 def spectrum(x, rank_bound: int | None = None) -> Spectrum:

@@ -52,7 +52,7 @@ def test_spectrum_numbers_against_numpy_svd(name):
     s_np = np.linalg.svd(dense, compute_uv=False)
     s = spectrum(x)
     n = s.sigma.size
-    assert np.allclose(s.sigma, s_np[:n], rtol=1e-8, atol=1e-12 * s_np[0])  # see linalg.singular_values
+    assert np.allclose(s.sigma, s_np[:n], rtol=1e-8, atol=1e-12 * s_np[0])  # see linalg.dense_singular_values
     assert np.all(s_np[n:] <= 1e-12 * s_np[0])  # a factored spectrum omits only zeros
     assert s.fro_norm == pytest.approx(np.linalg.norm(dense, "fro"), rel=1e-12)
     assert s.spectral_norm == pytest.approx(np.linalg.norm(dense, 2), rel=1e-12)

@@ -1,4 +1,4 @@
-"""The ``deltas`` table: one row per module update — what was read, its shape, scale and size."""
+"""The inventory of updates read: the ``deltas`` table, one row per module — kind, shape, scale and size."""
 
 from __future__ import annotations
 
