@@ -17,7 +17,7 @@ def print_summary(run: Run, console: Console | None = None) -> None:
     tables.add_column("rows", justify="right")
     tables.add_column("file")
     for name, rows in manifest.get("tables", {}).items():
-        tables.add_row(name, str(rows), str(run.path / f"{name}.parquet"))
+        tables.add_row(name, str(rows), str(run.table_path(name)))
     console.print(tables)
 
     deltas = run.table("deltas", columns=["checkpoint", "step", "kind", "rank_bound", "fro_norm", "note"])

@@ -1,6 +1,6 @@
 """Durable parts: each finished unit's rows, written atomically, so an interrupted run can resume.
 
-A part is a folder ``parts/<unit key>/`` holding one ``<table>.parquet`` per table the unit
+A part is a folder ``parts/<unit key>/`` laid out like a run folder: one ``<table>.parquet`` per table the unit
 produced and ``unit.json`` (label, seconds, worker). It is written under a temporary name
 (``parts/.tmp-<key>-<random>/``) and renamed into place when complete: a rename of a folder is
 atomic on POSIX filesystems, so a part either exists whole or not at all, and a half-written one
@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lab.store.run import SUFFIX, table_path
 from lab.store.schema import TABLES, Table
 
 PARTS = "parts"
@@ -78,7 +79,7 @@ class Parts:
         tmp.mkdir()
         try:
             for name, table in tables.items():
-                pq.write_table(table, tmp / f"{name}.parquet", compression="zstd")
+                pq.write_table(table, table_path(tmp, name), compression="zstd")
             counts = {name: t.num_rows for name, t in tables.items()}
             (tmp / UNIT_JSON).write_text(json.dumps({"key": key, **meta, "rows": counts}, default=str))
             _fsync_folder(tmp)
@@ -100,14 +101,14 @@ class Parts:
         """Every table present in the parts of ``keys``, in first-seen order."""
         seen: dict[str, None] = {}
         for key in keys:
-            for p in sorted((self.root / key).glob("*.parquet")):
+            for p in sorted((self.root / key).glob(f"*{SUFFIX}")):
                 seen.setdefault(p.stem, None)
         return list(seen)
 
     def read(self, keys: list[str], table: str) -> Iterator[pa.Table]:
         """The parts of ``table`` for ``keys``, in that order (units without rows of it skipped)."""
         for key in keys:
-            path = self.root / key / f"{table}.parquet"
+            path = table_path(self.root / key, table)
             if path.is_file():
                 yield pq.read_table(path)
 

@@ -33,6 +33,15 @@ class Run:
     def complete(self) -> bool:
         return self.manifest.get("status") == "complete"
 
+    def timings(self) -> pd.DataFrame:
+        """One row per unit of work: key, label (checkpoint: module), seconds and the worker that ran it.
+
+        ``run.timings().nlargest(10, "seconds")`` lists the slowest modules. Empty for a run that did
+        not complete (its units are recorded when the tables are written).
+        """
+        units = self.manifest.get("units", [])
+        return pd.DataFrame(units, columns=["key", "label", "seconds", "worker"])
+
     def tables(self) -> list[str]:
         """Names of the tables present (written completely) in this run."""
         return sorted(p.name[: -len(SUFFIX)] for p in self.path.glob(f"*{SUFFIX}"))

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from lab.errors import LabError, RunExistsError
 from lab.store.manifest import MANIFEST, now, read_manifest, write_manifest
 from lab.store.parts import Parts, arrow_schema
+from lab.store.run import table_path
 from lab.store.schema import TABLES
 
 PARTIAL = ".partial"
@@ -83,8 +84,8 @@ class RunWriter:
 
     def _write_table(self, table: str, order: list[str]) -> int:
         schema = arrow_schema(TABLES[table])
-        final = self.folder / f"{table}.parquet"
-        partial = self.folder / f"{table}.parquet{PARTIAL}"
+        final = table_path(self.folder, table)
+        partial = final.with_name(final.name + PARTIAL)
         rows = 0
         try:
             with pq.ParquetWriter(partial, schema, compression="zstd") as out:

@@ -122,3 +122,13 @@ def test_lazy_reading_columns_and_filters(tmp_path):
     assert run.tables() == ["deltas"]
     with pytest.raises(InputError, match="not computed"):
         run.table("entanglement_no_such")
+
+
+def test_timings_list_every_unit_of_a_finished_run(tmp_path):
+    w = RunWriter(tmp_path, "r")
+    w.add_unit("a", {"deltas": _rows(2)}, label="ckpt: layers.0.q_proj", seconds=0.5, worker="here")
+    w.add_unit("b", {"deltas": _rows(1)}, label="ckpt: layers.1.q_proj", seconds=2.0, worker="there")
+    w.finish(["a", "b"])
+    timings = open_run(tmp_path / "r").timings()
+    assert timings.key.tolist() == ["a", "b"]
+    assert timings.nlargest(1, "seconds").label.item() == "ckpt: layers.1.q_proj"
