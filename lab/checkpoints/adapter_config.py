@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,31 +39,23 @@ class AdapterConfig:
     def read(cls, path: Path) -> AdapterConfig:
         """The config at ``path``; FormatError naming the file and field when it is invalid."""
         path = Path(path)
-        try:
-            raw = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise FormatError(f"{path}: invalid JSON ({e}); fix or re-save the adapter") from None
+        raw = read_json(path, "fix or re-save the adapter")
         if not isinstance(raw, dict):
-            raise FormatError(f"{path}: expected a JSON object")
+            raise FormatError(f"{path}: expected a JSON object, got {_shown(raw)}")
         peft_type = raw.get("peft_type", "LORA")
-        if str(peft_type).upper() != "LORA":
-            raise FormatError(f"{path}: peft_type {peft_type!r} is not supported (lab reads LoRA and DoRA adapters)")
+        if not isinstance(peft_type, str) or peft_type.upper() != "LORA":
+            raise FormatError(f"{path}: peft_type {_shown(peft_type)} is not supported (lab reads LoRA and DoRA adapters)")
         layers = raw.get("layers_to_transform")
-        for name in ("rank_pattern", "alpha_pattern"):
-            for key in _dict(path, raw, name):
-                try:
-                    re.compile(key)
-                except re.error as e:
-                    raise FormatError(f"{path}: {name} key {key!r} is not a valid regular expression ({e})") from None
+        patterns = {name: _patterns(path, raw, name) for name in ("rank_pattern", "alpha_pattern")}
         return cls(
             path=path,
             r=_positive_int(path, "r", raw.get("r")),
             lora_alpha=_number(path, "lora_alpha", raw.get("lora_alpha")),
-            use_rslora=bool(raw.get("use_rslora", False)),
-            use_dora=bool(raw.get("use_dora", False)),
-            fan_in_fan_out=bool(raw.get("fan_in_fan_out", False)),
-            rank_pattern={str(k): _positive_int(path, f"rank_pattern[{k!r}]", v) for k, v in _dict(path, raw, "rank_pattern").items()},
-            alpha_pattern={str(k): _number(path, f"alpha_pattern[{k!r}]", v) for k, v in _dict(path, raw, "alpha_pattern").items()},
+            use_rslora=_flag(path, raw, "use_rslora"),
+            use_dora=_flag(path, raw, "use_dora"),
+            fan_in_fan_out=_flag(path, raw, "fan_in_fan_out"),
+            rank_pattern={k: _positive_int(path, f"rank_pattern[{k!r}]", v) for k, v in patterns["rank_pattern"].items()},
+            alpha_pattern={k: _number(path, f"alpha_pattern[{k!r}]", v) for k, v in patterns["alpha_pattern"].items()},
             layers_to_transform=None if layers is None else tuple(_layer_list(path, layers)),
         )
 
@@ -77,40 +70,115 @@ class AdapterConfig:
         return self.alpha_pattern[key] if key is not None else self.lora_alpha
 
     def scale(self, module: str) -> float:
-        """s in ΔW = s·B·A: α/r, or α/√r with rsLoRA (per-module r and α)."""
+        """s in ΔW = s·B·A: α/r, or α/√r with rsLoRA (per-module r and α).
+
+        r ≥ 1, so a finite α never gives an infinite s; a nonzero α whose s underflows (to zero or
+        to a subnormal float that has lost its precision) is a FormatError naming the field,
+        never a silently wrong scale.
+        """
         r, alpha = self.rank(module), self.alpha(module)
-        return alpha / math.sqrt(r) if self.use_rslora else alpha / r
+        s = alpha / math.sqrt(r) if self.use_rslora else alpha / r
+        if alpha != 0 and abs(s) < sys.float_info.min:
+            raise FormatError(
+                f"{self.path}: {self.scale_source(module)} gives the scale {s!r} for '{module}', below float64's "
+                f"normal range (~{sys.float_info.min:.1e}); the update would be lost to underflow"
+            )
+        return s
+
+    def scale_source(self, module: str) -> str:
+        """Which fields of the file make ``module``'s scale, e.g. ``'lora_alpha' = 16 / 'r' = 8``."""
+        a_key, r_key = pattern_key(self.alpha_pattern, module), pattern_key(self.rank_pattern, module)
+        alpha = f"'alpha_pattern'[{a_key!r}] = {self.alpha(module)!r}" if a_key is not None else f"'lora_alpha' = {self.lora_alpha!r}"
+        rank = f"'rank_pattern'[{r_key!r}] = {self.rank(module)}" if r_key is not None else f"'r' = {self.r}"
+        return f"{alpha} / {'√' if self.use_rslora else ''}{rank}"
 
 
 def pattern_key(patterns: dict[str, object], module: str) -> str | None:
     """The first key of ``patterns`` matching ``module`` as PEFT's ``get_pattern_key`` matches it."""
     for key in patterns:
-        if re.match(rf"(.*\.)?({key})$", module):
+        if _peft_pattern(key).match(module):
             return key
     return None
 
 
+def _peft_pattern(key: str) -> re.Pattern:
+    """``key`` embedded the way PEFT embeds it (a key may compile alone and not there, e.g. ``(?i)q``)."""
+    return re.compile(rf"(.*\.)?({key})$")
+
+
+def read_json(path: Path, advice: str) -> object:
+    """The JSON value in ``path``; FormatError naming the file for anything json cannot read.
+
+    Besides malformed text this covers what ``json`` raises other than JSONDecodeError: integers
+    of more than 4300 digits (ValueError) and nesting deeper than the interpreter's recursion
+    limit (RecursionError).
+    """
+    try:
+        return json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = "nested too deeply" if isinstance(e, RecursionError) else _first_line(str(e))
+        raise FormatError(f"{path}: invalid JSON ({reason}); {advice}") from None
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else "unreadable"
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: messages quote user input on one short line."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long for repr (more than 4300 digits)
+        text = f"<an integer of about {value.bit_length() * 0.30103:.0f} digits>" if isinstance(value, int) else "<unprintable>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _positive_int(path: Path, name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise FormatError(f"{path}: '{name}' must be a positive integer, got {value!r}")
+        raise FormatError(f"{path}: '{name}' must be a positive integer, got {_shown(value)}")
     return value
 
 
 def _number(path: Path, name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise FormatError(f"{path}: '{name}' must be a number, got {value!r}")
-    return float(value)
+    """A finite float64 from a JSON number (an integer beyond float64's range is refused, not rounded to inf)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FormatError(f"{path}: '{name}' must be a number, got {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise FormatError(f"{path}: '{name}' must be a finite number within float64's range, got {_shown(value)}")
+    return number
 
 
-def _dict(path: Path, raw: dict, name: str) -> dict:
-    value = raw.get(name) or {}
+def _flag(path: Path, raw: dict, name: str) -> bool:
+    """A true/false field (absent or null: false). Strings such as "false" are refused, not read as true."""
+    value = raw.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise FormatError(f"{path}: '{name}' must be true or false, got {_shown(value)}")
+    return value
+
+
+def _patterns(path: Path, raw: dict, name: str) -> dict[str, object]:
+    """``rank_pattern`` / ``alpha_pattern``: an object (or null) whose keys are regexes PEFT can use."""
+    value = raw.get(name)
+    if value is None:
+        return {}
     if not isinstance(value, dict):
-        raise FormatError(f"{path}: '{name}' must be an object of module pattern -> value, got {value!r}")
+        raise FormatError(f"{path}: '{name}' must be an object of module pattern -> value, got {_shown(value)}")
+    for key in value:
+        try:
+            _peft_pattern(key)
+        except (re.error, RecursionError, OverflowError) as e:
+            raise FormatError(f"{path}: {name} key {_shown(key)} is not a valid module pattern ({e})") from None
     return value
 
 
 def _layer_list(path: Path, value: object) -> list[int]:
     values = [value] if isinstance(value, int) else value
     if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise FormatError(f"{path}: 'layers_to_transform' must be an integer or a list of integers, got {value!r}")
+        raise FormatError(f"{path}: 'layers_to_transform' must be an integer or a list of integers, got {_shown(value)}")
     return values
