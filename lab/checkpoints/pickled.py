@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from lab.checkpoints.safetensors_header import check_key
 from lab.errors import FormatError
 
 
@@ -27,7 +28,10 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except RuntimeError as e:
         if "mmap" not in str(e):
             raise FormatError(f"{path}: not a readable PyTorch file ({_first_line(e)}); re-save it") from None
-        obj = _load(path, mmap=False)  # the legacy (pre-zip) format cannot be memory mapped
+        try:
+            obj = _load(path, mmap=False)  # the legacy (pre-zip) format cannot be memory mapped
+        except RuntimeError as e:  # a damaged legacy file fails again, now for its own reason
+            raise FormatError(f"{path}: not a readable PyTorch file ({_first_line(e)}); re-save it") from None
     # Some training scripts wrap the weights: {"state_dict": {...}} or {"model": {...}}.
     if isinstance(obj, dict) and len(obj) == 1:
         (inner,) = obj.values()
@@ -38,7 +42,24 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise FormatError(f"{path}: holds no tensors")
+    for key, tensor in tensors.items():
+        check_key(path, key)
+        _check_dense(path, key, tensor)
     return tensors
+
+
+def _check_dense(path: Path, key: str, tensor: torch.Tensor) -> None:
+    """FormatError for a tensor without plain dense values (``weights_only`` loads sparse, quantized
+    and meta tensors too): reading one as an array would fail mid-run or lose what it means."""
+    if tensor.layout != torch.strided:
+        what = f"a {str(tensor.layout).removeprefix('torch.')} tensor"
+    elif tensor.is_quantized:
+        what = f"quantized ({str(tensor.dtype).removeprefix('torch.')})"
+    elif tensor.is_meta:
+        what = "a meta tensor (a shape without values)"
+    else:
+        return
+    raise FormatError(f"{path}: tensor '{key}' is {what}; lab reads dense tensors: save it dense (e.g. .to_dense(), .dequantize())")
 
 
 def _load(path: Path, mmap: bool) -> object:

@@ -58,8 +58,9 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
         raw = f.read(n)
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(f"{path}: corrupt safetensors header (not JSON: {e}); re-save or re-download it") from None
+    except (ValueError, RecursionError) as e:  # also ints over 4300 digits and too deep nesting
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0]
+        raise FormatError(f"{path}: corrupt safetensors header (not JSON: {reason}); re-save or re-download it") from None
     if not isinstance(header, dict):
         raise FormatError(f"{path}: corrupt safetensors header (not a JSON object); re-save or re-download it")
     buffer = size - 8 - n
@@ -71,21 +72,42 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
     return tensors
 
 
+def check_key(path: Path, key: str) -> None:
+    """FormatError for a tensor name no checkpoint has: control characters (a newline would also
+    split every message that quotes the name) or nothing at all."""
+    if not key or any(ch < " " or ch == "\x7f" for ch in key):
+        raise FormatError(f"{path}: tensor name {key!r} is empty or holds control characters; the file is corrupt")
+
+
+def _count(value: object) -> bool:
+    """A JSON integer that can count bytes or elements (not a bool, a float or a negative)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _entry(path: Path, key: str, entry: object, buffer: int) -> TensorInfo:
-    """One header entry checked for type, size and bounds."""
-    try:
-        dtype = entry["dtype"]
-        shape = tuple(int(d) for d in entry["shape"])
-        begin, end = (int(o) for o in entry["data_offsets"])
-        itemsize = ITEMSIZE[dtype]
-    except (TypeError, KeyError, ValueError):
-        raise FormatError(f"{path}: corrupt safetensors header entry for tensor '{key}'; re-save or re-download it") from None
+    """One header entry checked for type, size and bounds.
+
+    The types are checked as the format defines them (dtype a known name, shape a list of
+    non-negative integers, data_offsets two of them): converting with ``int()`` would take
+    "4" and 4.5, fail on Infinity and let negative dimensions multiply to a valid size.
+    """
+    check_key(path, key)
+    dtype = entry.get("dtype") if isinstance(entry, dict) else None
+    shape = entry.get("shape") if isinstance(entry, dict) else None
+    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+    if (not isinstance(dtype, str) or dtype not in ITEMSIZE or not isinstance(shape, list) or not all(map(_count, shape))
+            or not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_count, offsets))):
+        raise FormatError(
+            f"{path}: corrupt safetensors header entry for tensor '{key}' (expected a known dtype, a shape of "
+            "non-negative integers and two data offsets); re-save or re-download it"
+        )
+    shape, (begin, end), itemsize = tuple(shape), offsets, ITEMSIZE[dtype]
     if end > buffer:
         raise FormatError(
             f"{path}: truncated safetensors file: tensor '{key}' ends at byte {end} of a {buffer}-byte data buffer; "
             "re-save or re-download it"
         )
-    if begin < 0 or end - begin != math.prod(shape) * itemsize:
+    if end - begin != math.prod(shape) * itemsize:
         raise FormatError(
             f"{path}: corrupt safetensors header: tensor '{key}' {dtype}{list(shape)} does not fit offsets [{begin}, {end}]"
         )
