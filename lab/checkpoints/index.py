@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.checkpoints.pickled import load_state_dict
-from lab.checkpoints.safetensors_header import TensorInfo, read_header
+from lab.checkpoints.safetensors_header import TensorInfo, check_key, read_header
 from lab.errors import FormatError
 
 
@@ -42,21 +42,21 @@ class TensorIndex:
 
     @classmethod
     def from_index_json(cls, path: Path) -> TensorIndex:
-        """The index of a sharded checkpoint: ``weight_map`` (key -> shard) checked against the shards."""
+        """The index of a sharded checkpoint: ``weight_map`` (key -> shard) checked against the shards.
+
+        Shard names are file names relative to the index's folder (subfolders allowed) with a
+        weight-file suffix; an absolute name or one climbing out with ``..`` is refused, so the
+        files a run reads (and hashes into its manifest) are the checkpoint's own.
+        """
         path = Path(path)
-        try:
-            weight_map = json.loads(path.read_text())["weight_map"]
-            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-                raise TypeError
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-            raise FormatError(f"{path}: not a valid index (expected JSON with a 'weight_map' of tensor -> shard file)") from None
+        weight_map = _weight_map(path)
         index = cls(files=[path])
         for shard_name in dict.fromkeys(weight_map.values()):  # shards in first-mention order
-            shard = path.parent / shard_name
+            first = next(k for k, v in weight_map.items() if v == shard_name)
+            shard = path.parent / _shard_path(path, shard_name, first)
             if not shard.is_file():
-                first = next(k for k, v in weight_map.items() if v == shard_name)
                 raise FormatError(
-                    f"{path}: shard '{shard_name}' (holding tensor '{first}') is missing; copy the complete checkpoint"
+                    f"{path}: shard {shard_name!r} (holding tensor '{first}') is missing; copy the complete checkpoint"
                 )
             tensors = read_file_tensors(shard)
             for key, name in weight_map.items():
@@ -82,3 +82,35 @@ def read_file_tensors(path: Path) -> dict[str, TensorInfo]:
         key: TensorInfo(key, path, tuple(t.shape), str(t.dtype).removeprefix("torch."), t.is_floating_point())
         for key, t in load_state_dict(path).items()
     }
+
+
+SHARD_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def _weight_map(path: Path) -> dict[str, str]:
+    """The non-empty ``weight_map`` of an index json, every key a tensor name and every value a string."""
+    invalid = f"{path}: not a valid index (expected JSON with a 'weight_map' of tensor -> shard file)"
+    try:
+        raw = json.loads(path.read_bytes())
+    except (ValueError, RecursionError):  # also ints over 4300 digits and too deep nesting
+        raise FormatError(invalid) from None
+    weight_map = raw.get("weight_map") if isinstance(raw, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise FormatError(invalid)
+    if not weight_map:
+        raise FormatError(f"{path}: the 'weight_map' is empty; copy the complete checkpoint")
+    for key in weight_map:
+        check_key(path, key)
+    return weight_map
+
+
+def _shard_path(path: Path, name: str, first: str) -> Path:
+    """``name`` as a relative path inside the index's folder; FormatError naming the index otherwise."""
+    shard = Path(name)
+    if (not name or any(ch < " " or ch == "\x7f" for ch in name) or shard.is_absolute() or ".." in shard.parts
+            or shard.suffix not in SHARD_SUFFIXES):
+        raise FormatError(
+            f"{path}: shard {name!r} (holding tensor '{first}') is not a weight file inside the checkpoint folder; "
+            f"the index names shards by file name ({', '.join(SHARD_SUFFIXES)})"
+        )
+    return shard
