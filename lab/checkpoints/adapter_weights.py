@@ -95,6 +95,8 @@ def check_modules(modules: list[AdapterModule], config: AdapterConfig, weights: 
         for info, axis in ((m.A, 0), (m.B, 1)):
             if len(info.shape) != 2:
                 raise ShapeError(f"{info.file}: tensor '{info.key}' has shape {list(info.shape)}; LoRA factors are 2-D")
+            if not info.floating:  # integer or boolean factors are a damaged or foreign file, not a LoRA
+                raise FormatError(f"{info.file}: tensor '{info.key}' is {info.dtype}; LoRA factors are floating point")
             if info.shape[axis] != r:
                 raise ShapeError(
                     f"{info.file}: tensor '{info.key}' has shape {list(info.shape)} but r = {r} for '{m.module}' "
@@ -102,7 +104,12 @@ def check_modules(modules: list[AdapterModule], config: AdapterConfig, weights: 
                 )
         if config.use_dora:
             if m.magnitude is None:
-                raise FormatError(f"{weights}: use_dora is set but module '{m.module}' has no lora_magnitude_vector")
+                raise FormatError(
+                    f"{weights}: use_dora is set in {config.path.name} but module '{m.module}' has no lora_magnitude_vector; "
+                    "the weights and the config disagree"
+                )
+            if not m.magnitude.floating:
+                raise FormatError(f"{m.magnitude.file}: tensor '{m.magnitude.key}' is {m.magnitude.dtype}; DoRA magnitudes are floating point")
             if m.magnitude.shape != (m.B.shape[0],):
                 raise ShapeError(
                     f"{m.magnitude.file}: tensor '{m.magnitude.key}' has shape {list(m.magnitude.shape)}, "

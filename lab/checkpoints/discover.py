@@ -60,8 +60,8 @@ class Layout:
         if self.format != "full" or self.config is None:
             return None
         try:
-            value = json.loads(self.config.read_text()).get("model_type")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            value = json.loads(self.config.read_bytes()).get("model_type")
+        except (ValueError, RecursionError, AttributeError):  # ValueError: bad JSON, text or a 4300+ digit int
             raise FormatError(f"{self.config}: invalid JSON; fix or re-save the model config") from None
         return value if isinstance(value, str) else None
 
@@ -74,7 +74,7 @@ def find_layout(path: Path) -> Layout | None:
     adapter = next((path / n for n in WEIGHT_NAMES if (path / n).is_file()), None)
     full = next((path / n for n in FULL_NAMES if (path / n).is_file()), None)
     if full is None and adapter is None:  # a lone weight file under another name
-        loose = sorted(path.glob("*.safetensors"))
+        loose = sorted(p for p in path.glob("*.safetensors") if p.is_file())  # a folder named x.safetensors is not one
         if len(loose) > 1:
             raise InputError(f"{path}: several .safetensors files and no index json; pass the one file to analyse")
         full = loose[0] if loose else None
@@ -168,7 +168,7 @@ def _trainer_step(folder: Path) -> tuple[int | None, Path | None]:
     if not state.is_file():
         return None, None
     try:
-        step = json.loads(state.read_text()).get("global_step")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        step = json.loads(state.read_bytes()).get("global_step")
+    except (ValueError, RecursionError, AttributeError):  # ValueError: bad JSON, text or a 4300+ digit int
         raise FormatError(f"{state}: invalid JSON; fix or remove it") from None
     return (step if isinstance(step, int) and not isinstance(step, bool) else None), state
