@@ -2,6 +2,7 @@
 
     python bench/bench_sweep.py                 # fixture (once, ~30 s) + 1 warm-up + 3 interleaved rounds
     python bench/bench_sweep.py --fixture-only  # just make the fixture
+    python bench/bench_sweep.py --repeats 1 --warmup 0   # quickest check: one run of each
     python bench/bench_sweep.py --lab-rev HEAD  # the committed lab package instead of the working tree
 
 Writes bench/results/sweep.json; the fixture and the runs' results live under /tmp/lab-bench/sweep/.
@@ -19,7 +20,10 @@ The measurement: ``lab analyze OUTPUT --base BASE --quiet --overwrite --workers 
 Dask workers; the engine sets BLAS to one thread per worker), one untimed warm-up of each, then
 ``--repeats`` rounds, alternating which goes first. Wall time from process start to exit, so
 Python's start-up and the Dask cluster's start are included (what a user waits for). Speed-up =
-min(W=1) / min(W=2), the medians beside it. Target: ≥ 1.6× on this 2-core machine.
+min(W=1) / min(W=2), the medians beside it. Target: ≥ 1.6× on this 2-core machine. Each run's CPU
+seconds (getrusage of the children: the ``lab`` process and the worker processes it waited for) and
+the load average after it are recorded too: on a machine whose cores other jobs keep busy, two
+workers cannot run faster than one, whatever the engine does.
 
 Equality: every table of the two last runs, read with ``lab.store.open_run(...).table(name)``, is
 compared with pandas ``assert_frame_equal`` (its default tolerance, rtol 1e-5) and also exactly;
@@ -34,6 +38,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -53,6 +59,7 @@ DEFAULT_WORK = Path("/tmp/lab-bench/sweep")
 STEPS = tuple(range(100, 801, 100))
 STEP_SIZE = 3e-3
 RUN = "sweep"
+CPU_LOG: list[dict] = []  # every run: workers, wall and CPU seconds (getrusage of the children), load after
 
 
 def recipe(seed: int) -> dict:
@@ -105,12 +112,17 @@ def has_workers_flag(source: dict) -> bool:
 
 
 def analyze(source: dict, work: Path, workers: int) -> float:
-    """Seconds of one ``lab analyze ... --workers W`` subprocess (raises if it fails)."""
+    """Wall seconds of one ``lab analyze ... --workers W`` subprocess (raises if it fails); its CPU
+    seconds and the load average go to CPU_LOG."""
     cmd = source["cmd"] + ["analyze", str(work / "output"), "--base", str(work / "base"), "--quiet", "--overwrite",
                            "--workers", str(workers), "--out", str(work / f"results-w{workers}"), "--run", RUN]
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=source["env"], cwd=source["cwd"])
     seconds = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU_LOG.append({"workers": workers, "wall_s": seconds, "load_1min": os.getloadavg()[0],
+                    "cpu_s": usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime})
     if done.returncode != 0:
         raise SystemExit(f"bench_sweep: `{' '.join(cmd)}` failed with exit code {done.returncode}:\n"
                          f"{done.stderr[-3000:]}")
@@ -159,6 +171,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=DEFAULT_WORK, help="fixture and results folder (outside the repo)")
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds (each: one run with 1 worker, one with 2)")
+    ap.add_argument("--warmup", type=int, default=1, choices=(0, 1), help="untimed runs of each first (default 1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fixture-only", action="store_true")
     ap.add_argument("--lab-rev", default=None, help="run the lab package of this git revision (default: the working tree)")
@@ -179,8 +192,10 @@ def main() -> None:
         args.out.write_text(json.dumps(result, indent=2))
         raise SystemExit(f"bench_sweep: {result['error']}. The fixture is ready in {args.work}.")
 
-    print("warm-up: one run with each worker count ...", flush=True)
-    warm = {w: analyze(source, args.work, w) for w in (1, 2)}
+    warm = {1: None, 2: None}
+    if args.warmup:
+        print("warm-up: one run with each worker count ...", flush=True)
+        warm = {w: analyze(source, args.work, w) for w in (1, 2)}
     times: dict[int, list[float]] = {1: [], 2: []}
     for i in range(args.repeats):
         for w in ((1, 2) if i % 2 == 0 else (2, 1)):
@@ -189,6 +204,7 @@ def main() -> None:
     timing = {f"workers_{w}": {"min_s": min(ts), "median_s": statistics.median(ts), "runs_s": ts, "warmup_s": warm[w]}
               for w, ts in times.items()}
     result["timing"] = timing
+    result["runs"] = CPU_LOG  # CPU seconds count the Dask worker processes that the run waited for
     result["speedup"] = timing["workers_1"]["min_s"] / timing["workers_2"]["min_s"]
     result["speedup_median"] = timing["workers_1"]["median_s"] / timing["workers_2"]["median_s"]
     result["target"] = 1.6

@@ -136,7 +136,7 @@ def _memory_row(name: str, r: dict) -> str:
     lab = r.get("lab", {})
     what = lab.get("source", "working tree")
     if "commit" in lab:
-        what = f"commit `{lab['commit'][:7]}` ({lab.get('subject', '')[:60]})"
+        what = f"commit `{lab['commit'][:7]}`"
     elif lab.get("head"):
         dirty = len(lab.get("uncommitted_lab_files", []))
         what = f"working tree at `{lab['head'][:7]}`" + (f" + {dirty} uncommitted lab/ files" if dirty else "")
@@ -150,9 +150,12 @@ def _memory_row(name: str, r: dict) -> str:
                                                if again else "")
     cpu = f"{run['cpu_s']:.0f}" if run.get("cpu_s") is not None else "–"
     cpu_ratio = f"{run['cpu_over_floor']:.2f}" if run.get("cpu_over_floor") is not None else "–"
-    return (f"| {what} | `{args}` | {status} | **{run['peak_rss_gb']:.2f}** ({run['peak_anon_rss_gb']:.2f}) | "
-            f"{run['ru_maxrss_children_gb']:.2f} | {run['wall_s']:.0f} | {cpu} | {floor} | "
-            f"{run['wall_over_floor']:.2f} | {cpu_ratio} | `{name}` |")
+    more = "" if status == "complete" else "> "  # a stopped run would have taken longer
+    if run.get("cpu_over_floor") is not None:
+        cpu_ratio = more + cpu_ratio
+    return (f"| {what} | `{args}` | {status} | **{more}{run['peak_rss_gb']:.2f}** ({run['peak_anon_rss_gb']:.2f}) | "
+            f"{run['ru_maxrss_children_gb']:.2f} | {more}{run['wall_s']:.0f} | {cpu} | {floor} | "
+            f"{more}{run['wall_over_floor']:.2f} | {cpu_ratio} | `{name}` |")
 
 
 def memory() -> str:
@@ -221,9 +224,14 @@ def sweep() -> str:
     rows = ["| `--workers` | seconds (min / median) | runs | warm-up run, s |", "|---|---|---|---|"]
     for w in (1, 2):
         x = t[f"workers_{w}"]
-        rows.append(f"| {w} | {_s(x)} | {len(x['runs_s'])} | {x['warmup_s']:.1f} |")
+        warm = "–" if x.get("warmup_s") is None else f"{x['warmup_s']:.1f}"
+        rows.append(f"| {w} | {_s(x)} | {len(x['runs_s'])} | {warm} |")
     verdicts = ", ".join(f"{n} ({v.get('rows', '?')} rows: {'exact' if v.get('exact') else 'equal' if v['equal'] else 'DIFFERENT'}"
                          f"{', after sorting' if v.get('sorted') and v['equal'] else ''})" for n, v in r["tables"].items())
+    if r.get("runs"):
+        rows += ["", "Every run (in order): " + "; ".join(
+            f"{x['workers']} worker(s) {x['wall_s']:.0f} s wall, {x['cpu_s']:.0f} s CPU, load {x['load_1min']:.1f}"
+            for x in r["runs"]) + "."]
     rows += ["", f"Speed-up of 2 workers over 1: **{r['speedup']:.2f}×** (min / min), {r['speedup_median']:.2f}× "
                  f"(median / median); target ≥ {r['target']}×. Tables of the two runs: {verdicts}.", "", _ran_on(r)]
     return "\n".join(rows)
