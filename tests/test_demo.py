@@ -1,21 +1,24 @@
 """`lab demo` in a tiny configuration (one LoRA rank and full fine-tuning, two short steps): the
-fine-tunes are analysed, the valley numbers match an SVD of the checkpoints computed here, the
-cache is reused only when complete and unchanged, and the analysis script reads the runs."""
+fine-tunes are analysed, the valley numbers and the summary match SVDs of the checkpoints computed
+here, both report files are written, cached work is reused only when complete and unchanged (judged
+by the files on disk), and the analysis script reads the runs."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from safetensors.numpy import load_file
 
-from lab.demo import DEMO_MODULES, one_blas_thread, run_demo, valley_summary
+from lab.demo import DEMO_MODULES, one_blas_thread, run_demo
 from lab.finetune.models import minilm_path
-from lab.finetune.train import COMPLETE_FILE
+from lab.finetune.train import COMPLETE_FILE, CONFIG_FILE
 
 TINY = dict(ranks=(4,), full=True, steps=2, save_every=1, batch_size=4, max_length=16, progress=False)
 
@@ -46,69 +49,171 @@ def test_demo_runs_are_complete_and_cover_the_grid(demo):
         assert (demo.finetunes[name] / COMPLETE_FILE).is_file()
 
 
+def _deltas(demo, name: str, step: int) -> dict[str, np.ndarray]:
+    """ΔW of every query/value module of one checkpoint, straight from the files: s·B·A with the
+    adapter config's alpha/r, or W_ft − W_base (full)."""
+    ckpt = demo.finetunes[name] / f"checkpoint-{step}"
+    if name.startswith("lora"):
+        cfg = json.loads((ckpt / "adapter_config.json").read_text())
+        raw = load_file(ckpt / "adapter_model.safetensors")
+        scale = cfg["lora_alpha"] / cfg["r"]
+        modules = sorted(k.removeprefix("base_model.model.").removesuffix(".lora_A.weight") for k in raw if k.endswith(".lora_A.weight"))
+        return {m: scale * raw[f"base_model.model.{m}.lora_B.weight"].astype(np.float64)
+                @ raw[f"base_model.model.{m}.lora_A.weight"].astype(np.float64) for m in modules}
+    base = load_file(minilm_path() / "model.safetensors")
+    tuned = load_file(ckpt / "model.safetensors")
+    return {k.removesuffix(".weight"): tuned[k].astype(np.float64) - base[k].astype(np.float64)
+            for k in sorted(tuned) if re.search(DEMO_MODULES, k.removesuffix(".weight"))}
+
+
 def test_valley_numbers_match_an_svd_of_the_checkpoints(demo):
-    base = {k: v for k, v in load_file(minilm_path() / "model.safetensors").items()}
     for name, run in demo.runs.items():
         summary = run.table("entanglement_summary")
         for step in (1, 2):
-            ckpt = demo.finetunes[name] / f"checkpoint-{step}"
-            rows = summary[(summary.source == "delta") & (summary.step == step)]
-            assert len(rows) == 12
-            if name.startswith("lora"):
-                cfg = json.loads((ckpt / "adapter_config.json").read_text())
-                raw = load_file(ckpt / "adapter_model.safetensors")
-                scale = cfg["lora_alpha"] / cfg["r"]
-            else:
-                tuned = load_file(ckpt / "model.safetensors")
-            for row in rows.itertuples():
-                if name.startswith("lora"):
-                    prefix = f"base_model.model.{row.module}"
-                    delta = scale * raw[f"{prefix}.lora_B.weight"].astype(np.float64) @ raw[f"{prefix}.lora_A.weight"].astype(np.float64)
-                else:
-                    key = f"{row.module}.weight"
-                    delta = tuned[key].astype(np.float64) - base[key].astype(np.float64)
+            rows = summary[(summary.source == "delta") & (summary.step == step)].set_index("module")
+            deltas = _deltas(demo, name, step)
+            assert sorted(rows.index) == sorted(deltas) and len(deltas) == 12
+            for module, delta in deltas.items():
                 expected = _row_col_entropy(delta)
-                assert row.valley_entropy == pytest.approx(expected, abs=1e-6), f"{name} step {step} {row.module}"
+                assert rows.loc[module, "valley_entropy"] == pytest.approx(expected, abs=1e-6), f"{name} step {step} {module}"
                 if name.startswith("lora"):
-                    assert row.valley_entropy <= math.log(4) + 1e-9
+                    assert expected <= math.log(4) + 1e-9
 
 
-def test_summary_table_averages_the_modules(demo):
+def _page_entropy(d_a: int, d_b: int) -> float:
+    """Page's mean entropy for d_A ≤ d_B, summed here term by term (Page 1993)."""
+    d_a, d_b = sorted((d_a, d_b))
+    return float(np.sum(1.0 / np.arange(d_b + 1, d_a * d_b + 1, dtype=np.float64)) - (d_a - 1) / (2 * d_b))
+
+
+def _sigma_entropy(sigma: np.ndarray) -> float:
+    p = np.asarray(sigma, dtype=np.float64) ** 2
+    p = p[p > 0] / p.sum()
+    return float(-np.sum(p * np.log(p)))
+
+
+def test_summary_table_matches_an_independent_computation(demo):
+    """The demo's summary (mean ± std of S at the row|column cut per run and step, ln r, Page, depth)
+    against numpy SVDs of the checkpoint files, Page's sum written out here, and, for the random
+    controls, the entropy of σ² from the singular_values table (another probe's output)."""
+    expected = []
+    for name in demo.runs:
+        for step in (1, 2):
+            entropies = [_row_col_entropy(delta) for delta in _deltas(demo, name, step).values()]
+            r = 4 if name == "lora-r4" else 384
+            expected.append((name, "ΔW", step, r, entropies))
+        sv = demo.runs[name].table("singular_values")
+        for source, what in (("random", "random Gaussian"), ("random_lora", "random B·A")):
+            controls = sv[sv.source == source]
+            if controls.empty:
+                continue
+            entropies = [_sigma_entropy(g.sort_values("index").sigma.to_numpy()) for _, g in controls.groupby("module")]
+            r = 4 if source == "random_lora" else 384
+            expected.append((name, what, None, r, entropies))
     s = demo.summary
-    assert s.equals(valley_summary(list(demo.runs.values())))
+    assert len(s) == len(expected)
+    page = _page_entropy(384, 384)  # ΔW is 384×384: the row|column cut splits 384 | 384
+    for name, what, step, r, entropies in expected:
+        rows = s[(s.run == name) & (s.what == what) & (s.step.isna() if step is None else s.step == step)]
+        assert len(rows) == 1, (name, what, step)
+        row = rows.iloc[0]
+        assert row.modules == len(entropies) and row.rank_bound == r
+        assert row.entropy == pytest.approx(np.mean(entropies), abs=1e-6), (name, what, step)
+        if len(entropies) > 1:
+            assert row.entropy_std == pytest.approx(np.std(entropies, ddof=1), abs=1e-6)
+        assert row.ln_r == pytest.approx(math.log(r), rel=1e-12)
+        assert row.page == pytest.approx(page, rel=1e-9)
+        assert row.depth == pytest.approx(page - np.mean(entropies), abs=1e-6)
+    assert {"random Gaussian", "random B·A"} <= set(s.what)  # both kinds of control are in the summary
     assert (demo.workdir / "summary.csv").is_file()
-    for name, run in demo.runs.items():
-        t = run.table("entanglement_summary")
-        t = t[(t.source == "delta") & (t.step == 2)]
-        row = s[(s.run == name) & (s.what == "ΔW") & (s.step == 2)].iloc[0]
-        assert row.entropy == pytest.approx(t.valley_entropy.mean(), rel=1e-12)
-        assert row.ln_r == pytest.approx(math.log(t.rank_bound.iloc[0]))
-    # the run's random controls are in the summary next to the updates
-    assert {"random Gaussian", "random B·A"} <= set(s.what)
 
 
-def test_report_is_written_when_the_report_module_exists(demo):
-    import importlib
+def test_report_has_both_the_html_and_the_pdf(demo):
+    """Both formats are required: the demo falls back to HTML alone when the PDF writer fails, and
+    that fallback must not pass for a complete report."""
+    from pypdf import PdfReader
 
-    if getattr(importlib.import_module("lab.report"), "write_report", None) is None:
-        assert demo.report == []
-    else:
-        assert demo.report and all(p.is_file() and p.stat().st_size > 0 for p in demo.report)
+    assert sorted(p.suffix for p in demo.report) == [".html", ".pdf"], demo.report
+    html = next(p for p in demo.report if p.suffix == ".html")
+    pdf = next(p for p in demo.report if p.suffix == ".pdf")
+    assert pdf.read_bytes()[:5] == b"%PDF-" and "lora-r4" in html.read_text(encoding="utf-8")
+    text = " ".join(page.extract_text() for page in PdfReader(pdf).pages)
+    assert "lora-r4" in text and "full" in text
 
 
-def test_second_demo_reuses_only_complete_unchanged_work(demo):
-    again = run_demo(demo.workdir, report=False, **TINY)
-    assert sorted(again.reused) == sorted(f"{what}:{name}" for what in ("finetune", "analyze") for name in ("lora-r4", "full"))
+def _files(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file under ``folder`` by relative path: (inode, mtime in ns, size); a rewritten file differs."""
+    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_size)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _snapshot(workdir: Path) -> dict[tuple[str, str], dict]:
+    """Files of each fine-tune and each analysis: {("finetunes" | "results", run name): _files(...)}."""
+    return {(kind, p.name): _files(p) for kind in ("finetunes", "results") for p in sorted((workdir / kind).iterdir())}
+
+
+def _rewritten(before: dict, after: dict) -> set[tuple[str, str]]:
+    return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+
+
+@pytest.fixture
+def workdir_copy(demo, tmp_path):
+    """A copy of the demo's workdir, so that tests which redo parts of it leave the shared one alone."""
+    import shutil
+
+    copy = tmp_path / "demo"
+    shutil.copytree(demo.workdir, copy)
+    return copy
+
+
+def test_second_demo_reuses_complete_unchanged_work(demo, workdir_copy):
+    before = _snapshot(workdir_copy)
+    again = run_demo(workdir_copy, report=False, **TINY)
+    assert _rewritten(before, _snapshot(workdir_copy)) == set()  # no file of a fine-tune or an analysis touched
     assert again.summary.equals(demo.summary)
 
-    # an unfinished fine-tune (no completion marker) is redone, and so is its analysis
-    os.remove(demo.finetunes["full"] / COMPLETE_FILE)
-    third = run_demo(demo.workdir, report=False, **TINY)
-    assert "finetune:full" not in third.reused and "analyze:full" not in third.reused
-    assert "finetune:lora-r4" in third.reused and (demo.finetunes["full"] / COMPLETE_FILE).is_file()
+    # an unfinished fine-tune (no completion marker) is redone, and so is its analysis; the other is kept
+    os.remove(workdir_copy / "finetunes" / "full" / COMPLETE_FILE)
+    before = _snapshot(workdir_copy)
+    third = run_demo(workdir_copy, report=False, **TINY)
+    assert _rewritten(before, _snapshot(workdir_copy)) == {("finetunes", "full"), ("results", "full")}
+    assert (workdir_copy / "finetunes" / "full" / COMPLETE_FILE).is_file()
     # same seed, same weights: the redone fine-tune gives the same valley numbers
-    pd_equal = third.summary.reset_index(drop=True).equals(demo.summary.reset_index(drop=True))
-    assert pd_equal
+    pd.testing.assert_frame_equal(third.summary.reset_index(drop=True), demo.summary.reset_index(drop=True))
+
+
+def test_changed_probes_or_options_are_analysed_again(demo, workdir_copy):
+    # other probes: both analyses are redone with them, the fine-tunes are kept
+    before = _snapshot(workdir_copy)
+    spectra_only = run_demo(workdir_copy, report=False, probes=["spectra"], **TINY)
+    assert _rewritten(before, _snapshot(workdir_copy)) == {("results", "lora-r4"), ("results", "full")}
+    for run in spectra_only.runs.values():
+        assert run.complete and set(run.manifest["options"]["probes"]) == {"deltas", "spectra"}  # deltas: always
+        assert "spectra" in run.tables() and "entanglement" not in run.tables()
+
+    # back to every probe: analysed again, and the tables equal the first analysis's
+    before = _snapshot(workdir_copy)
+    again = run_demo(workdir_copy, report=False, **TINY)
+    assert _rewritten(before, _snapshot(workdir_copy)) == {("results", "lora-r4"), ("results", "full")}
+    pd.testing.assert_frame_equal(again.summary, demo.summary)
+
+    # an analysis made with other options (here: another module pattern in its manifest) is redone
+    manifest = workdir_copy / "results" / "lora-r4" / "manifest.json"
+    recorded = json.loads(manifest.read_text())
+    recorded["options"]["modules"] = r"attention\.self\.query$"
+    manifest.write_text(json.dumps(recorded))
+    before = _snapshot(workdir_copy)
+    run_demo(workdir_copy, report=False, **TINY)
+    assert _rewritten(before, _snapshot(workdir_copy)) == {("results", "lora-r4")}
+    assert json.loads(manifest.read_text())["options"]["modules"] == DEMO_MODULES
+
+    # a fine-tune with other options (another seed) is trained again, and its analysis redone
+    before = _snapshot(workdir_copy)
+    other = run_demo(workdir_copy, report=False, **{**TINY, "full": False}, seed=1)
+    assert _rewritten(before, _snapshot(workdir_copy)) == {("finetunes", "lora-r4"), ("results", "lora-r4")}
+    assert json.loads((workdir_copy / "finetunes" / "lora-r4" / CONFIG_FILE).read_text())["options"]["seed"] == 1
+    mine, first = (s[(s.run == "lora-r4") & (s.what == "ΔW")].entropy.to_numpy() for s in (other.summary, demo.summary))
+    assert mine.shape == first.shape and not np.allclose(mine, first, rtol=0, atol=1e-9)  # other weights, other numbers
 
 
 def test_analysis_script_reports_the_measured_numbers(demo, tmp_path):
