@@ -12,7 +12,7 @@ def tables_markdown() -> str:
     ids = {c.name for c in ID_COLUMNS}
     lines = ["Every table starts with the identifying columns:", "", "| column | type | meaning |", "|---|---|---|"]
     lines += [f"| `{c.name}` | {c.dtype} | {c.description} |" for c in ID_COLUMNS]
-    for table in TABLES.values():
+    for table in sorted(TABLES.values(), key=lambda t: t.order):
         lines += ["", f"**`{table.name}`**: {table.description}", "", "| column | type | meaning |", "|---|---|---|"]
         lines += [f"| `{c.name}` | {c.dtype} | {c.description} |" for c in table.columns if c.name not in ids]
     return "\n".join(lines) + "\n"

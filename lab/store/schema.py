@@ -23,6 +23,7 @@ class Table:
     name: str
     description: str
     columns: tuple[Column, ...]
+    order: int = 0  # declaration order: documents list tables in it, whatever the dict's order
 
     @property
     def names(self) -> list[str]:
@@ -48,7 +49,8 @@ TABLES: dict[str, Table] = {}
 
 def declare(name: str, description: str, *columns: Column, id_columns: bool = True) -> Table:
     """Declare a table (ID columns first unless ``id_columns=False``)."""
-    table = Table(name, description, (ID_COLUMNS if id_columns else ()) + tuple(columns))
+    order = TABLES[name].order if name in TABLES else len(TABLES)
+    table = Table(name, description, (ID_COLUMNS if id_columns else ()) + tuple(columns), order)
     TABLES[name] = table
     return table
 
