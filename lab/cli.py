@@ -65,7 +65,7 @@ def analyze_command(
         help="What the matrix probes analyse: 'delta', 'weight' (the base weights W; needs --base) or 'delta,weight'. "
              "Sets the targets option of every probe that has one.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random controls.")] = 0,
-    corpus: Annotated[Optional[Path], typer.Option(
+    texts: Annotated[Optional[Path], typer.Option(
         help="Texts for probes that run the model (one per line, or .jsonl with a 'text' field); "
              "default: Python's standard-library docstrings.")] = None,
     workers: Annotated[Optional[int], typer.Option(
@@ -94,7 +94,7 @@ def analyze_command(
     result = analyze(
         ckpt, base=base, out=out, run=run, probes=_split(probes), options=parse_assignments(set_ or []),
         modules=modules, allow_nonfinite=allow_nonfinite, overwrite=overwrite, resume=resume, controls=controls,
-        targets=_split(targets), seed=seed, corpus=corpus, workers=workers, scheduler=scheduler, progress=not quiet,
+        targets=_split(targets), seed=seed, texts=texts, workers=workers, scheduler=scheduler, progress=not quiet,
     )
     if not quiet:
         print_summary(result)

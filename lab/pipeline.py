@@ -44,7 +44,7 @@ def analyze(
     controls: bool = False,
     targets: Sequence[str] | None = None,
     seed: int = 0,
-    corpus: str | Path | None = None,
+    texts: str | Path | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     stream_bytes: int | None = STREAM_BYTES,
@@ -71,7 +71,7 @@ def analyze(
     controls : add seeded random matrices of every analysed shape (``source = random``).
     targets : ``"delta"`` and/or ``"weight"`` (the base weight W itself; needs ``base``).
     seed : seed of the random controls.
-    corpus : texts for model-scope probes (one per line, or .jsonl with "text"); default: the
+    texts : a texts file for model-scope probes (one per line, or .jsonl with "text"); default: the
         standard-library docstrings the fine-tuner uses.
     workers, scheduler : run on Dask: ``workers`` local single-threaded worker processes, or an
         existing cluster at ``scheduler`` (``tcp://host:8786``) that sees the same files.
@@ -94,7 +94,9 @@ def analyze(
     checkpoints = [c for p in paths for c in discover(p)]  # validates (and indexes) every input before any work
     _check_names(checkpoints)
     base_model = open_base(base) if base is not None else None
-    corpus = str(Path(corpus).resolve()) if corpus is not None else None
+    corpus = str(Path(texts).resolve()) if texts is not None else None
+    if corpus is not None and not Path(corpus).is_file():
+        raise InputError(f"{texts}: no such texts file (--texts)")
     plan = build_plan(checkpoints, base_model, chosen, modules=modules, allow_nonfinite=allow_nonfinite,
                       controls=controls, seed=seed, stream_bytes=stream_bytes, corpus=corpus)
     name = run or _default_run_name(paths)
