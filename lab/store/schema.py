@@ -146,3 +146,143 @@ declare(
     _c("energy_fraction", "float64", "σ_k² / Σσ²"),
     _c("cumulative_energy", "float64", "Σ_{i≤k} σ_i² / Σσ²"),
 )
+
+
+# ---- minimal semantic units and merges (lab/probes/msu.py, lab/probes/msu_pairs.py, lab/merge) ---
+
+declare(
+    "msu",
+    "one row per adapter module: its LoRA-LEGO minimal semantic units U_i = s·b_i·a_iᵀ (b_i column i of B, a_i row i of A), from the factors",
+    _c("rows", "int64", "rows of ΔW"),
+    _c("cols", "int64", "columns of ΔW"),
+    _c("rank", "int64", "number of units r"),
+    _c("scale", "float64", "the adapter's scale s (PEFT's, rsLoRA and rank/alpha patterns included)"),
+    _c("fro_norm", "float64", "‖ΔW‖_F = √Σ_ij G_ij, G = s²·(BᵀB)∘(AAᵀ) the units' Gram (G_ij = ⟨U_i, U_j⟩_F)"),
+    _c("contribution_sum", "float64", "Σ_i c_i, c_i = |s|·‖b_i‖·‖a_i‖ = ‖U_i‖_F"),
+    _c("contribution_max", "float64", "max_i c_i"),
+    _c("cross_energy", "float64", "(‖ΔW‖²_F − Σ c_i²) / ‖ΔW‖²_F: the part of the energy in cross terms between units (0 when the units are orthogonal)"),
+    _c("effective_units", "float64", "exp of the Shannon entropy of the own shares c_i²/Σc² (1 … r)"),
+    _c("effective_units_ratio", "float64", "effective_units / rank"),
+    _c("cos_a_max", "float64", "largest |cos| between two rows a_i, a_j of A"),
+    _c("cos_a_mean", "float64", "mean |cos| over all pairs of rows of A"),
+    _c("cos_b_max", "float64", "largest |cos| between two columns b_i, b_j of B"),
+    _c("cos_b_mean", "float64", "mean |cos| over all pairs of columns of B"),
+    _c("permutations", "int64", "how many seeded random permutations P of the ranks were tried"),
+    _c("permutation_error_max", "float64", "max over P of ‖s·B·A − s·(BP)(PᵀA)‖_F / ‖ΔW‖_F (QR of the stacked factors; rounding only, ~1e-16)"),
+    _c("permutation_error_mean", "float64", "mean of the same over P"),
+    _c("note", "string", "e.g. a DoRA adapter read with --base is dense: no units"),
+)
+
+declare(
+    "msu_units",
+    "one row per unit of each adapter module (msu probe)",
+    _c("unit", "int64", "rank index i of the unit (0-based, as stored)"),
+    _c("order", "int64", "position of the unit by contribution, descending, from 1"),
+    _c("contribution", "float64", "c_i = |s|·‖b_i‖·‖a_i‖ = ‖U_i‖_F"),
+    _c("b_norm", "float64", "‖b_i‖ (column i of B)"),
+    _c("a_norm", "float64", "‖a_i‖ (row i of A)"),
+    _c("own_share", "float64", "c_i² / Σ_j c_j²: the unit's energy on its own (sums to 1)"),
+    _c("energy_share", "float64", "Gram-weighted share ⟨U_i, ΔW⟩_F / ‖ΔW‖²_F = Σ_j G_ij / Σ_jk G_jk (sums to 1; negative when the unit opposes the rest)"),
+)
+
+
+# ---- activation probes (lab/probes/attention.py, lab/probes/thresholds.py) -------------------------
+
+_HEAD = _c("head", "int64", "attention (query) head index within the layer, from 0")
+_SEQ_LEN = _c("seq_len", "int64", "window length L in tokens")
+_WINDOW = _c("window", "int64", "window index w: tokens w·L … (w+1)·L − 1 of the joined token stream (see the windows table)")
+_ELL = "ℓ = ln min(D_left, D_right), the sites on the smaller side of the cut each counted as ln of its dimension (nats)"
+_ASYMPTOTIC = ("Hu et al. (arXiv 2406.03136)'s bound is asymptotic in L (o(√ln L) admits almost-linear algorithms, Θ(√ln L) "
+               "none sub-quadratic under SETH): a value at one L is a measurement, not a verdict")
+
+declare(
+    "windows",
+    "the token windows the model-running probes used: each text tokenized without special tokens, texts joined by the "
+    "separator token (eos, or sep for BERT-style tokenizers), consecutive windows of exactly L tokens from offset 0, the "
+    "first N; no padding, no masks, the same windows for the base and every checkpoint",
+    _c("probe", "string", "the probe whose seq_len and windows options defined these windows (attention, thresholds)"),
+    _SEQ_LEN,
+    _WINDOW,
+    _c("token_offset", "int64", "offset of the window's first token in the joined stream (= window·seq_len)"),
+    _c("text", "string", "the first 80 characters of the window decoded by the tokenizer"),
+)
+
+declare(
+    "attention_entanglement",
+    "MPS entropy profile of each head's L×L attention probability matrix P on one window (ψ = vec(P)/‖P‖_F over the "
+    "prime-factor sites of L×L, as in the entanglement table): one row per cut. For causal models P is lower-triangular "
+    "(row i attends to i+1 tokens, the first rows are nearly one-hot): the profile is that of a triangular matrix, "
+    "lower than a full one's at the cuts inside the row sites and not symmetric under k ↔ N−k",
+    _HEAD, _SEQ_LEN, _WINDOW,
+    _c("cut", "int64", "cut position k (1 … N−1): k sites on the left; the cut after the row sites separates query from key"),
+    _c("n_sites", "int64", "number of sites N: prime factors of L, twice"),
+    _c("d_left", "int64", "dimension of the left block D_left"),
+    _c("d_right", "int64", "dimension of the right block D_right"),
+    _c("entropy", "float64", "von Neumann entropy of the squared Schmidt values at this cut, nats (0 at every cut for a uniform P, ln L at the row-column cut for the identity)"),
+    _c("renyi2", "float64", "Rényi-2 entropy −ln Σ p², nats"),
+    _c("max_entropy", "float64", "ln min(D_left, D_right): the largest possible entropy, and ℓ of the summary's fits"),
+    _c("page_entropy", "float64", "Page's mean entropy of a random state of dimensions (D_left, D_right)"),
+    _c("base_entropy", "float64", "the base model's entropy at this cut, same layer, head and window"),
+)
+
+declare(
+    "attention_summary",
+    "per (checkpoint, layer, head, L): fits of the windows' mean attention profile S(ℓ), with " + _ELL + ", the no-hair "
+    "comparison with the base on the same windows, and beside it the same kind of numbers inside the weights (that "
+    "layer's q and v) — 'different inside, same outside' (arXiv 2601.06788) read along one row",
+    _HEAD, _SEQ_LEN,
+    _c("windows", "int64", "number of windows averaged"),
+    _c("volume_a", "float64", "intercept a of the volume-law fit S = a + b·ℓ (least squares over cuts), nats"),
+    _c("volume_b", "float64", "slope b of the volume-law fit"),
+    _c("volume_r2", "float64", "R² of the volume-law fit (NaN when S is constant over cuts)"),
+    _c("area_log_a", "float64", "intercept a of the area law with a logarithmic correction S = a + b·ln ℓ, nats"),
+    _c("area_log_b", "float64", "slope b of the area-log fit (the 'attention Cardy formula' coefficient)"),
+    _c("area_log_r2", "float64", "R² of the area-log fit"),
+    _c("better_fit", "string", "the fit with the larger R²: area_log or volume (empty when either R² is undefined)"),
+    _c("base_volume_r2", "float64", "R² of the volume-law fit to the base's mean profile"),
+    _c("base_area_log_r2", "float64", "R² of the area-log fit to the base's mean profile"),
+    _c("base_better_fit", "string", "the base's better fit"),
+    _c("entropy_diff", "float64", "no-hair entropy difference: mean over cuts of |S_tuned − S_base| / S_base of the mean profiles (cuts with S_base = 0 left out)"),
+    _c("attention_tv", "float64", "mean over windows and query rows of the total-variation distance ½‖P_tuned − P_base‖₁ of attention rows (0: the attention did not move, 1: disjoint)"),
+    _c("q_delta_volume_r2", "float64", "R² of the volume-law fit to the profile of this layer's ΔW_q (effective: LoRA/DoRA applied), inside counterpart of volume_r2; empty when ΔW_q = 0"),
+    _c("q_delta_area_r2", "float64", "R² of the area-log fit to ΔW_q's profile"),
+    _c("q_delta_better_fit", "string", "the better fit of ΔW_q's profile"),
+    _c("q_weight_entropy_diff", "float64", "mean over cuts of |S(W_q tuned) − S(W_q base)| / S(W_q base): the inside counterpart of entropy_diff"),
+    _c("q_rel_change", "float64", "‖ΔW_q‖_F / ‖W_q base‖_F: the inside counterpart of attention_tv"),
+    _c("v_delta_volume_r2", "float64", "the same for W_v"),
+    _c("v_delta_area_r2", "float64", "the same for W_v"),
+    _c("v_delta_better_fit", "string", "the same for W_v"),
+    _c("v_weight_entropy_diff", "float64", "the same for W_v"),
+    _c("v_rel_change", "float64", "the same for W_v"),
+)
+
+declare(
+    "thresholds",
+    "Hu et al.'s LoRA complexity norms per (checkpoint, layer, head, L, window) on real inputs X (the attention layer's "
+    "input after its norm); the softmax's 1/√d_head is split evenly between Q and K. " + _ASYMPTOTIC,
+    _HEAD,
+    _c("kv_head", "int64", "the key/value head this query head reads (GQA: head // (heads / kv heads))"),
+    _SEQ_LEN, _WINDOW,
+    _c("d_head", "int64", "head dimension"),
+    _c("gamma_q", "float64", "d_head^(−1/4)·max |X·W_Q_effᵀ + b_Q| over the head's columns: the query projection as run (LoRA/DoRA and bias included)"),
+    _c("gamma_k", "float64", "d_head^(−1/4)·max |X·W_Kᵀ + b_K| over the kv head's columns"),
+    _c("gamma_lora", "float64", "d_head^(−1/4)·max |s·X·A_Qᵀ·B_Qᵀ|: the LoRA term of W_Q alone (empty without an adapter on q)"),
+    _c("gamma_lora_k", "float64", "the same for an adapter on W_K (empty without one)"),
+    _c("gamma_q_rope", "float64", "gamma_q after the rotary position embedding (rotary models only)"),
+    _c("gamma_k_rope", "float64", "gamma_k after the rotary position embedding (rotary models only)"),
+    _c("threshold", "float64", "√ln L, the scale of Θ(√ln L) in the theorem (constants unknown: " + _ASYMPTOTIC + ")"),
+    _c("ratio", "float64", "max(gamma_q, gamma_k) / √ln L: a measurement against the scale, not an efficient/hard verdict"),
+)
+
+declare(
+    "threshold_growth",
+    "per (checkpoint, layer): how the largest gamma grows with L, which is what the asymptotic theorem is about. " + _ASYMPTOTIC,
+    _c("lengths", "int64", "number of window lengths measured"),
+    _c("min_seq_len", "int64", "shortest L"),
+    _c("max_seq_len", "int64", "longest L"),
+    _c("gamma_min_len", "float64", "max over heads and windows of max(gamma_q, gamma_k) at the shortest L"),
+    _c("gamma_max_len", "float64", "the same at the longest L"),
+    _c("slope", "float64", "slope b of the least-squares fit gamma = a + b·√ln L over the measured lengths (NaN with one length)"),
+    _c("intercept", "float64", "intercept a of that fit"),
+    _c("r2", "float64", "R² of that fit"),
+)
