@@ -68,6 +68,12 @@ def analyze_command(
     texts: Annotated[Optional[Path], typer.Option(
         help="Texts for probes that run the model (one per line, or .jsonl with a 'text' field); "
              "default: Python's standard-library docstrings.")] = None,
+    seq_len: Annotated[Optional[str], typer.Option(
+        "--seq-len", help="Window lengths L in tokens for probes that run the model, e.g. 64,128,256 "
+                          "(sets the seq_len option of every probe that has one).")] = None,
+    windows: Annotated[Optional[int], typer.Option(
+        "--windows", help="Number of token windows N per length for probes that run the model "
+                          "(sets the windows option of every probe that has one).", min=1)] = None,
     workers: Annotated[Optional[int], typer.Option(
         help="Run on a local Dask cluster of N single-threaded worker processes.", min=1)] = None,
     scheduler: Annotated[Optional[str], typer.Option(
@@ -94,7 +100,8 @@ def analyze_command(
     result = analyze(
         ckpt, base=base, out=out, run=run, probes=_split(probes), options=parse_assignments(set_ or []),
         modules=modules, allow_nonfinite=allow_nonfinite, overwrite=overwrite, resume=resume, controls=controls,
-        targets=_split(targets), seed=seed, texts=texts, workers=workers, scheduler=scheduler, progress=not quiet,
+        targets=_split(targets), seed=seed, texts=texts, seq_len=_split(seq_len), windows=windows, workers=workers,
+        scheduler=scheduler, progress=not quiet,
     )
     if not quiet:
         print_summary(result)

@@ -45,6 +45,8 @@ def analyze(
     targets: Sequence[str] | None = None,
     seed: int = 0,
     texts: str | Path | None = None,
+    seq_len: Sequence[int] | None = None,
+    windows: int | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     stream_bytes: int | None = STREAM_BYTES,
@@ -73,6 +75,8 @@ def analyze(
     seed : seed of the random controls.
     texts : a texts file for model-scope probes (one per line, or .jsonl with "text"); default: the
         standard-library docstrings the fine-tuner uses.
+    seq_len, windows : window lengths L and number of windows N of the probes that run the model on
+        text (attention, thresholds); set on every probe with that option unless its options set it.
     workers, scheduler : run on Dask: ``workers`` local single-threaded worker processes, or an
         existing cluster at ``scheduler`` (``tcp://host:8786``) that sees the same files.
     stream_bytes : dense updates larger than this (float64 bytes) are read in blocks, never whole.
@@ -89,7 +93,9 @@ def analyze(
     if workers is not None and scheduler is not None:
         raise LabError("pass either --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
     chosen = resolve(probes)
-    probe_options = build_options(chosen, _with_targets(chosen, options, targets))
+    probe_options = build_options(chosen, _with_shared(chosen, options, {
+        "targets": tuple(targets) if targets is not None else None,
+        "seq_len": tuple(seq_len) if seq_len is not None else None, "windows": windows}))
     _check_targets(probe_options, base)
     checkpoints = [c for p in paths for c in discover(p)]  # validates (and indexes) every input before any work
     _check_names(checkpoints)
@@ -142,20 +148,25 @@ def _execute(plan: Plan, work: Work, executor, writer: RunWriter, progress: bool
                 advance(result.label)
 
 
-def _with_targets(chosen: list[Probe], options: Mapping[str, Any] | None, targets: Sequence[str] | None) -> dict:
-    """``options`` with ``targets`` filled in for every probe that has a targets option (unless set)."""
+def _with_shared(chosen: list[Probe], options: Mapping[str, Any] | None, shared: Mapping[str, Any]) -> dict:
+    """``options`` with each ``shared`` value (those not None) set on every probe that has that option.
+
+    A value the probe's own options already give (``--set attention.seq_len=…``) wins over the shared
+    one, so ``--targets``, ``--seq-len`` and ``--windows`` are conveniences, never overrides.
+    """
     import dataclasses
 
     out = dict(options or {})
-    if targets is None:
-        return out
-    for p in chosen:
-        if "targets" in {f.name for f in dataclasses.fields(p.options)}:
-            given = out.get(p.name)
-            if given is None:
-                out[p.name] = {"targets": tuple(targets)}
-            elif isinstance(given, Mapping) and "targets" not in given:
-                out[p.name] = {**given, "targets": tuple(targets)}
+    for key, value in shared.items():
+        if value is None:
+            continue
+        for p in chosen:
+            if key in {f.name for f in dataclasses.fields(p.options)}:
+                given = out.get(p.name)
+                if given is None:
+                    out[p.name] = {key: value}
+                elif isinstance(given, Mapping) and key not in given:
+                    out[p.name] = {**given, key: value}
     return out
 
 

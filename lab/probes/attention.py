@@ -1,0 +1,290 @@
+"""External artificial entanglement: the MPS entropy profile of attention matrices, and "no-hair".
+
+For each layer and head, the attention probability matrix P (L×L, rows sum to 1) of one window
+is read as the state ψ = vec(P)/‖P‖_F on the prime-factor site chain of L×L and given exactly
+the profile of the internal probe (:func:`lab.probes.entanglement.entanglement_profile`): von
+Neumann and Rényi-2 entropies, ln min(D_left, D_right) and Page's value at every cut.
+A uniform P (rank 1) has zero entropy at every cut; the identity has ln L at the row|column cut.
+
+Over the windows' mean profile S(ℓ), with ℓ = ln min(D_left, D_right) (the sites on the smaller
+side of the cut, each counted as ln of its dimension), two least-squares fits:
+
+* volume law  S = a + b·ℓ,
+* area law with a logarithmic correction ("attention Cardy formula")  S = a + b·ln ℓ,
+
+as in "Artificial Entanglement in the Fine-Tuning of Large Language Models" (arXiv 2601.06788),
+which reports the second for attention and claims it is robust to LoRA's hyper-parameters, and
+that LoRA and full fine-tuning differ inside ΔW but not in the attention ("no-hair"). Against the
+base on the same windows: the mean over cuts of |S_tuned − S_base| / S_base, and the mean total
+variation distance ½‖P_tuned − P_base‖₁ of attention rows. Beside them, the same kind of
+numbers inside the weights: the profile fits of that layer's ΔW_q and ΔW_v, the relative entropy
+difference of W_q (W_v) tuned vs base, and ‖ΔW‖_F / ‖W‖_F.
+
+The base runs once per run (:func:`_prepare`); its per-window profiles travel to every
+checkpoint's unit (small), its attention matrices are written once to float32 files that the
+units map from disk (they are L²·heads·layers·windows numbers: too large to ship).
+Attention is reduced layer by layer in a forward hook on each attention module, so only one
+layer's (heads, L, L) matrices of one window are alive at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from lab.errors import InputError
+from lab.probes.entanglement import entanglement_profile
+from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
+from lab.probes.windows import (Window, attention_layers, check_window_options, make_windows, seq_len_field,
+                                window_rows, windows_field)
+
+
+@dataclass(frozen=True)
+class AttentionOptions:
+    """Options of the attention probe."""
+
+    seq_len: tuple[int, ...] = seq_len_field()
+    windows: int = windows_field()
+    cache_dir: str = field_help("folder for the base's attention matrices (float32, read by every checkpoint's unit for "
+                                "the total-variation distance; on a Dask cluster every worker must see it); "
+                                "empty: the system's temporary folder", default="")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seq_len", check_window_options(self.seq_len, self.windows))
+
+
+# ---- pure functions -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Fit:
+    """Least squares S = a + b·x: intercept a, slope b and R² (NaN where undefined)."""
+
+    intercept: float
+    slope: float
+    r2: float
+
+
+def least_squares(x: np.ndarray, y: np.ndarray) -> Fit:
+    """Fit y = a + b·x over the finite points; R² = 1 − SS_res/SS_tot (NaN when y is constant)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 2 or np.ptp(x) == 0.0:
+        return Fit(float("nan"), float("nan"), float("nan"))
+    b, a = np.polyfit(x, y, 1)
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    ss_res = float(((y - (a + b * x)) ** 2).sum())
+    return Fit(float(a), float(b), 1.0 - ss_res / ss_tot if ss_tot > 0.0 else float("nan"))
+
+
+def fit_laws(ell: np.ndarray, entropy: np.ndarray) -> tuple[Fit, Fit, str | None]:
+    """(volume fit S = a + b·ℓ, area-log fit S = a + b·ln ℓ, which has the larger R²: "volume"/"area_log")."""
+    ell = np.asarray(ell, np.float64)
+    volume = least_squares(ell, entropy)
+    area = least_squares(np.log(ell), entropy)
+    if not (np.isfinite(volume.r2) and np.isfinite(area.r2)):
+        return volume, area, None
+    return volume, area, "area_log" if area.r2 > volume.r2 else "volume"
+
+
+def relative_difference(tuned: np.ndarray, base: np.ndarray) -> float:
+    """Mean over cuts of |S_tuned − S_base| / S_base (cuts where S_base = 0 are left out; NaN if none)."""
+    base = np.asarray(base, np.float64)
+    ok = base > 0.0
+    if not ok.any():
+        return float("nan")
+    return float(np.mean(np.abs(np.asarray(tuned)[ok] - base[ok]) / base[ok]))
+
+
+def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """½‖p − q‖₁ of each row (last axis) of two stacks of probability rows."""
+    return 0.5 * np.abs(np.asarray(p, np.float64) - np.asarray(q, np.float64)).sum(axis=-1)
+
+
+# ---- running the model ----------------------------------------------------------------------------
+
+def run_attention(model, windows: list[Window], on_layer: Callable[[Window, int, np.ndarray], None]) -> None:
+    """Run ``model`` on each window; ``on_layer(window, layer, P)`` gets each layer's (heads, L, L) P.
+
+    P is the eager attention's probability output (float64 copy), taken in a forward hook on the
+    attention module and dropped after the call, so one layer of one window is alive at a time.
+    """
+    import torch
+
+    layers = attention_layers(model)
+    current: list[Window] = []
+
+    def hook(layer: int):
+        def fn(module, args, output):
+            weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+            if weights is None:
+                raise InputError(f"{type(module).__name__} returned no attention probabilities; the model must run "
+                                 "with eager attention")
+            on_layer(current[0], layer, weights[0].detach().to(torch.float64).numpy())
+        return fn
+
+    handles = [a.module.register_forward_hook(hook(a.layer)) for a in layers]
+    try:
+        with torch.no_grad():
+            for w in windows:
+                current[:] = [w]
+                model(input_ids=torch.tensor([w.ids], dtype=torch.long))
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _cache_folder(options: AttentionOptions) -> Path:
+    root = Path(options.cache_dir) if options.cache_dir else Path(tempfile.gettempdir())
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="lab-attention-base-", dir=root))
+
+
+def _prepare(base, options: AttentionOptions, ctx: ProbeContext) -> dict[str, Any]:
+    """The base on the run's windows, once: windows, per-window profiles, attention matrices on disk."""
+    tok = base.tokenizer()
+    windows = make_windows(tok, base.texts(), options.seq_len, options.windows)
+    model = base.load()
+    n_layers = len(attention_layers(model))
+    heads = int(model.config.num_attention_heads)
+    folder = _cache_folder(options)
+    maps = {L: np.lib.format.open_memmap(folder / f"attention-L{L}.npy", mode="w+", dtype=np.float32,
+                                         shape=(options.windows, n_layers, heads, L, L)) for L in options.seq_len}
+    profiles: dict[tuple[int, int, int, int], np.ndarray] = {}  # (L, window, layer, head) -> entropy per cut
+    order = {a.layer: i for i, a in enumerate(attention_layers(model))}
+
+    def on_layer(w: Window, layer: int, P: np.ndarray) -> None:
+        maps[w.seq_len][w.index, order[layer]] = P
+        for h in range(P.shape[0]):
+            profiles[(w.seq_len, w.index, layer, h)] = entanglement_profile(P[h]).entropy
+
+    run_attention(model, windows, on_layer)
+    for m in maps.values():
+        m.flush()
+    weights = folder / "weights.npz"  # the base's q and v, for the inside comparison (too large to ship)
+    np.savez(weights, **{f"{role}{layer}": w for layer, qv in _qv_weights(model).items() for role, w in qv.items()})
+    return {"windows": windows, "profiles": profiles, "files": {L: str(folder / f"attention-L{L}.npy") for L in maps},
+            "order": order, "weights": str(weights)}
+
+
+def _effective_weight(linear) -> tuple[np.ndarray, np.ndarray]:
+    """(W_eff, bias) of a projection as the model runs it: rows of module(I) − module(0), float64.
+
+    Exact for anything linear in its input: a plain Linear, PEFT's LoRA (W + s·B·A) and DoRA
+    (magnitude-rescaled) layers in eval mode.
+    """
+    import torch
+
+    d_in = int(getattr(linear, "in_features", None) or linear.weight.shape[1])
+    with torch.no_grad():
+        zero = linear(torch.zeros(1, d_in)).to(torch.float64)
+        out = linear(torch.eye(d_in)).to(torch.float64) - zero
+    return out.T.numpy(), zero[0].numpy()
+
+
+def _qv_weights(model) -> dict[int, dict[str, np.ndarray]]:
+    return {a.layer: {"q": _effective_weight(a.q)[0], "v": _effective_weight(a.v)[0]} for a in attention_layers(model)}
+
+
+def _internal(tuned: dict[str, np.ndarray], base: dict[str, np.ndarray] | None) -> dict[str, Any]:
+    """The inside numbers of one layer for q and v: ΔW profile fits, W's profile change, ‖ΔW‖_F/‖W‖_F."""
+    out: dict[str, Any] = {}
+    for role in ("q", "v"):
+        keys = [f"{role}_delta_volume_r2", f"{role}_delta_area_r2", f"{role}_delta_better_fit",
+                f"{role}_weight_entropy_diff", f"{role}_rel_change"]
+        if base is None:
+            out.update(dict.fromkeys(keys))
+            continue
+        w_t, w_b = tuned[role], base[role]
+        delta = w_t - w_b
+        norm = float(np.linalg.norm(delta))
+        if norm == 0.0:
+            out.update(dict.fromkeys(keys[:3]))
+        else:
+            p = entanglement_profile(delta)
+            volume, area, better = fit_laws(p.max_entropy, p.entropy)
+            out.update({keys[0]: volume.r2, keys[1]: area.r2, keys[2]: better})
+        out[keys[3]] = relative_difference(entanglement_profile(w_t).entropy, entanglement_profile(w_b).entropy)
+        out[keys[4]] = norm / float(np.linalg.norm(w_b))
+    return out
+
+
+def _run(subject, options: AttentionOptions, ctx: ProbeContext) -> Rows:
+    prepared = subject.prepared
+    if prepared is None:
+        raise InputError("the attention probe compares every checkpoint with the base: pass --base BASE")
+    windows: list[Window] = prepared["windows"]
+    maps = {}
+    for L, path in prepared["files"].items():
+        if not os.path.exists(path):
+            raise InputError(f"{path}: the base's attention matrices are not visible here; set --set attention.cache_dir "
+                             "to a folder every worker sees")
+        maps[L] = np.load(path, mmap_mode="r")
+    order = prepared["order"]
+    model = subject.load()
+    ent_rows: list[dict] = []
+    sums: dict[tuple[int, int, int], list] = {}  # (L, layer, head) -> [Σ tuned profile, Σ base profile, Σ tv, n]
+    sites_of: dict[int, Any] = {}
+
+    def on_layer(w: Window, layer: int, P: np.ndarray) -> None:
+        base_P = np.asarray(maps[w.seq_len][w.index, order[layer]], dtype=np.float64)
+        tv = total_variation(P, base_P).mean(axis=-1)  # per head: mean over rows
+        for h in range(P.shape[0]):
+            p = entanglement_profile(P[h])
+            sites_of[w.seq_len] = p
+            base_s = prepared["profiles"][(w.seq_len, w.index, layer, h)]
+            for i, k in enumerate(p.cuts):
+                ent_rows.append({"layer": layer, "head": h, "seq_len": w.seq_len, "window": w.index, "cut": int(k),
+                                 "n_sites": p.sites.n_sites, "d_left": int(p.d_left[i]), "d_right": int(p.d_right[i]),
+                                 "entropy": float(p.entropy[i]), "renyi2": float(p.renyi2[i]),
+                                 "max_entropy": float(p.max_entropy[i]), "page_entropy": float(p.page_entropy[i]),
+                                 "base_entropy": float(base_s[i])})
+            acc = sums.setdefault((w.seq_len, layer, h), [0.0, 0.0, 0.0, 0])
+            acc[0] = acc[0] + p.entropy
+            acc[1] = acc[1] + base_s
+            acc[2] += float(tv[h])
+            acc[3] += 1
+
+    run_attention(model, windows, on_layer)
+    internal = _internal_by_layer(subject, model, prepared)
+    summary = []
+    for (L, layer, h), (s_t, s_b, tv, n) in sums.items():
+        p = sites_of[L]
+        mean_t, mean_b = s_t / n, s_b / n
+        volume, area, better = fit_laws(p.max_entropy, mean_t)
+        b_volume, b_area, b_better = fit_laws(p.max_entropy, mean_b)
+        summary.append({"layer": layer, "head": h, "seq_len": L, "windows": n,
+                        "volume_a": volume.intercept, "volume_b": volume.slope, "volume_r2": volume.r2,
+                        "area_log_a": area.intercept, "area_log_b": area.slope, "area_log_r2": area.r2,
+                        "better_fit": better, "base_volume_r2": b_volume.r2, "base_area_log_r2": b_area.r2,
+                        "base_better_fit": b_better, "entropy_diff": relative_difference(mean_t, mean_b),
+                        "attention_tv": tv / n, **internal.get(layer, _internal({}, None))})
+    tok = subject.tokenizer()
+    return {"windows": window_rows(tok, windows, "attention"), "attention_entanglement": ent_rows,
+            "attention_summary": summary}
+
+
+def _internal_by_layer(subject, model, prepared) -> dict[int, dict[str, Any]]:
+    tuned = _qv_weights(model)
+    with np.load(prepared["weights"]) as saved:
+        base = {layer: {role: saved[f"{role}{layer}"] for role in ("q", "v")} for layer in tuned
+                if f"q{layer}" in saved.files}
+    return {layer: _internal(w, base.get(layer)) for layer, w in tuned.items()}
+
+
+register(Probe(
+    name="attention",
+    tables=("windows", "attention_entanglement", "attention_summary"),
+    run=_run,
+    scope="model",
+    options=AttentionOptions,
+    default=False,
+    prepare=_prepare,
+    description="entropy profile of every head's attention matrix on fixed token windows, area vs volume law fits, and "
+                "the no-hair comparison with the base (needs --base and a tokenizer; runs the models on text)",
+))
