@@ -185,6 +185,23 @@ declare(
     _c("energy_share", "float64", "Gram-weighted share ⟨U_i, ΔW⟩_F / ‖ΔW‖²_F = Σ_j G_ij / Σ_jk G_jk (sums to 1; negative when the unit opposes the rest)"),
 )
 
+declare(
+    "msu_pairs",
+    "one row per module shared by several adapters of the run (msu_pairs, group scope): concatenation vs summation and the cross terms of index-wise averaging",
+    _c("members", "string", "the adapters (checkpoints) that have this module, comma-separated, in run order; the checkpoint column joins them with '+'"),
+    _c("n_members", "int64", "number of adapters J compared"),
+    _c("ranks", "string", "each member's rank r_j, comma-separated ('dense' for a dense member)"),
+    _c("scales", "string", "each member's scale s_j, comma-separated"),
+    _c("mean_fro_norm", "float64", "‖T‖_F of the exact mean update T = (1/J)·Σ_j s_j B_j A_j"),
+    _c("concat_sum_error", "float64", "‖[B_1 … B_J]·[s_1 A_1; …; s_J A_J] − Σ_j s_j B_j A_j‖_F / ‖Σ_j s_j B_j A_j‖_F: zero in exact arithmetic (concatenation = summation, any ranks and scales), rounding only"),
+    _c("cross_term_error", "float64", "‖B̃·Ã − T‖_F / ‖T‖_F for PEFT's 'linear' index-wise average B̃ = Σ_j √(s_j/J)·B_j, Ã = Σ_j √(s_j/J)·A_j (signs on Ã): the cross terms (1/J)·Σ_{j≠k} √(s_j s_k)·B_j A_k, FLoRA's aggregation noise; empty when the ranks differ"),
+    _c("permutations", "int64", "how many seeded random permutations of every adapter's ranks were tried"),
+    _c("cross_term_error_mean", "float64", "mean of cross_term_error over the permutations (each adapter's ranks permuted independently: every update is unchanged, the index-wise average is not)"),
+    _c("cross_term_error_min", "float64", "smallest cross_term_error over the permutations"),
+    _c("cross_term_error_max", "float64", "largest cross_term_error over the permutations"),
+    _c("note", "string", "why a measure is empty: heterogeneous ranks, dense members"),
+)
+
 
 # ---- activation probes (lab/probes/attention.py, lab/probes/thresholds.py) -------------------------
 

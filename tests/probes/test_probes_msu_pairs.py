@@ -1,0 +1,62 @@
+"""msu_pairs (group scope) on real adapters of one base, against numpy on PEFT's own updates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from peft import LoraConfig, get_peft_model
+
+import builders
+import lab
+from lab.checkpoints import discover, iter_deltas
+from lab.probes.msu_pairs import concat_sum_error, cross_term_error, permuted_cross_term_errors
+
+
+def _adapter(path, seed, **config):
+    config.setdefault("target_modules", ["q_proj", "v_proj"])
+    model = get_peft_model(builders.tiny_llama(seed=0), LoraConfig(**config))
+    builders.randomize_lora(model, seed=seed)
+    model.save_pretrained(path)
+    return path
+
+
+def _factors(path):
+    return {d.module: d.factors for d in iter_deltas(discover(path)[0])}
+
+
+def test_concatenation_is_summation_and_averaging_has_cross_terms(tmp_path):
+    a = _factors(_adapter(tmp_path / "a", 1, r=4, lora_alpha=8))
+    b = _factors(_adapter(tmp_path / "b", 2, r=4, lora_alpha=4, use_rslora=True))
+    c = _factors(_adapter(tmp_path / "c", 3, r=7, lora_alpha=3))
+    for module in a:
+        fs = [a[module], b[module], c[module]]  # heterogeneous ranks and mixed scales
+        assert concat_sum_error(fs) < 1e-14
+        pair = [a[module], b[module]]
+        exact = (pair[0].to_dense() + pair[1].to_dense()) / 2
+        s = [f.scale for f in pair]
+        linear = sum(np.sqrt(sj / 2) * f.B for sj, f in zip(s, pair)) @ sum(np.sqrt(sj / 2) * f.A for sj, f in zip(s, pair))
+        want = np.linalg.norm(linear - exact) / np.linalg.norm(exact)
+        assert cross_term_error(pair) == pytest.approx(want, rel=1e-9)
+        assert want > 0.1  # independent adapters: the cross terms are of the size of the update
+        spread = permuted_cross_term_errors(pair, 8, seed=0)
+        assert spread.max() - spread.min() > 1e-3  # the error depends on the arbitrary rank order
+
+
+def test_msu_pairs_through_analyze_union_and_heterogeneous(tmp_path):
+    a = _adapter(tmp_path / "a", 1, r=4, lora_alpha=8)
+    b = _adapter(tmp_path / "b", 2, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"])
+    c = _adapter(tmp_path / "c", 3, r=6, lora_alpha=8, target_modules=["o_proj", "q_proj"])
+    run = lab.analyze([a, b, c], out=tmp_path / "out", probes=["msu_pairs"], options={"msu_pairs": {"permutations": 4}},
+                      progress=False)
+    t = run.table("msu_pairs").set_index("module")
+    q = t.loc["model.layers.0.self_attn.q_proj"]
+    assert q.members == "a,b,c" and q.ranks == "4,4,6" and np.isnan(q.cross_term_error) and "ranks differ" in q.note
+    assert q.concat_sum_error < 1e-14
+    v = t.loc["model.layers.0.self_attn.v_proj"]
+    assert v.members == "a,b" and v.cross_term_error > 0.1 and v.permutations == 4
+    assert v.cross_term_error_min <= v.cross_term_error_mean <= v.cross_term_error_max
+    o = t.loc["model.layers.1.self_attn.o_proj"]
+    assert o.members == "b,c"
+    fa, fb = _factors(a)["model.layers.1.self_attn.v_proj"], _factors(b)["model.layers.1.self_attn.v_proj"]
+    mean = (fa.to_dense() + fb.to_dense()) / 2
+    assert t.loc["model.layers.1.self_attn.v_proj", "mean_fro_norm"] == pytest.approx(np.linalg.norm(mean), rel=1e-10)
