@@ -2,7 +2,7 @@
 
 from lab.probes import inventory  # noqa: F401  (the deltas table)
 from lab.probes import entanglement, spectra  # noqa: F401
-from lab.probes import attention  # noqa: F401  (model scope: runs the models on text)
+from lab.probes import attention, thresholds  # noqa: F401  (model scope: they run the models on text)
 from lab.probes import msu, msu_pairs  # noqa: F401  (minimal semantic units, single and group scope)
 from lab.probes.registry import Probe, ProbeContext, available, register, resolve
 

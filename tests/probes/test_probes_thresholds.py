@@ -1,0 +1,181 @@
+"""The thresholds probe against numpy computations from the saved files: a tiny LLaMA with GQA and
+RoPE (base and a LoRA adapter on q, k, v), a tiny BERT with biases and the MiniLM tokenizer; the
+hooked projection input times Wᵀ + b is the projection's output; the growth fit; --seq-len and
+--windows through the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from safetensors.numpy import load_file
+from typer.testing import CliRunner
+
+import builders
+import lab
+from lab.engine.subjects import ModelSubject
+from lab.probes.thresholds import growth_rows
+from lab.probes.windows import make_windows
+from test_probes_attention import texts_file, word_tokenizer
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("thr")
+    base = builders.save(builders.tiny_llama(seed=0), root / "base")
+    word_tokenizer(base)
+    model = get_peft_model(builders.tiny_llama(seed=0),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj"]))
+    builders.randomize_lora(model, seed=9, std=0.3)
+    model.save_pretrained(root / "lora")
+    texts, _ = texts_file(root / "texts.txt", n=16, seed=1)
+    return {"root": root, "base": base, "lora": root / "lora", "texts": texts}
+
+
+def _rope(x, theta):
+    """RoPE of (positions, heads, d) in numpy, the half-split convention (rotate_half) LLaMA uses."""
+    L, _, d = x.shape
+    inv = 1.0 / theta ** (np.arange(0, d, 2, dtype=np.float64) / d)
+    ang = np.arange(L, dtype=np.float64)[:, None] * inv[None]
+    cos, sin = np.cos(np.concatenate([ang, ang], -1))[:, None], np.sin(np.concatenate([ang, ang], -1))[:, None]
+    rot = np.concatenate([-x[..., d // 2:], x[..., :d // 2]], -1)
+    return x * cos + rot * sin
+
+
+def _expected(inputs, adapter: bool, windows):
+    """gamma rows by hand: hidden states from the model, RMSNorm, W_Q/W_K (+ s·B·A) from the files, RoPE in numpy."""
+    cfg = json.loads((inputs["base"] / "config.json").read_text())
+    heads, kv, d = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    theta = (cfg.get("rope_parameters") or {}).get("rope_theta", cfg.get("rope_theta", 10000.0))
+    w = load_file(str(inputs["base"] / "model.safetensors"))
+    subject = (ModelSubject("lora", None, inputs["lora"], "adapter", base=inputs["base"]) if adapter
+               else ModelSubject("base", None, inputs["base"], "base"))
+    model = subject.load()
+    if adapter:
+        ad = load_file(str(inputs["lora"] / "adapter_model.safetensors"))
+        acfg = json.loads((inputs["lora"] / "adapter_config.json").read_text())
+        s = acfg["lora_alpha"] / acfg["r"]
+    out = {}
+    for win in windows:
+        with torch.no_grad():
+            hidden = model(input_ids=torch.tensor([win.ids]), output_hidden_states=True).hidden_states
+        for layer in range(cfg["num_hidden_layers"]):
+            h = hidden[layer][0].double().numpy()
+            norm = w[f"model.layers.{layer}.input_layernorm.weight"].astype(np.float64)
+            X = h / np.sqrt((h * h).mean(-1, keepdims=True) + cfg["rms_norm_eps"]) * norm
+            proj, lora = {}, {}
+            for r in ("q", "k"):
+                W = w[f"model.layers.{layer}.self_attn.{r}_proj.weight"].astype(np.float64)
+                proj[r] = X @ W.T
+                if adapter:
+                    pre = f"base_model.model.model.layers.{layer}.self_attn.{r}_proj"
+                    lora[r] = s * X @ ad[f"{pre}.lora_A.weight"].astype(np.float64).T @ ad[f"{pre}.lora_B.weight"].astype(np.float64).T
+                    proj[r] = proj[r] + lora[r]
+            q = proj["q"].reshape(len(win.ids), heads, d)
+            k = proj["k"].reshape(len(win.ids), kv, d)
+            qr, kr = _rope(q, theta), _rope(k, theta)
+            for head in range(heads):
+                g = head // (heads // kv)
+                row = {"gamma_q": np.abs(q[:, head]).max() * d ** -0.25, "gamma_k": np.abs(k[:, g]).max() * d ** -0.25,
+                       "gamma_q_rope": np.abs(qr[:, head]).max() * d ** -0.25,
+                       "gamma_k_rope": np.abs(kr[:, g]).max() * d ** -0.25}
+                if adapter:
+                    row["gamma_lora"] = np.abs(lora["q"].reshape(-1, heads, d)[:, head]).max() * d ** -0.25
+                    row["gamma_lora_k"] = np.abs(lora["k"].reshape(-1, kv, d)[:, g]).max() * d ** -0.25
+                out[(win.seq_len, win.index, layer, head)] = row
+    return out
+
+
+def test_gamma_on_a_tiny_llama_equals_numpy_from_the_saved_weights_with_and_without_an_adapter(tmp_path, inputs):
+    run = lab.analyze([inputs["lora"], inputs["base"]], base=inputs["base"], out=tmp_path, run="r", probes=["thresholds"],
+                      texts=inputs["texts"], seq_len=[8, 16], windows=2, progress=False)
+    table = run.table("thresholds")
+    windows = make_windows(ModelSubject("b", None, inputs["base"], "base").tokenizer(),
+                           ModelSubject("b", None, inputs["base"], "base", corpus=inputs["texts"]).texts(), (8, 16), 2)
+    for name, adapter in (("lora", True), ("base", False)):
+        want = _expected(inputs, adapter, windows)
+        rows = table[table.checkpoint == name]
+        assert len(rows) == len(want) == 2 * 2 * 2 * 4
+        for r in rows.itertuples():
+            exp = want[(r.seq_len, r.window, r.layer, r.head)]
+            for col, value in exp.items():
+                assert getattr(r, col) == pytest.approx(value, rel=1e-5), col
+            assert r.kv_head == r.head // 2
+            assert r.threshold == pytest.approx(math.sqrt(math.log(r.seq_len)))
+            assert r.ratio == pytest.approx(max(exp["gamma_q"], exp["gamma_k"]) / math.sqrt(math.log(r.seq_len)))
+        if not adapter:
+            assert rows.gamma_lora.isna().all() and rows.gamma_lora_k.isna().all()
+    growth = run.table("threshold_growth")
+    assert len(growth) == 2 * 2 and (growth.lengths == 2).all()
+    for g in growth.itertuples():
+        rows = table[(table.checkpoint == g.checkpoint) & (table.layer == g.layer)]
+        peak = [rows[rows.seq_len == L][["gamma_q", "gamma_k"]].to_numpy().max() for L in (8, 16)]
+        slope = (peak[1] - peak[0]) / (math.sqrt(math.log(16)) - math.sqrt(math.log(8)))
+        assert g.slope == pytest.approx(slope, rel=1e-9)
+
+
+def test_hooked_input_times_w_plus_bias_is_the_projection_output_of_a_lora_bert(tmp_path):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from lab.finetune.models import minilm_path
+
+    tok = AutoTokenizer.from_pretrained(minilm_path())
+    torch.manual_seed(0)
+    base = BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                num_attention_heads=4, max_position_embeddings=64))
+    base.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    peft = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["query", "value"]))
+    builders.randomize_lora(peft, seed=4, std=0.3)
+    peft.save_pretrained(tmp_path / "lora")
+    model = ModelSubject("lora", None, tmp_path / "lora", "adapter", base=tmp_path / "base").load()
+    seen = {}
+    query = model.base_model.model.encoder.layer[1].attention.self.query
+    handle = query.register_forward_hook(lambda m, a, o: seen.update(x=a[0][0].double().numpy(), y=o[0].double().numpy()))
+    ids = tok("the heads attend to every token of this short text", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        model(input_ids=torch.tensor([ids]))
+    handle.remove()
+    w = load_file(str(tmp_path / "base" / "model.safetensors"))
+    ad = load_file(str(tmp_path / "lora" / "adapter_model.safetensors"))
+    pre = "base_model.model.encoder.layer.1.attention.self.query"
+    key = "encoder.layer.1.attention.self.query"
+    W = w[f"{key}.weight"].astype(np.float64) + 2.0 * ad[f"{pre}.lora_B.weight"].astype(np.float64) @ ad[f"{pre}.lora_A.weight"].astype(np.float64)
+    b = w[f"{key}.bias"].astype(np.float64)
+    assert seen["x"] @ W.T + b == pytest.approx(seen["y"], abs=1e-5)
+    # and the probe's gamma_q of that layer is the max of that output per head, scaled by d_head^(-1/4)
+    texts = tmp_path / "t.txt"
+    texts.write_text("the heads attend to every token of this short text\nand a second line of words\n")
+    run = lab.analyze(tmp_path / "lora", base=tmp_path / "base", out=tmp_path / "out", run="r", probes=["thresholds"],
+                      texts=texts, seq_len=[len(ids)], windows=1, progress=False)
+    rows = run.table("thresholds")
+    rows = rows[rows.layer == 1].sort_values("head")
+    want = np.abs(seen["y"].reshape(len(ids), 4, 8)).max(axis=(0, 2)) * 8 ** -0.25
+    assert rows.gamma_q.to_numpy() == pytest.approx(want, rel=1e-5)
+    assert rows.gamma_q_rope.isna().all()  # BERT has absolute positions, no rotary variant
+
+
+def test_growth_fit_recovers_a_synthetic_slope():
+    rows = [{"layer": 0, "seq_len": L, "gamma_q": 0.5 + 1.7 * math.sqrt(math.log(L)) - 0.1 * h, "gamma_k": 0.0}
+            for L in (16, 64, 256) for h in range(3)]
+    (g,) = growth_rows(rows)
+    assert (g["slope"], g["intercept"], g["r2"]) == pytest.approx((1.7, 0.5, 1.0), abs=1e-10)
+
+
+def test_seq_len_and_windows_from_the_cli_reach_every_probe_that_has_them(tmp_path, inputs):
+    from lab.cli import app
+
+    result = CliRunner().invoke(app, ["analyze", str(inputs["lora"]), "--base", str(inputs["base"]), "--out", str(tmp_path),
+                                      "--run", "r", "--probes", "attention,thresholds", "--texts", str(inputs["texts"]),
+                                      "--seq-len", "8", "--windows", "1", "--set", "thresholds.windows=2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    options = json.loads((tmp_path / "r" / "manifest.json").read_text())["options"]["probe_options"]
+    assert options["attention"]["seq_len"] == [8] and options["attention"]["windows"] == 1
+    assert options["thresholds"]["seq_len"] == [8] and options["thresholds"]["windows"] == 2  # --set wins
+    bad = CliRunner().invoke(app, ["analyze", str(inputs["lora"]), "--base", str(inputs["base"]), "--out", str(tmp_path),
+                                   "--run", "bad", "--probes", "thresholds", "--seq-len", "8,x", "--quiet"])
+    assert bad.exit_code == 2 and "seq_len" in bad.output
