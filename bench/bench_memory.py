@@ -5,11 +5,13 @@
     python bench/bench_memory.py --no-run               # the floor alone (~1 min)
     python bench/bench_memory.py --lab-rev c60d635      # the lab package of a commit (before/after a rewrite)
     python bench/bench_memory.py --refloor bench/results/memory.json   # the floor again, the run kept
+    python bench/bench_memory.py --reread bench/results/memory.json    # the run folder's unit timings again
 
 Writes bench/results/memory.json (memory_<extra args and rev>.json with arguments passed through or
 --lab-rev); lab's results and logs go to /tmp/lab-bench/memory-out/.
 
-What is measured, in this order:
+What is measured (the read floor first, which also warms the page cache for the run; then the
+run; then the eigensolves, so that this process is still small when it forks the run):
 
 1. **Read floor.** Whether the page cache holds the checkpoints (``mincore`` on every
    safetensors file, before anything is read), then one warm-up pass and one timed pass reading
@@ -37,17 +39,20 @@ What is measured, in this order:
    descendants, summed (peak recorded; with Dask workers they are children of the ``lab``
    process), and the same sum less each process's file-backed shared pages (``rss − shared``:
    anonymous memory; the memory-mapped checkpoint pages counted in RSS are page cache the kernel
-   may drop). Wall time from start to exit. ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``
-   after it ends as a cross-check (the largest single descendant, not a sum), and the run's CPU
-   seconds (user + system of it and the descendants it waited for): CPU / floor compares
-   core-seconds with the floor's core-seconds (read + Σ one-thread eigensolves) and is the ratio a
-   loaded machine distorts least; wall / floor is what a user waits for. Above
-   ``--max-rss-gb`` (12) or after ``--timeout`` the whole process group is killed and the JSON says
+   may drop). Wall time from start to exit. After it ends, its own ``ru_maxrss`` as a cross-check
+   (the largest single process, not a sum; from ``os.wait4`` on the run, since
+   ``getrusage(RUSAGE_CHILDREN)`` would also count git, which this script forks while it holds
+   the floor's 2 GB test matrix), and its CPU seconds (user + system of it and the descendants it
+   reaped): CPU / floor compares core-seconds with the floor's core-seconds (read + Σ one-thread
+   eigensolves) and is the ratio a loaded machine distorts least; wall / floor is what a user
+   waits for. Above ``--max-rss-gb`` (12) or after ``--timeout`` the whole process group is
+   killed (SIGTERM first on a timeout, so lab marks its run incomplete) and the JSON says
    so. Workers of an external ``--scheduler`` are not descendants: only the client is measured then.
-4. **Per-module costs** from the run's ``manifest.json``: the new engine records per-unit timings
-   (read defensively: a list or dict under ``units``, seconds under ``seconds`` / ``elapsed_s`` /
-   ``wall_s`` / ...); without them, each module's cost is estimated as its eigensolve floor times
-   the run's measured (wall − read floor) / eigensolve floor.
+4. **Per-module costs** from the run's ``manifest.json``: the engine records per-unit timings
+   (read defensively: a list or dict under ``units``, names under ``label`` / ``module`` / ``key``,
+   seconds under ``seconds`` / ``elapsed_s`` / ``wall_s`` / ...; for a stopped run, the finished
+   units' ``parts/*/unit.json``); without any, each module's cost is estimated as its eigensolve
+   floor times the run's (CPU − read floor) / Σ eigensolves.
 5. **Extrapolation** to an 8B pair (Llama-3.1-8B: hidden 4096, intermediate 14336, 32 layers, 32/8
    heads of 128, vocabulary 128256, untied lm_head) and a 70B pair (hidden 8192, intermediate
    28672, 80 layers, 64/8 heads), on this machine and on a 16-core one. Assumptions, printed with
@@ -215,16 +220,29 @@ def eigensolve_seconds(rows: int, cols: int, repeats: int, threads: int, seed: i
     return wall, cpu
 
 
-def measure_floor(base: Path, ft: Path, controls: bool, repeats: int, threads: int, cores: int) -> dict:
+def measure_read(base: Path, ft: Path) -> dict:
+    """The read floor: page-cache residency, then a warm-up pass and a timed pass over every file."""
     files = sorted(base.glob("*.safetensors")) + sorted(ft.glob("*.safetensors"))
     resident_before = {str(f): resident_fraction(f) for f in files}
+    known = [v for v in resident_before.values() if v is not None]
     warm_bytes, warm_s = read_all(files)
     file_bytes, read_s = read_all(files)
     bandwidth = file_bytes / read_s
-    mats = {"base": matrices(base), "ft": matrices(ft)}
-    bytes_2d = sum(t["bytes"] for m in mats.values() for t in m.values())
+    bytes_2d = sum(t["bytes"] for folder in (base, ft) for t in matrices(folder).values())
+    return {
+        "files": len(files), "file_bytes": file_bytes,
+        "page_cache_resident_before": {"mean_fraction": float(np.mean(known)) if known else None,
+                                       "per_file": resident_before},
+        "warmup_read_s": warm_s, "read_s": read_s, "read_bandwidth_gb_s": bandwidth / GB,
+        "read_note": "timed pass after one warm-up pass: page-cache bandwidth, plain readinto in 16 MiB chunks",
+        "bytes_2d_both": bytes_2d, "read_floor_s": bytes_2d / bandwidth,
+    }
+
+
+def measure_floor(read: dict, ft: Path, controls: bool, repeats: int, threads: int, cores: int) -> dict:
+    """The read floor plus one central-cut eigensolve per module (and per control)."""
     shapes: dict[tuple[int, int], int] = {}
-    for t in mats["ft"].values():
+    for t in matrices(ft).values():
         shapes[t["shape"]] = shapes.get(t["shape"], 0) + 1
     per_shape = []
     for (rows, cols), count in sorted(shapes.items()):
@@ -237,20 +255,12 @@ def measure_floor(base: Path, ft: Path, controls: bool, repeats: int, threads: i
                           "cpu_each": cpu})
     serial_s = sum(p["seconds"] for p in per_shape)
     eig_s = serial_s * threads / cores  # cores / threads eigensolves at once: modules are independent
-    read_floor_s = bytes_2d / bandwidth
     return {
-        "files": len(files), "file_bytes": file_bytes,
-        "page_cache_resident_before": {
-            "mean_fraction": float(np.mean([v for v in resident_before.values() if v is not None]))
-            if any(v is not None for v in resident_before.values()) else None,
-            "per_file": resident_before},
-        "warmup_read_s": warm_s, "read_s": read_s, "read_bandwidth_gb_s": bandwidth / GB,
-        "read_note": "timed pass after one warm-up pass: page-cache bandwidth, plain readinto in 16 MiB chunks",
-        "bytes_2d_both": bytes_2d, "read_floor_s": read_floor_s,
+        **read,
         "eigensolve": per_shape, "eigensolve_threads": threads, "cores": cores,
         "eigensolve_clock": "CPU seconds (process_time) of the one-thread solve" if threads == 1 else "wall seconds",
         "eigensolve_serial_s": serial_s, "eigensolve_floor_s": eig_s,
-        "floor_s": read_floor_s + eig_s,
+        "floor_s": read["read_floor_s"] + eig_s,
     }
 
 
@@ -318,13 +328,22 @@ def run_analysis(cmd: list[str], log_dir: Path, interval: float, timeout: float,
                  env: dict | None = None, cwd: str | None = None) -> dict:
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "stdout.log", "wb") as out, open(log_dir / "stderr.log", "wb") as err:
-        usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True, env=env, cwd=cwd)
         watched = psutil.Process(proc.pid)
+
+        def reap(block: bool):
+            """The run's own rusage once it has exited (wait4: this child and the descendants it
+            reaped, not other children of this process, e.g. git forked while this one was large)."""
+            pid, status, usage = os.wait4(proc.pid, 0 if block else os.WNOHANG)
+            if pid == 0:
+                return None
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage
+
         peak = {"rss": 0, "anon": 0, "processes": 0, "at_s": 0.0}
         timeline, next_mark, stopped = [], 0.0, None
-        while proc.poll() is None:
+        while (usage := reap(False)) is None:
             now = time.perf_counter() - t0
             rss, anon, alive = tree_memory(watched)
             if rss > peak["rss"]:
@@ -340,24 +359,27 @@ def run_analysis(cmd: list[str], log_dir: Path, interval: float, timeout: float,
                 break
             if now > timeout:
                 stopped = f"killed: still running after --timeout {timeout:.0f} s"
-                kill_group(proc, signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
+                kill_group(proc, signal.SIGTERM)  # lab marks its run incomplete on SIGTERM
+                for _ in range(100):
+                    time.sleep(0.1)
+                    if (usage := reap(False)) is not None:
+                        break
+                else:
                     kill_group(proc, signal.SIGKILL)
                 break
             time.sleep(interval)
-        rc = proc.wait()
+        if usage is None:
+            usage = reap(True)
         wall = time.perf_counter() - t0
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        rc = proc.returncode
     maxrss_kb = usage.ru_maxrss  # KiB on Linux
-    cpu = (usage.ru_utime + usage.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
+    cpu = usage.ru_utime + usage.ru_stime
     stderr_tail = (log_dir / "stderr.log").read_text(errors="replace")[-3000:]
     return {
         "command": cmd, "returncode": rc, "stopped": stopped, "wall_s": wall,
         "peak_rss_gb": peak["rss"] / GB, "peak_rss_at_s": peak["at_s"], "peak_anon_rss_gb": peak["anon"] / GB,
         "max_processes": peak["processes"], "ru_maxrss_children_gb": maxrss_kb * 1024 / GB,
-        "cpu_s": cpu, "cpu_note": "user + system seconds of the run and the descendants it waited for (getrusage)",
+        "cpu_s": cpu, "cpu_note": "user + system seconds of the run and the descendants it waited for (wait4)",
         "sample_interval_s": interval,
         "timeline_1s": {"columns": ["t_s", "rss_gb", "anon_rss_gb", "load_1min"], "rows": timeline}, "stderr_tail": stderr_tail,
     }
@@ -466,7 +488,8 @@ def role_costs(mats: dict[str, dict], floor: dict, run: dict | None, units: list
     for role, r in roles.items():
         rows, cols = r["shape"]
         r.update(read_s=bytes_each[role] / bw, gram_flops=gram_flops(rows, cols),
-                 central_cut=list(central_cut(rows, cols)))
+                 central_cut=list(central_cut(rows, cols)),
+                 over_eigensolve=r["mean_s"] / eig_each[tuple(r["shape"])])  # × the module's own floor solve
         del r["seconds"]
     return {"source": source, "cores": cores, "concurrent_units": workers, "cores_per_unit": cores_per_unit,
             "roles": roles}
@@ -551,6 +574,10 @@ def read_manifest(path: Path, lab_args: list[str]) -> dict:
         return {"units": [], "units_note": f"{path} not found", "concurrent_units": _workers(lab_args)}
     manifest = json.loads(path.read_text())
     units, why = unit_timings(manifest)
+    parts = sorted(path.parent.glob("parts/*/unit.json"))  # a stopped run's finished units (durable parts)
+    if not units and parts:
+        units, why = unit_timings({"units": [json.loads(p.read_text()) for p in parts]})
+        why = why or f"{len(units)} units from parts/*/unit.json (the run did not finish)"
     # units that ran at once: the distinct workers the units record, else the executor's description
     seen = {u["worker"] for u in units if u.get("worker")}
     said = re.search(r"(\d+)\s+(?:local\s+)?workers?", str(manifest.get("execution", "")))
@@ -607,6 +634,9 @@ def main() -> None:
     ap.add_argument("--refloor", type=Path, default=None, metavar="JSON",
                     help="measure the floor again for an earlier result (its run is kept; the JSON records when the "
                          "floor was measured) and rewrite that file")
+    ap.add_argument("--reread", type=Path, default=None, metavar="JSON",
+                    help="read the run folder's manifest (or a stopped run's parts) again for an earlier result, "
+                         "recompute the per-module costs and extrapolation, and rewrite that file")
     ap.add_argument("--lab-rev", default=None,
                     help="run the lab package of this git revision instead of the working tree (e.g. the commit "
                          "before a rewrite, for a before/after comparison)")
@@ -614,20 +644,28 @@ def main() -> None:
     args = ap.parse_args(argv)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
-    if args.refloor is not None:
-        result = json.loads(args.refloor.read_text())
+    earlier = args.refloor or args.reread
+    if earlier is not None:  # redo the cheap parts of an earlier result, keep its run
+        result = json.loads(earlier.read_text())
         pair = Path(result["pair"])
-        print(f"floor again for {args.refloor} ...", flush=True)
-        floor = measure_floor(pair / "base", pair / "ft", controls=True, repeats=args.floor_repeats,
-                              threads=args.floor_threads, cores=cores)
-        floor["measured_separately"] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                        "load_average": describe()["load_average"],
-                                        "replaced": {k: result["floor"].get(k) for k in ("floor_s", "eigensolve_threads")}}
-        result["floor"] = floor
-        print_floor(floor)
+        if args.refloor:
+            print(f"floor again for {earlier} ...", flush=True)
+            floor = measure_floor(measure_read(pair / "base", pair / "ft"), pair / "ft", controls=True,
+                                  repeats=args.floor_repeats, threads=args.floor_threads, cores=cores)
+            floor["measured_separately"] = {
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "load_average": describe()["load_average"],
+                "replaced": {k: result["floor"].get(k) for k in ("floor_s", "eigensolve_threads")}}
+            result["floor"] = floor
+            print_floor(floor)
+        if args.reread and result.get("run"):
+            if "run_folder" not in result:
+                raise SystemExit(f"{earlier}: records no run_folder, so its run cannot be read again safely")
+            folder = Path(result["run_folder"])
+            result["manifest"] = read_manifest(folder / "manifest.json", result.get("lab_args", []))
         derive(result, pair / "ft")
-        (args.json or args.refloor).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.json or args.refloor}")
+        (args.json or earlier).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json or earlier}")
         return
 
     if args.json is None:
@@ -638,26 +676,33 @@ def main() -> None:
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine_before": describe(),
               "pair": str(args.pair), "pair_recipe": json.loads((args.pair / llama1b_pair.MARKER).read_text())["recipe"],
               "lab_args": lab_args}
-    print("floor: reading both checkpoints twice, one eigensolve per shape ...", flush=True)
-    result["floor"] = floor = measure_floor(base, ft, controls=True, repeats=args.floor_repeats,
-                                            threads=args.floor_threads, cores=cores)
-    print_floor(floor)
-
+    # the read floor first (it also warms the page cache for the run), then the run, then the
+    # eigensolves: this process forks the run while still small, so the run's ru_maxrss (which
+    # counts the RSS a child inherits at fork) is not inflated by the floor's 2 GB test matrix
+    print("read floor: reading both checkpoints twice ...", flush=True)
+    read = measure_read(base, ft)
     source = lab_source(args.lab_rev)
     result["lab"] = source["describe"]
     if not args.no_run:
         cmd = source["cmd"] + ["analyze", str(ft), "--base", str(base), "--controls", "--probes", PROBES,
                                "--out", str(args.out), "--run", "llama1b", "--overwrite", "--quiet", *lab_args]
         print("run:", " ".join(cmd), flush=True)
+        launcher_rss = psutil.Process().memory_info().rss / GB
         result["run"] = run = run_analysis(cmd, args.out / "bench-logs", args.interval, args.timeout, args.max_rss_gb,
                                            env=source["env"], cwd=source["cwd"])
-        print(f"  rc {run['returncode']}{', ' + run['stopped'] if run['stopped'] else ''}: wall {run['wall_s']:.1f} s "
-              f"({run['wall_s'] / floor['floor_s']:.2f} × floor), CPU {run['cpu_s']:.0f} s, peak RSS {run['peak_rss_gb']:.2f} GB "
+        run["launcher_rss_gb"] = launcher_rss  # the least ru_maxrss can show (a child starts as a copy)
+        print(f"  rc {run['returncode']}{', ' + run['stopped'] if run['stopped'] else ''}: wall {run['wall_s']:.1f} s, "
+              f"CPU {run['cpu_s']:.0f} s, peak RSS {run['peak_rss_gb']:.2f} GB "
               f"(anonymous {run['peak_anon_rss_gb']:.2f} GB) at {run['peak_rss_at_s']:.0f} s, "
-              f"ru_maxrss {run['ru_maxrss_children_gb']:.2f} GB", flush=True)
+              f"ru_maxrss {run['ru_maxrss_children_gb']:.2f} GB (this process: {launcher_rss:.2f} GB)", flush=True)
         if run["returncode"] != 0 and not run["stopped"]:
             print(run["stderr_tail"], file=sys.stderr)
+        result["run_folder"] = str(args.out / "llama1b")
         result["manifest"] = read_manifest(args.out / "llama1b" / "manifest.json", lab_args)
+    print("eigensolve floor: one central-cut Gram + eigenvalues per shape ...", flush=True)
+    result["floor"] = floor = measure_floor(read, ft, controls=True, repeats=args.floor_repeats,
+                                            threads=args.floor_threads, cores=cores)
+    print_floor(floor)
     derive(result, ft)
     result["machine_after"] = {"load_average": describe()["load_average"]}
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -153,8 +153,9 @@ def _memory_row(name: str, r: dict) -> str:
     more = "" if status == "complete" else "> "  # a stopped run would have taken longer
     if run.get("cpu_over_floor") is not None:
         cpu_ratio = more + cpu_ratio
+    maxrss = f"{run['ru_maxrss_children_gb']:.2f}" + (" (†)" if run.get("ru_maxrss_note") else "")
     return (f"| {what} | `{args}` | {status} | **{more}{run['peak_rss_gb']:.2f}** ({run['peak_anon_rss_gb']:.2f}) | "
-            f"{run['ru_maxrss_children_gb']:.2f} | {more}{run['wall_s']:.0f} | {cpu} | {floor} | "
+            f"{maxrss} | {more}{run['wall_s']:.0f} | {cpu} | {floor} | "
             f"{more}{run['wall_over_floor']:.2f} | {cpu_ratio} | `{name}` |")
 
 
@@ -167,6 +168,9 @@ def memory() -> str:
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     results = {f.name: json.loads(f.read_text()) for f in files}
     out += [_memory_row(n, r) for n, r in results.items()]
+    notes = [f"(†) `{n}`: {r['run']['ru_maxrss_note']}." for n, r in results.items() if r.get("run", {}).get("ru_maxrss_note")]
+    out += [""] + notes if notes else []
+    out += ["", "A stopped run's numbers are lower bounds (>): it would have run longer and may have grown further."]
     main = results.get("memory.json") or next(iter(results.values()))
     f = main["floor"]
     resident = f["page_cache_resident_before"]["mean_fraction"]
@@ -188,10 +192,13 @@ def memory() -> str:
     if costs:
         out += ["", f"Per-module cost ({costs['source']}; {costs['cores_per_unit']:g} of {costs['cores']} cores "
                     f"per unit):", "",
-                "| role | shape | modules | seconds each | of which read |", "|---|---|---|---|---|"]
+                "| role | shape | modules | seconds each | of which read | × its floor eigensolve |",
+                "|---|---|---|---|---|---|"]
         for role, c in costs["roles"].items():
             est = " (estimated)" if c.get("estimated") else ""
-            out.append(f"| {role} | {c['shape'][0]}×{c['shape'][1]} | {c['modules']} | {c['mean_s']:.3f}{est} | {c['read_s']:.3f} |")
+            ratio = f"{c['over_eigensolve']:.1f}" if "over_eigensolve" in c else "–"
+            out.append(f"| {role} | {c['shape'][0]}×{c['shape'][1]} | {c['modules']} | {c['mean_s']:.3f}{est} | "
+                       f"{c['read_s']:.3f} | {ratio} |")
     ext = main.get("extrapolation")
     if ext:
         keys = list(next(iter(ext.values()))["time"])
