@@ -110,10 +110,12 @@ def spectra_both() -> str:
                     f"**{r['ratios']['lab_over_weightwatcher']:.2f}** | ≤ 0.5 |")
         notes.append(f"{label}: {len(lab['runs_s'])} runs each after one warm-up, WeightWatcher {ww['version']}, "
                      f"{_load_avg(r)}")
-    lab_only = _load("spectra_lab.json")
-    if lab_only is not None:
-        notes.append(f"latest lab-only run (WeightWatcher skipped: no /tmp/wwvenv): {lab_only['matrices']} matrices "
-                     f"in {_s(lab_only)} s")
+    for label, name in (("default threads", "spectra_lab.json"), ("one thread", "spectra_lab_1thread.json")):
+        lab_only = _load(name)
+        if lab_only is not None:
+            load = ", ".join(f"{x:.2f}" for x in lab_only["machine"]["load_average"])
+            notes.append(f"latest lab-only run, {label} (`{name}`; WeightWatcher skipped: no /tmp/wwvenv): "
+                         f"{lab_only['matrices']} matrices in {_s(lab_only)} s, load average {load}")
     return "\n".join(rows + [""] + [f"* {n}." for n in notes])
 
 
