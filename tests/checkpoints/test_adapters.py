@@ -12,7 +12,7 @@ from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 
 import builders
-from lab.checkpoints import discover, iter_deltas
+from lab.checkpoints import discover, iter_deltas, open_base, plan_reads
 from lab.errors import FormatError
 from peft_reference import expected_parts, peft_reference, rel_err
 
@@ -27,6 +27,12 @@ VARIANTS = {
     "patterns": ("llama", dict(
         r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
         rank_pattern={"self_attn": 5, "model.layers.1.self_attn.q_proj": 6, "q_proj": 2, "down_proj": 3},
+        alpha_pattern={"v_proj": 32, "layers.0.mlp.down_proj": 5},
+    )),
+    # rsLoRA with per-module ranks and alphas: s = alpha/√r with each module's own alpha and r
+    "rslora_patterns": ("llama", dict(
+        r=4, lora_alpha=8, use_rslora=True, target_modules=["q_proj", "v_proj", "down_proj"],
+        rank_pattern={"model.layers.1.self_attn.q_proj": 6, "q_proj": 2, "down_proj": 3},
         alpha_pattern={"v_proj": 32, "layers.0.mlp.down_proj": 5},
     )),
     "gpt2_fan_in_fan_out": ("gpt2", dict(r=4, lora_alpha=8, target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True)),
@@ -128,6 +134,23 @@ def test_rslora_scale_is_alpha_over_sqrt_r(artifacts):
         assert d.scale == pytest.approx(16 / 2.0)
 
 
+def test_rslora_with_patterns_uses_each_modules_alpha_over_sqrt_r(artifacts):
+    """Per module r and alpha from the patterns, then alpha/√r (not alpha/r); the updates themselves
+    equal PEFT's get_delta_weight in test_lowrank_update_equals_peft[rslora_patterns]."""
+    path, _, model = artifacts("rslora_patterns")
+    got = _by_module(list(iter_deltas(discover(path)[0])))
+    expected = {  # module: (r, alpha)
+        "model.layers.1.self_attn.q_proj": (6, 8), "model.layers.0.self_attn.q_proj": (2, 8),
+        "model.layers.0.self_attn.v_proj": (4, 32), "model.layers.1.self_attn.v_proj": (4, 32),
+        "model.layers.0.mlp.down_proj": (3, 5), "model.layers.1.mlp.down_proj": (3, 8),
+    }
+    assert sorted(got) == sorted(expected)
+    refs = peft_reference(model)
+    for module, (r, alpha) in expected.items():
+        assert got[module].rank_bound == r == refs[module].r
+        assert got[module].scale == pytest.approx(alpha / r**0.5, rel=1e-12) == refs[module].scale
+
+
 def test_gpt2_c_attn_split_into_q_k_v(artifacts):
     path, base, _ = artifacts("gpt2_fan_in_fan_out")
     got = _by_module(list(iter_deltas(discover(path)[0], base)))
@@ -171,10 +194,23 @@ def test_modules_regex_selects_split_parts(artifacts):
     assert names == ["transformer.h.1.attn.c_attn.q", "transformer.h.1.attn.c_attn.v"]
 
 
+def _stored(info) -> np.ndarray:
+    """A tensor read here by the key and file lab names (safetensors or a weights-only pickle)."""
+    if info.file.suffix == ".safetensors":
+        return load_file(info.file)[info.key].double().numpy()
+    return torch.load(info.file, weights_only=True)[info.key].double().numpy()
+
+
 def test_adapter_name_in_keys_and_bin_weights_read_the_same(artifacts, tmp_path):
-    """Saves that keep the adapter name (lora_A.default.weight) and adapter_model.bin."""
-    path, _, _ = artifacts("dora")
+    """Saves that keep the adapter name (lora_A.default.weight, lora_magnitude_vector.default.weight) and
+    adapter_model.bin: the same factors, each module's DoRA magnitude found under its renamed key (equal
+    to PEFT's), and with the base the same effective DoRA update as PEFT's merge."""
+    path, base, model = artifacts("dora")
     want = {d.module: d for d in iter_deltas(discover(path)[0])}
+    refs = peft_reference(model, merged=True)
+    magnitudes = {name.removeprefix("base_model.model."): m.lora_magnitude_vector["default"].weight.detach().double().numpy()
+                  for name, m in model.named_modules() if hasattr(m, "lora_magnitude_vector") and "default" in m.lora_magnitude_vector}
+    assert sorted(magnitudes) == sorted(want)
     tensors = load_file(path / "adapter_model.safetensors")
     named = {}
     for key, t in tensors.items():
@@ -184,6 +220,7 @@ def test_adapter_name_in_keys_and_bin_weights_read_the_same(artifacts, tmp_path)
             key = key.replace(f".{part}", f".{part}.default") if key.endswith(part) else key
         key = key + ".default.weight" if key.endswith("lora_magnitude_vector") else key
         named[key] = t
+    assert sum(k.endswith("lora_magnitude_vector.default.weight") for k in named) == len(magnitudes)
     for folder, write in (
         ("named", lambda d: save_file(named, d / "adapter_model.safetensors")),
         ("pickled", lambda d: torch.save(tensors, d / "adapter_model.bin")),
@@ -192,10 +229,19 @@ def test_adapter_name_in_keys_and_bin_weights_read_the_same(artifacts, tmp_path)
         d.mkdir()
         write(d)
         (d / "adapter_config.json").write_text((path / "adapter_config.json").read_text())
-        got = {x.module: x for x in iter_deltas(discover(d)[0])}
+        (ckpt,) = discover(d)
+        got = {x.module: x for x in iter_deltas(ckpt)}
         assert sorted(got) == sorted(want)
         for module, x in got.items():
             assert np.array_equal(x.factors.B, want[module].factors.B) and np.array_equal(x.factors.A, want[module].factors.A)
+        reads = {r.module: r for r in plan_reads(ckpt, open_base(base))}
+        for module, magnitude in magnitudes.items():
+            info = reads[module].magnitude
+            assert info.file.parent == d and ("default" in info.key) == (folder == "named")
+            assert np.array_equal(_stored(info), magnitude), module  # this module's magnitude, not another's
+        effective = {x.module: x for x in iter_deltas(ckpt, base)}
+        for module, ref in refs.items():
+            assert effective[module].kind == "dora" and rel_err(effective[module].to_dense(), ref.effective) < 1e-6, module
 
 
 def test_fro_norm_of_factors_equals_numpy_norm_of_product(artifacts):
