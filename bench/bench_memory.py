@@ -273,7 +273,7 @@ def lab_source(rev: str | None) -> dict:
     repo = HERE.parent
 
     def git(*a: str) -> str:
-        return subprocess.run(["git", "-C", str(repo), *a], capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(["git", "-C", str(repo), *a], capture_output=True, text=True, check=True).stdout.rstrip()
 
     if rev is None:
         exe = Path(sys.executable).with_name("lab")

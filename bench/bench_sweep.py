@@ -190,7 +190,8 @@ def main() -> None:
         result["error"] = ("`lab analyze` has no --workers option yet (the Dask engine of issue 8 adds it); "
                            "nothing timed")
         args.out.write_text(json.dumps(result, indent=2))
-        raise SystemExit(f"bench_sweep: {result['error']}. The fixture is ready in {args.work}.")
+        print(f"bench_sweep: {result['error']}. The fixture is ready in {args.work}.", file=sys.stderr)
+        sys.exit(2)
 
     warm = {1: None, 2: None}
     if args.warmup:
