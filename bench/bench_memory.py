@@ -2,7 +2,7 @@
 
     python bench/bench_memory.py                        # the pair from bench/llama1b_pair.py, serial engine
     python bench/bench_memory.py -- --workers 2         # anything after -- goes to `lab analyze`
-    python bench/bench_memory.py --no-run               # the floor alone (~1 min)
+    python bench/bench_memory.py --no-run               # the floor alone (~2 min)
     python bench/bench_memory.py --lab-rev c60d635      # the lab package of a commit (before/after a rewrite)
     python bench/bench_memory.py --refloor bench/results/memory.json   # the floor again, the run kept
     python bench/bench_memory.py --reread bench/results/memory.json    # the run folder's unit timings again
@@ -40,10 +40,11 @@ run; then the eigensolves, so that this process is still small when it forks the
    process), and the same sum less each process's file-backed shared pages (``rss − shared``:
    anonymous memory; the memory-mapped checkpoint pages counted in RSS are page cache the kernel
    may drop). Wall time from start to exit. After it ends, its own ``ru_maxrss`` as a cross-check
-   (the largest single process, not a sum; from ``os.wait4`` on the run, since
-   ``getrusage(RUSAGE_CHILDREN)`` would also count git, which this script forks while it holds
-   the floor's 2 GB test matrix), and its CPU seconds (user + system of it and the descendants it
-   reaped): CPU / floor compares core-seconds with the floor's core-seconds (read + Σ one-thread
+   (the largest single process, not a sum), from ``os.wait4`` on the run rather than
+   ``getrusage(RUSAGE_CHILDREN)``, which would also count this script's git calls: a forked
+   child's ``ru_maxrss`` starts at its parent's RSS, which is also why the run is forked before
+   the floor's 2 GB test matrices exist (``launcher_rss_gb`` records this process's RSS then).
+   And the run's CPU seconds (user + system of it and the descendants it reaped): CPU / floor compares core-seconds with the floor's core-seconds (read + Σ one-thread
    eigensolves) and is the ratio a loaded machine distorts least; wall / floor is what a user
    waits for. Above ``--max-rss-gb`` (12) or after ``--timeout`` the whole process group is
    killed (SIGTERM first on a timeout, so lab marks its run incomplete) and the JSON says
