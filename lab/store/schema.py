@@ -202,6 +202,23 @@ declare(
     _c("note", "string", "why a measure is empty: heterogeneous ranks, dense members"),
 )
 
+declare(
+    "merge",
+    "one row per module of a merged adapter written by lab merge (checkpoint = the merged adapter's folder name): its error against the exact weighted sum T = Σ_j w_j·s_j·B_j·A_j, beside the best rank-k error",
+    _c("method", "string", "stack (FLoRA concatenation: exact), linear (PEFT's index-wise average: cross terms), svd (best rank k of T from the stacked factors) or lego (k-means over the pooled units with dual reweighting)"),
+    _c("k", "int64", "rank of the merged module"),
+    _c("pooled_units", "int64", "Σ_j r_j over the adapters that have this module"),
+    _c("members", "string", "the input adapters that have this module (a module an adapter lacks contributes zero)"),
+    _c("weights", "string", "their weights w_j, comma-separated"),
+    _c("target_fro_norm", "float64", "‖T‖_F"),
+    _c("rel_fro_error", "float64", "‖M − T‖_F / ‖T‖_F of the merged update M in float64 (QR of the stacked factors, never a dense ΔW)"),
+    _c("optimal_rel_fro_error", "float64", "√(Σ_{i>k} σ_i²) / ‖T‖_F: the error of the best rank-k approximation of T (Eckart–Young), the floor for any merge of rank k"),
+    _c("rel_spectral_error", "float64", "‖M − T‖_2 / ‖T‖_2"),
+    _c("optimal_rel_spectral_error", "float64", "σ_{k+1} / σ_1: the best rank-k spectral error"),
+    _c("stored_rel_fro_error", "float64", "‖M̂ − T‖_F / ‖T‖_F for the factors as written (rounded to the inputs' dtype, e.g. float32)"),
+    _c("hidden_rel_error", "float64", "relative error of the merged model's last hidden states against the model with T applied (--base with --texts; empty otherwise)"),
+)
+
 
 # ---- activation probes (lab/probes/attention.py, lab/probes/thresholds.py) -------------------------
 

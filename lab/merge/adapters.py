@@ -1,0 +1,243 @@
+"""Reading the adapters to merge, merging every module, and writing a PEFT adapter folder.
+
+The factors are merged in PEFT's stored layout (lora_B (out, r), lora_A (r, in); embeddings'
+lora_embedding_B (dim, r), lora_embedding_A (r, num_embeddings)), so a merged module is written
+back under the same keys whatever its kind: PEFT's update s·B·A (transposed for embeddings, or for
+GPT-2's Conv1D by ``fan_in_fan_out``) is a linear function of the stored product, and every
+merge of stored products is the same merge of the updates.
+
+Scales: each input's s_j is PEFT's (lora_alpha/r or lora_alpha/√r with rsLoRA, rank_pattern and
+alpha_pattern per module, read by :mod:`lab.checkpoints`). The merged factors carry every scale
+and weight inside A and are written with scale 1: ``r`` = ``lora_alpha`` = the largest merged
+rank, and ``rank_pattern`` = ``alpha_pattern`` = {module: its rank} for every other module,
+``use_rslora`` false. PEFT's update is then exactly the merged factors' product.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lab.checkpoints import TensorLoader, discover, module_name, plan_reads
+from lab.deltas import Factors
+from lab.errors import InputError
+from lab.probes import merging
+from lab.probes.merging import MergeError
+
+PREFIX = "base_model.model."
+
+
+@dataclass
+class Adapter:
+    """One input adapter: its name, raw config and stored factors per PEFT module path."""
+
+    path: Path
+    name: str
+    config: dict
+    factors: dict[str, Factors]
+    embedding: dict[str, bool]
+    dtype: str
+    use_dora: bool
+
+
+def read_adapter(path: str | Path) -> Adapter:
+    """The adapter at ``path`` with its stored factors in float64 and PEFT's scale per module."""
+    path = Path(path)
+    found = discover(path)
+    if len(found) != 1 or found[0].format != "adapter":
+        what = "a full model" if found and found[0].format == "full" else f"{len(found)} checkpoints"
+        raise InputError(f"{path}: holds {what}; lab merge takes PEFT adapter folders (pick one checkpoint-N/)")
+    ckpt = found[0]
+    config = json.loads(Path(ckpt.layout.config).read_text())
+    factors, embedding, dtypes = {}, {}, set()
+    with TensorLoader() as loader:
+        for spec in plan_reads(ckpt, None):
+            A, B = loader.get(spec.A), loader.get(spec.B)
+            factors[spec.module] = Factors(B, A, spec.scale)
+            embedding[spec.module] = spec.embedding
+            dtypes.add(spec.A.dtype)
+    return Adapter(path, ckpt.name, config, factors, embedding, sorted(dtypes)[0] if dtypes else "F32",
+                   bool(config.get("use_dora")))
+
+
+@dataclass
+class ModuleMerge:
+    """One merged module: the merged and exact factors, who contributed, and the errors."""
+
+    module: str
+    members: list[str]
+    weights: list[float]
+    pooled: int
+    merged: Factors
+    target: Factors
+    errors: merging.MergeErrors
+    embedding: bool
+
+
+def check_inputs(adapters: list[Adapter], weights: list[float], method: str, rank: int | None) -> None:
+    """One-line MergeErrors for inputs no method can merge (raised before anything is computed)."""
+    if method not in merging.METHODS:
+        raise MergeError(f"--method {method!r}: choose from {', '.join(merging.METHODS)}")
+    if len(adapters) < 2:
+        raise MergeError("lab merge needs at least two adapters")
+    if len(weights) != len(adapters):
+        raise MergeError(f"--weights gives {len(weights)} weights for {len(adapters)} adapters")
+    if not all(np.isfinite(weights)):
+        raise MergeError(f"--weights {weights}: every weight must be a finite number")
+    dora = [a.path for a in adapters if a.use_dora]
+    if dora:
+        raise MergeError(f"{dora[0]} is a DoRA adapter: its update m·(W + sBA)/‖W + sBA‖ − W is not a sum of "
+                         f"low-rank units, so no merge method here can represent it")
+    bases = {a.config.get("base_model_name_or_path") for a in adapters} - {None, ""}
+    if len(bases) > 1:
+        raise MergeError(f"the adapters were trained on different bases ({', '.join(sorted(map(str, bases)))})")
+    shared = [m for m in {m for a in adapters for m in a.factors} if sum(m in a.factors for a in adapters) >= 2]
+    if not shared:
+        raise MergeError("the adapters' target modules do not overlap: no module is adapted by two of them")
+    for m in shared:
+        shapes = {(a.name, a.factors[m].shape, a.embedding[m]) for a in adapters if m in a.factors}
+        if len({s[1:] for s in shapes}) > 1:
+            raise MergeError(f"module '{m}' has different shapes or kinds across the adapters "
+                             f"({', '.join(f'{n}: {s}' for n, s, _ in sorted(shapes))}): not adapters of one base")
+    if method in ("stack", "linear") and rank is not None:
+        raise MergeError(f"--rank applies to svd and lego; {method} keeps {'the pooled units' if method == 'stack' else 'the common rank'}")
+    if rank is not None:
+        largest = max(sum(a.factors[m].rank_bound for a in adapters if m in a.factors) for m in {m for a in adapters for m in a.factors})
+        if rank < 1 or rank > largest:
+            raise MergeError(f"--rank {rank}: must be between 1 and the {largest} pooled units of the adapters")
+
+
+def merge_modules(adapters: list[Adapter], weights: list[float], method: str, rank: int | None = None,
+                  seed: int = 0, reweight: bool = True) -> list[ModuleMerge]:
+    """Every module of the union merged: a module an adapter lacks contributes zero (it is left out)."""
+    check_inputs(adapters, weights, method, rank)
+    modules = sorted({m for a in adapters for m in a.factors}, key=_natural)
+    out = []
+    for m in modules:
+        present = [(a, w) for a, w in zip(adapters, weights) if m in a.factors]
+        fs, ws = [a.factors[m] for a, _ in present], [w for _, w in present]
+        pooled = sum(f.rank_bound for f in fs)
+        target = merging.stack(fs, ws)
+        k = min(rank if rank is not None else max(f.rank_bound for f in fs), pooled)
+        try:
+            if method == "stack":
+                merged = target
+            elif method == "linear":
+                merged = merging.linear(fs, ws)
+            elif method == "svd":
+                merged = merging.svd(fs, ws, k)
+            else:
+                merged = merging.lego(fs, ws, k, seed=seed, reweight=reweight)
+        except MergeError as e:
+            raise MergeError(f"module '{m}': {e}") from None
+        out.append(ModuleMerge(m, [a.name for a, _ in present], ws, pooled, merged, target,
+                               merging.errors(merged, target), present[0][0].embedding[m]))
+    return out
+
+
+def _natural(name: str) -> tuple:
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+
+
+_TORCH_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
+
+
+def stored(f: Factors, dtype: str) -> Factors:
+    """The factors as they will be stored (rounded to ``dtype``), for the error of what is written."""
+    import torch
+
+    t = getattr(torch, _TORCH_DTYPES.get(dtype, "float32"))
+    return Factors(torch.from_numpy(f.B).to(t).double().numpy(), torch.from_numpy(f.A).to(t).double().numpy(), f.scale)
+
+
+def write_adapter(out: Path, merges: list[ModuleMerge], template: dict, dtype: str, overwrite: bool = False) -> None:
+    """A PEFT adapter folder at ``out``: adapter_model.safetensors and adapter_config.json (scale 1).
+
+    Written to a temporary folder beside ``out`` and renamed, so a failure leaves nothing behind.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"{out}: exists and is not empty; pass --overwrite or another --out")
+    t = getattr(torch, _TORCH_DTYPES.get(dtype, "float32"))
+    tensors = {}
+    ranks = {}
+    for mm in merges:
+        f = mm.merged
+        assert f.scale == 1.0  # every merge folds its scales into A
+        if mm.embedding:
+            tensors[f"{PREFIX}{mm.module}.lora_embedding_A"] = torch.from_numpy(f.A).to(t).contiguous()
+            tensors[f"{PREFIX}{mm.module}.lora_embedding_B"] = torch.from_numpy(f.B).to(t).contiguous()
+        else:
+            tensors[f"{PREFIX}{mm.module}.lora_A.weight"] = torch.from_numpy(f.A).to(t).contiguous()
+            tensors[f"{PREFIX}{mm.module}.lora_B.weight"] = torch.from_numpy(f.B).to(t).contiguous()
+        ranks[mm.module] = f.rank_bound
+    r = max(ranks.values())
+    config = dict(template)
+    # scale 1 everywhere: lora_alpha = r for the common rank, alpha_pattern = rank_pattern elsewhere
+    pattern = {re.escape(m): k for m, k in ranks.items() if k != r}
+    config.update(r=r, lora_alpha=r, use_rslora=False, use_dora=False, rank_pattern=pattern, alpha_pattern=dict(pattern),
+                  target_modules=sorted(ranks, key=_natural), layers_to_transform=None, layers_pattern=None,
+                  modules_to_save=None, exclude_modules=None, peft_type="LORA")
+    for key in ("layer_replication", "trainable_token_indices"):
+        config.pop(key, None)  # input-specific structure a merge does not carry over
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+        (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def merge_rows(merged_name: str, run: str, method: str, merges: list[ModuleMerge], dtype: str) -> list[dict]:
+    """The ``merge`` table's rows: one per merged module."""
+    rows = []
+    for mm in merges:
+        e = mm.errors
+        written = merging.errors(stored(mm.merged, dtype), mm.target)
+        name = module_name(mm.module)
+        rows.append({
+            "run": run, "checkpoint": merged_name, "step": None, "module": mm.module, "layer": name.layer, "role": name.role,
+            "method": method, "k": mm.merged.rank_bound, "pooled_units": mm.pooled, "members": ",".join(mm.members),
+            "weights": ",".join(f"{w:.6g}" for w in mm.weights), "target_fro_norm": e.target_fro,
+            "rel_fro_error": e.rel_fro, "optimal_rel_fro_error": e.optimal_rel_fro,
+            "rel_spectral_error": e.rel_spectral, "optimal_rel_spectral_error": e.optimal_rel_spectral,
+            "stored_rel_fro_error": written.rel_fro, "hidden_rel_error": None,
+        })
+    return rows
+
+
+def write_merge_table(results: Path, run: str, rows: list[dict]) -> Path:
+    """Add the rows to RESULTS/RUN/merge.parquet (rows of the same merged adapter replaced)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lab.store.manifest import now, write_manifest
+    from lab.store.parts import arrow_table
+
+    folder = Path(results) / run
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "merge.parquet"
+    table = arrow_table("merge", rows)
+    if path.is_file():
+        old = pq.read_table(path)
+        names = {r["checkpoint"] for r in rows}
+        keep = [i for i, c in enumerate(old.column("checkpoint").to_pylist()) if c not in names]
+        table = pa.concat_tables([old.take(keep).cast(table.schema), table])
+    pq.write_table(table, path)
+    write_manifest(folder, {"run": run, "status": "complete", "kind": "merge", "updated": now(),
+                            "merged": sorted(set(table.column("checkpoint").to_pylist()))})
+    return path
