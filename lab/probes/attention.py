@@ -29,7 +29,9 @@ layer's (heads, L, L) matrices of one window are alive at a time.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +41,11 @@ import numpy as np
 
 from lab.errors import InputError
 from lab.probes.entanglement import entanglement_profile
+from lab.probes.page import page_entropy
+from lab.probes.tensorize import Sites, sites as chain_sites
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
-from lab.probes.windows import (Window, attention_layers, check_window_options, make_windows, seq_len_field,
-                                window_rows, windows_field)
+from lab.probes.windows import (Window, attention_layers, check_window_options, load_model, load_tokenizer,
+                                make_windows, seq_len_field, window_rows, windows_field)
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,72 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return 0.5 * np.abs(np.asarray(p, np.float64) - np.asarray(q, np.float64)).sum(axis=-1)
 
 
+@dataclass(frozen=True)
+class HeadProfiles:
+    """Entropy profiles of a stack of L×L matrices (one per head): arrays (heads, cuts), and the chain."""
+
+    sites: Sites
+    entropy: np.ndarray
+    renyi2: np.ndarray
+    max_entropy: np.ndarray  # (cuts,)
+    page_entropy: np.ndarray  # (cuts,)
+
+    @property
+    def cuts(self) -> np.ndarray:
+        return self.sites.cuts
+
+
+def head_profiles(P: np.ndarray) -> HeadProfiles:
+    """The profile of :func:`~lab.probes.entanglement.entanglement_profile` for every matrix of a stack at once.
+
+    The same state ψ = vec(P_h)/‖P_h‖_F on the same chain, and the same Grams (the two largest by
+    one batched product each, the others by partial traces, as :func:`lab.probes.schmidt.cut_grams`
+    does for one matrix), solved by one batched symmetric eigensolve per cut: a layer's heads cost
+    a few batched calls instead of heads × (cuts) small ones, which keeps the profiles cheaper than
+    the forward pass that produced the matrices.
+    """
+    import torch  # the model that produced P has loaded it already
+
+    # all in torch (float64): mixing numpy's and torch's BLAS pools costs more than the work here
+    P = torch.as_tensor(np.asarray(P), dtype=torch.float64)
+    H, L, _ = P.shape
+    st = chain_sites(L, L)
+    dl, dr, dims = st.d_left, st.d_right, st.dims
+    psi = P.reshape(H, -1)
+    n_cuts = len(dl)
+    left = [i for i in range(n_cuts) if dl[i] <= dr[i]]
+    right = [i for i in range(n_cuts) if dl[i] > dr[i]]
+    grams: dict[int, Any] = {}
+    if left:
+        x = psi.reshape(H, int(dl[left[-1]]), -1)
+        g = x @ x.transpose(1, 2)
+        for i in reversed(left):
+            grams[i] = g
+            if i > 0:  # partial trace over site i (0-based), as in cut_grams
+                a, d = int(dl[i - 1]), dims[i]
+                g = g.reshape(H, a, d, a, d).diagonal(dim1=2, dim2=4).sum(-1)
+    if right:
+        y = psi.reshape(H, -1, int(dr[right[0]]))
+        h = y.transpose(1, 2) @ y
+        for i in right:
+            grams[i] = h
+            if i + 1 < n_cuts:
+                d, b = dims[i + 1], int(dr[i + 1])
+                h = h.reshape(H, d, b, d, b).diagonal(dim1=1, dim2=3).sum(-1)
+    entropy = np.full((H, n_cuts), np.nan)
+    renyi2 = np.full((H, n_cuts), np.nan)
+    for i, g in grams.items():
+        trace = g.diagonal(dim1=1, dim2=2).sum(-1).numpy()
+        w = np.clip(torch.linalg.eigvalsh(g).numpy(), 0.0, None)  # a PSD Gram: rounding below 0 is 0
+        p = w / np.where(trace > 0, trace, np.nan)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(axis=1)
+            entropy[:, i] = np.where(trace > 0, s, np.nan)  # a zero matrix: undefined, as entanglement_profile
+            renyi2[:, i] = -np.log((p * p).sum(axis=1))
+    return HeadProfiles(st, entropy, renyi2, np.log(np.minimum(dl, dr).astype(np.float64)),
+                        np.asarray(page_entropy(dl, dr), dtype=np.float64).reshape(-1))
+
+
 # ---- running the model ----------------------------------------------------------------------------
 
 def run_attention(model, windows: list[Window], on_layer: Callable[[Window, int, np.ndarray], None]) -> None:
@@ -142,14 +212,18 @@ def run_attention(model, windows: list[Window], on_layer: Callable[[Window, int,
 def _cache_folder(options: AttentionOptions) -> Path:
     root = Path(options.cache_dir) if options.cache_dir else Path(tempfile.gettempdir())
     root.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="lab-attention-base-", dir=root))
+    folder = Path(tempfile.mkdtemp(prefix="lab-attention-base-", dir=root))
+    # removed when the process that prepared it exits (the driver, or the Dask worker that ran the
+    # prepare step), which outlives every unit of the run that reads it
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def _prepare(base, options: AttentionOptions, ctx: ProbeContext) -> dict[str, Any]:
     """The base on the run's windows, once: windows, per-window profiles, attention matrices on disk."""
-    tok = base.tokenizer()
+    tok = load_tokenizer(base)
     windows = make_windows(tok, base.texts(), options.seq_len, options.windows)
-    model = base.load()
+    model = load_model(base)
     n_layers = len(attention_layers(model))
     heads = int(model.config.num_attention_heads)
     folder = _cache_folder(options)
@@ -160,8 +234,9 @@ def _prepare(base, options: AttentionOptions, ctx: ProbeContext) -> dict[str, An
 
     def on_layer(w: Window, layer: int, P: np.ndarray) -> None:
         maps[w.seq_len][w.index, order[layer]] = P
+        entropy = head_profiles(P).entropy
         for h in range(P.shape[0]):
-            profiles[(w.seq_len, w.index, layer, h)] = entanglement_profile(P[h]).entropy
+            profiles[(w.seq_len, w.index, layer, h)] = entropy[h]
 
     run_attention(model, windows, on_layer)
     for m in maps.values():
@@ -226,7 +301,7 @@ def _run(subject, options: AttentionOptions, ctx: ProbeContext) -> Rows:
                              "to a folder every worker sees")
         maps[L] = np.load(path, mmap_mode="r")
     order = prepared["order"]
-    model = subject.load()
+    model = load_model(subject)
     ent_rows: list[dict] = []
     sums: dict[tuple[int, int, int], list] = {}  # (L, layer, head) -> [Σ tuned profile, Σ base profile, Σ tv, n]
     sites_of: dict[int, Any] = {}
@@ -234,18 +309,19 @@ def _run(subject, options: AttentionOptions, ctx: ProbeContext) -> Rows:
     def on_layer(w: Window, layer: int, P: np.ndarray) -> None:
         base_P = np.asarray(maps[w.seq_len][w.index, order[layer]], dtype=np.float64)
         tv = total_variation(P, base_P).mean(axis=-1)  # per head: mean over rows
+        p = head_profiles(P)
+        sites_of[w.seq_len] = p
+        dl, dr = p.sites.d_left, p.sites.d_right
         for h in range(P.shape[0]):
-            p = entanglement_profile(P[h])
-            sites_of[w.seq_len] = p
             base_s = prepared["profiles"][(w.seq_len, w.index, layer, h)]
             for i, k in enumerate(p.cuts):
                 ent_rows.append({"layer": layer, "head": h, "seq_len": w.seq_len, "window": w.index, "cut": int(k),
-                                 "n_sites": p.sites.n_sites, "d_left": int(p.d_left[i]), "d_right": int(p.d_right[i]),
-                                 "entropy": float(p.entropy[i]), "renyi2": float(p.renyi2[i]),
+                                 "n_sites": p.sites.n_sites, "d_left": int(dl[i]), "d_right": int(dr[i]),
+                                 "entropy": float(p.entropy[h, i]), "renyi2": float(p.renyi2[h, i]),
                                  "max_entropy": float(p.max_entropy[i]), "page_entropy": float(p.page_entropy[i]),
                                  "base_entropy": float(base_s[i])})
             acc = sums.setdefault((w.seq_len, layer, h), [0.0, 0.0, 0.0, 0])
-            acc[0] = acc[0] + p.entropy
+            acc[0] = acc[0] + p.entropy[h]
             acc[1] = acc[1] + base_s
             acc[2] += float(tv[h])
             acc[3] += 1
@@ -264,7 +340,7 @@ def _run(subject, options: AttentionOptions, ctx: ProbeContext) -> Rows:
                         "better_fit": better, "base_volume_r2": b_volume.r2, "base_area_log_r2": b_area.r2,
                         "base_better_fit": b_better, "entropy_diff": relative_difference(mean_t, mean_b),
                         "attention_tv": tv / n, **internal.get(layer, _internal({}, None))})
-    tok = subject.tokenizer()
+    tok = load_tokenizer(subject)
     return {"windows": window_rows(tok, windows, "attention"), "attention_entanglement": ent_rows,
             "attention_summary": summary}
 

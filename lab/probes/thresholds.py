@@ -31,8 +31,8 @@ import numpy as np
 
 from lab.probes.attention import least_squares
 from lab.probes.registry import Probe, ProbeContext, Rows, register
-from lab.probes.windows import (Window, attention_layers, check_window_options, head_shape, make_windows,
-                                seq_len_field, window_rows, windows_field)
+from lab.probes.windows import (Window, attention_layers, check_window_options, head_shape, load_model,
+                                load_tokenizer, make_windows, seq_len_field, window_rows, windows_field)
 
 
 @dataclass(frozen=True)
@@ -154,9 +154,9 @@ def growth_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _run(subject, options: ThresholdOptions, ctx: ProbeContext) -> Rows:
-    tok = subject.tokenizer()
+    tok = load_tokenizer(subject)
     windows = make_windows(tok, subject.texts(), options.seq_len, options.windows)
-    rows = measure(subject.load(), windows)
+    rows = measure(load_model(subject), windows)
     return {"windows": window_rows(tok, windows, "thresholds"), "thresholds": rows, "threshold_growth": growth_rows(rows)}
 
 

@@ -34,6 +34,28 @@ class Window:
     ids: tuple[int, ...]
 
 
+def load_model(subject):
+    """``subject.load()`` with a base or checkpoint that transformers/PEFT cannot load as one InputError line."""
+    try:
+        return subject.load()
+    except InputError:
+        raise
+    except Exception as e:  # transformers and PEFT raise OSError, ValueError, KeyError, RuntimeError…
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{subject.path}: cannot load it as a model to run on text ({first})") from None
+
+
+def load_tokenizer(subject):
+    """``subject.tokenizer()`` with a tokenizer that cannot be loaded as one InputError line."""
+    try:
+        return subject.tokenizer()
+    except InputError:
+        raise
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{subject.path}: cannot load its tokenizer ({first})") from None
+
+
 def separator_id(tokenizer) -> int:
     """The token that joins texts: eos, else sep (BERT-style); InputError when it has neither."""
     for name in ("eos_token_id", "sep_token_id"):

@@ -15,7 +15,7 @@ from safetensors.numpy import load_file
 
 import builders
 import lab
-from lab.probes.attention import fit_laws, least_squares, run_attention, total_variation
+from lab.probes.attention import fit_laws, head_profiles, least_squares, run_attention, total_variation
 from lab.probes.entanglement import entanglement_profile
 from lab.probes.windows import make_windows
 
@@ -215,3 +215,16 @@ def test_total_variation_is_half_the_l1_distance_of_rows():
     p, q = rng.dirichlet(np.ones(5), size=3), rng.dirichlet(np.ones(5), size=3)
     assert total_variation(p, q) == pytest.approx([0.5 * sum(abs(a - b)) for a, b in zip(p, q)])
     assert total_variation(p, p) == pytest.approx(np.zeros(3))
+
+
+@pytest.mark.parametrize("L", [7, 8, 12, 16])
+def test_batched_head_profiles_equal_the_internal_probes_profile_of_each_head(L):
+    P = np.random.default_rng(L).dirichlet(np.ones(L), size=(3, L))
+    P[1] = np.tril(P[1])  # a causal-looking head
+    batched = head_profiles(P)
+    for h in range(3):
+        one = entanglement_profile(P[h])
+        assert batched.entropy[h] == pytest.approx(one.entropy, abs=1e-12)
+        assert batched.renyi2[h] == pytest.approx(one.renyi2, abs=1e-12)
+        assert batched.max_entropy == pytest.approx(one.max_entropy)
+        assert batched.page_entropy == pytest.approx(one.page_entropy)

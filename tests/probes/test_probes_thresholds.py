@@ -179,3 +179,26 @@ def test_seq_len_and_windows_from_the_cli_reach_every_probe_that_has_them(tmp_pa
     bad = CliRunner().invoke(app, ["analyze", str(inputs["lora"]), "--base", str(inputs["base"]), "--out", str(tmp_path),
                                    "--run", "bad", "--probes", "thresholds", "--seq-len", "8,x", "--quiet"])
     assert bad.exit_code == 2 and "seq_len" in bad.output
+
+
+def test_a_missing_tokenizer_or_a_base_transformers_cannot_load_is_one_line_exit_2(tmp_path, inputs):
+    import shutil
+
+    from lab.cli import app
+
+    bare = tmp_path / "bare"  # the base's weights and config, no tokenizer
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(inputs["base"] / name, bare / name)
+    broken = tmp_path / "broken"  # a config transformers cannot build a model from
+    shutil.copytree(inputs["base"], broken)
+    cfg = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**cfg, "architectures": ["NoSuchModel"], "model_type": "no_such_type"}))
+    for folder, words in ((bare, "no tokenizer"), (broken, "cannot load")):
+        result = CliRunner().invoke(app, ["analyze", str(inputs["lora"]), "--base", str(folder), "--out", str(tmp_path / "out"),
+                                          "--run", folder.name,
+                                          "--probes", "thresholds", "--texts", str(inputs["texts"]), "--seq-len", "8",
+                                          "--windows", "1", "--quiet"])
+        assert result.exit_code == 2, result.output
+        assert words in result.output and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1
