@@ -22,6 +22,10 @@ def merge_command(
     reweight: Annotated[bool, typer.Option("--reweight/--no-reweight", help="LEGO's dual reweighting (centroid norms, output scale).")] = True,
     results: Annotated[Path, typer.Option(help="Results folder; the merge table goes to RESULTS/RUN/merge.parquet.")] = Path("results"),
     run: Annotated[str, typer.Option(help="Run folder that collects merges side by side.")] = "merges",
+    base: Annotated[Optional[Path], typer.Option(help="The base model folder: with --texts, also the merged model's hidden-state error.")] = None,
+    texts: Annotated[Optional[Path], typer.Option(help="Texts (one per line, or .jsonl) for the hidden-state error; needs --base.")] = None,
+    seq_len: Annotated[int, typer.Option("--seq-len", help="Window length L in tokens for the hidden-state error.")] = 64,
+    windows: Annotated[int, typer.Option("--windows", help="Number of windows N for the hidden-state error.", min=1)] = 16,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")] = False,
 ) -> None:
     """Merge adapters (stack, linear, svd, lego) into one PEFT adapter and record its error against the exact weighted sum."""
@@ -41,11 +45,29 @@ def merge_command(
         for i, a in enumerate(inputs):
             a.name = f"{i}:{a.name}"
     merges = merge_modules(inputs, w, method, rank, seed=seed, reweight=reweight)
+    if (base is None) != (texts is None):
+        raise MergeError("the hidden-state error needs both --base and --texts")
+    token_windows = None
+    if base is not None:
+        from lab.merge.hidden import windows_for
+
+        token_windows = windows_for(base, texts, seq_len, windows)  # a short corpus fails before anything is written
     out = Path(out)
     dtype = inputs[0].dtype
     write_adapter(out, merges, inputs[0].config, dtype, overwrite=overwrite)
     rows = merge_rows(out.name, run, method, merges, dtype)
+    if token_windows is not None:
+        from dataclasses import replace
+
+        from lab.merge.hidden import hidden_errors
+
+        exact = [replace(m, merged=m.target) for m in merges]
+        error = hidden_errors(base, [out], exact, inputs[0].config, dtype, token_windows)[0]
+        for row in rows:
+            row["hidden_rel_error"] = error  # one number per merged model, on each of its rows
     path = write_merge_table(results, run, rows)
     worst = max(rows, key=lambda r: r["rel_fro_error"])
     typer.echo(f"{out}: {method} of {len(inputs)} adapters, {len(rows)} modules; largest relative error "
-               f"{worst['rel_fro_error']:.3g} ({worst['module']}, best rank-{worst['k']} {worst['optimal_rel_fro_error']:.3g}); table {path}")
+               f"{worst['rel_fro_error']:.3g} ({worst['module']}, best rank-{worst['k']} {worst['optimal_rel_fro_error']:.3g})"
+               + (f"; hidden states {rows[0]['hidden_rel_error']:.3g} of the exact merge's change" if token_windows else "")
+               + f"; table {path}")

@@ -216,7 +216,7 @@ declare(
     _c("rel_spectral_error", "float64", "‖M − T‖_2 / ‖T‖_2"),
     _c("optimal_rel_spectral_error", "float64", "σ_{k+1} / σ_1: the best rank-k spectral error"),
     _c("stored_rel_fro_error", "float64", "‖M̂ − T‖_F / ‖T‖_F for the factors as written (rounded to the inputs' dtype, e.g. float32)"),
-    _c("hidden_rel_error", "float64", "relative error of the merged model's last hidden states against the model with T applied (--base with --texts; empty otherwise)"),
+    _c("hidden_rel_error", "float64", "‖H_M − H_T‖_F / ‖H_T − H_0‖_F: last-layer hidden states of the merged model (M), the model with the exact sum T applied and the base (0), on the first N windows of L tokens of --texts as the attention probes define them (--base with --texts; the same value on every row of a merged adapter; empty otherwise)"),
 )
 
 

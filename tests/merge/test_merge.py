@@ -150,3 +150,55 @@ def test_bad_inputs_are_one_line_exit_2_nothing_written(tmp_path, adapters, case
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lab: error:"), result.output
     assert not out.exists() and not (tmp_path / "results").exists()
+
+
+def _word_tokenizer(folder, words):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "</s>": 1, **{w: i + 2 for i, w in enumerate(dict.fromkeys(words))}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="</s>").save_pretrained(folder)
+
+
+def test_hidden_state_error_against_the_exact_sum(tmp_path, adapters):
+    import torch
+
+    base = builders.save(builders.tiny_llama(seed=0), tmp_path / "base")
+    words = "the merged model reads every token and the exact sum gives the reference states".split()
+    _word_tokenizer(base, words)
+    rng = np.random.default_rng(0)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(" ".join(rng.choice(words, 8)) for _ in range(20)) + "\n")
+    paths = [adapters["a"], adapters["b"]]
+    common = ["--base", str(base), "--texts", str(texts), "--seq-len", "8", "--windows", "4"]
+    _, result = run_merge(tmp_path, paths, "h_stack", "--method", "stack", *common)
+    assert result.exit_code == 0, result.output
+    out, result = run_merge(tmp_path, paths, "h_svd", "--method", "svd", "--rank", "1", *common)
+    assert result.exit_code == 0, result.output
+    exact_err = table(tmp_path, "h_stack").hidden_rel_error
+    svd_err = table(tmp_path, "h_svd").hidden_rel_error
+    assert exact_err.nunique() == 1 and exact_err.iloc[0] < 1e-4  # only the float32 rounding of the stored factors
+    # independently: PEFT's own models on the same windows (the stream of the tokenized texts, joined by eos)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base)
+    stream = []
+    for line in texts.read_text().splitlines():
+        stream += ([tok.eos_token_id] if stream else []) + tok(line, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([stream[i * 8:(i + 1) * 8] for i in range(4)])
+
+    def hidden(model):
+        with torch.no_grad():
+            return model(input_ids=ids, output_hidden_states=True).hidden_states[-1].double().numpy()
+
+    model, _ = peft_deltas(paths)
+    model.add_weighted_adapter(["a0", "a1"], [0.5, 0.5], "cat", combination_type="cat")
+    model.set_adapter("cat")
+    H_T = hidden(model)
+    with model.disable_adapter():
+        H_0 = hidden(model)
+    H_M = hidden(PeftModel.from_pretrained(builders.tiny_llama(seed=0), out))
+    want = np.linalg.norm(H_M - H_T) / np.linalg.norm(H_T - H_0)
+    assert svd_err.iloc[0] == pytest.approx(want, rel=1e-3) and want > 1e-3
