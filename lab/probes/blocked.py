@@ -7,7 +7,7 @@ blocks. With x = ψ reshaped (D_left, D_right) (ψ = vec(M), row-major):
 * left Gram x·xᵀ = Σ_b x[:, J_b]·x[:, J_b]ᵀ over column blocks J_b of x: one ``read`` per block
   (starts i·D_right + j0 for every row i, length j1 − j0);
 * right Gram xᵀ·x = Σ_b x[I_b]ᵀ·x[I_b] over row blocks I_b of x (contiguous ranges of ψ);
-* cross Gram, for two matrices X, Y of one shape: XᵀY = Σ_b X[I_b]ᵀ Y[I_b] (tall, rows ≥ cols,
+* cross Gram, for two matrices X, Y of one shape: XᵀY = Σ_b X[I_b]ᵀ Y[I_b] (tall, rows > cols,
   over row blocks of M) or X·Yᵀ = Σ_b X[:, J_b] Y[:, J_b]ᵀ (wide, over column blocks of M).
 
 Each block is float64 and every product accumulates in float64, so the result equals the
@@ -77,7 +77,7 @@ import numpy as np
 from lab.errors import NonFiniteError, ShapeError
 from lab.probes import schmidt
 from lab.probes import spectra as _spectra  # the module, not its names: spectra may import this one
-from lab.probes.linalg import psd_eigh, psd_eigvals
+from lab.probes.linalg import leading_eigh, psd_eigh, psd_eigvals
 from lab.sources import MatrixSource
 from lab.probes.tensorize import Sites, sites as chain_sites
 
@@ -138,39 +138,78 @@ def _add(acc: np.ndarray | None, term: np.ndarray) -> np.ndarray:
 
 # ---- Gram matrices -------------------------------------------------------------------------------
 
+def _memo(src: MatrixSource) -> dict:
+    """Results kept on a source for the other probes of the same unit (a Delta's ΔW is one source
+    object, so the entanglement and spectra probes share ΔW's small-side Gram and its eigenvalues
+    instead of reading and solving it twice). Sources that refuse attributes just get no memo."""
+    memo = getattr(src, "_lab_memo", None)
+    if memo is None:
+        memo = {}
+        try:
+            src._lab_memo = memo
+        except AttributeError:
+            pass
+    return memo
+
+
+def _is_small_side(src: MatrixSource, side: str, d: int) -> bool:
+    rows, cols = (int(n) for n in src.shape)
+    return (side == "right" and rows > cols and d == cols) or (side == "left" and rows <= cols and d == rows)
+
+
 def gram_left(src: MatrixSource, d_left: int, budget_bytes: int = DEFAULT_BUDGET) -> np.ndarray:
     """x·xᵀ (d_left × d_left, float64) for x = ψ reshaped (d_left, D_right), over column blocks of x."""
+    if _is_small_side(src, "left", int(d_left)) and "small" in _memo(src):
+        return _memo(src)["small"]
     d_left, d_right = _split(src, int(d_left), "left")
     g = None
     for starts, length in _col_blocks(d_left, d_right, budget_bytes):
         block = _checked(src, starts, length)
         g = _add(g, block @ block.T)  # numpy hands x @ x.T to BLAS ?syrk
         del block  # before the next read: one block in memory, not two
-    return g if g is not None else np.zeros((d_left, d_left))
+    g = g if g is not None else np.zeros((d_left, d_left))
+    if _is_small_side(src, "left", d_left):
+        _memo(src)["small"] = g
+    return g
 
 
 def gram_right(src: MatrixSource, d_right: int, budget_bytes: int = DEFAULT_BUDGET) -> np.ndarray:
     """xᵀ·x (d_right × d_right, float64) for x = ψ reshaped (D_left, d_right), over row blocks of x."""
+    if _is_small_side(src, "right", int(d_right)) and "small" in _memo(src):
+        return _memo(src)["small"]
     d_left, d_right = _split(src, int(d_right), "right")
     g = None
     for starts, length in _row_blocks(d_left, d_right, budget_bytes):
         block = _checked(src, starts, length)
         g = _add(g, block.T @ block)
         del block
-    return g if g is not None else np.zeros((d_right, d_right))
+    g = g if g is not None else np.zeros((d_right, d_right))
+    if _is_small_side(src, "right", d_right):
+        _memo(src)["small"] = g
+    return g
+
+
+def small_eigvals(src: MatrixSource, gram: np.ndarray) -> np.ndarray:
+    """psd_eigvals of ``gram``, solved once per source when it is the source's small-side Gram."""
+    memo = _memo(src)
+    if memo.get("small") is gram:
+        if "small_eigvals" not in memo:
+            memo["small_eigvals"] = psd_eigvals(gram)
+        return memo["small_eigvals"]
+    return psd_eigvals(gram)
 
 
 def small_gram(src: MatrixSource, budget_bytes: int = DEFAULT_BUDGET) -> np.ndarray:
-    """MᵀM (rows ≥ cols) or M·Mᵀ (rows < cols): the Gram matrix of M's smaller side."""
+    """MᵀM (rows > cols) or M·Mᵀ (rows ≤ cols; for a square matrix the one the profile's row|column cut also needs): the Gram matrix of M's smaller side."""
     rows, cols = (int(n) for n in src.shape)
-    return gram_right(src, cols, budget_bytes) if rows >= cols else gram_left(src, rows, budget_bytes)
+    return gram_right(src, cols, budget_bytes) if rows > cols else gram_left(src, rows, budget_bytes)
 
 
 @dataclass(frozen=True)
 class Grams:
     """ΔW's, W's and the cross Gram on the smaller side of one rows×cols shape.
 
-    Tall (rows ≥ cols): ``delta`` = ΔWᵀΔW, ``base`` = WᵀW, ``cross`` = ΔWᵀW (cols × cols).
+    Tall (rows > cols): ``delta`` = ΔWᵀΔW, ``base`` = WᵀW, ``cross`` = ΔWᵀW (cols × cols).
     Wide: ``delta`` = ΔW·ΔWᵀ, ``base`` = W·Wᵀ, ``cross`` = ΔW·Wᵀ (rows × rows).
     ``base`` and ``cross`` are None without a base.
     """
@@ -183,7 +222,7 @@ class Grams:
 
     @property
     def tall(self) -> bool:
-        return self.rows >= self.cols
+        return self.rows > self.cols
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -193,7 +232,7 @@ class Grams:
 def _blocks_of(shape: tuple[int, int], budget_bytes: int) -> Iterator[tuple[np.ndarray, int]]:
     """Blocks of M itself: rows for a tall matrix, columns for a wide one."""
     rows, cols = shape
-    return _row_blocks(rows, cols, budget_bytes) if rows >= cols else _col_blocks(rows, cols, budget_bytes)
+    return _row_blocks(rows, cols, budget_bytes) if rows > cols else _col_blocks(rows, cols, budget_bytes)
 
 
 def grams(delta_src: MatrixSource, base_src: MatrixSource | None = None,
@@ -206,14 +245,18 @@ def grams(delta_src: MatrixSource, base_src: MatrixSource | None = None,
     rows, cols = (int(n) for n in delta_src.shape)
     if base_src is not None and tuple(base_src.shape) != (rows, cols):
         raise ShapeError(f"{delta_src.name} {(rows, cols)} and {base_src.name} {tuple(base_src.shape)} differ in shape")
-    tall = rows >= cols
+    tall = rows > cols
+    known = _memo(delta_src).get("small")  # ΔW's own Gram, when the entanglement probe already made it
+    if known is not None and base_src is None:
+        return Grams(rows, cols, known)
     per_source = int(budget_bytes) // (1 if base_src is None else 2)
     g_d = g_w = g_c = None
     for starts, length in _blocks_of((rows, cols), per_source):
         d = _checked(delta_src, starts, length)
         if tall:
             d = d.T  # the block's columns are M's: Grams of the transpose, still syrk
-        g_d = _add(g_d, d @ d.T)
+        if known is None:
+            g_d = _add(g_d, d @ d.T)
         if base_src is not None:
             w = _checked(base_src, starts, length)
             if tall:
@@ -224,6 +267,10 @@ def grams(delta_src: MatrixSource, base_src: MatrixSource | None = None,
         del d
     n = cols if tall else rows
     empty = np.zeros((n, n))
+    if known is not None:
+        g_d = known
+    elif g_d is not None:
+        _memo(delta_src)["small"] = g_d
     if base_src is None:
         return Grams(rows, cols, g_d if g_d is not None else empty)
     return Grams(rows, cols, g_d if g_d is not None else empty, g_w if g_w is not None else empty.copy(),
@@ -235,7 +282,7 @@ def cross_gram(x_src: MatrixSource, y_src: MatrixSource, budget_bytes: int = DEF
     rows, cols = (int(n) for n in x_src.shape)
     if tuple(y_src.shape) != (rows, cols):
         raise ShapeError(f"{x_src.name} {(rows, cols)} and {y_src.name} {tuple(y_src.shape)} differ in shape")
-    tall = rows >= cols
+    tall = rows > cols
     g = None
     for starts, length in _blocks_of((rows, cols), int(budget_bytes) // 2):
         x, y = _checked(x_src, starts, length), _checked(y_src, starts, length)
@@ -289,7 +336,8 @@ def schmidt_spectra_blocked(src: MatrixSource, sites: Sites | None = None,
     if int(np.prod(st.dims, dtype=np.int64)) != rows * cols:
         raise ValueError(f"sites {st.dims} do not multiply to {rows}x{cols}")
     return schmidt.spectra_of_grams(schmidt.cut_grams(
-        st, lambda d: gram_left(src, d, budget_bytes), lambda d: gram_right(src, d, budget_bytes)))
+        st, lambda d: gram_left(src, d, budget_bytes), lambda d: gram_right(src, d, budget_bytes)),
+        lambda g: small_eigvals(src, g))
 
 
 # ---- spectra and alignment -----------------------------------------------------------------------
@@ -307,27 +355,30 @@ def _resolved(lam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.where(lam > _floor(float(lam[0]), shape), lam, 0.0)
 
 
-def spectrum_from_gram(gram: np.ndarray, shape: tuple[int, int], rank_bound: int | None = None):
+def spectrum_from_gram(gram: np.ndarray, shape: tuple[int, int], rank_bound: int | None = None,
+                       eigvals: np.ndarray | None = None):
     """The :class:`lab.probes.spectra.Spectrum` of a rows×cols matrix from its small-side Gram matrix.
 
     σ_i = √λ_i (descending) with λ_i below the Gram's rounding, (√M + N)·ε·λ₁, set to 0 (see the
-    module notes). ``rank_bound`` defaults to min(rows, cols).
+    module notes). ``rank_bound`` defaults to min(rows, cols). ``eigvals``: the Gram's eigenvalues
+    (ascending) when already solved.
     """
     rows, cols = (int(n) for n in shape)
-    lam = _resolved(psd_eigvals(gram)[::-1], (rows, cols))
+    lam = _resolved((psd_eigvals(gram) if eigvals is None else eigvals)[::-1], (rows, cols))
     rank_bound = min(rows, cols) if rank_bound is None else int(rank_bound)
     return _spectra.Spectrum(rows, cols, rank_bound, np.sqrt(lam))
 
 
 def spectrum_blocked(src: MatrixSource, rank_bound: int | None = None, budget_bytes: int = DEFAULT_BUDGET):
     """The :class:`lab.probes.spectra.Spectrum` of a streamed matrix, from its small-side Gram (one pass)."""
-    return spectrum_from_gram(small_gram(src, budget_bytes), src.shape, rank_bound)
+    gram = small_gram(src, budget_bytes)
+    return spectrum_from_gram(gram, src.shape, rank_bound, small_eigvals(src, gram))
 
 
 def _directions(gram: np.ndarray, shape: tuple[int, int], k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(σ descending, eigenvectors as columns) of the leading k resolved directions (all when None)."""
-    w, v = psd_eigh(gram)
-    w, v = w[::-1], v[:, ::-1]
+    n_all = gram.shape[0]
+    w, v = leading_eigh(gram, n_all if k is None else min(int(k), n_all))
     n = int((_resolved(w, shape) > 0.0).sum())
     n = n if k is None else min(n, max(int(k), 0))
     return np.sqrt(w[:n]), v[:, :n]

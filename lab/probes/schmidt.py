@@ -72,17 +72,18 @@ def cut_grams(st: Sites, left_gram: Callable[[int], np.ndarray],
     return grams
 
 
-def spectra_of_grams(grams: dict[int, np.ndarray]) -> list[np.ndarray]:
+def spectra_of_grams(grams: dict[int, np.ndarray], eigvals: Callable[[np.ndarray], np.ndarray] = _psd_eigvals) -> list[np.ndarray]:
     """The Schmidt coefficients (eigenvalues / trace) of each cut's Gram, in cut order.
 
-    Empties ``grams`` as it goes, so each Gram is freed once solved.
+    Empties ``grams`` as it goes, so each Gram is freed once solved. ``eigvals`` solves one Gram
+    (the blocked path passes one that reuses a solve the spectra probe also needs).
     """
     out: list[np.ndarray] = [np.zeros(0)] * len(grams)
     # smallest first: the numpy-sized solves, then the large ones in one run on torch's pool, so
     # that the thread pools change hands once (see lab.probes.linalg)
     for i in sorted(grams, key=lambda i: grams[i].shape[0]):
         g = grams.pop(i)
-        out[i] = _normalised(_psd_eigvals(g), float(np.trace(g)))
+        out[i] = _normalised(eigvals(g), float(np.trace(g)))
     return out
 
 

@@ -276,7 +276,7 @@ def analyze_matrix(x, source: str, rank_bound: int, base=None, options: SpectraO
 
 def _analyze_streamed(x, source: str, rank_bound: int, base, options: SpectraOptions) -> Rows:
     """A streamed ΔW: its spectrum and its alignment with W from the Grams of one pass over both."""
-    from lab.probes.blocked import alignment_from_grams, grams, spectrum_from_gram
+    from lab.probes.blocked import alignment_from_grams, grams, small_eigvals, spectrum_from_gram
     from lab.sources import as_source
 
     g = None
@@ -289,7 +289,7 @@ def _analyze_streamed(x, source: str, rank_bound: int, base, options: SpectraOpt
         delta_gram = g.delta if g is not None else grams(x).delta
     except NonFiniteError:
         return _nonfinite_rows(x.shape, source, rank_bound)
-    s = spectrum_from_gram(delta_gram, x.shape, rank_bound)
+    s = spectrum_from_gram(delta_gram, x.shape, rank_bound, small_eigvals(x, delta_gram))
     align = alignment_from_grams(g, options, s.numerical_rank) if g is not None else None
     return {"spectra": [spectrum_row(s, source, align)], "singular_values": singular_value_rows(s, source)}
 

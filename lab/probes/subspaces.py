@@ -16,7 +16,7 @@ import numpy as np
 
 from lab.probes import factored
 from lab.probes.factored import Factors
-from lab.probes.linalg import gram, psd_eigh
+from lab.probes.linalg import gram, leading_eigh
 
 
 def top_singular_vectors(x: np.ndarray | Factors, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -37,8 +37,7 @@ def top_singular_vectors(x: np.ndarray | Factors, k: int | None = None) -> tuple
     if k <= 0:
         return np.zeros((m, 0)), np.zeros(0), np.zeros((n, 0))
     wide = m <= n
-    w, vecs = psd_eigh(gram(x))
-    w, vecs = w[::-1][:k], vecs[:, ::-1][:, :k]
+    w, vecs = leading_eigh(gram(x), k)
     keep = w > 0.0
     sigma, near = np.sqrt(w[keep]), vecs[:, keep]
     far = (x.T @ near) if wide else (x @ near)

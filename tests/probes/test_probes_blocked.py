@@ -66,7 +66,7 @@ def test_gram_of_the_matrix_equals_the_numpy_products_over_many_blocks(shape):
     assert src.reads == -(-rows // 11)
     assert _rel(right, m.T @ m) < 1e-12
     small = blocked.small_gram(ArraySource(m), budget_bytes=4096)
-    assert _rel(small, m.T @ m if rows >= cols else m @ m.T) < 1e-12
+    assert _rel(small, m.T @ m if rows > cols else m @ m.T) < 1e-12  # square: M·Mᵀ, the row|column cut's Gram
 
 
 @pytest.mark.parametrize("shape, d", [((3000, 64), 8), ((3000, 64), 600), ((1542, 96), 257 * 2), ((64, 3000), 40)])
@@ -89,7 +89,7 @@ def test_grams_in_one_pass_equal_the_three_products(shape):
     w, d = rng.standard_normal(shape), rng.standard_normal(shape)
     src_d, src_w = Counting(d), Counting(w)
     g = blocked.grams(src_d, src_w, budget_bytes=8 * 2 * 9 * min(shape))  # 9 lines per block and source
-    tall = shape[0] >= shape[1]
+    tall = shape[0] > shape[1]  # a square matrix takes the row|column cut's side, M·Mᵀ
     assert g.tall == tall
     assert src_d.reads == src_w.reads == -(-max(shape) // 9)  # each block of each read once
     if tall:
