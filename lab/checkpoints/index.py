@@ -77,7 +77,10 @@ def read_file_tensors(path: Path) -> dict[str, TensorInfo]:
     """The tensors of one weight file: a safetensors header, or a pickle loaded memory-mapped."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        return read_header(path)
+        tensors = read_header(path)
+        if not tensors:  # an empty header: nothing to pair, and "shares no weight with the base" would blame the base
+            raise FormatError(f"{path}: holds no tensors (its safetensors header lists none); re-save or re-download it")
+        return tensors
     return {
         key: TensorInfo(key, path, tuple(t.shape), str(t.dtype).removeprefix("torch."), t.is_floating_point())
         for key, t in load_state_dict(path).items()

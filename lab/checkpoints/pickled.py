@@ -45,7 +45,8 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     for key, tensor in tensors.items():
         check_key(path, key)
         _check_dense(path, key, tensor)
-    return tensors
+    # a saved nn.Parameter comes back requiring grad, and such a tensor refuses .numpy()
+    return {key: tensor.detach() for key, tensor in tensors.items()}
 
 
 def _check_dense(path: Path, key: str, tensor: torch.Tensor) -> None:
