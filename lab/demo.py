@@ -33,6 +33,9 @@ DEMO_TARGETS = ["query", "value"]
 # Only the trained modules: a full fine-tune's checkpoint holds every weight, and the untouched
 # ones would enter the tables as zero updates.
 DEMO_MODULES = r"attention\.self\.(query|value)$"
+# The probes that run the model on text, sized for the demo: two lengths (so the growth of the
+# thresholds with L can be fitted) and four windows each, instead of 16 windows of up to 256 tokens.
+DEMO_WINDOWS = {"seq_len": (32, 64), "windows": 4}
 
 
 @dataclass
@@ -131,6 +134,7 @@ def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes
     base = minilm_path()
     wanted = {"probes": [p.name for p in resolve(list(probes))], "controls": True, "modules": DEMO_MODULES,
               "base": str(base.resolve())}
+    options = {name: dict(DEMO_WINDOWS) for name in wanted["probes"] if name in ("attention", "thresholds")}
     results_dir = result.workdir / "results"
     with Progress(SpinnerColumn(finished_text="✓"), TextColumn("{task.description:<18}"), TextColumn("{task.fields[note]}"),
                   TimeElapsedColumn(), console=console, disable=not progress) as bar:
@@ -144,7 +148,8 @@ def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes
             task = bar.add_task(f"analyze {name}", total=None, note=", ".join(wanted["probes"]))
             with one_blas_thread():
                 result.runs[name] = lab.analyze(config.out, base=base, out=results_dir, run=name, probes=list(probes),
-                                                modules=DEMO_MODULES, controls=True, overwrite=True, progress=False)
+                                                options=options, modules=DEMO_MODULES, controls=True, overwrite=True,
+                                                progress=False)
             bar.update(task, total=1, completed=1)
 
 
