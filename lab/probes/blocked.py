@@ -78,6 +78,7 @@ from lab.errors import NonFiniteError, ShapeError
 from lab.probes import schmidt
 from lab.probes import spectra as _spectra  # the module, not its names: spectra may import this one
 from lab.probes.linalg import leading_eigh, psd_eigh, psd_eigvals
+from lab.probes.memo import memo_for
 from lab.sources import MatrixSource
 from lab.probes.tensorize import Sites, sites as chain_sites
 
@@ -139,17 +140,9 @@ def _add(acc: np.ndarray | None, term: np.ndarray) -> np.ndarray:
 # ---- Gram matrices -------------------------------------------------------------------------------
 
 def _memo(src: MatrixSource) -> dict:
-    """Results kept on a source for the other probes of the same unit (a Delta's ΔW is one source
-    object, so the entanglement and spectra probes share ΔW's small-side Gram and its eigenvalues
-    instead of reading and solving it twice). Sources that refuse attributes just get no memo."""
-    memo = getattr(src, "_lab_memo", None)
-    if memo is None:
-        memo = {}
-        try:
-            src._lab_memo = memo
-        except AttributeError:
-            pass
-    return memo
+    """Results kept for the other probes of the same unit (:mod:`lab.probes.memo`): ΔW's small-side
+    Gram and its eigenvalues, read and solved once for the entanglement and spectra probes."""
+    return memo_for(src)
 
 
 def _is_small_side(src: MatrixSource, side: str, d: int) -> bool:

@@ -31,6 +31,7 @@ import numpy as np
 from lab.probes import factored
 from lab.probes.linalg import gram as _gram, psd_eigvals as _psd_eigvals
 from lab.probes.factored import Factors
+from lab.probes.memo import memo_for
 from lab.probes.tensorize import Sites
 
 
@@ -90,9 +91,28 @@ def spectra_of_grams(grams: dict[int, np.ndarray], eigvals: Callable[[np.ndarray
 def _dense(m: np.ndarray, st: Sites) -> list[np.ndarray]:
     # a view when m is already C-contiguous float64; otherwise one float64 copy (the only one)
     psi = np.ascontiguousarray(m, dtype=np.float64).reshape(-1)
-    # D_left ≤ D_right on the left, so _gram is x·xᵀ there; on the right it is yᵀ·y
-    grams = cut_grams(st, lambda d: _gram(psi.reshape(d, -1)), lambda d: _gram(psi.reshape(-1, d)))
-    return spectra_of_grams(grams)
+    rows, cols = m.shape
+    valley: list[np.ndarray] = []
+
+    def left(d: int) -> np.ndarray:  # D_left ≤ D_right on the left, so _gram is x·xᵀ there
+        g = _gram(psi.reshape(d, -1))
+        if d == rows:  # the row|column cut: M·Mᵀ, the small-side Gram of M
+            valley.append(g)
+        return g
+
+    def right(d: int) -> np.ndarray:  # on the right it is yᵀ·y
+        g = _gram(psi.reshape(-1, d))
+        if d == cols:  # the row|column cut: MᵀM
+            valley.append(g)
+        return g
+
+    def eigvals(g: np.ndarray) -> np.ndarray:
+        w = _psd_eigvals(g)
+        if valley and g is valley[0]:  # σ² of M: the spectra probe reads them (lab.probes.memo)
+            memo_for(m)["small_eigvals"] = w
+        return w
+
+    return spectra_of_grams(cut_grams(st, left, right), eigvals)
 
 
 def _factored(f: Factors, st: Sites) -> list[np.ndarray]:

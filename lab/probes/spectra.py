@@ -33,6 +33,7 @@ from lab.errors import NonFiniteError
 from lab.probes import factored, inputs, linalg, subspaces
 from lab.probes.entanglement import entropies
 from lab.probes.factored import Factors, as_matrix_or_factors
+from lab.probes.memo import memo_for
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 
 
@@ -130,7 +131,8 @@ def singular_values(x: np.ndarray | Factors) -> np.ndarray:
     x = as_matrix_or_factors(x)
     if isinstance(x, Factors):
         return factored.core_singular_values(x)
-    return linalg.dense_singular_values(x)
+    # σ² of x were solved by the entanglement probe when it ran first on this array
+    return linalg.dense_singular_values(x, memo_for(x).get("small_eigvals"))
 
 
 def spectrum(x, rank_bound: int | None = None) -> Spectrum:
