@@ -92,6 +92,7 @@ def figure(df: pd.DataFrame, path: Path) -> None:
             ax.plot(g.k, g.rel_fro_error.clip(lower=1e-17), marker=marker, ls="-" if len(g) > 1 else "", label=method)
     ax.set_xscale("log", base=2)
     ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_ylim(bottom=0)  # errors are ≥ 0: no empty negative half
     ax.set_xlabel("rank k of the merged adapter")
     ax.set_ylabel("‖M − T‖_F / ‖T‖_F (mean over modules)")
     ax.set_title("Merging the adapters: error against the exact mean T")
