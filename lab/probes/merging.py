@@ -68,6 +68,20 @@ def linear(factors: list[Factors], weights: list[float]) -> Factors:
     return Factors(B, A, 1.0)
 
 
+def fedavg(factors: list[Factors]) -> Factors:
+    """FedAvg's index-wise mean (FLoRA's baseline): B̄ = (1/J)·Σ_j B_j, Ā = (1/J)·Σ_j s_j·A_j (equal ranks only).
+
+    B̄·Ā − T = (1/J²)·Σ_{j,k} s_k B_j A_k − (1/J)·Σ_j s_j B_j A_j: zero for identical adapters,
+    FLoRA's aggregation noise otherwise. (PEFT's :func:`linear` with weights 1/J is not this: for
+    J identical adapters it gives J times the update.)
+    """
+    ranks = sorted({f.rank_bound for f in factors})
+    if len(ranks) > 1:
+        raise MergeError(f"index-wise averaging needs equal ranks, got r = {', '.join(map(str, ranks))}")
+    J = len(factors)
+    return Factors(sum(f.B for f in factors) / J, sum(f.scale * f.A for f in factors) / J, 1.0)
+
+
 def _stacked_svd(target: Factors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(U, σ, Vᵀ) of s·B·A with U (m×q), Vᵀ (q×n), q = min(r, m, n), from QR of both factors."""
     Qb, Rb = np.linalg.qr(target.B)

@@ -14,6 +14,10 @@ arXiv 2409.05976; LoRA-LEGO, Zhao et al. 2024, arXiv 2409.16167):
   which leaves every update unchanged): mean, min and max over the permutations. The spread is
   the point: index-wise averaging pairs unit i of one adapter with unit i of another, an order
   that training never fixed.
+* ``fedavg_error``: the same for FedAvg's index-wise mean B̄ = (1/J)·Σ B_j, Ā = (1/J)·Σ s_j A_j
+  (:func:`lab.probes.merging.fedavg`), with its spread over the same permutations. The two rules
+  differ: PEFT's square-root weights give (Σ_j √w_j)² = J times the update for J identical
+  adapters (error J − 1), FedAvg gives it exactly; for independent adapters both carry cross terms.
 
 A module that only some of the run's adapters have is compared across those (``members`` says
 which); the engine plans a group only where at least two have it.
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lab.deltas import Factors
-from lab.probes.merging import linear, stack
+from lab.probes.merging import fedavg, linear, stack
 from lab.probes.msu import difference_norms
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 
@@ -52,17 +56,17 @@ def concat_sum_error(factors: list[Factors]) -> float:
     return diff / total if total > 0 else diff
 
 
-def cross_term_error(factors: list[Factors]) -> float:
-    """‖linear(1/J) − exact mean‖_F / ‖exact mean‖_F (equal ranks)."""
+def cross_term_error(factors: list[Factors], rule: str = "linear") -> float:
+    """‖index-wise average − exact mean‖_F / ‖exact mean‖_F (equal ranks): PEFT's ``linear`` rule or ``fedavg``."""
     w = [1.0 / len(factors)] * len(factors)
-    M, T = linear(factors, w), stack(factors, w)
+    M, T = (linear(factors, w) if rule == "linear" else fedavg(factors)), stack(factors, w)
     diff, _ = difference_norms([M.B, -T.B], [M.A, T.A])
     total, _ = difference_norms([T.B], [T.A])
     return diff / total if total > 0 else diff
 
 
-def permuted_cross_term_errors(factors: list[Factors], permutations: int, seed: int = 0) -> np.ndarray:
-    """The cross-term error after independent seeded rank permutations of every adapter."""
+def permuted_cross_term_errors(factors: list[Factors], permutations: int, seed: int = 0, rule: str = "linear") -> np.ndarray:
+    """The cross-term error (``rule``: linear or fedavg) after independent seeded rank permutations of every adapter."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(permutations):
@@ -70,7 +74,7 @@ def permuted_cross_term_errors(factors: list[Factors], permutations: int, seed: 
         for f in factors:
             p = rng.permutation(f.rank_bound)
             permuted.append(Factors(f.B[:, p], f.A[p], f.scale))
-        out.append(cross_term_error(permuted))
+        out.append(cross_term_error(permuted, rule))
     return np.array(out)
 
 
@@ -92,11 +96,15 @@ def _run(subject, options: MsuPairsOptions, ctx: ProbeContext) -> Rows:
     row.update(cross_term_error=cross_term_error(factors), permutations=options.permutations,
                cross_term_error_mean=float(perm.mean()), cross_term_error_min=float(perm.min()),
                cross_term_error_max=float(perm.max()))
+    fed = permuted_cross_term_errors(factors, options.permutations, ctx.seed, "fedavg")  # the same permutations
+    row.update(fedavg_error=cross_term_error(factors, "fedavg"), fedavg_error_mean=float(fed.mean()),
+               fedavg_error_min=float(fed.min()), fedavg_error_max=float(fed.max()))
     return {"msu_pairs": [row]}
 
 
 _COLUMNS = ("members", "n_members", "ranks", "scales", "mean_fro_norm", "concat_sum_error", "cross_term_error",
-            "permutations", "cross_term_error_mean", "cross_term_error_min", "cross_term_error_max", "note")
+            "permutations", "cross_term_error_mean", "cross_term_error_min", "cross_term_error_max",
+            "fedavg_error", "fedavg_error_mean", "fedavg_error_min", "fedavg_error_max", "note")
 
 register(Probe(
     name="msu_pairs",

@@ -199,6 +199,10 @@ declare(
     _c("cross_term_error_mean", "float64", "mean of cross_term_error over the permutations (each adapter's ranks permuted independently: every update is unchanged, the index-wise average is not)"),
     _c("cross_term_error_min", "float64", "smallest cross_term_error over the permutations"),
     _c("cross_term_error_max", "float64", "largest cross_term_error over the permutations"),
+    _c("fedavg_error", "float64", "‖B̄·Ā − T‖_F / ‖T‖_F for FedAvg's index-wise mean B̄ = (1/J)·Σ_j B_j, Ā = (1/J)·Σ_j s_j·A_j (zero for identical adapters, unlike PEFT's linear rule, which gives J times the update: error J − 1); empty when the ranks differ"),
+    _c("fedavg_error_mean", "float64", "mean of fedavg_error over the same rank permutations"),
+    _c("fedavg_error_min", "float64", "smallest fedavg_error over the permutations"),
+    _c("fedavg_error_max", "float64", "largest fedavg_error over the permutations"),
     _c("note", "string", "why a measure is empty: heterogeneous ranks, dense members"),
 )
 

@@ -55,8 +55,24 @@ def test_msu_pairs_through_analyze_union_and_heterogeneous(tmp_path):
     v = t.loc["model.layers.0.self_attn.v_proj"]
     assert v.members == "a,b" and v.cross_term_error > 0.1 and v.permutations == 4
     assert v.cross_term_error_min <= v.cross_term_error_mean <= v.cross_term_error_max
+    assert v.fedavg_error_min <= v.fedavg_error_mean <= v.fedavg_error_max and v.fedavg_error > 0.1
     o = t.loc["model.layers.1.self_attn.o_proj"]
     assert o.members == "b,c"
     fa, fb = _factors(a)["model.layers.1.self_attn.v_proj"], _factors(b)["model.layers.1.self_attn.v_proj"]
     mean = (fa.to_dense() + fb.to_dense()) / 2
     assert t.loc["model.layers.1.self_attn.v_proj", "mean_fro_norm"] == pytest.approx(np.linalg.norm(mean), rel=1e-10)
+
+
+def test_fedavg_and_peft_linear_differ_on_identical_adapters(tmp_path):
+    """J copies of one adapter: FedAvg's mean is exact, PEFT's √-weighted linear rule gives J× the update."""
+    from lab.probes.merging import fedavg
+
+    f = next(iter(_factors(_adapter(tmp_path / "a", 1, r=4, lora_alpha=8)).values()))
+    copies = [f, f, f]
+    assert cross_term_error(copies, "fedavg") < 1e-14
+    assert cross_term_error(copies) == pytest.approx(2.0, rel=1e-12)
+    g = next(iter(_factors(_adapter(tmp_path / "b", 2, r=4, lora_alpha=4)).values()))
+    exact = (f.to_dense() + g.to_dense()) / 2
+    want = np.linalg.norm(fedavg([f, g]).to_dense() - exact) / np.linalg.norm(exact)
+    assert want == pytest.approx(np.linalg.norm((f.B + g.B) / 2 @ ((f.scale * f.A + g.scale * g.A) / 2) - exact) / np.linalg.norm(exact))
+    assert cross_term_error([f, g], "fedavg") == pytest.approx(want, rel=1e-9) and want > 0.1
