@@ -177,13 +177,21 @@ def _check_targets(probe_options: dict[str, Any], base) -> None:
 
 
 def _check_names(checkpoints: list[Checkpoint]) -> None:
-    """Two inputs with the same checkpoint name would share rows: say so instead."""
-    seen: dict[str, Path] = {}
+    """Give inputs that share a name (``a/checkpoint-30``, ``b/checkpoint-30``) their parent folder
+    as a prefix, so rows tell them apart; the same path given twice is an error."""
+    paths: dict[Path, Checkpoint] = {}
     for c in checkpoints:
-        if c.name in seen and seen[c.name].resolve() != c.path.resolve():
-            raise InputError(f"{c.path}: its checkpoint name {c.name!r} is also that of {seen[c.name]}; "
-                             "rename one folder so the rows can tell them apart")
-        seen[c.name] = c.path
+        if c.path.resolve() in paths:
+            raise InputError(f"{c.path}: the same checkpoint is given twice")
+        paths[c.path.resolve()] = c
+    names = [c.name for c in checkpoints]
+    for c in checkpoints:
+        if names.count(c.name) > 1:
+            c.name = f"{c.path.resolve().parent.name}/{c.name}"
+    clash = sorted({c.name for c in checkpoints if [d.name for d in checkpoints].count(c.name) > 1})
+    if clash:
+        raise InputError(f"several inputs are named {clash[0]!r} even with their parent folder; rename one folder "
+                         "so the rows can tell them apart")
 
 
 def _describe_inputs(checkpoints: list[Checkpoint], base: Base | None, corpus: str | None) -> dict[str, Any]:

@@ -76,3 +76,25 @@ def test_rows_follow_the_plan_order(tmp_path, engine_inputs):
     assert [n for n in layer_of if n >= 0] == sorted(n for n in layer_of if n >= 0)
     ent = run.table("entanglement_summary")
     assert list(dict.fromkeys(ent.checkpoint))[-1] == "controls"  # controls come last
+
+
+def test_inputs_sharing_a_name_are_told_apart_by_their_folder(tmp_path, engine_inputs):
+    import shutil
+
+    from lab.errors import InputError
+
+    for parent in ("lora-a", "lora-b"):
+        shutil.copytree(engine_inputs["adapters"][0 if parent == "lora-a" else 1], tmp_path / parent / "checkpoint-30")
+    run = lab.analyze([tmp_path / "lora-a" / "checkpoint-30", tmp_path / "lora-b" / "checkpoint-30"], out=tmp_path / "out",
+                      run="r", progress=False)
+    deltas = run.table("deltas")
+    assert list(dict.fromkeys(deltas.checkpoint)) == ["lora-a/checkpoint-30", "lora-b/checkpoint-30"]
+    assert (deltas.step == 30).all()
+    one = deltas.groupby("checkpoint").fro_norm.sum()
+    assert one["lora-a/checkpoint-30"] != one["lora-b/checkpoint-30"]  # two different adapters, both read
+    try:
+        lab.analyze([engine_inputs["adapters"][0]] * 2, out=tmp_path / "out2", progress=False)
+    except InputError as e:
+        assert "given twice" in str(e)
+    else:
+        raise AssertionError("the same input twice was accepted")
