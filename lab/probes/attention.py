@@ -136,7 +136,18 @@ def head_profiles(P: np.ndarray) -> HeadProfiles:
     """
     import torch  # the model that produced P has loaded it already
 
-    # all in torch (float64): mixing numpy's and torch's BLAS pools costs more than the work here
+    # all in torch (float64): mixing numpy's and torch's BLAS pools costs more than the work here;
+    # and one thread: these solves are small, and on a loaded machine a multithreaded LAPACK stalls
+    # (12 heads at L = 256: 0.16 s of CPU with one thread, 5-8 s with two at load 11)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _head_profiles(torch, P)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _head_profiles(torch, P) -> HeadProfiles:
     P = torch.as_tensor(np.asarray(P), dtype=torch.float64)
     H, L, _ = P.shape
     st = chain_sites(L, L)
