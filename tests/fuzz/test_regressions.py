@@ -55,6 +55,21 @@ def test_huge_lora_alpha(llama_lora, alpha, with_base):
             assert (result.table("deltas")["scale"] == alpha / 4).all()
 
 
+def test_scale_whose_update_overflows_float64(llama_lora):
+    """The largest finite α with factors ten times PEFT's: s = α/r is finite but ‖s·B·A‖_F is
+    not representable in float64. Nothing finite can be reported, so the error must name the
+    config's field (today the probes' Grams overflow first: LinAlgError)."""
+    from safetensors.torch import load_file, save_file
+
+    with workspace() as work:
+        inputs = copy_inputs(llama_lora, work)
+        config = _set_config(inputs.ckpt, lora_alpha=1.7976931348623157e308)
+        weights = inputs.ckpt / "adapter_model.safetensors"
+        save_file({k: v * 10 if "lora_B" in k else v for k, v in load_file(weights).items()}, weights)
+        result = analyze_contract(work, inputs, [config], with_base=False)
+        assert isinstance(result, LabError) and "lora_alpha" in str(result)
+
+
 @pytest.mark.parametrize("alpha", [1e-300, 1e-290])
 def test_tiny_lora_alpha(llama_lora, alpha):
     """``"lora_alpha": 1e-300`` (s = 2.5e-301, a normal float64) ended in ZeroDivisionError in
