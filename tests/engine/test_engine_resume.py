@@ -57,6 +57,14 @@ def _wait_for_parts(folder: Path, n: int, proc, timeout: float = 300) -> None:
     pytest.fail("no parts appeared")
 
 
+def _interrupt(args, folder: Path, parts: int, sig=signal.SIGKILL):
+    """Start ``lab`` with ``args`` and send it ``sig`` once ``parts`` units are stored; its exit status."""
+    proc = _lab(*args, wait=False)
+    _wait_for_parts(folder, parts, proc)
+    proc.send_signal(sig)
+    return proc.wait(timeout=120)
+
+
 def _same_tables(a, b) -> None:
     assert a.tables() == b.tables()
     for t in a.tables():
@@ -72,10 +80,7 @@ def plugin(tmp_path):
 
 def test_sigkill_then_resume_equals_a_clean_run(tmp_path, engine_inputs, plugin):
     out = tmp_path / "interrupted"
-    proc = _lab(*_args(engine_inputs, plugin, out), wait=False)
-    _wait_for_parts(out / "r", 5, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _interrupt(_args(engine_inputs, plugin, out), out / "r", 5)
     folder = out / "r"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["status"] == "incomplete" and not list(folder.glob("*.parquet"))
@@ -102,10 +107,7 @@ def test_resume_refuses_changed_inputs_or_options(tmp_path, engine_inputs, plugi
     shutil.copytree(engine_inputs["train"], train)
     inputs = dict(engine_inputs, train=train)
     out = tmp_path / "out"
-    proc = _lab(*_args(inputs, plugin, out), wait=False)
-    _wait_for_parts(out / "r", 2, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _interrupt(_args(inputs, plugin, out), out / "r", 2)
 
     other = _lab(*_args(inputs, plugin, out, "--resume", "--seed", "7"))
     assert other.returncode == 2 and other.stderr.count("\n") == 1, other.stderr
@@ -121,11 +123,7 @@ def test_resume_refuses_changed_inputs_or_options(tmp_path, engine_inputs, plugi
 
 def test_sigterm_stops_like_ctrl_c_and_resume_finishes(tmp_path, engine_inputs, plugin):
     out = tmp_path / "out"
-    proc = _lab(*_args(engine_inputs, plugin, out), wait=False)
-    _wait_for_parts(out / "r", 2, proc)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=60)
-    assert proc.returncode != 0
+    assert _interrupt(_args(engine_inputs, plugin, out), out / "r", 2, signal.SIGTERM) != 0
     manifest = json.loads((out / "r" / "manifest.json").read_text())
     assert manifest["status"] == "incomplete" and manifest["error"] == "interrupted"
     assert _lab(*_args(engine_inputs, plugin, out, "--resume")).returncode == 0
@@ -136,10 +134,7 @@ def test_sigterm_stops_like_ctrl_c_and_resume_finishes(tmp_path, engine_inputs, 
 
 def test_a_run_without_resume_is_not_silently_replaced(tmp_path, engine_inputs, plugin):
     out = tmp_path / "out"
-    proc = _lab(*_args(engine_inputs, plugin, out), wait=False)
-    _wait_for_parts(out / "r", 1, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _interrupt(_args(engine_inputs, plugin, out), out / "r", 1)
     again = _lab(*_args(engine_inputs, plugin, out))
     assert again.returncode == 2 and "--resume" in again.stderr and again.stderr.count("\n") == 1
     assert os.listdir(out / "r" / "parts")  # the finished units are still there to resume
