@@ -4,6 +4,7 @@ so a failing example can be copied into a regression test as it is printed."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import struct
@@ -75,8 +76,18 @@ def _rename(key: str, rename: tuple[str, str]) -> str:
     return new if old == "" else key.replace(old, new)
 
 
+def _intact(entry: object) -> bool:
+    """Whether an entry still has the structure the consistent edits (reinterpret, reshape) rewrite."""
+    def ints(v):
+        return isinstance(v, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in v)
+
+    return (isinstance(entry, dict) and entry.get("dtype") in ITEMSIZE and ints(entry.get("shape"))
+            and ints(entry.get("data_offsets")) and len(entry["data_offsets"]) == 2)
+
+
 def _edit(header: dict, op: tuple) -> int:
-    """Apply one header edit in place; returns spaces to pad the header with."""
+    """Apply one header edit in place; returns spaces to pad the header with. An edit that needs an
+    entry's structure is skipped once an earlier edit of the same example has destroyed it."""
     kind = op[0]
     if kind == "metadata":
         header["__metadata__"] = op[1]
@@ -86,7 +97,8 @@ def _edit(header: dict, op: tuple) -> int:
     key = _key(header, op[1])
     entry = header[key]
     if kind == "entry":
-        entry[op[2]] = op[3]
+        if isinstance(entry, dict):
+            entry[op[2]] = op[3]
     elif kind == "replace_entry":
         header[key] = op[2]
     elif kind == "drop":
@@ -94,7 +106,9 @@ def _edit(header: dict, op: tuple) -> int:
     elif kind == "rename":
         header[_rename(key, op[2])] = header.pop(key)
     elif kind == "duplicate":
-        header.setdefault(_rename(key, op[2]), dict(entry))
+        header.setdefault(_rename(key, op[2]), copy.deepcopy(entry))
+    elif not _intact(entry):
+        return 0
     elif kind == "reinterpret":  # the same bytes as another dtype: a consistent header, garbage values
         begin, end = entry["data_offsets"]
         count, rest = divmod(end - begin, ITEMSIZE[op[2]])
