@@ -1,7 +1,8 @@
 """The contract every damaged input must meet, and the strategies the fuzz tests share.
 
 The contract (issue 14): ``lab.analyze`` on any input either returns a complete run whose
-numbers are finite (a column may be empty only where the schema says when it is), or raises
+numbers are finite (a value may be empty only where the schema says when, or where a whole
+column was not computed in that run), or raises
 ``lab.errors.LabError`` whose message is one line naming the damaged file; no other exception
 escapes, no pickle runs code, and a run that failed is never left with manifest status
 ``complete``. Through the CLI the same means: exit 0, or exit 2 with one stderr line and no
