@@ -40,7 +40,8 @@ def plan_full(ckpt: Checkpoint, base: Base | None, select: Callable[[str], bool]
         if base_info.floating:
             pairs.append((key, base_key))
     if not pairs:
-        raise MatchError(f"{ckpt.path}: shares no 2-D weight with the base {base.path}; pass the model it was fine-tuned from")
+        files = ", ".join(str(f) for f in index.files)
+        raise MatchError(f"{files}: shares no 2-D weight with the base {base.path}; pass the model it was fine-tuned from")
     # Pickled shards are loaded whole, so visit them file by file; safetensors reads are per tensor.
     files = {f: i for i, f in enumerate(index.files)}
     pickled = any(info.file.suffix != ".safetensors" for info in index.tensors.values())

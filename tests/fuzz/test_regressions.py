@@ -282,7 +282,6 @@ def test_safetensors_with_an_empty_header(llama_full, which):
         assert isinstance(analyze_contract(work, inputs, [weights]), FormatError)
 
 
-@PENDING_ROOT_FIX
 def test_full_checkpoint_whose_keys_match_nothing_names_its_file(llama_bin):
     """A ``pytorch_model.bin`` whose keys are integers (found by the fuzz suite: ('odd',
     'int_keys', 'zip')) gave "llama_bin: shares no 2-D weight with the base", naming the folder
