@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -65,7 +66,11 @@ def _check_dense(path: Path, key: str, tensor: torch.Tensor) -> None:
 
 def _load(path: Path, mmap: bool) -> object:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        # torch warns while loading some files (TypedStorage for quantized tensors, legacy formats):
+        # lab decides what the file means itself, and a stray warning would break the CLI's one line
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise FormatError(
             f"{path}: this pickle needs code to load, which lab refuses ({_refusal(e)}); "
