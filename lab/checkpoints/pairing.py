@@ -31,8 +31,12 @@ class BaseKeys:
             for i in range(1, len(parts)):
                 self._by_suffix[".".join(parts[i:])].append(key)
 
-    def find(self, key: str) -> str | None:
-        """The base key for ``key``, None when the base has none; MatchError when ambiguous."""
+    def find(self, key: str, source: object = None) -> str | None:
+        """The base key for ``key``, None when the base has none; MatchError when ambiguous.
+
+        ``source`` is the file ``key`` comes from: the message names it first, since an
+        ambiguous key is usually the fine-tune's doing (a damaged name, another model class).
+        """
         if key in self.keys:
             return key
         parts = key.split(".")
@@ -46,7 +50,11 @@ class BaseKeys:
                 return hits[0]
             if len(hits) > 1:
                 shown = ", ".join(hits[:3]) + (" ..." if len(hits) > 3 else "")
-                raise MatchError(f"{self.where}: tensor '{key}' matches several base tensors ({shown}); pass a base saved from the same model class")
+                if source is None:
+                    head = f"{self.where}: tensor '{key}' matches several base tensors"
+                else:
+                    head = f"{source}: tensor '{key}' matches several tensors of the base {self.where}"
+                raise MatchError(f"{head} ({shown}); pass a base saved from the same model class")
         return None
 
 
