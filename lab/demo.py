@@ -7,8 +7,8 @@ controls against the MiniLM base; writes the report when the report module is in
 prints the entanglement entropy at the row|column cut next to ln r and Page's value.
 
 Everything is cached under the workdir (default: the user cache dir): a finished fine-tune (its
-``COMPLETE`` marker and identical options) and a complete analysis of it (same probes and
-options) are reused by the next ``lab demo``.
+``COMPLETE`` marker and identical options) and a complete analysis of it (same probes, probe
+options and other options) are reused by the next ``lab demo``.
 """
 
 from __future__ import annotations
@@ -131,10 +131,19 @@ def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes
 
     from lab.finetune.models import minilm_path
 
+    import json
+
+    from lab.probes.options import as_json, build_options
+
     base = minilm_path()
-    wanted = {"probes": [p.name for p in resolve(list(probes))], "controls": True, "modules": DEMO_MODULES,
-              "base": str(base.resolve())}
-    options = {name: dict(DEMO_WINDOWS) for name in wanted["probes"] if name in ("attention", "thresholds")}
+    chosen = resolve(list(probes))
+    options = {p.name: dict(DEMO_WINDOWS) for p in chosen if p.name in ("attention", "thresholds")}
+    # every option of every probe, as the manifest records them: an analysis made with other probe
+    # options (the demo's sizes changed by an upgrade, say) is redone, not reused
+    built = build_options(chosen, options)
+    probe_options = json.loads(json.dumps({p.name: as_json(built[p.name]) for p in chosen}, default=str))
+    wanted = {"probes": [p.name for p in chosen], "probe_options": probe_options, "controls": True,
+              "modules": DEMO_MODULES, "base": str(base.resolve())}
     results_dir = result.workdir / "results"
     with Progress(SpinnerColumn(finished_text="✓"), TextColumn("{task.description:<18}"), TextColumn("{task.fields[note]}"),
                   TimeElapsedColumn(), console=console, disable=not progress) as bar:

@@ -207,6 +207,17 @@ def test_changed_probes_or_options_are_analysed_again(demo, workdir_copy):
     assert _rewritten(before, _snapshot(workdir_copy)) == {("results", "lora-r4")}
     assert json.loads(manifest.read_text())["options"]["modules"] == DEMO_MODULES
 
+    # ... and so is one made with other probe options (the demo's sizes for a probe, changed by an upgrade)
+    manifest = workdir_copy / "results" / "full" / "manifest.json"
+    recorded = json.loads(manifest.read_text())
+    probe, option = next((name, key) for name, values in recorded["options"]["probe_options"].items()
+                         for key, value in values.items() if type(value) is int)
+    recorded["options"]["probe_options"][probe][option] += 1
+    manifest.write_text(json.dumps(recorded))
+    before = _snapshot(workdir_copy)
+    run_demo(workdir_copy, report=False, **TINY)
+    assert _rewritten(before, _snapshot(workdir_copy)) == {("results", "full")}, (probe, option)
+
     # a fine-tune with other options (another seed) is trained again, and its analysis redone
     before = _snapshot(workdir_copy)
     other = run_demo(workdir_copy, report=False, **{**TINY, "full": False}, seed=1)
