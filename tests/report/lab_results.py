@@ -2,9 +2,13 @@
 checkpoints, with the reference updates (PEFT's ``get_delta_weight``, torch differences) kept
 for independent comparisons.
 
-* ``results``: two runs. ``lora-r4`` is a training output (checkpoint-10/, checkpoint-20/) of PEFT
-  LoRA adapters (r = 4) on q/v/down of a tiny LLaMA, with random controls; the other is a full
-  fine-tune whose run and checkpoint names carry HTML markup, to test escaping.
+* ``results``: three runs. ``lora-r4`` is a training output (checkpoint-10/, checkpoint-20/) of PEFT
+  LoRA adapters (r = 4) on q/v/down of a tiny LLaMA (with a word-level tokenizer), with random
+  controls and every probe family (attention and thresholds on texts, msu, msu_pairs over its two
+  checkpoints); the second is a full fine-tune whose run and checkpoint names carry HTML markup, to
+  test escaping, with the weight probes and the attention and thresholds probes but no controls
+  and no msu tables; ``merges`` holds the ``merge`` table of ``lab merge`` (stack, linear, svd, lego)
+  of the two checkpoints.
 * ``partial``: one run with only the deltas table (every other family "not computed").
 * ``empty``: a folder without runs.
 """
@@ -12,6 +16,7 @@ for independent comparisons.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,10 +28,20 @@ from safetensors.torch import load_file
 import builders
 import lab
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "probes"))  # the probes' tests build the tokenizer and texts
+from test_probes_attention import texts_file, word_tokenizer  # noqa: E402
+
 LORA_RUN = "lora-r4"
 MARKUP_RUN = "full <img src=x onerror=alert(1)>"
 MARKUP_CHECKPOINT = "tuned<script>alert(2)"
 PARTIAL_RUN = "deltas-only"
+MERGE_RUN = "merges"
+MERGE_METHODS = ("stack", "linear", "svd", "lego")
+MERGE_RANK = 2
+SEQ_LEN = (8, 16)
+WINDOWS = 2
+LORA_PROBES = ["entanglement", "spectra", "attention", "thresholds", "msu", "msu_pairs"]
+FULL_PROBES = ["entanglement", "spectra", "attention", "thresholds"]
 STEPS = (10, 20)
 RANK = 4
 FULL_MODULES = r"self_attn\.(q|v)_proj"  # fewer modules: fewer charts to draw, a faster test
@@ -47,6 +62,8 @@ def build(root: Path) -> Results:
     """Build the checkpoints and analyze them with lab (a few seconds on 2 cores)."""
     root = Path(root)
     base = builders.save(builders.tiny_llama(seed=0), root / "base")
+    word_tokenizer(base)
+    texts, _ = texts_file(root / "texts.txt", n=16, seed=3)
     out = Results(results=root / "results", partial=root / "partial", empty=root / "empty", base=base)
     out.empty.mkdir()
 
@@ -68,10 +85,27 @@ def build(root: Path) -> Results:
     out.full_deltas = {k.removesuffix(".weight"): (wf[k].double() - wb[k].double()).numpy()
                        for k, v in wb.items() if v.ndim == 2 and re.search(FULL_MODULES, k)}
 
-    lab.analyze(training, base=base, out=out.results, run=LORA_RUN, controls=True, progress=False)
-    lab.analyze(tuned, base=base, out=out.results, run=MARKUP_RUN, modules=FULL_MODULES, progress=False)
+    shared = dict(texts=texts, seq_len=list(SEQ_LEN), windows=WINDOWS, progress=False)
+    lab.analyze(training, base=base, out=out.results, run=LORA_RUN, controls=True, probes=LORA_PROBES, **shared)
+    lab.analyze(tuned, base=base, out=out.results, run=MARKUP_RUN, modules=FULL_MODULES, probes=FULL_PROBES, **shared)
+    merge(training, out.results)
     lab.analyze(training / "checkpoint-20", base=base, out=out.partial, run=PARTIAL_RUN, probes=["deltas"], progress=False)
     return out
+
+
+def merge(training: Path, results: Path) -> None:
+    """``lab merge`` of the two checkpoints with every method into ``results/merges`` (the CLI in-process)."""
+    from typer.testing import CliRunner
+
+    from lab.cli import app
+
+    for method in MERGE_METHODS:
+        args = ["merge", str(training / "checkpoint-10"), str(training / "checkpoint-20"), "--method", method,
+                "--out", str(training.parent / "merged" / method), "--results", str(results), "--run", MERGE_RUN]
+        if method in ("svd", "lego"):
+            args += ["--rank", str(MERGE_RANK)]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
 
 
 def peft_delta(module) -> np.ndarray:

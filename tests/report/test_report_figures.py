@@ -40,6 +40,14 @@ def lines(chart):
     return {line.get_label(): line for ax in chart.figure.axes for line in ax.get_lines()}
 
 
+def data_lines(chart, axis=None):
+    """The lines that draw a run's rows (tagged with the run as gid), by their description
+    (run · checkpoint · role …); legend proxies (no data) and theory lines left out."""
+    axes = chart.figure.axes if axis is None else [chart.figure.axes[axis]]
+    return {line.get_label().lstrip("_"): line for ax in axes for line in ax.get_lines()
+            if line.get_gid() is not None and len(line.get_xdata())}
+
+
 @pytest.fixture(scope="module")
 def lora_run(lab_results_folder):
     return open_run(lab_results_folder.results / lab_results.LORA_RUN)
@@ -59,7 +67,7 @@ def test_profile_draws_entropy_maximum_page_and_rank_ceiling(profile_rows, lora_
     d_left = np.array([math.prod(sites[:k]) for k in cuts])
     d_right = 32 * 32 // d_left
 
-    measured_line = drawn["measured"]
+    measured_line = data_lines(chart)["lora-r4 · checkpoint-20"]
     assert np.array_equal(measured_line.get_xdata(), cuts)
     delta = lab_results_folder.lora_deltas[("checkpoint-20", MODULE)]
     row_cut = len(prime_factors(32))
@@ -68,7 +76,7 @@ def test_profile_draws_entropy_maximum_page_and_rank_ceiling(profile_rows, lora_
     assert np.allclose(drawn["Page: random state (theory)"].get_ydata(),
                        [page_harmonic(a, b) for a, b in zip(d_left, d_right)], atol=1e-9)
     assert np.allclose(drawn["ceiling ln r at the row|column cut"].get_ydata(), math.log(4))
-    vertical = [l for l in chart.figure.axes[0].get_lines() if np.ptp(l.get_xdata()) == 0 and l.get_xdata()[0] == row_cut]
+    vertical = [l for l in chart.figure.axes[0].get_lines() if len(l.get_xdata()) and np.ptp(l.get_xdata()) == 0 and l.get_xdata()[0] == row_cut]
     assert vertical, "the row|column cut is marked"
     assert "control: Gaussian matrix" in drawn and "control: untrained LoRA, Gaussian B·A of rank r" in drawn
 
@@ -108,16 +116,15 @@ def test_valley_chart_plots_depth_per_layer(lora_run):
     v = valleys(load.read(lora_run, "entanglement"), load.read(lora_run, "deltas"))
     v = measured(v[v["checkpoint"] == "checkpoint-20"])
     chart = ent_fig.valley_chart(v)
-    depth_axis = chart.figure.axes[0]
-    by_label = {l.get_label(): l for l in depth_axis.get_lines()}
+    by_label = data_lines(chart, axis=0)
     q = v[v["role"] == "q"].sort_values("layer")
-    assert np.allclose(by_label["q"].get_ydata(), q["depth"])
+    assert np.allclose(by_label["lora-r4 · checkpoint-20 · q"].get_ydata(), q["depth"])
 
 
 def test_sigma_chart_matches_numpy_svd(lora_run, lab_results_folder):
     sv = load.read(lora_run, "singular_values", filters=[("module", "==", MODULE), ("checkpoint", "==", "checkpoint-20")])
     chart = spec_fig.sigma_chart(sv)
-    (line,) = chart.figure.axes[0].get_lines()
+    (line,) = data_lines(chart).values()
     expected = np.linalg.svd(lab_results_folder.lora_deltas[("checkpoint-20", MODULE)], compute_uv=False)
     y = np.asarray(line.get_ydata(), dtype=float)
     assert np.allclose(y[:4], expected[:4], rtol=1e-9)
@@ -127,8 +134,8 @@ def test_sigma_chart_matches_numpy_svd(lora_run, lab_results_folder):
 def test_rank_charts_match_numpy_definitions(lora_run, lab_results_folder):
     spectra = load.read(lora_run, "spectra", filters=[("checkpoint", "==", "checkpoint-20")])
     chart = spec_fig.ranks_chart(spectra)
-    effective = {l.get_label(): l for l in chart.figure.axes[0].get_lines()}
-    stable = {l.get_label(): l for l in chart.figure.axes[1].get_lines()}
+    effective = {k.rsplit(" · ", 1)[-1]: l for k, l in data_lines(chart, axis=0).items()}
+    stable = {k.rsplit(" · ", 1)[-1]: l for k, l in data_lines(chart, axis=1).items()}
     for role, suffix in (("q", "q_proj"), ("v", "v_proj")):
         exp_eff, exp_stable = [], []
         for layer in (0, 1):
@@ -140,13 +147,13 @@ def test_rank_charts_match_numpy_definitions(lora_run, lab_results_folder):
         assert np.allclose(effective[role].get_ydata(), exp_eff, rtol=1e-9), role
         assert np.allclose(stable[role].get_ydata(), exp_stable, rtol=1e-9), role
     energy = spec_fig.energy_chart(spectra)
-    assert {"99 % · q", "90 % · q"} <= set(lines(energy))
+    assert {"99 % · lora-r4 · checkpoint-20 · q", "90 % · lora-r4 · checkpoint-20 · q"} <= set(data_lines(energy))
 
 
 def test_norms_chart_matches_peft_updates(lora_run, lab_results_folder):
     deltas = load.read(lora_run, "deltas", filters=[("checkpoint", "==", "checkpoint-10")])
     chart = updates_fig.norms_chart(deltas)
-    drawn = lines(chart)
+    drawn = {k.rsplit(" · ", 1)[-1]: l for k, l in data_lines(chart).items()}
     for role, suffix in (("q", "q_proj"), ("down", "down_proj")):
         expected = [np.linalg.norm(lab_results_folder.lora_deltas[("checkpoint-10", m)])
                     for m in sorted(m for (c, m) in lab_results_folder.lora_deltas if c == "checkpoint-10" and m.endswith(suffix))]

@@ -23,8 +23,8 @@ from matplotlib.figure import Figure  # noqa: E402
 NATS = "entropy (nats)"
 ASYMPTOTIC = "asymptotic bound: a scale, not a verdict on this finite model"
 
-# One colour per series, stable across figures: tab10 is distinguishable in print and for
-# the common colour-vision deficiencies better than the default cycle's later entries.
+# Series that are not runs (methods of a merge, fits): tab10, distinguishable in print and for the
+# common colour-vision deficiencies. Runs take their colour from lab.present.colours instead.
 PALETTE = plt.get_cmap("tab10").colors
 THEORY = {"page": "#444444", "max": "#999999", "control": "#bbbbbb", "lora_control": "#c7a27c", "rank": "#d62728"}
 
@@ -39,6 +39,7 @@ class Chart:
     figure: Figure
     title: str
     caption: str
+    anchor: str = ""  # the figure's id in a report (``fig-…``), which the findings' numbers link to
     _png: dict[int, bytes] = field(default_factory=dict, repr=False)
 
     def png(self, dpi: int = DPI) -> bytes:
@@ -89,7 +90,7 @@ def log_if_wide(ax, values, axis: str = "y", decades: float = 1.5) -> None:
 
 
 def colour(i: int) -> tuple[float, float, float]:
-    """The i-th series colour."""
+    """The i-th colour of a series that is not a run (runs: ``lab.present.colours.run_colour``)."""
     return PALETTE[i % len(PALETTE)]
 
 
@@ -125,26 +126,91 @@ def legend(fig: Figure, max_entries: int = 14) -> None:
 LINE_STYLES = ["-", "--", ":", "-."]
 
 
-def layer_lines(df: pd.DataFrame, panels: list[tuple], compare: tuple[str, ...] = ("run", "checkpoint", "step", "source")) -> None:
+def training_order(frame: pd.DataFrame) -> tuple:
+    """Sort key of one checkpoint's rows: its step (none first), then its checkpoint name."""
+    step = frame["step"].iloc[0] if "step" in frame.columns and len(frame) else None
+    name = str(frame["checkpoint"].iloc[0]) if "checkpoint" in frame.columns and len(frame) else ""
+    return (-1.0 if step is None or pd.isna(step) else float(step), name)
+
+
+def by_run(df: pd.DataFrame):
+    """(run, rows) per run in name order; one group named '' when the rows have no run column."""
+    if "run" not in df.columns:
+        return [("", df)]
+    return [(str(run), g) for run, g in df.groupby("run", sort=True, dropna=False)]
+
+
+def checkpoints_in_order(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(checkpoint, rows) of one run's rows in training order (a single group when there is no checkpoint column)."""
+    if "checkpoint" not in df.columns:
+        return [("", df)]
+    groups = [(str(ck), g) for ck, g in df.groupby("checkpoint", sort=False, dropna=False)]
+    return sorted(groups, key=lambda item: training_order(item[1]))
+
+
+def run_line(ax, x, y, *, run, position: int = 0, count: int = 1, style: str = "-", marker: str | None = "o",
+             description: str = "", **kwargs):
+    """One data line of ``run``: the run's colour, faint for an earlier checkpoint (``position`` of
+    ``count`` in training order), ``style`` for what else varies. The line is tagged with the run's
+    name (its gid) and labelled for readers of the figure, not for the legend (see :func:`run_legend`)."""
+    from lab.present.colours import checkpoint_alpha, run_colour
+
+    last = position >= count - 1
+    options = dict(color=run_colour(run), alpha=checkpoint_alpha(position, count), ls=style,
+                   marker=marker if last else None, ms=3, lw=1.8 if last else 1.1)
+    options.update(kwargs)
+    (line,) = ax.plot(x, y, label="_" + (description or str(run)), **options)
+    line.set_gid(str(run))
+    return line
+
+
+def run_legend(ax, runs, *, faint: bool = False, styles: dict | None = None, style_name: str = "role",
+               markers: dict | None = None, marker_name: str = "role") -> None:
+    """Legend entries: one per run in its colour, one for the faint earlier checkpoints when there are
+    some, and one per line style (or marker) with what it stands for."""
+    from lab.present.colours import run_colour
+
+    for run in runs:
+        (proxy,) = ax.plot([], [], color=run_colour(run), lw=2, label=str(run) if run != "" else "measured")
+        proxy.set_gid(str(run))
+    if faint:
+        ax.plot([], [], color="#777777", alpha=0.35, lw=1.1, label="fainter: earlier checkpoints of the same run")
+    for value, style in (styles or {}).items():
+        ax.plot([], [], color="#555555", ls=style, label=f"{style_name} {value}".strip())
+    for value, marker in (markers or {}).items():
+        ax.plot([], [], color="#555555", ls="none", marker=marker, label=f"{marker_name} {value}".strip())
+
+
+def styles_for(df: pd.DataFrame, candidates=("role", "source")) -> tuple[str | None, dict]:
+    """The first column of ``candidates`` that varies in ``df``, and a line style per value of it."""
+    for column in candidates:
+        if column in df.columns and df[column].nunique() > 1:
+            values = sorted(df[column].dropna().unique(), key=str)
+            return column, {v: LINE_STYLES[i % len(LINE_STYLES)] for i, v in enumerate(values)}
+    return None, {}
+
+
+def layer_lines(df: pd.DataFrame, panels: list[tuple]) -> None:
     """Per-layer lines (mean over modules of a layer) on one or more panels ``[(ax, column), ...]``.
 
-    Colour shows what is compared (the columns of ``compare`` that vary: runs, checkpoints, steps,
-    sources) and the line style shows the role; with nothing to compare, colour shows the role.
+    Colour is the run's (:mod:`lab.present.colours`), a run's earlier checkpoints are fainter, and
+    the line style shows the role (or the source, when the roles do not vary).
     """
-    colour_keys = [c for c in compare if c in df.columns and df[c].nunique(dropna=False) > 1]
-    styled = bool(colour_keys) and "role" in df.columns and df["role"].nunique() > 1
-    colour_keys = colour_keys or ["role"]
-    roles = sorted(df["role"].dropna().unique()) if styled else []
-    for i, (key, by_colour) in enumerate(df.groupby(colour_keys, dropna=False, sort=True)):
-        key = key if isinstance(key, tuple) else (key,)
-        label = series_label(key, colour_keys)
-        for role, g in (by_colour.groupby("role", sort=True) if styled else [(None, by_colour)]):
-            g = g.groupby("layer", as_index=False).mean(numeric_only=True).sort_values("layer")
-            style = LINE_STYLES[roles.index(role) % len(LINE_STYLES)] if styled else "-"
-            for ax, column in panels:
-                ax.plot(g["layer"], g[column], marker="o", ms=3, ls=style, color=colour(i), label=label)
-    for n, role in enumerate(roles):  # legend entries for the line styles
-        panels[0][0].plot([], [], color="#555555", ls=LINE_STYLES[n % len(LINE_STYLES)], label=f"role {role}")
+    style_key, styles = styles_for(df)
+    runs, faint = [], False
+    for run, rows in by_run(df):
+        runs.append(run)
+        series = checkpoints_in_order(rows)
+        faint |= len(series) > 1
+        for j, (checkpoint, by_checkpoint) in enumerate(series):
+            groups = by_checkpoint.groupby(style_key, sort=True) if style_key else [(None, by_checkpoint)]
+            for value, g in groups:
+                g = g.groupby("layer", as_index=False).mean(numeric_only=True).sort_values("layer")
+                description = " · ".join(str(p) for p in (run, checkpoint, value) if p not in (None, ""))
+                for ax, column in panels:
+                    run_line(ax, g["layer"], g[column], run=run, position=j, count=len(series),
+                             style=styles.get(value, "-"), description=description)
+    run_legend(panels[0][0], runs, faint=faint, styles=styles, style_name=style_key or "")
 
 
 def empty_chart(title: str, message: str) -> Chart:

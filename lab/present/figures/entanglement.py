@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from lab.present.figures.common import (
-    NATS, THEORY, Chart, colour, empty_chart, integer_ticks, layer_lines, legend, new_figure, series_label,
+    NATS, THEORY, Chart, by_run, checkpoints_in_order, empty_chart, integer_ticks, layer_lines, legend, new_figure,
+    run_legend, run_line, styles_for,
 )
 from lab.present.frames import distinct, measured, present, relative_to_page, with_layer
 
@@ -76,36 +77,22 @@ def profile_chart(rows: pd.DataFrame, controls: pd.DataFrame | None = None, *,
     return Chart(fig, title, caption)
 
 
-def _draw_series(ax, rows: pd.DataFrame, many: int = 6) -> None:
-    """One line per run/checkpoint/step/source. With more than ``many`` lines and several runs, a colour
-    per run and the run's checkpoints in training order from faint to solid, so the legend stays short."""
-    keys = _varying(rows, SERIES + ["module"])
-    groups = list(rows.groupby(keys, dropna=False, sort=True)) if keys else [((), rows)]
-    by_run = "run" in keys and len(groups) > many and len(keys) > 1
-    if not by_run:
-        for i, (key, g) in enumerate(groups):
-            key = key if isinstance(key, tuple) else (key,)
-            g = g.sort_values("cut")
-            ax.plot(g["cut"], g["entropy"], marker="o", ms=3, lw=1.6, color=colour(i),
-                    label=series_label(key, keys) if keys else "measured")
-        return
-    inner = [k for k in keys if k != "run"]
-    for i, (run, run_rows) in enumerate(rows.groupby("run", sort=True)):
-        series = [g for _, g in run_rows.groupby(inner, dropna=False, sort=False)]
-        series.sort(key=_training_order)
-        for j, g in enumerate(series):
-            last = j == len(series) - 1
-            g = g.sort_values("cut")
-            ax.plot(g["cut"], g["entropy"], marker="o" if last else None, ms=3, lw=1.8 if last else 1.1,
-                    color=colour(i), alpha=1.0 if last else 0.3 + 0.5 * j / max(1, len(series) - 1),
-                    label=f"{run} (solid: last checkpoint)" if last else None)
-    ax.plot([], [], color="#777777", alpha=0.4, lw=1.1, label="fainter: earlier checkpoints of the same run")
-
-
-def _training_order(g: pd.DataFrame) -> tuple:
-    """Sort key of one series: its step (none first), then its checkpoint name."""
-    step = g["step"].iloc[0] if "step" in g.columns else None
-    return (-1 if step is None or pd.isna(step) else float(step), str(g["checkpoint"].iloc[0]) if "checkpoint" in g.columns else "")
+def _draw_series(ax, rows: pd.DataFrame) -> None:
+    """One line per run/checkpoint/step/source: the run's colour, its checkpoints in training order
+    from faint to solid, and the source (delta, weight) or module as the line style."""
+    style_key, styles = styles_for(rows, ("source", "module"))
+    runs, faint = [], False
+    for run, run_rows in by_run(rows):
+        runs.append(run)
+        series = checkpoints_in_order(run_rows)
+        faint |= len(series) > 1
+        for j, (checkpoint, by_checkpoint) in enumerate(series):
+            for value, g in (by_checkpoint.groupby(style_key, sort=True) if style_key else [(None, by_checkpoint)]):
+                g = g.sort_values("cut")
+                description = " · ".join(str(p) for p in (run, checkpoint, value) if p not in (None, ""))
+                run_line(ax, g["cut"], g["entropy"], run=run, position=j, count=len(series),
+                         style=styles.get(value, "-"), description=description)
+    run_legend(ax, runs, faint=faint, styles=styles, style_name=style_key or "")
 
 
 def heatmap_chart(rows: pd.DataFrame, *, title: str | None = None) -> Chart:
@@ -170,13 +157,17 @@ def steps_chart(valleys: pd.DataFrame, *, title: str = "Valley over training ste
     if valleys.empty or valleys["step"].nunique() < 2:
         return empty_chart(title, "fewer than two training steps in this selection")
     fig, (ax,) = new_figure()
-    keys = [k for k in present(valleys, ["run", "role"]) if valleys[k].nunique() > 1] or ["role"]
-    for i, (key, g) in enumerate(valleys.groupby(keys, dropna=False, sort=True)):
-        key = key if isinstance(key, tuple) else (key,)
-        g = g.groupby("step", as_index=False).mean(numeric_only=True).sort_values("step")
-        ax.plot(g["step"], g["valley_entropy"], marker="o", color=colour(i), label=series_label(key, keys))
-        ax.plot(g["step"], g["valley_page"], ls="--", lw=1, color=colour(i), alpha=0.5)
-    ax.plot([], [], ls="--", color=THEORY["page"], label="Page's value (dashed, theory)")
+    style_key, styles = styles_for(valleys, ("role",))
+    runs = []
+    for run, run_rows in by_run(valleys):
+        runs.append(run)
+        for value, g in (run_rows.groupby(style_key, sort=True) if style_key else [(None, run_rows)]):
+            g = g.groupby("step", as_index=False).mean(numeric_only=True).sort_values("step")
+            run_line(ax, g["step"], g["valley_entropy"], run=run, style=styles.get(value, "-"),
+                     description=" · ".join(str(p) for p in (run, value) if p not in (None, "")))
+            ax.plot(g["step"], g["valley_page"], ls=styles.get(value, "-"), lw=1, color=THEORY["page"], alpha=0.6)
+    run_legend(ax, runs, styles=styles, style_name=style_key or "")
+    ax.plot([], [], color=THEORY["page"], alpha=0.6, label="Page's value (grey, theory)")
     ax.set_xlabel("training step")
     integer_ticks(ax)
     ax.set_ylabel("entropy at row|column cut (nats)")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pandas as pd
 
 from lab.present.figures.common import (
-    THEORY, Chart, colour, empty_chart, integer_ticks, layer_lines, legend, log_if_wide, new_figure, series_label,
+    THEORY, Chart, by_run, checkpoints_in_order, empty_chart, integer_ticks, layer_lines, legend, log_if_wide,
+    new_figure, run_legend, run_line, styles_for,
 )
 from lab.present.frames import distinct, measured, present, with_layer
 
@@ -18,6 +19,7 @@ from lab.present.frames import distinct, measured, present, with_layer
 # and its value.
 SV_INDEX = ("index", "k")
 SV_VALUE = "sigma"
+MARKERS = ["o", "s", "^", "D", "v"]  # roles in the energy chart, where line styles say 99 % / 90 %
 
 
 def _position_column(sv: pd.DataFrame) -> str:
@@ -25,11 +27,6 @@ def _position_column(sv: pd.DataFrame) -> str:
     if not found:
         raise KeyError(f"singular_values has none of the position columns {SV_INDEX}")
     return found[0]
-
-
-def _series_keys(df: pd.DataFrame, candidates: list[str], fallback: str) -> list[str]:
-    keys = [k for k in present(df, candidates) if df[k].nunique(dropna=False) > 1]
-    return keys or [fallback]
 
 
 def sigma_chart(sv: pd.DataFrame, *, title: str | None = None, max_series: int = 12) -> Chart:
@@ -40,14 +37,24 @@ def sigma_chart(sv: pd.DataFrame, *, title: str | None = None, max_series: int =
     title = title or "Singular values: " + ", ".join(distinct(sv, "module")[:3])
     position = _position_column(sv)
     fig, (ax,) = new_figure()
-    keys = _series_keys(sv, ["run", "checkpoint", "step", "source", "module"], "module")
-    for i, (key, g) in enumerate(sv.groupby(keys, dropna=False, sort=True)):
-        if i >= max_series:
-            break
-        key = key if isinstance(key, tuple) else (key,)
-        g = g.sort_values(position)
-        values = g[SV_VALUE].where(g[SV_VALUE] > 0)  # log axis: zeros are not drawable, drop them
-        ax.plot(g[position], values, marker=".", ms=3, lw=1.2, color=colour(i), label=series_label(key, keys))
+    style_key, styles = styles_for(sv, ("role", "module", "source"))
+    runs, faint, drawn = [], False, 0
+    for run, run_rows in by_run(sv):
+        runs.append(run)
+        series = checkpoints_in_order(run_rows)
+        faint |= len(series) > 1
+        for j, (checkpoint, by_checkpoint) in enumerate(series):
+            for value, g in (by_checkpoint.groupby(style_key, sort=True) if style_key else [(None, by_checkpoint)]):
+                for module, m in g.groupby("module", sort=True) if "module" in g.columns else [("", g)]:
+                    if drawn >= max_series:
+                        break
+                    m = m.sort_values(position)
+                    values = m[SV_VALUE].where(m[SV_VALUE] > 0)  # log axis: zeros are not drawable, drop them
+                    run_line(ax, m[position], values, run=run, position=j, count=len(series), marker=".",
+                             style=styles.get(value, "-"), lw=1.2 if j < len(series) - 1 else 1.6,
+                             description=" · ".join(str(p) for p in (run, checkpoint, module) if p not in (None, "")))
+                    drawn += 1
+    run_legend(ax, runs, faint=faint, styles=styles, style_name=style_key or "")
     ax.set_yscale("log")
     ax.set_xlabel("index i (largest first)")
     ax.set_ylabel("singular value σ_i (weight units, log scale)")
@@ -91,15 +98,27 @@ def energy_chart(spectra: pd.DataFrame, *, title: str = "Energy ranks by layer")
     if spectra.empty:
         return empty_chart(title, "no per-layer modules in this selection")
     fig, (ax,) = new_figure()
-    keys = _series_keys(spectra, ["run", "checkpoint", "step", "source", "role"], "role")
-    for i, (key, g) in enumerate(spectra.groupby(keys, dropna=False, sort=True)):
-        key = key if isinstance(key, tuple) else (key,)
-        g = g.groupby("layer", as_index=False).mean(numeric_only=True).sort_values("layer")
-        label = series_label(key, keys)
-        ax.plot(g["layer"], g["energy_rank_99"], marker="o", ms=3, color=colour(i), label=f"99 % · {label}")
-        ax.plot(g["layer"], g["energy_rank_90"], marker="s", ms=3, ls=":", color=colour(i), label=f"90 % · {label}")
-        if "rank_bound" in g.columns:
-            ax.plot(g["layer"], g["rank_bound"], ls="--", lw=1, color=colour(i), alpha=0.5)
+    role_key = "role" if "role" in spectra.columns and spectra["role"].nunique() > 1 else None
+    roles = sorted(spectra[role_key].dropna().unique()) if role_key else []
+    markers = {r: MARKERS[i % len(MARKERS)] for i, r in enumerate(roles)}
+    runs, faint = [], False
+    for run, run_rows in by_run(spectra):
+        runs.append(run)
+        series = checkpoints_in_order(run_rows)
+        faint |= len(series) > 1
+        for j, (checkpoint, by_checkpoint) in enumerate(series):
+            for role, g in (by_checkpoint.groupby(role_key, sort=True) if role_key else [(None, by_checkpoint)]):
+                g = g.groupby("layer", as_index=False).mean(numeric_only=True).sort_values("layer")
+                label = " · ".join(str(p) for p in (run, checkpoint, role) if p not in (None, ""))
+                marker = markers.get(role, "o")
+                run_line(ax, g["layer"], g["energy_rank_99"], run=run, position=j, count=len(series), marker=marker,
+                         description=f"99 % · {label}")
+                run_line(ax, g["layer"], g["energy_rank_90"], run=run, position=j, count=len(series), marker=marker,
+                         style=":", description=f"90 % · {label}")
+    if "rank_bound" in spectra.columns:  # one line per distinct bound, in the theory colour
+        for r in sorted(spectra["rank_bound"].dropna().unique()):
+            ax.axhline(float(r), color=THEORY["page"], ls="--", lw=1, alpha=0.6)
+    run_legend(ax, runs, faint=faint, styles={"99 %": "-", "90 %": ":"}, style_name="energy", markers=markers)
     ax.plot([], [], ls="--", color=THEORY["page"], label="rank bound r (dashed)")
     log_if_wide(ax, pd.concat([spectra["energy_rank_99"], spectra["energy_rank_90"], spectra.get("rank_bound", pd.Series(dtype=float))]))
     ax.set_xlabel("layer")
