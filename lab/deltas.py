@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("lora", "full", "dora")
+KINDS = ("lora", "full", "dora", "mps")
 SOURCES = ("delta", "random", "random_lora")
 
 
@@ -97,6 +97,7 @@ class Delta:
     base: Any = field(default=None, repr=False)  # np.ndarray | MatrixSource | None
     note: str = ""  # e.g. "dora: low-rank part only (no --base)"
     source: str = "delta"  # one of SOURCES
+    params: int | None = None  # stored (trainable) parameters of the update, when read from a checkpoint
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -47,6 +47,10 @@ def plan_reads(ckpt: Checkpoint, base: Base | None, *, modules: str | None = Non
     ``<module>.q`` etc.). Raises ``lab.errors.LabError`` subclasses naming the file and tensor.
     """
     select = selector(modules)
+    if ckpt.format == "mps":
+        from lab.checkpoints.mps import plan_mps
+
+        return plan_mps(ckpt, base, select, allow_nonfinite)
     plan = plan_adapter if ckpt.format == "adapter" else plan_full
     return plan(ckpt, base, select, allow_nonfinite)
 

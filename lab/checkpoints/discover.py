@@ -15,6 +15,7 @@ from pathlib import Path
 from lab.checkpoints.adapter_config import CONFIG_NAME, AdapterConfig
 from lab.checkpoints.adapter_weights import WEIGHT_NAMES, adapter_modules, check_modules
 from lab.checkpoints.index import TensorIndex
+from lab.checkpoints.mps import MPS_CONFIG, MPS_WEIGHTS, MPSConfig, mps_modules
 from lab.errors import FormatError, InputError
 
 # Full-model weight files, in the order transformers looks for them.
@@ -30,7 +31,7 @@ class Checkpoint:
     name: str  # "checkpoint-500" for time-series members, else the folder/file name
     step: int | None  # N of checkpoint-N (or trainer_state.json's global_step for a final model)
     path: Path
-    format: str  # "adapter" or "full"
+    format: str  # "adapter", "full" or "mps" (an MPS Adaptation adapter, lab/checkpoints/mps.py)
     files: list[Path] = field(default_factory=list)  # weights, index, configs: for the manifest
     layout: Layout | None = field(default=None, repr=False)
     index: TensorIndex | None = field(default=None, repr=False)  # built once, when discovered
@@ -41,7 +42,7 @@ class Checkpoint:
 class Layout:
     """Where a checkpoint's weights are: weight files or an index json, and its config."""
 
-    format: str  # "adapter" or "full"
+    format: str  # "adapter", "full" or "mps"
     weights: tuple[Path, ...]  # the weight files, or the one *.index.json of a sharded model
     config: Path | None  # adapter_config.json (adapters) or config.json (full models), if present
 
@@ -71,6 +72,10 @@ def find_layout(path: Path) -> Layout | None:
     path = Path(path)
     if path.is_file():
         return _file_layout(path)
+    if (path / MPS_CONFIG).is_file():
+        if not (path / MPS_WEIGHTS).is_file():
+            raise InputError(f"{path}: {MPS_CONFIG} but no {MPS_WEIGHTS}; copy the MPS adapter's weights too")
+        return Layout("mps", (path / MPS_WEIGHTS,), path / MPS_CONFIG)
     adapter = next((path / n for n in WEIGHT_NAMES if (path / n).is_file()), None)
     full = next((path / n for n in FULL_NAMES if (path / n).is_file()), None)
     if full is None and adapter is None:  # a lone weight file under another name
@@ -94,7 +99,7 @@ def find_layout(path: Path) -> Layout | None:
 
 
 def _file_layout(path: Path) -> Layout:
-    if path.name in WEIGHT_NAMES:  # an adapter's weight file stands for its folder
+    if path.name in WEIGHT_NAMES + (MPS_WEIGHTS,):  # an adapter's weight file stands for its folder
         return find_layout(path.parent)
     config = path.parent / "config.json"
     config = config if config.is_file() else None
@@ -154,6 +159,8 @@ def _checkpoint(path: Path, name: str, step: int | None) -> Checkpoint:
     if layout.format == "adapter":
         config = AdapterConfig.read(layout.config)
         check_modules(adapter_modules(index), config, layout.weights[0])
+    if layout.format == "mps":
+        mps_modules(index, MPSConfig.read(layout.config), layout.weights[0])
     model_type = None
     if layout.config is not None:
         model_type = layout.model_type()  # a broken config.json fails now, not mid-run

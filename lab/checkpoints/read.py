@@ -23,6 +23,10 @@ def read_module(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None
     """The Deltas of one module read (one, or one per part of a fused projection), in float64."""
     if spec.kind == "full":
         matrix, base, note = _full(spec, loader, stream_bytes)
+    elif spec.kind == "mps":
+        from lab.checkpoints.mps import read_mps
+
+        matrix, base, note = read_mps(spec, loader)
     else:
         matrix, base, note = _adapter(spec, loader, stream_bytes)
     return [_part(spec, p, matrix, base, note) for p in spec.parts]
@@ -77,4 +81,5 @@ def _part(spec: ModuleRead, part: Part, matrix, base, note: str) -> Delta:
         base = None if base is None else base[start:stop]
     note = "; ".join(filter(None, [note, part.note]))
     role = part.role if part.rows is not None or part.note else spec.role
-    return Delta(module=part.module, layer=spec.layer, role=role, kind=spec.kind, matrix=matrix, base=base, note=note)
+    return Delta(module=part.module, layer=spec.layer, role=role, kind=spec.kind, matrix=matrix, base=base, note=note,
+                 params=spec.params(part.rows))

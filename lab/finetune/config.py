@@ -13,10 +13,10 @@ from lab.errors import InputError
 CONFIG_FILE = "finetune_config.json"
 LOSS_FILE = "loss.jsonl"
 COMPLETE_FILE = "COMPLETE"
-METHODS = ("lora", "full")
+METHODS = ("lora", "full", "mps")
 # Adam learning rates that move the weights visibly within a few hundred steps without
 # diverging: LoRA's factors tolerate a larger step than the pretrained weights themselves.
-DEFAULT_LR = {"lora": 5e-4, "full": 5e-5}
+DEFAULT_LR = {"lora": 5e-4, "full": 5e-5, "mps": 5e-4}
 
 
 @dataclass
@@ -25,11 +25,14 @@ class FinetuneConfig:
 
     out: str
     model: str = "minilm"  # minilm, smollm2, or a local transformers model folder
-    method: str = "lora"  # lora or full
+    method: str = "lora"  # lora, full or mps (MPS Adaptation, lab/finetune/mps.py)
     texts: str | None = None  # a text file instead of the standard-library docstrings
     r: int = 8
     alpha: float = 16.0
     rslora: bool = False  # scale α/√r instead of α/r (Kalajdzievski, 2023)
+    chi: int = 8  # MPS bond dimension χ (method mps)
+    d1: int | None = None  # MPS input split d_in = d1·d2 (method mps); None: the most balanced on the probe's chain
+    init_adapter: str | None = None  # a PEFT adapter folder to start from (lora: training continues from its factors)
     dropout: float = 0.0
     target_modules: list[str] | None = None  # None: the architecture's query and value projections; ["all"]: every linear (LoRA) / every weight (full)
     steps: int = 100
@@ -58,6 +61,10 @@ class FinetuneConfig:
             raise InputError("--batch-size must be at least 2 (in-batch negatives need a second example)")
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"--dropout must be in [0, 1) (got {self.dropout})")
+        if self.method == "mps" and self.chi < 1:
+            raise InputError(f"--chi must be at least 1 (got {self.chi})")
+        if self.init_adapter is not None and self.method != "lora":
+            raise InputError(f"an initial adapter continues LoRA training only (got --method {self.method})")
         if self.lr is not None and not self.lr > 0:
             raise InputError(f"--lr must be positive (got {self.lr})")
 

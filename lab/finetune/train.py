@@ -100,7 +100,7 @@ def _train(config: FinetuneConfig, base: BaseModel, docs: list[Document], out: P
             log.write(json.dumps({"step": step, "loss": loss_value, "lr": config.learning_rate, "seconds": round(time.perf_counter() - start, 3)}) + "\n")
             log.flush()
             if step % config.save_every == 0 or step == config.steps:
-                _save_checkpoint(model, out / f"checkpoint-{step}", config)
+                _save_checkpoint(model, out / f"checkpoint-{step}", config, base)
             if on_step is not None:
                 on_step(step, loss_value)
     (out / COMPLETE_FILE).write_text(json.dumps({"steps": config.steps, "seconds": round(time.perf_counter() - start, 3)}) + "\n")
@@ -110,6 +110,17 @@ def _train(config: FinetuneConfig, base: BaseModel, docs: list[Document], out: P
 def _prepare(model, base: BaseModel, config: FinetuneConfig):
     """The model to train and the names of the trained modules (LoRA-wrapped or unfrozen)."""
     targets = list(config.target_modules or base.default_targets)
+    if config.method == "mps":
+        from lab.finetune.mps import wrap_mps
+
+        names = wrap_mps(model, targets, config.r, config.chi, config.alpha, config.d1, where=str(base.path))
+        return model, names
+    if config.method == "lora" and config.init_adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
+        names = sorted(n.removeprefix("base_model.model.") for n, m in model.named_modules() if hasattr(m, "lora_A") and n)
+        return model, names
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -144,15 +155,27 @@ def _prepare(model, base: BaseModel, config: FinetuneConfig):
     return model, names
 
 
-def _save_checkpoint(model, path: Path, config: FinetuneConfig) -> None:
+def _save_checkpoint(model, path: Path, config: FinetuneConfig, base: BaseModel) -> None:
     # LoRA: a PEFT adapter folder (adapter_config.json + adapter_model.safetensors) whose
-    # base_model_name_or_path is the base folder; full: the whole model as safetensors.
+    # base_model_name_or_path is the base folder; full: the whole model as safetensors;
+    # MPS: mps_adapter_config.json + mps_adapter_model.safetensors (lab/finetune/mps.py).
+    if config.method == "mps":
+        from lab.finetune.mps import save_mps
+
+        save_mps(model, path, base_path=str(base.path), targets=list(config.target_modules or base.default_targets))
+        return
     model.save_pretrained(path)
 
 
 def _options(config: FinetuneConfig) -> dict:
     opts = asdict(config)
     opts["lr"] = config.learning_rate
+    # options a run of another method never reads stay out, so earlier runs' records still match
+    for name in ("chi", "d1"):
+        if config.method != "mps":
+            opts.pop(name)
+    if config.init_adapter is None:
+        opts.pop("init_adapter")
     return json.loads(json.dumps(opts))  # tuples → lists, as they come back from the file
 
 

@@ -33,9 +33,16 @@ def delta_row(delta: Delta) -> dict:
         "rank_bound": delta.rank_bound,
         "scale": delta.scale,
         "fro_norm": norm,
+        "params": delta.params if delta.params is not None else _params(delta),
         "factored": delta.is_factored,
         "note": delta.note,
     }
+
+
+def _params(delta: Delta) -> int:
+    """Stored numbers of an update built in memory (no checkpoint said): its factors, else rows × cols."""
+    f = delta.factors
+    return int(f.B.size + f.A.size) if f is not None else delta.shape[0] * delta.shape[1]
 
 
 def _run(delta: Delta, options, ctx: ProbeContext) -> Rows:

@@ -58,13 +58,14 @@ def declare(name: str, description: str, *columns: Column, id_columns: bool = Tr
 declare(
     "deltas",
     "one row per module update: what was read, its shape, scale and size",
-    _c("kind", "string", "lora (factored s·B·A), full (W_ft − W_base) or dora (effective DoRA update; low-rank part only without --base)"),
+    _c("kind", "string", "lora (factored s·B·A), full (W_ft − W_base), dora (effective DoRA update; low-rank part only without --base) or mps (MPS Adaptation: s·B·A_MPS with A_MPS contracted from its two cores, factored)"),
     _c("rows", "int64", "rows of ΔW (output features; embeddings: vocabulary)"),
     _c("cols", "int64", "columns of ΔW (input features)"),
     _c("rank_bound", "int64", "largest possible rank: r for adapters, min(rows, cols) for dense updates"),
     _c("scale", "float64", "the adapter's scale s in ΔW = s·B·A: lora_alpha/r, or lora_alpha/√r with rsLoRA (empty for dense updates)"),
     _c("fro_norm", "float64", "‖ΔW‖_F of the scaled update (for adapters from the r×r Gram matrices, never multiplied out)"),
     _c("factored", "bool", "whether the update is held as factors (B, A, scale)"),
+    _c("params", "int64", "trainable parameters behind the update: LoRA r·(rows + cols), DoRA that plus rows (magnitudes), MPS rows·r + r·d1·χ + χ·d2 (B, C1, C2), full rows × cols (a fused projection's part counts its rows of B and the shared A)"),
     _c("note", "string", "anything the reader must know about this row (e.g. DoRA analysed without its base)"),
 )
 

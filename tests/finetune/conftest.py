@@ -55,3 +55,16 @@ def llama_lora(tmp_path_factory, tiny_llama_dir, texts_file) -> Path:
 @pytest.fixture(scope="session")
 def llama_full(tmp_path_factory, tiny_llama_dir, texts_file) -> Path:
     return run(tmp_path_factory.mktemp("runs") / "llama-full", model=str(tiny_llama_dir), method="full", texts=str(texts_file), lr=1e-2, **FIXED)
+
+
+@pytest.fixture(scope="session")
+def minilm_mps(tmp_path_factory, texts_file) -> Path:
+    """MPS Adaptation on MiniLM's query and value (d_in 384 = 16·24), r = 4, χ = 3."""
+    return run(tmp_path_factory.mktemp("runs") / "minilm-mps", model="minilm", method="mps", texts=str(texts_file),
+               lr=2e-3, **{**FIXED, "steps": 3}, chi=3)
+
+
+@pytest.fixture(scope="session")
+def llama_mps(tmp_path_factory, tiny_llama_dir, texts_file) -> Path:
+    return run(tmp_path_factory.mktemp("runs") / "llama-mps", model=str(tiny_llama_dir), method="mps", texts=str(texts_file),
+               lr=1e-2, **{**FIXED, "steps": 3}, chi=2)
