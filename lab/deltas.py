@@ -158,6 +158,12 @@ class Delta:
         if isinstance(self.matrix, Factors):
             return self.matrix.fro_norm()
         if isinstance(self.matrix, np.ndarray):
+            # Σx² of entries near 1e300 overflows (near 1e-300 underflows): such a matrix is scaled by
+            # its largest entry first; ordinary ones are not touched
+            top = float(np.abs(self.matrix).max(initial=0.0))
+            if np.isfinite(top) and top > 0.0 and not 1e-100 <= top <= 1e100:
+                with np.errstate(over="ignore"):
+                    return float(top * np.linalg.norm(self.matrix / top))
             return float(np.linalg.norm(self.matrix))
         raise ValueError(f"{self.module}: ΔW {self.shape} is streamed from disk; use lab.probes.inventory.update_norm")
 

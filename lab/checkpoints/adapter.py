@@ -40,6 +40,7 @@ def plan_adapter(ckpt: Checkpoint, base: Base | None, select: Callable[[str], bo
             kind="dora" if config.use_dora else "lora", shape=m.shape, parts=chosen,
             base=base.index[_base_key(m, name, base)] if base is not None else None,
             A=m.A, B=m.B, magnitude=m.magnitude, scale=config.scale(m.module), embedding=m.embedding,
+            scale_source=f"{config.path}: {config.scale_source(m.module)}",
             conv1d=name.conv1d and not m.embedding, use_dora=config.use_dora, allow_nonfinite=allow_nonfinite,
         ))
     return out
@@ -48,7 +49,7 @@ def plan_adapter(ckpt: Checkpoint, base: Base | None, select: Callable[[str], bo
 def _base_key(m: AdapterModule, name: ModuleName, base: Base) -> str:
     """The base tensor of adapter module ``m``: MatchError if absent, ShapeError if it disagrees."""
     wanted = f"{m.module}.weight"
-    key = base.keys.find(wanted)
+    key = base.keys.find(wanted, m.A.file)
     if key is None:
         raise MatchError(
             f"{base.path}: no tensor '{wanted}' (nor one under another prefix) for adapter module '{m.module}' "

@@ -28,7 +28,7 @@ def plan_full(ckpt: Checkpoint, base: Base | None, select: Callable[[str], bool]
     for key, info in index.tensors.items():
         if len(info.shape) != 2 or not info.floating:
             continue
-        base_key = base.keys.find(key)
+        base_key = base.keys.find(key, info.file)
         if base_key is None:
             continue
         base_info = base.index[base_key]

@@ -15,6 +15,7 @@ from lab.checkpoints.dora import NOTE_NO_BASE, dora_update
 from lab.checkpoints.loader import TensorLoader
 from lab.checkpoints.reads import ModuleRead, Part
 from lab.deltas import Delta, Factors
+from lab.errors import FormatError
 
 STREAM_BYTES = 64 << 20  # dense updates above this many bytes of float64 are streamed
 
@@ -57,6 +58,11 @@ def _adapter(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None):
     if spec.embedding:  # PEFT's update is (B·A)ᵀ·s in the table's layout: factors Aᵀ, Bᵀ
         A, B = np.ascontiguousarray(B.T), np.ascontiguousarray(A.T)
     factors = Factors(B, A, spec.scale)
+    if factors.is_finite() and not np.isfinite(factors.fro_norm()):  # finite s, B, A; s·B·A beyond float64
+        raise FormatError(
+            f"{spec.scale_source or spec.A.file} makes ‖ΔW‖_F of '{spec.module}' ({spec.B.key} · {spec.A.key}) "
+            f"overflow float64 (s = {spec.scale!r}); fix the scale"
+        )
     W = None
     if spec.base is not None:
         if not spec.use_dora and _streams(spec, stream_bytes, spec.base):

@@ -25,6 +25,21 @@ import numpy as np
 TORCH_FROM = 3000  # symmetric eigenproblems at least this large go to torch (MKL)
 
 
+# Entries with max |x| inside this range keep every Gram entry (≤ n·max²) finite and above float64's
+# normal range; outside it the kernels work on x / max|x| and scale back what depends on scale.
+SAFE_MAGNITUDE = (1e-100, 1e100)
+
+
+def rescaled(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """(x / t, t) with t = max |x| when x's magnitude would make its Gram overflow or underflow
+    (a corrupted or hand-edited checkpoint: weights near 1e300, a scale near 1e-300); (x, 1.0)
+    otherwise, so ordinary inputs are not touched (their results stay bit-for-bit)."""
+    top = float(np.abs(x).max(initial=0.0))
+    if top == 0.0 or not np.isfinite(top) or SAFE_MAGNITUDE[0] <= top <= SAFE_MAGNITUDE[1]:
+        return x, 1.0
+    return x / top, top
+
+
 def gram(x: np.ndarray) -> np.ndarray:
     """x·xᵀ or xᵀ·x, whichever is smaller, in float64 (numpy hands x @ x.T to BLAS ?syrk)."""
     x = np.asarray(x, dtype=np.float64)
@@ -105,8 +120,9 @@ def dense_singular_values(x: np.ndarray, gram_eigvals: np.ndarray | None = None)
     big, small = max(x.shape), min(x.shape)
     if small == 0:
         return np.zeros(0)
+    x, top = rescaled(x)  # σ scale with x (top is 1.0 for ordinary magnitudes; memoised eigvals are only of those)
     if gram_eigvals is not None or big >= 2 * small:
-        lam = (psd_eigvals(gram(x)) if gram_eigvals is None else np.clip(gram_eigvals, 0.0, None))[::-1]
+        lam = (psd_eigvals(gram(x)) if gram_eigvals is None or top != 1.0 else np.clip(gram_eigvals, 0.0, None))[::-1]
         if lam[-1] >= lam[0] * (np.sqrt(big) + small) * np.finfo(np.float64).eps / _GRAM_RELATIVE_ERROR:
-            return np.sqrt(lam)
-    return np.linalg.svd(x, compute_uv=False)
+            return top * np.sqrt(lam)
+    return top * np.linalg.svd(x, compute_uv=False)

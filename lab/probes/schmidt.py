@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from lab.probes import factored
-from lab.probes.linalg import gram as _gram, psd_eigvals as _psd_eigvals
+from lab.probes.linalg import SAFE_MAGNITUDE, gram as _gram, psd_eigvals as _psd_eigvals, rescaled as _rescaled
 from lab.probes.factored import Factors
 from lab.probes.memo import memo_for
 from lab.probes.tensorize import Sites
@@ -91,6 +91,8 @@ def spectra_of_grams(grams: dict[int, np.ndarray], eigvals: Callable[[np.ndarray
 def _dense(m: np.ndarray, st: Sites) -> list[np.ndarray]:
     # a view when m is already C-contiguous float64; otherwise one float64 copy (the only one)
     psi = np.ascontiguousarray(m, dtype=np.float64).reshape(-1)
+    # the p_i do not change when M is scaled; its Grams would overflow (underflow) near 1e±300
+    psi, top = _rescaled(psi)
     rows, cols = m.shape
     valley: list[np.ndarray] = []
 
@@ -108,7 +110,7 @@ def _dense(m: np.ndarray, st: Sites) -> list[np.ndarray]:
 
     def eigvals(g: np.ndarray) -> np.ndarray:
         w = _psd_eigvals(g)
-        if valley and g is valley[0]:  # σ² of M: the spectra probe reads them (lab.probes.memo)
+        if valley and g is valley[0] and top == 1.0:  # σ² of M: the spectra probe reads them (lab.probes.memo)
             memo_for(m)["small_eigvals"] = w
         return w
 
@@ -120,6 +122,13 @@ def _factored(f: Factors, st: Sites) -> list[np.ndarray]:
     dl = st.d_left
     if not (f.scale != 0.0 and f.B.any() and f.A.any()):  # a zero update (PEFT's B = 0 at init)
         return [np.full(1, np.nan) for _ in st.cuts]
+    # The p_i do not change when M is scaled: with a scale or factors near float64's limits
+    # (α = 1e308, α = 1e-300) drop s and bring both factors to max |entry| = 1, so no Gram below
+    # overflows or underflows; ordinary factors are used as they are.
+    b, b_top = _rescaled(f.B)
+    a, a_top = _rescaled(f.A)
+    if b_top != 1.0 or a_top != 1.0 or not SAFE_MAGNITUDE[0] <= abs(f.scale) <= SAFE_MAGNITUDE[1]:
+        f = Factors(b, a, 1.0)
     out: list[np.ndarray] = []
     r_root = c_root = None
     for i, k in enumerate(st.cuts):

@@ -33,6 +33,7 @@ from lab.errors import NonFiniteError
 from lab.probes import factored, inputs, linalg, subspaces
 from lab.probes.entanglement import entropies
 from lab.probes.factored import Factors, as_matrix_or_factors
+from lab.probes.linalg import SAFE_MAGNITUDE
 from lab.probes.memo import memo_for
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 
@@ -71,8 +72,21 @@ class Spectrum:
     sigma: np.ndarray
 
     @property
+    def _magnitude(self) -> float:
+        """t = σ₁ when σ₁ is so large or small that σ² would overflow or underflow (a corrupted
+        checkpoint, a scale of 1e308), else 1: every number below is computed from σ / t, as a ratio
+        t cancels from (or multiplied back), so ordinary spectra are not touched."""
+        top = self.spectral_norm
+        return top if top > 0 and not SAFE_MAGNITUDE[0] <= top <= SAFE_MAGNITUDE[1] else 1.0
+
+    @property
+    def _scaled(self) -> np.ndarray:
+        return self.sigma / self._magnitude
+
+    @property
     def fro_norm(self) -> float:
-        return float(np.sqrt((self.sigma ** 2).sum()))
+        with np.errstate(over="ignore"):
+            return float(self._magnitude * np.sqrt((self._scaled ** 2).sum()))
 
     @property
     def spectral_norm(self) -> float:
@@ -81,26 +95,28 @@ class Spectrum:
     @property
     def energy(self) -> np.ndarray:
         """σ²/Σσ² (NaN for a zero matrix)."""
-        total = float((self.sigma ** 2).sum())
-        return self.sigma ** 2 / total if total > 0 else np.full(self.sigma.shape, np.nan)
+        sq = self._scaled ** 2
+        total = float(sq.sum())
+        return sq / total if total > 0 else np.full(self.sigma.shape, np.nan)
 
     @property
     def stable_rank(self) -> float:
-        return self.fro_norm ** 2 / self.spectral_norm ** 2 if self.spectral_norm > 0 else float("nan")
+        scaled = self._scaled
+        return float((scaled ** 2).sum() / scaled[0] ** 2) if self.spectral_norm > 0 else float("nan")
 
     @property
     def effective_rank(self) -> float:
-        total = float(self.sigma.sum())
-        return float(np.exp(_entropy(self.sigma / total))) if total > 0 else float("nan")
+        scaled = self._scaled
+        total = float(scaled.sum())
+        return float(np.exp(_entropy(scaled / total))) if total > 0 else float("nan")
 
     @property
     def entropy_rank(self) -> float:
-        total = float((self.sigma ** 2).sum())
-        return float(np.exp(_entropy(self.sigma ** 2 / total))) if total > 0 else float("nan")
+        return float(np.exp(_entropy(self.energy))) if self.spectral_norm > 0 else float("nan")
 
     def energy_rank(self, q: float) -> int:
         """The fewest leading σ whose Σσ² reaches the fraction q of the total (0 for a zero matrix)."""
-        sq = self.sigma ** 2
+        sq = self._scaled ** 2
         total = float(sq.sum())
         if total <= 0:
             return 0
@@ -110,7 +126,7 @@ class Spectrum:
     def numerical_rank(self) -> int:
         if not self.sigma.size:
             return 0
-        tol = self.sigma[0] * max(self.rows, self.cols) * np.finfo(np.float64).eps
+        tol = self.sigma[0] * (max(self.rows, self.cols) * np.finfo(np.float64).eps)  # σ₁·max first would overflow near 1e308
         return int((self.sigma > tol).sum())
 
     @property

@@ -16,7 +16,7 @@ import numpy as np
 
 from lab.probes import factored
 from lab.probes.factored import Factors
-from lab.probes.linalg import gram, leading_eigh
+from lab.probes.linalg import gram, leading_eigh, rescaled
 
 
 def top_singular_vectors(x: np.ndarray | Factors, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -37,9 +37,10 @@ def top_singular_vectors(x: np.ndarray | Factors, k: int | None = None) -> tuple
     if k <= 0:
         return np.zeros((m, 0)), np.zeros(0), np.zeros((n, 0))
     wide = m <= n
+    x, top = rescaled(x)  # vectors do not change with scale; Grams of entries near 1e±300 do not fit float64
     w, vecs = leading_eigh(gram(x), k)
     keep = w > 0.0
-    sigma, near = np.sqrt(w[keep]), vecs[:, keep]
+    sigma, near = top * np.sqrt(w[keep]), vecs[:, keep]
     far = (x.T @ near) if wide else (x @ near)
     far /= np.linalg.norm(far, axis=0)  # = σ up to rounding; normalising keeps the basis orthonormal
     return (near, sigma, far) if wide else (far, sigma, near)

@@ -135,7 +135,7 @@ declare(
     _c("intruder_top", "int64", "how many leading left singular vectors of W + ΔW were examined for intruders (10, as in Shuttleworth et al. 2024)"),
     _c("intruder_threshold", "float64", "ε: a vector is an intruder when its largest absolute cosine with W's left singular vectors (all of them unless the intruder_reference option limits them) is below ε"),
     _c("intruder_count", "int64", "number of intruder directions among the examined vectors (Shuttleworth et al. 2024, 'LoRA vs Full Fine-tuning: An Illusion of Equivalence')"),
-    _c("intruder_min_cos", "float64", "smallest of the examined vectors' largest absolute cosine with W's singular vectors"),
+    _c("intruder_min_cos", "float64", "smallest of the examined vectors' largest absolute cosine with W's singular vectors; empty when W + ΔW has no nonzero singular value (it cancels to 0 in float64: nothing to examine, intruder_count 0)"),
 )
 
 declare(

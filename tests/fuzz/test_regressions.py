@@ -35,21 +35,11 @@ def _edit_header(path: Path, edit) -> None:
     path.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + n :])
 
 
-# Crashes the fuzz suite found whose root lies in the probes' arithmetic (Grams of a matrix whose
-# entries or scale are near float64's limits) or in the full-model planner: each test states the
-# contract; they are expected to fail until the root fix (scale-normalised Grams, a FormatError
-# naming the field when s·B·A is not representable) lands. strict: a fixed case fails here as a
-# reminder to drop its mark. Issue 14 stays open for them.
-PENDING_ROOT_FIX = pytest.mark.xfail(strict=True, reason="issue 14: root fix in the probes' arithmetic pending")
-# The same for a message whose fix is in the planners (full.py, adapter.py): BaseKeys.find takes
-# the file a key comes from (``source``) and names it; the callers do not pass it yet.
-PENDING_CALLER_FIX = pytest.mark.xfail(strict=True, reason="issue 14: full.py/adapter.py to pass the key's file to BaseKeys.find")
 
 
 # ---- adapter_config.json numbers --------------------------------------------------------------
 
 
-@PENDING_ROOT_FIX
 @pytest.mark.parametrize("alpha", [1e308, 1e160, -1.7976931348623157e308])
 @pytest.mark.parametrize("with_base", [False, True])
 def test_huge_lora_alpha(llama_lora, alpha, with_base):
@@ -67,7 +57,6 @@ def test_huge_lora_alpha(llama_lora, alpha, with_base):
             assert (result.table("deltas")["scale"] == alpha / 4).all()
 
 
-@PENDING_ROOT_FIX
 def test_scale_whose_update_overflows_float64(llama_lora):
     """The largest finite α with factors ten times PEFT's: s = α/r is finite but ‖s·B·A‖_F is
     not representable in float64. Nothing finite can be reported, so the error must name the
@@ -83,7 +72,6 @@ def test_scale_whose_update_overflows_float64(llama_lora):
         assert isinstance(result, LabError) and "lora_alpha" in str(result)
 
 
-@PENDING_ROOT_FIX
 @pytest.mark.parametrize("alpha", [1e-300, 1e-290])
 def test_tiny_lora_alpha(llama_lora, alpha):
     """``"lora_alpha": 1e-300`` (s = 2.5e-301, a normal float64) ended in ZeroDivisionError in
@@ -258,7 +246,6 @@ def test_pickle_holding_a_parameter(llama_bin):
         check_run(analyze_contract(work, inputs, [weights]))
 
 
-@PENDING_ROOT_FIX
 def test_full_checkpoint_with_huge_float64_weights(llama_bin):
     """One float64 weight scaled by 1e300 (found by the fuzz suite: ('variant', 0, 'f64_huge',
     'zip')): finite input, and the entanglement probe's Gram of ψ overflowed into LinAlgError
@@ -274,7 +261,6 @@ def test_full_checkpoint_with_huge_float64_weights(llama_bin):
         analyze_contract(work, inputs, [weights])
 
 
-@PENDING_ROOT_FIX
 def test_full_checkpoint_with_tiny_float64_weights(llama_bin):
     """``lm_head.weight`` scaled by 1e-300 (found by the fuzz suite through the CLI: ('pickle',
     ('variant', 0, 'f64_tiny', 'zip'))): ΔW ≈ −W is finite, but W + ΔW's Gram underflowed to zero
@@ -302,7 +288,6 @@ def test_cli_quantized_pickle_prints_one_line(llama_bin):
         assert cli_contract(work, inputs, [weights]) == 2
 
 
-@PENDING_CALLER_FIX
 def test_key_whose_block_index_is_damaged_names_its_file(llama_full):
     """One flipped bit turns 'model.layers.0.mlp.down_proj.weight' into 'model.layers/0.mlp...'
     (found by the fuzz suite: ('flip', 312, 1)); its suffix 'mlp.down_proj.weight' fits both
