@@ -50,6 +50,50 @@ FAMILIES: tuple[Family, ...] = (
         "utilisation = effective rank / r for adapters; with a base, the overlap of ΔW's top singular subspaces with "
         "W's and the count of 'intruder' directions.",
     ),
+    Family(
+        "attention", "External entanglement (attention)", ("attention_summary", "attention_entanglement", "windows"),
+        "The base and each checkpoint run with eager attention on the same token windows of exactly L tokens. Each "
+        "head's L×L attention matrix P is read as a state ψ = vec(P)/‖P‖_F on the prime-factor sites of L×L and gets "
+        "the internal probe's entropy profile. Over the windows' mean profile S(ℓ), with ℓ = ln min(D_left, D_right), "
+        "two laws are fitted by least squares: a volume law S = a + b·ℓ and an area law with a logarithmic correction "
+        "S = a + b·ln ℓ (the 'attention Cardy formula' of arXiv 2601.06788, which claims the latter fits better). The "
+        "'no-hair' claim (LoRA and full fine-tuning differ inside ΔW, not in the attention) is one comparison: how "
+        "far the tuned attention moved from the base's (total variation of rows, relative entropy difference) beside "
+        "how far the layer's W_q and W_v moved (‖ΔW‖_F/‖W‖_F).",
+    ),
+    Family(
+        "thresholds", "LoRA norm thresholds", ("thresholds", "threshold_growth", "windows"),
+        "Hu et al., 'Computational Limits of Low-Rank Adaptation' (arXiv 2406.03136): with X the input of an attention "
+        "layer, LoRA's gradient admits almost-linear-time algorithms when ‖X·W_Q,eff‖_∞ and ‖X·W_K‖_∞ are o(√ln L), "
+        "and no sub-quadratic one above Θ(√ln L) (under SETH). Measured per layer, head, L and window on real inputs, "
+        "with the softmax's 1/√d_head split evenly between Q and K: γ_q, γ_k, the LoRA term alone, and the ratio "
+        "max(γ_q, γ_k)/√ln L; per layer, how the largest γ grows with √ln L over the measured lengths. The bound is "
+        "asymptotic and its constants unknown: the figures show measurements against the scale √ln L, never a verdict.",
+    ),
+    Family(
+        "msu", "Minimal semantic units", ("msu", "msu_units"),
+        "LoRA-LEGO (arXiv 2409.16167): rank i of an adapter, U_i = s·b_i·a_iᵀ, is a minimal semantic unit and "
+        "ΔW = Σ_i U_i. Per module: each unit's size c_i = ‖U_i‖_F, its own share c_i²/Σc² and its Gram-weighted share "
+        "⟨U_i, ΔW⟩_F/‖ΔW‖_F² (the units are not orthogonal; the difference is the cross-term energy), the effective "
+        "number of units exp(H(own shares)) between 1 and r, the largest |cos| between the a_i's and between the b_i's, "
+        "and the check that permuting the ranks of B and A together leaves ΔW unchanged (machine precision).",
+    ),
+    Family(
+        "msu_pairs", "Several adapters: stacking vs averaging", ("msu_pairs",),
+        "For several adapters of one base, per module: concatenating their units, [B_1 … B_J]·[s_1A_1; …; s_JA_J], "
+        "equals summing their updates exactly (any ranks and scales; FLoRA's stacking), while index-wise averaging "
+        "of the factors (PEFT's 'linear', FedAvg) adds cross terms B_j·A_k (FLoRA's aggregation noise). Its relative "
+        "error against the exact mean depends on the arbitrary order of ranks: its spread over seeded rank "
+        "permutations shows by how much.",
+    ),
+    Family(
+        "merge", "Merges", ("merge",),
+        "lab merge writes a loadable PEFT adapter from several adapters and records, per module, its relative "
+        "Frobenius error against the exact weighted sum T = Σ_j w_j·s_j·B_j·A_j: stack (exact, by concatenation), "
+        "linear (index-wise average: cross terms), svd (the best rank-k approximation of T) and lego (k-means over "
+        "the pooled units with dual reweighting). The floor for any merge of rank k is the Eckart–Young error "
+        "√(Σ_{i>k} σ_i²)/‖T‖_F, drawn beside the methods.",
+    ),
 )
 
 BY_KEY = {f.key: f for f in FAMILIES}

@@ -1,4 +1,4 @@
-"""``lab report``: write the HTML and/or PDF report of a results folder."""
+"""``lab report``: write the HTML, PDF and/or Markdown report of a results folder."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ def report_command(
         help="Results folder written by `lab analyze` (holding one folder per run), or a single run folder.")] = Path("results"),
     formats: Annotated[str, typer.Option(
         "--format", "-f", help="Comma-separated formats to write: html (self-contained, figures embedded), "
-                               "pdf (same content, searchable text), or html,pdf.")] = "html,pdf",
+                               "pdf (same content, searchable text), md (Markdown with the figures as PNGs "
+                               "in figures/ beside it, for a paper draft or an issue), e.g. html,pdf,md.")] = "html,pdf",
     out: Annotated[Path, typer.Option(
-        "--out", "-o", help="Folder to write report.html / report.pdf into (created if missing).")] = Path("reports"),
+        "--out", "-o", help="Folder to write report.html / report.pdf / report.md into (created if missing).")] = Path("reports"),
     title: Annotated[Optional[str], typer.Option(
         help="Report title (default: 'lab report: ' and the run names).")] = None,
 ) -> None:
-    """Write a report of every run in RESULTS_DIR: provenance, figures with their theory baselines, tables."""
+    """Write a report of every run in RESULTS_DIR: findings first, figures with their theory baselines, tables, provenance."""
     from lab.report.write import write_report
 
     for path in write_report(results_dir, out, formats.split(","), title=title):

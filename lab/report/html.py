@@ -12,6 +12,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from lab.present.figures.common import DPI
+from lab.present.findings import Number
 from lab.present.theory import NOT_COMPUTED
 from lab.report.document import Report
 
@@ -23,6 +24,7 @@ def environment() -> Environment:
     env = Environment(loader=PackageLoader("lab.report", "templates"),
                       autoescape=select_autoescape(["html", "j2"], default=True))
     env.tests["numeric_text"] = lambda s: bool(_NUMBER.match(str(s)))
+    env.tests["number_part"] = lambda part: isinstance(part, Number)
     return env
 
 
@@ -30,8 +32,7 @@ def render(report: Report, dpi: int = DPI) -> str:
     """The report as an HTML string."""
     from lab import __version__
 
-    images = {f"{i}@{section.key}": chart.png_base64(dpi)
-              for section in report.sections for i, chart in enumerate(section.charts)}
+    images = {chart.anchor: chart.png_base64(dpi) for chart in report.charts()}
     template = environment().get_template("report.html.j2")
     return template.render(report=report, images=images, not_computed=NOT_COMPUTED, lab_version=__version__)
 

@@ -1,6 +1,7 @@
 """The report as a PDF with real, searchable text (fpdf2 with an embedded Unicode font),
-the same content as the HTML: provenance first, then one section per probe family, each
-starting on a new page and listed in the PDF outline.
+the same content as the HTML: the findings first (each number a link to the headline figure it
+comes from), then one section per probe family, each starting on a new page and listed in the PDF
+outline, then the provenance appendix.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PIL import Image
 
 from lab.present.blocks import TableBlock
 from lab.present.figures.common import DPI
+from lab.present.findings import Number, Sentence
 from lab.present.theory import NOT_COMPUTED
 from lab.report.document import Report
 
@@ -57,6 +59,27 @@ class _Document(FPDF):
         self.multi_cell(0, size * 0.48, text, fill=bool(fill), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         self.ln(1.5)
 
+    def sentence(self, sentence: Sentence, link: int | None, figure: int | None, size: float = 8.5) -> None:
+        """A finding as a bullet: its numbers in bold, each a link to the figure it comes from."""
+        height = size * 0.48
+        self.set_font(FONT, "B" if sentence.run is None else "", size)
+        self.write(height, "• ")
+        for part in sentence.parts:
+            if isinstance(part, Number):
+                self.set_font(FONT, "B", size)
+                self.set_text_color(26, 79, 181)
+                if self.get_string_width(part.text) > self.w - self.r_margin - self.get_x():
+                    self.ln(height)  # a number is never split across lines
+                self.write(height, part.text, link=link if link is not None else "")
+                self.set_text_color(0)
+                self.set_font(FONT, "B" if sentence.run is None else "", size)
+            else:
+                self.write(height, str(part))
+        if figure is not None:
+            self.set_font(FONT, "I", size)
+            self.write(height, f" (Figure {figure})")
+        self.ln(height + 1.2)
+
     def table_block(self, block: TableBlock) -> None:
         if not block.rows:
             return
@@ -72,13 +95,15 @@ class _Document(FPDF):
             self.paragraph(block.caption, size=7, style="I")
         self.ln(1)
 
-    def chart(self, png: bytes, title: str, caption: str) -> None:
+    def chart(self, png: bytes, title: str, caption: str, link: int | None = None, max_height: float = 115) -> None:
         with Image.open(io.BytesIO(png)) as im:
             aspect = im.height / im.width
-        width = min(0.85 * self.epw, 115 / aspect)  # two charts fit on a page; tall heatmaps stay on one
+        width = min(0.85 * self.epw, max_height / aspect)  # two charts fit on a page; tall heatmaps stay on one
         height = width * aspect
         if self.will_page_break(height + 14):
             self.add_page()
+        if link is not None:  # where the findings' numbers jump to
+            self.set_link(link, y=self.get_y(), page=self.page)
         self.image(io.BytesIO(png), w=width, x=self.l_margin + (self.epw - width) / 2)
         self.paragraph(title, size=8.5, style="B")
         self.paragraph(caption, size=8)
@@ -97,20 +122,28 @@ def _breakable(text: str) -> str:
 
 
 def write_pdf(report: Report, path: str | Path, dpi: int = DPI) -> Path:
-    """Write the report as a PDF at ``path`` and return the path."""
+    """Write the report as a PDF at ``path`` and return the path: the findings with their headline
+    figures first, then one section per family, then the provenance appendix."""
     from lab import __version__
 
     pdf = _Document(report.title)
     pdf.add_page()
     pdf.heading(report.title, size=17, level=None)
     pdf.paragraph(f"Generated {report.generated} by lab {__version__} from {report.results_dir}. "
-                  f"{len(report.runs)} run(s).", size=8.5)
-    pdf.heading("Provenance", size=14)
-    pdf.table_block(report.overview)
-    for run in report.runs:
-        pdf.heading(f"Run {run.name}: {run.status}", size=11, level=1)
-        for block in (run.summary, run.inputs, run.tables, run.options, run.versions):
-            pdf.table_block(block)
+                  f"{len(report.runs)} run(s). Provenance (inputs with sha256, options, versions) is in the appendix.",
+                  size=8.5)
+    pdf.heading("Findings", size=14)
+    if not report.findings:
+        pdf.paragraph("No table in these runs has findings to report.", size=10, style="B", fill=(255, 246, 229))
+    for finding in report.findings:
+        chart = finding.chart
+        link = pdf.add_link() if chart is not None else None
+        pdf.heading(finding.findings.title, size=11, level=1)
+        for sentence in finding.findings.sentences:
+            pdf.sentence(sentence, link, finding.number if chart is not None else None)
+        if chart is not None:
+            pdf.ln(1)
+            pdf.chart(chart.png(dpi), f"Figure {finding.number}: {chart.title}", chart.caption, link=link, max_height=95)
     for section in report.sections:
         pdf.add_page()
         pdf.heading(section.title, size=14)
@@ -128,6 +161,13 @@ def write_pdf(report: Report, path: str | Path, dpi: int = DPI) -> Path:
             pdf.paragraph(f"Columns of {table}: {section.table_descriptions.get(table, '')}", size=8.5, style="B")
             for name, meaning in cols:
                 pdf.paragraph(f"{name}: {meaning}", size=7.5)
+    pdf.add_page()
+    pdf.heading("Appendix: provenance", size=14)
+    pdf.table_block(report.overview)
+    for run in report.runs:
+        pdf.heading(f"Run {run.name}: {run.status}", size=11, level=1)
+        for block in (run.summary, run.inputs, run.tables, run.options, run.versions):
+            pdf.table_block(block)
     path = Path(path)
     pdf.output(str(path))
     return path

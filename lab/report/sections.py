@@ -13,7 +13,10 @@ import pandas as pd
 
 from lab.present import load
 from lab.present.blocks import TableBlock
+from lab.present.figures import attention as attention_fig
 from lab.present.figures import entanglement as ent_fig, spectra as spec_fig, updates as updates_fig
+from lab.present.figures import msu as msu_fig
+from lab.present.figures import thresholds as thresholds_fig
 from lab.present.frames import CONTROL_SOURCES, ID, matching_controls, measured
 from lab.present.valleys import entanglement_valleys
 from lab.report.document import Section
@@ -130,8 +133,129 @@ def build_spectra(section: Section, runs: list[Run]) -> None:
     section.tables.append(TableBlock.from_frame("Ranks per role (means over layers)", summary))
 
 
+def build_attention(section: Section, runs: list[Run]) -> None:
+    """No-hair by layer over runs; per run one head's profile with both fits at each L and the
+    layer × head map of the entropy difference; fits and no-hair numbers per run, checkpoint and L."""
+    summary = load.read_runs(runs, "attention_summary")
+    if summary.empty:
+        section.message = "the attention_summary table is empty for these runs"
+        return
+    section.charts.append(attention_fig.no_hair_chart(summary, title="No-hair: the attention vs the weights, by layer "
+                                                                     "(every checkpoint; earlier ones faint)"))
+    for run in runs:
+        mine = summary[summary["run"] == run.name]
+        if mine.empty:
+            continue
+        last = mine[mine["checkpoint"] == _last(mine)]
+        layers = sorted(last["layer"].dropna().unique())
+        layer, head = int(layers[len(layers) // 2]), int(last["head"].min())
+        for length in sorted(last["seq_len"].unique()):
+            profiles = load.read(run, "attention_entanglement", None,
+                                 [("layer", "==", layer), ("head", "==", head), ("seq_len", "==", int(length)),
+                                  ("checkpoint", "==", _last(mine))])
+            fits = last[(last["layer"] == layer) & (last["head"] == head) & (last["seq_len"] == length)]
+            section.charts.append(attention_fig.fit_chart(
+                profiles, fits, title=f"Attention entropy vs ℓ: layer {layer}, head {head}, L = {int(length)} ({run.name})"))
+        section.charts.append(attention_fig.head_map_chart(
+            last, "entropy_diff", title=f"Layer × head: no-hair entropy difference ({run.name}, {_last(mine)})"))
+    table = (summary.groupby(["run", "checkpoint", "seq_len"], sort=False)
+                    .agg(profiles=("head", "size"), area_log_better=("better_fit", lambda b: int((b == "area_log").sum())),
+                         area_log_r2=("area_log_r2", "mean"), volume_r2=("volume_r2", "mean"),
+                         attention_tv=("attention_tv", "mean"), entropy_diff=("entropy_diff", "mean"),
+                         q_rel_change=("q_rel_change", "mean"), v_rel_change=("v_rel_change", "mean"))
+                    .reset_index())
+    section.tables.append(TableBlock.from_frame(
+        "Fits and no-hair per run, checkpoint and L (means over layers and heads)", table,
+        "area_log_better counts the (layer, head) profiles whose area-log fit has the larger R²"))
+
+
+def build_thresholds(section: Section, runs: list[Run]) -> None:
+    """γ against √ln L, the ratio by layer and the LoRA term, over runs; the largest values per L and the growth fits."""
+    rows = load.read_runs(runs, "thresholds")
+    if rows.empty:
+        section.message = "the thresholds table is empty for these runs"
+        return
+    section.charts.append(thresholds_fig.growth_chart(rows, title="Largest γ against √ln L (every checkpoint)"))
+    section.charts.append(thresholds_fig.ratio_chart(rows))
+    if rows["gamma_lora"].notna().any():
+        section.charts.append(thresholds_fig.lora_term_chart(rows))
+    table = (rows.groupby(["run", "checkpoint", "seq_len"], sort=False)
+                 .agg(threshold=("threshold", "first"), gamma_q_max=("gamma_q", "max"), gamma_k_max=("gamma_k", "max"),
+                      gamma_lora_max=("gamma_lora", "max"), ratio_max=("ratio", "max"), ratio_median=("ratio", "median"))
+                 .reset_index())
+    section.tables.append(TableBlock.from_frame(
+        "Largest norms per run, checkpoint and L", table,
+        "threshold = √ln L; asymptotic bound: a scale, not a verdict on this finite model"))
+    growth = load.read_runs(runs, "threshold_growth")
+    if not growth.empty:
+        cols = [c for c in ("run", "checkpoint", "layer", "lengths", "min_seq_len", "max_seq_len", "gamma_min_len",
+                            "gamma_max_len", "slope", "r2") if c in growth.columns]
+        section.tables.append(TableBlock.from_frame("Growth of the largest γ with √ln L, per layer", growth[cols]))
+
+
+def build_msu(section: Section, runs: list[Run]) -> None:
+    """Shares of the units and the effective number of units, per run (checkpoints faint); a per-role summary."""
+    units = load.read_runs(runs, "msu_units")
+    msu = load.read_runs(runs, "msu")
+    if msu.empty:
+        section.message = "the msu table is empty for these runs"
+        return
+    if not units.empty:
+        section.charts.append(msu_fig.shares_chart(units, title="How the update is shared among its units "
+                                                                "(every checkpoint; earlier ones faint)"))
+    section.charts.append(msu_fig.effective_chart(msu))
+    cols = [c for c in ("rank", "effective_units", "effective_units_ratio", "cross_energy", "cos_a_max", "cos_b_max",
+                        "permutation_error_max") if c in msu.columns]
+    table = msu.groupby(["run", "checkpoint", "role"], sort=False, dropna=False)[cols].mean().reset_index()
+    section.tables.append(TableBlock.from_frame("Units per role (means over layers)", table))
+    notes = msu["note"].dropna() if "note" in msu.columns else pd.Series(dtype=str)
+    if (notes != "").any():
+        section.message = "; ".join(sorted(set(notes[notes != ""])))
+
+
+def build_msu_pairs(section: Section, runs: list[Run]) -> None:
+    """The cross-term errors per module with their spread over rank permutations, and the table's numbers."""
+    pairs = load.read_runs(runs, "msu_pairs")
+    if pairs.empty:
+        section.message = "the msu_pairs table is empty for these runs"
+        return
+    section.charts.append(msu_fig.pairs_chart(pairs))
+    cols = [c for c in ("run", "module", "members", "ranks", "concat_sum_error", "cross_term_error",
+                        "cross_term_error_min", "cross_term_error_max", "fedavg_error", "note") if c in pairs.columns]
+    section.tables.append(TableBlock.from_frame("Concatenation vs averaging per module", pairs[cols],
+                                                "relative Frobenius errors against the exact sum / mean of the updates"))
+
+
+def build_merge(section: Section, runs: list[Run]) -> None:
+    """Errors of every merged adapter against rank k, beside the Eckart–Young floor; one row per merged adapter."""
+    merge = load.read_runs(runs, "merge")
+    if merge.empty:
+        section.message = "the merge table is empty for these runs"
+        return
+    section.charts.append(msu_fig.merge_chart(merge))
+    table = (merge.groupby(["run", "checkpoint", "method"], sort=False)
+                  .agg(k=("k", "max"), modules=("module", "size"), rel_fro_error=("rel_fro_error", "mean"),
+                       optimal_rel_fro_error=("optimal_rel_fro_error", "mean"),
+                       rel_spectral_error=("rel_spectral_error", "mean"), hidden_rel_error=("hidden_rel_error", "first"))
+                  .reset_index())
+    section.tables.append(TableBlock.from_frame("Merged adapters (means over modules)", table,
+                                                "checkpoint = the merged adapter's folder name"))
+
+
+def _last(rows: pd.DataFrame) -> str:
+    """The last checkpoint in training order among the rows (largest step, then name)."""
+    from lab.present.findings import last_checkpoint
+
+    return last_checkpoint(rows)
+
+
 BUILDERS: dict[str, Callable[[Section, list[Run]], None]] = {
     "deltas": build_deltas,
     "entanglement": build_entanglement,
     "spectra": build_spectra,
+    "attention": build_attention,
+    "thresholds": build_thresholds,
+    "msu": build_msu,
+    "msu_pairs": build_msu_pairs,
+    "merge": build_merge,
 }

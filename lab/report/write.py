@@ -1,4 +1,4 @@
-"""``write_report``: the report of a results folder as self-contained HTML and/or searchable PDF."""
+"""``write_report``: the report of a results folder as self-contained HTML, searchable PDF and/or Markdown with PNGs."""
 
 from __future__ import annotations
 
@@ -8,16 +8,19 @@ from typing import Iterable
 from lab.errors import InputError, LabError
 from lab.report import content
 
-FORMATS = ("html", "pdf")
+FORMATS = ("html", "pdf", "md")
+DEFAULT_FORMATS = ("html", "pdf")  # what `lab report` writes unless --format says otherwise
 
 
-def write_report(results_dir: str | Path, out_dir: str | Path, formats: Iterable[str] = FORMATS, *,
+def write_report(results_dir: str | Path, out_dir: str | Path, formats: Iterable[str] = DEFAULT_FORMATS, *,
                  title: str | None = None) -> list[Path]:
-    """The written report files (``report.html``, ``report.pdf`` in ``out_dir``) for every run in ``results_dir``.
+    """The written report files (``report.html``, ``report.pdf``, ``report.md`` with ``figures/``, in
+    ``out_dir``) for every run in ``results_dir``.
 
-    ``results_dir`` is a results folder holding run folders, or one run folder. Both formats carry
-    the same content: provenance from each manifest, and per probe family its theory, figures,
-    summary tables and column meanings (a family whose table is absent says "not computed in this run").
+    ``results_dir`` is a results folder holding run folders, or one run folder. Every format carries
+    the same content: the findings computed from the tables, each family's headline figure, per
+    probe family its theory, figures, summary tables and column meanings (a family whose table is
+    absent says "not computed in this run"), and the provenance of each run as an appendix.
 
     >>> write_report("results", "reports/latest")          # doctest: +SKIP
     [PosixPath('reports/latest/report.html'), PosixPath('reports/latest/report.pdf')]
@@ -42,6 +45,10 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Iterable
             from lab.report.pdf import write_pdf
 
             written.append(write_pdf(report, out_dir / "report.pdf"))
+        if "md" in formats:
+            from lab.report.markdown import write_markdown
+
+            written.append(write_markdown(report, out_dir / "report.md"))
     finally:
         report.close()
     return written

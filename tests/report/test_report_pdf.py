@@ -33,14 +33,16 @@ def test_pdf_text_is_searchable_with_run_and_metric_names(reader):
 def test_every_family_is_an_outlined_section_starting_its_own_page(reader):
     outline = {item.title: reader.get_destination_page_number(item)
                for item in reader.outline if not isinstance(item, list)}
-    titles = ["Provenance"] + [f.title for f in families()]
+    titles = ["Findings"] + [f.title for f in families()] + ["Appendix: provenance"]
     assert list(outline) == titles
     pages = [outline[t] for t in titles]
-    assert pages == sorted(pages) and len(set(pages[1:])) == len(families())
+    assert pages == sorted(pages) and len(set(pages[1:])) == len(families()) + 1
+    assert outline["Findings"] == 0  # findings first, provenance last
     texts = _page_texts(reader)
     for family in families():
         assert texts[outline[family.title]].startswith(family.title), family.title
-    # provenance, then each family; the two computed families with figures take more than a page
+    assert texts[outline["Appendix: provenance"]].startswith("Appendix: provenance")
+    # findings, each family, the appendix; the computed families with figures take more than a page
     assert len(reader.pages) >= 1 + len(families()) + 2
 
 

@@ -157,7 +157,7 @@ def run_line(ax, x, y, *, run, position: int = 0, count: int = 1, style: str = "
 
     last = position >= count - 1
     options = dict(color=run_colour(run), alpha=checkpoint_alpha(position, count), ls=style,
-                   marker=marker if last else None, ms=3, lw=1.8 if last else 1.1)
+                   marker=marker if last or style == "none" else None, ms=3, lw=1.8 if last else 1.1)
     options.update(kwargs)
     (line,) = ax.plot(x, y, label="_" + (description or str(run)), **options)
     line.set_gid(str(run))

@@ -1,0 +1,128 @@
+"""Figures of the minimal-semantic-unit probes and of merges (LoRA-LEGO, arXiv 2409.16167; FLoRA):
+how the energy of an adapter is shared among its units, the effective number of units by layer, the
+cross-term error of index-wise averaging with its spread over rank permutations, and the errors of
+merge methods against the Eckart–Young floor at the same rank k.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from lab.present.figures.common import (
+    THEORY, Chart, by_run, checkpoints_in_order, empty_chart, integer_ticks, layer_lines, legend,
+    new_figure, run_legend, run_line,
+)
+
+
+def shares_chart(units: pd.DataFrame, *, title: str = "How the update is shared among its units") -> Chart:
+    """Mean over modules of each unit's own share c_i²/Σc² (solid) and Gram-weighted share (dashed),
+    units ordered by contribution, with the equal share 1/r for reference."""
+    if units.empty:
+        return empty_chart(title, "no units for this selection")
+    fig, (ax,) = new_figure()
+    runs, faint = [], False
+    for run, run_rows in by_run(units):
+        runs.append(run)
+        series = checkpoints_in_order(run_rows)
+        faint |= len(series) > 1
+        for j, (checkpoint, g) in enumerate(series):
+            g = g.groupby("order", as_index=False)[["own_share", "energy_share"]].mean().sort_values("order")
+            run_line(ax, g["order"], g["own_share"], run=run, position=j, count=len(series),
+                     description=f"{run} · {checkpoint} · own share")
+            run_line(ax, g["order"], g["energy_share"], run=run, position=j, count=len(series), style="--",
+                     description=f"{run} · {checkpoint} · energy share")
+    for r in sorted(units.groupby(["run", "checkpoint", "module"])["order"].max().unique()) if "module" in units.columns else []:
+        ax.plot([1, r], [1.0 / r, 1.0 / r], color=THEORY["page"], ls=":", lw=1)
+    ax.plot([], [], color=THEORY["page"], ls=":", label="1/r: every unit equal")
+    run_legend(ax, runs, faint=faint, styles={"own share c_i²/Σc²": "-", "Gram-weighted ⟨U_i, ΔW⟩/‖ΔW‖²": "--"},
+               style_name="")
+    ax.set_xlabel("unit, ordered by contribution (1 = largest)")
+    integer_ticks(ax)
+    ax.set_ylabel("share of ‖ΔW‖_F² (mean over modules)")
+    ax.set_title(title, fontsize=10)
+    legend(fig)
+    caption = ("A flat curve at 1/r means every rank carries the same energy (effective number of units ≈ r); a steep "
+               "one means a few units dominate. Solid and dashed differ by the cross terms between units.")
+    return Chart(fig, title, caption)
+
+
+def effective_chart(msu: pd.DataFrame, *, title: str = "Effective number of units by layer") -> Chart:
+    """exp(H(own shares)) by layer, one line style per role, with each rank r dashed grey."""
+    msu = msu[msu["layer"].notna() & msu["rank"].notna()] if {"layer", "rank"} <= set(msu.columns) else msu.iloc[0:0]
+    if msu.empty:
+        return empty_chart(title, "no per-layer adapter modules in this selection")
+    fig, (ax,) = new_figure()
+    layer_lines(msu, [(ax, "effective_units")])
+    for r in sorted(msu["rank"].unique()):
+        ax.axhline(float(r), color=THEORY["page"], ls="--", lw=1, alpha=0.6)
+    ax.plot([], [], color=THEORY["page"], ls="--", label="rank r (dashed)")
+    ax.set_xlabel("layer")
+    integer_ticks(ax)
+    ax.set_ylabel("effective units exp H(c_i²/Σc²)")
+    ax.set_title(title, fontsize=10)
+    legend(fig)
+    caption = "Between 1 (one unit carries the update) and r (all units equal); the dashed line is the adapter's rank."
+    return Chart(fig, title, caption)
+
+
+def pairs_chart(pairs: pd.DataFrame, *, title: str = "Index-wise averaging vs the exact mean, per module") -> Chart:
+    """Per module: the relative error of PEFT's linear average (mean over rank permutations, with the
+    range as a vertical bar) and of FedAvg's, against the exact mean of the updates."""
+    pairs = pairs.dropna(subset=["cross_term_error"]) if "cross_term_error" in pairs.columns else pairs.iloc[0:0]
+    if pairs.empty:
+        return empty_chart(title, "no module with equal ranks in every adapter (no index-wise average)")
+    fig, (ax,) = new_figure()
+    modules = sorted(pairs["module"].unique(), key=lambda m: (len(m), m))
+    position = {m: i for i, m in enumerate(modules)}
+    runs = []
+    for run, g in by_run(pairs):
+        runs.append(run)
+        g = g.assign(x=g["module"].map(position)).sort_values("x")
+        run_line(ax, g["x"], g["cross_term_error_mean"], run=run, description=f"{run} · linear (mean over permutations)")
+        for x, lo, hi in zip(g["x"], g["cross_term_error_min"], g["cross_term_error_max"]):
+            run_line(ax, [x, x], [lo, hi], run=run, marker="_", lw=2.5, description=f"{run} · linear range")
+        run_line(ax, g["x"], g["fedavg_error_mean"], run=run, style="--", marker="s",
+                 description=f"{run} · FedAvg (mean over permutations)")
+    run_legend(ax, runs, styles={"PEFT linear (bar: min–max over rank permutations)": "-", "FedAvg": "--"}, style_name="")
+    ax.axhline(0.0, color=THEORY["page"], lw=1, label="stacking (concatenation): exact, 0")
+    ax.set_xticks(range(len(modules)))
+    ax.set_xticklabels([m.replace("model.", "").replace("layers.", "L") for m in modules], rotation=60, ha="right",
+                       fontsize=6.5)
+    ax.set_ylabel("‖merged − exact mean‖_F / ‖exact mean‖_F")
+    ax.set_title(title, fontsize=10)
+    legend(fig)
+    caption = ("Averaging the factors index by index adds cross terms B_j·A_k; how large they are depends on the arbitrary "
+               "order of ranks (the bars). Concatenating the units is exact (the grey line at 0).")
+    return Chart(fig, title, caption)
+
+
+def merge_chart(merge: pd.DataFrame, *, title: str = "Merge error against rank k, per method") -> Chart:
+    """Mean relative error over modules of each merged adapter against its rank k, one marker per method,
+    with the Eckart–Young floor (the best rank-k error) in red."""
+    if merge.empty:
+        return empty_chart(title, "no merges in this selection")
+    fig, (ax,) = new_figure()
+    methods = sorted(merge["method"].dropna().unique())
+    markers = {m: ["o", "s", "^", "D", "v"][i % 5] for i, m in enumerate(methods)}
+    runs = []
+    for run, run_rows in by_run(merge):
+        runs.append(run)
+        per = (run_rows.groupby(["method", "checkpoint"], as_index=False)
+                       .agg(k=("k", "max"), error=("rel_fro_error", "mean")))
+        for method, g in per.groupby("method", sort=True):
+            g = g.sort_values("k")
+            run_line(ax, g["k"], g["error"], run=run, marker=markers[method], style="-" if len(g) > 1 else "none",
+                     ms=7, description=f"{run} · {method}")
+    floor = merge.groupby("k", as_index=False)["optimal_rel_fro_error"].mean().sort_values("k")
+    ax.plot(floor["k"], floor["optimal_rel_fro_error"], color=THEORY["rank"], ls="--", marker="x", ms=7,
+            label="best rank-k error (Eckart–Young floor)")
+    run_legend(ax, runs, markers=markers, marker_name="method")
+    ax.set_xlabel("rank k of the merged adapter")
+    integer_ticks(ax)
+    ax.set_ylabel("‖M − T‖_F / ‖T‖_F (mean over modules)")
+    ax.set_title(title, fontsize=10)
+    legend(fig)
+    caption = ("T is the exact weighted sum of the adapters' updates. No merge of rank k can go below the red floor; "
+               "stack reaches 0 at k = the pooled rank, linear pays the cross terms at the inputs' rank.")
+    return Chart(fig, title, caption)
+

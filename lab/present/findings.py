@@ -1,0 +1,423 @@
+"""What fine-tuning did, in sentences with numbers, computed from the stored tables (never written by hand).
+
+:func:`summarize` reads the runs of a results folder and returns, per probe family whose table
+some run holds, a few :class:`Sentence` objects: one per run that has the table (about its last
+checkpoint in training order) and, when several runs have it, one comparing them. A run without
+the table gets no sentence. Each number is a :class:`Number` that knows the figure it can be read
+from (the family's headline figure, ``fig-<family>``), so the HTML links it, the PDF refers to
+it and the dashboard shows it beside the figure.
+
+Definitions used below (the tests recompute each with pandas on the parquet files):
+
+* the *last checkpoint* of a run in a table: the largest ``step`` (a checkpoint without a step
+  counts as before every step), ties broken by the checkpoint name;
+* *measured* rows: ``source`` absent or ``delta`` (controls and base weights left out);
+* means are arithmetic over the rows (modules, heads, windows) at that checkpoint; ``±`` is the
+  sample standard deviation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from lab.present import load
+from lab.present.theory import BY_KEY, families
+from lab.store import Run
+
+ASYMPTOTIC_CAVEAT = ("The bound is asymptotic (o(√ln L) admits almost-linear algorithms, Θ(√ln L) none sub-quadratic): "
+                     "these are measurements at finite L against the scale √ln L, not a verdict on efficiency.")
+
+
+def anchor(family: str) -> str:
+    """The id of a family's headline figure, which its numbers link to."""
+    return f"fig-{family}"
+
+
+def fmt(value: float) -> str:
+    """A number as the findings print it: three significant digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, (int, np.integer)) or float(value).is_integer() and abs(value) < 1e6:
+        return str(int(value))
+    return f"{float(value):.3g}"
+
+
+@dataclass(frozen=True)
+class Number:
+    """A number in a sentence: its value, how it is printed and the figure it comes from."""
+
+    name: str
+    value: float
+    figure: str
+
+    @property
+    def text(self) -> str:
+        return fmt(self.value)
+
+
+@dataclass
+class Sentence:
+    """A finding: text fragments and :class:`Number` objects, about one run (or, ``run=None``, comparing runs)."""
+
+    family: str
+    run: str | None
+    parts: list = field(default_factory=list)
+
+    def plain(self) -> str:
+        """The sentence as plain text."""
+        return "".join(p.text if isinstance(p, Number) else str(p) for p in self.parts)
+
+    @property
+    def numbers(self) -> dict[str, float]:
+        """Every number of the sentence by name."""
+        return {p.name: p.value for p in self.parts if isinstance(p, Number)}
+
+
+@dataclass
+class FamilyFindings:
+    """The sentences of one probe family, and the anchor of its headline figure."""
+
+    key: str
+    title: str
+    anchor: str
+    sentences: list[Sentence]
+
+
+class _Writer:
+    """Builds one sentence: ``w.text("…").num("name", value)…``."""
+
+    def __init__(self, family: str, run: str | None):
+        self.sentence = Sentence(family, run)
+
+    def text(self, s: str) -> "_Writer":
+        self.sentence.parts.append(s)
+        return self
+
+    def num(self, name: str, value, suffix: str = "") -> "_Writer":
+        self.sentence.parts.append(Number(name, float(value), anchor(self.sentence.family)))
+        if suffix:
+            self.sentence.parts.append(suffix)
+        return self
+
+
+# -- the rows a sentence is about ------------------------------------------------------------------
+
+def last_checkpoint(rows: pd.DataFrame) -> str | None:
+    """The run's last checkpoint in training order among ``rows`` (largest step, then name)."""
+    if rows.empty or "checkpoint" not in rows.columns:
+        return None
+    keys = rows[["checkpoint"] + (["step"] if "step" in rows.columns else [])].drop_duplicates("checkpoint")
+    step = keys["step"].astype(float).fillna(-1.0) if "step" in keys.columns else pd.Series(-1.0, index=keys.index)
+    order = sorted(zip(step, keys["checkpoint"].astype(str)))
+    return order[-1][1]
+
+
+def measured(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of real checkpoints: no controls (source random, random_lora), no base weights, no 'controls' checkpoint."""
+    keep = pd.Series(True, index=rows.index)
+    if "source" in rows.columns:
+        keep &= rows["source"].isna() | (rows["source"] == "delta")
+    if "checkpoint" in rows.columns:
+        keep &= rows["checkpoint"] != "controls"
+    return rows[keep]
+
+
+def at_last(rows: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
+    """(last checkpoint, its measured rows) of one run's rows."""
+    rows = measured(rows)
+    ck = last_checkpoint(rows)
+    return ck, rows[rows["checkpoint"].astype(str) == ck] if ck is not None else rows.iloc[0:0]
+
+
+def _who(w: _Writer, run: str, checkpoint: str | None, rows: pd.DataFrame) -> None:
+    step = rows["step"].dropna().unique() if "step" in rows.columns else []
+    where = checkpoint if checkpoint else ""
+    if len(step) == 1:
+        where += f", step {int(step[0])}"
+    w.text(f"{run} ({where}): " if where else f"{run}: ")
+
+
+def _per_run(runs: Sequence[Run], table: str, columns=None) -> list[tuple[str, pd.DataFrame]]:
+    out = []
+    for run in runs:
+        if run.has_table(table):
+            rows = load.read(run, table, columns)
+            if not rows.empty:
+                out.append((run.name, rows))
+    return out
+
+
+def _ranking(w: _Writer, label: str, values: dict[str, float], name: str, *, descending: bool = True,
+             unit: str = "") -> None:
+    """'label: a 1.2 > b 0.8' over the runs, largest first (or smallest first)."""
+    ordered = sorted(values.items(), key=lambda kv: -kv[1] if descending else kv[1])
+    w.text(f"{label}: ")
+    for i, (run, value) in enumerate(ordered):
+        w.text(("" if i == 0 else (" > " if descending else " < ")) + f"{run} ").num(f"{name}[{run}]", value, unit)
+    w.text(".")
+
+
+# -- one function per family ---------------------------------------------------------------------
+
+def _deltas(runs: Sequence[Run]) -> list[Sentence]:
+    out, means = [], {}
+    for run, rows in _per_run(runs, "deltas", ["run", "checkpoint", "step", "module", "kind", "rank_bound", "fro_norm"]):
+        ck, rows = at_last(rows)
+        if rows.empty:
+            continue
+        w = _Writer("deltas", run)
+        _who(w, run, ck, rows)
+        kinds = ", ".join(sorted(rows["kind"].dropna().astype(str).unique()))
+        w.num("modules", len(rows), f" modules updated ({kinds}")
+        if (rows["kind"] == "lora").any():
+            ranks = sorted(rows.loc[rows["kind"] == "lora", "rank_bound"].dropna().astype(int).unique())
+            w.text(", r = " + "/".join(str(r) for r in ranks))
+        biggest = rows.loc[rows["fro_norm"].idxmax()]
+        w.text("); ‖ΔW‖_F ").num("mean_fro_norm", rows["fro_norm"].mean(), " on average, largest ")
+        w.num("max_fro_norm", biggest["fro_norm"], f" in {biggest['module']}.")
+        means[run] = float(rows["fro_norm"].mean())
+        out.append(w.sentence)
+    if len(means) > 1:
+        w = _Writer("deltas", None)
+        _ranking(w, "Largest update (mean ‖ΔW‖_F at the last checkpoint)", means, "mean_fro_norm")
+        out.append(w.sentence)
+    return out
+
+
+def _entanglement(runs: Sequence[Run]) -> list[Sentence]:
+    from lab.present.valleys import entanglement_valleys
+
+    with_table = [r for r in runs if r.has_table("entanglement")]
+    if not with_table:
+        return []
+    valleys = entanglement_valleys(with_table)
+    out, depths = [], {}
+    for run in with_table:
+        all_rows = valleys[valleys["run"] == run.name]
+        ck, rows = at_last(all_rows)
+        rows = rows[rows["valley_entropy"].notna()]
+        if rows.empty:
+            continue
+        w = _Writer("entanglement", run.name)
+        _who(w, run.name, ck, rows)
+        w.text("entropy at the row|column cut ").num("valley_entropy_mean", rows["valley_entropy"].mean())
+        if len(rows) > 1:
+            w.text(" ± ").num("valley_entropy_sd", rows["valley_entropy"].std())
+        w.text(" nats in ").num("modules", len(rows), " modules")
+        if "ln_rank_bound" in rows.columns:
+            low = rows[rows["ln_rank_bound"] < rows["valley_max"] - 1e-12]  # a rank bound below the shape's: adapters
+            if not low.empty:
+                bounds = sorted(low["rank_bound"].dropna().astype(int).unique())
+                below = int((low["valley_entropy"] <= low["ln_rank_bound"] + 1e-9).sum())
+                w.text(", at most ln r in ").num("below_ln_r", below, "/").num("rank_bounded", len(low))
+                if len(bounds) == 1:
+                    w.text(f" (ln {bounds[0]} = ").num("ln_r", math.log(bounds[0]), ")")
+        w.text("; Page's value there ").num("page_mean", rows["valley_page"].mean())
+        w.text(", so the valley is ").num("depth_mean", rows["depth"].mean(), " nats deep")
+        controls = all_rows[all_rows["source"] == "random"] if "source" in all_rows.columns else all_rows.iloc[0:0]
+        if not controls.empty:
+            gap = rows["depth"].mean() - controls["depth"].mean()
+            w.text(", ").num("depth_minus_control", gap, " nats deeper than the Gaussian controls' (")
+            w.num("control_depth_mean", controls["depth"].mean(), ")")
+        w.text(".")
+        depths[run.name] = float(rows["depth"].mean())
+        out.append(w.sentence)
+    if len(depths) > 1:
+        w = _Writer("entanglement", None)
+        _ranking(w, "Deepest valley (mean depth below Page's value, nats)", depths, "depth_mean")
+        out.append(w.sentence)
+    return out
+
+
+def _spectra(runs: Sequence[Run]) -> list[Sentence]:
+    cols = ["run", "checkpoint", "step", "module", "layer", "source", "stable_rank", "effective_rank", "utilization",
+            "energy_rank_99", "intruder_count"]
+    out, util = [], {}
+    for run, rows in _per_run(runs, "spectra", cols):
+        ck, rows = at_last(rows)
+        if rows.empty:
+            continue
+        w = _Writer("spectra", run)
+        _who(w, run, ck, rows)
+        w.text("stable rank ").num("stable_rank_median", rows["stable_rank"].median())
+        w.text(" and effective rank ").num("effective_rank_median", rows["effective_rank"].median(), " (medians over ")
+        w.num("modules", len(rows), " modules); ")
+        w.text("rank utilisation ").num("utilization_median", rows["utilization"].median())
+        w.text("; 99 % of ‖ΔW‖_F² in ").num("energy_rank_99_median", rows["energy_rank_99"].median(), " directions (median)")
+        intruders = rows["intruder_count"].dropna() if "intruder_count" in rows.columns else pd.Series(dtype=float)
+        if not intruders.empty:
+            w.text("; ").num("intruders", intruders.sum(), " intruder directions")
+            by_layer = rows.dropna(subset=["intruder_count", "layer"]).groupby("layer")["intruder_count"].sum()
+            if not by_layer.empty and by_layer.max() > 0:
+                w.text(", most in layer ").num("intruder_layer", by_layer.idxmax(), " (").num("intruders_in_layer", by_layer.max(), ")")
+        w.text(".")
+        util[run] = float(rows["utilization"].median())
+        out.append(w.sentence)
+    if len(util) > 1:
+        w = _Writer("spectra", None)
+        _ranking(w, "Lowest rank utilisation (median effective rank / rank bound)", util, "utilization_median",
+                 descending=False)
+        out.append(w.sentence)
+    return out
+
+
+def _attention(runs: Sequence[Run]) -> list[Sentence]:
+    cols = ["run", "checkpoint", "step", "layer", "head", "seq_len", "volume_r2", "area_log_r2", "better_fit",
+            "base_better_fit", "entropy_diff", "attention_tv", "q_rel_change", "v_rel_change"]
+    out, tv = [], {}
+    for run, rows in _per_run(runs, "attention_summary", cols):
+        ck, rows = at_last(rows)
+        if rows.empty:
+            continue
+        w = _Writer("attention", run)
+        _who(w, run, ck, rows)
+        lengths = sorted(rows["seq_len"].dropna().astype(int).unique())
+        w.text("the area law with a log correction fits the attention profile better than the volume law in ")
+        w.num("area_log_better", int((rows["better_fit"] == "area_log").sum()), "/").num("profiles", len(rows))
+        w.text(" (layer, head, L) profiles, L = " + ", ".join(str(n) for n in lengths) + " (median R² ")
+        w.num("area_log_r2_median", rows["area_log_r2"].median(), " vs ").num("volume_r2_median", rows["volume_r2"].median())
+        w.text("; the base's profiles: ").num("base_area_log_better", int((rows["base_better_fit"] == "area_log").sum()), "/")
+        w.num("base_profiles", int(rows["base_better_fit"].notna().sum()), ")")
+        w.text(". No-hair: attention rows moved by ").num("attention_tv_mean", rows["attention_tv"].mean())
+        w.text(" (mean total variation), the entropy profile by ").num("entropy_diff_mean", rows["entropy_diff"].mean())
+        w.text(" (mean relative difference)")
+        inside = rows[["q_rel_change", "v_rel_change"]].stack().dropna() if {"q_rel_change", "v_rel_change"} <= set(rows.columns) else []
+        if len(inside):
+            w.text(", while inside the weights ‖ΔW‖_F/‖W‖_F of q and v is ").num("rel_change_mean", float(np.mean(inside)), " (mean)")
+        w.text(".")
+        tv[run] = float(rows["attention_tv"].mean())
+        out.append(w.sentence)
+    if len(tv) > 1:
+        w = _Writer("attention", None)
+        _ranking(w, "Attention moved most (mean total variation from the base)", tv, "attention_tv_mean")
+        out.append(w.sentence)
+    return out
+
+
+def _thresholds(runs: Sequence[Run]) -> list[Sentence]:
+    cols = ["run", "checkpoint", "step", "layer", "head", "seq_len", "window", "gamma_q", "gamma_k", "gamma_lora", "ratio"]
+    growth = {name: rows for name, rows in _per_run(runs, "threshold_growth")}
+    out, ratios = [], {}
+    for run, rows in _per_run(runs, "thresholds", cols):
+        ck, rows = at_last(rows)
+        if rows.empty:
+            continue
+        w = _Writer("thresholds", run)
+        _who(w, run, ck, rows)
+        top = rows.loc[rows["ratio"].idxmax()]
+        w.text("max(γ_q, γ_k) reaches ").num("ratio_max", top["ratio"], "·√ln L (at L = ")
+        w.num("ratio_max_seq_len", top["seq_len"], ", layer ").num("ratio_max_layer", top["layer"], ", head ")
+        w.num("ratio_max_head", top["head"], "); median ratio ").num("ratio_median", rows["ratio"].median())
+        lora = rows["gamma_lora"].dropna()
+        if not lora.empty:
+            w.text("; the LoRA term alone reaches γ = ").num("gamma_lora_max", lora.max())
+        g = growth.get(run)
+        if g is not None:
+            g = g[g["checkpoint"].astype(str) == ck]
+            slopes = g.loc[g["lengths"] > 1, "slope"].dropna()
+            if not slopes.empty:
+                w.text("; the largest γ grows by ").num("slope_median", slopes.median(), " per unit of √ln L (median over ")
+                w.num("growth_layers", len(slopes), " layers)")
+        w.text(". " + ASYMPTOTIC_CAVEAT)
+        ratios[run] = float(top["ratio"])
+        out.append(w.sentence)
+    if len(ratios) > 1:
+        w = _Writer("thresholds", None)
+        _ranking(w, "Highest max(γ_q, γ_k)/√ln L", ratios, "ratio_max")
+        out.append(w.sentence)
+    return out
+
+
+def _msu(runs: Sequence[Run]) -> list[Sentence]:
+    cols = ["run", "checkpoint", "step", "module", "rank", "effective_units", "effective_units_ratio", "cross_energy",
+            "permutation_error_max"]
+    out, ratio = [], {}
+    for run, rows in _per_run(runs, "msu", cols):
+        ck, rows = at_last(rows)
+        rows = rows[rows["rank"].notna()]
+        if rows.empty:
+            continue
+        w = _Writer("msu", run)
+        _who(w, run, ck, rows)
+        ranks = sorted(rows["rank"].astype(int).unique())
+        w.text("effective number of units ").num("effective_units_median", rows["effective_units"].median())
+        w.text(" of r = " + "/".join(str(r) for r in ranks) + " (median over ").num("modules", len(rows), " modules; ratio ")
+        w.num("effective_units_ratio_median", rows["effective_units_ratio"].median(), ")")
+        w.text("; cross terms between units hold ").num("cross_energy_mean", rows["cross_energy"].mean())
+        w.text(" of ‖ΔW‖_F² (mean); permuting the ranks changes ΔW by at most ").num("permutation_error_max", rows["permutation_error_max"].max())
+        w.text(" (relative).")
+        ratio[run] = float(rows["effective_units_ratio"].median())
+        out.append(w.sentence)
+    if len(ratio) > 1:
+        w = _Writer("msu", None)
+        _ranking(w, "Fewest effective units per rank", ratio, "effective_units_ratio_median", descending=False)
+        out.append(w.sentence)
+    return out
+
+
+def _msu_pairs(runs: Sequence[Run]) -> list[Sentence]:
+    out = []
+    for run, rows in _per_run(runs, "msu_pairs"):
+        w = _Writer("msu_pairs", run)
+        members = ", ".join(sorted(rows["members"].dropna().astype(str).unique()))
+        w.text(f"{run} ({members}): concatenating the adapters' units equals summing their updates to ")
+        w.num("concat_sum_error_max", rows["concat_sum_error"].max(), " (largest relative error over ")
+        w.num("modules", len(rows), " modules)")
+        linear = rows.dropna(subset=["cross_term_error"])
+        if not linear.empty:
+            w.text("; index-wise averaging (PEFT's linear) misses the exact mean by ").num("cross_term_error_mean", linear["cross_term_error"].mean())
+            w.text(" (mean relative error), from ").num("cross_term_error_min", linear["cross_term_error_min"].min())
+            w.text(" to ").num("cross_term_error_max", linear["cross_term_error_max"].max(), " over rank permutations")
+            w.text("; FedAvg's mean of factors by ").num("fedavg_error_mean", linear["fedavg_error"].mean())
+        skipped = len(rows) - len(linear)
+        if skipped:
+            w.text("; ").num("heterogeneous", skipped, " modules have different ranks (no index-wise average)")
+        w.text(".")
+        out.append(w.sentence)
+    return out
+
+
+def _merge(runs: Sequence[Run]) -> list[Sentence]:
+    out = []
+    for run, rows in _per_run(runs, "merge"):
+        w = _Writer("merge", run)
+        w.text(f"{run}: relative error against the exact weighted sum, mean over modules: ")
+        by = rows.groupby(["method", "checkpoint"], sort=True).agg(k=("k", "max"), error=("rel_fro_error", "mean"),
+                                                                    optimal=("optimal_rel_fro_error", "mean"))
+        for i, ((method, merged), r) in enumerate(by.sort_values("error").iterrows()):
+            named = f"{method} ({merged}, k = " if merged != method else f"{method} (k = "
+            w.text(("" if i == 0 else "; ") + named).num(f"k[{merged}]", r["k"], ") ")
+            w.num(f"rel_fro_error[{merged}]", r["error"], " (best rank-k ").num(f"optimal_rel_fro_error[{merged}]", r["optimal"], ")")
+        w.text(".")
+        out.append(w.sentence)
+    return out
+
+
+SUMMARIES: dict[str, Callable[[Sequence[Run]], list[Sentence]]] = {
+    "deltas": _deltas,
+    "entanglement": _entanglement,
+    "spectra": _spectra,
+    "attention": _attention,
+    "thresholds": _thresholds,
+    "msu": _msu,
+    "msu_pairs": _msu_pairs,
+    "merge": _merge,
+}
+
+
+def summarize(runs: Sequence[Run]) -> list[FamilyFindings]:
+    """The findings of every family some run computed, in the families' reading order."""
+    found = []
+    for family in families():
+        summary = SUMMARIES.get(family.key)
+        if summary is None or not load.computed(runs, family.tables[0]):
+            continue
+        sentences = summary(runs)
+        if sentences:
+            found.append(FamilyFindings(family.key, BY_KEY[family.key].title, anchor(family.key), sentences))
+    return found

@@ -1,0 +1,153 @@
+"""One headline figure per probe family: the picture the findings' numbers link to.
+
+Each figure shows the last checkpoint (in training order) of every run that computed the family,
+each run in its own colour: the entanglement profile of one representative module with Page's curve,
+the maximum and ln r; the σ spectrum of that module; an attention head's profile with both fitted
+laws beside how far the attention moved; the largest γ against √ln L; how an adapter's energy is
+shared among its units; the cross-term errors of averaging; the merge errors against rank k.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from lab.present import load
+from lab.present.figures import attention as attention_fig
+from lab.present.figures import entanglement as entanglement_fig
+from lab.present.figures import msu as msu_fig
+from lab.present.figures import spectra as spectra_fig
+from lab.present.figures import thresholds as thresholds_fig
+from lab.present.figures import updates as updates_fig
+from lab.present.figures.common import Chart
+from lab.present.findings import anchor, last_checkpoint, measured
+from lab.present.frames import CONTROL_SOURCES, ID, matching_controls
+from lab.store import Run
+
+ROLE_PREFERENCE = ("q", "v", "k", "o")
+
+
+def last_rows(run: Run, table: str, columns=None, filters=None) -> pd.DataFrame:
+    """A run's rows of ``table`` at its last checkpoint (measured rows only)."""
+    rows = measured(load.read(run, table, columns, filters))
+    ck = last_checkpoint(rows)
+    return rows[rows["checkpoint"].astype(str) == ck] if ck is not None else rows
+
+
+def representative_module(runs: Sequence[Run], table: str) -> str | None:
+    """A module to show for every run: one all of them have if any (else the first run's), preferring the
+    q projection, at the middle of its layers."""
+    per_run = [set(last_rows(r, table, ["checkpoint", "step", "module", "source"])["module"].dropna())
+               for r in runs if r.has_table(table)]
+    per_run = [m for m in per_run if m]
+    if not per_run:
+        return None
+    common = set.intersection(*per_run) or per_run[0]
+    index = load.read_runs(runs, "deltas", ["module", "layer", "role"]).drop_duplicates("module")
+    index = index[index["module"].isin(common) & index["layer"].notna()]
+    if index.empty:
+        return sorted(common)[0]
+    for role in ROLE_PREFERENCE + tuple(sorted(index["role"].dropna().unique())):
+        picks = index[index["role"] == role].sort_values("layer")
+        if not picks.empty:
+            return str(picks.iloc[len(picks) // 2]["module"])
+    return sorted(common)[0]
+
+
+def _deltas(runs: Sequence[Run]) -> Chart:
+    rows = pd.concat([last_rows(r, "deltas") for r in runs if r.has_table("deltas")], ignore_index=True)
+    return updates_fig.norms_chart(rows, title="Update size ‖ΔW‖_F by layer (last checkpoint of each run)")
+
+
+def _entanglement(runs: Sequence[Run]) -> Chart:
+    with_table = [r for r in runs if r.has_table("entanglement")]
+    module = representative_module(with_table, "entanglement")
+    cols = ID + ["source", "cut", "row_sites", "n_sites", "d_left", "d_right", "entropy", "page_entropy", "max_entropy"]
+    rows, controls, bounds = [], [], []
+    for run in with_table:
+        mine = last_rows(run, "entanglement", cols, [("module", "==", module)])
+        if mine.empty:
+            continue
+        rows.append(mine)
+        controls.append(load.read(run, "entanglement", cols, [("source", "in", list(CONTROL_SOURCES))]))
+        d = load.read(run, "deltas", ["checkpoint", "module", "rank_bound"], [("module", "==", module)])
+        bounds += d["rank_bound"].dropna().astype(int).unique().tolist()
+    profile = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    ctrl = pd.concat([c for c in controls if not c.empty], ignore_index=True) if any(not c.empty for c in controls) else None
+    bounds = sorted(set(bounds))
+    return entanglement_fig.profile_chart(profile, matching_controls(profile, ctrl, bounds) if ctrl is not None else None,
+                                          rank_bound=bounds,
+                                          title=f"Entanglement profile of {module} (last checkpoint of each run)")
+
+
+def _spectra(runs: Sequence[Run]) -> Chart:
+    with_table = [r for r in runs if r.has_table("singular_values")]
+    module = representative_module(with_table, "singular_values")
+    sv = [last_rows(r, "singular_values", None, [("module", "==", module)]) for r in with_table]
+    sv = pd.concat(sv, ignore_index=True) if sv else pd.DataFrame()
+    return spectra_fig.sigma_chart(sv, title=f"Singular values of {module} (last checkpoint of each run)")
+
+
+def _attention(runs: Sequence[Run]) -> Chart:
+    with_table = [r for r in runs if r.has_table("attention_summary")]
+    summaries = [last_rows(r, "attention_summary") for r in with_table]
+    summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
+    if summary.empty:
+        return attention_fig.headline_chart(pd.DataFrame(), summary)
+    layers = sorted(summary["layer"].dropna().unique())
+    layer, head, length = int(layers[len(layers) // 2]), int(summary["head"].min()), int(summary["seq_len"].max())
+    profiles = []
+    for run in with_table:
+        if run.has_table("attention_entanglement"):
+            profiles.append(last_rows(run, "attention_entanglement", None,
+                                      [("layer", "==", layer), ("head", "==", head), ("seq_len", "==", length)]))
+    profiles = pd.concat(profiles, ignore_index=True) if profiles else pd.DataFrame()
+    fits = summary[(summary["layer"] == layer) & (summary["head"] == head) & (summary["seq_len"] == length)]
+    return attention_fig.headline_chart(profiles, pd.concat([fits, summary[~summary.index.isin(fits.index)]])
+                                        if not fits.empty else summary,
+                                        title="Attention: area vs volume law, and how far the attention moved")
+
+
+def _thresholds(runs: Sequence[Run]) -> Chart:
+    rows = [last_rows(r, "thresholds") for r in runs if r.has_table("thresholds")]
+    return thresholds_fig.growth_chart(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(),
+                                       title="Largest γ against √ln L (last checkpoint of each run)")
+
+
+def _msu(runs: Sequence[Run]) -> Chart:
+    rows = [last_rows(r, "msu_units") for r in runs if r.has_table("msu_units")]
+    return msu_fig.shares_chart(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(),
+                                title="How the update is shared among its units (last checkpoint of each run)")
+
+
+def _msu_pairs(runs: Sequence[Run]) -> Chart:
+    return msu_fig.pairs_chart(load.read_runs(runs, "msu_pairs"))
+
+
+def _merge(runs: Sequence[Run]) -> Chart:
+    return msu_fig.merge_chart(load.read_runs(runs, "merge"))
+
+
+HEADLINES: dict[str, Callable[[Sequence[Run]], Chart]] = {
+    "deltas": _deltas,
+    "entanglement": _entanglement,
+    "spectra": _spectra,
+    "attention": _attention,
+    "thresholds": _thresholds,
+    "msu": _msu,
+    "msu_pairs": _msu_pairs,
+    "merge": _merge,
+}
+
+
+def headline(family: str, runs: Sequence[Run]) -> Chart | None:
+    """The headline figure of ``family`` over ``runs`` (its anchor set), or None when no run computed it."""
+    draw = HEADLINES.get(family)
+    from lab.present.theory import BY_KEY
+
+    if draw is None or not load.computed(runs, BY_KEY[family].tables[0]):
+        return None
+    chart = draw(runs)
+    chart.anchor = anchor(family)
+    return chart
