@@ -158,10 +158,11 @@ def _register_subsystem_commands() -> None:
     from lab.report.cli import report_command
     from lab.dashboard_cli import dashboard_command
     from lab.merge.cli import merge_command
+    from lab.squeeze.cli import squeeze_command
 
     for name, command in (("finetune", finetune_command), ("demo", demo_command),
                           ("report", report_command), ("dashboard", dashboard_command),
-                          ("merge", merge_command)):
+                          ("merge", merge_command), ("squeeze", squeeze_command)):
         app.command(name)(user_errors(command))
 
 

@@ -32,8 +32,8 @@ def delta_row(delta: Delta) -> dict:
         "cols": cols,
         "rank_bound": delta.rank_bound,
         "scale": delta.scale,
-        "fro_norm": norm,
         "params": delta.params if delta.params is not None else _params(delta),
+        "fro_norm": norm,
         "factored": delta.is_factored,
         "note": delta.note,
     }

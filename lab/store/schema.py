@@ -62,10 +62,10 @@ declare(
     _c("rows", "int64", "rows of ΔW (output features; embeddings: vocabulary)"),
     _c("cols", "int64", "columns of ΔW (input features)"),
     _c("rank_bound", "int64", "largest possible rank: r for adapters, min(rows, cols) for dense updates"),
+    _c("params", "int64", "trainable parameters behind the update: LoRA r·(rows + cols), DoRA that plus rows (magnitudes), MPS rows·r + r·d1·χ + χ·d2 (B, C1, C2), full rows × cols (a fused projection's part counts its rows of B and the shared A)"),
     _c("scale", "float64", "the adapter's scale s in ΔW = s·B·A: lora_alpha/r, or lora_alpha/√r with rsLoRA (empty for dense updates)"),
     _c("fro_norm", "float64", "‖ΔW‖_F of the scaled update (for adapters from the r×r Gram matrices, never multiplied out)"),
     _c("factored", "bool", "whether the update is held as factors (B, A, scale)"),
-    _c("params", "int64", "trainable parameters behind the update: LoRA r·(rows + cols), DoRA that plus rows (magnitudes), MPS rows·r + r·d1·χ + χ·d2 (B, C1, C2), full rows × cols (a fused projection's part counts its rows of B and the shared A)"),
     _c("note", "string", "anything the reader must know about this row (e.g. DoRA analysed without its base)"),
 )
 
@@ -233,6 +233,25 @@ _WINDOW = _c("window", "int64", "window index w: tokens w·L … (w+1)·L − 1 
 _ELL = "ℓ = ln min(D_left, D_right), the sites on the smaller side of the cut each counted as ln of its dimension (nats)"
 _ASYMPTOTIC = ("Hu et al. (arXiv 2406.03136)'s bound is asymptotic in L (o(√ln L) admits almost-linear algorithms, Θ(√ln L) "
                "none sub-quadratic under SETH): a value at one L is a measurement, not a verdict")
+
+declare(
+    "squeeze",
+    "one row per module of an adapter written by lab squeeze (checkpoint = the output folder's name): LoRA-Squeeze's truncated SVD of the module's update, its error and the energy it keeps",
+    _c("source", "string", "the squeezed checkpoint (a PEFT LoRA or MPS adapter folder, or a full fine-tune)"),
+    _c("source_kind", "string", "lora, mps (factored: the exact SVD from QR of both factors and an r×r SVD) or full (dense ΔW = W_ft − W_base: a seeded randomized SVD)"),
+    _c("method", "string", "exact (SVD from the factors, or LAPACK's for a dense ΔW with --energy) or randomized (Halko et al. 2011, seeded, with power iterations)"),
+    _c("rank_in", "int64", "rank bound of the input update: r for adapters, min(rows, cols) for a full fine-tune"),
+    _c("k", "int64", "rank kept (--rank, or per module the smallest rank keeping --energy of ‖ΔW‖_F²)"),
+    _c("energy_target", "float64", "the --energy fraction asked for (empty with --rank)"),
+    _c("kept_energy", "float64", "Σ_{i≤k} σ_i² / Σ σ_i²: the fraction of ‖ΔW‖_F² the kept rank-k update holds"),
+    _c("rel_fro_error", "float64", "‖M − ΔW‖_F / ‖ΔW‖_F of the kept update M in float64 (adapters: from QR of the stacked factors, never a dense ΔW)"),
+    _c("optimal_rel_fro_error", "float64", "√(Σ_{i>k} σ_i²) / ‖ΔW‖_F: the exact truncated SVD's error (Eckart–Young); beside a randomized SVD's rel_fro_error it shows what randomization cost (empty for a dense ΔW above the exact-SVD size limit)"),
+    _c("rel_spectral_error", "float64", "‖M − ΔW‖_2 / ‖ΔW‖_2 (NaN for a dense ΔW above the exact-SVD size limit)"),
+    _c("stored_rel_fro_error", "float64", "rel_fro_error of the factors as written (rounded to the stored dtype, float32 or float64)"),
+    _c("params_in", "int64", "trainable parameters of the input module (LoRA r·(rows + cols), MPS B + C1 + C2, full rows × cols)"),
+    _c("params_out", "int64", "parameters of the squeezed LoRA module: k·(rows + cols)"),
+    _c("seconds", "float64", "wall-clock seconds of this module's SVD"),
+)
 
 declare(
     "windows",
