@@ -1,19 +1,24 @@
 """lab dashboard: the Streamlit entry script. Draws the shared sidebar filters, then the page.
 
 Run with ``lab dashboard RESULTS_DIR`` (or ``streamlit run dashboards/app.py -- RESULTS_DIR``).
-The pages come from ``dashboards.navigation``: one per probe family the schema declares.
+The pages come from ``dashboards.navigation``: the findings first, then Runs and one page per probe
+family the schema declares.
 """
 
 import streamlit as st
 
 from dashboards import data, filters, navigation
+from lab.present import colours
 
 st.set_page_config(page_title="lab dashboard", page_icon=":material/science:", layout="wide")
 
-PAGES = [st.Page(view.script, title=view.title, icon=view.icon, default=view.key == navigation.RUNS)
+PAGES = [st.Page(view.script, title=view.title, icon=view.icon, default=view.key == navigation.FINDINGS)
          for view in navigation.views()]
 
 page = st.navigation(PAGES)
 st.sidebar.markdown("**lab**: what did fine-tuning do to the weights?")
-filters.sidebar(data.results_dir())
+results = data.results_dir()
+# one colour per run on every page, the report's: assigned over all runs of the folder, not the selection
+colours.use([r.name for r in data.runs(results)] if results.is_dir() else [])
+filters.sidebar(results)
 page.run()

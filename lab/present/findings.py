@@ -78,6 +78,25 @@ class Sentence:
         return {p.name: p.value for p in self.parts if isinstance(p, Number)}
 
 
+def escape_markdown(text) -> str:
+    """Text with Markdown's active characters escaped (run and module names come from files)."""
+    out = str(text)
+    for ch in ("\\", "|", "*", "_", "`", "[", "]", "<", ">", "#"):
+        out = out.replace(ch, "\\" + ch)
+    return out.replace("\n", " ")
+
+
+def markdown(sentence: Sentence, links: bool = True) -> str:
+    """The sentence as Markdown: each number bold, and with ``links`` a link to its figure's anchor."""
+    parts = []
+    for p in sentence.parts:
+        if isinstance(p, Number):
+            parts.append(f"[**{p.text}**](#{p.figure})" if links else f"**{p.text}**")
+        else:
+            parts.append(escape_markdown(p))
+    return "".join(parts)
+
+
 @dataclass
 class FamilyFindings:
     """The sentences of one probe family, and the anchor of its headline figure."""

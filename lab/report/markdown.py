@@ -12,19 +12,14 @@ from pathlib import Path
 
 from lab.present.blocks import TableBlock
 from lab.present.figures.common import DPI, Chart
-from lab.present.findings import Number
+from lab.present.findings import escape_markdown, markdown
 from lab.present.theory import NOT_COMPUTED
 from lab.report.document import Report
 
 FIGURES = "figures"
 
 
-def _cell(text: str) -> str:
-    """A table cell or inline text with Markdown's active characters escaped (names come from files)."""
-    out = str(text)
-    for ch in ("\\", "|", "*", "_", "`", "[", "]", "<", ">"):
-        out = out.replace(ch, "\\" + ch)
-    return out.replace("\n", " ")
+_cell = escape_markdown  # table cells and inline text: names come from files
 
 
 def _table(block: TableBlock) -> list[str]:
@@ -57,9 +52,9 @@ def render(report: Report, out_dir: Path, dpi: int = DPI) -> str:
     for finding in report.findings:
         lines += [f"### {_cell(finding.findings.title)}", ""]
         for sentence in finding.findings.sentences:
-            text = "".join(f"[{p.text}](#{p.figure})" if isinstance(p, Number) else _cell(p) for p in sentence.parts)
             ref = f" (Figure {finding.number})" if finding.chart is not None else ""
-            lines.append(f"- {'**' if sentence.run is None else ''}{text}{'**' if sentence.run is None else ''}{ref}")
+            lead = "Across runs: " if sentence.run is None else ""
+            lines.append(f"- {lead}{markdown(sentence)}{ref}")
         lines.append("")
         if finding.chart is not None:
             count += 1

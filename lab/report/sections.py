@@ -11,7 +11,7 @@ from typing import Callable
 
 import pandas as pd
 
-from lab.present import load
+from lab.present import digests, load
 from lab.present.blocks import TableBlock
 from lab.present.figures import attention as attention_fig
 from lab.present.figures import entanglement as ent_fig, spectra as spec_fig, updates as updates_fig
@@ -158,12 +158,7 @@ def build_attention(section: Section, runs: list[Run]) -> None:
                 profiles, fits, title=f"Attention entropy vs ℓ: layer {layer}, head {head}, L = {int(length)} ({run.name})"))
         section.charts.append(attention_fig.head_map_chart(
             last, "entropy_diff", title=f"Layer × head: no-hair entropy difference ({run.name}, {_last(mine)})"))
-    table = (summary.groupby(["run", "checkpoint", "seq_len"], sort=False)
-                    .agg(profiles=("head", "size"), area_log_better=("better_fit", lambda b: int((b == "area_log").sum())),
-                         area_log_r2=("area_log_r2", "mean"), volume_r2=("volume_r2", "mean"),
-                         attention_tv=("attention_tv", "mean"), entropy_diff=("entropy_diff", "mean"),
-                         q_rel_change=("q_rel_change", "mean"), v_rel_change=("v_rel_change", "mean"))
-                    .reset_index())
+    table = digests.attention(summary)
     section.tables.append(TableBlock.from_frame(
         "Fits and no-hair per run, checkpoint and L (means over layers and heads)", table,
         "area_log_better counts the (layer, head) profiles whose area-log fit has the larger R²"))
@@ -179,10 +174,7 @@ def build_thresholds(section: Section, runs: list[Run]) -> None:
     section.charts.append(thresholds_fig.ratio_chart(rows))
     if rows["gamma_lora"].notna().any():
         section.charts.append(thresholds_fig.lora_term_chart(rows))
-    table = (rows.groupby(["run", "checkpoint", "seq_len"], sort=False)
-                 .agg(threshold=("threshold", "first"), gamma_q_max=("gamma_q", "max"), gamma_k_max=("gamma_k", "max"),
-                      gamma_lora_max=("gamma_lora", "max"), ratio_max=("ratio", "max"), ratio_median=("ratio", "median"))
-                 .reset_index())
+    table = digests.thresholds(rows)
     section.tables.append(TableBlock.from_frame(
         "Largest norms per run, checkpoint and L", table,
         "threshold = √ln L; asymptotic bound: a scale, not a verdict on this finite model"))
@@ -204,10 +196,7 @@ def build_msu(section: Section, runs: list[Run]) -> None:
         section.charts.append(msu_fig.shares_chart(units, title="How the update is shared among its units "
                                                                 "(every checkpoint; earlier ones faint)"))
     section.charts.append(msu_fig.effective_chart(msu))
-    cols = [c for c in ("rank", "effective_units", "effective_units_ratio", "cross_energy", "cos_a_max", "cos_b_max",
-                        "permutation_error_max") if c in msu.columns]
-    table = msu.groupby(["run", "checkpoint", "role"], sort=False, dropna=False)[cols].mean().reset_index()
-    section.tables.append(TableBlock.from_frame("Units per role (means over layers)", table))
+    section.tables.append(TableBlock.from_frame("Units per role (means over layers)", digests.msu(msu)))
     notes = msu["note"].dropna() if "note" in msu.columns else pd.Series(dtype=str)
     if (notes != "").any():
         section.message = "; ".join(sorted(set(notes[notes != ""])))
@@ -220,9 +209,7 @@ def build_msu_pairs(section: Section, runs: list[Run]) -> None:
         section.message = "the msu_pairs table is empty for these runs"
         return
     section.charts.append(msu_fig.pairs_chart(pairs))
-    cols = [c for c in ("run", "module", "members", "ranks", "concat_sum_error", "cross_term_error",
-                        "cross_term_error_min", "cross_term_error_max", "fedavg_error", "note") if c in pairs.columns]
-    section.tables.append(TableBlock.from_frame("Concatenation vs averaging per module", pairs[cols],
+    section.tables.append(TableBlock.from_frame("Concatenation vs averaging per module", digests.pairs(pairs),
                                                 "relative Frobenius errors against the exact sum / mean of the updates"))
 
 
@@ -233,11 +220,7 @@ def build_merge(section: Section, runs: list[Run]) -> None:
         section.message = "the merge table is empty for these runs"
         return
     section.charts.append(msu_fig.merge_chart(merge))
-    table = (merge.groupby(["run", "checkpoint", "method"], sort=False)
-                  .agg(k=("k", "max"), modules=("module", "size"), rel_fro_error=("rel_fro_error", "mean"),
-                       optimal_rel_fro_error=("optimal_rel_fro_error", "mean"),
-                       rel_spectral_error=("rel_spectral_error", "mean"), hidden_rel_error=("hidden_rel_error", "first"))
-                  .reset_index())
+    table = digests.merge(merge)
     section.tables.append(TableBlock.from_frame("Merged adapters (means over modules)", table,
                                                 "checkpoint = the merged adapter's folder name"))
 

@@ -1,0 +1,56 @@
+"""Small per-run summaries of the model-running and unit tables, the same in the report's sections
+and on the dashboard's pages: one row per run, checkpoint and L (or merged adapter), means and
+extremes over layers, heads, windows and modules.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def attention(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per run, checkpoint and L: profiles, how many are fitted better by the area-log law, mean R² of
+    both fits, and the no-hair numbers (attention TV, entropy difference, the weights' relative change)."""
+    return (summary.groupby(["run", "checkpoint", "seq_len"], sort=False)
+                   .agg(profiles=("head", "size"),
+                        area_log_better=("better_fit", lambda b: int((b == "area_log").sum())),
+                        area_log_r2=("area_log_r2", "mean"), volume_r2=("volume_r2", "mean"),
+                        attention_tv=("attention_tv", "mean"), entropy_diff=("entropy_diff", "mean"),
+                        q_rel_change=("q_rel_change", "mean"), v_rel_change=("v_rel_change", "mean"))
+                   .reset_index())
+
+
+def thresholds(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per run, checkpoint and L: √ln L, the largest γ_q, γ_k and LoRA term, the largest and median ratio."""
+    return (rows.groupby(["run", "checkpoint", "seq_len"], sort=False)
+                .agg(threshold=("threshold", "first"), gamma_q_max=("gamma_q", "max"), gamma_k_max=("gamma_k", "max"),
+                     gamma_lora_max=("gamma_lora", "max"), ratio_max=("ratio", "max"), ratio_median=("ratio", "median"))
+                .reset_index())
+
+
+MSU_COLUMNS = ("rank", "effective_units", "effective_units_ratio", "cross_energy", "cos_a_max", "cos_b_max",
+               "permutation_error_max")
+
+
+def msu(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per run, checkpoint and role: means over layers of the unit measures."""
+    cols = [c for c in MSU_COLUMNS if c in rows.columns]
+    return rows.groupby(["run", "checkpoint", "role"], sort=False, dropna=False)[cols].mean().reset_index()
+
+
+def merge(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per merged adapter: method, rank k, modules, and mean errors against the exact weighted sum and the floor."""
+    return (rows.groupby(["run", "checkpoint", "method"], sort=False)
+                .agg(k=("k", "max"), modules=("module", "size"), rel_fro_error=("rel_fro_error", "mean"),
+                     optimal_rel_fro_error=("optimal_rel_fro_error", "mean"),
+                     rel_spectral_error=("rel_spectral_error", "mean"), hidden_rel_error=("hidden_rel_error", "first"))
+                .reset_index())
+
+
+PAIRS_COLUMNS = ("run", "module", "members", "ranks", "concat_sum_error", "cross_term_error", "cross_term_error_min",
+                 "cross_term_error_max", "fedavg_error", "note")
+
+
+def pairs(rows: pd.DataFrame) -> pd.DataFrame:
+    """The msu_pairs columns a reader compares: members, ranks, the exact and the averaged errors."""
+    return rows[[c for c in PAIRS_COLUMNS if c in rows.columns]]
