@@ -66,3 +66,31 @@ def save(model, path: Path, **kwargs) -> Path:
     path = Path(path)
     model.save_pretrained(path, **kwargs)
     return path
+
+
+# ---- texts and a tokenizer built offline, for the probes that run models on text ----
+
+WORDS = ("the model reads a text and every token attends to the tokens before it while the head "
+         "learns which word matters most for the next one in a long sentence").split()
+
+
+def word_tokenizer(folder, eos=True):
+    """A word-level fast tokenizer over WORDS (+ unk and eos), built offline and saved with save_pretrained."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "</s>": 1, **{w: i + 2 for i, w in enumerate(dict.fromkeys(WORDS))}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", **({"eos_token": "</s>"} if eos else {}))
+    fast.save_pretrained(folder)
+    return fast
+
+
+def texts_file(path, n=12, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lines = [" ".join(rng.choice(WORDS, size=int(rng.integers(3, 9)))) for _ in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path, lines

@@ -60,12 +60,17 @@ class ModelSubject:
                 return AutoTokenizer.from_pretrained(where)
         raise InputError(f"{self.path}: no tokenizer saved with the checkpoint or its base; save one with save_pretrained")
 
+    @property
+    def corpus_name(self) -> str:
+        """How messages name the corpus: the texts file, or the default."""
+        return f"the texts file {self.corpus}" if self.corpus is not None else "the standard-library docstring corpus"
+
     def texts(self) -> list[str]:
         """The run's corpus: the texts file, else the standard-library docstrings the fine-tuner uses."""
-        from lab.finetune.corpus import read_texts, stdlib_docstrings
+        from lab.finetune.corpus import stdlib_docstrings, text_file
 
-        docs = read_texts(self.corpus) if self.corpus is not None else stdlib_docstrings()
-        return [d.text for d in docs]
+        # a user's file: each line (or .jsonl "text") whole, as the windows' definition says
+        return text_file(self.corpus) if self.corpus is not None else [d.text for d in stdlib_docstrings()]
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import json
 import re
 import sysconfig
 from dataclasses import dataclass
@@ -109,21 +110,56 @@ def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def text_file(path: str | Path) -> list[str]:
+    """The texts of a ``--texts`` file, exactly as the activation probes tokenize them: one per
+    non-empty line (surrounding whitespace stripped), or for a ``.jsonl`` file the ``"text"``
+    field of each line's JSON object. One-line errors name the file (and line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such text file; pass --texts a UTF-8 file with one text per line (or .jsonl)")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{path}: not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
+    if path.suffix.lower() != ".jsonl":
+        texts = [line.strip() for line in raw.splitlines() if line.strip()]
+    else:
+        texts = []
+        for i, line in enumerate(raw.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError) as e:  # JSONDecodeError, Python's digit limit, deep nesting
+                raise FormatError(f"{path}:{i}: not a JSON object ({type(e).__name__}); .jsonl holds one object per line") from None
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise FormatError(f'{path}:{i}: no string "text" field; each .jsonl line must be an object with one')
+            if record["text"].strip():
+                texts.append(record["text"].strip())
+    if not texts:
+        raise InputError(f"{path}: holds no text; put one text per line (or a \"text\" field per .jsonl line)")
+    return texts
+
+
 def read_texts(path: str | Path, min_chars: int = 1) -> list[Document]:
-    """The documents of a user's text file: blank-line separated paragraphs when the file has
-    blank lines between texts, else one text per non-empty line.
+    """The documents of a user's text file for the fine-tuner: blank-line separated paragraphs
+    when the file has blank lines between texts, else one text per non-empty line; a ``.jsonl``
+    file gives one document per line's ``"text"`` (:func:`text_file`).
 
     Each document's ``title`` is its first sentence and its ``text`` the rest; a one-sentence
     text keeps ``title`` empty (usable by the causal-LM objective, not the contrastive one).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such text file; pass --texts a UTF-8 file with one text per line")
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise FormatError(f"{path}: not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
-    blocks = re.split(r"\n\s*\n", raw) if re.search(r"\S\s*\n\s*\n\s*\S", raw) else raw.splitlines()
+    if path.suffix.lower() == ".jsonl":
+        blocks = text_file(path)
+    else:
+        if not path.is_file():
+            raise InputError(f"{path}: no such text file; pass --texts a UTF-8 file with one text per line")
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise FormatError(f"{path}: not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
+        blocks = re.split(r"\n\s*\n", raw) if re.search(r"\S\s*\n\s*\n\s*\S", raw) else raw.splitlines()
     docs = []
     for i, block in enumerate(blocks):
         text = _normalise(block)

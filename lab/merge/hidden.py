@@ -24,7 +24,7 @@ from lab.probes.windows import load_model, load_tokenizer, make_windows
 def windows_for(base: Path, texts: Path, seq_len: int, windows: int):
     """The token windows (InputError, before anything is written, when the corpus is too short)."""
     subject = ModelSubject("base", None, Path(base), "base", corpus=Path(texts))
-    return make_windows(load_tokenizer(subject), subject.texts(), (seq_len,), windows)
+    return make_windows(load_tokenizer(subject), subject.texts(), (seq_len,), windows, subject.corpus_name)
 
 
 def _hidden(model, windows) -> np.ndarray:

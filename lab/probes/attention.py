@@ -233,7 +233,7 @@ def _cache_folder(options: AttentionOptions) -> Path:
 def _prepare(base, options: AttentionOptions, ctx: ProbeContext) -> dict[str, Any]:
     """The base on the run's windows, once: windows, per-window profiles, attention matrices on disk."""
     tok = load_tokenizer(base)
-    windows = make_windows(tok, base.texts(), options.seq_len, options.windows)
+    windows = make_windows(tok, base.texts(), options.seq_len, options.windows, base.corpus_name)
     model = load_model(base)
     n_layers = len(attention_layers(model))
     heads = int(model.config.num_attention_heads)

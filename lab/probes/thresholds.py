@@ -155,7 +155,7 @@ def growth_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _run(subject, options: ThresholdOptions, ctx: ProbeContext) -> Rows:
     tok = load_tokenizer(subject)
-    windows = make_windows(tok, subject.texts(), options.seq_len, options.windows)
+    windows = make_windows(tok, subject.texts(), options.seq_len, options.windows, subject.corpus_name)
     rows = measure(load_model(subject), windows)
     return {"windows": window_rows(tok, windows, "thresholds"), "thresholds": rows, "threshold_growth": growth_rows(rows)}
 

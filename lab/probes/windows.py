@@ -78,14 +78,16 @@ def token_stream(tokenizer, texts: list[str], need: int) -> list[int]:
     return stream
 
 
-def make_windows(tokenizer, texts: list[str], seq_lens: tuple[int, ...], n_windows: int) -> list[Window]:
-    """The first ``n_windows`` windows of every length in ``seq_lens`` (InputError if the corpus is short)."""
+def make_windows(tokenizer, texts: list[str], seq_lens: tuple[int, ...], n_windows: int,
+                 corpus: str = "the corpus") -> list[Window]:
+    """The first ``n_windows`` windows of every length in ``seq_lens`` (InputError naming ``corpus``,
+    e.g. the texts file, if it is too short)."""
     stream = token_stream(tokenizer, texts, max(seq_lens) * n_windows)
     out = []
     for L in seq_lens:
         have = len(stream) // L
         if have < n_windows:
-            raise InputError(f"the corpus has {len(stream)} tokens: {have} windows of {L}, fewer than the {n_windows} asked "
+            raise InputError(f"{corpus} has {len(stream)} tokens: {have} windows of {L}, fewer than the {n_windows} asked "
                              "for; pass a longer --texts file or fewer --windows")
         out += [Window(L, w, w * L, tuple(stream[w * L:(w + 1) * L])) for w in range(n_windows)]
     return out

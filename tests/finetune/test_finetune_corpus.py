@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import email.policy  # noqa: F401  (its class decorator rewrites method docstrings: the test must see one)
 import inspect
+import json
 import re
 import sys
 import sysconfig
@@ -164,3 +165,26 @@ def test_read_texts_errors(tmp_path):
     latin.write_bytes("caf\xe9 au lait".encode("latin-1"))
     with pytest.raises(FormatError, match="not UTF-8"):
         read_texts(latin)
+
+
+def test_text_file_lines_and_jsonl_give_the_same_windows_texts(tmp_path):
+    """The activation probes' corpus: each line whole (a multi-sentence line is not split into a
+    title and a rest, as the fine-tuner's documents are), and a .jsonl file's "text" fields equal
+    the same lines in a plain file."""
+    from lab.engine.subjects import ModelSubject
+    from lab.finetune.corpus import text_file
+
+    lines = ["First sentence. Second sentence of the same text.", "  another text  ", "a third, with unicode: ü"]
+    plain = tmp_path / "texts.txt"
+    plain.write_text("\n".join(lines) + "\n\n", encoding="utf-8")
+    records = tmp_path / "texts.jsonl"
+    records.write_text("\n".join(json.dumps({"text": t, "id": i}) for i, t in enumerate(lines)) + "\n", encoding="utf-8")
+    expected = [t.strip() for t in lines]
+    assert text_file(plain) == expected == text_file(records)
+    assert ModelSubject("base", None, tmp_path, "base", corpus=records).texts() == expected
+    # the fine-tuner reads .jsonl too: one document per record
+    assert [d.title + (" " if d.title else "") + d.text for d in read_texts(records)] == expected
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{"title": "no text"}\n', encoding="utf-8")
+    with pytest.raises(FormatError, match=r"bad\.jsonl:2: no string \"text\" field"):
+        text_file(bad)

@@ -149,10 +149,12 @@ def lab_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "lab.cli"]
 
 
-def cli_contract(work: Path, inputs: Inputs, blamed: Sequence[Path], *, with_base: bool = True) -> int:
-    """Run ``lab analyze`` in a subprocess: exit 0 with a complete run, or exit 2 with one stderr line."""
+def cli_contract(work: Path, inputs: Inputs, blamed: Sequence[Path], *, with_base: bool = True,
+                 extra: Sequence[str] = ()) -> int:
+    """Run ``lab analyze`` (with ``extra`` arguments) in a subprocess: exit 0 with a complete run,
+    or exit 2 with one stderr line."""
     out = work / "results"
-    args = [*lab_command(), "analyze", str(inputs.ckpt), "--out", str(out), "--run", RUN, "--quiet"]
+    args = [*lab_command(), "analyze", str(inputs.ckpt), "--out", str(out), "--run", RUN, "--quiet", *extra]
     if with_base and inputs.base is not None:
         args += ["--base", str(inputs.base)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
