@@ -6,6 +6,11 @@ projections, three saved steps each; analyses every run with every registered pr
 controls against the MiniLM base; writes the report when the report module is installed; and
 prints the entanglement entropy at the row|column cut next to ln r and Page's value.
 
+``lab demo`` also trains MPS Adaptation (arXiv 2601.06788; r = 64, χ = 8, d1·d2 = 16·24 = 384) on
+the same modules and squeezes the LoRA r = 64 run to r = 16 (LoRA-Squeeze: exact SVD from the
+factors), analysing both like the others; the squeeze table goes to ``WORKDIR/squeezes``. The MPS
+run skips the probes that run the model on text (the engine loads PEFT adapters and full models only).
+
 Everything is cached under the workdir (default: the user cache dir): a finished fine-tune (its
 ``COMPLETE`` marker and identical options) and a complete analysis of it (same probes, probe
 options and other options) are reused by the next ``lab demo``.
@@ -36,6 +41,9 @@ DEMO_MODULES = r"attention\.self\.(query|value)$"
 # The probes that run the model on text, sized for the demo: two lengths (so the growth of the
 # thresholds with L can be fitted) and four windows each, instead of 16 windows of up to 256 tokens.
 DEMO_WINDOWS = {"seq_len": (32, 64), "windows": 4}
+# MPS Adaptation (r, χ) and the squeeze (from the LoRA of rank, to rank) that `lab demo` adds
+DEMO_MPS = (64, 8)
+DEMO_SQUEEZE = (64, 16)
 
 
 @dataclass
@@ -53,25 +61,33 @@ class DemoResult:
 
 
 def demo_configs(workdir: Path, *, ranks: Sequence[int] = DEMO_RANKS, full: bool = True, steps: int = DEMO_STEPS,
-                 save_every: int | None = None, batch_size: int = 16, max_length: int = 32, seed: int = 0) -> dict[str, FinetuneConfig]:
-    """The demo grid by run name: ``lora-r{r}`` (alpha = 2r) for each rank, and ``full``."""
+                 save_every: int | None = None, batch_size: int = 16, max_length: int = 32, seed: int = 0,
+                 mps: tuple[int, int] | None = None) -> dict[str, FinetuneConfig]:
+    """The demo grid by run name: ``lora-r{r}`` (alpha = 2r) for each rank, ``full``, and with ``mps``
+    = (r, χ) ``mps-r{r}`` (alpha = 2r)."""
     common = dict(model="minilm", target_modules=list(DEMO_TARGETS), steps=steps, batch_size=batch_size,
                   save_every=save_every or max(1, steps // 3), max_length=max_length, seed=seed)
     grid = {f"lora-r{r}": FinetuneConfig(out=str(workdir / "finetunes" / f"lora-r{r}"), method="lora", r=r, alpha=2.0 * r, **common)
             for r in ranks}
     if full:
         grid["full"] = FinetuneConfig(out=str(workdir / "finetunes" / "full"), method="full", **common)
+    if mps is not None:
+        r, chi = mps
+        grid[f"mps-r{r}"] = FinetuneConfig(out=str(workdir / "finetunes" / f"mps-r{r}"), method="mps", r=r, alpha=2.0 * r,
+                                           chi=chi, **common)
     return grid
 
 
 def run_demo(workdir: str | Path | None = None, *, ranks: Sequence[int] = DEMO_RANKS, full: bool = True,
              steps: int = DEMO_STEPS, save_every: int | None = None, batch_size: int = 16, max_length: int = 32,
              seed: int = 0, probes: Sequence[str] = ("all",), report: bool = True, progress: bool = True,
-             console=None) -> DemoResult:
+             console=None, mps: tuple[int, int] | None = None, squeeze: tuple[int, int] | None = None) -> DemoResult:
     """Fine-tune, analyse and summarise the demo grid under ``workdir`` and return what was made.
 
     ``workdir`` defaults to ``platformdirs.user_cache_dir("lab")/demo``. The smaller keyword
-    values (fewer ranks, steps) make a quick version for tests.
+    values (fewer ranks, steps) make a quick version for tests. ``mps`` = (r, χ) adds an MPS
+    Adaptation run; ``squeeze`` = (r_from, k) squeezes the last checkpoint of ``lora-r{r_from}`` to
+    rank k (run ``squeeze-r{k}``); ``lab demo`` passes ``DEMO_MPS`` and ``DEMO_SQUEEZE``.
     """
     from rich.console import Console
 
@@ -82,9 +98,11 @@ def run_demo(workdir: str | Path | None = None, *, ranks: Sequence[int] = DEMO_R
     workdir.mkdir(parents=True, exist_ok=True)
     result = DemoResult(workdir=workdir)
     configs = demo_configs(workdir, ranks=ranks, full=full, steps=steps, save_every=save_every,
-                           batch_size=batch_size, max_length=max_length, seed=seed)
+                           batch_size=batch_size, max_length=max_length, seed=seed, mps=mps)
     t0 = time.perf_counter()
     retrained = _finetune_all(configs, result, console, progress)
+    if squeeze is not None:
+        retrained |= _squeeze(configs, retrained, squeeze, result)
     result.seconds["finetune"] = round(time.perf_counter() - t0, 1)
 
     t1 = time.perf_counter()
@@ -122,6 +140,29 @@ def _finetune_all(configs: dict[str, FinetuneConfig], result: DemoResult, consol
     return retrained
 
 
+def _squeeze(configs: dict[str, FinetuneConfig], retrained: set[str], squeeze: tuple[int, int], result: DemoResult) -> set[str]:
+    """Squeeze the last checkpoint of ``lora-r{r_from}`` to rank k into ``finetunes/squeeze-r{k}``
+    (redone when its source was retrained or its output is missing); the table to ``squeezes/``."""
+    from lab.errors import InputError
+    from lab.squeeze.api import squeeze as run_squeeze
+
+    r_from, k = squeeze
+    source = f"lora-r{r_from}"
+    if source not in configs:
+        raise InputError(f"the demo squeezes {source}, which is not in the grid; add rank {r_from}")
+    config = configs[source]
+    name = f"squeeze-r{k}"
+    out = result.workdir / "finetunes" / name
+    result.finetunes[name] = out
+    configs[name] = config  # analysed like the others: its modules and base are the source's
+    if source not in retrained and (out / "adapter_model.safetensors").is_file():
+        result.reused.append(f"squeeze:{name}")
+        return set()
+    last = max(Path(config.out).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    run_squeeze(last, out, rank=k, results=result.workdir / "squeezes", run="squeezes", overwrite=True)
+    return {name}
+
+
 def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes: Sequence[str], result: DemoResult,
                  console, progress: bool) -> None:
     import lab
@@ -149,15 +190,24 @@ def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes
                   TimeElapsedColumn(), console=console, disable=not progress) as bar:
         for name, config in configs.items():
             folder = results_dir / name
-            if name not in retrained and _analysis_is_current(folder, wanted):
+            path = result.finetunes[name]
+            run_probes, run_options = list(probes), options
+            want = wanted
+            if config.method == "mps":
+                # the engine runs PEFT adapters and full models on text, not MPS adapters
+                run_probes = [p.name for p in chosen if p.scope != "model"]
+                run_options = {k: v for k, v in options.items() if k in run_probes}
+                want = {**wanted, "probes": run_probes,
+                        "probe_options": {k: v for k, v in probe_options.items() if k in run_probes}}
+            if name not in retrained and _analysis_is_current(folder, want):
                 bar.add_task(f"analyze {name}", total=1, completed=1, note="cached")
                 result.runs[name] = open_run(folder)
                 result.reused.append(f"analyze:{name}")
                 continue
             task = bar.add_task(f"analyze {name}", total=None, note=", ".join(wanted["probes"]))
             with one_blas_thread():
-                result.runs[name] = lab.analyze(config.out, base=base, out=results_dir, run=name, probes=list(probes),
-                                                options=options, modules=DEMO_MODULES, controls=True, overwrite=True,
+                result.runs[name] = lab.analyze(path, base=base, out=results_dir, run=name, probes=run_probes,
+                                                options=run_options, modules=DEMO_MODULES, controls=True, overwrite=True,
                                                 progress=False)
             bar.update(task, total=1, completed=1)
 
@@ -267,8 +317,9 @@ def demo_command(
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the HTML/PDF report when the report module is installed.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (the summary is still printed).")] = False,
 ) -> None:
-    """Fine-tune MiniLM with LoRA (r = 4, 16, 64) and fully, analyse every run, and print the entanglement valley."""
+    """Fine-tune MiniLM with LoRA (r = 4, 16, 64), fully and with MPS Adaptation (r = 64, χ = 8), squeeze
+    the r = 64 LoRA to r = 16, analyse every run, and print the entanglement valley."""
     from rich.console import Console
 
-    result = run_demo(workdir, steps=steps, report=report, progress=not quiet)
+    result = run_demo(workdir, steps=steps, report=report, progress=not quiet, mps=DEMO_MPS, squeeze=DEMO_SQUEEZE)
     print_findings(result, Console())
