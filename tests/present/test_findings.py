@@ -1,0 +1,188 @@
+"""The findings' numbers equal those computed here with pandas straight from the parquet files, for a
+run with controls (lora-r4), one without (the full fine-tune), a merge run, one run alone and several
+together; a run that lacks a table gets no sentence about it; comparisons appear only with several runs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lab_results
+from lab.present import load
+from lab.present.findings import ASYMPTOTIC_CAVEAT, summarize
+from lab.store import open_run
+
+FAMILY_TABLE = {"deltas": "deltas", "entanglement": "entanglement_summary", "spectra": "spectra",
+                "attention": "attention_summary", "thresholds": "thresholds", "msu": "msu", "msu_pairs": "msu_pairs",
+                "merge": "merge"}
+
+
+def parquet(folder, run, table) -> pd.DataFrame:
+    return pd.read_parquet(folder / run / f"{table}.parquet")
+
+
+def last(df: pd.DataFrame) -> pd.DataFrame:
+    """Measured rows of the last checkpoint: largest step (none = before every step), then name."""
+    if "source" in df.columns:
+        df = df[df["source"].isna() | (df["source"] == "delta")]
+    df = df[df["checkpoint"] != "controls"]
+    keys = df[["checkpoint", "step"]].drop_duplicates("checkpoint")
+    order = sorted(zip(keys["step"].astype(float).fillna(-1.0), keys["checkpoint"]))
+    return df[df["checkpoint"] == order[-1][1]]
+
+
+def expected(folder, run) -> dict[str, dict[str, float]]:
+    """Per family, the numbers its sentence about ``run`` must carry, from pandas on the files."""
+    out = {}
+    has = {p.stem for p in (folder / run).glob("*.parquet")}
+    if "deltas" in has:
+        d = last(parquet(folder, run, "deltas"))
+        out["deltas"] = {"modules": len(d), "mean_fro_norm": d["fro_norm"].mean(), "max_fro_norm": d["fro_norm"].max()}
+    if "entanglement_summary" in has:
+        e = parquet(folder, run, "entanglement_summary")
+        m = last(e)
+        numbers = {"valley_entropy_mean": m["valley_entropy"].mean(), "valley_entropy_sd": m["valley_entropy"].std(),
+                   "modules": len(m), "page_mean": m["valley_page_entropy"].mean(), "depth_mean": m["valley_depth"].mean()}
+        adapters = m[np.log(m["rank_bound"]) < m["valley_max_entropy"] - 1e-12]
+        if len(adapters):
+            numbers["below_ln_r"] = int((adapters["valley_entropy"] <= np.log(adapters["rank_bound"]) + 1e-9).sum())
+            numbers["rank_bounded"] = len(adapters)
+            numbers["ln_r"] = math.log(adapters["rank_bound"].iloc[0])
+        gauss = e[e["source"] == "random"]
+        if len(gauss):
+            numbers["control_depth_mean"] = gauss["valley_depth"].mean()
+            numbers["depth_minus_control"] = m["valley_depth"].mean() - gauss["valley_depth"].mean()
+        out["entanglement"] = numbers
+    if "spectra" in has:
+        s = last(parquet(folder, run, "spectra"))
+        out["spectra"] = {"stable_rank_median": s["stable_rank"].median(), "effective_rank_median": s["effective_rank"].median(),
+                          "utilization_median": s["utilization"].median(), "modules": len(s),
+                          "energy_rank_99_median": s["energy_rank_99"].median(), "intruders": s["intruder_count"].sum()}
+    if "attention_summary" in has:
+        a = last(parquet(folder, run, "attention_summary"))
+        out["attention"] = {"profiles": len(a), "area_log_better": int((a["better_fit"] == "area_log").sum()),
+                            "area_log_r2_median": a["area_log_r2"].median(), "volume_r2_median": a["volume_r2"].median(),
+                            "attention_tv_mean": a["attention_tv"].mean(), "entropy_diff_mean": a["entropy_diff"].mean(),
+                            "rel_change_mean": np.nanmean(np.r_[a["q_rel_change"], a["v_rel_change"]])}
+    if "thresholds" in has:
+        t = last(parquet(folder, run, "thresholds"))
+        top = t.sort_values("ratio").iloc[-1]
+        numbers = {"ratio_max": t["ratio"].max(), "ratio_median": t["ratio"].median(),
+                   "ratio_max_seq_len": top["seq_len"], "ratio_max_layer": top["layer"], "ratio_max_head": top["head"]}
+        if t["gamma_lora"].notna().any():
+            numbers["gamma_lora_max"] = t["gamma_lora"].max()
+        g = parquet(folder, run, "threshold_growth")
+        g = g[(g["checkpoint"] == t["checkpoint"].iloc[0]) & (g["lengths"] > 1)]
+        numbers["slope_median"] = g["slope"].median()
+        out["thresholds"] = numbers
+    if "msu" in has:
+        u = last(parquet(folder, run, "msu"))
+        out["msu"] = {"effective_units_median": u["effective_units"].median(), "modules": len(u),
+                      "effective_units_ratio_median": u["effective_units_ratio"].median(),
+                      "cross_energy_mean": u["cross_energy"].mean(), "permutation_error_max": u["permutation_error_max"].max()}
+    if "msu_pairs" in has:
+        p = parquet(folder, run, "msu_pairs")
+        out["msu_pairs"] = {"concat_sum_error_max": p["concat_sum_error"].max(), "modules": len(p),
+                            "cross_term_error_mean": p["cross_term_error"].mean(),
+                            "cross_term_error_min": p["cross_term_error_min"].min(),
+                            "cross_term_error_max": p["cross_term_error_max"].max(),
+                            "fedavg_error_mean": p["fedavg_error"].mean()}
+    if "merge" in has:
+        g = parquet(folder, run, "merge")
+        numbers = {}
+        for merged, rows in g.groupby("checkpoint"):
+            numbers[f"rel_fro_error[{merged}]"] = rows["rel_fro_error"].mean()
+            numbers[f"optimal_rel_fro_error[{merged}]"] = rows["optimal_rel_fro_error"].mean()
+            numbers[f"k[{merged}]"] = rows["k"].max()
+        out["merge"] = numbers
+    return out
+
+
+def sentences_by(findings, run):
+    return {f.key: s for f in findings for s in f.sentences if s.run == run}
+
+
+def assert_numbers(got: dict, want: dict, where: str):
+    assert set(want) <= set(got), (where, sorted(set(want) - set(got)))
+    for name, value in want.items():
+        assert got[name] == pytest.approx(float(value), rel=1e-12, abs=1e-15), (where, name)
+
+
+@pytest.fixture(scope="module")
+def runs(lab_results_folder):
+    return load.runs_in(lab_results_folder.results)
+
+
+@pytest.fixture(scope="module")
+def together(runs):
+    return summarize(runs)
+
+
+RUNS = [lab_results.LORA_RUN, lab_results.MARKUP_RUN, lab_results.MERGE_RUN]
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_numbers_equal_pandas_on_the_parquet_files_with_several_runs(lab_results_folder, together, run):
+    folder = lab_results_folder.results
+    got = sentences_by(together, run)
+    want = expected(folder, run)
+    assert set(got) == set(want), run  # a sentence exactly for each family whose table the run has
+    for family, numbers in want.items():
+        assert_numbers(got[family].numbers, numbers, f"{run}/{family}")
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_one_run_alone_gives_the_same_numbers_and_no_comparison(lab_results_folder, together, run):
+    alone = summarize([open_run(lab_results_folder.results / run)])
+    assert not [s for f in alone for s in f.sentences if s.run is None]
+    several = sentences_by(together, run)
+    for family, sentence in sentences_by(alone, run).items():
+        assert sentence.numbers == several[family].numbers, family
+
+
+def test_the_run_with_controls_compares_its_valley_with_them_and_the_other_does_not(together):
+    lora = sentences_by(together, lab_results.LORA_RUN)["entanglement"]
+    full = sentences_by(together, lab_results.MARKUP_RUN)["entanglement"]
+    assert "control_depth_mean" in lora.numbers and "Gaussian controls" in lora.plain()
+    assert "control_depth_mean" not in full.numbers and "control" not in full.plain()
+    assert "below_ln_r" in lora.numbers and "below_ln_r" not in full.numbers  # ln r only where r < the shape's rank
+
+
+def test_a_run_lacking_a_table_gets_no_sentence_about_it(lab_results_folder, together):
+    for run in RUNS:
+        present = {p.stem for p in (lab_results_folder.results / run).glob("*.parquet")}
+        families = set(sentences_by(together, run))
+        assert families == {k for k, t in FAMILY_TABLE.items() if t in present}, run
+    partial = summarize(load.runs_in(lab_results_folder.partial))
+    assert [f.key for f in partial] == ["deltas"]
+    assert summarize(load.runs_in(lab_results_folder.empty)) == []
+
+
+def test_comparisons_rank_the_runs_that_have_the_family(together, lab_results_folder):
+    folder = lab_results_folder.results
+    compared = {f.key: s for f in together for s in f.sentences if s.run is None}
+    assert set(compared) == {"deltas", "entanglement", "spectra", "attention", "thresholds"}  # two runs have these
+    depth = {run: last(parquet(folder, run, "entanglement_summary"))["valley_depth"].mean()
+             for run in (lab_results.LORA_RUN, lab_results.MARKUP_RUN)}
+    text = compared["entanglement"].plain()
+    deepest = max(depth, key=depth.get)
+    assert text.index(deepest) < text.index(min(depth, key=depth.get))  # the deepest valley is named first
+    assert compared["entanglement"].numbers[f"depth_mean[{deepest}]"] == pytest.approx(depth[deepest], rel=1e-12)
+    mean_norm = {run: last(parquet(folder, run, "deltas"))["fro_norm"].mean() for run in depth}
+    assert compared["deltas"].numbers == pytest.approx({f"mean_fro_norm[{r}]": v for r, v in mean_norm.items()})
+
+
+def test_every_thresholds_sentence_carries_the_asymptotic_caveat(together):
+    sentences = [s for f in together if f.key == "thresholds" for s in f.sentences if s.run is not None]
+    assert sentences and all(ASYMPTOTIC_CAVEAT in s.plain() for s in sentences)
+    assert "asymptotic" in ASYMPTOTIC_CAVEAT and "not a verdict" in ASYMPTOTIC_CAVEAT
+
+
+def test_every_number_points_at_its_familys_headline_figure(together):
+    for family in together:
+        for sentence in family.sentences:
+            figures = {p.figure for p in sentence.parts if hasattr(p, "figure")}
+            assert figures == {family.anchor} == {f"fig-{family.key}"}
