@@ -1,9 +1,10 @@
 """Every dashboard view runs without an exception (Streamlit's AppTest) on real runs from
-lab.analyze, on a run with tables missing, and on a folder without runs; the views show what the
-tables hold and say "not computed in this run" exactly where a table is absent. The page list is
-the schema's: a family whose table is declared has a page, one whose table is not has none. On every
-page the numbers shown (update norms and table sizes, valley entropies, stable and effective ranks)
-equal numpy's on the builder's reference updates and the stored tables."""
+lab.analyze and lab merge, on a run with tables missing, and on a folder without runs; the views show
+what the tables hold and say "not computed in this run" exactly where a table is absent. The page
+list is the schema's: the findings (landing page), Runs, and one page per family whose table is
+declared. On every page the numbers shown (findings, update norms and table sizes, valley entropies,
+stable and effective ranks, attention fits and no-hair, threshold ratios, effective units, cross-term
+and merge errors) equal numpy's or pandas' on the builder's reference updates and the stored tables."""
 
 import os
 
@@ -19,16 +20,17 @@ from dashboards import RESULTS_ENV, navigation
 from lab.present.theory import BY_KEY, FAMILIES, NOT_COMPUTED
 from lab.store.schema import TABLES
 
-VIEWS = ["runs", "entanglement", "spectra"]  # views/NAME.py; families share the keys
+VIEWS = ["findings", "runs", "entanglement", "spectra", "attention", "thresholds", "msu", "msu_pairs", "merge"]
+FAMILY_VIEWS = VIEWS[2:]  # views/NAME.py; families share the keys
+MIN_IMAGES = {"entanglement": 3, "spectra": 3, "attention": 3, "thresholds": 3, "msu": 2, "msu_pairs": 1, "merge": 1}
 
 
 def open_view(results, view, monkeypatch):
     monkeypatch.setenv(RESULTS_ENV, str(results))
     app = AppTest.from_file(str(dashboards.APP), default_timeout=120)
-    app.run()
-    if view != "runs":
+    if view != navigation.FINDINGS:  # the landing page; any other is opened directly
         app.switch_page(f"views/{view}.py")
-        app.run()
+    app.run()
     assert not app.exception, [e.message for e in app.exception]
     return app
 
@@ -42,29 +44,34 @@ def texts(app):
 def test_every_view_on_real_runs(lab_results_folder, view, monkeypatch):
     app = open_view(lab_results_folder.results, view, monkeypatch)
     runs = [p for p in lab_results_folder.results.iterdir() if p.is_dir()]
-    if view == "runs":  # both runs listed, with their status
+    if view == "runs":  # every run listed, with its status
         frame = app.dataframe[0].value
-        assert sorted(frame["run"]) == sorted([lab_results.LORA_RUN, lab_results.MARKUP_RUN])
+        assert sorted(frame["run"]) == sorted([lab_results.LORA_RUN, lab_results.MARKUP_RUN, lab_results.MERGE_RUN])
         assert set(frame["status"]) == {"complete"}
         assert len(app.get("image")) >= 1
+        return
+    if view == "findings":  # one headline figure per family some run computed
+        assert len(app.get("image")) == len(FAMILY_VIEWS) + 1 and "What fine-tuning did" in texts(app)
         return
     family = BY_KEY[view]
     computed = any(os.path.exists(run / f"{family.tables[0]}.parquet") for run in runs)
     notice = f"{family.title}: {NOT_COMPUTED}"
     assert (notice in texts(app)) == (not computed)
     if computed:
-        assert len(app.get("image")) >= 3  # profile/σ, heatmap/ranks, valley/energy
+        assert len(app.get("image")) >= MIN_IMAGES[view]
 
 
 @pytest.mark.parametrize("view", VIEWS)
 def test_every_view_on_a_run_with_tables_missing(lab_results_folder, view, monkeypatch):
     app = open_view(lab_results_folder.partial, view, monkeypatch)
-    if view != "runs":  # only the deltas table exists
+    if view == "findings":  # only the updates have findings
+        assert [s.value for s in app.subheader] == [BY_KEY["deltas"].title] and len(app.get("image")) == 1
+    elif view != "runs":  # only the deltas table exists
         assert f"{BY_KEY[view].title}: {NOT_COMPUTED}" in texts(app)
         assert len(app.get("image")) == 0
 
 
-@pytest.mark.parametrize("view", ["runs", "entanglement"])
+@pytest.mark.parametrize("view", ["findings", "runs", "entanglement", "merge"])
 def test_a_folder_without_runs_says_so(lab_results_folder, view, monkeypatch):
     app = open_view(lab_results_folder.empty, view, monkeypatch)
     assert "No lab runs" in texts(app)
@@ -89,18 +96,19 @@ def test_filters_narrow_what_the_views_read(lab_results_folder, monkeypatch):
     assert "checkpoint-20" in captions and "checkpoint-10" not in captions
 
 
-def test_the_pages_are_runs_and_one_per_declared_family():
+def test_the_pages_are_findings_runs_and_one_per_declared_family():
     assert [v.key for v in navigation.views()] == VIEWS
-    assert [v.title for v in navigation.views()][1:] == [BY_KEY[k].title for k in VIEWS[1:]]
+    assert [v.title for v in navigation.views()][2:] == [BY_KEY[k].title for k in FAMILY_VIEWS]
     scripts = {p.name for p in navigation.VIEWS.glob("*.py")} - {"__init__.py"}
     assert scripts == {v.script.name for v in navigation.views()}  # no page without a family, none missing
-    assert {f.key for f in FAMILIES} - {navigation.SHOWN_ON_RUNS} == set(VIEWS[1:])
+    assert {f.key for f in FAMILIES} - {navigation.SHOWN_ON_RUNS} == set(FAMILY_VIEWS)
 
 
 def test_a_family_whose_table_is_not_declared_has_no_page(lab_results_folder, monkeypatch):
     monkeypatch.delitem(TABLES, "spectra")
-    assert [v.key for v in navigation.views()] == ["runs", "entanglement"]
+    assert [v.key for v in navigation.views()] == [v for v in VIEWS if v != "spectra"]
     app = open_view(lab_results_folder.results, "runs", monkeypatch)
+    assert not app.exception
     with pytest.raises(ValueError, match="Could not find a navigation page"):  # Streamlit does not know the page
         app.switch_page("views/spectra.py").run()
 
@@ -112,6 +120,90 @@ def shown(app, *columns) -> pd.DataFrame:
     frames = [d.value for d in app.dataframe if set(columns) <= set(d.value.columns)]
     assert len(frames) == 1, [list(d.value.columns) for d in app.dataframe]
     return frames[0]
+
+
+def shown_markdown(app) -> str:
+    return "\n".join(m.value for m in app.markdown)
+
+
+def parquet_last(path) -> pd.DataFrame:
+    """Measured rows of the last checkpoint in a table file (largest step, then name), by pandas alone."""
+    df = pd.read_parquet(path)
+    if "source" in df.columns:
+        df = df[df["source"] == "delta"]
+    keys = df[["checkpoint", "step"]].drop_duplicates("checkpoint")
+    return df[df["checkpoint"] == sorted(zip(keys["step"].astype(float).fillna(-1.0), keys["checkpoint"]))[-1][1]]
+
+
+def test_findings_page_shows_the_numbers_pandas_computes(lab_results_folder, monkeypatch):
+    from lab.present.findings import fmt
+
+    app = open_view(lab_results_folder.results, "findings", monkeypatch)
+    text = shown_markdown(app)
+    lora = lab_results_folder.results / lab_results.LORA_RUN
+    assert f"**{fmt(parquet_last(lora / 'deltas.parquet')['fro_norm'].mean())}**" in text
+    assert f"**{fmt(parquet_last(lora / 'entanglement_summary.parquet')['valley_depth'].mean())}**" in text
+    assert f"**{fmt(parquet_last(lora / 'msu.parquet')['effective_units'].median())}**" in text
+    assert "not a verdict" in text  # the thresholds' asymptotic caveat
+
+
+def test_attention_page_shows_fits_and_no_hair_per_run_and_length(lab_results_folder, monkeypatch):
+    app = open_view(lab_results_folder.results, "attention", monkeypatch)
+    digest = shown(app, "area_log_better", "attention_tv").set_index(["run", "checkpoint", "seq_len"])
+    for run in (lab_results.LORA_RUN, lab_results.MARKUP_RUN):
+        stored = pd.read_parquet(lab_results_folder.results / run / "attention_summary.parquet")
+        for (ck, L), g in stored.groupby(["checkpoint", "seq_len"]):
+            row = digest.loc[(run, ck, L)]
+            assert row["area_log_better"] == (g["better_fit"] == "area_log").sum()
+            assert row["attention_tv"] == pytest.approx(g["attention_tv"].mean(), rel=1e-12)
+            assert row["area_log_r2"] == pytest.approx(g["area_log_r2"].mean(), rel=1e-12)
+
+
+def test_thresholds_page_shows_the_largest_ratio_per_length(lab_results_folder, monkeypatch):
+    app = open_view(lab_results_folder.results, "thresholds", monkeypatch)
+    digest = shown(app, "ratio_max", "threshold").set_index(["run", "checkpoint", "seq_len"])
+    stored = pd.read_parquet(lab_results_folder.results / lab_results.LORA_RUN / "thresholds.parquet")
+    for (ck, L), g in stored.groupby(["checkpoint", "seq_len"]):
+        row = digest.loc[(lab_results.LORA_RUN, ck, L)]
+        assert row["ratio_max"] == pytest.approx(np.max(np.maximum(g["gamma_q"], g["gamma_k"])) / np.sqrt(np.log(L)), rel=1e-9)
+        assert row["threshold"] == pytest.approx(np.sqrt(np.log(L)), rel=1e-12)
+    assert "asymptotic" in texts(app)
+
+
+def test_msu_page_shows_the_effective_units_per_role(lab_results_folder, monkeypatch):
+    app = open_view(lab_results_folder.results, "msu", monkeypatch)
+    (digest,) = [d.value for d in app.dataframe  # the per-role means, not the rows (which name their module)
+                 if {"effective_units", "role"} <= set(d.value.columns) and "module" not in d.value.columns]
+    digest = digest.set_index(["run", "checkpoint", "role"])
+    stored = pd.read_parquet(lab_results_folder.results / lab_results.LORA_RUN / "msu.parquet")
+    units = pd.read_parquet(lab_results_folder.results / lab_results.LORA_RUN / "msu_units.parquet")
+    for (ck, role), g in stored.groupby(["checkpoint", "role"]):
+        # the effective number of units recomputed from the per-unit shares: exp of their entropy
+        shares = units[(units["checkpoint"] == ck) & (units["role"] == role)]
+        eff = shares.groupby("module")["own_share"].apply(lambda p: np.exp(-(p * np.log(p)).sum()))
+        assert digest.loc[(lab_results.LORA_RUN, ck, role), "effective_units"] == pytest.approx(eff.mean(), rel=1e-9)
+        assert digest.loc[(lab_results.LORA_RUN, ck, role), "effective_units"] == pytest.approx(g["effective_units"].mean(), rel=1e-12)
+
+
+def test_msu_pairs_page_shows_the_cross_term_errors(lab_results_folder, monkeypatch):
+    app = open_view(lab_results_folder.results, "msu_pairs", monkeypatch)
+    table = shown(app, "cross_term_error", "concat_sum_error").set_index("module")
+    stored = pd.read_parquet(lab_results_folder.results / lab_results.LORA_RUN / "msu_pairs.parquet").set_index("module")
+    assert sorted(table.index) == sorted(stored.index)
+    for module, row in stored.iterrows():
+        assert table.loc[module, "cross_term_error"] == row["cross_term_error"]
+        assert table.loc[module, "cross_term_error_min"] <= table.loc[module, "cross_term_error_max"]
+
+
+def test_merge_page_shows_each_merged_adapters_mean_error(lab_results_folder, monkeypatch):
+    app = open_view(lab_results_folder.results, "merge", monkeypatch)
+    digest = shown(app, "rel_fro_error", "modules").set_index("checkpoint")
+    stored = pd.read_parquet(lab_results_folder.results / lab_results.MERGE_RUN / "merge.parquet")
+    assert sorted(digest.index) == sorted(lab_results.MERGE_METHODS)
+    for merged, g in stored.groupby("checkpoint"):
+        assert digest.loc[merged, "rel_fro_error"] == pytest.approx(g["rel_fro_error"].mean(), rel=1e-12)
+        assert digest.loc[merged, "k"] == g["k"].max()
+    assert digest.loc["svd", "rel_fro_error"] == pytest.approx(digest.loc["svd", "optimal_rel_fro_error"], rel=1e-9)
 
 
 def reference_delta(results, row) -> np.ndarray:
