@@ -64,7 +64,7 @@ def serving(results: Path, log: Path):
 
 @pytest.fixture(scope="module")
 def served(lab_results_folder, chromium_present, tmp_path_factory):
-    """The dashboard over the two-run results folder; yields the URL."""
+    """The dashboard over the three-run results folder; yields the URL."""
     with serving(lab_results_folder.results, tmp_path_factory.mktemp("dashboard") / "server.log") as url:
         yield url
 
@@ -78,7 +78,8 @@ def test_dashboard_shows_runs_and_charts_in_chromium(served):
         alts = browser.wait_for(LOADED_IMAGES + ".length && " + LOADED_IMAGES, timeout=120)
         assert any("Update size" in alt for alt in alts)
         text = browser.text()  # the navigation: one page per family the schema declares
-        assert "Internal entanglement" in text and "Rank spectra" in text and "Thresholds" not in text
+        assert "Internal entanglement" in text and "Rank spectra" in text and "LoRA norm thresholds" in text
+        assert "What fine-tuning did" in text  # the landing page: the findings
 
         browser.open(served + "/entanglement")
         browser.wait_for("document.body.innerText.includes('Profile across cuts')", timeout=120)
