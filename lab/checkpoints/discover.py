@@ -16,6 +16,7 @@ from lab.checkpoints.adapter_config import CONFIG_NAME, AdapterConfig
 from lab.checkpoints.adapter_weights import WEIGHT_NAMES, adapter_modules, check_modules
 from lab.checkpoints.index import TensorIndex
 from lab.checkpoints.mps import MPS_CONFIG, MPS_WEIGHTS, MPSConfig, mps_modules
+from lab.checkpoints.naming import natural_key
 from lab.errors import FormatError, InputError
 
 # Full-model weight files, in the order transformers looks for them.
@@ -119,16 +120,19 @@ def checked_layout(path: str | Path, what: str = "checkpoint") -> tuple[Path, La
     if layout is None:
         raise InputError(
             f"{path}: no weights found ({what}); expected {', '.join(WEIGHT_NAMES + FULL_NAMES)}, "
-            "or checkpoint-N/ folders"
+            "checkpoint-N/ folders, or subfolders that hold checkpoints"
         )
     return path, layout
 
 
 def discover(path: str | Path) -> list[Checkpoint]:
-    """The checkpoints at ``path``: one, or a training output's ``checkpoint-N/`` series by step.
+    """The checkpoints at ``path``: one, a training output's ``checkpoint-N/`` series by step, or a
+    folder of checkpoints (say, adapters of one base to compare or merge).
 
     A training output's top-level weights (the final model) come last, with the step from
-    ``trainer_state.json`` when present. Every checkpoint is validated before this returns:
+    ``trainer_state.json`` when present. A folder with neither weights nor ``checkpoint-N/``
+    folders is a collection: each subfolder that holds a checkpoint, in natural name order
+    (``lora-r4`` before ``lora-r16``), named by its folder, without a step. Every checkpoint is validated before this returns:
     InputError for missing/empty/weightless paths, FormatError for damaged files or
     configs, ShapeError for adapter factors that disagree with r.
     """
@@ -147,6 +151,10 @@ def discover(path: str | Path) -> list[Checkpoint]:
                 final.files += [state] if state else []
                 series.append(final)
             return series
+        if find_layout(path) is None:
+            members = [d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".") and find_layout(d) is not None]
+            if members:
+                return [_checkpoint(d, d.name, None) for d in sorted(members, key=lambda d: natural_key(d.name))]
     match = _STEP_DIR.fullmatch(path.name)
     return [_checkpoint(path, path.name, int(match.group(1)) if match else None)]
 

@@ -76,3 +76,21 @@ def test_fedavg_and_peft_linear_differ_on_identical_adapters(tmp_path):
     want = np.linalg.norm(fedavg([f, g]).to_dense() - exact) / np.linalg.norm(exact)
     assert want == pytest.approx(np.linalg.norm((f.B + g.B) / 2 @ ((f.scale * f.A + g.scale * g.A) / 2) - exact) / np.linalg.norm(exact))
     assert cross_term_error([f, g], "fedavg") == pytest.approx(want, rel=1e-9) and want > 0.1
+
+
+def test_a_folder_of_adapters_is_the_same_as_its_adapters(tmp_path):
+    """``lab analyze FOLDER --probes msu_pairs``: each subfolder holding a checkpoint is one member, in
+    natural name order (r4 before r16), the same rows as passing the adapter folders one by one."""
+    folder = tmp_path / "adapters"
+    paths = [_adapter(folder / name, seed, r=r, lora_alpha=8) for name, seed, r in
+             (("lora-r16", 1, 16), ("lora-r4", 2, 4), ("lora-r8", 3, 8))]
+    (folder / "notes").mkdir()  # a subfolder without weights is not a member
+    (folder / "notes" / "readme.txt").write_text("trained on the docstrings")
+    assert [c.name for c in discover(folder)] == ["lora-r4", "lora-r8", "lora-r16"]
+    options = {"msu_pairs": {"permutations": 3}}
+    by_folder = lab.analyze(folder, out=tmp_path / "out", run="folder", probes=["msu_pairs"], options=options, progress=False)
+    by_paths = lab.analyze([paths[1], paths[2], paths[0]], out=tmp_path / "out", run="paths", probes=["msu_pairs"],
+                           options=options, progress=False)
+    a, b = by_folder.table("msu_pairs"), by_paths.table("msu_pairs")
+    assert (a["members"] == "lora-r4,lora-r8,lora-r16").all() and len(a) == 4
+    assert a.drop(columns=["run"], errors="ignore").equals(b.drop(columns=["run"], errors="ignore"))
