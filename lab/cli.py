@@ -44,8 +44,9 @@ def user_errors(command):
 def analyze_command(
     ckpt: Annotated[list[Path], typer.Argument(
         help="Checkpoint(s) to analyse: a PEFT adapter folder, a full model folder (sharded or not, safetensors "
-             "or pytorch_model.bin), a .safetensors file, or a training output with checkpoint-N/ folders "
-             "(analysed as a time series, each row carrying step=N).", show_default=False)],
+             "or pytorch_model.bin), a .safetensors file, a training output with checkpoint-N/ folders "
+             "(analysed as a time series, each row carrying step=N), or a folder of checkpoint folders "
+             "(one input each, e.g. adapters to compare).", show_default=False)],
     base: Annotated[Optional[Path], typer.Option(
         help="Base model folder. Needed for full fine-tunes (ΔW = W_ft − W_base) and DoRA's effective update; "
              "for plain adapters it checks that every targeted module exists and enables comparisons with W.")] = None,
