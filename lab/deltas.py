@@ -23,7 +23,13 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("lora", "full", "dora", "mps")
+# Other PEFT types, read through PEFT as dense ΔW (lab/checkpoints/peft_general.py): peft_type lower-cased.
+# Every weight-modifying type of PEFT 0.21 (tests/checkpoints/test_peft_general.py keeps the list complete).
+PEFT_KINDS = ("adalora", "adamss", "beft", "boft", "c3a", "deft", "delora", "fourierft", "frod", "glora", "gralora",
+              "hira", "hra", "ia3", "lily", "ln_tuning", "loha", "lokr", "miss", "oft", "osf", "peanut", "poly", "psoft",
+              "pvera", "randlora", "road", "shadow", "shira", "supertuning", "tinylora", "trainable_tokens", "unilora",
+              "vblora", "vera", "waveft", "xlora")
+KINDS = ("lora", "full", "dora", "mps") + PEFT_KINDS
 SOURCES = ("delta", "random", "random_lora")
 
 

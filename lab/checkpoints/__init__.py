@@ -15,7 +15,8 @@ Public interface:
 Where things live: ``discover`` (formats, time series), ``index`` / ``safetensors_header`` /
 ``pickled`` (where each tensor is), ``reads`` (module reads), ``full`` / ``adapter`` (planning
 them), ``read`` and ``loader`` / ``ranges`` (getting data), ``naming`` (layer, role), ``pairing``
-(base keys), ``adapter_config`` / ``adapter_weights`` (PEFT), ``dora``, ``fused`` (GPT-2's c_attn).
+(base keys), ``adapter_config`` / ``adapter_weights`` (PEFT LoRA), ``dora``, ``fused`` (GPT-2's c_attn),
+``mps`` (MPS Adaptation), ``peft_general`` (every other weight-modifying PEFT type, through PEFT).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from lab.checkpoints.discover import Checkpoint, discover
 from lab.checkpoints.full import plan_full
 from lab.checkpoints.loader import TensorLoader
 from lab.checkpoints.naming import ModuleName, module_name
+from lab.checkpoints.peft_general import peft_type
 from lab.checkpoints.read import read_module
 from lab.checkpoints.reads import ModuleRead, Part
 from lab.deltas import Delta
@@ -51,6 +53,10 @@ def plan_reads(ckpt: Checkpoint, base: Base | None, *, modules: str | None = Non
         from lab.checkpoints.mps import plan_mps
 
         return plan_mps(ckpt, base, select, allow_nonfinite)
+    if ckpt.format == "adapter" and peft_type(ckpt.layout.config) != "LORA":
+        from lab.checkpoints.peft_general import plan_peft
+
+        return plan_peft(ckpt, base, select, allow_nonfinite)
     plan = plan_adapter if ckpt.format == "adapter" else plan_full
     return plan(ckpt, base, select, allow_nonfinite)
 

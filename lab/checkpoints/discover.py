@@ -17,6 +17,7 @@ from lab.checkpoints.adapter_weights import WEIGHT_NAMES, adapter_modules, check
 from lab.checkpoints.index import TensorIndex
 from lab.checkpoints.mps import MPS_CONFIG, MPS_WEIGHTS, MPSConfig, mps_modules
 from lab.checkpoints.naming import natural_key
+from lab.checkpoints.peft_general import check_peft_adapter, peft_type
 from lab.errors import FormatError, InputError
 
 # Full-model weight files, in the order transformers looks for them.
@@ -164,7 +165,9 @@ def _checkpoint(path: Path, name: str, step: int | None) -> Checkpoint:
     path, layout = checked_layout(path)
     index = layout.index()
     files = list(index.files)
-    if layout.format == "adapter":
+    if layout.format == "adapter" and (kind := peft_type(layout.config)) != "LORA":
+        check_peft_adapter(layout.config, kind)  # other PEFT types: the rest needs the base (plan_reads)
+    elif layout.format == "adapter":
         config = AdapterConfig.read(layout.config)
         check_modules(adapter_modules(index), config, layout.weights[0])
     if layout.format == "mps":

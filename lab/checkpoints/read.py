@@ -28,6 +28,10 @@ def read_module(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None
         from lab.checkpoints.mps import read_mps
 
         matrix, base, note = read_mps(spec, loader)
+    elif spec.peft is not None:
+        from lab.checkpoints.peft_general import read_peft
+
+        matrix, base, note = read_peft(spec, loader)
     else:
         matrix, base, note = _adapter(spec, loader, stream_bytes)
     return [_part(spec, p, matrix, base, note) for p in spec.parts]

@@ -10,6 +10,7 @@ worker that sees the same filesystem. It names tensors by (file, key) through
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from lab.checkpoints.safetensors_header import TensorInfo
 
@@ -33,6 +34,8 @@ class ModuleRead:
     ``scale``, DoRA's ``magnitude``, and the base weight when a base was given.
     ``kind`` ``mps``: ``B`` and the ``cores`` (C1, C2) of :mod:`lab.checkpoints.mps` (``A`` is C1,
     whose first axis is r), ``scale`` α/r.
+    Any other PEFT type (kind ``peft_type.lower()``): ``peft``, a
+    :class:`lab.checkpoints.peft_general.PeftTensors` (the module's adapter tensors, read through PEFT), and ``base``.
     """
 
     checkpoint: str
@@ -54,17 +57,21 @@ class ModuleRead:
     use_dora: bool = False
     allow_nonfinite: bool = False
     cores: tuple[TensorInfo, TensorInfo] | None = None
+    peft: Any = None  # lab.checkpoints.peft_general.PeftTensors (not imported: that module imports this one)
 
     @property
     def files(self) -> list[str]:
         """Every file this read touches (for a worker's path check)."""
         infos = (self.tensor, self.base, self.A, self.B, self.magnitude) + (self.cores or ())
-        return sorted({str(i.file) for i in infos if i is not None})
+        return sorted({str(i.file) for i in infos if i is not None} | set(self.peft.files if self.peft else ()))
 
     def params(self, rows: tuple[int, int] | None = None) -> int:
         """Stored (trainable) parameters of the update, or of a block of its rows: full rows × cols;
         adapters every factor (LoRA A and B, DoRA's magnitude too, MPS B, C1 and C2), a row block
-        counting its rows of B (and magnitude) and the shared rest whole."""
+        counting its rows of B (and magnitude) and the shared rest whole; other PEFT types the
+        module's own adapter tensors (a row block: all of them)."""
+        if self.peft is not None:
+            return self.peft.params
         n = self.shape[0] if rows is None else rows[1] - rows[0]
         if self.kind == "full":
             return n * self.shape[1]

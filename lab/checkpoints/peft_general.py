@@ -1,0 +1,379 @@
+"""Adapters of every other weight-modifying PEFT type (LoHa, LoKr, IA3, VeRA, AdaLoRA, OFT, BOFT,
+HRA, FourierFT, MiSS, SHiRA, RandLoRA, ...) read exactly, through PEFT itself, one module at a time.
+
+lab has structured readers for LoRA/rsLoRA/DoRA (:mod:`lab.checkpoints.adapter`) and MPS
+adapters (:mod:`lab.checkpoints.mps`). Any other ``peft_type`` goes through this general path,
+exact by construction because PEFT computes the update:
+
+* **Planning** (no tensor data): the base's ``config.json`` builds the model on the meta device
+  (no storage), PEFT wraps it with the adapter's own config (``low_cpu_mem_usage``: adapter
+  parameters on meta too), and the adapter file's keys and shapes are loaded onto that skeleton
+  the way ``PeftModel.from_pretrained`` loads them (``set_peft_model_state_dict``, PEFT's key
+  renaming), so a tensor PEFT would not accept fails now, naming file and tensor. The target
+  modules are the skeleton's tuner layers that the file holds tensors for; each base weight is
+  looked up in the base and its shape checked.
+* **Reading** one module (on any worker): the skeleton again (cached per process), then only this
+  module's base weight (float64, from :class:`~lab.checkpoints.loader.TensorLoader`), its adapter
+  tensors and the model-level tensors the tuner shares between modules (VeRA's ``vera_A``/``vera_B``,
+  RandLoRA's bases) are materialised, in float64; every other module stays on meta. ΔW is the
+  tuner's ``get_delta_weight`` for the types where that is the additive update (:data:`DELTA_WEIGHT`),
+  else the module merged (on a copy of the layer) minus its base weight: OFT/BOFT/HRA/MiSS and
+  IA3 change W multiplicatively, and some ``get_delta_weight`` return a rotation, not ΔW.
+
+The Delta is dense float64 in the (out, in) layout, of kind ``peft_type.lower()`` (``loha``,
+``ia3``, ...; see :data:`lab.deltas.KINDS`). Its ``params`` count the module's own adapter tensors;
+tensors shared by all modules (VeRA's projections) are not counted per module.
+
+Prompt-type methods (prompt, prefix, p-tuning, ...) learn no weight update: :data:`NO_WEIGHT_UPDATE`.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from lab.checkpoints import fused
+from lab.checkpoints.adapter_config import _shown, read_json
+from lab.checkpoints.adapter_weights import PEFT_PREFIX
+from lab.checkpoints.index import TensorIndex
+from lab.checkpoints.loader import TensorLoader
+from lab.checkpoints.naming import module_name, natural_key
+from lab.checkpoints.reads import ModuleRead
+from lab.checkpoints.safetensors_header import TensorInfo
+from lab.deltas import KINDS
+from lab.errors import FormatError, InputError, LabError, MatchError, ShapeError
+
+if TYPE_CHECKING:
+    from lab.checkpoints.base import Base
+
+ADAPTER = "default"  # the adapter name the skeleton loads the file under
+# PEFT 0.21 types that add virtual tokens or prompts (or a KV cache) instead of changing a weight
+NO_WEIGHT_UPDATE = frozenset({"PROMPT_TUNING", "MULTITASK_PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING",
+                              "ADAPTION_PROMPT", "CPT", "CARTRIDGE"})
+# types whose layer's get_delta_weight(adapter) is the additive ΔW in the base weight's layout
+# (checked against merge_and_unload − base in tests/checkpoints/test_peft_general.py)
+DELTA_WEIGHT = frozenset({"ADALORA", "LOHA", "LOKR", "VERA", "FOURIERFT", "RANDLORA", "SHIRA"})
+
+_lock = threading.Lock()  # the cached skeleton is shared by every read of this process
+
+
+def peft_type(config: Path) -> str:
+    """``peft_type`` of an adapter_config.json, upper case ("LORA" when absent, as PEFT reads it)."""
+    raw = read_json(config, "fix or re-save the adapter")
+    if not isinstance(raw, dict):
+        raise FormatError(f"{config}: expected a JSON object, got {_shown(raw)}")
+    value = raw.get("peft_type", "LORA")
+    if not isinstance(value, str) or not value.strip():
+        raise FormatError(f"{config}: 'peft_type' must be the name of a PEFT method, got {_shown(value)}")
+    return value.upper()
+
+
+def check_peft_adapter(config: Path, ptype: str) -> None:
+    """Cheap checks a non-LoRA adapter gets when discovered (the rest needs the base: :func:`plan_peft`)."""
+    if ptype in NO_WEIGHT_UPDATE:
+        raise FormatError(f"{config}: peft_type {ptype!r} learns prompts or virtual tokens, not weights: "
+                          "no weight update to analyse")
+    if ptype.lower() not in KINDS:
+        raise FormatError(f"{config}: peft_type {_shown(ptype)} is not a weight-modifying PEFT method lab knows; "
+                          "lab reads LoRA, DoRA and the other weight-modifying types of PEFT 0.21")
+    _peft_config(str(config), ptype)
+
+
+@dataclass(frozen=True)
+class PeftTensors:
+    """What a worker needs for one module of a general-path adapter (picklable: paths and keys)."""
+
+    peft_type: str
+    config: str  # adapter_config.json
+    base_config: str  # the base's config.json
+    module: str  # the module's path in the model (PEFT's name, before lab's naming)
+    tensors: tuple[TensorInfo, ...]  # this module's adapter tensors
+    shared: tuple[TensorInfo, ...] = ()  # model-level tensors every module of the tuner uses
+    params: int = 0  # elements of ``tensors``
+
+    @property
+    def files(self) -> list[str]:
+        return [self.config, self.base_config] + [str(i.file) for i in self.tensors + self.shared]
+
+
+def plan_peft(ckpt, base: Base | None, select: Callable[[str], bool], allow_nonfinite: bool) -> list[ModuleRead]:
+    """The module reads of a general-path adapter (kind ``peft_type.lower()``); needs the base."""
+    config, weights = ckpt.layout.config, ckpt.layout.weights[0]
+    ptype = peft_type(config)
+    check_peft_adapter(config, ptype)
+    if base is None:
+        raise InputError(f"{config}: a {ptype} adapter is read through PEFT on its base model "
+                         "(its update depends on the base weights or the model): pass --base BASE")
+    if base.config is None:
+        raise InputError(f"{base.path}: no config.json; the {ptype} adapter {config.parent} is read by building "
+                         "the base with PEFT, which needs the base's config.json")
+    layers, shared = _check_file(str(config), str(base.config), ckpt.index, weights, ptype)
+    out = []
+    for peft_name, stored in layers.items():
+        name = module_name(peft_name, base.model_type)
+        conv1d = stored.conv1d
+        shape = stored.shape[::-1] if conv1d else stored.shape
+        chosen = fused.selected(fused.parts(name, shape[0]), select)
+        if not chosen:
+            continue
+        tensors = stored.tensors
+        out.append(ModuleRead(
+            checkpoint=ckpt.name, module=name.module, layer=name.layer, role=name.role, kind=ptype.lower(),
+            shape=shape, parts=chosen, base=_base_tensor(peft_name, stored.shape, base, weights),
+            conv1d=conv1d, allow_nonfinite=allow_nonfinite,
+            peft=PeftTensors(ptype, str(config), str(base.config), peft_name, tensors, shared,
+                             sum(int(np.prod(i.shape)) for i in tensors)),
+        ))
+    return sorted(out, key=lambda r: natural_key(r.module))
+
+
+@dataclass(frozen=True)
+class _Layer:
+    shape: tuple[int, int]  # the base weight as stored (Conv1D: (in, out))
+    conv1d: bool
+    tensors: tuple[TensorInfo, ...]
+
+
+def _check_file(config: str, base_config: str, index: TensorIndex, weights: Path, ptype: str):
+    """The adapted layers (PEFT name -> _Layer) and the shared tensors, every key loaded onto the skeleton."""
+    import torch
+
+    from peft.utils import set_peft_model_state_dict
+
+    model, result = _skeleton(config, base_config, str(weights))
+    layers = _tuner_layers(model)
+    if result.unexpected_keys:
+        key = result.unexpected_keys[0]
+        raise FormatError(f"{weights}: tensor {_file_key(key, index)!r} is not a parameter of the {ptype} adapter that "
+                          f"{Path(config).name} describes on this base; the file, the config or the base is wrong")
+    found: dict[str, list[TensorInfo]] = {name: [] for name in layers}
+    shared = []
+    for key, info in index.tensors.items():
+        owner = _owner(key.removeprefix(PEFT_PREFIX), layers)
+        if owner is None:
+            shared.append(info)
+        else:
+            found[owner].append(info)
+    out = {}
+    for name, layer in layers.items():
+        if not found[name]:
+            raise FormatError(f"{weights}: no tensors for module '{name}', which {Path(config).name} targets; "
+                              "the adapter is incomplete")
+        weight = getattr(layer.get_base_layer(), "weight", None)
+        if weight is None or weight.dim() != 2:
+            continue  # a norm or bias-only layer (LN tuning): no 2-D weight update
+        out[name] = _Layer(tuple(weight.shape), _is_conv1d(layer.get_base_layer()), tuple(found[name]))
+    return out, tuple(shared)
+
+
+def _file_key(key: str, index: TensorIndex) -> str:
+    """The file's spelling of a key PEFT reports (it inserts the adapter name)."""
+    plain = key.replace(f".{ADAPTER}", "")
+    return plain if plain in index else key
+
+
+def _owner(key: str, layers: dict) -> str | None:
+    """The adapted layer a (file or model) key belongs to, None for a model-level tensor."""
+    key = key.removeprefix(PEFT_PREFIX)
+    parts = key.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        name = ".".join(parts[:i])
+        if name in layers:
+            return name
+    return None
+
+
+def _base_tensor(name: str, stored: tuple[int, int], base: Base, weights: Path) -> TensorInfo:
+    wanted = f"{name}.weight"
+    key = base.keys.find(wanted, weights)
+    if key is None:
+        raise MatchError(f"{base.path}: no tensor '{wanted}' for adapted module '{name}' of {weights}; "
+                         "pass the base the adapter was trained on")
+    info = base.index[key]
+    if tuple(info.shape) != stored:
+        raise ShapeError(f"{info.file}: tensor '{key}' is {list(info.shape)} but its config.json builds a "
+                         f"{list(stored)} weight for '{name}' (adapter {weights}); the base's weights and config disagree")
+    return info
+
+
+# ---- the skeleton: the base model on the meta device, wrapped by PEFT ----
+
+@lru_cache(maxsize=2)
+def _skeleton(config: str, base_config: str, weights: str):
+    """PeftModel(base built from ``base_config``, the adapter of ``config``) holding no weights, eval
+    mode, with PEFT's load result for the keys and shapes of ``weights``.
+
+    The base is built on the meta device; every parameter then becomes a placeholder of its shape
+    (one element of storage, stride 0) so that PEFT initialises the adapter for real: the state it
+    derives and does not save (OFT's index buffers, AdaLoRA's ranknum, SHiRA's masks) is computed as
+    PEFT computes it. The file's tensors are then loaded as meta tensors of their stored shapes, the
+    way ``PeftModel.from_pretrained`` loads them, which checks keys and shapes and leaves every saved
+    adapter tensor on meta until a read materialises it.
+    """
+    import torch
+    import transformers
+    from peft import get_peft_model
+    from peft.utils import set_peft_model_state_dict
+
+    try:
+        model_config = transformers.AutoConfig.from_pretrained(str(Path(base_config).parent))
+    except Exception as e:
+        raise FormatError(f"{base_config}: transformers cannot read the base config ({_first(e)})") from None
+    cls = next((getattr(transformers, a) for a in (getattr(model_config, "architectures", None) or [])
+                if isinstance(a, str) and hasattr(transformers, a)), None)
+    try:
+        with torch.device("meta"):
+            model = cls._from_config(model_config) if cls is not None else transformers.AutoModel.from_config(model_config)
+    except Exception as e:
+        raise FormatError(f"{base_config}: transformers cannot build the model it describes ({_first(e)})") from None
+    for module in model.modules():
+        for name, param in list(module._parameters.items()):
+            if param is not None:
+                module._parameters[name] = torch.nn.Parameter(_placeholder(param), requires_grad=False)
+    ptype = peft_type(Path(config))
+    try:
+        wrapped = get_peft_model(model, _peft_config(config, ptype), adapter_name=ADAPTER).eval()
+    except Exception as e:
+        raise FormatError(f"{config}: PEFT cannot apply this {ptype} adapter to the base of {base_config} ({_first(e)})") from None
+    index = TensorIndex.from_files([Path(weights)])
+    # shared tensors (VeRA's vera_A/vera_B, RandLoRA's bases) are copied into PEFT's own buffers, so
+    # they load as zeros (real, once per model); a module's tensors load as meta
+    layers = _tuner_layers(wrapped)
+    state = {key: torch.empty(info.shape, device="meta") if _owner(key, layers) is not None else torch.zeros(info.shape)
+             for key, info in index.tensors.items()}
+    try:
+        result = set_peft_model_state_dict(wrapped, state, adapter_name=ADAPTER, low_cpu_mem_usage=True)
+    except RuntimeError as e:  # load_state_dict's "size mismatch for <key>: ..."
+        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), _first(e))
+        raise ShapeError(f"{weights}: {detail} (the {ptype} config {Path(config).name} and the tensors disagree)") from None
+    except Exception as e:  # PEFT's own checks of a file that does not fit its config
+        raise FormatError(f"{weights}: PEFT cannot load it as the {ptype} adapter of {Path(config).name} ({_first(e)})") from None
+    return wrapped, result
+
+
+def _placeholder(t):
+    """A CPU tensor of ``t``'s shape and dtype backed by one element (stride 0): no storage to speak of."""
+    import torch
+
+    return torch.zeros((), dtype=t.dtype).expand(t.shape)
+
+
+def _peft_config(config: str, ptype: str):
+    """PEFT's own config object for the file (FormatError naming it when PEFT refuses the file)."""
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    cls = PEFT_TYPE_TO_CONFIG_MAPPING.get(ptype)
+    if cls is None:
+        raise FormatError(f"{config}: PEFT has no tuner for peft_type {_shown(ptype)}")
+    raw = read_json(Path(config), "fix or re-save the adapter")
+    try:
+        made = cls.from_peft_type(**{k: v for k, v in raw.items() if k != "peft_type"}, peft_type=ptype)
+    except Exception as e:
+        raise FormatError(f"{config}: PEFT refuses this {ptype} config ({_first(e)})") from None
+    made.inference_mode = True
+    return made
+
+
+def _tuner_layers(model) -> dict:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return {name: m for name, m in model.base_model.model.named_modules() if isinstance(m, BaseTunerLayer)}
+
+
+def _is_conv1d(layer) -> bool:
+    from transformers.pytorch_utils import Conv1D
+
+    return isinstance(layer, Conv1D)
+
+
+def _first(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:300]
+
+
+# ---- reading one module ----
+
+@contextmanager
+def materialised(peft: PeftTensors, base: TensorInfo, loader: TensorLoader, allow_nonfinite: bool = False) -> Iterator:
+    """The module's PEFT layer inside the cached skeleton with only its base weight, its adapter tensors
+    and the shared tensors real (float64); they go back to meta (the weight to its placeholder) on exit."""
+    import torch
+
+    from peft.utils import set_peft_model_state_dict
+
+    model, _ = _skeleton(peft.config, peft.base_config, str(peft.tensors[0].file))
+    with _lock:
+        layer = _tuner_layers(model)[peft.module]
+        slots = _slots(layer)  # the layer's tensors as they are (meta, placeholders): put back on exit
+        try:
+            base_layer = layer.get_base_layer()
+            base_layer.weight = torch.nn.Parameter(torch.from_numpy(loader.get(base, allow_nonfinite)), requires_grad=False)
+            state = {info.key: _tensor(info, loader, allow_nonfinite) for info in peft.tensors + peft.shared}
+            set_peft_model_state_dict(model, state, adapter_name=ADAPTER, low_cpu_mem_usage=True)
+            layer = _tuner_layers(model)[peft.module]
+            yield layer.to(torch.float64)  # shared buffers PEFT copied the file into keep their float32
+        finally:
+            for table, name, tensor in slots:
+                table[name] = tensor
+
+
+def _slots(module) -> list:
+    """(dict, name, tensor) of every parameter and buffer under ``module``, shared ones included."""
+    return [(table, name, tensor) for owner in module.modules() for table in (owner._parameters, owner._buffers)
+            for name, tensor in list(table.items())]
+
+
+def _tensor(info: TensorInfo, loader: TensorLoader, allow_nonfinite: bool):
+    """An adapter tensor: float64, or its integer dtype (SHiRA's indices: exact below 2⁵³)."""
+    import torch
+
+    array = loader.get(info, allow_nonfinite or not info.floating)
+    tensor = torch.from_numpy(array)
+    if info.floating:
+        return tensor
+    dtype = {"I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+             "BOOL": torch.bool}.get(info.dtype) or getattr(torch, str(info.dtype), torch.int64)
+    return tensor.to(dtype)
+
+
+def module_update(layer, peft_type: str) -> np.ndarray:
+    """ΔW of one materialised layer in the base weight's stored layout, float64."""
+    import torch
+
+    with torch.no_grad():
+        W = layer.get_base_layer().weight
+        if peft_type in DELTA_WEIGHT:
+            delta = layer.get_delta_weight(ADAPTER)
+            delta = delta.to_dense() if delta.is_sparse else delta  # SHiRA's is a sparse COO tensor
+        else:
+            work = copy.deepcopy(layer)  # the skeleton's layer is never merged
+            work.merge(adapter_names=[ADAPTER])
+            delta = work.get_base_layer().weight - W
+        return delta.detach().to(torch.float64).reshape(W.shape).numpy().copy()
+
+
+def read_peft(spec: ModuleRead, loader: TensorLoader) -> tuple[np.ndarray, np.ndarray, str]:
+    """(dense ΔW (out, in), the base weight W (out, in), note) of one general-path module read, float64."""
+    peft = spec.peft
+    try:
+        with materialised(peft, spec.base, loader, spec.allow_nonfinite) as layer:
+            W = layer.get_base_layer().weight.detach().numpy().copy()
+            delta = module_update(layer, peft.peft_type)
+    except LabError:
+        raise
+    except Exception as e:  # PEFT failing on this module's tensors
+        raise FormatError(f"{peft.tensors[0].file}: PEFT could not compute the {peft.peft_type} update of "
+                          f"'{peft.module}' ({_first(e)})") from None
+    if spec.conv1d:
+        delta, W = delta.T, W.T
+    if not spec.allow_nonfinite and not np.isfinite(delta).all():
+        raise FormatError(f"{peft.tensors[0].file}: the {peft.peft_type} update of '{peft.module}' is not finite "
+                          "in float64; pass --allow-nonfinite to analyse it anyway")
+    return np.ascontiguousarray(delta), np.ascontiguousarray(W), f"{peft.peft_type.lower()}: dense ΔW through PEFT"
