@@ -143,10 +143,6 @@ class _Layer:
 
 def _check_file(config: str, base_config: str, index: TensorIndex, weights: Path, ptype: str):
     """The adapted layers (PEFT name -> _Layer) and the shared tensors, every key loaded onto the skeleton."""
-    import torch
-
-    from peft.utils import set_peft_model_state_dict
-
     model, result = _skeleton(config, base_config, str(weights))
     layers = _tuner_layers(model)
     if result.unexpected_keys:

@@ -58,7 +58,7 @@ def declare(name: str, description: str, *columns: Column, id_columns: bool = Tr
 declare(
     "deltas",
     "one row per module update: what was read, its shape, scale and size",
-    _c("kind", "string", "lora (factored s·B·A), full (W_ft − W_base), dora (effective DoRA update; low-rank part only without --base) or mps (MPS Adaptation: s·B·A_MPS with A_MPS contracted from its two cores, factored)"),
+    _c("kind", "string", "lora (factored s·B·A), full (W_ft − W_base), dora (effective DoRA update; low-rank part only without --base) or mps (MPS Adaptation: s·B·A_MPS with A_MPS contracted from its two cores, factored); any other weight-modifying PEFT type is its peft_type lower-cased (loha, lokr, ia3, vera, adalora, oft, boft, hra, fourierft, miss, shira, randlora, ...: dense ΔW computed by PEFT itself, lab.deltas.PEFT_KINDS)"),
     _c("rows", "int64", "rows of ΔW (output features; embeddings: vocabulary)"),
     _c("cols", "int64", "columns of ΔW (input features)"),
     _c("rank_bound", "int64", "largest possible rank: r for adapters, min(rows, cols) for dense updates"),
