@@ -136,8 +136,8 @@ def held_out_losses(workdir: Path, names: list[str], n_texts: int) -> pd.DataFra
                 from peft import PeftModel
 
                 model = PeftModel.from_pretrained(model, ckpt)
-            else:
-                model, tok = load_model(resolve_base(str(ckpt)))
+            else:  # a full checkpoint holds no tokenizer: keep the base's (the one it was trained with)
+                model, _ = load_model(resolve_base(str(ckpt)))
         model.eval()
         batches = Batches(held, tok, base.objective, 16, record["max_length"], 0)
         # a seeded shuffle, as training batches are drawn: consecutive docstrings share a module and
@@ -297,6 +297,14 @@ def markdown(found: dict, figure: str) -> str:
             f"{m['governed_pairs']} (module, cut) pairs where it governs and at {m['held']} of {m['pairs']} pairs overall; "
             f"at the d1|d2 cut the entropy is {m['at_d2_cut']['mean']:.3f} on average (largest {m['at_d2_cut']['max']:.3f}) "
             f"against ln χ = {math.log(c['chi']):.3f}; the smallest slack at a governed cut is {m['slack']:.3g} nats.\n")
+        prof = found["profiles"]
+        at = prof[prof.cut.isin(m["governed_cuts"])].groupby("run").entropy.mean()
+        if same_r in at.index:
+            lower = at[mps] < at[same_r]
+            out.append(f"\nAt those cuts the MPS profile averages {at[mps]:.3f} nats against {at[same_r]:.3f} for {same_r}"
+                       + (": χ visibly shapes the input side of the profile, where LoRA's follows its r-bound and the data. "
+                          "The valley is similar; the profile beside it is not." if lower else
+                          ": χ's bound does not make the MPS profile lower than LoRA's there.") + "\n")
     tr = found["training"]
     out.append("\n## Training loss per trainable parameter\n\n")
     out.append(_table(tr, ["run", "params", "steps", "first_loss", "final_loss"],
