@@ -16,9 +16,10 @@ exact by construction because PEFT computes the update:
   module's base weight (float64, from :class:`~lab.checkpoints.loader.TensorLoader`), its adapter
   tensors and the model-level tensors the tuner shares between modules (VeRA's ``vera_A``/``vera_B``,
   RandLoRA's bases) are materialised, in float64; every other module stays on meta. ΔW is the
-  tuner's ``get_delta_weight`` for the types where that is the additive update (:data:`DELTA_WEIGHT`),
-  else the module merged (on a copy of the layer) minus its base weight: OFT/BOFT/HRA/MiSS and
-  IA3 change W multiplicatively, and some ``get_delta_weight`` return a rotation, not ΔW.
+  tuner's ``get_delta_weight`` for the types where that is the additive update of an ``nn.Linear``
+  (:data:`DELTA_WEIGHT`), else the module merged (on a copy of the layer) minus its base weight:
+  OFT/BOFT/HRA/MiSS and IA3 change W multiplicatively, some ``get_delta_weight`` return a rotation,
+  not ΔW, and for GPT-2's Conv1D the tuners disagree on the layout it comes in.
 
 The Delta is dense float64 in the (out, in) layout, of kind ``peft_type.lower()`` (``loha``,
 ``ia3``, ...; see :data:`lab.deltas.KINDS`). Its ``params`` count the module's own adapter tensors;
@@ -57,8 +58,9 @@ ADAPTER = "default"  # the adapter name the skeleton loads the file under
 # PEFT 0.21 types that add virtual tokens or prompts (or a KV cache) instead of changing a weight
 NO_WEIGHT_UPDATE = frozenset({"PROMPT_TUNING", "MULTITASK_PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING",
                               "ADAPTION_PROMPT", "CPT", "CARTRIDGE"})
-# types whose layer's get_delta_weight(adapter) is the additive ΔW in the base weight's layout
-# (checked against merge_and_unload − base in tests/checkpoints/test_peft_general.py)
+# types whose layer's get_delta_weight(adapter) is the additive ΔW of an nn.Linear, in its layout
+# (checked against merge_and_unload − base in tests/checkpoints/test_peft_general.py); Conv1D
+# modules and every other type take merged − base
 DELTA_WEIGHT = frozenset({"ADALORA", "LOHA", "LOKR", "VERA", "FOURIERFT", "RANDLORA", "SHIRA"})
 
 _lock = threading.Lock()  # the cached skeleton is shared by every read of this process
@@ -251,6 +253,9 @@ def _skeleton(config: str, base_config: str, weights: str):
         raise ShapeError(f"{weights}: {detail} (the {ptype} config {Path(config).name} and the tensors disagree)") from None
     except Exception as e:  # PEFT's own checks of a file that does not fit its config
         raise FormatError(f"{weights}: PEFT cannot load it as the {ptype} adapter of {Path(config).name} ({_first(e)})") from None
+    config_object = wrapped.peft_config[ADAPTER]
+    if getattr(config_object, "rank_pattern", None) and ptype == "ADALORA":
+        config_object.rank_pattern = None  # AdaLoRA's modules are resized to it now; a later load would resize again
     return wrapped, result
 
 
@@ -345,14 +350,15 @@ def module_update(layer, peft_type: str) -> np.ndarray:
 
     with torch.no_grad():
         W = layer.get_base_layer().weight
-        if peft_type in DELTA_WEIGHT:
+        delta = None
+        if peft_type in DELTA_WEIGHT and not _is_conv1d(layer.get_base_layer()):  # Conv1D layouts differ by tuner
             delta = layer.get_delta_weight(ADAPTER)
             delta = delta.to_dense() if delta.is_sparse else delta  # SHiRA's is a sparse COO tensor
-        else:
+        if delta is None or tuple(delta.shape) != tuple(W.shape):
             work = copy.deepcopy(layer)  # the skeleton's layer is never merged
             work.merge(adapter_names=[ADAPTER])
             delta = work.get_base_layer().weight - W
-        return delta.detach().to(torch.float64).reshape(W.shape).numpy().copy()
+        return delta.detach().to(torch.float64).numpy().copy()
 
 
 def read_peft(spec: ModuleRead, loader: TensorLoader) -> tuple[np.ndarray, np.ndarray, str]:

@@ -1,0 +1,302 @@
+"""Adapters of every other weight-modifying PEFT type, read through PEFT by the general path
+(lab/checkpoints/peft_general.py), equal PEFT's own update of the whole model to 1e-6 relative.
+
+Each adapter is made by PEFT on a tiny LLaMA or GPT-2 (Conv1D) saved to disk, its parameters moved
+off their initial values (many types start at a zero update), and saved. The reference is PEFT
+itself, independently of lab: the saved folder loaded with ``PeftModel.from_pretrained`` onto the
+whole model, upcast to float64, ``merge_and_unload()``, minus the base weight. Reading one module
+materialises only that module (and the tensors the tuner shares), prompt-type adapters are a
+one-line error, and bad input names the file and tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import peft
+import pytest
+import torch
+from peft import PeftModel, get_peft_model
+from peft.tuners.tuners_utils import BaseTunerLayer
+from safetensors.torch import load_file, save_file
+
+import builders
+import lab
+from lab.checkpoints import discover, iter_deltas, open_base, plan_reads, read_module
+from lab.checkpoints.loader import TensorLoader
+from lab.checkpoints.peft_general import NO_WEIGHT_UPDATE, materialised
+from lab.deltas import KINDS, PEFT_KINDS
+from lab.errors import FormatError, InputError, ShapeError
+from peft_reference import expected_parts, rel_err
+
+QV = ["q_proj", "v_proj"]
+LLAMA_ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+# name -> (architecture, PEFT config class, its arguments): every weight-modifying type PEFT 0.21
+# saves on these models; GPT-2's Conv1D only for the types whose tuner supports it
+ADAPTERS = {
+    "loha": ("llama", "LoHaConfig", dict(r=2, alpha=4, target_modules=LLAMA_ALL)),
+    "lokr": ("llama", "LoKrConfig", dict(r=2, alpha=4, target_modules=QV + ["down_proj"])),
+    "ia3": ("llama", "IA3Config", dict(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"])),
+    "vera": ("llama", "VeraConfig", dict(r=4, target_modules=QV + ["up_proj"], save_projection=True)),
+    "vera_unsaved": ("llama", "VeraConfig", dict(r=4, target_modules=QV, save_projection=False)),
+    "adalora": ("llama", "AdaLoraConfig", dict(init_r=4, target_r=2, total_step=10, target_modules=QV + ["o_proj"])),
+    "oft": ("llama", "OFTConfig", dict(r=0, oft_block_size=4, target_modules=QV)),
+    "boft": ("llama", "BOFTConfig", dict(boft_block_size=4, target_modules=QV)),
+    "hra": ("llama", "HRAConfig", dict(r=2, target_modules=QV)),
+    "fourierft": ("llama", "FourierFTConfig", dict(n_frequency=20, target_modules=QV)),
+    "miss": ("llama", "MissConfig", dict(r=4, target_modules=QV)),
+    "shira": ("llama", "ShiraConfig", dict(r=2, target_modules=QV)),
+    "randlora": ("llama", "RandLoraConfig", dict(r=4, target_modules=QV)),
+    "ia3_gpt2": ("gpt2", "IA3Config", dict(target_modules=["c_attn", "mlp.c_proj"], feedforward_modules=["mlp.c_proj"],
+                                           fan_in_fan_out=True)),
+    "vera_gpt2": ("gpt2", "VeraConfig", dict(r=4, target_modules=["c_attn", "c_fc"], fan_in_fan_out=True)),
+    "adalora_gpt2": ("gpt2", "AdaLoraConfig", dict(init_r=4, target_r=2, total_step=10, target_modules=["c_attn"],
+                                                   fan_in_fan_out=True)),
+    "fourierft_gpt2": ("gpt2", "FourierFTConfig", dict(n_frequency=16, target_modules=["c_attn"], fan_in_fan_out=True)),
+    "randlora_gpt2": ("gpt2", "RandLoraConfig", dict(r=4, target_modules=["c_attn"], fan_in_fan_out=True)),
+}
+MODELS = {"llama": lambda: builders.tiny_llama(seed=0), "gpt2": lambda: builders.tiny_gpt2(seed=0)}
+
+
+def _randomize(model, seed: int = 5, std: float = 0.1):
+    """Move every trainable floating adapter parameter off its initial value (ΔW = 0 for most types)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, p in model.named_parameters():
+            if p.requires_grad and p.is_floating_point():
+                p.add_(std * torch.randn(p.shape, generator=g, dtype=torch.float32).to(p.dtype))
+
+
+def _mask_adalora(model) -> None:
+    """AdaLoRA after budget allocation: a rank pattern that prunes some ranks of each module (saved pruned)."""
+    config = model.peft_config["default"]
+    pattern = {}
+    for name, _ in model.base_model.model.named_parameters():  # the keys RankAllocator writes
+        if name.endswith("lora_E.default"):
+            key = name.removesuffix(".default")
+            pattern[key] = [True, False, True, False] if "layers.0" in key else [False, True, True, True]
+    config.rank_pattern = pattern
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """Saved bases and adapters, built on first use: name -> (adapter folder, base folder)."""
+    root = tmp_path_factory.mktemp("peft_general")
+    cache: dict[str, tuple[Path, Path]] = {}
+
+    def get(name: str):
+        if name not in cache:
+            arch, cls, kwargs = ADAPTERS[name]
+            base = root / f"base_{arch}"
+            if not base.exists():
+                builders.save(MODELS[arch](), base)
+            torch.manual_seed(0)
+            model = get_peft_model(MODELS[arch](), getattr(peft, cls)(**kwargs))
+            _randomize(model)
+            if cls == "AdaLoraConfig":
+                _mask_adalora(model)
+            model.save_pretrained(root / name)
+            cache[name] = (root / name, base)
+        return cache[name]
+
+    return get
+
+
+def peft_updates(folder: Path, arch: str) -> dict[str, np.ndarray]:
+    """PEFT's own ΔW per adapted module, in lab's (out, in) layout: the saved adapter loaded onto the
+    whole model, float64, merge_and_unload() minus the base weight."""
+    model = PeftModel.from_pretrained(MODELS[arch](), folder).double()
+    names = [n for n, m in model.base_model.model.named_modules() if isinstance(m, BaseTunerLayer)]
+    conv1d = {n: type(model.base_model.model.get_submodule(n).get_base_layer()).__name__ == "Conv1D" for n in names}
+    merged = model.merge_and_unload().state_dict()
+    base = MODELS[arch]().double().state_dict()
+    out = {}
+    for name in names:
+        delta = (merged[f"{name}.weight"] - base[f"{name}.weight"]).numpy()
+        out.update(expected_parts(name, delta.T if conv1d[name] else delta))
+    return out
+
+
+@pytest.mark.parametrize("name", list(ADAPTERS))
+def test_update_equals_peft_merged_minus_base(artifacts, name):
+    folder, base = artifacts(name)
+    arch, cls, _ = ADAPTERS[name]
+    want = peft_updates(folder, arch)
+    (ckpt,) = discover(folder)
+    deltas = {d.module: d for d in iter_deltas(ckpt, base)}
+    assert set(deltas) == set(want)
+    kind = json.loads((folder / "adapter_config.json").read_text())["peft_type"].lower()
+    base_weights = load_file(base / "model.safetensors")
+    for module, d in deltas.items():
+        assert d.kind == kind and d.dense is not None and d.dense.dtype == np.float64
+        assert np.linalg.norm(want[module]) > 1e-3, f"{module}: the randomised adapter should change the weight"
+        assert rel_err(d.dense, want[module]) < 1e-6, module
+        assert d.base is not None and d.base.shape == d.shape
+    if name in ("loha", "ia3"):  # a lone module's base weight is the saved one, in the Delta's layout
+        d = deltas["model.layers.1.mlp.down_proj"]
+        np.testing.assert_array_equal(d.base, base_weights["model.layers.1.mlp.down_proj.weight"].double().numpy())
+
+
+@pytest.mark.parametrize("name", ["loha", "vera_gpt2", "adalora"])
+def test_lab_analyze_writes_the_same_updates(tmp_path, artifacts, name):
+    """Through lab.analyze: the deltas table's kind, shape and ‖ΔW‖_F are PEFT's, params the module's tensors."""
+    folder, base = artifacts(name)
+    want = peft_updates(folder, ADAPTERS[name][0])
+    run = lab.analyze(folder, base=base, out=tmp_path / "res", run="r", probes=["deltas", "spectra"], progress=False)
+    table = run.table("deltas").set_index("module")
+    assert set(table.index) == set(want)
+    kind = json.loads((folder / "adapter_config.json").read_text())["peft_type"].lower()
+    assert (table.kind == kind).all() and not table.factored.any()
+    weights = load_file(folder / "adapter_model.safetensors")
+    for module, delta in want.items():
+        row = table.loc[module]
+        assert (row.rows, row.cols) == delta.shape
+        assert row.fro_norm == pytest.approx(np.linalg.norm(delta), rel=1e-6)
+        peft_name = module.rsplit(".", 1)[0] if module.endswith(("attn.c_attn.q", "attn.c_attn.k", "attn.c_attn.v")) else module
+        own = sum(t.numel() for k, t in weights.items() if k.startswith(f"base_model.model.{peft_name}."))
+        assert row.params == own
+    spectra = run.table("spectra")
+    assert set(spectra.module) == set(want)
+
+
+def test_adalora_rank_mask_is_the_saved_one(artifacts):
+    """The AdaLoRA file holds only the ranks its rank_pattern keeps (so the test above reads a masked adapter)."""
+    folder, _ = artifacts("adalora")
+    weights = load_file(folder / "adapter_model.safetensors")
+    ranks = {k: t.shape[0] for k, t in weights.items() if k.endswith("lora_E")}
+    assert sorted(set(ranks.values())) == [2, 3]
+
+
+def test_peft_kinds_cover_every_weight_modifying_type():
+    """lab.deltas knows every type the installed PEFT has: prompt types are refused, the rest are kinds."""
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    for ptype, cls in PEFT_TYPE_TO_CONFIG_MAPPING.items():
+        prompt = getattr(cls, "is_prompt_learning", False) is True or ptype in NO_WEIGHT_UPDATE
+        if ptype == "LORA":
+            continue
+        if prompt:
+            assert ptype in NO_WEIGHT_UPDATE and ptype.lower() not in KINDS, ptype
+        else:
+            assert ptype.lower() in PEFT_KINDS, ptype
+    assert set(PEFT_KINDS) <= set(KINDS)
+
+
+def _real_tensors(model) -> dict[str, torch.Tensor]:
+    """Parameters and buffers that hold more than one element of storage (not meta, not a placeholder)."""
+    out = {}
+    for name, t in list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False)):
+        if t.device.type != "meta" and t.untyped_storage().nbytes() > t.element_size():
+            out[name] = t
+    return out
+
+
+@pytest.mark.parametrize("name", ["loha", "vera"])
+def test_reading_a_module_materialises_only_that_module(artifacts, name):
+    """Inside the read, the skeleton's real storage is this module's (base weight and adapter) plus the
+    tuner's shared tensors; every other module stays meta or a one-element placeholder; after it, nothing
+    of the module is left real."""
+    from lab.checkpoints.peft_general import _skeleton
+
+    folder, base = artifacts(name)
+    reads = plan_reads(discover(folder)[0], open_base(base))
+    assert len(reads) > 2
+    spec = reads[1]
+    model, _ = _skeleton(spec.peft.config, spec.peft.base_config, str(spec.peft.tensors[0].file))
+    prefix = f"base_model.model.{spec.peft.module}."
+    before = _real_tensors(model)
+    assert not any(n.startswith(prefix) for n in before if not _shared(n)), sorted(before)
+    with TensorLoader() as loader, materialised(spec.peft, spec.base, loader) as layer:
+        inside = _real_tensors(model)
+        module_bytes = sum(t.untyped_storage().nbytes() for n, t in inside.items() if n.startswith(prefix) and not _shared(n))
+        other = {n for n in inside if not n.startswith(prefix) and not _shared(n)}
+        assert not other, f"other modules materialised: {sorted(other)[:5]}"
+        assert layer.get_base_layer().weight.dtype == torch.float64
+        rows, cols = spec.shape
+        # the base weight in float64 and this module's adapter tensors, nothing else
+        assert module_bytes == 8 * rows * cols + 8 * spec.peft.params
+    after = _real_tensors(model)
+    assert not any(n.startswith(prefix) for n in after if not _shared(n)), sorted(after)
+
+
+def _shared(name: str) -> bool:
+    """The tuner's model-level tensors (VeRA's projections), referenced from every layer."""
+    return ".vera_A." in name or ".vera_B." in name or name.startswith("base_model.vera_")
+
+
+def test_a_module_read_pickles_and_reads_the_same(artifacts):
+    """Module reads are shipped to Dask workers: a pickled read gives the same update."""
+    folder, base = artifacts("boft")
+    spec = plan_reads(discover(folder)[0], open_base(base))[0]
+    again = pickle.loads(pickle.dumps(spec))
+    with TensorLoader() as loader:
+        (a,) = read_module(spec, loader)
+        (b,) = read_module(again, loader)
+    np.testing.assert_array_equal(a.dense, b.dense)
+
+
+def _lab() -> list[str]:
+    script = Path(sys.executable).with_name("lab")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "lab.cli"]
+
+
+def test_prompt_tuning_has_no_weight_update_cli(tmp_path, llama_base):
+    """lab analyze on a prompt-tuning adapter: exit 2, one stderr line naming the config."""
+    from peft import PromptTuningConfig
+
+    model = get_peft_model(builders.tiny_llama(seed=0), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    folder = tmp_path / "prompt"
+    model.save_pretrained(folder)
+    done = subprocess.run([*_lab(), "analyze", str(folder), "--base", str(llama_base), "--out", str(tmp_path / "res")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "no weight update to analyse" in lines[0] and str(folder / "adapter_config.json") in lines[0]
+
+
+def test_prefix_tuning_has_no_weight_update(tmp_path):
+    from peft import PrefixTuningConfig
+
+    model = get_peft_model(builders.tiny_llama(seed=0), PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
+    model.save_pretrained(tmp_path / "prefix")
+    with pytest.raises(FormatError, match=r"adapter_config.json: peft_type 'PREFIX_TUNING' .* no weight update to analyse"):
+        discover(tmp_path / "prefix")
+
+
+def test_without_base_names_the_folder_and_type(artifacts):
+    folder, _ = artifacts("lokr")
+    with pytest.raises(InputError, match=rf"{folder}/adapter_config.json: a LOKR adapter .* pass --base BASE"):
+        list(iter_deltas(discover(folder)[0]))
+
+
+def _damaged(folder: Path, tmp_path: Path, edit) -> Path:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "adapter_config.json").write_text((folder / "adapter_config.json").read_text())
+    tensors = load_file(folder / "adapter_model.safetensors")
+    edit(tensors)
+    save_file(tensors, bad / "adapter_model.safetensors")
+    return bad
+
+
+def test_a_tensor_of_the_wrong_shape_names_file_and_tensor(tmp_path, artifacts):
+    folder, base = artifacts("loha")
+    key = "base_model.model.model.layers.0.self_attn.q_proj.hada_w1_a"
+    bad = _damaged(folder, tmp_path, lambda t: t.__setitem__(key, t[key][:, :1].contiguous()))
+    with pytest.raises(ShapeError, match=r"adapter_model.safetensors: size mismatch for .*layers.0.self_attn.q_proj.hada_w1_a"):
+        plan_reads(discover(bad)[0], open_base(base))
+
+
+def test_a_foreign_tensor_names_file_and_tensor(tmp_path, artifacts):
+    folder, base = artifacts("ia3")
+    key = "base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight"
+    bad = _damaged(folder, tmp_path, lambda t: t.__setitem__(key, torch.zeros(2, 32)))
+    with pytest.raises(FormatError, match=rf"adapter_model.safetensors: tensor '{key}' is not a parameter of the IA3 adapter"):
+        plan_reads(discover(bad)[0], open_base(base))
