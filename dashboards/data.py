@@ -13,6 +13,7 @@ import streamlit as st
 
 from dashboards import RESULTS_ENV
 from lab.present import load
+from lab.present.findings import FamilyFindings, summarize
 from lab.present.valleys import entanglement_valleys
 from lab.store import Run
 
@@ -88,3 +89,15 @@ def valleys(runs: Sequence[Run]) -> pd.DataFrame:
     dirs = tuple(str(r.path) for r in runs)
     stamps = tuple(stamp(d, t) for d in dirs for t in ("entanglement", "entanglement_summary", "deltas"))
     return _valleys(dirs, stamps)
+
+
+@st.cache_data(show_spinner="Computing the findings…", max_entries=64)
+def _findings(run_dirs: tuple[str, ...], stamps: tuple[float, ...]) -> list[FamilyFindings]:
+    return summarize([Run(Path(d)) for d in run_dirs])
+
+
+def findings(runs: Sequence[Run]) -> list[FamilyFindings]:
+    """The findings of the runs (lab.present.findings.summarize), recomputed when any of their tables changes."""
+    dirs = tuple(str(r.path) for r in runs)
+    stamps = tuple(p.stat().st_mtime for d in dirs for p in sorted(Path(d).glob("*.parquet")))
+    return _findings(dirs, stamps)

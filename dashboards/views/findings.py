@@ -3,8 +3,8 @@ each family's sentences followed by its headline figure (the report's first sect
 
 import streamlit as st
 
-from dashboards import filters, ui
-from lab.present.findings import markdown, summarize
+from dashboards import data, filters, ui
+from lab.present.findings import markdown
 from lab.present.headlines import headline
 
 sel = filters.current()
@@ -15,7 +15,7 @@ if not sel.runs:
 st.caption("Every sentence is computed from the tables of the runs selected in the sidebar (each run at its last "
            "checkpoint); the numbers can be read off the figure under them. Provenance is on the Runs page.")
 
-found = summarize(sel.runs)
+found = data.findings(sel.runs)
 if not found:
     st.info("No table in the selected runs has findings to report.")
 for number, family in enumerate(found, start=1):

@@ -143,7 +143,11 @@ def write_pdf(report: Report, path: str | Path, dpi: int = DPI) -> Path:
             pdf.sentence(sentence, link, finding.number if chart is not None else None)
         if chart is not None:
             pdf.ln(1)
-            pdf.chart(chart.png(dpi), f"Figure {finding.number}: {chart.title}", chart.caption, link=link, max_height=95)
+            # the first figure shrinks (down to 60 mm) to stay on the first page, beside the first findings
+            room = pdf.h - pdf.b_margin - pdf.get_y() - 18
+            height = max(60.0, min(95.0, room)) if finding.number == 1 else 95.0
+            pdf.chart(chart.png(dpi), f"Figure {finding.number}: {chart.title}", chart.caption, link=link,
+                      max_height=height)
     for section in report.sections:
         pdf.add_page()
         pdf.heading(section.title, size=14)
