@@ -71,14 +71,15 @@ def _entanglement(runs: Sequence[Run]) -> Chart:
             continue
         rows.append(mine)
         controls.append(load.read(run, "entanglement", cols, [("source", "in", list(CONTROL_SOURCES))]))
-        d = load.read(run, "deltas", ["checkpoint", "module", "rank_bound"], [("module", "==", module)])
+        d = load.read(run, "deltas", ["checkpoint", "module", "rows", "cols", "rank_bound"], [("module", "==", module)])
+        d = d[d["rank_bound"] < d[["rows", "cols"]].min(axis=1)]  # a ceiling below the shape's own maximum: adapters
         bounds += d["rank_bound"].dropna().astype(int).unique().tolist()
     profile = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     ctrl = pd.concat([c for c in controls if not c.empty], ignore_index=True) if any(not c.empty for c in controls) else None
     bounds = sorted(set(bounds))
     return entanglement_fig.profile_chart(profile, matching_controls(profile, ctrl, bounds) if ctrl is not None else None,
                                           rank_bound=bounds,
-                                          title=f"Entanglement profile of {module} (last checkpoint of each run)")
+                                          title=f"Entanglement profile: {module} (last checkpoints)")
 
 
 def _spectra(runs: Sequence[Run]) -> Chart:
@@ -86,7 +87,7 @@ def _spectra(runs: Sequence[Run]) -> Chart:
     module = representative_module(with_table, "singular_values")
     sv = [last_rows(r, "singular_values", None, [("module", "==", module)]) for r in with_table]
     sv = pd.concat(sv, ignore_index=True) if sv else pd.DataFrame()
-    return spectra_fig.sigma_chart(sv, title=f"Singular values of {module} (last checkpoint of each run)")
+    return spectra_fig.sigma_chart(sv, title=f"Singular values: {module} (last checkpoints)")
 
 
 def _attention(runs: Sequence[Run]) -> Chart:
