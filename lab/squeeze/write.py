@@ -7,6 +7,7 @@ so PEFT's update is exactly the kept factors, whatever the input's scale.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,26 @@ from lab.squeeze.targets import Input
 TABLE = "squeeze"
 
 
+@dataclass
+class _Stored:
+    """A squeezed module in PEFT's stored layout, as :func:`write_adapter` takes it."""
+
+    module: str
+    merged: Factors
+    embedding: bool
+
+
 def write_squeezed(out: Path, source: Input, squeezed: list[Squeezed], overwrite: bool = False) -> None:
-    """The PEFT adapter at ``out`` (written to a temporary folder and renamed)."""
+    """The PEFT adapter at ``out`` (written to a temporary folder and renamed).
+
+    The kept factors are in the update's (rows, cols) layout; an embedding's update is the table's
+    (num_embeddings, dim) = (B·A)ᵀ of PEFT's lora_embedding_B (dim × k) and lora_embedding_A
+    (k × num_embeddings), so its stored factors are the transposes, swapped.
+    """
     dtype = source.dtype if source.dtype in ("F32", "F64") else "F32"  # never half precision
-    write_adapter(out, squeezed, source.template, dtype, overwrite=overwrite)
+    stored_layout = [_Stored(sq.module, Factors(sq.merged.A.T, sq.merged.B.T, 1.0) if sq.embedding else sq.merged, sq.embedding)
+                     for sq in squeezed]
+    write_adapter(out, stored_layout, source.template, dtype, overwrite=overwrite)
 
 
 def squeeze_rows(name: str, run: str, source: Input, squeezed: list[Squeezed]) -> list[dict]:

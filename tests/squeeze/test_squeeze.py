@@ -61,7 +61,8 @@ def _peft_deltas(base: Path, adapter: Path) -> dict[str, np.ndarray]:
 
     model = PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained(base, dtype=torch.float64), adapter)
     return {n.removeprefix("base_model.model."): m.get_delta_weight("default").detach().double().numpy()
-            for n, m in model.named_modules() if hasattr(m, "lora_A") and "default" in getattr(m, "lora_A", {})}
+            for n, m in model.named_modules()
+            if "default" in getattr(m, "lora_A", {}) or "default" in getattr(m, "lora_embedding_A", {})}
 
 
 @pytest.mark.parametrize("name, dense, tol", [("f64", _dense_lora, 1e-10), ("f32", _dense_lora, 1e-6), ("mps", _dense_mps, 1e-6)])
@@ -154,3 +155,20 @@ def test_cli_writes_adapter_and_table(tmp_path, adapters):
     assert done.returncode == 0, done.stderr
     table = pd.read_parquet(tmp_path / "r" / "squeezes" / "squeeze.parquet")
     assert (table.k == 2).all() and (table.checkpoint == "o").all() and len(table) == 4
+
+
+def test_embedding_adapter_squeezes_in_the_table_layout(tmp_path, llama_base):
+    """PEFT's embedding update is (B·A)ᵀ of lora_embedding_B/A: the squeezed table update must be the
+    truncated SVD of that, written back in PEFT's layout."""
+    from conftest import lora_adapter
+
+    path = lora_adapter(tmp_path / "emb", 4, dtype=torch.float64, r=6, lora_alpha=12, target_modules=["embed_tokens"])
+    raw = load_file(path / "adapter_model.safetensors")
+    key = next(k for k in raw if "lora_embedding_A" in k)
+    M = 2.0 * (raw[key.replace("_A", "_B")] @ raw[key]).T  # (num_embeddings, dim)
+    squeeze(path, tmp_path / "out", rank=2, results=tmp_path / "res")
+    loaded = _peft_deltas(llama_base, tmp_path / "out")
+    (module,) = loaded
+    best, _ = _truncated(M, 2)
+    assert loaded[module].shape == best.shape
+    np.testing.assert_allclose(loaded[module], best, atol=1e-10 * np.abs(best).max(), rtol=0)
