@@ -111,7 +111,7 @@ def plan_peft(ckpt, base: Base | None, select: Callable[[str], bool], allow_nonf
     ptype = peft_type(config)
     check_peft_adapter(config, ptype)
     if base is None:
-        raise InputError(f"{config}: a {ptype} adapter is read through PEFT on its base model "
+        raise InputError(f"{config}: this {ptype} adapter is read through PEFT on its base model "
                          "(its update depends on the base weights or the model): pass --base BASE")
     if base.config is None:
         raise InputError(f"{base.path}: no config.json; the {ptype} adapter {config.parent} is read by building "

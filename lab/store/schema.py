@@ -62,7 +62,7 @@ declare(
     _c("rows", "int64", "rows of ΔW (output features; embeddings: vocabulary)"),
     _c("cols", "int64", "columns of ΔW (input features)"),
     _c("rank_bound", "int64", "largest possible rank: r for adapters, min(rows, cols) for dense updates"),
-    _c("params", "int64", "trainable parameters behind the update: LoRA r·(rows + cols), DoRA that plus rows (magnitudes), MPS rows·r + r·d1·χ + χ·d2 (B, C1, C2), full rows × cols (a fused projection's part counts its rows of B and the shared A)"),
+    _c("params", "int64", "trainable parameters behind the update: LoRA r·(rows + cols), DoRA that plus rows (magnitudes), MPS rows·r + r·d1·χ + χ·d2 (B, C1, C2), full rows × cols (a fused projection's part counts its rows of B and the shared A); other PEFT types the module's own stored adapter tensors, whole for each part of a fused projection, tensors shared by all modules (VeRA's projections) not counted"),
     _c("scale", "float64", "the adapter's scale s in ΔW = s·B·A: lora_alpha/r, or lora_alpha/√r with rsLoRA (empty for dense updates)"),
     _c("fro_norm", "float64", "‖ΔW‖_F of the scaled update (for adapters from the r×r Gram matrices, never multiplied out)"),
     _c("factored", "bool", "whether the update is held as factors (B, A, scale)"),

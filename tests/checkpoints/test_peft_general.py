@@ -272,7 +272,7 @@ def test_prefix_tuning_has_no_weight_update(tmp_path):
 
 def test_without_base_names_the_folder_and_type(artifacts):
     folder, _ = artifacts("lokr")
-    with pytest.raises(InputError, match=rf"{folder}/adapter_config.json: a LOKR adapter .* pass --base BASE"):
+    with pytest.raises(InputError, match=rf"{folder}/adapter_config.json: this LOKR adapter .* pass --base BASE"):
         list(iter_deltas(discover(folder)[0]))
 
 
