@@ -75,10 +75,11 @@ class ModuleRead:
         n = self.shape[0] if rows is None else rows[1] - rows[0]
         if self.kind == "full":
             return n * self.shape[1]
-        shared = (self.cores if self.cores is not None else (self.A,))
-        size = sum(int(_prod(i.shape)) for i in shared)
-        per_row = int(_prod(self.B.shape)) // max(self.shape[0], 1) + (1 if self.magnitude is not None else 0)
-        return size + n * per_row
+        shared = sum(_prod(i.shape) for i in (self.cores if self.cores is not None else (self.A,)))
+        rowwise = sum(_prod(i.shape) for i in (self.B, self.magnitude) if i is not None)  # B and magnitude: split by rows
+        if rows is None:
+            return shared + rowwise
+        return shared + rowwise * n // self.shape[0]
 
     @property
     def stored_bytes(self) -> int:

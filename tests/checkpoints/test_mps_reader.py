@@ -82,6 +82,11 @@ def test_deltas_table_counts_parameters_of_every_kind(tmp_path, llama_mps, llama
     dora_model = get_peft_model(builders.tiny_llama(seed=0), LoraConfig(r=3, lora_alpha=6, use_dora=True, target_modules=["k_proj"]))
     builders.randomize_lora(dora_model)
     dora_model.save_pretrained(tmp_path / "dora")
+    emb_model = get_peft_model(builders.tiny_llama(seed=0), LoraConfig(r=3, lora_alpha=6, target_modules=["embed_tokens"]))
+    builders.randomize_lora(emb_model)
+    emb_model.save_pretrained(tmp_path / "emb")
+    emb = lab.analyze(tmp_path / "emb", base=llama_base, out=tmp_path / "res", run="emb", probes=["deltas"], progress=False).table("deltas")
+    assert len(emb) == 1 and emb.params.iloc[0] == 3 * (64 + 32)  # lora_embedding_A 3×64, lora_embedding_B 32×3
     for path, kind in ((llama_mps, "mps"), (lora_path, "lora"), (tmp_path / "dora", "dora"), (full, "full")):
         run = lab.analyze(path, base=llama_base, out=tmp_path / "res", run=kind, probes=["deltas"], progress=False)
         table = run.table("deltas")
