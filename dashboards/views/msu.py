@@ -1,5 +1,6 @@
 """Minimal semantic units: how each adapter's update is shared among its ranks, the effective number
-of units by layer, similarity and permutation checks, and the numbers."""
+of units by layer, one module's unit contributions, a module × measure map of how alike the units
+are, the permutation checks, and the numbers."""
 
 import streamlit as st
 
@@ -19,6 +20,19 @@ if msu.empty:
 units = data.read(sel.runs, "msu_units", None, sel.filters())
 ui.show(fig.shares_chart(units))
 ui.show(fig.effective_chart(msu))
+
+st.subheader("One module's units")
+modules = sorted(msu["module"].dropna().unique())
+module = st.selectbox("Module", modules, index=len(modules) // 2)
+ui.show(fig.contributions_chart(units[units["module"] == module]))
+
+st.subheader("How alike the units are")
+pairs = msu[["run", "checkpoint"]].drop_duplicates()
+labels = [f"{r} · {c}" for r, c in pairs.itertuples(index=False)]
+chosen = st.selectbox("Run · checkpoint", labels, index=len(labels) - 1)
+run_name, checkpoint = pairs.iloc[labels.index(chosen)]
+ui.show(fig.similarity_chart(msu[(msu["run"] == run_name) & (msu["checkpoint"] == checkpoint)],
+                             title=f"How alike the units are, per module ({run_name}, {checkpoint})"))
 
 st.subheader("Per run, checkpoint and role (means over layers)")
 st.dataframe(digests.msu(msu), hide_index=True, width="stretch")

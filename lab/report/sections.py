@@ -196,6 +196,18 @@ def build_msu(section: Section, runs: list[Run]) -> None:
         section.charts.append(msu_fig.shares_chart(units, title="How the update is shared among its units "
                                                                 "(every checkpoint; earlier ones faint)"))
     section.charts.append(msu_fig.effective_chart(msu))
+    for run in runs:  # per run, its last checkpoint: how alike the units are, and one module's units
+        mine = msu[msu["run"] == run.name]
+        if mine.empty:
+            continue
+        ck = _last(mine)
+        section.charts.append(msu_fig.similarity_chart(
+            mine[mine["checkpoint"] == ck], title=f"How alike the units are, per module ({run.name}, {ck})"))
+        mine_units = units[(units["run"] == run.name) & (units["checkpoint"] == ck)] if not units.empty else units
+        if not mine_units.empty:
+            module = sorted(mine_units["module"].unique())[len(mine_units["module"].unique()) // 2]
+            section.charts.append(msu_fig.contributions_chart(
+                mine_units[mine_units["module"] == module], title=f"Unit contributions: {module} ({run.name}, {ck})"))
     section.tables.append(TableBlock.from_frame("Units per role (means over layers)", digests.msu(msu)))
     notes = msu["note"].dropna() if "note" in msu.columns else pd.Series(dtype=str)
     if (notes != "").any():

@@ -46,6 +46,59 @@ def shares_chart(units: pd.DataFrame, *, title: str = "How the update is shared 
     return Chart(fig, title, caption)
 
 
+def contributions_chart(units: pd.DataFrame, *, title: str | None = None) -> Chart:
+    """One module's units: each unit's contribution c_i = ‖U_i‖_F against its order, per run and checkpoint."""
+    if units.empty:
+        return empty_chart(title or "Unit contributions", "no units for this selection")
+    module = ", ".join(sorted(units["module"].dropna().unique())[:2]) if "module" in units.columns else ""
+    title = title or f"Unit contributions: {module}"
+    fig, (ax,) = new_figure()
+    runs, faint = [], False
+    for run, run_rows in by_run(units):
+        runs.append(run)
+        series = checkpoints_in_order(run_rows)
+        faint |= len(series) > 1
+        for j, (checkpoint, g) in enumerate(series):
+            g = g.groupby("order", as_index=False)["contribution"].mean().sort_values("order")
+            run_line(ax, g["order"], g["contribution"], run=run, position=j, count=len(series),
+                     description=f"{run} · {checkpoint} · contribution")
+    run_legend(ax, runs, faint=faint)
+    ax.set_xlabel("unit, ordered by contribution (1 = largest)")
+    integer_ticks(ax)
+    ax.set_ylabel("c_i = ‖s·b_i·a_iᵀ‖_F (weight units)")
+    ax.set_title(title, fontsize=10)
+    legend(fig)
+    caption = "The size of each rank-one unit of the update; the sum of their squares exceeds ‖ΔW‖_F² by the cross terms."
+    return Chart(fig, title, caption)
+
+
+SIMILARITY = ("cos_a_max", "cos_a_mean", "cos_b_max", "cos_b_mean")
+
+
+def similarity_chart(msu: pd.DataFrame, *, title: str = "How alike the units are, per module") -> Chart:
+    """A module × measure map of the largest and mean |cos| between the units' a_i's and b_i's (0 = orthogonal)."""
+    cols = [c for c in SIMILARITY if c in msu.columns]
+    msu = msu.dropna(subset=cols) if cols else msu.iloc[0:0]
+    if msu.empty:
+        return empty_chart(title, "no adapter modules in this selection")
+    label = msu["module"].str.replace("model.", "", regex=False).str.replace("layers.", "L", regex=False)
+    if "run" in msu.columns and msu["run"].nunique() > 1 or "checkpoint" in msu.columns and msu["checkpoint"].nunique() > 1:
+        label = msu["run"].astype(str) + " · " + msu["checkpoint"].astype(str) + " · " + label
+    grid = msu.assign(label=label).groupby("label", sort=False)[cols].mean()
+    fig, (ax,) = new_figure(height=max(2.4, 0.28 * len(grid) + 1.6))
+    image = ax.imshow(grid.to_numpy(dtype=float), aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    ax.grid(False)
+    fig.colorbar(image, ax=ax).set_label("|cos| (0 = orthogonal, 1 = parallel)")
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels(["max |cos| a", "mean |cos| a", "max |cos| b", "mean |cos| b"][:len(cols)], fontsize=8)
+    ax.set_yticks(range(len(grid)))
+    ax.set_yticklabels(grid.index, fontsize=6.5)
+    ax.set_title(title, fontsize=10)
+    caption = ("Units whose a_i's (rows of A) or b_i's (columns of B) point the same way are redundant: bright cells "
+               "mean similar units, which a LEGO merge would cluster together.")
+    return Chart(fig, title, caption)
+
+
 def effective_chart(msu: pd.DataFrame, *, title: str = "Effective number of units by layer") -> Chart:
     """exp(H(own shares)) by layer, one line style per role, with each rank r dashed grey."""
     msu = msu[msu["layer"].notna() & msu["rank"].notna()] if {"layer", "rank"} <= set(msu.columns) else msu.iloc[0:0]

@@ -1,0 +1,87 @@
+"""The figures of the model-running and unit probes draw what the stored tables say: read back from the
+matplotlib artists and compared with pandas on the parquet files (and closed forms: √ln L, a + b·ln ℓ)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lab_results
+from lab.present import load
+from lab.present.figures import attention as attention_fig
+from lab.present.figures import msu as msu_fig
+from lab.present.figures import thresholds as thresholds_fig
+from lab.store import open_run
+
+
+def data_lines(chart):
+    return {line.get_label().lstrip("_"): line for ax in chart.figure.axes for line in ax.get_lines()
+            if line.get_gid() is not None and len(line.get_xdata())}
+
+
+@pytest.fixture(scope="module")
+def lora(lab_results_folder):
+    return open_run(lab_results_folder.results / lab_results.LORA_RUN)
+
+
+def test_attention_fit_chart_draws_the_mean_profile_and_the_tables_fits(lora, lab_results_folder):
+    where = [("layer", "==", 1), ("head", "==", 2), ("seq_len", "==", 16), ("checkpoint", "==", "checkpoint-20")]
+    profiles = load.read(lora, "attention_entanglement", None, where)
+    summary = load.read(lora, "attention_summary", None, where)
+    chart = attention_fig.fit_chart(profiles, summary)
+    drawn = data_lines(chart)
+    stored = pd.read_parquet(lab_results_folder.results / lab_results.LORA_RUN / "attention_entanglement.parquet")
+    stored = stored[(stored["layer"] == 1) & (stored["head"] == 2) & (stored["seq_len"] == 16)
+                    & (stored["checkpoint"] == "checkpoint-20")]
+    mean = stored.groupby("cut")[["entropy", "max_entropy"]].mean().sort_index()
+    points = drawn["lora-r4 · checkpoint-20 · profile"]
+    assert np.allclose(points.get_xdata(), mean["max_entropy"]) and np.allclose(points.get_ydata(), mean["entropy"])
+    row = pd.read_parquet(lab_results_folder.results / lab_results.LORA_RUN / "attention_summary.parquet")
+    row = row[(row["layer"] == 1) & (row["head"] == 2) & (row["seq_len"] == 16) & (row["checkpoint"] == "checkpoint-20")].iloc[0]
+    area = drawn["lora-r4 · checkpoint-20 · area-log fit"]
+    assert np.allclose(area.get_ydata(), row["area_log_a"] + row["area_log_b"] * np.log(area.get_xdata()))
+    volume = drawn["lora-r4 · checkpoint-20 · volume fit"]
+    assert np.allclose(volume.get_ydata(), row["volume_a"] + row["volume_b"] * np.asarray(volume.get_xdata()))
+
+
+def test_growth_chart_draws_the_largest_gamma_against_sqrt_ln_L(lora, lab_results_folder):
+    chart = thresholds_fig.growth_chart(load.read(lora, "thresholds"))
+    drawn = data_lines(chart)
+    stored = pd.read_parquet(lab_results_folder.results / lab_results.LORA_RUN / "thresholds.parquet")
+    for (ck, layer), g in stored.groupby(["checkpoint", "layer"]):
+        want = g.assign(gamma=np.maximum(g["gamma_q"], g["gamma_k"])).groupby("seq_len")["gamma"].max().sort_index()
+        line = drawn[f"lora-r4 · {ck} · layer {layer}"]
+        assert np.allclose(line.get_xdata(), np.sqrt(np.log(want.index.to_numpy(dtype=float))))
+        assert np.allclose(line.get_ydata(), want.to_numpy())
+    scale = next(l for l in chart.figure.axes[0].get_lines() if "theorem's scale" in l.get_label())
+    assert np.allclose(scale.get_xdata(), scale.get_ydata())  # the line γ = √ln L
+    texts = " ".join(t.get_text() for t in chart.figure.axes[0].texts)
+    assert "asymptotic" in texts and "not a verdict" in texts
+
+
+def test_similarity_map_and_contributions_are_the_stored_values(lora, lab_results_folder):
+    msu = load.read(lora, "msu", None, [("checkpoint", "==", "checkpoint-20")])
+    chart = msu_fig.similarity_chart(msu)
+    grid = np.asarray(chart.figure.axes[0].images[0].get_array(), dtype=float)
+    stored = pd.read_parquet(lab_results_folder.results / lab_results.LORA_RUN / "msu.parquet")
+    stored = stored[stored["checkpoint"] == "checkpoint-20"]
+    assert np.allclose(grid, stored[["cos_a_max", "cos_a_mean", "cos_b_max", "cos_b_mean"]].to_numpy())
+    module = "model.layers.1.self_attn.v_proj"
+    units = load.read(lora, "msu_units", None, [("module", "==", module), ("checkpoint", "==", "checkpoint-20")])
+    (line,) = data_lines(msu_fig.contributions_chart(units)).values()
+    want = pd.read_parquet(lab_results_folder.results / lab_results.LORA_RUN / "msu_units.parquet")
+    want = want[(want["module"] == module) & (want["checkpoint"] == "checkpoint-20")]
+    assert np.allclose(line.get_ydata(), np.sort(want["contribution"].to_numpy())[::-1])  # order 1 = largest
+
+
+def test_merge_chart_draws_each_method_and_the_eckart_young_floor(lab_results_folder):
+    merge = load.read(open_run(lab_results_folder.results / lab_results.MERGE_RUN), "merge")
+    chart = msu_fig.merge_chart(merge)
+    drawn = data_lines(chart)
+    stored = pd.read_parquet(lab_results_folder.results / lab_results.MERGE_RUN / "merge.parquet")
+    for method, g in stored.groupby("method"):
+        line = drawn[f"merges · {method}"]
+        assert line.get_xdata()[0] == g["k"].max() and line.get_ydata()[0] == pytest.approx(g["rel_fro_error"].mean())
+    floor = next(l for l in chart.figure.axes[0].get_lines() if "Eckart" in l.get_label())
+    want = stored.groupby("k")["optimal_rel_fro_error"].mean().sort_index()
+    assert np.allclose(floor.get_xdata(), want.index) and np.allclose(floor.get_ydata(), want.to_numpy())
+    assert drawn["merges · svd"].get_ydata()[0] == pytest.approx(want.loc[lab_results.MERGE_RANK], rel=1e-9)
