@@ -20,7 +20,7 @@ from lab.engine.plan import Plan, build_plan
 from lab.engine.progress import progress_bar
 from lab.errors import InputError, LabError
 from lab.probes.options import as_json, build_options
-from lab.probes.registry import Probe, ProbeContext, resolve
+from lab.probes.registry import Probe, ProbeContext, reporting_steps, resolve
 from lab.store import Run, RunWriter
 from lab.store.manifest import describe_file, read_manifest, versions
 
@@ -138,14 +138,14 @@ def analyze(
 def _execute(plan: Plan, work: Work, executor, writer: RunWriter, progress: bool) -> None:
     done = writer.parts.done()
     todo = [u for u in plan.units if u.key not in done]
-    with progress_bar(len(plan.units), len(plan.units) - len(todo), enabled=progress) as advance:
+    with progress_bar(len(plan.units), len(plan.units) - len(todo), enabled=progress) as bar:
         if not todo:
             return
-        with executor:
+        with executor, reporting_steps(bar.step):  # steps inside units run here (serial); workers report none
             for result in executor.run(todo, work, plan.prepare):
                 writer.add_unit(result.key, result.rows, label=result.label, seconds=round(result.seconds, 4),
                                 worker=result.worker)
-                advance(result.label)
+                bar.advance(result.label)
 
 
 def _with_shared(chosen: list[Probe], options: Mapping[str, Any] | None, shared: Mapping[str, Any]) -> dict:

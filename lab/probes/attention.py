@@ -189,7 +189,8 @@ def _head_profiles(torch, P) -> HeadProfiles:
 
 # ---- running the model ----------------------------------------------------------------------------
 
-def run_attention(model, windows: list[Window], on_layer: Callable[[Window, int, np.ndarray], None]) -> None:
+def run_attention(model, windows: list[Window], on_layer: Callable[[Window, int, np.ndarray], None],
+                  on_window: Callable[[int, Window], None] | None = None) -> None:
     """Run ``model`` on each window; ``on_layer(window, layer, P)`` gets each layer's (heads, L, L) P.
 
     P is the eager attention's probability output (float64 copy), taken in a forward hook on the
@@ -212,12 +213,19 @@ def run_attention(model, windows: list[Window], on_layer: Callable[[Window, int,
     handles = [a.module.register_forward_hook(hook(a.layer)) for a in layers]
     try:
         with torch.no_grad():
-            for w in windows:
+            for i, w in enumerate(windows):
                 current[:] = [w]
                 model(input_ids=torch.tensor([w.ids], dtype=torch.long))
+                if on_window is not None:
+                    on_window(i, w)
     finally:
         for h in handles:
             h.remove()
+
+
+def forward_steps(ctx, what: str, windows: list[Window]) -> Callable[[int, Window], None]:
+    """An ``on_window`` that reports each forward pass to ``ctx.tick`` (the progress bar's second line)."""
+    return lambda i, w: ctx.tick(f"{what}: forward pass {i + 1}/{len(windows)} (L = {w.seq_len})")
 
 
 def _cache_folder(options: AttentionOptions) -> Path:
@@ -249,7 +257,7 @@ def _prepare(base, options: AttentionOptions, ctx: ProbeContext) -> dict[str, An
         for h in range(P.shape[0]):
             profiles[(w.seq_len, w.index, layer, h)] = entropy[h]
 
-    run_attention(model, windows, on_layer)
+    run_attention(model, windows, on_layer, forward_steps(ctx, "base attention", windows))
     for m in maps.values():
         m.flush()
     weights = folder / "weights.npz"  # the base's q and v, for the inside comparison (too large to ship)
@@ -337,7 +345,7 @@ def _run(subject, options: AttentionOptions, ctx: ProbeContext) -> Rows:
             acc[2] += float(tv[h])
             acc[3] += 1
 
-    run_attention(model, windows, on_layer)
+    run_attention(model, windows, on_layer, forward_steps(ctx, f"{subject.checkpoint} attention", windows))
     internal = _internal_by_layer(subject, model, prepared)
     summary = []
     for (L, layer, h), (s_t, s_b, tv, n) in sums.items():

@@ -19,8 +19,9 @@ Python API, recorded in the manifest and shown by ``lab probes``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 Rows = dict[str, list[dict[str, Any]]]  # table name -> rows
 SCOPES = ("module", "model", "group")
@@ -28,9 +29,31 @@ SCOPES = ("module", "model", "group")
 
 @dataclass(frozen=True)
 class ProbeContext:
-    """What a probe may know besides its subject and options: the run's seed. No file handles."""
+    """What a probe may know besides its subject and options: the run's seed. No file handles.
+
+    ``tick(label)`` reports a step inside a long unit (a forward pass of a model-scope probe) to
+    whoever shows progress in this process: the serial engine's bar; a no-op on a Dask worker.
+    """
 
     seed: int = 0
+
+    def tick(self, label: str) -> None:
+        if _STEP_REPORTER is not None:
+            _STEP_REPORTER(label)
+
+
+_STEP_REPORTER: Callable[[str], None] | None = None  # set by the engine around serial execution
+
+
+@contextmanager
+def reporting_steps(report: Callable[[str], None]) -> Iterator[None]:
+    """Send :meth:`ProbeContext.tick` labels to ``report`` while the block runs (in this process)."""
+    global _STEP_REPORTER
+    previous, _STEP_REPORTER = _STEP_REPORTER, report
+    try:
+        yield
+    finally:
+        _STEP_REPORTER = previous
 
 
 @dataclass(frozen=True)

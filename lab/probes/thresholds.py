@@ -25,11 +25,11 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from lab.probes.attention import least_squares
+from lab.probes.attention import forward_steps, least_squares
 from lab.probes.registry import Probe, ProbeContext, Rows, register
 from lab.probes.windows import (Window, attention_layers, check_window_options, head_shape, load_model,
                                 load_tokenizer, make_windows, seq_len_field, window_rows, windows_field)
@@ -68,7 +68,7 @@ def lora_term(linear, x):
     return total
 
 
-def measure(model, windows: list[Window]) -> list[dict[str, Any]]:
+def measure(model, windows: list[Window], on_window: Callable[[int, Window], None] | None = None) -> list[dict[str, Any]]:
     """``thresholds`` rows (without checkpoint ids) for ``model`` on ``windows``."""
     import torch
 
@@ -128,9 +128,11 @@ def measure(model, windows: list[Window]) -> list[dict[str, Any]]:
                     a.module.register_forward_hook(post(a.layer))]
     try:
         with torch.no_grad():
-            for w in windows:
+            for i, w in enumerate(windows):
                 current[:] = [w]
                 model(input_ids=torch.tensor([w.ids], dtype=torch.long))
+                if on_window is not None:
+                    on_window(i, w)
     finally:
         for h in handles:
             h.remove()
@@ -156,7 +158,7 @@ def growth_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _run(subject, options: ThresholdOptions, ctx: ProbeContext) -> Rows:
     tok = load_tokenizer(subject)
     windows = make_windows(tok, subject.texts(), options.seq_len, options.windows, subject.corpus_name)
-    rows = measure(load_model(subject), windows)
+    rows = measure(load_model(subject), windows, forward_steps(ctx, f"{subject.checkpoint} thresholds", windows))
     return {"windows": window_rows(tok, windows, "thresholds"), "thresholds": rows, "threshold_growth": growth_rows(rows)}
 
 

@@ -202,3 +202,16 @@ def test_a_missing_tokenizer_or_a_base_transformers_cannot_load_is_one_line_exit
         assert result.exit_code == 2, result.output
         assert words in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1
+
+
+def test_each_forward_pass_is_reported_to_the_progress_line(inputs):
+    """Model-scope probes tick once per forward pass (the serial engine's bar shows them on a second line)."""
+    from lab.probes.registry import ProbeContext, available, reporting_steps
+    from lab.probes.thresholds import ThresholdOptions
+
+    subject = ModelSubject("lora", None, inputs["lora"], "adapter", base=inputs["base"], corpus=inputs["texts"])
+    labels: list[str] = []
+    with reporting_steps(labels.append):
+        available()["thresholds"].run(subject, ThresholdOptions(seq_len=(4, 8), windows=3), ProbeContext())
+    assert labels == [f"lora thresholds: forward pass {i}/6 (L = {L})" for i, L in zip(range(1, 7), (4, 4, 4, 8, 8, 8))]
+    ProbeContext().tick("outside: nobody listens")  # no reporter set: a no-op, never an error
