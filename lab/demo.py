@@ -44,6 +44,9 @@ DEMO_WINDOWS = {"seq_len": (32, 64), "windows": 4}
 # MPS Adaptation (r, χ) and the squeeze (from the LoRA of rank, to rank) that `lab demo` adds
 DEMO_MPS = (64, 8)
 DEMO_SQUEEZE = (64, 16)
+# The rank k at which `lab demo` merges its LoRA runs with svd and lego (stack keeps every unit)
+DEMO_MERGE_K = 16
+MERGE_METHODS = ("stack", "svd", "lego")  # linear needs equal ranks; the demo's differ
 
 
 @dataclass
@@ -58,6 +61,7 @@ class DemoResult:
     report: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)
+    merges: dict[str, Path] = field(default_factory=dict)  # method -> merged adapter folder
 
 
 def demo_configs(workdir: Path, *, ranks: Sequence[int] = DEMO_RANKS, full: bool = True, steps: int = DEMO_STEPS,
@@ -81,13 +85,17 @@ def demo_configs(workdir: Path, *, ranks: Sequence[int] = DEMO_RANKS, full: bool
 def run_demo(workdir: str | Path | None = None, *, ranks: Sequence[int] = DEMO_RANKS, full: bool = True,
              steps: int = DEMO_STEPS, save_every: int | None = None, batch_size: int = 16, max_length: int = 32,
              seed: int = 0, probes: Sequence[str] = ("all",), report: bool = True, progress: bool = True,
-             console=None, mps: tuple[int, int] | None = None, squeeze: tuple[int, int] | None = None) -> DemoResult:
+             console=None, mps: tuple[int, int] | None = None, squeeze: tuple[int, int] | None = None,
+             merge: int | None = None) -> DemoResult:
     """Fine-tune, analyse and summarise the demo grid under ``workdir`` and return what was made.
 
     ``workdir`` defaults to ``platformdirs.user_cache_dir("lab")/demo``. The smaller keyword
     values (fewer ranks, steps) make a quick version for tests. ``mps`` = (r, χ) adds an MPS
     Adaptation run; ``squeeze`` = (r_from, k) squeezes the last checkpoint of ``lora-r{r_from}`` to
-    rank k (run ``squeeze-r{k}``); ``lab demo`` passes ``DEMO_MPS`` and ``DEMO_SQUEEZE``.
+    rank k (run ``squeeze-r{k}``); ``merge`` = k merges the last checkpoints of the LoRA runs
+    (two or more) with stack, and with svd and lego at rank k, equal weights (``lab.merge.merge``;
+    adapters under ``merges/``, their errors in the ``merges`` run of the results); ``lab demo``
+    passes ``DEMO_MPS``, ``DEMO_SQUEEZE`` and ``DEMO_MERGE_K``.
     """
     from rich.console import Console
 
@@ -108,6 +116,10 @@ def run_demo(workdir: str | Path | None = None, *, ranks: Sequence[int] = DEMO_R
     t1 = time.perf_counter()
     _analyze_all(configs, retrained, probes, result, console, progress)
     result.seconds["analyze"] = round(time.perf_counter() - t1, 1)
+    if merge is not None:
+        t3 = time.perf_counter()
+        _merge_all(configs, retrained, merge, result)
+        result.seconds["merge"] = round(time.perf_counter() - t3, 1)
 
     result.summary = valley_summary(list(result.runs.values()))
     result.summary.to_csv(workdir / "summary.csv", index=False)
@@ -161,6 +173,27 @@ def _squeeze(configs: dict[str, FinetuneConfig], retrained: set[str], squeeze: t
     last = max(Path(config.out).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     run_squeeze(last, out, rank=k, results=result.workdir / "squeezes", run="squeezes", overwrite=True)
     return {name}
+
+
+def _merge_all(configs: dict[str, FinetuneConfig], retrained: set[str], k: int, result: DemoResult) -> None:
+    """Merge the LoRA runs' last checkpoints with every method of MERGE_METHODS (redone when one of
+    them was retrained or a merged adapter is missing); nothing to do with fewer than two."""
+    from lab.merge.api import merge
+
+    sources = sorted((n for n, c in configs.items() if n.startswith("lora-r") and c.method == "lora"),
+                     key=lambda n: int(n.removeprefix("lora-r")))
+    if len(sources) < 2:
+        return
+    last = [max(Path(configs[n].out).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])) for n in sources]
+    table = result.workdir / "results" / "merges" / "merge.parquet"
+    for method in MERGE_METHODS:
+        out = result.workdir / "merges" / (method if method == "stack" else f"{method}-k{k}")
+        result.merges[method] = out
+        if not retrained.intersection(sources) and (out / "adapter_model.safetensors").is_file() and table.is_file():
+            result.reused.append(f"merge:{out.name}")
+            continue
+        merge(last, out, method, rank=None if method == "stack" else k, results=result.workdir / "results",
+              run="merges", overwrite=True)
 
 
 def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes: Sequence[str], result: DemoResult,
@@ -321,5 +354,6 @@ def demo_command(
     the r = 64 LoRA to r = 16, analyse every run, and print the entanglement valley."""
     from rich.console import Console
 
-    result = run_demo(workdir, steps=steps, report=report, progress=not quiet, mps=DEMO_MPS, squeeze=DEMO_SQUEEZE)
+    result = run_demo(workdir, steps=steps, report=report, progress=not quiet, mps=DEMO_MPS, squeeze=DEMO_SQUEEZE,
+                      merge=DEMO_MERGE_K)
     print_findings(result, Console())

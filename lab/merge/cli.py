@@ -29,45 +29,20 @@ def merge_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")] = False,
 ) -> None:
     """Merge adapters (stack, linear, svd, lego) into one PEFT adapter and record its error against the exact weighted sum."""
-    from lab.merge.adapters import merge_modules, merge_rows, read_adapter, write_adapter, write_merge_table
+    from lab.merge.api import merge
     from lab.probes.merging import MergeError
 
-    inputs = [read_adapter(p) for p in adapters]
-    if weights is None:
-        w = [1.0 / len(inputs)] * len(inputs)
-    else:
+    w = None
+    if weights is not None:
         try:
             w = [float(x) for x in weights.split(",") if x.strip()]
         except ValueError:
             raise MergeError(f"--weights {weights!r}: expected comma-separated numbers") from None
-    names = [a.name for a in inputs]
-    if len(set(names)) < len(names):  # the table names members by folder: make them unique
-        for i, a in enumerate(inputs):
-            a.name = f"{i}:{a.name}"
-    merges = merge_modules(inputs, w, method, rank, seed=seed, reweight=reweight)
-    if (base is None) != (texts is None):
-        raise MergeError("the hidden-state error needs both --base and --texts")
-    token_windows = None
-    if base is not None:
-        from lab.merge.hidden import windows_for
-
-        token_windows = windows_for(base, texts, seq_len, windows)  # a short corpus fails before anything is written
-    out = Path(out)
-    dtype = inputs[0].dtype
-    write_adapter(out, merges, inputs[0].config, dtype, overwrite=overwrite)
-    rows = merge_rows(out.name, run, method, merges, dtype)
-    if token_windows is not None:
-        from dataclasses import replace
-
-        from lab.merge.hidden import hidden_errors
-
-        exact = [replace(m, merged=m.target) for m in merges]
-        error = hidden_errors(base, [out], exact, inputs[0].config, dtype, token_windows)[0]
-        for row in rows:
-            row["hidden_rel_error"] = error  # one number per merged model, on each of its rows
-    path = write_merge_table(results, run, rows)
+    done = merge(adapters, out, method, w, rank, seed=seed, reweight=reweight, results=results, run=run, base=base,
+                 texts=texts, seq_len=seq_len, windows=windows, overwrite=overwrite)
+    rows, path, token_windows = done.rows, done.table, texts is not None
     worst = max(rows, key=lambda r: r["rel_fro_error"])
-    typer.echo(f"{out}: {method} of {len(inputs)} adapters, {len(rows)} modules; largest relative error "
+    typer.echo(f"{out}: {method} of {done.adapters} adapters, {len(rows)} modules; largest relative error "
                f"{worst['rel_fro_error']:.3g} ({worst['module']}, best rank-{worst['k']} {worst['optimal_rel_fro_error']:.3g})"
                + (f"; hidden states {rows[0]['hidden_rel_error']:.3g} of the exact merge's change" if token_windows else "")
                + f"; table {path}")

@@ -1,0 +1,59 @@
+"""``lab.merge.merge``: the whole of ``lab merge`` as a function (the command and ``lab demo`` call it).
+
+Several PEFT LoRA adapters of one base become one loadable adapter (``stack``, ``linear``, ``svd``,
+``lego``); its per-module errors against the exact weighted sum go to RESULTS/RUN/merge.parquet,
+and with ``base`` and ``texts`` also the merged model's hidden-state error. Every input is read
+and checked, and the corpus windowed, before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+
+@dataclass
+class MergeResult:
+    """What one merge wrote: the adapter folder, the merge table's path and its rows."""
+
+    out: Path
+    table: Path
+    rows: list[dict]
+    adapters: int
+
+
+def merge(adapters: Sequence[str | Path], out: str | Path, method: str = "stack", weights: Sequence[float] | None = None,
+          rank: int | None = None, seed: int = 0, reweight: bool = True, results: str | Path = "results",
+          run: str = "merges", base: str | Path | None = None, texts: str | Path | None = None, seq_len: int = 64,
+          windows: int = 16, overwrite: bool = False) -> MergeResult:
+    """Merge ``adapters`` with ``method`` into a PEFT adapter at ``out`` (weights default to 1/J each)."""
+    from lab.merge.adapters import merge_modules, merge_rows, read_adapter, write_adapter, write_merge_table
+    from lab.probes.merging import MergeError
+
+    inputs = [read_adapter(p) for p in adapters]
+    w = [1.0 / len(inputs)] * len(inputs) if weights is None else [float(x) for x in weights]
+    names = [a.name for a in inputs]
+    if len(set(names)) < len(names):  # the table names members by folder: make them unique
+        for i, a in enumerate(inputs):
+            a.name = f"{i}:{a.name}"
+    merges = merge_modules(inputs, w, method, rank, seed=seed, reweight=reweight)
+    if (base is None) != (texts is None):
+        raise MergeError("the hidden-state error needs both --base and --texts")
+    token_windows = None
+    if base is not None:
+        from lab.merge.hidden import windows_for
+
+        token_windows = windows_for(Path(base), Path(texts), seq_len, windows)  # a short corpus fails before anything is written
+    out = Path(out)
+    dtype = inputs[0].dtype
+    write_adapter(out, merges, inputs[0].config, dtype, overwrite=overwrite)
+    rows = merge_rows(out.name, run, method, merges, dtype)
+    if token_windows is not None:
+        from lab.merge.hidden import hidden_errors
+
+        exact = [replace(m, merged=m.target) for m in merges]
+        error = hidden_errors(Path(base), [out], exact, inputs[0].config, dtype, token_windows)[0]
+        for row in rows:
+            row["hidden_rel_error"] = error  # one number per merged model, on each of its rows
+    return MergeResult(out, write_merge_table(Path(results), run, rows), rows, len(inputs))
