@@ -203,8 +203,14 @@ def _base_tensor(name: str, stored: tuple[int, int], base: Base, weights: Path) 
 
 # ---- the skeleton: the base model on the meta device, wrapped by PEFT ----
 
-@lru_cache(maxsize=2)
 def _skeleton(config: str, base_config: str, weights: str):
+    """The cached skeleton of :func:`_build`, rebuilt when one of its files changed on disk."""
+    stamps = tuple((s.st_mtime_ns, s.st_size) for s in (Path(p).stat() for p in (config, base_config, weights)))
+    return _build(config, base_config, weights, stamps)
+
+
+@lru_cache(maxsize=2)
+def _build(config: str, base_config: str, weights: str, stamps: tuple):
     """PeftModel(base built from ``base_config``, the adapter of ``config``) holding no weights, eval
     mode, with PEFT's load result for the keys and shapes of ``weights``.
 
