@@ -196,7 +196,8 @@ def _deltas(runs: Sequence[Run]) -> list[Sentence]:
         if (rows["kind"] == "lora").any():
             ranks = sorted(rows.loc[rows["kind"] == "lora", "rank_bound"].dropna().astype(int).unique())
             w.text(", r = " + "/".join(str(r) for r in ranks))
-        biggest = rows.loc[rows["fro_norm"].idxmax()]
+        finite = rows[np.isfinite(rows["fro_norm"].astype(float))]
+        biggest = finite.loc[finite["fro_norm"].idxmax()] if not finite.empty else rows.iloc[0]
         w.text("); ‖ΔW‖_F ").num("mean_fro_norm", rows["fro_norm"].mean(), " on average, largest ")
         w.num("max_fro_norm", biggest["fro_norm"], f" in {biggest['module']}.")
         means[run] = float(rows["fro_norm"].mean())
@@ -324,6 +325,7 @@ def _thresholds(runs: Sequence[Run]) -> list[Sentence]:
     out, ratios = [], {}
     for run, rows in _per_run(runs, "thresholds", cols):
         ck, rows = at_last(rows)
+        rows = rows[rows["ratio"].notna()]
         if rows.empty:
             continue
         w = _Writer("thresholds", run)

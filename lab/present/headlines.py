@@ -97,6 +97,8 @@ def _attention(runs: Sequence[Run]) -> Chart:
     if summary.empty:
         return attention_fig.headline_chart(pd.DataFrame(), summary)
     layers = sorted(summary["layer"].dropna().unique())
+    if not layers:
+        return attention_fig.headline_chart(pd.DataFrame(), summary)
     layer, head, length = int(layers[len(layers) // 2]), int(summary["head"].min()), int(summary["seq_len"].max())
     profiles = []
     for run in with_table:
