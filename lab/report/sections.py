@@ -148,6 +148,8 @@ def build_attention(section: Section, runs: list[Run]) -> None:
             continue
         last = mine[mine["checkpoint"] == _last(mine)]
         layers = sorted(last["layer"].dropna().unique())
+        if not layers:
+            continue
         layer, head = int(layers[len(layers) // 2]), int(last["head"].min())
         for length in sorted(last["seq_len"].unique()):
             profiles = load.read(run, "attention_entanglement", None,
