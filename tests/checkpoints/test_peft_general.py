@@ -53,6 +53,8 @@ ADAPTERS = {
     "miss": ("llama", "MissConfig", dict(r=4, target_modules=QV)),
     "shira": ("llama", "ShiraConfig", dict(r=2, target_modules=QV)),
     "randlora": ("llama", "RandLoraConfig", dict(r=4, target_modules=QV)),
+    "loha_bf16": ("llama_bf16", "LoHaConfig", dict(r=2, alpha=4, target_modules=QV + ["o_proj"])),
+    "ia3_bin": ("llama", "IA3Config", dict(target_modules=["q_proj", "up_proj"], feedforward_modules=["up_proj"])),
     "ia3_gpt2": ("gpt2", "IA3Config", dict(target_modules=["c_attn", "mlp.c_proj"], feedforward_modules=["mlp.c_proj"],
                                            fan_in_fan_out=True)),
     "vera_gpt2": ("gpt2", "VeraConfig", dict(r=4, target_modules=["c_attn", "c_fc"], fan_in_fan_out=True)),
@@ -61,7 +63,8 @@ ADAPTERS = {
     "fourierft_gpt2": ("gpt2", "FourierFTConfig", dict(n_frequency=16, target_modules=["c_attn"], fan_in_fan_out=True)),
     "randlora_gpt2": ("gpt2", "RandLoraConfig", dict(r=4, target_modules=["c_attn"], fan_in_fan_out=True)),
 }
-MODELS = {"llama": lambda: builders.tiny_llama(seed=0), "gpt2": lambda: builders.tiny_gpt2(seed=0)}
+MODELS = {"llama": lambda: builders.tiny_llama(seed=0), "gpt2": lambda: builders.tiny_gpt2(seed=0),
+          "llama_bf16": lambda: builders.tiny_llama(seed=0, dtype=torch.bfloat16)}
 
 
 def _randomize(model, seed: int = 5, std: float = 0.1):
@@ -101,7 +104,7 @@ def artifacts(tmp_path_factory):
             _randomize(model)
             if cls == "AdaLoraConfig":
                 _mask_adalora(model)
-            model.save_pretrained(root / name)
+            model.save_pretrained(root / name, safe_serialization=not name.endswith("_bin"))  # _bin: adapter_model.bin
             cache[name] = (root / name, base)
         return cache[name]
 
