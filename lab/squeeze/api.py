@@ -38,6 +38,9 @@ def squeeze(ckpt: str | Path, out: str | Path, *, rank: int | None = None, energ
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out}: exists and is not empty; pass --overwrite or another --out")
+    continued = out.with_name(out.name + "-steps")
+    if steps and continued.exists() and any(continued.iterdir()) and not overwrite:
+        raise InputError(f"{continued}: exists and is not empty (the --steps run goes there); pass --overwrite or another --out")
     source = read_input(ckpt, base, modules)
     squeezed = [squeeze_target(t, rank, energy, seed=seed, power_iters=power_iters) for t in source.targets]
     write_squeezed(out, source, squeezed, overwrite=overwrite)
@@ -49,7 +52,7 @@ def squeeze(ckpt: str | Path, out: str | Path, *, rank: int | None = None, energ
             raise InputError(f"{ckpt}: its config names no base model (base_model_name_or_path); --steps needs one")
         from lab.squeeze.retrain import continue_training
 
-        done.continued = continue_training(out, Path(ckpt), out.with_name(out.name + "-steps"), steps, source.base_path,
+        done.continued = continue_training(out, Path(ckpt), continued, steps, source.base_path,
                                            max(sq.k for sq in squeezed), texts=str(texts) if texts else None, lr=lr,
                                            overwrite=overwrite)
     return done
