@@ -31,7 +31,9 @@ Prompt-type methods (prompt, prefix, p-tuning, ...) learn no weight update: :dat
 from __future__ import annotations
 
 import copy
+import functools
 import threading
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -64,6 +66,18 @@ NO_WEIGHT_UPDATE = frozenset({"PROMPT_TUNING", "MULTITASK_PROMPT_TUNING", "P_TUN
 DELTA_WEIGHT = frozenset({"ADALORA", "LOHA", "LOKR", "VERA", "FOURIERFT", "RANDLORA", "SHIRA"})
 
 _lock = threading.Lock()  # the cached skeleton is shared by every read of this process
+
+
+def _quiet(fn):
+    """``fn`` with Python warnings silenced: PEFT's and transformers' advice while the skeleton is built
+    and a module read (deprecations, "consider save_projection") would break lab's one-line output;
+    whatever matters becomes a LabError instead."""
+    @functools.wraps(fn)
+    def quiet(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn(*args, **kwargs)
+    return quiet
 
 
 def peft_type(config: Path) -> str:
@@ -210,6 +224,7 @@ def _skeleton(config: str, base_config: str, weights: str):
 
 
 @lru_cache(maxsize=2)
+@_quiet
 def _build(config: str, base_config: str, weights: str, stamps: tuple):
     """PeftModel(base built from ``base_config``, the adapter of ``config``) holding no weights, eval
     mode, with PEFT's load result for the keys and shapes of ``weights``.
@@ -272,6 +287,7 @@ def _placeholder(t):
     return torch.zeros((), dtype=t.dtype).expand(t.shape)
 
 
+@_quiet
 def _peft_config(config: str, ptype: str):
     """PEFT's own config object for the file (FormatError naming it when PEFT refuses the file)."""
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
@@ -367,6 +383,7 @@ def module_update(layer, peft_type: str) -> np.ndarray:
         return delta.detach().to(torch.float64).numpy().copy()
 
 
+@_quiet
 def read_peft(spec: ModuleRead, loader: TensorLoader) -> tuple[np.ndarray, np.ndarray, str]:
     """(dense ΔW (out, in), the base weight W (out, in), note) of one general-path module read, float64."""
     peft = spec.peft

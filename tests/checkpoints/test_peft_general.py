@@ -303,3 +303,12 @@ def test_a_foreign_tensor_names_file_and_tensor(tmp_path, artifacts):
     bad = _damaged(folder, tmp_path, lambda t: t.__setitem__(key, torch.zeros(2, 32)))
     with pytest.raises(FormatError, match=rf"adapter_model.safetensors: tensor '{key}' is not a parameter of the IA3 adapter"):
         plan_reads(discover(bad)[0], open_base(base))
+
+
+def test_cli_run_is_quiet(tmp_path, artifacts):
+    """lab analyze --quiet on a general-path adapter: exit 0 and nothing on stderr (PEFT's and
+    transformers' warnings while the skeleton is built would otherwise reach the user)."""
+    folder, base = artifacts("vera_unsaved")
+    done = subprocess.run([*_lab(), "analyze", str(folder), "--base", str(base), "--out", str(tmp_path / "res"), "--quiet",
+                           "--probes", "deltas"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
