@@ -26,6 +26,12 @@ The Delta is dense float64 in the (out, in) layout, of kind ``peft_type.lower()`
 tensors shared by all modules (VeRA's projections) are not counted per module.
 
 Prompt-type methods (prompt, prefix, p-tuning, ...) learn no weight update: :data:`NO_WEIGHT_UPDATE`.
+
+The path assumes what PEFT derives and does not save depends on shapes and the config, not on the
+base weights' values (the skeleton has none). :data:`NEEDS_BASE_VALUES` lists the types known to
+break that (refused with a one-line error); tests/checkpoints/test_peft_general.py runs every type
+the installed PEFT can make on a tiny LLaMA and requires PEFT's update or a LabError, never a
+silently different number.
 """
 
 from __future__ import annotations
@@ -63,6 +69,10 @@ NO_WEIGHT_UPDATE = frozenset({"PROMPT_TUNING", "MULTITASK_PROMPT_TUNING", "P_TUN
 # types whose layer's get_delta_weight(adapter) is the additive ΔW of an nn.Linear, in its layout
 # (checked against merge_and_unload − base in tests/checkpoints/test_peft_general.py); Conv1D
 # modules and every other type take merged − base
+# types whose tuner derives unsaved state from the base weights' values when it is created (FRoD's
+# joint decomposition of the layers, OSF's orthogonal subspaces): the skeleton holds no weights, so
+# the general path would be wrong for them, and it refuses them instead
+NEEDS_BASE_VALUES = frozenset({"FROD", "OSF"})
 DELTA_WEIGHT = frozenset({"ADALORA", "LOHA", "LOKR", "VERA", "FOURIERFT", "RANDLORA", "SHIRA"})
 
 _lock = threading.Lock()  # the cached skeleton is shared by every read of this process
@@ -99,6 +109,10 @@ def check_peft_adapter(config: Path, ptype: str) -> None:
     if ptype.lower() not in KINDS:
         raise FormatError(f"{config}: peft_type {_shown(ptype)} is not a weight-modifying PEFT method lab knows; "
                           "lab reads LoRA, DoRA and the other weight-modifying types of PEFT 0.21")
+    if ptype in NEEDS_BASE_VALUES:
+        raise FormatError(f"{config}: peft_type {ptype!r} derives its update from the base weights' values when it is "
+                          "loaded, which lab's general path (one module at a time, no whole model) does not do; "
+                          f"no reader for {ptype} yet")
     _peft_config(str(config), ptype)
 
 
@@ -269,10 +283,13 @@ def _build(config: str, base_config: str, weights: str, stamps: tuple):
              for key, info in index.tensors.items()}
     try:
         result = set_peft_model_state_dict(wrapped, state, adapter_name=ADAPTER, low_cpu_mem_usage=True)
-    except RuntimeError as e:  # load_state_dict's "size mismatch for <key>: ..."
-        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), _first(e))
-        raise ShapeError(f"{weights}: {detail} (the {ptype} config {Path(config).name} and the tensors disagree)") from None
-    except Exception as e:  # PEFT's own checks of a file that does not fit its config
+    except Exception as e:
+        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), None)
+        if detail is not None:  # load_state_dict's "size mismatch for <key>: ..."
+            raise ShapeError(f"{weights}: {detail} (the {ptype} config {Path(config).name} and the tensors disagree)") from None
+        if "meta tensor" in str(e):  # the tuner copies into its own tensors on load: they need real storage
+            raise FormatError(f"{weights}: lab's general path cannot load this {ptype} adapter (of {Path(config).name}) "
+                              f"onto a model without weights ({_first(e)}); no reader for {ptype} yet") from None
         raise FormatError(f"{weights}: PEFT cannot load it as the {ptype} adapter of {Path(config).name} ({_first(e)})") from None
     config_object = wrapped.peft_config[ADAPTER]
     if getattr(config_object, "rank_pattern", None) and ptype == "ADALORA":

@@ -312,3 +312,53 @@ def test_cli_run_is_quiet(tmp_path, artifacts):
     done = subprocess.run([*_lab(), "analyze", str(folder), "--base", str(base), "--out", str(tmp_path / "res"), "--quiet",
                            "--probes", "deltas"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+# types the tests above make with chosen configs, and the others PEFT 0.21 makes on the tiny LLaMA
+# with its defaults whose updates lab must equal
+COVERED = {"LOHA", "LOKR", "IA3", "VERA", "ADALORA", "OFT", "BOFT", "HRA", "FOURIERFT", "MISS", "SHIRA", "RANDLORA"}
+EXACT_WITH_DEFAULTS = {"DEFT", "GRALORA", "HIRA", "LN_TUNING", "PEANUT", "PVERA"}
+
+
+def _types(mapping) -> dict[str, type]:
+    return {str(getattr(t, "value", t)): c for t, c in mapping.items()}
+
+
+def _other_types() -> list[str]:
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    return sorted(set(_types(PEFT_TYPE_TO_CONFIG_MAPPING)) - NO_WEIGHT_UPDATE - COVERED - {"LORA"})
+
+
+@pytest.mark.parametrize("ptype", _other_types())
+def test_every_other_type_is_peft_exact_or_a_one_line_error(tmp_path, llama_base, ptype):
+    """Every other weight-modifying type of the installed PEFT, made with its defaults on q/v of the
+    tiny LLaMA and randomised: lab's update equals PEFT's merge_and_unload − base, or lab refuses with
+    a one-line LabError naming the adapter's folder; never a different number."""
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    cls = _types(PEFT_TYPE_TO_CONFIG_MAPPING)[ptype]
+    folder = tmp_path / "adapter"
+    try:
+        try:
+            config = cls(target_modules=["q_proj", "v_proj"])
+        except TypeError:
+            config = cls()
+        model = get_peft_model(builders.tiny_llama(seed=0), config)
+        _randomize(model)
+        model.save_pretrained(folder)
+        want = peft_updates(folder, "llama")
+    except Exception:  # PEFT cannot make or merge this type on this model with its defaults: nothing to compare
+        assert ptype not in EXACT_WITH_DEFAULTS
+        return
+    try:
+        got = {d.module: d for d in iter_deltas(discover(folder)[0], llama_base)}
+    except lab.errors.LabError as e:
+        assert ptype not in EXACT_WITH_DEFAULTS, str(e)
+        assert "\n" not in str(e) and str(folder) in str(e), str(e)
+        return
+    assert set(got) == set(want)
+    for module, d in got.items():
+        assert rel_err(d.dense, want[module]) < 1e-6, module
+    assert ptype.lower() in KINDS
+    assert ptype in EXACT_WITH_DEFAULTS, f"{ptype} reads exactly now: add it to EXACT_WITH_DEFAULTS"
