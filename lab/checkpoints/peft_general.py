@@ -173,6 +173,13 @@ class _Layer:
 
 def _check_file(config: str, base_config: str, index: TensorIndex, weights: Path, ptype: str):
     """The adapted layers (PEFT name -> _Layer) and the shared tensors, every key loaded onto the skeleton."""
+    from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
+
+    # before PEFT allocates anything: a file without the tuner's parameter names is another method's
+    prefix = getattr(PEFT_TYPE_TO_TUNER_MAPPING.get(ptype), "prefix", None)
+    if prefix and not any(part.startswith(prefix) for key in index.tensors for part in key.split(".")):
+        raise FormatError(f"{weights}: holds no {ptype} tensors (names with '{prefix}…') although {config} says peft_type "
+                          f"{ptype!r}; the weights and the config disagree")
     model, result = _skeleton(config, base_config, str(weights))
     layers = _tuner_layers(model)
     if result.unexpected_keys:

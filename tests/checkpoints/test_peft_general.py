@@ -362,3 +362,15 @@ def test_every_other_type_is_peft_exact_or_a_one_line_error(tmp_path, llama_base
         assert rel_err(d.dense, want[module]) < 1e-6, module
     assert ptype.lower() in KINDS
     assert ptype in EXACT_WITH_DEFAULTS, f"{ptype} reads exactly now: add it to EXACT_WITH_DEFAULTS"
+
+
+def test_another_methods_weights_under_this_config_name_both_files(tmp_path, llama_lora, llama_base):
+    """LoRA weights with peft_type LOHA in the config: refused before PEFT builds anything."""
+    lora, _ = llama_lora
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    config = json.loads((lora / "adapter_config.json").read_text())
+    (bad / "adapter_config.json").write_text(json.dumps({**config, "peft_type": "LOHA"}))
+    (bad / "adapter_model.safetensors").write_bytes((lora / "adapter_model.safetensors").read_bytes())
+    with pytest.raises(FormatError, match=rf"adapter_model.safetensors: holds no LOHA tensors .*{bad}/adapter_config.json"):
+        plan_reads(discover(bad)[0], open_base(llama_base))
