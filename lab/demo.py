@@ -351,7 +351,8 @@ def demo_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (the summary is still printed).")] = False,
 ) -> None:
     """Fine-tune MiniLM with LoRA (r = 4, 16, 64), fully and with MPS Adaptation (r = 64, χ = 8), squeeze
-    the r = 64 LoRA to r = 16, analyse every run, and print the entanglement valley."""
+    the r = 64 LoRA to r = 16, merge the LoRA runs (stack, svd, LEGO), analyse every run, and print the
+    entanglement valley."""
     from rich.console import Console
 
     result = run_demo(workdir, steps=steps, report=report, progress=not quiet, mps=DEMO_MPS, squeeze=DEMO_SQUEEZE,
