@@ -8,22 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
 
 import builders
+from squeeze_inputs import lora_adapter
 
 
 @pytest.fixture(scope="session")
 def llama_base(tmp_path_factory) -> Path:
     return builders.save(builders.tiny_llama(seed=0), tmp_path_factory.mktemp("squeeze_llama") / "base")
-
-
-def lora_adapter(path: Path, seed: int, dtype=torch.float32, **config) -> Path:
-    config.setdefault("target_modules", ["q_proj", "v_proj", "o_proj"])
-    model = get_peft_model(builders.tiny_llama(seed=0), LoraConfig(**config))
-    builders.randomize_lora(model, seed=seed)
-    model.to(dtype).save_pretrained(path)
-    return Path(path)
 
 
 @pytest.fixture(scope="session")

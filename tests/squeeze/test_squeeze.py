@@ -160,7 +160,7 @@ def test_cli_writes_adapter_and_table(tmp_path, adapters):
 def test_embedding_adapter_squeezes_in_the_table_layout(tmp_path, llama_base):
     """PEFT's embedding update is (B·A)ᵀ of lora_embedding_B/A: the squeezed table update must be the
     truncated SVD of that, written back in PEFT's layout."""
-    from conftest import lora_adapter
+    from squeeze_inputs import lora_adapter
 
     path = lora_adapter(tmp_path / "emb", 4, dtype=torch.float64, r=6, lora_alpha=12, target_modules=["embed_tokens"])
     raw = load_file(path / "adapter_model.safetensors")
