@@ -172,6 +172,11 @@ _register_subsystem_commands()
 
 def main() -> None:
     """Entry point of the ``lab`` console script."""
+    import warnings
+
+    # transformers 5 deprecates an attribute PEFT still reads on every adapter load: noise on a
+    # newcomer's terminal, not a problem of theirs (the Python API leaves warnings alone)
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     app()
 
 
