@@ -268,21 +268,26 @@ def _build(config: str, base_config: str, weights: str, stamps: tuple):
         raise FormatError(f"{base_config}: transformers cannot read the base config ({_first(e)})") from None
     cls = next((getattr(transformers, a) for a in (getattr(model_config, "architectures", None) or [])
                 if isinstance(a, str) and hasattr(transformers, a)), None)
-    try:
-        with torch.device("meta"):
-            model = cls._from_config(model_config) if cls is not None else transformers.AutoModel.from_config(model_config)
-    except Exception as e:
-        raise FormatError(f"{base_config}: transformers cannot build the model it describes ({_first(e)})") from None
+
+    def on_meta():
+        try:
+            with torch.device("meta"):
+                return cls._from_config(model_config) if cls is not None else transformers.AutoModel.from_config(model_config)
+        except Exception as e:
+            raise FormatError(f"{base_config}: transformers cannot build the model it describes ({_first(e)})") from None
+
+    ptype = peft_type(Path(config))
+    index = TensorIndex.from_files([Path(weights)])
+    _check_on_meta(on_meta(), config, ptype, index, weights)
+    model = on_meta()
     for module in model.modules():
         for name, param in list(module._parameters.items()):
             if param is not None:
                 module._parameters[name] = torch.nn.Parameter(_placeholder(param), requires_grad=False)
-    ptype = peft_type(Path(config))
     try:
         wrapped = get_peft_model(model, _peft_config(config, ptype), adapter_name=ADAPTER).eval()
     except Exception as e:
         raise FormatError(f"{config}: PEFT cannot apply this {ptype} adapter to the base of {base_config} ({_first(e)})") from None
-    index = TensorIndex.from_files([Path(weights)])
     # shared tensors (VeRA's vera_A/vera_B, RandLoRA's bases) are copied into PEFT's own buffers, so
     # they load as zeros (real, once per model); a module's tensors load as meta
     layers = _tuner_layers(wrapped)
@@ -302,6 +307,24 @@ def _build(config: str, base_config: str, weights: str, stamps: tuple):
     if getattr(config_object, "rank_pattern", None) and ptype == "ADALORA":
         config_object.rank_pattern = None  # AdaLoRA's modules are resized to it now; a later load would resize again
     return wrapped, result
+
+
+def _check_on_meta(model, config: str, ptype: str, index: TensorIndex, weights: str) -> None:
+    """The file's shapes against an adapter PEFT builds entirely on meta, where it can: a config that
+    does not describe the file (an r of 10⁶ over tensors of r = 8) is refused before PEFT allocates
+    that adapter for real. Types PEFT cannot build or load on meta are left to the real build."""
+    import torch
+    from peft import get_peft_model
+    from peft.utils import set_peft_model_state_dict
+
+    try:
+        wrapped = get_peft_model(model, _peft_config(config, ptype), adapter_name=ADAPTER, low_cpu_mem_usage=True)
+        state = {key: torch.empty(info.shape, device="meta") for key, info in index.tensors.items()}
+        set_peft_model_state_dict(wrapped, state, adapter_name=ADAPTER, low_cpu_mem_usage=True)
+    except Exception as e:
+        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), None)
+        if detail is not None:
+            raise ShapeError(f"{weights}: {detail} (the {ptype} config {Path(config).name} and the tensors disagree)") from None
 
 
 def _placeholder(t):

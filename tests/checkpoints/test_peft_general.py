@@ -374,3 +374,32 @@ def test_another_methods_weights_under_this_config_name_both_files(tmp_path, lla
     (bad / "adapter_model.safetensors").write_bytes((lora / "adapter_model.safetensors").read_bytes())
     with pytest.raises(FormatError, match=rf"adapter_model.safetensors: holds no LOHA tensors .*{bad}/adapter_config.json"):
         plan_reads(discover(bad)[0], open_base(llama_base))
+
+
+_HUGE_RANK = """
+import json, resource, sys
+from lab.checkpoints import discover, open_base, plan_reads
+from lab.errors import ShapeError
+plan_reads(discover(sys.argv[1])[0], open_base(sys.argv[3]))  # the same adapter with its true r: imports, a skeleton
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    plan_reads(discover(sys.argv[2])[0], open_base(sys.argv[3]))
+except ShapeError as e:
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    print(json.dumps({"error": str(e), "grown_kib": grown}))
+"""
+
+
+def test_a_config_rank_far_beyond_the_file_is_refused_before_allocating(tmp_path, llama_base):
+    """A LoHa config claiming r = 10⁶ over tensors of r = 2: a ShapeError naming the tensor, found on
+    an all-meta build, so the process never holds the ~1 GB adapter that r would allocate."""
+    model = get_peft_model(builders.tiny_llama(seed=0), peft.LoHaConfig(r=2, target_modules=["q_proj"]))
+    model.save_pretrained(tmp_path / "good")
+    model.save_pretrained(tmp_path / "bad")
+    config = json.loads((tmp_path / "bad" / "adapter_config.json").read_text())
+    (tmp_path / "bad" / "adapter_config.json").write_text(json.dumps({**config, "r": 10**6}))
+    done = subprocess.run([sys.executable, "-c", _HUGE_RANK, str(tmp_path / "good"), str(tmp_path / "bad"), str(llama_base)],
+                          capture_output=True, text=True, timeout=300)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "size mismatch for" in result["error"] and "hada_w1_a" in result["error"]
+    assert result["grown_kib"] < 200 * 1024, result  # r = 10⁶ built for real: 4 × 32·10⁶ float32 per module
