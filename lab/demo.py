@@ -224,23 +224,15 @@ def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes
         for name, config in configs.items():
             folder = results_dir / name
             path = result.finetunes[name]
-            run_probes, run_options = list(probes), options
-            want = wanted
-            if config.method == "mps":
-                # the engine runs PEFT adapters and full models on text, not MPS adapters
-                run_probes = [p.name for p in chosen if p.scope != "model"]
-                run_options = {k: v for k, v in options.items() if k in run_probes}
-                want = {**wanted, "probes": run_probes,
-                        "probe_options": {k: v for k, v in probe_options.items() if k in run_probes}}
-            if name not in retrained and _analysis_is_current(folder, want):
+            if name not in retrained and _analysis_is_current(folder, wanted):
                 bar.add_task(f"analyze {name}", total=1, completed=1, note="cached")
                 result.runs[name] = open_run(folder)
                 result.reused.append(f"analyze:{name}")
                 continue
             task = bar.add_task(f"analyze {name}", total=None, note=", ".join(wanted["probes"]))
             with one_blas_thread():
-                result.runs[name] = lab.analyze(path, base=base, out=results_dir, run=name, probes=run_probes,
-                                                options=run_options, modules=DEMO_MODULES, controls=True, overwrite=True,
+                result.runs[name] = lab.analyze(path, base=base, out=results_dir, run=name, probes=list(probes),
+                                                options=options, modules=DEMO_MODULES, controls=True, overwrite=True,
                                                 progress=False)
             bar.update(task, total=1, completed=1)
 

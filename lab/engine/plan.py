@@ -48,7 +48,7 @@ class Plan:
 
 def rank_bound(read: ModuleRead, rows: int) -> int:
     """The largest rank a part of ``read`` can have: r for factors, min(rows, cols) for dense updates."""
-    factored = read.kind == "lora" or (read.kind == "dora" and read.base is None)
+    factored = read.kind in ("lora", "mps") or (read.kind == "dora" and read.base is None)  # mps: A is C1, r first
     return min(int(read.A.shape[0]), rows, read.shape[1]) if factored else min(rows, read.shape[1])
 
 

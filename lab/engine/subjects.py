@@ -27,7 +27,7 @@ class ModelSubject:
     checkpoint: str
     step: int | None
     path: Path
-    format: str  # "adapter", "full" or "base"
+    format: str  # "adapter", "mps", "full" or "base"
     base: Path | None = None
     corpus: Path | None = None  # a texts file (one text per line, or .jsonl with "text"); None: stdlib docstrings
     prepared: Any = None
@@ -46,6 +46,12 @@ class ModelSubject:
                 from peft import PeftModel
 
                 model = PeftModel.from_pretrained(_pretrained(self.base), self.path)
+            elif self.format == "mps":
+                if self.base is None:
+                    raise InputError(f"{self.path}: running an MPS adapter on text needs the model it was trained on: pass --base BASE")
+                from lab.finetune.mps import load_mps
+
+                model = load_mps(_pretrained(self.base), self.path)
             else:
                 model = _pretrained(self.path)
             self._model = model.eval()

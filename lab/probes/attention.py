@@ -270,11 +270,12 @@ def _effective_weight(linear) -> tuple[np.ndarray, np.ndarray]:
     """(W_eff, bias) of a projection as the model runs it: rows of module(I) − module(0), float64.
 
     Exact for anything linear in its input: a plain Linear, PEFT's LoRA (W + s·B·A) and DoRA
-    (magnitude-rescaled) layers in eval mode.
+    (magnitude-rescaled) layers in eval mode, lab's MPS Adaptation layers (W + s·B·A_MPS).
     """
     import torch
 
-    d_in = int(getattr(linear, "in_features", None) or linear.weight.shape[1])
+    inner = getattr(linear, "base_layer", linear)  # PEFT's and lab's MPS wrappers keep the Linear as base_layer
+    d_in = int(getattr(linear, "in_features", None) or getattr(inner, "in_features", None) or inner.weight.shape[1])
     with torch.no_grad():
         zero = linear(torch.zeros(1, d_in)).to(torch.float64)
         out = linear(torch.eye(d_in)).to(torch.float64) - zero

@@ -52,9 +52,14 @@ def head_max(x: np.ndarray, heads: int, d_head: int) -> np.ndarray:
 
 
 def lora_term(linear, x):
-    """Σ over active adapters of s·X·Aᵀ·Bᵀ for a PEFT LoRA/DoRA layer (float64 torch), None for a plain one."""
+    """Σ over active adapters of s·X·Aᵀ·Bᵀ for a PEFT LoRA/DoRA layer (float64 torch), the same with
+    A = A_MPS for lab's MPS Adaptation layer, None for a plain one."""
     import torch
 
+    if hasattr(linear, "mps_C1"):  # A_MPS[a, i1·d2 + i2] = Σ_c C1[a, i1, c]·C2[c, i2]
+        C1, C2 = linear.mps_C1.to(torch.float64), linear.mps_C2.to(torch.float64)
+        A = torch.einsum("aic,cj->aij", C1, C2).reshape(C1.shape[0], -1)
+        return float(linear.scale) * (x.to(torch.float64) @ A.T) @ linear.mps_B.to(torch.float64).T
     if not hasattr(linear, "lora_A"):
         return None
     total = None

@@ -215,3 +215,42 @@ def test_each_forward_pass_is_reported_to_the_progress_line(inputs):
         available()["thresholds"].run(subject, ThresholdOptions(seq_len=(4, 8), windows=3), ProbeContext())
     assert labels == [f"lora thresholds: forward pass {i}/6 (L = {L})" for i, L in zip(range(1, 7), (4, 4, 4, 8, 8, 8))]
     ProbeContext().tick("outside: nobody listens")  # no reporter set: a no-op, never an error
+
+
+def test_mps_adapter_runs_on_text_like_its_merged_model(tmp_path, inputs):
+    """An MPS Adaptation adapter (lab finetune --method mps) is run on text by the engine: its
+    thresholds and attention equal those of a full checkpoint holding the merged weights W + ΔW."""
+    from lab.finetune.mps import mps_modules, save_mps, wrap_mps
+
+    torch.manual_seed(3)
+    model = builders.tiny_llama(seed=0)
+    wrap_mps(model, ["q_proj", "k_proj", "v_proj"], r=4, chi=2, alpha=8.0)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for m in mps_modules(model).values():
+            for p in (m.mps_B, m.mps_C1, m.mps_C2):
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    save_mps(model, tmp_path / "mps", base_path=str(inputs["base"]), targets=["q_proj", "k_proj", "v_proj"])
+    # the independent route: the same update merged into a plain model, saved as a full checkpoint
+    merged = builders.tiny_llama(seed=0)
+    with torch.no_grad():
+        for name, m in mps_modules(model).items():
+            eye = torch.eye(m.base_layer.in_features)
+            bias = m.base_layer.bias if m.base_layer.bias is not None else 0
+            merged.get_submodule(name).weight.copy_((m(eye) - bias).T)  # the module's own map, read off the identity
+    full = builders.save(merged, tmp_path / "merged")
+    settings = dict(base=inputs["base"], probes=["attention", "thresholds"], texts=inputs["texts"], seq_len=(4, 8),
+                    windows=2, progress=False)
+    mps_run = lab.analyze(tmp_path / "mps", out=tmp_path / "out", run="mps", **settings)
+    full_run = lab.analyze(full, out=tmp_path / "out", run="full", **settings)
+    key = ["layer", "head", "seq_len", "window"]
+    a, b = (r.table("thresholds").sort_values(key).reset_index(drop=True) for r in (mps_run, full_run))
+    np.testing.assert_allclose(a[["gamma_q", "gamma_k"]], b[["gamma_q", "gamma_k"]], rtol=1e-5)
+    assert (a.gamma_q != a.gamma_q.iloc[0]).any()  # real numbers, not a constant
+    # the adapter term alone, s·X·A_MPSᵀ·Bᵀ, is reported for the MPS run (null for a full checkpoint)
+    assert a.gamma_lora.notna().all() and b.gamma_lora.isna().all()
+    assert ((a.gamma_lora > 0) & (a.gamma_lora < 10 * a.gamma_q)).all()
+    a, b = (r.table("attention_summary").sort_values(["layer", "head", "seq_len"]).reset_index(drop=True)
+            for r in (mps_run, full_run))
+    np.testing.assert_allclose(a["attention_tv"], b["attention_tv"], rtol=1e-4, atol=1e-7)
+    assert (a["attention_tv"] > 0).all()  # the update moved the attention
