@@ -1,6 +1,6 @@
 """Minimal semantic units: how each adapter's update is shared among its ranks, the effective number
 of units by layer, one module's unit contributions, a module × measure map of how alike the units
-are, the permutation checks, and the numbers."""
+are and one module's unit × unit similarity heatmap, the permutation checks, and the numbers."""
 
 import streamlit as st
 
@@ -33,6 +33,10 @@ chosen = st.selectbox("Run · checkpoint", labels, index=len(labels) - 1)
 run_name, checkpoint = pairs.iloc[labels.index(chosen)]
 ui.show(fig.similarity_chart(msu[(msu["run"] == run_name) & (msu["checkpoint"] == checkpoint)],
                              title=f"How alike the units are, per module ({run_name}, {checkpoint})"))
+similar = data.read([r for r in sel.runs if r.name == run_name], "msu_similarity", None, sel.filters())
+if not similar.empty:
+    similar = similar[(similar["checkpoint"] == checkpoint) & (similar["module"] == module)]
+ui.show(fig.unit_similarity_heatmap(similar, title=f"Unit × unit similarity: {module} ({run_name}, {checkpoint})"))
 
 st.subheader("Per run, checkpoint and role (means over layers)")
 st.dataframe(digests.msu(msu), hide_index=True, width="stretch")

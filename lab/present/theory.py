@@ -71,7 +71,7 @@ FAMILIES: tuple[Family, ...] = (
         "asymptotic and its constants unknown: the figures show measurements against the scale √ln L, never a verdict.",
     ),
     Family(
-        "msu", "Minimal semantic units", ("msu", "msu_units"),
+        "msu", "Minimal semantic units", ("msu", "msu_units", "msu_similarity"),
         "LoRA-LEGO (arXiv 2409.16167): rank i of an adapter, U_i = s·b_i·a_iᵀ, is a minimal semantic unit and "
         "ΔW = Σ_i U_i. Per module: each unit's size c_i = ‖U_i‖_F, its own share c_i²/Σc² and its Gram-weighted share "
         "⟨U_i, ΔW⟩_F/‖ΔW‖_F² (the units are not orthogonal; the difference is the cross-term energy), the effective "

@@ -138,10 +138,10 @@ def _run(delta: Delta, options: MsuOptions, ctx: ProbeContext) -> Rows:
     f = delta.factors
     if f is None:
         if delta.kind != "dora":
-            return {"msu": [], "msu_units": []}  # a full fine-tune has no units
+            return {"msu": [], "msu_units": [], "msu_similarity": []}  # a full fine-tune has no units
         row = dict.fromkeys(_SUMMARY)
         row.update(rows=delta.shape[0], cols=delta.shape[1], note=NOTE_DENSE_DORA)
-        return {"msu": [row], "msu_units": []}
+        return {"msu": [row], "msu_units": [], "msu_similarity": []}
     u = units(f)
     perm = permutation_errors(f, options.permutations, ctx.seed)
     row = {
@@ -163,7 +163,22 @@ def _run(delta: Delta, options: MsuOptions, ctx: ProbeContext) -> Rows:
              "a_norm": float(u.a_norm[i]), "own_share": float(u.own_share[i]), "energy_share": float(u.energy_share[i])}
             for i in range(f.rank_bound)
         ]
-    return {"msu": [row], "msu_units": unit_rows}
+    return {"msu": [row], "msu_units": unit_rows, "msu_similarity": similarity_rows(f) if options.units else []}
+
+
+def _signed_cosines(vectors: np.ndarray) -> np.ndarray:
+    """cos between every two rows of ``vectors`` (NaN where a row is zero)."""
+    norms = np.linalg.norm(vectors, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v = vectors / norms[:, None]
+    return v @ v.T
+
+
+def similarity_rows(f: Factors) -> list[dict]:
+    """``msu_similarity`` rows: cos(a_i, a_j) and cos(b_i, b_j) for every pair of units i < j."""
+    ca, cb = _signed_cosines(f.A), _signed_cosines(f.B.T)
+    i, j = np.triu_indices(f.rank_bound, 1)
+    return [{"unit_i": int(a), "unit_j": int(b), "cos_a": float(ca[a, b]), "cos_b": float(cb[a, b])} for a, b in zip(i, j)]
 
 
 _SUMMARY = ("rows", "cols", "rank", "scale", "fro_norm", "contribution_sum", "contribution_max", "cross_energy",
@@ -172,7 +187,7 @@ _SUMMARY = ("rows", "cols", "rank", "scale", "fro_norm", "contribution_sum", "co
 
 register(Probe(
     name="msu",
-    tables=("msu", "msu_units"),
+    tables=("msu", "msu_units", "msu_similarity"),
     run=_run,
     options=MsuOptions,
     default=False,

@@ -187,6 +187,15 @@ declare(
 )
 
 declare(
+    "msu_similarity",
+    "one row per pair of units i < j of each adapter module (msu probe): how alike two units are, for the MSU page's heatmap",
+    _c("unit_i", "int64", "rank index i of the first unit (0-based, as stored)"),
+    _c("unit_j", "int64", "rank index j > i of the second unit"),
+    _c("cos_a", "float64", "cos(a_i, a_j) between rows i and j of A (signed; empty when either row is zero)"),
+    _c("cos_b", "float64", "cos(b_i, b_j) between columns i and j of B (signed; empty when either column is zero)"),
+)
+
+declare(
     "msu_pairs",
     "one row per module shared by several adapters of the run (msu_pairs, group scope): concatenation vs summation and the cross terms of index-wise averaging",
     _c("members", "string", "the adapters (checkpoints) that have this module, comma-separated, in run order; the checkpoint column joins them with '+'"),

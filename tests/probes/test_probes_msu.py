@@ -107,6 +107,27 @@ def test_msu_probe_through_analyze(tmp_path):
         assert len(group) == msu.loc[module, "rank"]
         assert group.energy_share.sum() == pytest.approx(1.0, abs=1e-12)
         assert sorted(group.order) == list(range(1, len(group) + 1))
+    # unit × unit similarity: every pair i < j, cosines of PEFT's own lora_A rows and lora_B columns
+    from lab.present.figures.msu import unit_similarity_matrix
+
+    similar = run.table("msu_similarity")
+    layers = {name.removeprefix("base_model.model."): m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+    for module, group in similar.groupby("module"):
+        r = int(msu.loc[module, "rank"])
+        assert len(group) == r * (r - 1) // 2 and (group.unit_i < group.unit_j).all()
+        A = layers[module].lora_A["default"].weight.detach().double().numpy()
+        B = layers[module].lora_B["default"].weight.detach().double().numpy()
+        cos_a = (A @ A.T) / np.outer(np.linalg.norm(A, axis=1), np.linalg.norm(A, axis=1))
+        cos_b = (B.T @ B) / np.outer(np.linalg.norm(B, axis=0), np.linalg.norm(B, axis=0))
+        i, j = group.unit_i.to_numpy(), group.unit_j.to_numpy()
+        np.testing.assert_allclose(group.cos_a, cos_a[i, j], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(group.cos_b, cos_b[i, j], rtol=1e-10, atol=1e-12)
+        # the page's heatmap: |cos| of a's below the diagonal, of b's above it
+        m = unit_similarity_matrix(group)
+        lower, upper = np.tril_indices(r, -1), np.triu_indices(r, 1)
+        np.testing.assert_allclose(m[lower], np.abs(cos_a[lower]), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(m[upper], np.abs(cos_b[upper]), rtol=1e-10, atol=1e-12)
+        assert msu.loc[module, "cos_a_max"] == pytest.approx(np.abs(group.cos_a).max(), rel=1e-12)
 
 
 def test_dora_low_rank_part_and_dense_note(tmp_path):

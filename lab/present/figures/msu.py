@@ -99,6 +99,38 @@ def similarity_chart(msu: pd.DataFrame, *, title: str = "How alike the units are
     return Chart(fig, title, caption)
 
 
+def unit_similarity_matrix(pairs: pd.DataFrame) -> "np.ndarray":
+    """r × r matrix of one module's ``msu_similarity`` rows: |cos(a_i, a_j)| below the diagonal,
+    |cos(b_i, b_j)| above it, 1 on it (NaN where a unit is zero)."""
+    import numpy as np
+
+    r = int(max(pairs["unit_i"].max(), pairs["unit_j"].max())) + 1 if not pairs.empty else 0
+    m = np.eye(r)
+    i, j = pairs["unit_i"].to_numpy(dtype=int), pairs["unit_j"].to_numpy(dtype=int)
+    m[j, i] = np.abs(pairs["cos_a"].to_numpy(dtype=float))
+    m[i, j] = np.abs(pairs["cos_b"].to_numpy(dtype=float))
+    return m
+
+
+def unit_similarity_heatmap(pairs: pd.DataFrame, *, title: str | None = None) -> Chart:
+    """One module of one checkpoint: |cos| between every two units, a's below the diagonal, b's above."""
+    if pairs.empty:
+        return empty_chart(title or "Unit × unit similarity", "no unit pairs for this selection (the msu probe's msu_similarity table)")
+    module = pairs["module"].iloc[0] if "module" in pairs.columns else ""
+    title = title or f"Unit × unit similarity: {module}"
+    m = unit_similarity_matrix(pairs)
+    fig, (ax,) = new_figure(width=5.2, height=4.4)
+    image = ax.imshow(m, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    ax.grid(False)
+    fig.colorbar(image, ax=ax).set_label("|cos| (0 = orthogonal, 1 = parallel)")
+    ax.set_xlabel("unit j (rank index as stored)")
+    ax.set_ylabel("unit i")
+    ax.set_title(title, fontsize=10)
+    caption = ("Below the diagonal |cos(a_i, a_j)| between rows of A, above it |cos(b_i, b_j)| between columns of B. "
+               "Random factors of dimension n give |cos| ~ 1/√n; a bright pair is two ranks doing the same thing.")
+    return Chart(fig, title, caption)
+
+
 def effective_chart(msu: pd.DataFrame, *, title: str = "Effective number of units by layer") -> Chart:
     """exp(H(own shares)) by layer, one line style per role, with each rank r dashed grey."""
     msu = msu[msu["layer"].notna() & msu["rank"].notna()] if {"layer", "rank"} <= set(msu.columns) else msu.iloc[0:0]
