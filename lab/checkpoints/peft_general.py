@@ -6,10 +6,12 @@ adapters (:mod:`lab.checkpoints.mps`). Any other ``peft_type`` goes through this
 exact by construction because PEFT computes the update:
 
 * **Planning** (no tensor data): the base's ``config.json`` builds the model on the meta device
-  (no storage), PEFT wraps it with the adapter's own config (``low_cpu_mem_usage``: adapter
-  parameters on meta too), and the adapter file's keys and shapes are loaded onto that skeleton
-  the way ``PeftModel.from_pretrained`` loads them (``set_peft_model_state_dict``, PEFT's key
-  renaming), so a tensor PEFT would not accept fails now, naming file and tensor. The target
+  (no storage) and PEFT wraps it with the adapter's own config, first all on meta to check the
+  file's shapes before anything is allocated, then with every base parameter a one-element
+  placeholder so that PEFT initialises what it derives and does not save (OFT's index buffers,
+  AdaLoRA's ranknum). The adapter file's keys and shapes are loaded onto that skeleton the way
+  ``PeftModel.from_pretrained`` loads them (``set_peft_model_state_dict``, PEFT's key renaming),
+  as meta tensors, so a tensor PEFT would not accept fails now, naming file and tensor. The target
   modules are the skeleton's tuner layers that the file holds tensors for; each base weight is
   looked up in the base and its shape checked.
 * **Reading** one module (on any worker): the skeleton again (cached per process), then only this
@@ -40,11 +42,11 @@ import copy
 import functools
 import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -66,13 +68,13 @@ ADAPTER = "default"  # the adapter name the skeleton loads the file under
 # PEFT 0.21 types that add virtual tokens or prompts (or a KV cache) instead of changing a weight
 NO_WEIGHT_UPDATE = frozenset({"PROMPT_TUNING", "MULTITASK_PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING",
                               "ADAPTION_PROMPT", "CPT", "CARTRIDGE"})
-# types whose layer's get_delta_weight(adapter) is the additive ΔW of an nn.Linear, in its layout
-# (checked against merge_and_unload − base in tests/checkpoints/test_peft_general.py); Conv1D
-# modules and every other type take merged − base
 # types whose tuner derives unsaved state from the base weights' values when it is created (FRoD's
 # joint decomposition of the layers, OSF's orthogonal subspaces): the skeleton holds no weights, so
 # the general path would be wrong for them, and it refuses them instead
 NEEDS_BASE_VALUES = frozenset({"FROD", "OSF"})
+# types whose layer's get_delta_weight(adapter) is the additive ΔW of an nn.Linear, in its layout
+# (checked against merge_and_unload − base in tests/checkpoints/test_peft_general.py); Conv1D
+# modules and every other type take merged − base
 DELTA_WEIGHT = frozenset({"ADALORA", "LOHA", "LOKR", "VERA", "FOURIERFT", "RANDLORA", "SHIRA"})
 
 _lock = threading.Lock()  # the cached skeleton is shared by every read of this process
