@@ -252,29 +252,3 @@ def test_demo_modules_pattern_selects_query_and_value_only():
     names += ["encoder.layer.0.attention.output.dense", "encoder.layer.0.intermediate.dense"]
     assert [n for n in names if re.search(DEMO_MODULES, n)] == [n for n in names if n.endswith(("query", "value"))]
 
-
-def test_demo_merges_its_lora_runs_with_every_method(tmp_path):
-    """``merge=k``: the LoRA runs' last checkpoints merged by stack (exact), svd and lego at rank k into
-    loadable PEFT adapters, their errors in the results' ``merges`` run; a second demo reuses them."""
-    from peft import PeftModel
-    from transformers import AutoModel
-
-    from lab.demo import MERGE_METHODS
-    from lab.store import open_run
-
-    quick = dict(ranks=(2, 4), full=False, steps=1, save_every=1, batch_size=4, max_length=16, progress=False,
-                 probes=["deltas"], report=False, merge=2)
-    result = run_demo(tmp_path, **quick)
-    assert set(result.merges) == set(MERGE_METHODS)
-    table = open_run(tmp_path / "results" / "merges").table("merge")
-    by_method = {m: table[table.method == m] for m in MERGE_METHODS}
-    assert (by_method["stack"].rel_fro_error < 1e-6).all() and (by_method["stack"].k == 6).all()  # Σ r_j, float32 storage
-    svd = by_method["svd"]
-    assert (svd.k == 2).all() and np.allclose(svd.rel_fro_error, svd.optimal_rel_fro_error, rtol=1e-4, atol=1e-6)
-    assert (by_method["lego"].rel_fro_error >= by_method["lego"].optimal_rel_fro_error - 1e-6).all()
-    for folder in result.merges.values():
-        PeftModel.from_pretrained(AutoModel.from_pretrained(minilm_path()), folder)  # loads: a real PEFT adapter
-    before = _snapshot(tmp_path)
-    again = run_demo(tmp_path, **quick)
-    assert _rewritten(before, _snapshot(tmp_path)) == set()
-    assert sorted(r for r in again.reused if r.startswith("merge:")) == ["merge:lego-k2", "merge:stack", "merge:svd-k2"]

@@ -17,7 +17,7 @@ from lab.demo import run_demo
 from lab.finetune.mps_layout import cut_bounds
 
 TINY = dict(ranks=(2, 4), full=False, steps=6, save_every=3, batch_size=4, max_length=16, progress=False, report=False,
-            mps=(4, 2), squeeze=(4, 2))
+            mps=(4, 2), squeeze=(4, 2), merge=2)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,29 @@ def test_squeeze_run_is_the_truncated_svd_of_the_source(demo):
 def test_second_demo_reuses_mps_and_squeeze(demo):
     again = run_demo(demo.workdir, **TINY)
     assert {"finetune:mps-r4", "squeeze:squeeze-r2", "analyze:mps-r4", "analyze:squeeze-r2"} <= set(again.reused)
+    assert {"merge:stack", "merge:svd-k2", "merge:lego-k2"} <= set(again.reused)
+
+
+def test_demo_merges_its_lora_runs_with_every_method(demo):
+    """``merge=k``: the LoRA runs' last checkpoints merged by stack (exact), svd and lego at rank k into
+    loadable PEFT adapters, their errors in the results' ``merges`` run (this module's demo has
+    LoRA r = 2 and 4)."""
+    from peft import PeftModel
+    from transformers import AutoModel
+
+    from lab.demo import MERGE_METHODS
+    from lab.finetune.models import minilm_path
+    from lab.store import open_run
+
+    assert set(demo.merges) == set(MERGE_METHODS)
+    table = open_run(demo.workdir / "results" / "merges").table("merge")
+    by_method = {m: table[table.method == m] for m in MERGE_METHODS}
+    assert (by_method["stack"].rel_fro_error < 1e-6).all() and (by_method["stack"].k == 6).all()  # Σ r_j, float32 storage
+    svd = by_method["svd"]
+    assert (svd.k == 2).all() and np.allclose(svd.rel_fro_error, svd.optimal_rel_fro_error, rtol=1e-4, atol=1e-6)
+    assert (by_method["lego"].rel_fro_error >= by_method["lego"].optimal_rel_fro_error - 1e-6).all()
+    for folder in demo.merges.values():
+        PeftModel.from_pretrained(AutoModel.from_pretrained(minilm_path()), folder)  # loads: a real PEFT adapter
 
 
 def test_analysis_script_reports_the_measured_numbers(demo, tmp_path):
