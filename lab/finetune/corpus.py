@@ -110,17 +110,22 @@ def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def _read_utf8(path: Path, layout: str) -> str:
+    """The text of a user's ``--texts`` file; one-line errors when it is missing or not UTF-8."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such text file; pass --texts a UTF-8 file with {layout}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{path}: not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
+
+
 def text_file(path: str | Path) -> list[str]:
     """The texts of a ``--texts`` file, exactly as the activation probes tokenize them: one per
     non-empty line (surrounding whitespace stripped), or for a ``.jsonl`` file the ``"text"``
     field of each line's JSON object. One-line errors name the file (and line)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such text file; pass --texts a UTF-8 file with one text per line (or .jsonl)")
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise FormatError(f"{path}: not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
+    raw = _read_utf8(path, "one text per line (or .jsonl)")
     if path.suffix.lower() != ".jsonl":
         texts = [line.strip() for line in raw.splitlines() if line.strip()]
     else:
@@ -153,12 +158,7 @@ def read_texts(path: str | Path, min_chars: int = 1) -> list[Document]:
     if path.suffix.lower() == ".jsonl":
         blocks = text_file(path)
     else:
-        if not path.is_file():
-            raise InputError(f"{path}: no such text file; pass --texts a UTF-8 file with one text per line")
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise FormatError(f"{path}: not UTF-8 text (byte {e.start}); re-save it as UTF-8") from None
+        raw = _read_utf8(path, "one text per line")
         blocks = re.split(r"\n\s*\n", raw) if re.search(r"\S\s*\n\s*\n\s*\S", raw) else raw.splitlines()
     docs = []
     for i, block in enumerate(blocks):
