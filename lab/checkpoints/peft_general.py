@@ -436,6 +436,11 @@ def module_update(layer, peft_type: str) -> np.ndarray:
 def read_peft(spec: ModuleRead, loader: TensorLoader) -> tuple[np.ndarray, np.ndarray, str]:
     """(dense ΔW (out, in), the base weight W (out, in), note) of one general-path module read, float64."""
     peft = spec.peft
+    from lab.checkpoints.peft_types import reader
+
+    structured = reader(peft.peft_type)
+    if structured is not None:
+        return structured(spec, loader)
     try:
         with materialised(peft, spec.base, loader, spec.allow_nonfinite) as layer:
             W = layer.get_base_layer().weight.detach().numpy().copy()
