@@ -19,6 +19,7 @@ page = st.navigation(PAGES)
 st.sidebar.markdown("**lab**: what did fine-tuning do to the weights?")
 results = data.results_dir()
 # one colour per run on every page, the report's: assigned over all runs of the folder, not the selection
-colours.use([r.name for r in data.runs(results)] if results.is_dir() else [])
+every_run = data.runs(results) if results.is_dir() else []
+colours.use([r.name for r in every_run], data.run_methods(every_run))
 filters.sidebar(results)
 page.run()

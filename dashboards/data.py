@@ -68,6 +68,14 @@ def index(runs: Sequence[Run]) -> pd.DataFrame:
     return read(runs, "deltas", INDEX_COLUMNS)
 
 
+def run_methods(runs: Sequence[Run]) -> dict[str, str]:
+    """Each run's fine-tuning method(s), from the deltas index (lab.present.load.run_methods' rule)."""
+    rows = index(runs)
+    rows = rows[rows["checkpoint"] != "controls"]
+    kinds = rows.dropna(subset=["kind"]).groupby("run")["kind"].agg(lambda k: "+".join(sorted(set(map(str, k)))))
+    return {r.name: str(kinds.get(r.name, "")) for r in runs}
+
+
 def computed(runs: Sequence[Run], table: str) -> bool:
     """Whether any of the runs computed ``table``."""
     return load.computed(runs, table)

@@ -1,5 +1,9 @@
-"""The sidebar filters shared by every page (run, checkpoint, step, role, layer) and the
-selection they make, turned into pyarrow filters so pages read only the rows they show."""
+"""The sidebar filters shared by every page (run, method, checkpoint, step, role, layer) and the
+selection they make, turned into pyarrow filters so pages read only the rows they show.
+
+The method filter (shown when the runs hold more than one: lora, full, dora, loha, ...) narrows the
+runs and checkpoints to those whose updates are of the chosen kinds, so every page, whatever its
+table, shows only those methods."""
 
 from __future__ import annotations
 
@@ -61,6 +65,13 @@ def sidebar(results: Path) -> Selection:
     runs = [r for r in all_runs if r.name in chosen]
     index = data.index(runs) if runs else pd.DataFrame(columns=data.INDEX_COLUMNS)
     index = index[index["checkpoint"] != "controls"]
+    every_checkpoint = distinct(index, "checkpoint")  # a method filter narrows them even when all that remain are chosen
+    method_options = distinct(index, "kind")
+    if len(method_options) > 1:
+        methods = st.sidebar.multiselect("Methods", method_options, default=method_options,
+                                         help="Fine-tuning methods (the deltas table's kind): lora, full, dora, loha, ...")
+        index = index[index["kind"].isin(methods)]
+        runs = [r for r in runs if r.name in set(index["run"])]
 
     ckpt_options = distinct(index, "checkpoint")
     ckpts = st.sidebar.multiselect("Checkpoints", ckpt_options, default=ckpt_options,
@@ -80,7 +91,7 @@ def sidebar(results: Path) -> Selection:
                                    value=(layer_options[0], layer_options[-1]), help="Transformer block indices.")
         layers = None if (lo, hi) == (layer_options[0], layer_options[-1]) else (lo, hi)
 
-    selection = Selection(results, runs, _narrowed(ckpts, ckpt_options), steps, _narrowed(roles, role_options),
+    selection = Selection(results, runs, _narrowed(ckpts, every_checkpoint), steps, _narrowed(roles, role_options),
                           layers, index)
     selection.index = _apply(index, selection)
     st.session_state[KEY] = selection

@@ -50,3 +50,17 @@ def computed(runs: Sequence[Run], table: str) -> bool:
 def runs_in(results_dir: str | Path) -> list[Run]:
     """The runs of a results folder, sorted by name (a run folder itself counts as one run)."""
     return sorted(list_runs(results_dir), key=lambda r: r.name)
+
+
+def run_methods(runs: Sequence[Run]) -> dict[str, str]:
+    """Each run's fine-tuning method: the ``kind`` of its measured updates (lora, full, dora, loha, ...),
+    several joined by "+" in sorted order (a folder of adapters of different types), "" when the run
+    has no ``deltas`` table. The seeded controls are not a method and are left out."""
+    out = {}
+    for run in runs:
+        rows = read(run, "deltas", ["checkpoint", "kind"])
+        if "checkpoint" in rows.columns:
+            rows = rows[rows["checkpoint"] != "controls"]
+        kinds = sorted({str(k) for k in rows["kind"].dropna()}) if "kind" in rows.columns else []
+        out[run.name] = "+".join(kinds)
+    return out

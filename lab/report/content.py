@@ -26,7 +26,8 @@ def build(results_dir: str | Path, *, title: str | None = None) -> Report:
     runs = load.runs_in(results_dir)
     names = [r.name for r in runs]
     title = title or ("lab report: " + ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else ""))
-    with colours.using(names):  # one colour per run in every figure of the report
+    # one colour per run in every figure of the report, runs of one method side by side
+    with colours.using(names, load.run_methods(runs)):
         found = []
         for family_findings in summarize(runs):
             chart = headline(family_findings.key, runs)

@@ -251,3 +251,19 @@ def page_entropy(d_a: int, d_b: int) -> float:
     """Page's mean entropy (d_A ≤ d_B), summed term by term here rather than taken from lab.probes.page."""
     d_a, d_b = sorted((d_a, d_b))
     return float(np.sum(1.0 / np.arange(d_b + 1, d_a * d_b + 1)) - (d_a - 1) / (2 * d_b))
+
+
+def test_the_method_filter_narrows_every_page_to_that_method(lab_results_folder, monkeypatch):
+    """The folder's runs are a LoRA run (q, v and down projections) and a full fine-tune (q and v only):
+    choosing "full" leaves only the full fine-tune's checkpoint and modules on the page."""
+    app = open_view(lab_results_folder.results, "entanglement", monkeypatch)
+    methods = next(m for m in app.sidebar.multiselect if m.label == "Methods")
+    assert sorted(methods.options) == ["full", "lora"]
+    assert any("down_proj" in m for m in app.selectbox[0].options)
+    methods.set_value(["full"]).run()
+    assert not app.exception
+    module = app.selectbox[0]
+    assert module.options and not any("down_proj" in m for m in module.options)
+    captions = " ".join(c.value for c in app.caption)
+    assert lab_results.MARKUP_CHECKPOINT in captions or "tuned" in captions
+    assert "checkpoint-10" not in captions and "checkpoint-20" not in captions

@@ -168,10 +168,10 @@ def run_legend(ax, runs, *, faint: bool = False, styles: dict | None = None, sty
                markers: dict | None = None, marker_name: str = "role") -> None:
     """Legend entries: one per run in its colour, one for the faint earlier checkpoints when there are
     some, and one per line style (or marker) with what it stands for."""
-    from lab.present.colours import run_colour
+    from lab.present.colours import run_colour, run_label
 
     for run in runs:
-        (proxy,) = ax.plot([], [], color=run_colour(run), lw=2, label=str(run) if run != "" else "measured")
+        (proxy,) = ax.plot([], [], color=run_colour(run), lw=2, label=run_label(run) if run != "" else "measured")
         proxy.set_gid(str(run))
     if faint:
         ax.plot([], [], color="#777777", alpha=0.35, lw=1.1, label="fainter: earlier checkpoints of the same run")
