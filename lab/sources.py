@@ -40,7 +40,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from lab.deltas import Factors
+from lab.deltas import Factors, Kron
 from lab.errors import ShapeError
 
 GAUSSIAN_CHUNK = 1 << 14  # elements per generator: ~5 % seeding overhead, ≤ 128 KiB regenerated per range
@@ -264,9 +264,12 @@ class GaussianSource(BlockSource):
 
 def as_source(x, name: str | None = None) -> MatrixSource:
     """A MatrixSource for ``x``: a source as it is, Factors or a (B, A[, scale]) tuple as
-    :class:`ScaledFactorsSource`, a 2-D array as :class:`ArraySource`."""
-    if hasattr(x, "read") and not isinstance(x, (np.ndarray, Factors)):
+    :class:`ScaledFactorsSource`, a 2-D array (or a Kron, multiplied out: LoKr's are adapter-sized)
+    as :class:`ArraySource`."""
+    if hasattr(x, "read") and not isinstance(x, (np.ndarray, Factors, Kron)):
         return x
+    if isinstance(x, Kron):
+        return ArraySource(x.to_dense(), name)
     if isinstance(x, tuple):
         x = Factors(*x)
     if isinstance(x, Factors):

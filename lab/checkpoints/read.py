@@ -14,7 +14,7 @@ import numpy as np
 from lab.checkpoints.dora import NOTE_NO_BASE, dora_update
 from lab.checkpoints.loader import TensorLoader
 from lab.checkpoints.reads import ModuleRead, Part
-from lab.deltas import Delta, Factors
+from lab.deltas import Delta, Factors, Kron
 from lab.errors import FormatError
 
 STREAM_BYTES = 64 << 20  # dense updates above this many bytes of float64 are streamed
@@ -87,7 +87,7 @@ def _adapter(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None):
 def _part(spec: ModuleRead, part: Part, matrix, base, note: str) -> Delta:
     if part.rows is not None:
         start, stop = part.rows
-        matrix = matrix.rows(start, stop) if isinstance(matrix, Factors) else matrix[start:stop]
+        matrix = matrix.rows(start, stop) if isinstance(matrix, (Factors, Kron)) else matrix[start:stop]
         base = None if base is None else base[start:stop]
     note = "; ".join(filter(None, [note, part.note]))
     role = part.role if part.rows is not None or part.note else spec.role

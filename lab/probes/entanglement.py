@@ -7,6 +7,10 @@ with Schmidt coefficients p_i (:mod:`lab.probes.schmidt`):
 * von Neumann entropy S_k = −Σ p_i ln p_i (nats), Rényi-2 entropy −ln Σ p_i²,
 * the maximum ln min(D_left, D_right), and Page's mean for a random state (:mod:`lab.probes.page`).
 
+A LoKr update s·kron(W1, W2) (:class:`~lab.deltas.Kron`) whose chain is aligned with the
+Kronecker split has at every cut the sum of W1's and W2's entropies at the induced cuts, computed
+from the two small factors (:mod:`lab.probes.kron`); otherwise its dense profile.
+
 The row|column cut (k = row_sites) carries the entropy of ΔW's normalised squared singular
 values, at most ln rank(ΔW): a rank-r update has an "entanglement valley" there while the outer
 cuts can follow a volume law near Page's curve.
@@ -25,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lab.deltas import Delta, is_streamed
+from lab.deltas import Delta, Kron, is_streamed
 from lab.errors import NonFiniteError
-from lab.probes import inputs
+from lab.probes import inputs, kron
 from lab.probes.factored import Factors, as_matrix_or_factors
 from lab.probes.page import page_entropy
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
@@ -67,8 +71,10 @@ def entanglement_profile(x, sites: Sites | None = None) -> Profile:
     """The entropy profile of vec(x)/‖x‖_F over every cut of its site chain.
 
     ``x``: a 2-D array, a :class:`~lab.deltas.Delta`, :class:`~lab.deltas.Factors`, a
-    ``(B, A[, scale])`` tuple, or a streamed :class:`~lab.sources.MatrixSource` (read in
-    blocks, see :mod:`lab.probes.blocked`); factors are never multiplied out. ``sites`` defaults
+    ``(B, A[, scale])`` tuple, :class:`~lab.deltas.Kron`, or a streamed
+    :class:`~lab.sources.MatrixSource` (read in blocks, see :mod:`lab.probes.blocked`); factors are
+    never multiplied out, a Kronecker product only when the sites do not align with its split
+    (:mod:`lab.probes.kron`). ``sites`` defaults
     to :func:`lab.probes.tensorize.sites` of the shape. A zero matrix gives NaN entropies.
     Raises :class:`~lab.errors.NonFiniteError` for NaN or inf entries.
     """
@@ -84,11 +90,22 @@ def entanglement_profile(x, sites: Sites | None = None) -> Profile:
 
         spectra = schmidt_spectra_blocked(x, st)  # raises NonFiniteError while streaming
     else:
-        finite = x.is_finite() if isinstance(x, Factors) else bool(np.isfinite(x).all())
+        finite = x.is_finite() if isinstance(x, (Factors, Kron)) else bool(np.isfinite(x).all())
         if not finite:
             raise NonFiniteError(f"matrix {rows}x{cols} holds NaN or inf; its entanglement profile is undefined")
+    if isinstance(x, Kron):
+        from_factors = kron.profile_entropies(x, st)
+        if from_factors is not None:
+            return _profile(rows, cols, st, *from_factors)
+        x = x.to_dense()  # the chain cuts across the Kronecker split
+    if not streamed:
         spectra = schmidt_spectra(x, st)
     pairs = [entropies(p) for p in spectra]
+    return _profile(rows, cols, st, np.array([s for s, _ in pairs], dtype=np.float64),
+                    np.array([r for _, r in pairs], dtype=np.float64))
+
+
+def _profile(rows: int, cols: int, st: Sites, entropy: np.ndarray, renyi2: np.ndarray) -> Profile:
     dl, dr = st.d_left, st.d_right
     return Profile(
         rows=rows,
@@ -96,8 +113,8 @@ def entanglement_profile(x, sites: Sites | None = None) -> Profile:
         sites=st,
         d_left=dl,
         d_right=dr,
-        entropy=np.array([s for s, _ in pairs], dtype=np.float64),
-        renyi2=np.array([r for _, r in pairs], dtype=np.float64),
+        entropy=entropy,
+        renyi2=renyi2,
         max_entropy=np.log(np.minimum(dl, dr).astype(np.float64)),
         page_entropy=np.asarray(page_entropy(dl, dr), dtype=np.float64).reshape(-1),
     )

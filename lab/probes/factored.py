@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from lab.deltas import Delta, Factors
+from lab.deltas import Delta, Factors, Kron
 
 __all__ = ["Factors", "as_matrix_or_factors", "core", "core_singular_values", "top_singular_vectors", "row_root", "col_root"]
 
 
-def as_matrix_or_factors(x) -> np.ndarray | Factors:
-    """A float64 2-D array, or ``Factors``, from an array, a Delta, a (B, A[, scale]) tuple or Factors."""
-    if isinstance(x, Factors):
+def as_matrix_or_factors(x) -> np.ndarray | Factors | Kron:
+    """A float64 2-D array, ``Factors`` or ``Kron`` (as it is), from an array, a Delta, a (B, A[, scale])
+    tuple, Factors or Kron."""
+    if isinstance(x, (Factors, Kron)):
         return x
     if isinstance(x, Delta):
         return as_matrix_or_factors(x.matrix)

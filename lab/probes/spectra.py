@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lab.deltas import Delta, is_streamed
+from lab.deltas import Delta, Kron, is_streamed
 from lab.errors import NonFiniteError
-from lab.probes import factored, inputs, linalg, subspaces
+from lab.probes import factored, inputs, kron, linalg, subspaces
 from lab.probes.entanglement import entropies
 from lab.probes.factored import Factors, as_matrix_or_factors
 from lab.probes.linalg import SAFE_MAGNITUDE
@@ -138,8 +138,9 @@ def singular_values(x: np.ndarray | Factors) -> np.ndarray:
     """All singular values of any representation, descending (the one public singular-value helper).
 
     Dense: :func:`lab.probes.linalg.dense_singular_values`; factors: the r×r core
-    (:func:`lab.probes.factored.core_singular_values`); streamed: from the small-side Gram,
-    accumulated block by block (:func:`lab.probes.blocked.spectrum_blocked`).
+    (:func:`lab.probes.factored.core_singular_values`); a Kronecker product: the products of its
+    factors' singular values (:func:`lab.probes.kron.singular_values`, rank(W1)·rank(W2) of them);
+    streamed: from the small-side Gram, accumulated block by block (:func:`lab.probes.blocked.spectrum_blocked`).
     """
     x = x.matrix if isinstance(x, Delta) else x
     if is_streamed(x):
@@ -147,14 +148,16 @@ def singular_values(x: np.ndarray | Factors) -> np.ndarray:
     x = as_matrix_or_factors(x)
     if isinstance(x, Factors):
         return factored.core_singular_values(x)
+    if isinstance(x, Kron):
+        return kron.singular_values(x)
     # σ² of x were solved by the entanglement probe when it ran first on this array
     return linalg.dense_singular_values(x, memo_for(x).get("small_eigvals"))
 
 
 def spectrum(x, rank_bound: int | None = None) -> Spectrum:
-    """The spectrum of a 2-D array, Delta, Factors or (B, A[, scale]) (factors never multiplied out).
+    """The spectrum of a 2-D array, Delta, Factors, (B, A[, scale]) or Kron (never multiplied out).
 
-    ``rank_bound`` defaults to r for factors and min(rows, cols) otherwise. A streamed
+    ``rank_bound`` defaults to r for factors, rank(W1)·rank(W2) for Kron and min(rows, cols) otherwise. A streamed
     :class:`~lab.sources.MatrixSource` goes through :func:`lab.probes.blocked.spectrum_blocked`.
     Raises :class:`~lab.errors.NonFiniteError` for NaN or inf entries.
     """
@@ -165,11 +168,11 @@ def spectrum(x, rank_bound: int | None = None) -> Spectrum:
         return spectrum_blocked(x, int(rank_bound) if rank_bound is not None else min(x.shape))
     x = as_matrix_or_factors(x)
     rows, cols = x.shape
-    finite = x.is_finite() if isinstance(x, Factors) else bool(np.isfinite(x).all())
+    finite = x.is_finite() if isinstance(x, (Factors, Kron)) else bool(np.isfinite(x).all())
     if not finite:
         raise NonFiniteError(f"matrix {rows}x{cols} holds NaN or inf; its singular values are undefined")
     if rank_bound is None:
-        rank_bound = x.rank_bound if isinstance(x, Factors) else min(rows, cols)
+        rank_bound = x.rank_bound if isinstance(x, (Factors, Kron)) else min(rows, cols)
     return Spectrum(rows, cols, int(rank_bound), singular_values(x))
 
 
@@ -205,6 +208,8 @@ def alignment(delta_x, base: np.ndarray, options: SpectraOptions = SpectraOption
     base = np.asarray(base, dtype=np.float64)
     if numerical_rank is None:
         numerical_rank = spectrum(delta_x).numerical_rank
+    if isinstance(delta_x, Kron):  # singular vectors and W + ΔW: dense (LoKr's matrices are adapter-sized)
+        delta_x = delta_x.to_dense()
     k = min(options.top_k, numerical_rank)
     u_d, _, v_d = subspaces.top_singular_vectors(delta_x, k)
     # W's singular vectors once: the leading k for the overlaps, all (or the reference count) for intruders
@@ -265,7 +270,8 @@ def spectrum_row(s: Spectrum, source: str, align: Alignment | None = None) -> di
 
 
 def singular_value_rows(s: Spectrum, source: str) -> list[dict]:
-    """One ``singular_values`` row per σ (all min(rows, cols) for dense, the r core values for factors)."""
+    """One ``singular_values`` row per σ (all min(rows, cols) for dense, the r core values for factors,
+    the rank(W1)·rank(W2) products for a Kronecker product)."""
     energy = s.energy
     cumulative = np.cumsum(energy)
     return [

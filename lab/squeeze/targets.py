@@ -78,7 +78,8 @@ def read_input(path: str | Path, base: str | Path | None = None, modules: str | 
                 continue  # a frozen module of a full fine-tune
             # a full fine-tune's embedding table becomes PEFT's LoRA embedding (lora_embedding_A/B)
             embedding = spec.embedding or (spec.kind == "full" and spec.role == "embed")
-            targets.append(Target(spec.module, spec.layer, spec.role, spec.kind, delta.matrix, spec.params(),
+            update = delta.to_dense() if delta.kron is not None else delta.matrix  # squeezed as a dense ΔW
+            targets.append(Target(spec.module, spec.layer, spec.role, spec.kind, update, spec.params(),
                                   embedding, spec.conv1d))
     if not targets:
         raise InputError(f"{path}: no module update to squeeze" + (f" matching --modules {modules!r}" if modules else "") + " (every ΔW is zero)")
