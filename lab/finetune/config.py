@@ -13,10 +13,29 @@ from lab.errors import InputError
 CONFIG_FILE = "finetune_config.json"
 LOSS_FILE = "loss.jsonl"
 COMPLETE_FILE = "COMPLETE"
-METHODS = ("lora", "full", "mps")
+# The PEFT methods (lab/finetune/methods.py), then full fine-tuning and MPS Adaptation
+METHODS = ("lora", "dora", "adalora", "loha", "lokr", "vera", "ia3", "boft", "full", "mps")
 # Adam learning rates that move the weights visibly within a few hundred steps without
-# diverging: LoRA's factors tolerate a larger step than the pretrained weights themselves.
-DEFAULT_LR = {"lora": 5e-4, "full": 5e-5, "mps": 5e-4}
+# diverging: LoRA's factors tolerate a larger step than the pretrained weights themselves. VeRA
+# and IA3 train only scaling vectors and need about ten times LoRA's step: the VeRA paper's GLUE
+# runs use 4e-3 to 1e-2 where LoRA's use 4e-4 to 5e-4, and PEFT's method comparison trains IA3
+# at 5e-3 (T-Few: 3e-3).
+DEFAULT_LR = {"lora": 5e-4, "dora": 5e-4, "adalora": 5e-4, "loha": 5e-4, "lokr": 5e-4, "vera": 5e-3, "ia3": 5e-3,
+              "boft": 5e-4, "full": 5e-5, "mps": 5e-4}
+# The options each method reads besides the common ones (the others are an error when given)
+_USES = {
+    "lora": {"r", "alpha", "rslora", "dropout", "budget", "init_adapter"},
+    "dora": {"r", "alpha", "rslora", "dropout", "budget"},
+    "adalora": {"r", "alpha", "dropout", "budget"},
+    "loha": {"r", "alpha", "budget"},
+    "lokr": {"r", "alpha", "budget", "lokr_factor"},
+    "vera": {"r", "dropout", "budget"},
+    "ia3": {"budget"},
+    "boft": {"block_size", "dropout", "budget"},
+    # full and mps accept r, alpha, rslora and dropout without reading them, as they always have
+    "full": {"r", "alpha", "rslora", "dropout"},
+    "mps": {"r", "alpha", "rslora", "dropout", "chi", "d1", "budget"},
+}
 
 
 @dataclass
@@ -25,12 +44,15 @@ class FinetuneConfig:
 
     out: str
     model: str = "minilm"  # minilm, smollm2, or a local transformers model folder
-    method: str = "lora"  # lora, full or mps (MPS Adaptation, lab/finetune/mps.py)
+    method: str = "lora"  # one of METHODS: a PEFT method, full, or mps (MPS Adaptation, lab/finetune/mps.py)
     texts: str | None = None  # a text file instead of the standard-library docstrings
-    r: int = 8
-    alpha: float = 16.0
-    rslora: bool = False  # scale α/√r instead of α/r (Kalajdzievski, 2023)
-    chi: int = 8  # MPS bond dimension χ (method mps)
+    r: int | None = None  # rank (AdaLoRA: target_r; VeRA: the shared projections' rank); None: 8, or picked by budget
+    alpha: float | None = None  # None: 16 (methods with an α/r scale)
+    rslora: bool = False  # scale α/√r instead of α/r (Kalajdzievski, 2023; lora and dora)
+    budget: int | None = None  # trainable parameters in total: picks r (boft: block_size) by counting the real model
+    block_size: int | None = None  # BOFT block size; None: 4, or picked by budget
+    lokr_factor: int | None = None  # LoKr decompose_factor (the Kronecker split); None: PEFT's balanced one (-1), or chosen by budget
+    chi: int | None = None  # MPS bond dimension χ (method mps); None: 8
     d1: int | None = None  # MPS input split d_in = d1·d2 (method mps); None: the most balanced on the probe's chain
     init_adapter: str | None = None  # a PEFT adapter folder to start from (lora: training continues from its factors)
     dropout: float = 0.0
@@ -54,17 +76,27 @@ class FinetuneConfig:
         """Raise ``InputError`` naming the first option that cannot work."""
         if self.method not in METHODS:
             raise InputError(f"--method {self.method!r}: choose one of {', '.join(METHODS)}")
-        for name in ("steps", "batch_size", "save_every", "max_length", "r", "max_docs", "threads"):
-            if getattr(self, name) < 1:
+        given = {"r": self.r is not None, "alpha": self.alpha is not None, "rslora": self.rslora, "dropout": self.dropout != 0.0,
+                 "budget": self.budget is not None, "block_size": self.block_size is not None,
+                 "lokr_factor": self.lokr_factor is not None, "chi": self.chi is not None, "d1": self.d1 is not None,
+                 "init_adapter": self.init_adapter is not None}
+        unused = [name for name, set_ in given.items() if set_ and name not in _USES[self.method]]
+        if unused:
+            name = unused[0].replace("_", "-")
+            raise InputError(f"--{name} does not apply to --method {self.method} (it reads: {', '.join('--' + u.replace('_', '-') for u in sorted(_USES[self.method])) or 'none of the size options'})")
+        if self.budget is not None and (self.r is not None or self.block_size is not None):
+            raise InputError(f"--budget picks {'--block-size' if self.method == 'boft' else '--r'} itself; pass one or the other")
+        if self.budget is not None and self.init_adapter is not None:
+            raise InputError("--budget cannot resize an initial adapter; its rank is fixed by its files")
+        for name in ("steps", "batch_size", "save_every", "max_length", "r", "max_docs", "threads", "budget", "block_size", "chi"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.batch_size < 2:
             raise InputError("--batch-size must be at least 2 (in-batch negatives need a second example)")
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"--dropout must be in [0, 1) (got {self.dropout})")
-        if self.method == "mps" and self.chi < 1:
-            raise InputError(f"--chi must be at least 1 (got {self.chi})")
-        if self.init_adapter is not None and self.method != "lora":
-            raise InputError(f"an initial adapter continues LoRA training only (got --method {self.method})")
+        if self.lokr_factor is not None and not (self.lokr_factor == -1 or self.lokr_factor >= 1):
+            raise InputError(f"--lokr-factor must be -1 (balanced) or at least 1 (got {self.lokr_factor})")
         if self.lr is not None and not self.lr > 0:
             raise InputError(f"--lr must be positive (got {self.lr})")
 

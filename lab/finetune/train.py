@@ -1,11 +1,13 @@
-"""The fine-tuning loop: LoRA (PEFT) or full fine-tuning of chosen modules, with checkpoints in
+"""The fine-tuning loop: a PEFT method (lora, dora, adalora, loha, lokr, vera, ia3, boft; see
+lab/finetune/methods.py), MPS Adaptation or full fine-tuning of chosen modules, with checkpoints in
 the standard formats so that ``lab analyze`` reads them like anyone's.
 
 Output folder::
 
     OUT/finetune_config.json   the exact configuration, the base model's path, corpus digest, versions
     OUT/loss.jsonl             one line per step: step, loss, lr, seconds since start
-    OUT/checkpoint-N/          a PEFT adapter folder (LoRA) or a full safetensors model (full)
+    OUT/checkpoint-N/          a PEFT adapter folder (PEFT's save_pretrained), an MPS adapter folder,
+                               or a full safetensors model (full)
     OUT/COMPLETE               written last: a run without it is unfinished
 
 (The configuration is not called ``config.json`` so that the folder is never mistaken for a
@@ -52,13 +54,19 @@ def is_complete(out: str | Path, config: FinetuneConfig | None = None) -> bool:
     return {k: v for k, v in saved.items() if k != "out"} == mine
 
 
-def finetune(config: FinetuneConfig, *, overwrite: bool = False, on_step: Callable[[int, float], None] | None = None) -> Path:
+def finetune(config: FinetuneConfig, *, overwrite: bool = False, on_step: Callable[[int, float], None] | None = None,
+             on_pick: Callable[[str], None] | None = None) -> Path:
     """Fine-tune the base model per ``config`` and return the output folder.
 
-    ``on_step(step, loss)`` is called after every optimiser step (progress bars hang off it).
-    An existing output folder is an error unless ``overwrite``; a run is marked complete only
-    after its last checkpoint is written.
+    ``on_step(step, loss)`` is called after every optimiser step (progress bars hang off it);
+    ``on_pick(line)`` with one line saying what ``config.budget`` picked (also recorded under
+    ``"budget"`` in ``finetune_config.json``). An existing output folder is an error unless
+    ``overwrite``; a run is marked complete only after its last checkpoint is written.
+
+    >>> finetune(FinetuneConfig(out="runs/vera", method="vera", budget=20_000, steps=40))  # doctest: +SKIP
     """
+    from lab.finetune.methods import pick_sizes
+
     config.validate()
     out = Path(config.out)
     if out.exists() and any(out.iterdir()):
@@ -68,34 +76,46 @@ def finetune(config: FinetuneConfig, *, overwrite: bool = False, on_step: Callab
             raise RunExistsError(f"{out}: not a lab finetune output (no {CONFIG_FILE}); refusing to delete it, choose another --out")
         shutil.rmtree(out)
     base = resolve_base(config.model)
+    sizes, pick = pick_sizes(config, base)  # before the corpus and the model: a budget no size meets fails fast
+    if pick is not None and on_pick is not None:
+        on_pick(pick.line())
     docs = load_corpus(config)
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(config, base, docs, out, on_step)
+        return _train(config, base, docs, out, on_step, sizes, pick)
     finally:
         torch.set_num_threads(threads)  # a library call must not leave the process's settings changed
 
 
-def _train(config: FinetuneConfig, base: BaseModel, docs: list[Document], out: Path, on_step) -> Path:
-    torch.manual_seed(config.seed)  # LoRA's A initialisation and dropout draw from torch's global generator
+def _train(config: FinetuneConfig, base: BaseModel, docs: list[Document], out: Path, on_step, sizes=None, pick=None) -> Path:
+    from lab.finetune.methods import Sizes
+
+    torch.manual_seed(config.seed)  # adapter initialisations and dropout draw from torch's global generator
     model, tokenizer = load_model(base)
-    model, trained = _prepare(model, base, config)
+    model, trained = _prepare(model, base, config, sizes or Sizes())
     batches = iter(Batches(docs, tokenizer, base.objective, config.batch_size, config.max_length, config.seed))
 
     out.mkdir(parents=True, exist_ok=True)
-    _write_config(out, config, base, docs, trained)
+    _write_config(out, config, base, docs, trained, model, pick)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    adalora = config.method == "adalora"
     model.train()
     start = time.perf_counter()
     with open(out / LOSS_FILE, "w") as log:
         for step in range(1, config.steps + 1):
             value = objective_loss(model, next(batches), config.temperature)
+            if adalora:
+                value = value + _adalora_orthogonality(model)
             optimizer.zero_grad(set_to_none=True)
             value.backward()
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
+            if adalora:
+                # importance scores from this step's gradients, then the budget's mask (PEFT's
+                # order: after optimizer.step(), before the gradients are cleared)
+                model.base_model.update_and_allocate(step)
             loss_value = float(value.detach())
             log.write(json.dumps({"step": step, "loss": loss_value, "lr": config.learning_rate, "seconds": round(time.perf_counter() - start, 3)}) + "\n")
             log.flush()
@@ -107,39 +127,19 @@ def _train(config: FinetuneConfig, base: BaseModel, docs: list[Document], out: P
     return out
 
 
-def _prepare(model, base: BaseModel, config: FinetuneConfig):
-    """The model to train and the names of the trained modules (LoRA-wrapped or unfrozen)."""
-    targets = list(config.target_modules or base.default_targets)
-    if config.method == "mps":
-        from lab.finetune.mps import wrap_mps
+def _prepare(model, base: BaseModel, config: FinetuneConfig, sizes):
+    """The model to train and the names of the trained modules (adapted or unfrozen)."""
+    from lab.finetune.methods import adapt, adapted_modules
 
-        names = wrap_mps(model, targets, config.r, config.chi, config.alpha, config.d1, where=str(base.path))
-        return model, names
+    targets = list(config.target_modules or base.default_targets)
     if config.method == "lora" and config.init_adapter is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
-        names = sorted(n.removeprefix("base_model.model.") for n, m in model.named_modules() if hasattr(m, "lora_A") and n)
-        return model, names
-    if config.method == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(
-            r=config.r,
-            lora_alpha=config.alpha,
-            use_rslora=config.rslora,
-            lora_dropout=config.dropout,
-            target_modules="all-linear" if targets == ["all"] else targets,
-            # all-linear leaves out a causal LM's output head; an encoder has none, and its
-            # pooler is not part of the sentence embedding.
-            exclude_modules=["pooler.dense"] if base.objective == "contrastive" and targets == ["all"] else None,
-        )
-        try:
-            model = get_peft_model(model, lora)
-        except ValueError as e:
-            raise MatchError(f"{base.path}: --target-modules {','.join(targets)} match no module of this model ({str(e).splitlines()[0]})") from None
-        names = sorted(n.removeprefix("base_model.model.") for n, m in model.named_modules() if hasattr(m, "lora_A") and n)
-        return model, names
+        return model, adapted_modules(model)
+    if config.method != "full":
+        model = adapt(model, config, base, sizes)
+        return model, adapted_modules(model)
     model.requires_grad_(False)
     names = []
     for name, module in model.named_modules():
@@ -155,9 +155,24 @@ def _prepare(model, base: BaseModel, config: FinetuneConfig):
     return model, names
 
 
+def _adalora_orthogonality(model) -> torch.Tensor:
+    """AdaLoRA's regulariser R(P, Q) = mean over its factors of ‖PᵀP − I‖_F and ‖QQᵀ − I‖_F, times
+    orth_reg_weight (Zhang et al., 2023, eq. 4). PEFT adds it only to a model output's own ``loss``
+    and only through task-typed wrappers (AdaLoraModel.forward); the lab's objectives compute the
+    loss outside the model, so the same sum is added here."""
+    weight = model.peft_config["default"].orth_reg_weight
+    terms = []
+    for name, p in model.named_parameters():
+        if ("lora_A" in name or "lora_B" in name) and "default" in name:
+            cov = p @ p.T if "lora_A" in name else p.T @ p
+            terms.append(torch.linalg.norm(cov - torch.eye(*cov.shape, dtype=cov.dtype), ord="fro"))
+    return weight * torch.stack(terms).mean() if terms else torch.zeros(())
+
+
 def _save_checkpoint(model, path: Path, config: FinetuneConfig, base: BaseModel) -> None:
-    # LoRA: a PEFT adapter folder (adapter_config.json + adapter_model.safetensors) whose
-    # base_model_name_or_path is the base folder; full: the whole model as safetensors;
+    # PEFT methods: PEFT's adapter folder (adapter_config.json + adapter_model.safetensors) whose
+    # base_model_name_or_path is the base folder (AdaLoRA's holds only the ranks its mask kept,
+    # with the rank_pattern in its config); full: the whole model as safetensors;
     # MPS: mps_adapter_config.json + mps_adapter_model.safetensors (lab/finetune/mps.py).
     if config.method == "mps":
         from lab.finetune.mps import save_mps
@@ -168,30 +183,64 @@ def _save_checkpoint(model, path: Path, config: FinetuneConfig, base: BaseModel)
 
 
 def _options(config: FinetuneConfig) -> dict:
+    from lab.finetune.methods import DEFAULT_ALPHA, DEFAULT_CHI, DEFAULT_R
+
     opts = asdict(config)
     opts["lr"] = config.learning_rate
+    # defaults written out as values, as earlier runs recorded them (a budget leaves r to the pick)
+    uses = _uses(config.method)
+    if opts["r"] is None and config.budget is None and "r" in uses:
+        opts["r"] = DEFAULT_R
+    if opts["alpha"] is None and "alpha" in uses:
+        opts["alpha"] = DEFAULT_ALPHA
+    if opts["chi"] is None and config.method == "mps":
+        opts["chi"] = DEFAULT_CHI
     # options a run of another method never reads stay out, so earlier runs' records still match
     for name in ("chi", "d1"):
         if config.method != "mps":
             opts.pop(name)
-    if config.init_adapter is None:
-        opts.pop("init_adapter")
+    for name in ("r", "alpha", "rslora"):
+        if name not in uses:
+            opts.pop(name)
+    for name in ("init_adapter", "budget", "block_size", "lokr_factor"):
+        if opts[name] is None:
+            opts.pop(name)
     return json.loads(json.dumps(opts))  # tuples → lists, as they come back from the file
 
 
-def _write_config(out: Path, config: FinetuneConfig, base: BaseModel, docs: list[Document], trained: list[str]) -> None:
+def _uses(method: str) -> set[str]:
+    from lab.finetune.config import _USES
+
+    return _USES[method]
+
+
+def _write_config(out: Path, config: FinetuneConfig, base: BaseModel, docs: list[Document], trained: list[str],
+                  model=None, pick=None) -> None:
     import peft
     import transformers
 
+    from lab.finetune.methods import trainable_count
+
     record = {
+        "method": config.method,
         "options": _options(config),
         "base_model": str(base.path),
         "objective": base.objective,
         "model_type": base.model_type,
         "trained_modules": trained,
+        "trainable_parameters": trainable_count(model) if model is not None else None,
         "corpus": {"source": config.texts or "python-stdlib-docstrings", "documents": len(docs), "sha256": corpus_digest(docs)},
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
         "analyze_with": f"lab analyze {out} --base {base.path}",
     }
+    peft_configs = getattr(model, "peft_config", None)
+    if peft_configs and "default" in peft_configs:  # the PEFT config's arguments, as its adapter_config.json will hold them
+        record["peft_config"] = json.loads(json.dumps(peft_configs["default"].to_dict(), default=_jsonable))
+    if pick is not None:
+        record["budget"] = pick.record()
     (out / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _jsonable(value):
+    return sorted(value) if isinstance(value, (set, frozenset)) else str(value)
 
