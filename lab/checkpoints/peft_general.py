@@ -439,8 +439,9 @@ def read_peft(spec: ModuleRead, loader: TensorLoader) -> tuple[np.ndarray, np.nd
     from lab.checkpoints.peft_types import reader
 
     structured = reader(peft.peft_type)
-    if structured is not None:
-        return structured(spec, loader)
+    read = structured(spec, loader) if structured is not None else None
+    if read is not None:  # None: the structured reader leaves this module to the general path
+        return read
     try:
         with materialised(peft, spec.base, loader, spec.allow_nonfinite) as layer:
             W = layer.get_base_layer().weight.detach().numpy().copy()

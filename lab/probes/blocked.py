@@ -328,9 +328,15 @@ def schmidt_spectra_blocked(src: MatrixSource, sites: Sites | None = None,
     st = sites if sites is not None else chain_sites(rows, cols)
     if int(np.prod(st.dims, dtype=np.int64)) != rows * cols:
         raise ValueError(f"sites {st.dims} do not multiply to {rows}x{cols}")
-    return schmidt.spectra_of_grams(schmidt.cut_grams(
-        st, lambda d: gram_left(src, d, budget_bytes), lambda d: gram_right(src, d, budget_bytes)),
-        lambda g: small_eigvals(src, g))
+    by_cut = schmidt.cut_grams(st, lambda d: gram_left(src, d, budget_bytes), lambda d: gram_right(src, d, budget_bytes))
+    # the row|column cut's Gram is M's small-side Gram (M·Mᵀ or MᵀM) even when it is a partial trace of
+    # a larger one (a 2048×8192 matrix's central cut is 4096 wide): remembered, so that the spectra
+    # probe's pass (grams) neither accumulates it again nor solves it again
+    valley = schmidt.valley_index(st, rows)
+    memo = _memo(src)
+    if valley is not None and valley in by_cut and "small" not in memo:
+        memo["small"] = by_cut[valley]
+    return schmidt.spectra_of_grams(by_cut, lambda g: small_eigvals(src, g))
 
 
 # ---- spectra and alignment -----------------------------------------------------------------------

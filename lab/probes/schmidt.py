@@ -90,31 +90,31 @@ def spectra_of_grams(grams: dict[int, np.ndarray], eigvals: Callable[[np.ndarray
 
 def _dense(m: np.ndarray, st: Sites) -> list[np.ndarray]:
     # a view when m is already C-contiguous float64; otherwise one float64 copy (the only one)
+    rows = m.shape[0]
     psi = np.ascontiguousarray(m, dtype=np.float64).reshape(-1)
     # the p_i do not change when M is scaled; its Grams would overflow (underflow) near 1e±300
     psi, top = _rescaled(psi)
-    rows, cols = m.shape
-    valley: list[np.ndarray] = []
-
-    def left(d: int) -> np.ndarray:  # D_left ≤ D_right on the left, so _gram is x·xᵀ there
-        g = _gram(psi.reshape(d, -1))
-        if d == rows:  # the row|column cut: M·Mᵀ, the small-side Gram of M
-            valley.append(g)
-        return g
-
-    def right(d: int) -> np.ndarray:  # on the right it is yᵀ·y
-        g = _gram(psi.reshape(-1, d))
-        if d == cols:  # the row|column cut: MᵀM
-            valley.append(g)
-        return g
+    grams = cut_grams(st, lambda d: _gram(psi.reshape(d, -1)),  # D_left ≤ D_right on the left: x·xᵀ
+                      lambda d: _gram(psi.reshape(-1, d)))  # on the right yᵀ·y
+    # the row|column cut's Gram is M·Mᵀ (rows ≤ cols) or MᵀM, the small-side Gram of M, whether it was
+    # accumulated or is a partial trace of a larger one: its eigenvalues are σ² of M, which the spectra
+    # probe reads instead of solving that matrix again (lab.probes.memo)
+    valley = grams.get(valley_index(st, rows))
 
     def eigvals(g: np.ndarray) -> np.ndarray:
         w = _psd_eigvals(g)
-        if valley and g is valley[0] and top == 1.0:  # σ² of M: the spectra probe reads them (lab.probes.memo)
+        if g is valley and top == 1.0:
             memo_for(m)["small_eigvals"] = w
         return w
 
-    return spectra_of_grams(cut_grams(st, left, right), eigvals)
+    return spectra_of_grams(grams, eigvals)
+
+
+def valley_index(st: Sites, rows: int) -> int | None:
+    """The index in :func:`cut_grams`' dict of the row|column cut (k = row_sites, D_left = rows), None
+    when the chain has no such cut."""
+    i = st.row_sites - 1
+    return i if 0 < st.row_sites < st.n_sites and int(st.d_left[i]) == int(rows) else None
 
 
 def _factored(f: Factors, st: Sites) -> list[np.ndarray]:

@@ -333,3 +333,38 @@ def test_as_source_wraps_arrays_and_factors_and_passes_sources_through():
     assert np.allclose(as_source((f.B, f.A, 3.0)).to_array(), f.to_dense(), rtol=1e-14)
     g = GaussianSource(6, 9)
     assert as_source(g) is g
+
+
+@pytest.mark.parametrize("shape", [(32, 128), (128, 32), (96, 384)])
+def test_the_row_column_cut_gram_is_shared_with_the_spectra_pass_when_it_is_a_partial_trace(shape):
+    """A 32×128 matrix's central cut is 64 wide: its row|column cut Gram (32×32) is a partial trace of
+    the central one. The profile remembers it, so the spectra pass over ΔW and W (grams) reads ΔW
+    no more than W alone needs, and its σ equal numpy's SVD."""
+    rng = np.random.default_rng(sum(shape))
+    m, w = rng.standard_normal(shape), rng.standard_normal(shape)
+    st = sites(*shape)
+    assert st.d_left[schmidt.valley_index(st, shape[0])] == shape[0]
+    assert max(min(a, b) for a, b in zip(st.d_left, st.d_right)) > min(shape)  # the central cut is larger
+    src = Counting(m)
+    blocked.schmidt_spectra_blocked(src, budget_bytes=4096)
+    after_profile = src.reads
+    g = blocked.grams(src, ArraySource(w), budget_bytes=8192)
+    small = m.T @ m if shape[0] > shape[1] else m @ m.T
+    assert _rel(g.delta, small) < 1e-12
+    reads_with_memo = src.reads - after_profile
+    fresh = Counting(m)
+    blocked.grams(fresh, ArraySource(w), budget_bytes=8192)
+    assert reads_with_memo == fresh.reads  # ΔW's blocks are still read once, for the cross Gram
+    s = blocked.spectrum_from_gram(g.delta, shape, eigvals=blocked.small_eigvals(src, g.delta))
+    assert _rel(s.sigma, np.linalg.svd(m, compute_uv=False)) < 1e-10
+    assert blocked.small_eigvals(src, g.delta) is blocked.small_eigvals(src, g.delta)  # solved once
+
+
+def test_the_in_memory_profile_leaves_sigma_squared_for_the_spectra_probe():
+    """The in-memory path likewise: a 32×128 ΔW's σ² come from the profile's row|column cut (a partial trace)."""
+    from lab.probes.memo import memo_for
+
+    m = np.random.default_rng(7).standard_normal((32, 128))
+    schmidt.schmidt_spectra(m, sites(*m.shape))
+    w = memo_for(m)["small_eigvals"]
+    assert _rel(np.sqrt(np.clip(np.sort(w)[::-1], 0, None)), np.linalg.svd(m, compute_uv=False)) < 1e-10

@@ -6,7 +6,8 @@ A reader is ``read(spec, loader) -> (matrix, base, note)`` exactly like
 :func:`lab.checkpoints.peft_general.read_peft`, which it replaces for its type: ``spec`` is the
 :class:`~lab.checkpoints.reads.ModuleRead` the general path planned (its ``peft`` field holds the
 module's tensors and the shared ones, already checked against PEFT's skeleton), ``matrix`` is one
-representation :class:`lab.deltas.Delta` accepts, in the (out, in) layout.
+representation :class:`lab.deltas.Delta` accepts, in the (out, in) layout. A reader returns None for
+a module it does not handle (LoKr: a layer that is not an ``nn.Linear``); the general path reads that one.
 
 Types without a reader here go through PEFT (the general path); see :data:`READERS`.
 """
@@ -17,7 +18,9 @@ import importlib
 from typing import Callable
 
 # peft_type (upper case) -> "module:function" under this package, imported when first used
-READERS: dict[str, str] = {}
+READERS: dict[str, str] = {
+    "LOKR": "lokr:read",
+}
 
 
 def reader(ptype: str) -> Callable | None:
