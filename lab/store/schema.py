@@ -58,14 +58,14 @@ def declare(name: str, description: str, *columns: Column, id_columns: bool = Tr
 declare(
     "deltas",
     "one row per module update: what was read, its shape, scale and size",
-    _c("kind", "string", "lora (factored s·B·A), full (W_ft − W_base), dora (effective DoRA update; low-rank part only without --base) or mps (MPS Adaptation: s·B·A_MPS with A_MPS contracted from its two cores, factored); any other weight-modifying PEFT type is its peft_type lower-cased (loha, lokr, ia3, vera, adalora, oft, boft, hra, fourierft, miss, shira, randlora, ...: dense ΔW computed by PEFT itself, lab.deltas.PEFT_KINDS)"),
+    _c("kind", "string", "lora (factored s·B·A), full (W_ft − W_base), dora (effective DoRA update; low-rank part only without --base) or mps (MPS Adaptation: s·B·A_MPS with A_MPS contracted from its two cores, factored); any other weight-modifying PEFT type is its peft_type lower-cased (lab.deltas.PEFT_KINDS): lokr (s·kron(W1, W2) of its two factors, each dense or w_a·w_b, never multiplied out: lab/checkpoints/peft_types/lokr.py); loha, ia3, vera, adalora, oft, boft, hra, fourierft, miss, shira, randlora, ...: dense ΔW computed by PEFT itself"),
     _c("rows", "int64", "rows of ΔW (output features; embeddings: vocabulary)"),
     _c("cols", "int64", "columns of ΔW (input features)"),
-    _c("rank_bound", "int64", "largest possible rank: r for adapters, min(rows, cols) for dense updates"),
-    _c("params", "int64", "trainable parameters behind the update: LoRA r·(rows + cols), DoRA that plus rows (magnitudes), MPS rows·r + r·d1·χ + χ·d2 (B, C1, C2), full rows × cols (a fused projection's part counts its rows of B and the shared A); other PEFT types the module's own stored adapter tensors, whole for each part of a fused projection, tensors shared by all modules (VeRA's projections) not counted"),
-    _c("scale", "float64", "the adapter's scale s in ΔW = s·B·A: lora_alpha/r, or lora_alpha/√r with rsLoRA (empty for dense updates)"),
-    _c("fro_norm", "float64", "‖ΔW‖_F of the scaled update (for adapters from the r×r Gram matrices, never multiplied out)"),
-    _c("factored", "bool", "whether the update is held as factors (B, A, scale)"),
+    _c("rank_bound", "int64", "largest possible rank: r for adapters, rank(W1)·rank(W2) for lokr (each factor's r, or the smaller side of a dense factor; a fused projection's part cut across W2's rows: min(rows, cols)), min(rows, cols) for dense updates"),
+    _c("params", "int64", "trainable parameters behind the update: LoRA r·(rows + cols), DoRA that plus rows (magnitudes), MPS rows·r + r·d1·χ + χ·d2 (B, C1, C2), full rows × cols (a fused projection's part counts its rows of B and the shared A); other PEFT types the module's own stored adapter tensors (lokr: w1 or w1_a, w1_b and w2 or w2_a, w2_b), whole for each part of a fused projection, tensors shared by all modules (VeRA's projections) not counted"),
+    _c("scale", "float64", "the adapter's scale s in ΔW = s·B·A: lora_alpha/r, or lora_alpha/√r with rsLoRA; lokr alpha/r (ΔW = s·kron(W1, W2)) (empty for dense updates)"),
+    _c("fro_norm", "float64", "‖ΔW‖_F of the scaled update (for adapters from the r×r Gram matrices, for lokr |s|·‖W1‖_F·‖W2‖_F; never multiplied out)"),
+    _c("factored", "bool", "whether the update is held in a structured form, never multiplied out: factors (B, A, scale), or for lokr the Kronecker product s·kron(W1, W2) of two factors (each dense or w_a·w_b)"),
     _c("note", "string", "anything the reader must know about this row (e.g. DoRA analysed without its base)"),
 )
 
@@ -95,7 +95,7 @@ declare(
     _SOURCE,
     _c("rows", "int64", "rows of the matrix"),
     _c("cols", "int64", "columns of the matrix"),
-    _c("rank_bound", "int64", "largest possible rank: r for adapters (and random_lora), min(rows, cols) otherwise"),
+    _c("rank_bound", "int64", "largest possible rank: r for adapters (and random_lora), rank(W1)·rank(W2) for lokr, min(rows, cols) otherwise"),
     _c("sites", "string", "the site chain as text: the prime factors of rows, a vertical bar, then those of cols (12×18 gives 2·2·3, bar, 2·3·3)"),
     _c("n_sites", "int64", "number of sites N"),
     _c("row_sites", "int64", "number of row sites"),
@@ -117,7 +117,7 @@ declare(
     _SOURCE,
     _c("rows", "int64", "rows of the matrix"),
     _c("cols", "int64", "columns of the matrix"),
-    _c("rank_bound", "int64", "largest possible rank: r for adapters (and random_lora), min(rows, cols) otherwise"),
+    _c("rank_bound", "int64", "largest possible rank: r for adapters (and random_lora), rank(W1)·rank(W2) for lokr, min(rows, cols) otherwise"),
     _c("fro_norm", "float64", "Frobenius norm √Σσ²"),
     _c("spectral_norm", "float64", "largest singular value σ₁"),
     _c("stable_rank", "float64", "‖M‖²_F / ‖M‖²₂ (Rudelson & Vershynin 2007)"),
@@ -140,7 +140,7 @@ declare(
 
 declare(
     "singular_values",
-    "one row per singular value of each analysed matrix (adapters: the r values of the core, the rest are zero)",
+    "one row per singular value of each analysed matrix (adapters: the r values of the core, lokr the rank(W1)·rank(W2) products σ(W1)_i·σ(W2)_j; the rest are zero)",
     _SOURCE,
     _c("index", "int64", "position of σ in descending order, from 1"),
     _c("sigma", "float64", "the singular value σ_k"),
