@@ -46,6 +46,8 @@ def test_finetune_command_writes_a_complete_run(app, tmp_path, tiny_llama_dir, t
     (["--model", "/no/such/model"], "no such model folder"),
     (["--texts", "/no/such/file.txt"], "no such text file"),
     (["--batch-size", "1"], "--batch-size"),
+    (["--method", "ia3", "--r", "4"], "--r does not apply"),
+    (["--method", "loha", "--budget", "10"], "--budget 10"),
 ])
 def test_user_errors_are_one_line_and_exit_2(app, tmp_path, tiny_llama_dir, args, message):
     base = ["finetune", "--model", str(tiny_llama_dir), "--out", str(tmp_path / "x"), "--steps", "1"]
@@ -53,6 +55,20 @@ def test_user_errors_are_one_line_and_exit_2(app, tmp_path, tiny_llama_dir, args
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
+
+
+def test_budget_prints_what_it_picked(app, tmp_path, tiny_llama_dir, texts_file):
+    out = tmp_path / "dora"
+    result = CliRunner().invoke(app, [
+        "finetune", "--model", str(tiny_llama_dir), "--texts", str(texts_file), "--method", "dora", "--budget", "2000",
+        "--steps", "1", "--save-every", "1", "--batch-size", "2", "--max-length", "8", "--out", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / CONFIG_FILE).read_text())
+    picked = [line for line in result.output.splitlines() if "--budget 2,000 picked r =" in line]
+    assert len(picked) == 1 and f"r = {record['budget']['size']} ({record['trainable_parameters']:,} trainable" in picked[0]
+    assert record["trainable_parameters"] <= 2000 < record["budget"]["next_trainable"]
+    assert record["peft_config"]["r"] == record["budget"]["size"] and record["peft_config"]["use_dora"] is True
 
 
 def test_demo_command_is_registered(app):
