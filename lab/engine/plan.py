@@ -47,7 +47,14 @@ class Plan:
 
 
 def rank_bound(read: ModuleRead, rows: int) -> int:
-    """The largest rank a part of ``read`` can have: r for factors, min(rows, cols) for dense updates."""
+    """The largest rank a part of ``read`` can have: r for factors, what a structured PEFT reader says
+    (LoKr: rank(W1)·rank(W2)), min(rows, cols) for dense updates."""
+    if read.peft is not None:
+        from lab.checkpoints.peft_types import planned_rank_bound
+
+        bound = planned_rank_bound(read, rows)
+        if bound is not None:
+            return min(int(bound), rows, read.shape[1])
     factored = read.kind in ("lora", "mps") or (read.kind == "dora" and read.base is None)  # mps: A is C1, r first
     return min(int(read.A.shape[0]), rows, read.shape[1]) if factored else min(rows, read.shape[1])
 

@@ -40,7 +40,10 @@ def delta_row(delta: Delta) -> dict:
 
 
 def _params(delta: Delta) -> int:
-    """Stored numbers of an update built in memory (no checkpoint said): its factors, else rows × cols."""
+    """Stored numbers of an update built in memory (no checkpoint said): its factors (a Kronecker
+    product's two factors), else rows × cols."""
+    if delta.kron is not None:
+        return delta.kron.params
     f = delta.factors
     return int(f.B.size + f.A.size) if f is not None else delta.shape[0] * delta.shape[1]
 

@@ -22,6 +22,7 @@ from lab.checkpoints import discover, iter_deltas
 from lab.deltas import Factors, Kron
 from lab.errors import FormatError
 from lab.probes import kron
+from lab.probes.controls import RANDOM_LORA, control_module
 from lab.probes.entanglement import entanglement_profile
 
 ADAPTERS = {
@@ -102,7 +103,7 @@ def test_lab_analyze_writes_the_dense_profile_and_spectrum(tmp_path, adapters, l
     for name in ADAPTERS:
         folder, want = adapters[name]
         run = lab.analyze(folder, base=llama_base, out=tmp_path / name, run="r",
-                          probes=["deltas", "entanglement", "spectra"], progress=False)
+                          probes=["deltas", "entanglement", "spectra"], controls=name == "both", progress=False)
         runs[name] = run
         deltas = run.table("deltas").set_index("module")
         assert (deltas.kind == "lokr").all() and deltas.factored.all()
@@ -118,6 +119,11 @@ def test_lab_analyze_writes_the_dense_profile_and_spectrum(tmp_path, adapters, l
             np.testing.assert_allclose(rows.renyi2, p.renyi2, rtol=0, atol=1e-10)
             sigma = sv[(sv.module == module) & (sv.source == "delta")].sort_values("index").sigma.to_numpy()
             np.testing.assert_allclose(sigma, np.linalg.svd(delta, compute_uv=False)[: sigma.size], rtol=1e-9)
+    # the planned controls are Gaussian factors of each module's structural rank rank(W1)·rank(W2)
+    deltas = runs["both"].table("deltas")
+    want_controls = {control_module(RANDOM_LORA, r.rows, r.cols, r.rank_bound) for r in deltas.itertuples()}
+    controls = runs["both"].table("entanglement_summary")
+    assert set(controls[controls.source == RANDOM_LORA].module) == want_controls
     # both paths ran: "plain" has modules whose chain cuts across the split (48 = 6·8), "both" has none
     (ckpt,) = discover(adapters["plain"][0])
     aligned = {d.module: kron.aligned(d.kron) for d in iter_deltas(ckpt, llama_base)}

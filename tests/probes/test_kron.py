@@ -9,7 +9,7 @@ import pytest
 import quimb.tensor as qtn
 
 from lab.deltas import Delta, Factors, Kron
-from lab.probes import entanglement, kron, spectra
+from lab.probes import entanglement, inventory, kron, spectra
 from lab.probes.entanglement import entanglement_profile
 from lab.probes.tensorize import sites
 
@@ -61,6 +61,10 @@ def test_representation_matches_the_dense_kronecker_product(case):
     assert d.shape == m.shape and d.rank_bound == k.rank_bound and d.scale == 0.7
     assert d.fro_norm() == pytest.approx(np.linalg.norm(m), rel=1e-12)
     np.testing.assert_array_equal(d.to_dense(), k.to_dense())
+    row = inventory.delta_row(d)  # the deltas row of a Kron built in memory: its factors' numbers
+    stored = sum(w.B.size + w.A.size if isinstance(w, Factors) else w.size for w in (k.W1, k.W2))
+    assert row["params"] == stored and row["factored"] and row["rank_bound"] == k.rank_bound
+    assert row["fro_norm"] == pytest.approx(np.linalg.norm(m), rel=1e-12) and row["scale"] == 0.7
 
 
 def test_rank_bound_is_structural_and_capped_by_each_factors_shape():

@@ -30,3 +30,14 @@ def reader(ptype: str) -> Callable | None:
         return None
     module, function = target.split(":")
     return getattr(importlib.import_module(f"{__name__}.{module}"), function)
+
+
+def planned_rank_bound(spec, rows: int) -> int | None:
+    """The rank bound the Delta of ``rows`` rows of ``spec`` will have, when the type's reader module
+    says so from the stored shapes alone (its optional ``rank_bound(spec, rows)``), else None. The plan
+    uses it so that the run's controls (random_lora of that rank) match what the reader gives."""
+    target = READERS.get(spec.peft.peft_type.upper())
+    if target is None:
+        return None
+    bound = getattr(importlib.import_module(f"{__name__}.{target.split(':')[0]}"), "rank_bound", None)
+    return bound(spec, rows) if bound is not None else None

@@ -33,15 +33,12 @@ NAMES = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b
 def read(spec: ModuleRead, loader: TensorLoader):
     """(Kron ΔW (out, in), the base weight W (out, in), note) of one LoKr module, float64; None for a
     layer that is not an ``nn.Linear`` (the general path reads it)."""
-    import torch
-
-    from lab.checkpoints.peft_general import ADAPTER, _skeleton, _tuner_layers
+    from lab.checkpoints.peft_general import ADAPTER
 
     peft = spec.peft
     weights = peft.tensors[0].file
-    model, _ = _skeleton(peft.config, peft.base_config, str(weights))
-    layer = _tuner_layers(model)[peft.module]
-    if spec.conv1d or not isinstance(layer.get_base_layer(), torch.nn.Linear):
+    layer = _linear_layer(spec)
+    if layer is None:
         return None
     scale = float(layer.scaling[ADAPTER])
     found = {}
@@ -62,6 +59,36 @@ def read(spec: ModuleRead, loader: TensorLoader):
                           "fix alpha or the weights")
     W = loader.get(spec.base, spec.allow_nonfinite)
     return matrix, W, ""
+
+
+def rank_bound(spec: ModuleRead, rows: int) -> int | None:
+    """The rank bound of :func:`read`'s Kron (rank(W1)·rank(W2) structurally) from the stored shapes
+    alone, for planning the run's controls; None where the Delta is not that Kron: a non-Linear layer,
+    or a block of a fused projection (dense when it cuts across W2's rows)."""
+    if rows != spec.shape[0] or _linear_layer(spec) is None:
+        return None
+    shapes = {info.key.rsplit(".", 1)[-1]: tuple(info.shape) for info in spec.peft.tensors}
+    bound = 1
+    for name in ("lokr_w1", "lokr_w2"):
+        if name in shapes and len(shapes[name]) == 2:
+            bound *= min(shapes[name])
+        elif len(shapes.get(f"{name}_a", ())) == 2 and len(shapes.get(f"{name}_b", ())) == 2:
+            bound *= min(*shapes[f"{name}_a"], shapes[f"{name}_b"][1])
+        else:
+            return None  # read() says what is wrong
+    return bound
+
+
+def _linear_layer(spec: ModuleRead):
+    """The module's LoKr layer in the general path's (cached) skeleton when it adapts an ``nn.Linear``, else None."""
+    import torch
+
+    from lab.checkpoints.peft_general import _skeleton, _tuner_layers
+
+    peft = spec.peft
+    model, _ = _skeleton(peft.config, peft.base_config, str(peft.tensors[0].file))
+    layer = _tuner_layers(model)[peft.module]
+    return layer if not spec.conv1d and isinstance(layer.get_base_layer(), torch.nn.Linear) else None
 
 
 def _factor(found: dict, name: str, spec: ModuleRead, loader: TensorLoader) -> np.ndarray | Factors:
