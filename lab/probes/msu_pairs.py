@@ -82,10 +82,12 @@ def _run(subject, options: MsuPairsOptions, ctx: ProbeContext) -> Rows:
     factors = [d.factors for d in subject.deltas]
     row = dict.fromkeys(_COLUMNS)
     row.update(members=",".join(subject.members), n_members=len(subject.deltas),
-               ranks=",".join(str(d.rank_bound) if d.factors is not None else "dense" for d in subject.deltas),
+               ranks=",".join(str(d.rank_bound) if d.factors is not None else "kron" if d.kron is not None else "dense"
+                              for d in subject.deltas),
                scales=",".join(f"{d.scale:.6g}" if d.scale is not None else "" for d in subject.deltas), note="")
     if any(f is None for f in factors):
-        row["note"] = "some members are dense (full fine-tune, or DoRA read with --base): no units to stack or average"
+        row["note"] = ("some members are not s·B·A factors (full fine-tune, DoRA read with --base, LoKr's Kronecker "
+                       "product, a dense PEFT update): no units to stack or average")
         return {"msu_pairs": [row]}
     S = stack(factors, [1.0 / len(factors)] * len(factors))
     row.update(mean_fro_norm=difference_norms([S.B], [S.A])[0], concat_sum_error=concat_sum_error(factors))

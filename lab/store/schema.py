@@ -200,7 +200,7 @@ declare(
     "one row per module shared by several adapters of the run (msu_pairs, group scope): concatenation vs summation and the cross terms of index-wise averaging",
     _c("members", "string", "the adapters (checkpoints) that have this module, comma-separated, in run order; the checkpoint column joins them with '+'"),
     _c("n_members", "int64", "number of adapters J compared"),
-    _c("ranks", "string", "each member's rank r_j, comma-separated ('dense' for a dense member)"),
+    _c("ranks", "string", "each member's rank r_j, comma-separated ('dense' for a dense member, 'kron' for a LoKr Kronecker product)"),
     _c("scales", "string", "each member's scale s_j, comma-separated"),
     _c("mean_fro_norm", "float64", "‖T‖_F of the exact mean update T = (1/J)·Σ_j s_j B_j A_j"),
     _c("concat_sum_error", "float64", "‖[B_1 … B_J]·[s_1 A_1; …; s_J A_J] − Σ_j s_j B_j A_j‖_F / ‖Σ_j s_j B_j A_j‖_F: zero in exact arithmetic (concatenation = summation, any ranks and scales), rounding only"),

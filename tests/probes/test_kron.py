@@ -201,3 +201,20 @@ def test_rows_written_for_a_kron_delta_equal_the_dense_ones():
             assert g.keys() == w.keys()
             for key, value in w.items():
                 assert g[key] == (pytest.approx(value, abs=1e-10) if isinstance(value, float) else value), key
+
+
+def test_msu_pairs_and_msu_say_a_kron_has_no_units():
+    """LoKr is not s·B·A: the group probe labels the member 'kron' and fills no unit measure, the
+    module probe writes no units (never a number computed as if it were LoRA)."""
+    from lab.engine.subjects import GroupSubject
+    from lab.probes import msu, msu_pairs
+    from lab.probes.registry import ProbeContext
+
+    rng = np.random.default_rng(11)
+    lora = Delta(module="m", layer=0, role="q", kind="lora", matrix=factor(rng, (8, 8), 2, 0.5))
+    lokr = Delta(module="m", layer=0, role="q", kind="lokr", matrix=Kron(factor(rng, (2, 2)), factor(rng, (4, 4), 1)))
+    ctx = ProbeContext(seed=0)
+    row = msu_pairs._run(GroupSubject("m", ["a", "b"], [None, None], [lora, lokr]), msu_pairs.MsuPairsOptions(), ctx)
+    (row,) = row["msu_pairs"]
+    assert row["ranks"] == "2,kron" and "Kronecker" in row["note"] and row["mean_fro_norm"] is None
+    assert msu._run(lokr, msu.MsuOptions(), ctx) == {"msu": [], "msu_units": [], "msu_similarity": []}
