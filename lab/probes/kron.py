@@ -24,11 +24,11 @@ W1 is a×b, W2 is c×d, M is (a·c)×(b·d) with M[i1·c + i2, j1·d + j2] = s·
 
   (cut 0 or the last site: the factor lies wholly on one side, entropy 0). The Schmidt coefficients
   at k are the outer product of the factors' at their induced cuts, so the von Neumann and Rényi-2
-  entropies are sums of the factors' entropies. Examples: 384 = 16·24 (2⁴ | 2³·3) aligns, and so
-  does every a = 2^m (LoKr's ``decompose_factor`` 4, 8, ...); 768 = 24·32 (2³·3 | 2⁵), 11008 = 86·128
-  (2·43 | 2⁷) and 3·128 (3 | 2⁷) do not: their profile is the dense one of the multiplied-out M.
-  PEFT's default split (``decompose_factor`` −1, factors near √n) aligns for powers of two
-  (4096 = 64·64) and for 384, 96 = 8·12 and the like.
+  entropies are sums of the factors' entropies. Any a (and b) that is a power of two aligns:
+  LoKr's ``decompose_factor`` 2^m, and PEFT's default split (−1: a ≤ c near √n) of 32 = 4·8,
+  96 = 8·12, 384 = 16·24 (2⁴ | 2³·3), 1024 … 8192, 4864 = 64·76. 48 = 6·8 (2·3 | 2³), 576 = 24·24,
+  768 = 24·32 (2³·3 | 2⁵), 11008 = 86·128 (2·43 | 2⁷), 14336 = 112·128 and 3·128 do not: there the
+  profile is the dense one of the multiplied-out M (rows and columns must both align).
 """
 
 from __future__ import annotations
