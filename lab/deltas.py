@@ -200,6 +200,7 @@ class Delta:
     note: str = ""  # e.g. "dora: low-rank part only (no --base)"
     source: str = "delta"  # one of SOURCES
     params: int | None = None  # stored (trainable) parameters of the update, when read from a checkpoint
+    pruned_ranks: int | None = None  # AdaLoRA: ranks of the module its budget pruned (λ = 0 or not saved)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -22,6 +22,7 @@ STREAM_BYTES = 64 << 20  # dense updates above this many bytes of float64 are st
 
 def read_module(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = STREAM_BYTES) -> list[Delta]:
     """The Deltas of one module read (one, or one per part of a fused projection), in float64."""
+    fields: dict = {}  # more Delta fields a structured PEFT reader gives (AdaLoRA's pruned_ranks)
     if spec.kind == "full":
         matrix, base, note = _full(spec, loader, stream_bytes)
     elif spec.kind == "mps":
@@ -31,10 +32,11 @@ def read_module(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None
     elif spec.peft is not None:
         from lab.checkpoints.peft_general import read_peft
 
-        matrix, base, note = read_peft(spec, loader)
+        matrix, base, note, *extra = read_peft(spec, loader)
+        fields = extra[0] if extra else {}
     else:
         matrix, base, note = _adapter(spec, loader, stream_bytes)
-    return [_part(spec, p, matrix, base, note) for p in spec.parts]
+    return [_part(spec, p, matrix, base, note, fields) for p in spec.parts]
 
 
 def _streams(spec: ModuleRead, stream_bytes: int | None, *infos) -> bool:
@@ -84,7 +86,7 @@ def _adapter(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None):
     return dora_update(W, factors.B, factors.A, factors.scale, magnitude, per_column=spec.embedding), W, ""
 
 
-def _part(spec: ModuleRead, part: Part, matrix, base, note: str) -> Delta:
+def _part(spec: ModuleRead, part: Part, matrix, base, note: str, fields: dict | None = None) -> Delta:
     if part.rows is not None:
         start, stop = part.rows
         matrix = matrix.rows(start, stop) if isinstance(matrix, (Factors, Kron)) else matrix[start:stop]
@@ -92,4 +94,4 @@ def _part(spec: ModuleRead, part: Part, matrix, base, note: str) -> Delta:
     note = "; ".join(filter(None, [note, part.note]))
     role = part.role if part.rows is not None or part.note else spec.role
     return Delta(module=part.module, layer=spec.layer, role=role, kind=spec.kind, matrix=matrix, base=base, note=note,
-                 params=spec.params(part.rows))
+                 params=spec.params(part.rows), **(fields or {}))

@@ -31,6 +31,7 @@ def delta_row(delta: Delta) -> dict:
         "rows": rows,
         "cols": cols,
         "rank_bound": delta.rank_bound,
+        "pruned_ranks": delta.pruned_ranks,
         "scale": delta.scale,
         "params": delta.params if delta.params is not None else _params(delta),
         "fro_norm": norm,

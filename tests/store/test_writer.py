@@ -18,7 +18,8 @@ def _rows(n):
     return [
         {"run": "r", "checkpoint": f"checkpoint-{i % 3}", "step": i % 3, "module": f"layers.{i}.q_proj",
          "layer": i, "role": "q" if i % 2 else "v", "kind": "lora", "rows": 8, "cols": 4, "rank_bound": 2,
-         "params": 24, "scale": 2.0, "fro_norm": float(rng.random()), "factored": True, "note": ""}
+         "pruned_ranks": None if i % 2 else i, "params": 24, "scale": 2.0, "fro_norm": float(rng.random()),
+         "factored": True, "note": ""}
         for i in range(n)
     ]
 
