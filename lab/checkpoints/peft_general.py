@@ -1,9 +1,12 @@
 """Adapters of every other weight-modifying PEFT type (LoHa, LoKr, IA3, VeRA, AdaLoRA, OFT, BOFT,
 HRA, FourierFT, MiSS, SHiRA, RandLoRA, ...) read exactly, through PEFT itself, one module at a time.
 
-lab has structured readers for LoRA/rsLoRA/DoRA (:mod:`lab.checkpoints.adapter`) and MPS
-adapters (:mod:`lab.checkpoints.mps`). Any other ``peft_type`` goes through this general path,
-exact by construction because PEFT computes the update:
+lab has structured readers for LoRA/rsLoRA/DoRA (:mod:`lab.checkpoints.adapter`), MPS adapters
+(:mod:`lab.checkpoints.mps`) and, among the types planned here, AdaLoRA, VeRA, LoHa, LoKr and IA3
+(:mod:`lab.checkpoints.peft_types`: factors, a Kronecker product or W·diag(l − 1), without PEFT at read
+time; a layer such a reader does not handle comes back here). Every other ``peft_type`` (OFT, BOFT,
+HRA, FourierFT, MiSS, SHiRA, RandLoRA, ...) is read by this general path, exact by construction
+because PEFT computes the update:
 
 * **Planning** (no tensor data): the base's ``config.json`` builds the model on the meta device
   (no storage) and PEFT wraps it with the adapter's own config, first all on meta to check the
@@ -23,8 +26,8 @@ exact by construction because PEFT computes the update:
   OFT/BOFT/HRA/MiSS and IA3 change W multiplicatively, some ``get_delta_weight`` return a rotation,
   not ΔW, and for GPT-2's Conv1D the tuners disagree on the layout it comes in.
 
-The Delta is dense float64 in the (out, in) layout, of kind ``peft_type.lower()`` (``loha``,
-``ia3``, ...; see :data:`lab.deltas.KINDS`). Its ``params`` count the module's own adapter tensors;
+The general path's Delta is dense float64 in the (out, in) layout, of kind ``peft_type.lower()`` (``oft``,
+``boft``, ...; see :data:`lab.deltas.KINDS`). Its ``params`` count the module's own adapter tensors;
 tensors shared by all modules (VeRA's projections) are not counted per module.
 
 Prompt-type methods (prompt, prefix, p-tuning, ...) learn no weight update: :data:`NO_WEIGHT_UPDATE`.
@@ -433,8 +436,10 @@ def module_update(layer, peft_type: str) -> np.ndarray:
 
 
 @_quiet
-def read_peft(spec: ModuleRead, loader: TensorLoader) -> tuple[np.ndarray, np.ndarray, str]:
-    """(dense ΔW (out, in), the base weight W (out, in), note) of one general-path module read, float64."""
+def read_peft(spec: ModuleRead, loader: TensorLoader) -> tuple:
+    """(ΔW (out, in), the base weight W (out, in), note) of one module of a non-LoRA PEFT adapter, float64:
+    its type's structured reader's (any representation, maybe a fourth element of more Delta fields:
+    :mod:`lab.checkpoints.peft_types`), else dense ΔW through PEFT."""
     peft = spec.peft
     from lab.checkpoints.peft_types import reader
 

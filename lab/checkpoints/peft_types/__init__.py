@@ -6,8 +6,20 @@ A reader is ``read(spec, loader) -> (matrix, base, note)`` exactly like
 :func:`lab.checkpoints.peft_general.read_peft`, which it replaces for its type: ``spec`` is the
 :class:`~lab.checkpoints.reads.ModuleRead` the general path planned (its ``peft`` field holds the
 module's tensors and the shared ones, already checked against PEFT's skeleton), ``matrix`` is one
-representation :class:`lab.deltas.Delta` accepts, in the (out, in) layout. A reader returns None for
-a module it does not handle (LoKr: a layer that is not an ``nn.Linear``); the general path reads that one.
+representation :class:`lab.deltas.Delta` accepts, in the (out, in) layout. A reader may return a fourth
+element, a dict of more :class:`~lab.deltas.Delta` fields (AdaLoRA's ``pruned_ranks``). A reader returns
+None for a module it does not handle (LoKr: a layer that is not an ``nn.Linear``; LoHa: a convolution's
+CP form); the general path reads that one. A reader module may also define ``rank_bound(spec, rows)``:
+the Delta's rank bound from the stored shapes alone (:func:`planned_rank_bound`).
+
+The readers (each file's docstring gives PEFT 0.21's formula it reproduces):
+
+* ``adalora``: factors B·(A ⊙ λ)·lora_alpha/(init_r + 1e-5) of the ranks λ ≠ 0 (rank bound: the kept
+  ranks; the pruned ones are the Delta's ``pruned_ranks``),
+* ``vera``: factors (λ_b ⊙ B[:out])·(λ_d ⊙ A[:, :in]) of the shared projections (rank ≤ r),
+* ``loha``: Khatri–Rao factors of (w1a·w1b) ⊙ (w2a·w2b)·alpha/r (rank ≤ r1·r2), Linear layers,
+* ``lokr``: s·kron(W1, W2) (:class:`lab.deltas.Kron`; rank ≤ rank(W1)·rank(W2)), Linear layers,
+* ``ia3``: dense W·diag(l − 1) or diag(l − 1)·W from the base weight (full rank bound).
 
 Types without a reader here go through PEFT (the general path); see :data:`READERS`.
 """
@@ -19,7 +31,11 @@ from typing import Callable
 
 # peft_type (upper case) -> "module:function" under this package, imported when first used
 READERS: dict[str, str] = {
+    "ADALORA": "adalora:read",
+    "IA3": "ia3:read",
+    "LOHA": "loha:read",
     "LOKR": "lokr:read",
+    "VERA": "vera:read",
 }
 
 
