@@ -33,24 +33,26 @@ FACTORED = ["adalora", "adalora_gpt2", "adalora_unmasked", "vera", "vera_unsaved
 
 @pytest.fixture(scope="module")
 def adapters(artifacts, tmp_path_factory):  # noqa: F811
-    """test_peft_general's adapters, plus an AdaLoRA saved mid-training: no rank_pattern, the pruned
-    ranks still in the file with λ = 0 (what RankAllocator's mask leaves before the final resize)."""
+    """test_peft_general's adapters, plus an AdaLoRA saved mid-training (no rank_pattern, the pruned
+    ranks still in the file with λ = 0: what RankAllocator's mask leaves before the final resize) and
+    a LoHa whose r1·r2 = 36 is not below its modules' rank 32 (read dense)."""
     made = {}
+    extra = {"adalora_unmasked": peft.AdaLoraConfig(init_r=4, target_r=2, total_step=10, target_modules=["q_proj", "v_proj"]),
+             "loha_wide": peft.LoHaConfig(r=6, alpha=3, target_modules=["q_proj", "down_proj"])}
 
     def get(name: str):
-        if name != "adalora_unmasked":
+        if name not in extra:
             return artifacts(name)
         if name not in made:
-            root = tmp_path_factory.mktemp("peft_structured")
+            root = tmp_path_factory.mktemp(name)
             base = builders.save(builders.tiny_llama(seed=0), root / "base")
             torch.manual_seed(0)
-            config = peft.AdaLoraConfig(init_r=4, target_r=2, total_step=10, target_modules=["q_proj", "v_proj"])
-            model = get_peft_model(builders.tiny_llama(seed=0), config)
+            model = get_peft_model(builders.tiny_llama(seed=0), extra[name])
             _randomize(model)
             with torch.no_grad():
                 for n, p in model.named_parameters():
-                    if n.endswith("lora_E.default"):
-                        p[slice(1, 3) if "layers.0" in n else slice(1, 2)] = 0.0  # prune ranks 1, 2 (layer 0) or 1 (layer 1)
+                    if n.endswith("lora_E.default"):  # prune ranks 1, 2 (layer 0) or 1 (layer 1)
+                        p[slice(1, 3) if "layers.0" in n else slice(1, 2)] = 0.0
             model.save_pretrained(root / "adapter")
             made[name] = (root / "adapter", base)
         return made[name]
@@ -127,6 +129,20 @@ def test_loha_bound_is_reached_and_adalora_counts_its_pruned_ranks(adapters):
             kept = int((layers[d.module].lora_E["default"] != 0).sum())
             assert d.pruned_ranks == config.init_r - kept > 0, d.module
             assert d.note == f"adalora: {kept} of {config.init_r} ranks kept"
+
+
+def test_loha_of_rank_beyond_the_shape_is_dense(adapters):
+    """r1·r2 = 36 ≥ min(rows, cols) = 32: factors would be no smaller than ΔW, so ΔW is dense (still
+    PEFT's, still without PEFT at read time) and the bound, the plan's too, is the shape's."""
+    folder, base = adapters("loha_wide")
+    want = peft_updates(folder, "llama")
+    reads = {r.module: r for r in plan_reads(discover(folder)[0], open_base(base))}
+    deltas = list(iter_deltas(discover(folder)[0], base))
+    assert {d.module for d in deltas} == set(want)
+    for d in deltas:
+        assert d.dense is not None and d.note.startswith("loha: dense"), d.module
+        assert d.rank_bound == min(d.shape) == planned_rank_bound(reads[d.module], d.shape[0])
+        assert rel_err(d.dense, want[d.module]) < 1e-6, d.module
 
 
 def test_khatri_rao_is_the_hadamard_product():

@@ -60,6 +60,7 @@ def read(spec: ModuleRead, loader: TensorLoader):
 def rank_bound(spec: ModuleRead, rows: int) -> int | None:
     """The ranks stored in the file (``lora_E``'s rows), for planning the run's controls without reading
     data: :func:`read` drops the ranks whose λ is 0 too, which only a file saved before the final
-    resize holds (its Delta's bound is then lower than this one)."""
-    shapes = {name: tuple(info.shape) for name, info in common.tensors(spec).items()}
-    return shapes["lora_E"][0] if len(shapes.get("lora_E", ())) == 2 else None
+    resize holds (its Delta's bound is then lower than this one). None for a module with no rank left
+    (ΔW = 0: the run has no control of rank 0 to draw)."""
+    info = common.tensors(spec).get("lora_E")
+    return int(info.shape[0]) if info is not None and len(info.shape) == 2 and info.shape[0] > 0 else None
