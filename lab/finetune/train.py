@@ -106,10 +106,9 @@ def _train(config: FinetuneConfig, base: BaseModel, docs: list[Document], out: P
     with open(out / LOSS_FILE, "w") as log:
         for step in range(1, config.steps + 1):
             value = objective_loss(model, next(batches), config.temperature)
-            if adalora:
-                value = value + _adalora_orthogonality(model)
+            penalty = _adalora_orthogonality(model) if adalora else None
             optimizer.zero_grad(set_to_none=True)
-            value.backward()
+            (value + penalty if penalty is not None else value).backward()
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             if adalora:
@@ -117,7 +116,10 @@ def _train(config: FinetuneConfig, base: BaseModel, docs: list[Document], out: P
                 # order: after optimizer.step(), before the gradients are cleared)
                 model.base_model.update_and_allocate(step)
             loss_value = float(value.detach())
-            log.write(json.dumps({"step": step, "loss": loss_value, "lr": config.learning_rate, "seconds": round(time.perf_counter() - start, 3)}) + "\n")
+            row = {"step": step, "loss": loss_value, "lr": config.learning_rate, "seconds": round(time.perf_counter() - start, 3)}
+            if penalty is not None:  # the objective's loss stays comparable across methods; the penalty apart
+                row["orth_penalty"] = float(penalty.detach())
+            log.write(json.dumps(row) + "\n")
             log.flush()
             if step % config.save_every == 0 or step == config.steps:
                 _save_checkpoint(model, out / f"checkpoint-{step}", config, base)
@@ -179,7 +181,13 @@ def _save_checkpoint(model, path: Path, config: FinetuneConfig, base: BaseModel)
 
         save_mps(model, path, base_path=str(base.path), targets=list(config.target_modules or base.default_targets))
         return
-    model.save_pretrained(path)
+    import warnings
+
+    with warnings.catch_warnings():
+        # AdaLoRA may prune every rank of a module (its budget is shared); PEFT then saves 0-rank
+        # factors, loads them fine, and warns that they look like unsharded DeepSpeed tensors
+        warnings.filterwarnings("ignore", message=r".*tensor\(s\) have invalid shape")
+        model.save_pretrained(path)
 
 
 def _options(config: FinetuneConfig) -> dict:
