@@ -9,20 +9,18 @@ size grows, and checks it.
 
 What each method trains, per adapted ``Linear`` (out × in), and the size ``--budget`` picks:
 
-======== ============================================================ ===================
-method   what trains                                                  size (--budget)
-======== ============================================================ ===================
-lora     B (out × r), A (r × in); ΔW = (α/r)·B·A                       r
-dora     LoRA's B, A and a magnitude vector (out)                      r
-adalora  P (out × r), λ (r), Q (r × in), pruned to target_r on average r = target_r; init_r = ⌈1.5·r⌉
-loha     two LoRA pairs; ΔW = (B1·A1) ⊙ (B2·A2)                         r
-lokr     W1 (small, full) ⊗ W2 (low-rank r or full)                   r (and the Kronecker split)
-vera     two vectors (out, r) scaling shared frozen random B, A       r
-ia3      one vector (out; in for feed-forward modules)               none: a fixed count
-boft     butterfly orthogonal blocks (block size b) and a scale (out)  boft_block_size b
-mps      B (out × r), MPS cores C1 (r × d1 × χ), C2 (χ × d2)           r (χ fixed)
-full     the whole target weights                                     none
-======== ============================================================ ===================
+* lora: B (out × r), A (r × in); ΔW = (α/r)·B·A. Size r.
+* dora: LoRA's B, A and a magnitude vector (out). Size r.
+* adalora: P (out × r), λ (r), Q (r × in), pruned by importance from init_r to target_r ranks on
+  average. Size r = target_r (init_r = ⌈1.5·r⌉); the count is that of the final rank.
+* loha: two LoRA pairs, ΔW = (B1·A1) ⊙ (B2·A2). Size r.
+* lokr: ΔW = kron(W1, W2), W1 small and full, W2 of rank r (full from r ≥ its size/2). Size r, at
+  PEFT's balanced Kronecker split or the most balanced ``decompose_factor`` that can use the budget.
+* vera: two vectors (out, r) scaling frozen random B, A shared by all modules. Size r.
+* ia3: one vector (out; in for feed-forward modules). No size: a fixed count.
+* boft: butterfly products of orthogonal blocks and a scale (out). Size ``boft_block_size``.
+* mps: B (out × r) and MPS cores C1 (r × d1 × χ), C2 (χ × d2) (lab/finetune/mps.py). Size r, χ fixed.
+* full: the target weights themselves. No size.
 """
 
 from __future__ import annotations
@@ -150,7 +148,8 @@ def largest_fitting(count: Callable[[int], int], budget: int, sizes: list[int] |
     handful of counts in all. Returns (None, count of the smallest, smallest, None) when even the
     smallest size exceeds the budget.
     """
-    sizes = sizes if sizes is not None else None
+    if sizes is None and cap is None:
+        raise ValueError("largest_fitting needs sizes or a cap")
     n = len(sizes) if sizes is not None else cap
     at = (lambda i: sizes[i]) if sizes is not None else (lambda i: i + 1)
     cache: dict[int, int] = {}
@@ -310,7 +309,8 @@ def pick_sizes(config, base) -> tuple[Sizes, Pick | None]:
         if n > budget:
             raise InputError(f"--budget {budget:,}: {method} has no size to shrink and trains {n:,} parameters on these target modules; raise --budget or target fewer modules")
         return given, Pick(method, budget, None, None, n)
-    shapes = _target_shapes(config, base, given)
+    # (BOFT's block size 1 divides every input dimension, so the probe builds whatever the default)
+    shapes = _target_shapes(config, base, Sizes(r=given.r, block_size=1, lokr_factor=given.lokr_factor))
     note = ""
     if method == "boft":
         sizes = [b for b in range(1, min(i for _, i in shapes) + 1) if all(i % b == 0 for _, i in shapes)]
