@@ -32,7 +32,8 @@ _USES = {
     "vera": {"r", "dropout", "budget"},
     "ia3": {"budget"},
     "boft": {"block_size", "dropout", "budget"},
-    # full and mps accept r, alpha, rslora and dropout without reading them, as they always have
+    # full accepts r, alpha, rslora and dropout without reading them, and mps rslora and dropout,
+    # as they always have (earlier runs' callers pass them)
     "full": {"r", "alpha", "rslora", "dropout"},
     "mps": {"r", "alpha", "rslora", "dropout", "chi", "d1", "budget"},
 }
@@ -81,6 +82,8 @@ class FinetuneConfig:
                  "lokr_factor": self.lokr_factor is not None, "chi": self.chi is not None, "d1": self.d1 is not None,
                  "init_adapter": self.init_adapter is not None}
         unused = [name for name, set_ in given.items() if set_ and name not in _USES[self.method]]
+        if "init_adapter" in unused:
+            raise InputError(f"an initial adapter continues LoRA training only (got --method {self.method})")
         if unused:
             name = unused[0].replace("_", "-")
             raise InputError(f"--{name} does not apply to --method {self.method} (it reads: {', '.join('--' + u.replace('_', '-') for u in sorted(_USES[self.method])) or 'none of the size options'})")
