@@ -60,7 +60,8 @@ class Factors:
 
     @property
     def rank_bound(self) -> int:
-        return int(self.B.shape[1])
+        """r, or min(rows, cols) when r exceeds it (PEFT allows r above the matrix's dimensions)."""
+        return int(min(self.B.shape[1], self.B.shape[0], self.A.shape[1]))
 
     def is_finite(self) -> bool:
         return bool(np.isfinite(self.scale) and np.isfinite(self.B).all() and np.isfinite(self.A).all())

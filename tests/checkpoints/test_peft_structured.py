@@ -38,7 +38,8 @@ def adapters(artifacts, tmp_path_factory):  # noqa: F811
     a LoHa whose r1·r2 = 36 is not below its modules' rank 32 (read dense)."""
     made = {}
     extra = {"adalora_unmasked": peft.AdaLoraConfig(init_r=4, target_r=2, total_step=10, target_modules=["q_proj", "v_proj"]),
-             "loha_wide": peft.LoHaConfig(r=6, alpha=3, target_modules=["q_proj", "down_proj"])}
+             "loha_wide": peft.LoHaConfig(r=6, alpha=3, target_modules=["q_proj", "down_proj"]),
+             "vera_wide": peft.VeraConfig(r=40, target_modules=["q_proj", "v_proj"], save_projection=True)}
 
     def get(name: str):
         if name not in extra:
@@ -131,16 +132,18 @@ def test_loha_bound_is_reached_and_adalora_counts_its_pruned_ranks(adapters):
             assert d.note == f"adalora: {kept} of {config.init_r} ranks kept"
 
 
-def test_loha_of_rank_beyond_the_shape_is_dense(adapters):
-    """r1·r2 = 36 ≥ min(rows, cols) = 32: factors would be no smaller than ΔW, so ΔW is dense (still
+@pytest.mark.parametrize("name", ["loha_wide", "vera_wide"])
+def test_rank_beyond_the_shape_is_dense(adapters, name):
+    """LoHa's r1·r2 = 36 or VeRA's r = 40 ≥ min(rows, cols) = 32 (``lab finetune --budget`` picks VeRA
+    r = 5760 on MiniLM's 384² modules): factors would be no smaller than ΔW, so ΔW is dense (still
     PEFT's, still without PEFT at read time) and the bound, the plan's too, is the shape's."""
-    folder, base = adapters("loha_wide")
+    folder, base = adapters(name)
     want = peft_updates(folder, "llama")
     reads = {r.module: r for r in plan_reads(discover(folder)[0], open_base(base))}
     deltas = list(iter_deltas(discover(folder)[0], base))
     assert {d.module for d in deltas} == set(want)
     for d in deltas:
-        assert d.dense is not None and d.note.startswith("loha: dense"), d.module
+        assert d.dense is not None and d.note.startswith(f"{name.split('_')[0]}: dense"), d.module
         assert d.rank_bound == min(d.shape) == planned_rank_bound(reads[d.module], d.shape[0])
         assert rel_err(d.dense, want[d.module]) < 1e-6, d.module
 
