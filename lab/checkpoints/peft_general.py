@@ -436,7 +436,7 @@ def module_update(layer, peft_type: str) -> np.ndarray:
 
 
 @_quiet
-def read_peft(spec: ModuleRead, loader: TensorLoader) -> tuple:
+def read_peft(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = None) -> tuple:
     """(ΔW (out, in), the base weight W (out, in), note) of one module of a non-LoRA PEFT adapter, float64:
     its type's structured reader's (any representation, maybe a fourth element of more Delta fields:
     :mod:`lab.checkpoints.peft_types`), else dense ΔW through PEFT."""
@@ -444,7 +444,7 @@ def read_peft(spec: ModuleRead, loader: TensorLoader) -> tuple:
     from lab.checkpoints.peft_types import reader
 
     structured = reader(peft.peft_type)
-    read = structured(spec, loader) if structured is not None else None
+    read = structured(spec, loader, stream_bytes) if structured is not None else None
     if read is not None:  # None: the structured reader leaves this module to the general path
         return read
     try:

@@ -32,7 +32,7 @@ def read_module(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None
     elif spec.peft is not None:
         from lab.checkpoints.peft_general import read_peft
 
-        matrix, base, note, *extra = read_peft(spec, loader)
+        matrix, base, note, *extra = read_peft(spec, loader, stream_bytes)
         fields = extra[0] if extra else {}
     else:
         matrix, base, note = _adapter(spec, loader, stream_bytes)

@@ -199,3 +199,32 @@ def test_ia3_without_a_base_is_a_one_line_error(adapters):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "pass --base BASE" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("name", ["adalora", "vera", "loha"])
+def test_a_streamed_base_gives_the_in_memory_rows(tmp_path, adapters, name):
+    """Factored types stream a large base weight from its file, as LoRA does (stream_bytes = 0 streams
+    every one): the spectra (alignment with W, intruders) and entanglement rows equal the in-memory run's."""
+    import pandas as pd
+
+    from lab.checkpoints.ranges import TensorRanges
+
+    folder, base = adapters(name)
+    reads = plan_reads(discover(folder)[0], open_base(base))
+    from lab.checkpoints import read_module
+    from lab.checkpoints.loader import TensorLoader
+
+    with TensorLoader() as loader:
+        streamed = [d for r in reads for d in read_module(r, loader, stream_bytes=0)]
+    assert streamed and all(isinstance(d.base, TensorRanges) for d in streamed if d.is_factored)
+    tables = {}
+    for label, stream in (("memory", None), ("streamed", 0)):
+        run = lab.analyze(folder, base=base, out=tmp_path / label, run="r", probes=["entanglement", "spectra"],
+                          stream_bytes=stream, progress=False)
+        tables[label] = {t: run.table(t).sort_values(["module", "source"] + (["cut"] if "cut" in run.table(t) else []))
+                         .reset_index(drop=True) for t in ("spectra", "entanglement")}
+    for t in ("spectra", "entanglement"):
+        a, b = tables["memory"][t], tables["streamed"][t]
+        numeric = [c for c in a.columns if pd.api.types.is_float_dtype(a[c])]
+        assert a.drop(columns=numeric).equals(b.drop(columns=numeric)), t
+        np.testing.assert_allclose(a[numeric].to_numpy(float), b[numeric].to_numpy(float), rtol=1e-7, atol=1e-9, err_msg=t)

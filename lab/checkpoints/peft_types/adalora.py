@@ -32,7 +32,7 @@ from lab.checkpoints.reads import ModuleRead
 from lab.deltas import Factors
 
 
-def read(spec: ModuleRead, loader: TensorLoader):
+def read(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = common.STREAM_BYTES):
     """(Factors of the kept ranks, the base weight, note, {"pruned_ranks": n}) of one AdaLoRA module."""
     found = common.tensors(spec)
     if any(name.startswith("lora_embedding") for name in found):
@@ -54,7 +54,7 @@ def read(spec: ModuleRead, loader: TensorLoader):
     factors = Factors(np.ascontiguousarray(B[:, keep]), np.ascontiguousarray(A[keep] * E[keep]), scaling / (ranknum + 1e-5))
     pruned = max(init_r - kept, 0)
     note = f"adalora: {kept} of {init_r} ranks kept"
-    return common.checked(spec, factors), common.base_weight(spec, loader), note, {"pruned_ranks": pruned}
+    return common.checked(spec, factors), common.base_weight(spec, loader, stream_bytes), note, {"pruned_ranks": pruned}
 
 
 def rank_bound(spec: ModuleRead, rows: int) -> int | None:

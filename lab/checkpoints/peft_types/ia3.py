@@ -25,7 +25,7 @@ from lab.checkpoints.reads import ModuleRead
 from lab.errors import ShapeError
 
 
-def read(spec: ModuleRead, loader: TensorLoader):
+def read(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = common.STREAM_BYTES):
     """(dense ΔW = W·diag(l − 1) or diag(l − 1)·W, the base weight, note) of one IA3 module."""
     (info,) = common.require(spec, common.tensors(spec), "ia3_l")
     l = common.get(spec, loader, info)

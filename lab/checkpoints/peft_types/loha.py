@@ -43,7 +43,7 @@ def khatri_rao(w1a: np.ndarray, w1b: np.ndarray, w2a: np.ndarray, w2b: np.ndarra
     return B, A
 
 
-def read(spec: ModuleRead, loader: TensorLoader):
+def read(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = common.STREAM_BYTES):
     """(Factors of rank r1·r2 or, when that is not below min(out, in), dense ΔW; the base weight; note)."""
     found = common.tensors(spec)
     if "hada_t1" in found or "hada_t2" in found or spec.conv1d:
@@ -63,7 +63,7 @@ def read(spec: ModuleRead, loader: TensorLoader):
         with np.errstate(over="ignore", invalid="ignore"):
             matrix = common.checked_dense(spec, ((w1a @ w1b) * (w2a @ w2b)) * scale)
         note = f"loha: dense ΔW (r1·r2 = {r1 * r2} ≥ min(rows, cols))"
-    return matrix, common.base_weight(spec, loader), note
+    return matrix, common.base_weight(spec, loader, stream_bytes if isinstance(matrix, Factors) else None), note
 
 
 def _alpha(spec: ModuleRead) -> float:

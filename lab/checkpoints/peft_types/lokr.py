@@ -30,7 +30,7 @@ from lab.errors import FormatError, ShapeError
 NAMES = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b")
 
 
-def read(spec: ModuleRead, loader: TensorLoader):
+def read(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = None):  # W whole: the --base alignment multiplies a Kron out anyway
     """(Kron ΔW (out, in), the base weight W (out, in), note) of one LoKr module, float64; None for a
     layer that is not an ``nn.Linear`` (the general path reads it)."""
     from lab.checkpoints.peft_general import ADAPTER
