@@ -70,8 +70,9 @@ def sidebar(results: Path) -> Selection:
     if len(method_options) > 1:
         methods = st.sidebar.multiselect("Methods", method_options, default=method_options,
                                          help="Fine-tuning methods (the deltas table's kind): lora, full, dora, loha, ...")
-        index = index[index["kind"].isin(methods)]
-        runs = [r for r in runs if r.name in set(index["run"])]
+        if set(methods) != set(method_options):  # all chosen: no filter (runs without updates, merges, stay)
+            index = index[index["kind"].isin(methods)]
+            runs = [r for r in runs if r.name in set(index["run"])]
 
     ckpt_options = distinct(index, "checkpoint")
     ckpts = st.sidebar.multiselect("Checkpoints", ckpt_options, default=ckpt_options,
