@@ -75,7 +75,7 @@ from typing import Iterator
 import numpy as np
 
 from lab.errors import NonFiniteError, ShapeError
-from lab.probes import schmidt
+from lab.probes import schmidt, subspaces
 from lab.probes import spectra as _spectra  # the module, not its names: spectra may import this one
 from lab.probes.linalg import leading_eigh, psd_eigh, psd_eigvals
 from lab.probes.memo import memo_for
@@ -408,7 +408,12 @@ def alignment_from_grams(g: Grams, options=None, numerical_rank: int | None = No
         numerical_rank = spectrum_from_gram(g.delta, shape).numerical_rank
     k = min(int(options.top_k), int(numerical_rank))
     s_d, e_d = _directions(g.delta, shape, k)
-    s_w, e_w = _directions(g.base, shape)  # all of W's resolved directions: overlaps and intruders
+    everything = options.intruder_reference is None
+    # W's leading directions (overlaps, and intruders when they certify the max-cosines, see
+    # lab.probes.subspaces), or all of them (the reference count, when set, is among the leading)
+    lead = (subspaces.leading_for_certificate(g.base.shape[0], k) if everything
+            else max(k, int(options.intruder_reference)))
+    s_w, e_w = _directions(g.base, shape, lead)
 
     # explicit side: the Gram eigenvectors themselves; implicit side: Σ_Δ⁻¹ E_Δᵀ C E_W Σ_W⁻¹
     kw = min(k, s_w.size)
@@ -417,17 +422,27 @@ def alignment_from_grams(g: Grams, options=None, numerical_rank: int | None = No
     overlap_right, overlap_left = (_overlap(near), _overlap(far)) if g.tall else (_overlap(far), _overlap(near))
 
     # intruders: left singular vectors of W_ft = W + ΔW against W's
-    n_ref = s_w.size if options.intruder_reference is None else min(s_w.size, int(options.intruder_reference))
     tuned = g.base + g.cross + g.cross.T + g.delta
     s_t, e_t = _directions(tuned, shape, options.intruder_top)
+
+    def cosines(s_ref, e_ref):
+        if g.tall:  # left vectors implicit: y_jᵀx_i = σ_ft,j⁻¹ v_ft,jᵀ (WᵀW + ΔWᵀW) v_W,i σ_W,i⁻¹
+            return (e_t.T @ (g.base + g.cross) @ e_ref) / s_t[:, None] / s_ref[None, :]
+        return e_t.T @ e_ref  # left vectors are the eigenvectors: unit columns already
+
+    n_ref = s_w.size if everything else min(s_w.size, int(options.intruder_reference))
     if s_t.size == 0 or n_ref == 0:
         count, min_cos = 0, float("nan")
     else:
-        if g.tall:  # left vectors implicit: y_jᵀx_i = σ_ft,j⁻¹ v_ft,jᵀ (WᵀW + ΔWᵀW) v_W,i σ_W,i⁻¹
-            cos = (e_t.T @ (g.base + g.cross) @ e_w[:, :n_ref]) / s_t[:, None] / s_w[None, :n_ref]
-        else:  # left vectors are the eigenvectors: unit columns already
-            cos = e_t.T @ e_w[:, :n_ref]
-        best = np.abs(cos).max(axis=1)
+        best = None
+        if everything:
+            best = subspaces.certified_max_cosines(cosines(s_w, e_w))
+            if best is None:  # not decided by the leading directions: all of W's resolved ones
+                complete = lead is None or s_w.size < lead  # already every resolved direction
+                s_all, e_all = (s_w, e_w) if complete else _directions(g.base, shape)
+                best = np.abs(cosines(s_all, e_all)).max(axis=1)
+        else:
+            best = np.abs(cosines(s_w[:n_ref], e_w[:, :n_ref])).max(axis=1)
         count, min_cos = int((best < options.intruder_threshold).sum()), float(best.min())
     return _spectra.Alignment(
         k=k,

@@ -212,12 +212,25 @@ def alignment(delta_x, base: np.ndarray, options: SpectraOptions = SpectraOption
         delta_x = delta_x.to_dense()
     k = min(options.top_k, numerical_rank)
     u_d, _, v_d = subspaces.top_singular_vectors(delta_x, k)
-    # W's singular vectors once: the leading k for the overlaps, all (or the reference count) for intruders
-    u_w, _, v_w = subspaces.top_singular_vectors(base, None if options.intruder_reference is None
-                                                  else max(k, options.intruder_reference))
     tuned = base + (delta_x.to_dense() if isinstance(delta_x, Factors) else delta_x)
-    reference = u_w if options.intruder_reference is None else u_w[:, : options.intruder_reference]
-    count, min_cos = subspaces.intruders(reference, tuned, options.intruder_top, options.intruder_threshold)
+    if options.intruder_reference is None:
+        # W's leading vectors first: they decide every intruder's max-cosine unless the certificate
+        # fails, and only then all of W's (subspaces.certified_max_cosines)
+        lead = subspaces.leading_for_certificate(min(base.shape), k)
+        u_w, _, v_w = subspaces.top_singular_vectors(base, lead)
+        y, _, _ = subspaces.top_singular_vectors(tuned, options.intruder_top)
+        if y.shape[1] == 0 or u_w.shape[1] == 0:
+            count, min_cos = 0, float("nan")
+        else:
+            complete = lead is None or u_w.shape[1] < lead  # every direction of W with σ > 0
+            best = None if complete else subspaces.certified_max_cosines(y.T @ u_w)
+            if best is None:
+                best = subspaces.max_cosines(y, u_w if complete else subspaces.top_singular_vectors(base, None)[0])
+            count, min_cos = int((best < options.intruder_threshold).sum()), float(best.min())
+    else:
+        u_w, _, v_w = subspaces.top_singular_vectors(base, max(k, options.intruder_reference))
+        count, min_cos = subspaces.intruders(u_w[:, : options.intruder_reference], tuned, options.intruder_top,
+                                             options.intruder_threshold)
     u_w, v_w = u_w[:, :k], v_w[:, :k]
     return Alignment(
         k=k,

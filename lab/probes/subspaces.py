@@ -8,6 +8,12 @@
   Fine-tuning: An Illusion of Equivalence"): a left singular vector y_j among the top ones of the
   tuned matrix W + ΔW is an intruder when max_i |cos(y_j, x_i)| < ε over the left singular
   vectors x_i of the pre-trained W (the paper compares with all of them and reports ε-sweeps).
+  All of W's vectors are a full eigendecomposition with vectors (2.5× the eigenvalues alone at
+  2048²), but the maximum over all of them is usually decided by the leading few: for a unit y_j
+  and orthonormal x_i, Σ_i cos² ≤ 1, so every x_i outside the leading m has
+  |cos(y_j, x_i)| ≤ √(1 − Σ_{i≤m} cos²(y_j, x_i)). When the leading m's best cosine is at least
+  that bound for every y_j, it is the maximum over all of W's vectors, exactly
+  (:func:`certified_max_cosines`); only when it is not are all of W's vectors computed.
 """
 
 from __future__ import annotations
@@ -59,6 +65,27 @@ def max_cosines(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     yn = y / np.linalg.norm(y, axis=0)
     xn = x / np.linalg.norm(x, axis=0)
     return np.abs(yn.T @ xn).max(axis=1)
+
+
+CERTIFY_WITH = 64  # W's leading vectors tried first for the intruders' max-cosines (all of them when that cannot certify)
+
+
+def leading_for_certificate(n: int, k: int) -> int | None:
+    """How many of W's n leading directions to solve first (at least the k the overlaps need), or None
+    for all of them at once: when a partial solve would not be cheaper than the full one
+    (:func:`lab.probes.linalg.leading_eigh` solves fully below LANCZOS_FROM or above n / LANCZOS_FRACTION)."""
+    from lab.probes.linalg import LANCZOS_FRACTION, LANCZOS_FROM
+
+    lead = max(int(k), CERTIFY_WITH)
+    return lead if n >= LANCZOS_FROM and lead <= n // LANCZOS_FRACTION else None
+
+
+def certified_max_cosines(cos: np.ndarray) -> np.ndarray | None:
+    """max_i |cos_ji| per row of ``cos`` (cosines of unit vectors y_j with orthonormal x_1 … x_m) when
+    that is provably the maximum over any orthonormal set extending x_1 … x_m, else None."""
+    best = np.abs(cos).max(axis=1, initial=0.0)
+    rest = np.sqrt(np.clip(1.0 - (cos * cos).sum(axis=1), 0.0, None))
+    return best if cos.shape[1] and bool((best >= rest).all()) else None
 
 
 def intruders(base_left: np.ndarray, tuned: np.ndarray, top: int = 10,

@@ -187,3 +187,54 @@ def test_intruders_against_numpy_and_what_they_mean(tuned_pair):
     assert intruders(u_w_numpy[:, :10], W, top=10, threshold=0.5)[0] == 0
     limited = alignment(big, W, SpectraOptions(intruder_reference=10)).intruder_count
     assert limited >= counts["lora"]
+
+
+def _brute_intruders(W, tuned, top=10, threshold=0.5):
+    """numpy's full SVDs: every left singular vector of W against the top ones of W + ΔW."""
+    u_w = np.linalg.svd(W)[0]
+    y = np.linalg.svd(tuned)[0][:, :top]
+    best = np.abs(y.T @ u_w).max(axis=1)
+    return int((best < threshold).sum()), float(best.min())
+
+
+@pytest.mark.parametrize("case", ["small_update", "intruding_rank_one"])
+@pytest.mark.parametrize("path", ["memory", "streamed"])
+def test_intruders_from_w_leading_vectors_equal_the_full_decomposition(case, path, monkeypatch):
+    """512×512 (wide enough that W's leading 64 vectors are solved alone): a small update's intruder
+    max-cosines are certified by the leading vectors; a large rank-1 update along a random direction
+    (spread over all of W's vectors) makes an intruder the leading vectors cannot decide, and all of W's are used. Both
+    equal numpy's full SVDs, in memory and from the streamed Grams. Counting the full decompositions
+    of W shows which way each case went."""
+    from lab.probes import blocked, linalg, subspaces
+    from lab.sources import ArraySource
+
+    rng = np.random.default_rng(11)
+    n = 512
+    W = rng.standard_normal((n, n)) / np.sqrt(n)
+    if case == "small_update":
+        delta = 1e-3 * rng.standard_normal((n, n)) / np.sqrt(n)
+    else:
+        z, w = rng.standard_normal(n), rng.standard_normal(n)
+        delta = 6.0 * np.outer(z / np.linalg.norm(z), w / np.linalg.norm(w))  # a random direction, made the largest
+    full = []
+    eigh = linalg.psd_eigh
+    monkeypatch.setattr(linalg, "psd_eigh", lambda g: full.append(g.shape[0]) or eigh(g))
+    options = SpectraOptions()
+    if path == "memory":
+        got = alignment(delta, W, options)
+    else:
+        got = blocked.alignment_blocked(ArraySource(delta), ArraySource(W), options, budget_bytes=1 << 20)
+    want = _brute_intruders(W, W + delta)
+    assert got.intruder_count == want[0]
+    assert got.intruder_min_cos == pytest.approx(want[1], abs=1e-9)
+    decomposed_w_fully = n in full
+    assert decomposed_w_fully == (case == "intruding_rank_one"), full
+    assert (want[0] > 0) == (case == "intruding_rank_one")
+
+
+def test_the_certificate_is_the_bound_on_the_unseen_vectors():
+    from lab.probes.subspaces import certified_max_cosines
+
+    assert certified_max_cosines(np.array([[0.9, 0.1]])) is not None  # 0.9 ≥ √(1 − 0.82) = 0.42
+    assert certified_max_cosines(np.array([[0.4, 0.3]])) is None  # 0.4 < √(1 − 0.25) = 0.87: an unseen one may be larger
+    assert certified_max_cosines(np.zeros((1, 0))) is None
