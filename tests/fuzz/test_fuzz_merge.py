@@ -16,13 +16,10 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-import test_fuzz_adapter_config as configs
 from fuzz_helpers import budget, copy_inputs, names, workspace
-from fuzz_safetensors import damage, safetensors_mutations
+from fuzz_adapters import adapter_mutations as mutations, damage_adapter
 from lab.cli import app
 
-mutations = st.one_of(st.tuples(st.just("config"), configs.config_mutations),
-                      st.tuples(st.just("safetensors"), safetensors_mutations))
 
 
 def merge_contract(work: Path, adapters: list[Path], blamed: Path, method: str) -> int:
@@ -52,15 +49,9 @@ def merge_contract(work: Path, adapters: list[Path], blamed: Path, method: str) 
 @budget(0.5)
 @given(mutation=mutations, method=st.sampled_from(["stack", "linear", "svd", "lego"]))
 def test_merge_with_one_damaged_adapter(llama_lora, mutation, method):
-    kind, change = mutation
     with workspace() as work:
         work = Path(work)
         first = copy_inputs(llama_lora, work / "a").ckpt
         second = copy_inputs(llama_lora, work / "b").ckpt
-        if kind == "config":
-            victim = second / configs.CONFIG
-            victim.write_bytes(configs.mutated_config(victim.read_text(), change))
-        else:
-            victim = second / "adapter_model.safetensors"
-            damage(victim, change)
+        victim = damage_adapter(second, mutation)
         event(f"exit {merge_contract(work, [first, second], victim, method)}")

@@ -16,13 +16,10 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-import test_fuzz_adapter_config as configs
 from fuzz_helpers import budget, copy_inputs, names, workspace
-from fuzz_safetensors import damage, safetensors_mutations
+from fuzz_adapters import adapter_mutations as mutations, damage_adapter
 from lab.cli import app
 
-mutations = st.one_of(st.tuples(st.just("config"), configs.config_mutations),
-                      st.tuples(st.just("safetensors"), safetensors_mutations))
 targets = st.one_of(st.integers(1, 6).map(lambda k: ["--rank", str(k)]),
                     st.sampled_from([0.5, 0.9, 0.99, 1.0]).map(lambda e: ["--energy", str(e)]))
 
@@ -48,14 +45,8 @@ def squeeze_contract(work: Path, adapter: Path, blamed: Path, target: list[str])
 @budget(0.5)
 @given(mutation=mutations, target=targets)
 def test_squeeze_a_damaged_adapter(llama_lora, mutation, target):
-    kind, change = mutation
     with workspace() as work:
         work = Path(work)
         adapter = copy_inputs(llama_lora, work).ckpt
-        if kind == "config":
-            victim = adapter / configs.CONFIG
-            victim.write_bytes(configs.mutated_config(victim.read_text(), change))
-        else:
-            victim = adapter / "adapter_model.safetensors"
-            damage(victim, change)
+        victim = damage_adapter(adapter, mutation)
         event(f"exit {squeeze_contract(work, adapter, victim, target)}")
