@@ -69,11 +69,8 @@ def index(runs: Sequence[Run]) -> pd.DataFrame:
 
 
 def run_methods(runs: Sequence[Run]) -> dict[str, str]:
-    """Each run's fine-tuning method(s), from the deltas index (lab.present.load.run_methods' rule)."""
-    rows = index(runs)
-    rows = rows[rows["checkpoint"] != "controls"]
-    kinds = rows.dropna(subset=["kind"]).groupby("run")["kind"].agg(lambda k: "+".join(sorted(set(map(str, k)))))
-    return {r.name: str(kinds.get(r.name, "")) for r in runs}
+    """Each run's fine-tuning method(s), from the cached deltas index (lab.present.load.methods)."""
+    return load.methods(index(runs), [r.name for r in runs])
 
 
 def computed(runs: Sequence[Run], table: str) -> bool:

@@ -53,14 +53,18 @@ def runs_in(results_dir: str | Path) -> list[Run]:
 
 
 def run_methods(runs: Sequence[Run]) -> dict[str, str]:
-    """Each run's fine-tuning method: the ``kind`` of its measured updates (lora, full, dora, loha, ...),
-    several joined by "+" in sorted order (a folder of adapters of different types), "" when the run
-    has no ``deltas`` table. The seeded controls are not a method and are left out."""
-    out = {}
-    for run in runs:
-        rows = read(run, "deltas", ["checkpoint", "kind"])
-        if "checkpoint" in rows.columns:
-            rows = rows[rows["checkpoint"] != "controls"]
-        kinds = sorted({str(k) for k in rows["kind"].dropna()}) if "kind" in rows.columns else []
-        out[run.name] = "+".join(kinds)
-    return out
+    """Each run's fine-tuning method (:func:`methods`), read from its ``deltas`` table."""
+    frames = [read(run, "deltas", ["checkpoint", "kind"]).assign(run=run.name) for run in runs if run.has_table("deltas")]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "checkpoint", "kind"])
+    return methods(rows, [run.name for run in runs])
+
+
+def methods(rows: pd.DataFrame, names: Sequence[str]) -> dict[str, str]:
+    """Each named run's fine-tuning method from ``deltas`` rows (run, checkpoint, kind): the ``kind`` of
+    its measured updates (lora, full, dora, loha, ...), several joined by "+" in sorted order (a folder
+    of adapters of different types), "" when the run has none. The seeded controls are not a method."""
+    if rows.empty or "kind" not in rows.columns:
+        return {name: "" for name in names}
+    rows = rows[rows["checkpoint"] != "controls"].dropna(subset=["kind"])
+    kinds = rows.groupby("run")["kind"].agg(lambda k: "+".join(sorted(set(map(str, k)))))
+    return {name: str(kinds.get(name, "")) for name in names}
