@@ -434,16 +434,12 @@ def alignment_from_grams(g: Grams, options=None, numerical_rank: int | None = No
     if s_t.size == 0 or n_ref == 0:
         count, min_cos = 0, float("nan")
     else:
-        best = None
-        if everything:
-            best = subspaces.certified_max_cosines(cosines(s_w, e_w))
-            if best is None:  # not decided by the leading directions: all of W's resolved ones
-                complete = lead is None or s_w.size < lead  # already every resolved direction
-                s_all, e_all = (s_w, e_w) if complete else _directions(g.base, shape)
-                best = np.abs(cosines(s_all, e_all)).max(axis=1)
+        if everything:  # all of W's resolved directions, computed only when the leading ones do not decide
+            complete = lead is None or s_w.size < lead
+            best = subspaces.max_cosines_over_all(cosines(s_w, e_w), complete, lambda: cosines(*_directions(g.base, shape)))
         else:
             best = np.abs(cosines(s_w[:n_ref], e_w[:, :n_ref])).max(axis=1)
-        count, min_cos = int((best < options.intruder_threshold).sum()), float(best.min())
+        count, min_cos = subspaces.intruder_summary(best, options.intruder_threshold)
     return _spectra.Alignment(
         k=k,
         overlap_left=overlap_left,

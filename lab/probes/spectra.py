@@ -223,10 +223,9 @@ def alignment(delta_x, base: np.ndarray, options: SpectraOptions = SpectraOption
             count, min_cos = 0, float("nan")
         else:
             complete = lead is None or u_w.shape[1] < lead  # every direction of W with σ > 0
-            best = None if complete else subspaces.certified_max_cosines(y.T @ u_w)
-            if best is None:
-                best = subspaces.max_cosines(y, u_w if complete else subspaces.top_singular_vectors(base, None)[0])
-            count, min_cos = int((best < options.intruder_threshold).sum()), float(best.min())
+            best = subspaces.max_cosines_over_all(y.T @ u_w, complete,
+                                                  lambda: y.T @ subspaces.top_singular_vectors(base, None)[0])
+            count, min_cos = subspaces.intruder_summary(best, options.intruder_threshold)
     else:
         u_w, _, v_w = subspaces.top_singular_vectors(base, max(k, options.intruder_reference))
         count, min_cos = subspaces.intruders(u_w[:, : options.intruder_reference], tuned, options.intruder_top,

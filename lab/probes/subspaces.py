@@ -88,6 +88,19 @@ def certified_max_cosines(cos: np.ndarray) -> np.ndarray | None:
     return best if cos.shape[1] and bool((best >= rest).all()) else None
 
 
+def max_cosines_over_all(leading: np.ndarray, complete: bool, every) -> np.ndarray:
+    """max_i |cos(y_j, x_i)| over all of W's vectors x_i, per y_j: from ``leading`` (the cosines with W's
+    leading vectors) when those are ``complete`` (every direction of W) or certify the maximum, else
+    from ``every()`` (the cosines with all of W's vectors, computed only then)."""
+    best = np.abs(leading).max(axis=1) if complete else certified_max_cosines(leading)
+    return best if best is not None else np.abs(every()).max(axis=1)
+
+
+def intruder_summary(best: np.ndarray, threshold: float) -> tuple[int, float]:
+    """(count of intruders, smallest max-cosine) from each top vector's max-cosine with W's vectors."""
+    return int((best < threshold).sum()), float(best.min())
+
+
 def intruders(base_left: np.ndarray, tuned: np.ndarray, top: int = 10,
               threshold: float = 0.5) -> tuple[int, float]:
     """(count, smallest max-cosine) of intruder directions among the ``top`` left singular vectors of ``tuned``.
@@ -99,5 +112,4 @@ def intruders(base_left: np.ndarray, tuned: np.ndarray, top: int = 10,
     y, _, _ = top_singular_vectors(tuned, top)
     if y.shape[1] == 0 or base_left.shape[1] == 0:
         return 0, float("nan")
-    cos = max_cosines(y, base_left)
-    return int((cos < threshold).sum()), float(cos.min())
+    return intruder_summary(max_cosines(y, base_left), threshold)
