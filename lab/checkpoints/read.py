@@ -59,6 +59,22 @@ def _full(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None):
     return np.ascontiguousarray(W_ft - W), np.ascontiguousarray(W), ""
 
 
+def base_weight(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = None):
+    """The module's base weight W, float64, in the (out, in) layout (Conv1D's stored (in, out) transposed).
+
+    ``stream_bytes``: for a ΔW held as factors, so that nothing of the module's size need be in
+    memory, a W larger than this many bytes of float64 is streamed from its safetensors file (a
+    :class:`~lab.checkpoints.ranges.TensorRanges` the blocked kernels read), so an LLM's embedding or
+    MLP weight never sits whole in float64. None: always in memory (a dense or DoRA update needs W whole).
+    """
+    if _streams(spec, stream_bytes, spec.base):
+        from lab.checkpoints.ranges import TensorRanges
+
+        return TensorRanges(spec.base)
+    W = loader.get(spec.base, spec.allow_nonfinite)
+    return np.ascontiguousarray(W.T) if spec.conv1d else W
+
+
 def _adapter(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None):
     A, B = loader.get(spec.A, spec.allow_nonfinite), loader.get(spec.B, spec.allow_nonfinite)
     if spec.embedding:  # PEFT's update is (B·A)ᵀ·s in the table's layout: factors Aᵀ, Bᵀ
@@ -69,15 +85,7 @@ def _adapter(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None):
             f"{spec.scale_source or spec.A.file} makes ‖ΔW‖_F of '{spec.module}' ({spec.B.key} · {spec.A.key}) "
             f"overflow float64 (s = {spec.scale!r}); fix the scale"
         )
-    W = None
-    if spec.base is not None:
-        if not spec.use_dora and _streams(spec, stream_bytes, spec.base):
-            from lab.checkpoints.ranges import TensorRanges
-
-            W = TensorRanges(spec.base)
-        else:
-            W = loader.get(spec.base, spec.allow_nonfinite)
-            W = np.ascontiguousarray(W.T) if spec.conv1d else W  # Conv1D: (in, out)
+    W = None if spec.base is None else base_weight(spec, loader, None if spec.use_dora else stream_bytes)
     if not spec.use_dora:
         return factors, W, ""
     if W is None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from lab.checkpoints.adapter_weights import PEFT_PREFIX
 from lab.checkpoints.loader import TensorLoader
-from lab.checkpoints.read import STREAM_BYTES, _streams  # noqa: F401 (STREAM_BYTES: the readers' default)
+from lab.checkpoints.read import STREAM_BYTES, base_weight  # noqa: F401 (the readers use both through this module)
 from lab.checkpoints.reads import ModuleRead
 from lab.checkpoints.safetensors_header import TensorInfo
 from lab.deltas import Factors
@@ -41,22 +41,6 @@ def _config(path: str, ptype: str, mtime_ns: int, size: int):
     from lab.checkpoints.peft_general import _peft_config
 
     return _peft_config(path, ptype)
-
-
-def base_weight(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = None):
-    """The module's base weight W, float64, in the (out, in) layout (Conv1D's stored (in, out) transposed).
-
-    ``stream_bytes``: when ΔW is held as factors, so that nothing of the module's size need be in
-    memory, a W larger than this many bytes of float64 is streamed from its safetensors file (a
-    :class:`~lab.checkpoints.ranges.TensorRanges` the blocked kernels read), as LoRA's reader does,
-    so an LLM's embedding or MLP weight never sits whole in float64. None: always in memory.
-    """
-    if _streams(spec, stream_bytes, spec.base):
-        from lab.checkpoints.ranges import TensorRanges
-
-        return TensorRanges(spec.base)
-    W = loader.get(spec.base, spec.allow_nonfinite)
-    return np.ascontiguousarray(W.T) if spec.conv1d else W
 
 
 def get(spec: ModuleRead, loader: TensorLoader, info: TensorInfo) -> np.ndarray:
