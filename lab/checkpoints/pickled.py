@@ -11,11 +11,13 @@ import pickle
 import re
 import warnings
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from lab.checkpoints.safetensors_header import check_key
 from lab.errors import FormatError
+
+if TYPE_CHECKING:  # torch is imported where a pickle is read: planning safetensors inputs never needs it
+    import torch
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -40,6 +42,8 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
             obj = inner
     if not isinstance(obj, dict):
         raise FormatError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors")
+    import torch
+
     tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise FormatError(f"{path}: holds no tensors")
@@ -53,6 +57,8 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def _check_dense(path: Path, key: str, tensor: torch.Tensor) -> None:
     """FormatError for a tensor without plain dense values (``weights_only`` loads sparse, quantized
     and meta tensors too): reading one as an array would fail mid-run or lose what it means."""
+    import torch
+
     if tensor.layout != torch.strided:
         what = f"a {str(tensor.layout).removeprefix('torch.')} tensor"
     elif tensor.is_quantized:
@@ -65,6 +71,8 @@ def _check_dense(path: Path, key: str, tensor: torch.Tensor) -> None:
 
 
 def _load(path: Path, mmap: bool) -> object:
+    import torch
+
     try:
         # torch warns while loading some files (TypedStorage for quantized tensors, legacy formats):
         # lab decides what the file means itself, and a stray warning would break the CLI's one line

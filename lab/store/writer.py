@@ -1,4 +1,4 @@
-"""Writing a run: durable parts per finished unit, then one parquet file per table, plus the manifest.
+"""Writing a run: a durable record per finished unit, then one parquet file per table, plus the manifest.
 
 The run folder is created with ``manifest.json`` saying ``incomplete``. Each finished unit is a
 part (:mod:`lab.store.parts`); :meth:`RunWriter.finish` concatenates the parts table by table in
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lab.errors import LabError, RunExistsError
@@ -25,6 +26,7 @@ from lab.store.run import table_path
 from lab.store.schema import TABLES
 
 PARTIAL = ".partial"
+ROW_GROUP = 1 << 16  # rows gathered from the parts before a row group is written: few groups, bounded memory
 
 
 class RunWriter:
@@ -60,12 +62,13 @@ class RunWriter:
         write_manifest(self.folder, self.manifest)
 
     def add_unit(self, key: str, rows: dict[str, list[dict[str, Any]]], **meta: Any) -> None:
-        """Store one finished unit's rows durably (atomically; see :mod:`lab.store.parts`)."""
+        """Store one finished unit's rows durably (one whole journal record; see :mod:`lab.store.parts`)."""
         self.parts.write(key, rows, meta)
 
     def finish(self, order: list[str], **fields: Any) -> None:
         """Write every table from the parts of ``order`` (the plan's unit keys), then mark complete."""
-        missing = [k for k in order if k not in self.parts.done()]
+        done = self.parts.done()
+        missing = [k for k in order if k not in done]
         if missing:
             raise RuntimeError(f"{len(missing)} unit(s) have no stored rows; cannot finish the run")
         counts = {}
@@ -89,9 +92,17 @@ class RunWriter:
         rows = 0
         try:
             with pq.ParquetWriter(partial, schema, compression="zstd") as out:
+                batch: list = []
+                waiting = 0
                 for part in self.parts.read(order, table):
-                    out.write_table(part.cast(schema))
+                    batch.append(part.cast(schema))
                     rows += part.num_rows
+                    waiting += part.num_rows
+                    if waiting >= ROW_GROUP:
+                        out.write_table(pa.concat_tables(batch))
+                        batch, waiting = [], 0
+                if batch:
+                    out.write_table(pa.concat_tables(batch))
             os.replace(partial, final)
         except BaseException:
             partial.unlink(missing_ok=True)

@@ -5,7 +5,6 @@ inputs or options is refused in one line; SIGTERM ends a run as Ctrl-C does."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -18,6 +17,7 @@ import pandas as pd
 import pytest
 
 from lab.store import open_run
+from lab.store.parts import Parts
 
 PLUGIN = textwrap.dedent('''
     """A probe that takes its time, so a run can be interrupted part-way."""
@@ -45,11 +45,10 @@ def _args(engine_inputs, plugin, out, *extra):
 
 
 def _wait_for_parts(folder: Path, n: int, proc, timeout: float = 300) -> None:
-    parts = folder / "parts"
+    parts = Parts(folder)  # read as the run writes it: a record still being appended is not counted
     t0 = time.time()
     while time.time() - t0 < timeout:
-        done = [p for p in parts.iterdir() if not p.name.startswith(".")] if parts.is_dir() else []
-        if len(done) >= n:
+        if len(parts.done()) >= n:
             return
         if proc.poll() is not None:
             pytest.fail(f"the run ended before it could be interrupted: {proc.stderr.read()}")
@@ -84,8 +83,8 @@ def test_sigkill_then_resume_equals_a_clean_run(tmp_path, engine_inputs, plugin)
     folder = out / "r"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["status"] == "incomplete" and not list(folder.glob("*.parquet"))
-    finished = {p.name: json.loads((p / "unit.json").read_text()) for p in (folder / "parts").iterdir()
-                if not p.name.startswith(".")}
+    parts = Parts(folder)
+    finished = {key: parts.meta(key) for key in parts.done()}
     assert 5 <= len(finished) < 3 * 16 + 5
 
     resumed = _lab(*_args(engine_inputs, plugin, out, "--resume"))
@@ -137,4 +136,4 @@ def test_a_run_without_resume_is_not_silently_replaced(tmp_path, engine_inputs, 
     _interrupt(_args(engine_inputs, plugin, out), out / "r", 1)
     again = _lab(*_args(engine_inputs, plugin, out))
     assert again.returncode == 2 and "--resume" in again.stderr and again.stderr.count("\n") == 1
-    assert os.listdir(out / "r" / "parts")  # the finished units are still there to resume
+    assert Parts(out / "r").done()  # the finished units are still there to resume

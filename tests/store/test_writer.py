@@ -76,17 +76,28 @@ def test_failed_run_leaves_no_table_keeps_its_parts_and_says_incomplete(tmp_path
     assert is_complete(folder) and len(load_table(folder, "deltas")) == 7 and not (folder / "parts").exists()
 
 
-def test_half_written_part_is_never_read_back(tmp_path):
+@pytest.mark.parametrize("damage", ["torn", "corrupt"])
+def test_half_written_part_is_never_read_back(tmp_path, damage):
     w = RunWriter(tmp_path, "r")
     w.add_unit("a", {"deltas": _rows(3)})
-    torn = w.parts.root / ".tmp-b-12345678"  # what a kill during a part's write leaves
-    torn.mkdir()
-    (torn / "deltas.parquet").write_bytes(b"PAR1 truncated")
-    assert w.parts.done() == {"a"}
-    with pytest.raises(RuntimeError, match="no stored rows"):
-        w.finish(["a", "b"])  # b never finished: the run cannot be passed off as complete
+    whole = w.parts.path.stat().st_size
+    w.add_unit("b", {"deltas": _rows(4)})
+    journal = w.parts.path
+    data = bytearray(journal.read_bytes())
+    if damage == "torn":  # what a kill or a full disk during b's write leaves: its record cut short
+        del data[len(data) - 9:]
+    else:  # a flipped byte inside b's rows: its checksum no longer matches
+        data[whole + (len(data) - whole) // 2] ^= 0xFF
+    journal.write_bytes(bytes(data))
+    assert RunWriter(tmp_path, "r", resume=True).parts.done() == {"a"}  # resuming cuts b off
+    assert journal.stat().st_size == whole
     resumed = RunWriter(tmp_path, "r", resume=True)
-    assert not torn.exists() and resumed.parts.done() == {"a"}
+    with pytest.raises(RuntimeError, match="no stored rows"):
+        resumed.finish(["a", "b"])  # b never finished: the run cannot be passed off as complete
+    resumed.add_unit("b", {"deltas": _rows(4)})  # recomputed and appended after the whole records
+    resumed.add_unit("b", {"deltas": _rows(1)})  # a retried task finishing twice keeps the first record
+    resumed.finish(["a", "b"])
+    assert len(load_table(tmp_path / "r", "deltas")) == 7
 
 
 def test_resume_needs_a_run_folder(tmp_path):
