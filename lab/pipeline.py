@@ -97,42 +97,46 @@ def analyze(
         "targets": tuple(targets) if targets is not None else None,
         "seq_len": tuple(seq_len) if seq_len is not None else None, "windows": windows}))
     _check_targets(probe_options, base)
-    checkpoints = [c for p in paths for c in discover(p)]  # validates (and indexes) every input before any work
-    _check_names(checkpoints)
-    base_model = open_base(base) if base is not None else None
-    corpus = str(Path(texts).resolve()) if texts is not None else None
-    if corpus is not None and not Path(corpus).is_file():
-        raise InputError(f"{texts}: no such texts file (--texts)")
-    plan = build_plan(checkpoints, base_model, chosen, modules=modules, allow_nonfinite=allow_nonfinite,
-                      controls=controls, seed=seed, stream_bytes=stream_bytes, corpus=corpus)
-    name = run or _default_run_name(paths)
-    settings = {
-        "base": str(Path(base).resolve()) if base else None, "probes": [p.name for p in chosen],
-        "probe_options": {p.name: as_json(probe_options[p.name]) for p in chosen},
-        "modules": modules, "allow_nonfinite": allow_nonfinite, "controls": controls, "seed": seed,
-        "corpus": corpus, "stream_bytes": stream_bytes,
-    }
-    inputs = _describe_inputs(checkpoints, base_model, corpus)
-    if resume:
-        folder = Path(out) / name
-        if _finished(folder):
-            _check_resumable(folder, inputs, settings)
-            return Run(folder)
-    writer = RunWriter(Path(out), name, overwrite=overwrite, resume=resume)
-    if resume:
-        _check_resumable(writer.folder, inputs, settings)
-    work = Work(name, tuple(chosen), probe_options, ProbeContext(seed=seed))
     executor = DaskExecutor(workers, scheduler) if (workers or scheduler) else SerialExecutor()
-    with _terminate_as_interrupt():
+    with _terminate_as_interrupt():  # SIGTERM from here on ends the run as Ctrl-C does, cluster closed
+        executor.start()  # a local cluster's workers start, and import lab, while the inputs are read and planned
         try:
-            writer.update_manifest(inputs=inputs, options=settings, versions=versions(),
-                                   plan=plan.counts(), execution=executor.name)
-            _execute(plan, work, executor, writer, progress)
-            writer.finish(plan.keys)
-        except BaseException as error:  # also KeyboardInterrupt/SIGTERM: never leave a run looking complete
-            writer.fail(error)
-            raise
-    return Run(writer.folder)
+            checkpoints = [c for p in paths for c in discover(p)]  # validates (and indexes) every input before any work
+            _check_names(checkpoints)
+            base_model = open_base(base) if base is not None else None
+            corpus = str(Path(texts).resolve()) if texts is not None else None
+            if corpus is not None and not Path(corpus).is_file():
+                raise InputError(f"{texts}: no such texts file (--texts)")
+            plan = build_plan(checkpoints, base_model, chosen, modules=modules, allow_nonfinite=allow_nonfinite,
+                              controls=controls, seed=seed, stream_bytes=stream_bytes, corpus=corpus)
+            name = run or _default_run_name(paths)
+            settings = {
+                "base": str(Path(base).resolve()) if base else None, "probes": [p.name for p in chosen],
+                "probe_options": {p.name: as_json(probe_options[p.name]) for p in chosen},
+                "modules": modules, "allow_nonfinite": allow_nonfinite, "controls": controls, "seed": seed,
+                "corpus": corpus, "stream_bytes": stream_bytes,
+            }
+            inputs = _describe_inputs(checkpoints, base_model, corpus)
+            if resume:
+                folder = Path(out) / name
+                if _finished(folder):
+                    _check_resumable(folder, inputs, settings)
+                    return Run(folder)
+            writer = RunWriter(Path(out), name, overwrite=overwrite, resume=resume)
+            if resume:
+                _check_resumable(writer.folder, inputs, settings)
+            work = Work(name, tuple(chosen), probe_options, ProbeContext(seed=seed))
+            try:
+                writer.update_manifest(inputs=inputs, options=settings, versions=versions(),
+                                       plan=plan.counts(), execution=executor.name)
+                _execute(plan, work, executor, writer, progress)
+                writer.finish(plan.keys)
+            except BaseException as error:  # also KeyboardInterrupt/SIGTERM: never leave a run looking complete
+                writer.fail(error)
+                raise
+            return Run(writer.folder)
+        finally:
+            executor.close()  # also when reading or planning the inputs failed
 
 
 def _execute(plan: Plan, work: Work, executor, writer: RunWriter, progress: bool) -> None:

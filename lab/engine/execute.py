@@ -24,6 +24,7 @@ from lab.engine.units import ControlUnit, GroupUnit, ModelUnit, ModuleUnit, Prep
 from lab.errors import InputError, NonFiniteError
 from lab.probes.inventory import update_norm
 from lab.probes.registry import Probe, ProbeContext, Rows
+from lab.store.parts import encode
 
 UNCHANGED = "unchanged: ΔW = 0, other probes skipped"
 
@@ -44,7 +45,8 @@ class Work:
 
 @dataclass
 class UnitResult:
-    """A finished unit: its rows per table, and where and how long it ran."""
+    """A finished unit: its rows per table (lists of dicts, or :class:`~lab.store.parts.EncodedTable`
+    from :func:`run_unit_encoded`), and where and how long it ran."""
 
     key: str
     label: str
@@ -69,6 +71,15 @@ def run_unit(unit, work: Work, prepared: dict[str, Any] | None = None) -> UnitRe
         else:
             raise TypeError(f"not a unit: {unit!r}")
     return UnitResult(unit.key, unit.label, rows, time.perf_counter() - t0, worker_name())
+
+
+def run_unit_encoded(unit, work: Work, prepared: dict[str, Any] | None = None) -> UnitResult:
+    """:func:`run_unit` with each table's rows validated and serialised where the unit ran
+    (:func:`lab.store.parts.encode`): what a Dask worker returns, so that the driver, which shares
+    the machine with the workers, only appends bytes to the run's journal."""
+    result = run_unit(unit, work, prepared)
+    result.rows = encode(result.rows, declared_only=True)
+    return result
 
 
 def run_prepare(unit: PrepareUnit, work: Work) -> Any:

@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterator
 
-from lab.engine.execute import UnitResult, Work, run_prepare, run_unit
+from lab.engine.execute import UnitResult, Work, run_prepare, run_unit, run_unit_encoded
 from lab.engine.units import ModelUnit, PrepareUnit
 from lab.errors import LabError
 
@@ -35,6 +36,12 @@ class SerialExecutor:
     """Runs units one after the other in this process; base preparations once, when first needed."""
 
     name = "serial"
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
     def __enter__(self) -> SerialExecutor:
         return self
@@ -66,8 +73,18 @@ class DaskExecutor:
         self.workers, self.scheduler = workers, scheduler
         self.name = f"dask: {workers} local workers" if workers else f"dask: {scheduler}"
         self._cluster = self._client = None
+        self._starting: ThreadPoolExecutor | None = None
+        self._connected: Future | None = None
+        self._closed: Future | None = None
 
-    def __enter__(self) -> DaskExecutor:
+    def start(self) -> None:
+        """Begin connecting in the background: a local cluster's worker processes start and import lab
+        while the driver reads and plans the inputs (``__enter__`` waits for it)."""
+        if self._starting is None:
+            self._starting = ThreadPoolExecutor(1, thread_name_prefix="lab-dask-start")
+            self._connected = self._starting.submit(self._connect)
+
+    def _connect(self) -> None:
         from distributed import Client, LocalCluster
 
         try:
@@ -76,14 +93,36 @@ class DaskExecutor:
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                              dashboard_address=None, silence_logs=logging.ERROR, env=env)
                 self._client = Client(self._cluster)
+                self._client.run(_warm_up)  # the imports every unit needs, done before the first one arrives
             else:
                 self._client = Client(self.scheduler, timeout="10s")
         except OSError as e:
-            self.__exit__()
             raise LabError(f"--scheduler {self.scheduler}: cannot reach the Dask scheduler ({e})") from None
+
+    def __enter__(self) -> DaskExecutor:
+        self.start()
+        try:
+            self._connected.result()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Begin closing in the background: the driver writes the tables meanwhile (``close`` waits)."""
+        if self._starting is not None and self._closed is None:
+            self._closed = self._starting.submit(self._disconnect)
+
+    def close(self) -> None:
+        """Close the client and a local cluster, waiting for a start or a close still under way."""
+        if self._starting is not None:
+            if self._closed is None:
+                self._closed = self._starting.submit(self._disconnect)
+            self._starting.shutdown(wait=True)
+            self._starting = None
+            self._closed.result()
+
+    def _disconnect(self) -> None:
         if self._client is not None:
             self._client.close()
         if self._cluster is not None:
@@ -103,7 +142,7 @@ class DaskExecutor:
         futures = []
         for unit in units:
             inputs = {probe_of[k]: prepared[k] for k in unit.prepared} if isinstance(unit, ModelUnit) else None
-            futures.append(client.submit(run_unit, unit, work_future, inputs, pure=False, retries=1))
+            futures.append(client.submit(run_unit_encoded, unit, work_future, inputs, pure=False, retries=1))
         done = as_completed(futures)
         try:
             for future in done:
@@ -111,6 +150,13 @@ class DaskExecutor:
         finally:
             for future in futures:  # an error or an interrupt: stop the rest
                 future.cancel()
+
+
+def _warm_up() -> None:
+    """Run on each new local worker: import the engine, the probes and torch (seconds each, once per worker)."""
+    import lab.checkpoints.read  # noqa: F401
+    import lab.engine.execute  # noqa: F401
+    import lab.probes  # noqa: F401
 
 
 def _ship_user_probes(work: Work) -> None:

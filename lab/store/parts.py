@@ -67,6 +67,37 @@ def arrow_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
 
 
 @dataclass(frozen=True)
+class EncodedTable:
+    """One table's rows of one unit, validated against the schema and serialised as an Arrow IPC stream.
+
+    Made where the unit ran (:func:`encode`): on a Dask worker that takes the conversion off the driver,
+    which then only appends the bytes to the journal.
+    """
+
+    rows: int
+    stream: bytes
+
+
+def encode(rows: dict[str, list[dict[str, Any]]], declared_only: bool = False) -> dict[str, EncodedTable]:
+    """Each non-empty table of ``rows`` as an :class:`EncodedTable` (ValueError for undeclared tables or columns).
+
+    ``declared_only``: leave the rows of tables this process does not know as they are (a Dask worker
+    does not see the declarations of probes registered in the driver; the driver encodes those).
+    """
+    out = {}
+    for name, table_rows in rows.items():
+        if isinstance(table_rows, EncodedTable) or (declared_only and name not in TABLES):
+            out[name] = table_rows
+        elif table_rows:
+            table = arrow_table(name, table_rows)
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            out[name] = EncodedTable(table.num_rows, sink.getvalue().to_pybytes())
+    return out
+
+
+@dataclass(frozen=True)
 class _Record:
     """Where one unit's tables lie in the journal, and its header."""
 
@@ -132,25 +163,20 @@ class Parts:
                 os.fsync(f.fileno())
             self._scanned = -1
 
-    def write(self, key: str, rows: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> dict[str, int]:
-        """Append one unit's rows (validated against the schema first) as one record, flushed to disk;
-        returns rows per table. A unit already recorded (a retried task that finished twice) keeps its
-        first record."""
-        tables = {name: arrow_table(name, table_rows) for name, table_rows in rows.items() if table_rows}
-        counts = {name: t.num_rows for name, t in tables.items()}
+    def write(self, key: str, rows: dict[str, list[dict[str, Any]] | EncodedTable], meta: dict[str, Any]) -> dict[str, int]:
+        """Append one unit's rows (validated against the schema first, unless :func:`encode` did that
+        where the unit ran) as one record, flushed to disk; returns rows per table. A unit already
+        recorded (a retried task that finished twice) keeps its first record."""
+        tables = encode(rows)
+        counts = {name: t.rows for name, t in tables.items()}
         if key in self._records():
             return counts
-        streams, spans, at = [], {}, 0
+        spans, at = {}, 0
         for name, table in tables.items():
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, table.schema) as out:
-                out.write_table(table)
-            stream = sink.getvalue()
-            streams.append(stream)
-            spans[name] = [at, stream.size]
-            at += stream.size
+            spans[name] = [at, len(table.stream)]
+            at += len(table.stream)
         header = json.dumps({"key": key, **meta, "rows": counts, "tables": spans}, default=str).encode()
-        payload = b"".join(memoryview(s) for s in streams)
+        payload = b"".join(t.stream for t in tables.values())
         crc = zlib.crc32(payload, zlib.crc32(header))
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab") as f:
