@@ -52,7 +52,7 @@ run; then the eigensolves, so that this process is still small when it forks the
 4. **Per-module costs** from the run's ``manifest.json``: the engine records per-unit timings
    (read defensively: a list or dict under ``units``, names under ``label`` / ``module`` / ``key``,
    seconds under ``seconds`` / ``elapsed_s`` / ``wall_s`` / ...; for a stopped run, the finished
-   units' ``parts/*/unit.json``); without any, each module's cost is estimated as its eigensolve
+   units' records in ``parts/journal``); without any, each module's cost is estimated as its eigensolve
    floor times the run's (CPU − read floor) / Σ eigensolves.
 5. **Extrapolation** to an 8B pair (Llama-3.1-8B: hidden 4096, intermediate 14336, 32 layers, 32/8
    heads of 128, vocabulary 128256, untied lm_head) and a 70B pair (hidden 8192, intermediate
@@ -575,10 +575,14 @@ def read_manifest(path: Path, lab_args: list[str]) -> dict:
         return {"units": [], "units_note": f"{path} not found", "concurrent_units": _workers(lab_args)}
     manifest = json.loads(path.read_text())
     units, why = unit_timings(manifest)
-    parts = sorted(path.parent.glob("parts/*/unit.json"))  # a stopped run's finished units (durable parts)
-    if not units and parts:
-        units, why = unit_timings({"units": [json.loads(p.read_text()) for p in parts]})
-        why = why or f"{len(units)} units from parts/*/unit.json (the run did not finish)"
+    if not units:  # a stopped run: its finished units are the records of its journal (lab.store.parts)
+        from lab.store.parts import Parts
+
+        parts = Parts(path.parent)
+        finished = [parts.meta(key) for key in sorted(parts.done())]
+        if finished:
+            units, why = unit_timings({"units": finished})
+            why = why or f"{len(units)} units from parts/journal (the run did not finish)"
     # units that ran at once: the distinct workers the units record, else the executor's description
     seen = {u["worker"] for u in units if u.get("worker")}
     said = re.search(r"(\d+)\s+(?:local\s+)?workers?", str(manifest.get("execution", "")))

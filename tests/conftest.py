@@ -47,13 +47,18 @@ def _skip_reason(report) -> str:
     return str(longrepr)
 
 
-# skips seen under CI in this session: (nodeid, reason) by kind
+# skips seen under CI in this session: (nodeid, reason) by kind. Counted where the reports are
+# logged: in the one pytest process, or in pytest-xdist's controller (its workers only turn skips
+# into failures and tag the report).
 _SKIPS: dict[str, list[tuple[str, str]]] = {"allowed": [], "unexpected": []}
+_TAG = "lab_ci_skip"
+_COUNTING = {"here": True}  # False in an xdist worker: its reports are counted by the controller
 
 
 def pytest_configure(config):
     for seen in _SKIPS.values():
         seen.clear()
+    _COUNTING["here"] = not hasattr(config, "workerinput")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -64,18 +69,28 @@ def pytest_runtest_makereport(item, call):
         return report
     reason = _skip_reason(report)
     if is_allowed(report.nodeid, allowed_skips()):
-        _SKIPS["allowed"].append((report.nodeid, reason))
+        report.user_properties.append((_TAG, ("allowed", reason)))
         return report
-    _SKIPS["unexpected"].append((report.nodeid, reason))
+    report.user_properties.append((_TAG, ("unexpected", reason)))
     report.outcome = "failed"
     report.longrepr = (f"skipped under CI ({reason}); under CI a test must run. Install what it needs in .ci/run, "
                        f"or add its node id to {ALLOWED_SKIPS.relative_to(ALLOWED_SKIPS.parents[1])} with the reason")
     return report
 
 
+def pytest_runtest_logreport(report):
+    if not _COUNTING["here"]:
+        return
+    for name, value in report.user_properties:
+        if name == _TAG:
+            kind, reason = value
+            _SKIPS[kind].append((report.nodeid, reason))
+
+
 def pytest_collectreport(report):
-    """A module skipped at collection (``pytest.importorskip`` at the top, ``allow_module_level``)."""
-    if report.skipped and in_ci():
+    """A module skipped at collection (``pytest.importorskip`` at the top, ``allow_module_level``); under
+    xdist the controller gets each worker's skipped collection once."""
+    if report.skipped and in_ci() and _COUNTING["here"]:
         kind = "allowed" if is_allowed(report.nodeid, allowed_skips()) else "unexpected"
         _SKIPS[kind].append((report.nodeid, _skip_reason(report)))
 

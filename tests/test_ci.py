@@ -76,7 +76,7 @@ def suite_conftest():
     return module
 
 
-def run_sample(tmp_path: Path, allowed: list[str], ci: str | None) -> subprocess.CompletedProcess:
+def run_sample(tmp_path: Path, allowed: list[str], ci: str | None, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     folder = tmp_path / "tests"
     folder.mkdir(exist_ok=True)
     shutil.copy(TESTS / "conftest.py", folder / "conftest.py")
@@ -87,7 +87,7 @@ def run_sample(tmp_path: Path, allowed: list[str], ci: str | None) -> subprocess
     if ci is not None:
         env["CI"] = ci
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-ra", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
-                           str(folder)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+                           *extra, str(folder)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
 
 
 def outcomes(out: str) -> dict[str, int]:
@@ -103,8 +103,11 @@ def test_without_ci_skips_are_skips(tmp_path):
     assert "skips under CI" not in result.stdout
 
 
-def test_under_ci_a_skip_off_the_allow_list_fails(tmp_path):
-    result = run_sample(tmp_path, ["tests/test_sample.py::test_optional"], ci="true")
+# the README's test command runs the suite on pytest-xdist workers: the rule must hold there too, where
+# the workers turn skips into failures and the controller lists them and fails the run
+@pytest.mark.parametrize("extra", [(), ("-n", "2", "--dist", "loadfile")], ids=["one process", "xdist"])
+def test_under_ci_a_skip_off_the_allow_list_fails(tmp_path, extra):
+    result = run_sample(tmp_path, ["tests/test_sample.py::test_optional"], ci="true", extra=extra)
     out = result.stdout
     assert result.returncode == 1, out
     # the tool-less test fails, the fixture's skip is an error, the allowed cases still skip, xfail stays xfail
@@ -121,12 +124,13 @@ def test_under_ci_a_skip_off_the_allow_list_fails(tmp_path):
     assert "3 skip(s) not on allowed_skips.txt: the run fails" in summary
 
 
-def test_under_ci_a_skipped_module_alone_fails_the_run(tmp_path):
+@pytest.mark.parametrize("extra", [(), ("-n", "2", "--dist", "loadfile")], ids=["one process", "xdist"])
+def test_under_ci_a_skipped_module_alone_fails_the_run(tmp_path, extra):
     allowed = ["tests/test_sample.py::*"]
-    result = run_sample(tmp_path, allowed, ci="1")
+    result = run_sample(tmp_path, allowed, ci="1", extra=extra)
     assert result.returncode == 1, result.stdout  # every test passed or was allowed: the module's skip fails it
     assert "NOT ALLOWED  tests/test_module_skip.py" in result.stdout
-    ok = run_sample(tmp_path, allowed + ["tests/test_module_skip.py"], ci="1")
+    ok = run_sample(tmp_path, allowed + ["tests/test_module_skip.py"], ci="1", extra=extra)
     assert ok.returncode == 0, ok.stdout
     assert "NOT ALLOWED" not in ok.stdout and "allowed      tests/test_module_skip.py" in ok.stdout
 
