@@ -116,8 +116,7 @@ class DaskExecutor:
     def close(self) -> None:
         """Close the client and a local cluster, waiting for a start or a close still under way."""
         if self._starting is not None:
-            if self._closed is None:
-                self._closed = self._starting.submit(self._disconnect)
+            self.__exit__()  # begins the close unless it has begun
             self._starting.shutdown(wait=True)
             self._starting = None
             self._closed.result()
@@ -153,7 +152,7 @@ class DaskExecutor:
 
 
 def _warm_up() -> None:
-    """Run on each new local worker: import the engine, the probes and torch (seconds each, once per worker)."""
+    """Run on each new local worker: import the engine, the readers and the probes (seconds, once per worker)."""
     import lab.checkpoints.read  # noqa: F401
     import lab.engine.execute  # noqa: F401
     import lab.probes  # noqa: F401

@@ -157,7 +157,7 @@ class Parts:
     def clean(self) -> None:
         """Cut off a record left torn by an interrupted run, so that new records follow whole ones."""
         self._records()
-        if self.path.is_file() and self.path.stat().st_size > self._end:
+        if self._scanned > self._end:  # the journal's size when scanned, beyond its last whole record
             with open(self.path, "r+b") as f:
                 f.truncate(self._end)
                 os.fsync(f.fileno())
@@ -192,7 +192,7 @@ class Parts:
                     pass
                 raise
         body = start + _HEAD.size + len(header)
-        self._index[key] = _Record(_header(header), {n: (body + o, n_bytes) for n, (o, n_bytes) in spans.items()})
+        self._index[key] = _record(header, body)[1]  # read back as a scan would: the same header either way
         self._end = self._scanned = body + len(payload) + _CRC.size
         return counts
 
@@ -202,10 +202,11 @@ class Parts:
         self._index, self._end, self._scanned = {}, 0, -1
 
 
-def _header(raw: bytes) -> dict[str, Any]:
-    header = json.loads(raw)
-    header.pop("tables", None)
-    return header
+def _record(header: bytes, body: int) -> tuple[str, _Record]:
+    """(key, record) from a record's JSON header and the journal offset where its payload starts."""
+    raw = json.loads(header)
+    spans = {name: (body + int(o), int(n)) for name, (o, n) in raw.pop("tables").items()}
+    return str(raw["key"]), _Record(raw, spans)
 
 
 def _scan(path: Path) -> tuple[dict[str, _Record], int]:
@@ -224,11 +225,9 @@ def _scan(path: Path) -> tuple[dict[str, _Record], int]:
             if zlib.crc32(m[body: body + n_payload], zlib.crc32(header)) != _CRC.unpack_from(m, end - _CRC.size)[0]:
                 break
             try:
-                raw = json.loads(header)
-                spans = {name: (body + int(o), int(n)) for name, (o, n) in raw["tables"].items()}
-                key = str(raw["key"])
-            except (ValueError, KeyError, TypeError):
+                key, record = _record(header, body)
+            except (ValueError, KeyError, TypeError, AttributeError):
                 break
-            index.setdefault(key, _Record(_header(header), spans))
+            index.setdefault(key, record)
             at = end
     return index, at
