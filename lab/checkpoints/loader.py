@@ -1,8 +1,9 @@
 """Tensors handed out by (file, key) as float64 arrays, with one weight file open at a time.
 
-safetensors files are opened with ``safe_open`` (reading a tensor touches only its bytes),
-pickles through ``lab.checkpoints.pickled`` (loaded memory-mapped, once per file while it is the
-current one). Peak memory therefore follows the tensors in use, not the checkpoint.
+safetensors tensors of a floating dtype are read by ``pread`` of their bytes alone
+(:func:`lab.checkpoints.ranges.read_array`; no memory map, no torch), other safetensors dtypes
+through ``safe_open``, pickles through ``lab.checkpoints.pickled`` (loaded memory-mapped, once per
+file while it is the current one). Peak memory therefore follows the tensors in use, not the checkpoint.
 Half-precision inputs (bf16, fp16, fp8) are upcast to float64 here, before any arithmetic, and
 every tensor is checked for NaN/inf. A loader holds open handles: it lives in the process that
 reads (one per worker), never in a plan.
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lab.checkpoints.pickled import load_state_dict
+from lab.checkpoints.ranges import READABLE, read_array
 from lab.checkpoints.safetensors_header import TensorInfo
 from lab.errors import FormatError, NonFiniteError
 
@@ -39,13 +41,16 @@ class TensorLoader:
 
     def get(self, info: TensorInfo, allow_nonfinite: bool = False) -> np.ndarray:
         """The tensor as a float64 array (NonFiniteError on NaN/inf unless allowed)."""
-        import torch
+        if Path(info.file).suffix == ".safetensors" and info.dtype in READABLE:
+            array = read_array(info)  # by pread, without torch
+        else:
+            import torch
 
-        try:
-            tensor = self._open(Path(info.file))(info.key)
-        except KeyError:
-            raise FormatError(f"{info.file}: tensor '{info.key}' is no longer in the file; was it re-saved during the run?") from None
-        array = tensor.to(torch.float64).numpy()
+            try:
+                tensor = self._open(Path(info.file))(info.key)
+            except KeyError:
+                raise FormatError(f"{info.file}: tensor '{info.key}' is no longer in the file; was it re-saved during the run?") from None
+            array = tensor.to(torch.float64).numpy()
         if not allow_nonfinite:
             check_finite(array, info)
         return array

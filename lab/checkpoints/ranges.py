@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -116,30 +118,63 @@ class TensorRanges(BlockSource):
         if n == 0 or length == 0:
             return out
         view = memoryview(raw)
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except OSError as e:
-            raise InputError(f"{self.name}: cannot open the file ({e.strerror})") from None
-        try:
+        with _opened(self.path, self.name) as fd:
             for t0, t1 in runs(starts, length):
-                self._pread(fd, view[t0 * length * size : t1 * length * size], self.offset + int(starts[t0]) * size)
-        finally:
-            os.close(fd)
+                _pread(fd, view[t0 * length * size : t1 * length * size], self.offset + int(starts[t0]) * size, self.name)
         if self.dtype != "F64":
             _convert(raw, self.dtype, out.reshape(-1))
         return out
 
-    def _pread(self, fd: int, buf: memoryview, at: int) -> None:
-        """Fill ``buf`` from byte ``at`` on (a pread may return less than asked: loop)."""
-        got = 0
-        while got < len(buf):
-            k = _preadv(fd, buf[got:], at + got)
-            if k == 0:
-                raise FormatError(
-                    f"{self.name}: the file ends before byte {at + len(buf)} (truncated since it was indexed?); "
-                    "re-save or re-download it"
-                )
-            got += k
+
+def read_array(info: TensorInfo) -> np.ndarray:
+    """A whole floating tensor of a safetensors file (any shape) as float64, read with ``pread``
+    and converted exactly as :class:`TensorRanges` does.
+
+    This is how :class:`~lab.checkpoints.loader.TensorLoader` reads a tensor it hands out whole:
+    no memory map (whose touched pages count as the process's memory while the file is open)
+    and no torch (whose import costs a fresh Dask worker seconds) for F64/F32/F16/BF16.
+    """
+    path = Path(info.file)
+    name = f"{path}: tensor '{info.key}'"
+    if info.dtype not in READABLE:
+        raise FormatError(f"{name} has dtype {info.dtype}; lab reads only {', '.join(sorted(READABLE))}")
+    offsets = data_offsets(path)
+    if info.key not in offsets:
+        raise FormatError(f"{name} is no longer in the file; was it re-saved during the run?")
+    begin, end = offsets[info.key]
+    raw = np.empty(end - begin, dtype=np.uint8)
+    out = raw.view("<f8") if info.dtype == "F64" else np.empty((end - begin) // ITEMSIZE[info.dtype], np.float64)
+    with _opened(str(path), name) as fd:
+        _pread(fd, memoryview(raw), begin, name)
+    if info.dtype != "F64":
+        _convert(raw, info.dtype, out)
+    return out.reshape(info.shape)
+
+
+@contextmanager
+def _opened(path: str, name: str) -> Iterator[int]:
+    """A read-only file descriptor, closed on leaving; InputError naming ``name`` if it cannot open."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as e:
+        raise InputError(f"{name}: cannot open the file ({e.strerror})") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _pread(fd: int, buf: memoryview, at: int, name: str) -> None:
+    """Fill ``buf`` from byte ``at`` on (a pread may return less than asked: loop)."""
+    got = 0
+    while got < len(buf):
+        k = _preadv(fd, buf[got:], at + got)
+        if k == 0:
+            raise FormatError(
+                f"{name}: the file ends before byte {at + len(buf)} (truncated since it was indexed?); "
+                "re-save or re-download it"
+            )
+        got += k
 
 
 def _preadv(fd: int, buf: memoryview, at: int) -> int:
@@ -152,6 +187,8 @@ def _preadv(fd: int, buf: memoryview, at: int) -> int:
 
 def _convert(raw: np.ndarray, dtype: str, out: np.ndarray) -> None:
     """The little-endian values in ``raw`` (bytes) written exactly into the float64 ``out``."""
+    if raw.size == 0:  # an empty tensor (torch.frombuffer refuses an empty buffer)
+        return
     if dtype in _NUMPY:
         np.copyto(out, raw.view(_NUMPY[dtype]))  # the cast is buffered: no full-size temporary
     elif dtype == "BF16":

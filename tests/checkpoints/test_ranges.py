@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lab.checkpoints.ranges import TensorRanges, data_offsets
+from lab.checkpoints.ranges import TensorRanges, data_offsets, read_array
 from lab.checkpoints.safetensors_header import read_header
 from lab.errors import FormatError, NonFiniteError, ShapeError
 from lab.probes import blocked, schmidt
@@ -96,6 +96,35 @@ def test_integer_tensors_are_refused(tmp_path):
     save_file({"q": torch.zeros(4, 4, dtype=torch.int32)}, str(path))
     with pytest.raises(FormatError, match="I32"):
         TensorRanges.open(path, "q")
+
+
+@pytest.mark.parametrize("name", list(DTYPES))
+@pytest.mark.parametrize("shape", [(0,), (7,), (37, 53), (3, 4, 5)])
+def test_read_array_equals_safetensors_own_reading_exactly(tmp_path, name, shape):
+    """The whole-tensor read the loader uses, for every floating dtype and rank (and an empty tensor)."""
+    path = _save(tmp_path / f"{name}.safetensors", shape=shape, dtype=DTYPES[name], seed=len(name))
+    header = read_header(path)
+    for key in ("w", "a.bias", "z.weight"):
+        out = read_array(header[key])
+        assert out.dtype == np.float64 and out.shape == header[key].shape
+        assert np.array_equal(out, _reference(path, key))
+
+
+def test_read_array_refuses_what_it_cannot_read_naming_file_and_tensor(tmp_path):
+    path = tmp_path / "int.safetensors"
+    save_file({"q": torch.zeros(4, 4, dtype=torch.int32)}, str(path))
+    with pytest.raises(FormatError, match=r"int\.safetensors: tensor 'q' has dtype I32"):
+        read_array(read_header(path)["q"])
+    path = _save(tmp_path / "cut.safetensors", shape=(64, 64))
+    info = read_header(path)["w"]
+    begin, end = data_offsets(path)["w"]
+    os.truncate(path, begin + (end - begin) // 2)
+    with pytest.raises(FormatError, match=r"cut\.safetensors: tensor 'w'.*truncated"):
+        read_array(info)
+    _save(path, shape=(64, 64))
+    save_file({"other": torch.zeros(2)}, str(path))  # re-saved without the tensor during the run
+    with pytest.raises(FormatError, match=r"cut\.safetensors: tensor 'w' is no longer in the file"):
+        read_array(info)
 
 
 def test_a_file_truncated_after_indexing_is_a_format_error_naming_file_and_tensor(tmp_path):
