@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,17 +180,27 @@ def _group(unit: GroupUnit, work: Work) -> Rows:
 
 @contextlib.contextmanager
 def _threads(n: int | None):
-    """BLAS (numpy's OpenBLAS, via threadpoolctl) and torch limited to ``n`` threads inside the block."""
+    """BLAS (numpy's OpenBLAS, via threadpoolctl) and torch limited to ``n`` threads inside the block.
+
+    torch is limited when it is loaded; it is not imported for this (safetensors inputs are read
+    without it, and its import costs each fresh worker seconds). A torch first imported inside a
+    block starts with its own default, which on Dask workers is one thread (``OMP_NUM_THREADS=1``
+    is set for their processes), and keeps the limit from then on.
+    """
     if n is None:
         yield
         return
-    import torch  # the readers need it anyway; importing it here lets its pool be limited too
     from threadpoolctl import threadpool_limits
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(n)
     try:
         with threadpool_limits(limits=n):
             yield
     finally:
-        torch.set_num_threads(before)
+        if before is not None:
+            torch.set_num_threads(before)
+        elif "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(n)

@@ -85,13 +85,11 @@ class DaskExecutor:
             self._connected = self._starting.submit(self._connect)
 
     def _connect(self) -> None:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         try:
             if self.workers is not None:
-                env = {v: "1" for v in THREAD_VARIABLES}
-                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                             dashboard_address=None, silence_logs=logging.ERROR, env=env)
+                self._cluster = local_cluster(self.workers)
                 self._client = Client(self._cluster)
                 self._client.run(_warm_up)  # the imports every unit needs, done before the first one arrives
             else:
@@ -151,8 +149,31 @@ class DaskExecutor:
                 future.cancel()
 
 
+def local_cluster(workers: int):
+    """A ``LocalCluster`` of ``workers`` single-threaded worker processes on 127.0.0.1, as ``--workers``
+    starts it: BLAS/OpenMP/MKL pools of one thread in each (set in their environment, so torch also
+    starts with one), no dashboard, and glibc's own malloc settings.
+
+    Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` in its workers, so that freed memory goes back to
+    the system at once. A unit allocates and frees arrays of megabytes all the time; with that setting
+    each one is handed back and faulted in (and zeroed) again. On the MiniLM sweep, that was 22 of a worker's
+    97 CPU seconds, spent in the kernel (bench/RESULTS.md). A serial run never had the setting, so the
+    workers now allocate as a serial run does.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                            dashboard_address=None, silence_logs=logging.ERROR, env={v: "1" for v in THREAD_VARIABLES})
+
+
 def _warm_up() -> None:
-    """Run on each new local worker: import the engine, the readers and the probes (seconds, once per worker)."""
+    """Run on each new local worker: import the engine, the readers, the probes and threadpoolctl
+    (a second or two, once per worker, while the driver plans; otherwise each worker's first unit
+    pays them). Not torch: safetensors inputs are read without it, and it takes seconds to import."""
+    import threadpoolctl  # noqa: F401
+
     import lab.checkpoints.read  # noqa: F401
     import lab.engine.execute  # noqa: F401
     import lab.probes  # noqa: F401

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -43,12 +42,11 @@ def scope_probe_set():
 @pytest.fixture(scope="session")
 def dask_cluster():
     """A real Dask LocalCluster of 2 single-threaded worker processes on 127.0.0.1."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    from lab.engine.executors import THREAD_VARIABLES
+    from lab.engine.executors import local_cluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR, env={v: "1" for v in THREAD_VARIABLES})
+    cluster = local_cluster(2)  # the cluster --workers 2 starts
     client = Client(cluster)
     yield cluster
     client.close()

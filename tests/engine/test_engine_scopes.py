@@ -8,10 +8,14 @@ import pandas as pd
 import pytest
 
 import lab
+from lab.checkpoints import discover
 from lab.engine.execute import Work, run_unit
+from lab.engine.executors import DaskExecutor
+from lab.engine.plan import build_plan
 from lab.engine.units import CheckpointRef, ModelUnit
 from lab.errors import InputError
-from lab.probes.registry import ProbeContext
+from lab.probes.options import build_options
+from lab.probes.registry import ProbeContext, resolve
 
 SCOPED = ["deltas", "entanglement", "spectra", "test_module", "test_model", "test_group"]
 
@@ -84,3 +88,28 @@ def test_local_cluster_from_workers_option(tmp_path, engine_inputs):
     run = lab.analyze(engine_inputs["adapters"][0], out=tmp_path, workers=2, progress=False)
     assert run.manifest["execution"] == "dask: 2 local workers"
     assert len({u["worker"] for u in run.manifest["units"]}) >= 1 and run.complete
+
+
+def _worker_state() -> dict:
+    import os
+    import sys
+
+    return {"env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")},
+            "torch": "torch" in sys.modules, "probes": "lab.probes" in sys.modules}
+
+
+def test_local_workers_are_warmed_up_single_threaded_and_keep_glibc_malloc(engine_inputs):
+    """What --workers starts: one-thread pools, lab imported before the first unit, and neither torch
+    (seconds to import; safetensors are read without it) nor Dask's 64 KiB malloc trim threshold."""
+    probes = resolve(["deltas"])
+    base = lab.checkpoints.open_base(engine_inputs["base"])
+    unit = build_plan(discover(engine_inputs["train"] / "checkpoint-10"), base, probes).units[0]
+    executor = DaskExecutor(workers=1)
+    with executor:
+        [state] = executor._client.run(_worker_state).values()
+        [result] = list(executor.run([unit], Work("r", tuple(probes), build_options(probes, None)), []))
+        [after] = executor._client.run(_worker_state).values()
+    executor.close()
+    assert state == {"env": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MALLOC_TRIM_THRESHOLD_": None},
+                     "torch": False, "probes": True}
+    assert result.rows["deltas"] and not after["torch"]  # a unit on a safetensors checkpoint needs no torch
