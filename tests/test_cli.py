@@ -305,3 +305,20 @@ def test_printed_summary_says_what_was_written(tmp_path, models):
     assert f"results: {out / 'printed'}" in text
     quiet = run_lab("analyze", ft, "--base", base, "--out", out, "--run", "quiet", "--modules", modules, "--quiet")
     assert quiet.returncode == 0 and quiet.stdout == ""
+
+
+def test_an_unreachable_scheduler_is_one_line_and_leaves_no_complete_run(tmp_path, models):
+    """--scheduler at an address where nothing listens: one line naming the address, exit 2, after
+    Dask's client has retried for its 10 s timeout; a run folder, if one was started, stays incomplete."""
+    import json
+    import socket
+
+    base, ft = models
+    with socket.socket() as s:  # a port that was free a moment ago, closed again: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    result = lab("analyze", ft, "--base", base, "--out", tmp_path / "res", "--run", "r", "--scheduler", address)
+    assert_user_error(result, f"--scheduler {address}", "cannot reach the Dask scheduler")
+    manifest = tmp_path / "res" / "r" / "manifest.json"
+    assert not manifest.exists() or json.loads(manifest.read_text())["status"] == "incomplete"
+    assert not (tmp_path / "res" / "r" / "deltas.parquet").exists()

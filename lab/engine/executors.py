@@ -152,7 +152,7 @@ class DaskExecutor:
 def local_cluster(workers: int):
     """A ``LocalCluster`` of ``workers`` single-threaded worker processes on 127.0.0.1, as ``--workers``
     starts it: BLAS/OpenMP/MKL pools of one thread in each (set in their environment, so torch also
-    starts with one), no dashboard, and glibc's own malloc settings.
+    starts with one), no dashboard, nothing listening beyond loopback, and glibc's own malloc settings.
 
     Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` in its workers, so that freed memory goes back to
     the system at once. A unit allocates and frees arrays of megabytes all the time; with that setting
@@ -165,7 +165,10 @@ def local_cluster(workers: int):
 
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                            dashboard_address=None, silence_logs=logging.ERROR, env={v: "1" for v in THREAD_VARIABLES})
+                            dashboard_address=None, silence_logs=logging.ERROR, env={v: "1" for v in THREAD_VARIABLES},
+                            # no dashboard, but the scheduler's HTTP server (health routes) still starts: on a free
+                            # loopback port, not on 8787, where a second cluster would warn that the port is taken
+                            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
 
 
 def _warm_up() -> None:
