@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -85,10 +83,7 @@ class TensorRanges(BlockSource):
         path = Path(info.file)
         if path.suffix != ".safetensors":
             raise FormatError(f"{path}: tensor '{info.key}' is not in a .safetensors file; ranges need one")
-        if info.dtype not in READABLE:
-            raise FormatError(
-                f"{path}: tensor '{info.key}' has dtype {info.dtype}; lab reads only {', '.join(sorted(READABLE))}"
-            )
+        _check_readable(info)
         if len(info.shape) != 2:
             raise ShapeError(f"{path}: tensor '{info.key}' has shape {list(info.shape)}; a matrix source needs 2-D")
         offsets = data_offsets(path)
@@ -97,7 +92,6 @@ class TensorRanges(BlockSource):
         self.path = str(path)
         self.key = info.key
         self.dtype = info.dtype
-        self.itemsize = ITEMSIZE[info.dtype]
         self.offset = offsets[info.key][0]
         self.shape = (int(info.shape[0]), int(info.shape[1]))
         self.name = f"{path}: tensor '{info.key}'"
@@ -111,19 +105,7 @@ class TensorRanges(BlockSource):
         return cls(tensors[key])
 
     def _read(self, starts: np.ndarray, length: int) -> np.ndarray:
-        n, size = starts.size, self.itemsize
-        raw = np.empty(n * length * size, dtype=np.uint8)
-        # F64 needs no conversion: read straight into the result's memory
-        out = raw.view("<f8").reshape(n, length) if self.dtype == "F64" else np.empty((n, length), np.float64)
-        if n == 0 or length == 0:
-            return out
-        view = memoryview(raw)
-        with _opened(self.path, self.name) as fd:
-            for t0, t1 in runs(starts, length):
-                _pread(fd, view[t0 * length * size : t1 * length * size], self.offset + int(starts[t0]) * size, self.name)
-        if self.dtype != "F64":
-            _convert(raw, self.dtype, out.reshape(-1))
-        return out
+        return _read_ranges(self.path, self.name, self.dtype, self.offset, starts, length)
 
 
 def read_array(info: TensorInfo) -> np.ndarray:
@@ -134,34 +116,46 @@ def read_array(info: TensorInfo) -> np.ndarray:
     no memory map (whose touched pages count as the process's memory while the file is open)
     and no torch (whose import costs a fresh Dask worker seconds) for F64/F32/F16/BF16.
     """
+    _check_readable(info)
     path = Path(info.file)
     name = f"{path}: tensor '{info.key}'"
-    if info.dtype not in READABLE:
-        raise FormatError(f"{name} has dtype {info.dtype}; lab reads only {', '.join(sorted(READABLE))}")
     offsets = data_offsets(path)
     if info.key not in offsets:
         raise FormatError(f"{name} is no longer in the file; was it re-saved during the run?")
     begin, end = offsets[info.key]
-    raw = np.empty(end - begin, dtype=np.uint8)
-    out = raw.view("<f8") if info.dtype == "F64" else np.empty((end - begin) // ITEMSIZE[info.dtype], np.float64)
-    with _opened(str(path), name) as fd:
-        _pread(fd, memoryview(raw), begin, name)
-    if info.dtype != "F64":
-        _convert(raw, info.dtype, out)
-    return out.reshape(info.shape)
+    count = (end - begin) // ITEMSIZE[info.dtype]
+    return _read_ranges(str(path), name, info.dtype, begin, np.zeros(1, np.int64), count).reshape(info.shape)
 
 
-@contextmanager
-def _opened(path: str, name: str) -> Iterator[int]:
-    """A read-only file descriptor, closed on leaving; InputError naming ``name`` if it cannot open."""
+def _check_readable(info: TensorInfo) -> None:
+    if info.dtype not in READABLE:
+        raise FormatError(
+            f"{info.file}: tensor '{info.key}' has dtype {info.dtype}; lab reads only {', '.join(sorted(READABLE))}"
+        )
+
+
+def _read_ranges(path: str, name: str, dtype: str, offset: int, starts: np.ndarray, length: int) -> np.ndarray:
+    """X (len(starts) × length, float64): X[t] holds the ``length`` elements from element ``starts[t]`` of
+    the tensor whose data begins at byte ``offset`` of the file (ranges that follow each other: one pread)."""
+    n, size = starts.size, ITEMSIZE[dtype]
+    raw = np.empty(n * length * size, dtype=np.uint8)
+    # F64 needs no conversion: read straight into the result's memory
+    out = raw.view("<f8").reshape(n, length) if dtype == "F64" else np.empty((n, length), np.float64)
+    if n == 0 or length == 0:
+        return out
+    view = memoryview(raw)
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as e:
         raise InputError(f"{name}: cannot open the file ({e.strerror})") from None
     try:
-        yield fd
+        for t0, t1 in runs(starts, length):
+            _pread(fd, view[t0 * length * size : t1 * length * size], offset + int(starts[t0]) * size, name)
     finally:
         os.close(fd)
+    if dtype != "F64":
+        _convert(raw, dtype, out.reshape(-1))
+    return out
 
 
 def _pread(fd: int, buf: memoryview, at: int, name: str) -> None:
@@ -187,8 +181,6 @@ def _preadv(fd: int, buf: memoryview, at: int) -> int:
 
 def _convert(raw: np.ndarray, dtype: str, out: np.ndarray) -> None:
     """The little-endian values in ``raw`` (bytes) written exactly into the float64 ``out``."""
-    if raw.size == 0:  # an empty tensor (torch.frombuffer refuses an empty buffer)
-        return
     if dtype in _NUMPY:
         np.copyto(out, raw.view(_NUMPY[dtype]))  # the cast is buffered: no full-size temporary
     elif dtype == "BF16":
