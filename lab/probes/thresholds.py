@@ -1,23 +1,36 @@
-"""LoRA complexity norm thresholds measured on real inputs (Hu et al., arXiv 2406.03136).
+"""LoRA complexity norm thresholds measured on real inputs, in both scales the theorem can be read in.
 
-"Computational Limits of Low-Rank Adaptation" shows that the gradient of LoRA on attention
-admits almost-linear-time algorithms when ‖X·W_Qᵉᶠᶠ‖_∞ ≤ Γ and ‖X·W_K‖_∞ ≤ Γ with Γ = o(√ln L),
-and that no sub-quadratic algorithm exists when they are Θ(√ln L) (under SETH). Here X is the
-L×d input of the attention layer (after its norm), ‖·‖_∞ the largest absolute entry and
-W_Qᵉᶠᶠ = W_Q* + s·B_Q·A_Q. Per checkpoint, layer, head, L and window this probe measures, with
-the softmax scale 1/√d_head split evenly between Q and K (each scaled by d_head^(−1/4)):
+Hu et al., "Computational Limits of Low-Rank Adaptation" (arXiv 2406.03136): LoRA's gradient on
+attention admits almost-linear-time algorithms when ‖X·W_Qᵉᶠᶠ‖_∞ and ‖X·W_K‖_∞ are o(√ln L), and no
+sub-quadratic one at Θ(√ln L) under SETH. X is the L×d input of the attention layer (after its
+norm), ‖·‖_∞ the largest absolute entry, W_Qᵉᶠᶠ = W_Q* + s·B_Q·A_Q. Hu et al. write softmax(Q·Kᵀ·β)
+with β = 1; the bound they borrow is Alman & Song's (arXiv 2302.13214), whose attention is
+exp(Q·Kᵀ/d) with every entry of Q and K in [−B, B], B = o(√ln n) or Θ(√ln n). A head that computes
+q·kᵀ/√d_head is Alman–Song's form with Q' = d_head^(+1/4)·q and Hu's literal β = 1 form with
+d_head^(−1/4)·q: the two scales differ by √d_head. Per checkpoint, layer, head, L and window:
 
-* gamma_q = d_head^(−1/4)·max |X·W_Qᵉᶠᶠᵀ + b_Q| over the head's columns: the query projection's
-  output as the model computes it (LoRA and DoRA included, bias included), taken in a hook;
-* gamma_k likewise for the key projection (GQA: the key/value head the query head reads);
-* gamma_lora = d_head^(−1/4)·max |s·X·Aᵀ·Bᵀ| over the head's columns: the LoRA term of W_Q alone
-  (null for full fine-tunes and the base), and gamma_lora_k for W_K when it has one;
-* gamma_q_rope, gamma_k_rope: the same after the rotary embedding, for rotary models;
-* threshold = √ln L and ratio = max(gamma_q, gamma_k) / threshold.
+* gamma_q = d_head^(−1/4)·max |X·W_Qᵉᶠᶠᵀ + b_Q| over the head's columns (Hu's literal β = 1 form):
+  the query projection's output as the model computes it (LoRA, DoRA and bias included), hooked;
+  gamma_q_as = d_head^(+1/4)·max |·| the same maximum in Alman–Song's scale (= √d_head·gamma_q);
+* gamma_k, gamma_k_as likewise for the key projection (GQA: the key/value head the query head reads);
+* gamma_lora (gamma_lora_k) = d_head^(−1/4)·max |s·X·Aᵀ·Bᵀ|: the LoRA term of W_Q (W_K) alone;
+* gamma_q_rope, gamma_k_rope: gamma_q, gamma_k after the rotary embedding, for rotary models;
+* threshold = √ln L, ratio = max(gamma_q, gamma_k)/√ln L and ratio_as = max(gamma_q_as, gamma_k_as)/√ln L;
+* logit_max = max over attended pairs (i, j) (j ≤ i for a causal model) of |q_i·k_j|/√d_head, with q, k
+  after the rotary embedding where the model applies one: the split-free quantity, read against
+  ln_L = ln L (Alman–Song's entries bounded by B give logits bounded by d·B²/d = B² = o(ln n));
+* the extreme-value control: the largest of n Gaussian entries of spread σ is σ·√(2 ln n) to leading
+  order, whatever the regime, so a maximum growing with L says nothing by itself. evt_q =
+  σ_q·√(2 ln(L·d_head)) with σ_q the standard deviation of the L·d_head entries gamma_q is the
+  maximum of (same scale as gamma_q), evt_k likewise, and evt_ratio_q = gamma_q/evt_q,
+  evt_ratio_k = gamma_k/evt_k (scale-free: the same in both conventions).
 
-The theorem is asymptotic in L; a ratio at one L is no verdict. What the theorem is about is
-how the norms grow with L, so ``threshold_growth`` fits, per checkpoint and layer, the largest
-gamma at each measured L against √ln L (least squares: gamma = a + b·√ln L).
+The theorem is asymptotic in L: a value at one L is no verdict. ``threshold_growth`` fits, per
+checkpoint and layer, the largest gamma at each L against √ln L beside the same fit to the largest
+control, and the largest logit_max against ln L; R² is NaN below three lengths, where a line through
+two points fits by construction.
+
+    >>> gamma_q_as = d_head ** 0.5 * gamma_q   # the two conventions, per row
 """
 
 from __future__ import annotations
@@ -51,6 +64,29 @@ def head_max(x: np.ndarray, heads: int, d_head: int) -> np.ndarray:
     return np.abs(np.asarray(x, np.float64).reshape(x.shape[0], heads, d_head)).max(axis=(0, 2))
 
 
+def head_std(x: np.ndarray, heads: int, d_head: int) -> np.ndarray:
+    """Standard deviation (ddof 0) of the L·d_head entries of each head's column block."""
+    return np.asarray(x, np.float64).reshape(x.shape[0], heads, d_head).std(axis=(0, 2))
+
+
+def extreme_value_scale(n: int) -> float:
+    """√(2 ln n): the leading-order growth of the largest of n Gaussian entries, in units of their σ."""
+    return math.sqrt(2.0 * math.log(n))
+
+
+def logit_max(q: np.ndarray, k: np.ndarray, causal: bool) -> np.ndarray:
+    """Per query head: max over attended pairs (i, j) of |q_i·k_j|/√d_head, for q of shape (heads, L, d)
+    and k of shape (kv heads, L, d) (GQA: head h reads kv head h // (heads / kv)); j ≤ i when causal.
+    One L×L block at a time, so memory is one head's logits."""
+    heads, L, d = q.shape
+    group = heads // k.shape[0]
+    out = np.empty(heads)
+    for h in range(heads):
+        logits = np.abs(q[h] @ k[h // group].T)
+        out[h] = (np.tril(logits) if causal else logits).max() / math.sqrt(d)
+    return out
+
+
 def lora_term(linear, x):
     """Σ over active adapters of s·X·Aᵀ·Bᵀ for a PEFT LoRA/DoRA layer (float64 torch), the same with
     A = A_MPS for lab's MPS Adaptation layer, None for a plain one."""
@@ -79,7 +115,7 @@ def measure(model, windows: list[Window], on_window: Callable[[int, Window], Non
 
     heads, kv, d_head = head_shape(model)
     group = heads // kv
-    scale = d_head ** -0.25
+    hu, alman_song = d_head ** -0.25, d_head ** 0.25
     layers = attention_layers(model)
     rows: list[dict[str, Any]] = []
     seen: dict[str, Any] = {}
@@ -94,43 +130,55 @@ def measure(model, windows: list[Window], on_window: Callable[[int, Window], Non
     def pre(module, args, kwargs):
         seen["rope"] = kwargs.get("position_embeddings")
 
-    def post(layer: int):
+    def post(layer: int, causal: bool):
         def fn(module, args, output):
             w = current[0]
-            q, k = seen.pop("q"), seen.pop("k")
-            gq = head_max(q.to(torch.float64).numpy(), heads, d_head) * scale
-            gk = head_max(k.to(torch.float64).numpy(), kv, d_head) * scale
+            q, k = seen.pop("q").to(torch.float64), seen.pop("k").to(torch.float64)
+            L = q.shape[0]
+            mq, mk = head_max(q.numpy(), heads, d_head), head_max(k.numpy(), kv, d_head)
+            # σ of the same entries, in the same scale as gamma: the Gaussian maximum they would reach
+            eq = head_std(q.numpy(), heads, d_head) * hu * extreme_value_scale(L * d_head)
+            ek = head_std(k.numpy(), kv, d_head) * hu * extreme_value_scale(L * d_head)
             lq, lk = seen.pop("q_lora"), seen.pop("k_lora")
-            glq = None if lq is None else head_max(lq.numpy(), heads, d_head) * scale
-            glk = None if lk is None else head_max(lk.numpy(), kv, d_head) * scale
+            glq = None if lq is None else head_max(lq.numpy(), heads, d_head) * hu
+            glk = None if lk is None else head_max(lk.numpy(), kv, d_head) * hu
+            qh = q.view(L, heads, d_head).transpose(0, 1)  # (heads, L, d)
+            kh = k.view(L, kv, d_head).transpose(0, 1)
             rope = seen.pop("rope", None)
             gqr = gkr = None
             if rope is not None:
                 # the model's own rotary function, applied to the hooked projections in float64
                 apply = sys.modules[type(module).__module__].apply_rotary_pos_emb
                 cos, sin = (t.to(torch.float64) for t in rope)
-                qh = q.to(torch.float64).view(1, -1, heads, d_head).transpose(1, 2)
-                kh = k.to(torch.float64).view(1, -1, kv, d_head).transpose(1, 2)
-                qr, kr = apply(qh, kh, cos, sin)
-                gqr = qr[0].abs().amax(dim=(1, 2)).numpy() * scale
-                gkr = kr[0].abs().amax(dim=(1, 2)).numpy() * scale
-            threshold = math.sqrt(math.log(w.seq_len))
+                qr, kr = apply(qh[None], kh[None], cos, sin)
+                qh, kh = qr[0], kr[0]
+                gqr = qh.abs().amax(dim=(1, 2)).numpy() * hu
+                gkr = kh.abs().amax(dim=(1, 2)).numpy() * hu
+            logits = logit_max(qh.numpy(), kh.numpy(), causal)
+            threshold, ln_l = math.sqrt(math.log(w.seq_len)), math.log(w.seq_len)
             for h in range(heads):
                 g = h // group
+                gq, gk = float(mq[h]) * hu, float(mk[g]) * hu
                 rows.append({"layer": layer, "head": h, "kv_head": g, "seq_len": w.seq_len, "window": w.index,
-                             "d_head": d_head, "gamma_q": float(gq[h]), "gamma_k": float(gk[g]),
+                             "d_head": d_head, "gamma_q": gq, "gamma_k": gk,
+                             "gamma_q_as": float(mq[h]) * alman_song, "gamma_k_as": float(mk[g]) * alman_song,
                              "gamma_lora": None if glq is None else float(glq[h]),
                              "gamma_lora_k": None if glk is None else float(glk[g]),
                              "gamma_q_rope": None if gqr is None else float(gqr[h]),
                              "gamma_k_rope": None if gkr is None else float(gkr[g]),
-                             "threshold": threshold, "ratio": max(float(gq[h]), float(gk[g])) / threshold})
+                             "threshold": threshold, "ratio": max(gq, gk) / threshold,
+                             "ratio_as": max(float(mq[h]), float(mk[g])) * alman_song / threshold,
+                             "logit_max": float(logits[h]), "ln_L": ln_l,
+                             "evt_q": float(eq[h]), "evt_k": float(ek[g]),
+                             "evt_ratio_q": gq / float(eq[h]) if eq[h] > 0 else float("nan"),
+                             "evt_ratio_k": gk / float(ek[g]) if ek[g] > 0 else float("nan")})
         return fn
 
     handles = []
     for a in layers:
         handles += [a.q.register_forward_hook(projection("q")), a.k.register_forward_hook(projection("k")),
                     a.module.register_forward_pre_hook(pre, with_kwargs=True),
-                    a.module.register_forward_hook(post(a.layer))]
+                    a.module.register_forward_hook(post(a.layer, bool(getattr(a.module, "is_causal", False))))]
     try:
         with torch.no_grad():
             for i, w in enumerate(windows):
@@ -144,19 +192,39 @@ def measure(model, windows: list[Window], on_window: Callable[[int, Window], Non
     return rows
 
 
+MIN_FIT_LENGTHS = 3  # a line through two points has R² = 1 by construction
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """(slope, intercept, R²) of y = a + b·x; R² NaN below MIN_FIT_LENGTHS points."""
+    fit = least_squares(x, y)
+    return fit.slope, fit.intercept, fit.r2 if len(x) >= MIN_FIT_LENGTHS else float("nan")
+
+
 def growth_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per layer: the largest max(gamma_q, gamma_k) at each L, fitted as a + b·√ln L."""
-    peak: dict[int, dict[int, float]] = {}
+    """Per layer: the largest max(gamma_q, gamma_k) at each L fitted as a + b·√ln L, beside the same fit
+    to the largest extreme-value control max(evt_q, evt_k), and the largest logit_max fitted against ln L."""
+    peak: dict[int, dict[int, list[float]]] = {}
     for r in rows:
-        at = peak.setdefault(r["layer"], {})
-        at[r["seq_len"]] = max(at.get(r["seq_len"], 0.0), r["gamma_q"], r["gamma_k"])
+        at = peak.setdefault(r["layer"], {}).setdefault(r["seq_len"], [0.0, 0.0, 0.0])
+        at[0] = max(at[0], r["gamma_q"], r["gamma_k"])
+        at[1] = max(at[1], r["evt_q"], r["evt_k"])
+        at[2] = max(at[2], r["logit_max"])
     out = []
     for layer, at in peak.items():
         lengths = sorted(at)
-        fit = least_squares(np.sqrt(np.log(lengths)), np.array([at[L] for L in lengths]))
+        gamma, evt, logit = (np.array([at[L][i] for L in lengths]) for i in range(3))
+        x = np.sqrt(np.log(lengths))
+        slope, intercept, r2 = _fit(x, gamma)
+        evt_slope, evt_intercept, evt_r2 = _fit(x, evt)
+        logit_slope, logit_intercept, logit_r2 = _fit(np.log(lengths), logit)
         out.append({"layer": layer, "lengths": len(lengths), "min_seq_len": lengths[0], "max_seq_len": lengths[-1],
-                    "gamma_min_len": at[lengths[0]], "gamma_max_len": at[lengths[-1]],
-                    "slope": fit.slope, "intercept": fit.intercept, "r2": fit.r2})
+                    "gamma_min_len": float(gamma[0]), "gamma_max_len": float(gamma[-1]),
+                    "slope": slope, "intercept": intercept, "r2": r2,
+                    "evt_min_len": float(evt[0]), "evt_max_len": float(evt[-1]),
+                    "evt_slope": evt_slope, "evt_intercept": evt_intercept, "evt_r2": evt_r2,
+                    "logit_min_len": float(logit[0]), "logit_max_len": float(logit[-1]),
+                    "logit_slope": logit_slope, "logit_intercept": logit_intercept, "logit_r2": logit_r2})
     return out
 
 
@@ -174,6 +242,7 @@ register(Probe(
     scope="model",
     options=ThresholdOptions,
     default=False,
-    description="Hu et al.'s LoRA norm thresholds: max |X·W_Q| and |X·W_K| per head against √ln L on fixed token "
-                "windows (needs a tokenizer, and --base for adapters; runs the models on text; asymptotic, no verdict)",
+    description="Hu et al.'s LoRA norm thresholds: max |X·W_Q| and |X·W_K| per head in Hu's and Alman–Song's scales, "
+                "the largest logit |q·k|/√d_head against ln L and an extreme-value control, on fixed token windows "
+                "(needs a tokenizer, and --base for adapters; runs the models on text; asymptotic, no verdict)",
 ))

@@ -105,11 +105,15 @@ declare(
     _c("valley_max_entropy", "float64", "ln min(rows, cols): the largest entropy the valley cut allows"),
     _c("valley_page_entropy", "float64", "Page's mean entropy at the valley cut (a random matrix of this shape)"),
     _c("valley_depth", "float64", "Page's value minus the entropy at the valley cut, nats: how far below chance the row-column cut sits"),
-    _c("page_ratio_mean", "float64", "mean over all cuts of entropy / Page's value (1 ≈ random)"),
+    _c("page_ratio_mean", "float64", "mean over all cuts, the valley cut included, of entropy / Page's value (1 ≈ random); page_ratio_outer leaves the valley cut out"),
     _c("volume_slope", "float64", "slope b of the least-squares fit entropy = a + b·ln min(D_left, D_right) over the cuts away from the valley: every cut but the valley where the rank bound r cannot cap the Schmidt rank (r·rows/D_left ≥ min(D_left, D_right) inside the row sites, r·cols/D_right ≥ min(D_left, D_right) inside the column sites); NaN with fewer than two such cuts"),
     _c("volume_intercept", "float64", "intercept a of that fit, nats"),
     _c("volume_cuts", "int64", "number of cuts in the volume-law fit"),
     _c("page_slope", "float64", "the same fit to Page's values on the same cuts: the slope a random matrix would give"),
+    _c("valley_neighbour_depth", "float64", "mean entropy at the cuts next to the valley cut (valley_cut ± 1, those that exist) minus the entropy at the valley cut, nats: the dip against its own neighbours; empty without a valley cut or for a NaN profile"),
+    _c("valley_width", "int64", "number of cuts in the longest run of consecutive cuts containing the valley cut whose depth below Page (Page − entropy) is at least half valley_depth (1 = a one-cut notch); 0 when valley_depth ≤ 0; empty without a valley cut or for a NaN profile"),
+    _c("deepest_cut", "int64", "the cut with the largest Page − entropy (the first on ties): equals valley_cut when the profile's deepest point below Page is the row-column cut; empty without a valley cut or for a NaN profile"),
+    _c("page_ratio_outer", "float64", "mean over every cut except the valley cut of entropy / Page's value (cuts where Page's value is 0 skipped): how close the rest of the chain stays to a random state (1 ≈ random); NaN for a NaN profile or with no other cut"),
 )
 
 declare(
@@ -220,7 +224,7 @@ declare(
 declare(
     "merge",
     "one row per module of a merged adapter written by lab merge (checkpoint = the merged adapter's folder name): its error against the exact weighted sum T = Σ_j w_j·s_j·B_j·A_j, beside the best rank-k error",
-    _c("method", "string", "stack (FLoRA concatenation: exact), linear (PEFT's index-wise average: cross terms), svd (best rank k of T from the stacked factors) or lego (k-means over the pooled units with dual reweighting)"),
+    _c("method", "string", "stack (FLoRA concatenation: exact), linear (PEFT's index-wise average: cross terms), svd (best rank k of T from the stacked factors), lego (LoRA-LEGO: k-means over the pooled units, centroids rescaled to their members' mean norm, output × √(r/k); data-free) or lego-oracle (the lab's earlier variant: centroids × cluster size, output scale fitted to T itself, an oracle)"),
     _c("k", "int64", "rank of the merged module"),
     _c("pooled_units", "int64", "Σ_j r_j over the adapters that have this module"),
     _c("members", "string", "the input adapters that have this module (a module an adapter lacks contributes zero)"),
@@ -232,6 +236,21 @@ declare(
     _c("optimal_rel_spectral_error", "float64", "σ_{k+1} / σ_1: the best rank-k spectral error"),
     _c("stored_rel_fro_error", "float64", "‖M̂ − T‖_F / ‖T‖_F for the factors as written (rounded to the inputs' dtype, e.g. float32)"),
     _c("hidden_rel_error", "float64", "‖H_M − H_T‖_F / ‖H_T − H_0‖_F: last-layer hidden states of the merged model (M), the model with the exact sum T applied and the base (0), on the first N windows of L tokens of --texts as the attention probes define them (--base with --texts; the same value on every row of a merged adapter; empty otherwise)"),
+)
+
+declare(
+    "merge_eval",
+    "one row per (model, text set) of a merged adapter written by lab merge --eval-texts: the held-out loss of the merged adapter, of every input adapter and of the base on each text set (module, layer and role are empty: the rows are whole models)",
+    _c("merged", "string", "the merged adapter's folder name: the rows of one merge (its inputs and the base are repeated for each merge)"),
+    _c("method", "string", "the merge method of that adapter (stack, linear, svd, lego, lego-oracle)"),
+    _c("kind", "string", "merged (checkpoint = the merged adapter), input (checkpoint = an input adapter's folder name) or base (checkpoint = 'base')"),
+    _c("texts", "string", "the text set: the --eval-texts file's name without its suffix"),
+    _c("seq_len", "int64", "window length L in tokens"),
+    _c("windows", "int64", "number of windows N: the first N windows of L tokens of the text set, as the activation probes define them (texts tokenized without special tokens, joined by the separator token)"),
+    _c("objective", "string", "the loss, that of the base's fine-tuning objective (lab/finetune/objectives.py): causal-lm = mean next-token cross-entropy over the N·(L−1) predicted tokens (nats); contrastive (an encoder without LM head, e.g. MiniLM) = InfoNCE at τ = 0.05 over the N windows as one batch, each window's first ⌊L/2⌋ tokens the anchor and the rest its positive, [CLS]/[SEP] added, mean-pooled (nats)"),
+    _c("loss", "float64", "the model's loss on the text set's windows, in float64 from float32 models"),
+    _c("base_loss", "float64", "the base model's loss on the same windows"),
+    _c("loss_change", "float64", "loss − base_loss: negative when the model does better than the base on this text set"),
 )
 
 
@@ -327,30 +346,95 @@ declare(
 declare(
     "thresholds",
     "Hu et al.'s LoRA complexity norms per (checkpoint, layer, head, L, window) on real inputs X (the attention layer's "
-    "input after its norm); the softmax's 1/√d_head is split evenly between Q and K. " + _ASYMPTOTIC,
+    "input after its norm), in both scales the theorem can be read in, the split-free largest logit, and an "
+    "extreme-value control. Hu et al. (arXiv 2406.03136) write softmax(Q·Kᵀ·β) with β = 1; the bound they borrow is "
+    "Alman & Song's (arXiv 2302.13214, abstract: Q, K, V ∈ [−B, B]^{n×d}, A = exp(QKᵀ/d), a sharp transition at "
+    "B = Θ(√log n)). A head computing q·kᵀ/√d_head is Alman–Song's form with d_head^(+1/4)·q and Hu's literal β = 1 "
+    "form with d_head^(−1/4)·q: the scales differ by √d_head (Hu's section giving β = 1 was not found as text here; "
+    "the mapping is the one issue 21 specifies). " + _ASYMPTOTIC,
     _HEAD,
     _c("kv_head", "int64", "the key/value head this query head reads (GQA: head // (heads / kv heads))"),
     _SEQ_LEN, _WINDOW,
     _c("d_head", "int64", "head dimension"),
-    _c("gamma_q", "float64", "d_head^(−1/4)·max |X·W_Q_effᵀ + b_Q| over the head's columns: the query projection as run (LoRA/DoRA and bias included)"),
-    _c("gamma_k", "float64", "d_head^(−1/4)·max |X·W_Kᵀ + b_K| over the kv head's columns"),
-    _c("gamma_lora", "float64", "d_head^(−1/4)·max |s·X·A_Qᵀ·B_Qᵀ|: the LoRA term of W_Q alone (empty without an adapter on q)"),
+    _c("gamma_q", "float64", "d_head^(−1/4)·max |X·W_Q_effᵀ + b_Q| over the head's columns, Hu et al.'s literal β = 1 form (the softmax's 1/√d_head split evenly between Q and K): the query projection as run (LoRA/DoRA and bias included)"),
+    _c("gamma_k", "float64", "d_head^(−1/4)·max |X·W_Kᵀ + b_K| over the kv head's columns (Hu's literal β = 1 form)"),
+    _c("gamma_q_as", "float64", "d_head^(+1/4)·max |X·W_Q_effᵀ + b_Q|: the same maximum in Alman & Song's scale, exp(Q'·K'ᵀ/d_head) with Q' = d_head^(+1/4)·q (= √d_head·gamma_q), the entry bound B of arXiv 2302.13214"),
+    _c("gamma_k_as", "float64", "d_head^(+1/4)·max |X·W_Kᵀ + b_K| (Alman–Song's scale, = √d_head·gamma_k)"),
+    _c("gamma_lora", "float64", "d_head^(−1/4)·max |s·X·A_Qᵀ·B_Qᵀ|: the LoRA term of W_Q alone, Hu's scale (empty without an adapter on q)"),
     _c("gamma_lora_k", "float64", "the same for an adapter on W_K (empty without one)"),
-    _c("gamma_q_rope", "float64", "gamma_q after the rotary position embedding (rotary models only)"),
-    _c("gamma_k_rope", "float64", "gamma_k after the rotary position embedding (rotary models only)"),
-    _c("threshold", "float64", "√ln L, the scale of Θ(√ln L) in the theorem (constants unknown: " + _ASYMPTOTIC + ")"),
-    _c("ratio", "float64", "max(gamma_q, gamma_k) / √ln L: a measurement against the scale, not an efficient/hard verdict"),
+    _c("gamma_q_rope", "float64", "gamma_q after the rotary position embedding (rotary models only, else empty)"),
+    _c("gamma_k_rope", "float64", "gamma_k after the rotary position embedding (rotary models only, else empty)"),
+    _c("threshold", "float64", "√ln L, the scale of Θ(√ln L) in the theorem (constants unknown)"),
+    _c("ratio", "float64", "max(gamma_q, gamma_k) / √ln L in Hu's literal scale: a measurement against the scale, not an efficient/hard verdict"),
+    _c("ratio_as", "float64", "max(gamma_q_as, gamma_k_as) / √ln L in Alman–Song's scale (= √d_head·ratio): a measurement, not a verdict"),
+    _c("logit_max", "float64", "max over attended pairs (i, j) (j ≤ i for causal models, all pairs for bidirectional encoders) of |q_i·k_j|/√d_head, q and k after the rotary embedding where the model applies one, GQA's key head shared: the largest pre-softmax logit, which needs no split of the scale (entries of Q, K in [−B, B] bound it by B², Alman–Song's B² = o(ln n))"),
+    _c("ln_L", "float64", "ln L, the scale logit_max is read against: B² when the entry bound is B = √ln L (Alman–Song's transition at B = Θ(√log n))"),
+    _c("evt_q", "float64", "extreme-value control σ_q·√(2 ln(L·d_head)), σ_q the standard deviation (ddof 0) of the L·d_head entries gamma_q is the largest of, in gamma_q's scale: to leading order the largest |entry| of that many Gaussian entries of that spread, which grows with L whatever the regime"),
+    _c("evt_k", "float64", "the same control for gamma_k (the kv head's L·d_head entries)"),
+    _c("evt_ratio_q", "float64", "gamma_q / evt_q: the largest query entry in units of the Gaussian control, the same in both scales (NaN when evt_q = 0)"),
+    _c("evt_ratio_k", "float64", "gamma_k / evt_k (NaN when evt_k = 0)"),
 )
 
 declare(
     "threshold_growth",
-    "per (checkpoint, layer): how the largest gamma grows with L, which is what the asymptotic theorem is about. " + _ASYMPTOTIC,
+    "per (checkpoint, layer): how the largest gamma grows with L, which is what the asymptotic theorem is about, beside "
+    "the same fit to the extreme-value control (the maximum of L·d_head Gaussian entries grows like σ·√(2 ln(L·d_head)) "
+    "in any regime, so growth alone says nothing about it) and the largest logit against ln L. Fit over every measured "
+    "L (the demo: 32, 64, 128, 256); R² is NaN below three lengths, where a line fits two points by construction. "
+    "Slopes in Alman–Song's scale are √d_head times these. " + _ASYMPTOTIC,
     _c("lengths", "int64", "number of window lengths measured"),
     _c("min_seq_len", "int64", "shortest L"),
     _c("max_seq_len", "int64", "longest L"),
-    _c("gamma_min_len", "float64", "max over heads and windows of max(gamma_q, gamma_k) at the shortest L"),
+    _c("gamma_min_len", "float64", "max over heads and windows of max(gamma_q, gamma_k) at the shortest L (Hu's scale)"),
     _c("gamma_max_len", "float64", "the same at the longest L"),
-    _c("slope", "float64", "slope b of the least-squares fit gamma = a + b·√ln L over the measured lengths (NaN with one length)"),
+    _c("slope", "float64", "slope b of the least-squares fit gamma = a + b·√ln L of the largest gamma over the measured lengths (NaN with one length)"),
     _c("intercept", "float64", "intercept a of that fit"),
-    _c("r2", "float64", "R² of that fit"),
+    _c("r2", "float64", "R² of that fit (NaN below three lengths)"),
+    _c("evt_min_len", "float64", "max over heads and windows of max(evt_q, evt_k) at the shortest L: the largest control, gamma's scale"),
+    _c("evt_max_len", "float64", "the same at the longest L"),
+    _c("evt_slope", "float64", "slope of the same fit to the largest control against √ln L: what the measured slope is read beside (NaN with one length)"),
+    _c("evt_intercept", "float64", "intercept of the control's fit"),
+    _c("evt_r2", "float64", "R² of the control's fit (NaN below three lengths)"),
+    _c("logit_min_len", "float64", "max over heads and windows of logit_max at the shortest L"),
+    _c("logit_max_len", "float64", "the same at the longest L"),
+    _c("logit_slope", "float64", "slope b of the least-squares fit logit = a + b·ln L of the largest logit_max (NaN with one length)"),
+    _c("logit_intercept", "float64", "intercept a of that fit"),
+    _c("logit_r2", "float64", "R² of that fit (NaN below three lengths)"),
+)
+
+
+# ---- no-hair: two fine-tunes of one base compared (lab/probes/no_hair.py, pair scope) --------------
+
+_NO_HAIR_CI = "; _lo/_hi: the percentile bootstrap 95 % interval of the mean over windows (windows resampled with replacement, `bootstrap` resamples, seeded by the run's seed)"
+
+declare(
+    "no_hair",
+    "per (pair of fine-tunes a:b of one base, layer, seq_len, measure): the 'no-hair' comparison of arXiv 2601.06788 "
+    "(LoRA and full fine-tuning differ inside ΔW but not in the attention) posed on two fine-tunes instead of each against "
+    "the base. Inside: distance between their ΔW_q and ΔW_v entropy profiles; outside: distances between their attention "
+    "on the same windows (the windows of the attention probe's definition), each beside a's and b's distance from the base; "
+    "no-hair ratio = outside / inside. The checkpoint column is 'first:second'; module and role are empty",
+    _c("first", "string", "checkpoint a (earlier in the run's order)"),
+    _c("second", "string", "checkpoint b"),
+    _SEQ_LEN,
+    _c("windows", "int64", "number of windows N the outside distances average over"),
+    _c("measure", "string", "the outside distance: token_cuts (mean over heads, blocks and cuts ℓ = 1 … L−1 of |S_a(ℓ) − S_b(ℓ)| / S_base(ℓ), S(ℓ) the entropy of the normalised squared singular values of the cross block P[ℓ:, :ℓ] and, where nonzero (encoders), P[:ℓ, ℓ:]; only entries with S_base > 0), digit_chain (the same over the cuts of the prime-digit chain of P, the internal probe applied to P), rows (mean over heads and query rows of ½‖P_a − P_b‖₁), head_outputs (mean over heads of ‖O_a − O_b‖_F / ‖O_base‖_F, O_h = P_h·V_h, V the value projection's output, a GQA key/value head shared by its query heads) or layer_output (‖Y_a − Y_b‖_F / ‖Y_base‖_F, Y = [O_1 … O_H]·W_Oᵀ + b_O, the attention layer's output after its output projection, before dropout, residual and norm)"),
+    _c("distance", "float64", "the measure between a and b, mean over windows" + _NO_HAIR_CI),
+    _c("distance_lo", "float64", "lower end of distance's interval"),
+    _c("distance_hi", "float64", "upper end of distance's interval"),
+    _c("first_base", "float64", "the same measure between a and the base (normalised by the base as distance is)" + _NO_HAIR_CI),
+    _c("first_base_lo", "float64", "lower end of first_base's interval"),
+    _c("first_base_hi", "float64", "upper end of first_base's interval"),
+    _c("second_base", "float64", "the same measure between b and the base"),
+    _c("second_base_lo", "float64", "lower end of second_base's interval"),
+    _c("second_base_hi", "float64", "upper end of second_base's interval"),
+    _c("bootstrap", "int64", "bootstrap resamples of the windows behind each interval"),
+    _c("inside_q", "float64", "mean over the cuts k of ΔW_q's prime-factor chain of |S_k(ΔW_q,a) − S_k(ΔW_q,b)| / S_page,k (ΔW = W_eff − W_base of the query projection as the model runs it; Page's value for a random state of the cut's dimensions); NaN when either update of this layer is zero (its profile is undefined)"),
+    _c("inside_v", "float64", "the same for the value projection"),
+    _c("inside", "float64", "(inside_q + inside_v) / 2, the inside distance; NaN when either is; no windows, so no interval"),
+    _c("update_first", "float64", "the first checkpoint's update size at this layer: √(‖ΔW_q‖_F² + ‖ΔW_v‖_F²) / √(‖W_q‖_F² + ‖W_v‖_F²) (base weights), what pairs are matched on"),
+    _c("update_second", "float64", "the same for the second checkpoint"),
+    _c("ratio", "float64", "the no-hair ratio distance / inside (inf when inside = 0 < distance, NaN when both are 0 or inside is NaN): small when the pair differs inside more than outside"),
+    _c("ratio_lo", "float64", "distance_lo / inside"),
+    _c("ratio_hi", "float64", "distance_hi / inside"),
 )

@@ -1,6 +1,8 @@
 """The thresholds probe against numpy computations from the saved files: a tiny LLaMA with GQA and
-RoPE (base and a LoRA adapter on q, k, v), a tiny BERT with biases and the MiniLM tokenizer; the
-hooked projection input times Wᵀ + b is the projection's output; the growth fit; --seq-len and
+RoPE (base and a LoRA adapter on q, k, v): both scales of gamma, the causal logit_max after RoPE
+written here in numpy from the config's rope_theta, the extreme-value control; a tiny BERT with
+biases and the MiniLM tokenizer (bidirectional: every pair attended); the hooked projection input
+times Wᵀ + b is the projection's output; the growth fits (R² NaN for two lengths); --seq-len and
 --windows through the CLI."""
 
 from __future__ import annotations
@@ -78,11 +80,17 @@ def _expected(inputs, adapter: bool, windows):
             q = proj["q"].reshape(len(win.ids), heads, d)
             k = proj["k"].reshape(len(win.ids), kv, d)
             qr, kr = _rope(q, theta), _rope(k, theta)
+            L = len(win.ids)
             for head in range(heads):
                 g = head // (heads // kv)
+                # every attended pair (j ≤ i) written out, not the probe's vectorized mask
+                logit = max(abs(qr[i, head] @ kr[j, g]) for i in range(L) for j in range(i + 1)) / math.sqrt(d)
                 row = {"gamma_q": np.abs(q[:, head]).max() * d ** -0.25, "gamma_k": np.abs(k[:, g]).max() * d ** -0.25,
+                       "gamma_q_as": np.abs(q[:, head]).max() * d ** 0.25, "gamma_k_as": np.abs(k[:, g]).max() * d ** 0.25,
                        "gamma_q_rope": np.abs(qr[:, head]).max() * d ** -0.25,
-                       "gamma_k_rope": np.abs(kr[:, g]).max() * d ** -0.25}
+                       "gamma_k_rope": np.abs(kr[:, g]).max() * d ** -0.25, "logit_max": logit,
+                       "evt_q": np.std(q[:, head]) * d ** -0.25 * math.sqrt(2 * math.log(L * d)),
+                       "evt_k": np.std(k[:, g]) * d ** -0.25 * math.sqrt(2 * math.log(L * d))}
                 if adapter:
                     row["gamma_lora"] = np.abs(lora["q"].reshape(-1, heads, d)[:, head]).max() * d ** -0.25
                     row["gamma_lora_k"] = np.abs(lora["k"].reshape(-1, kv, d)[:, g]).max() * d ** -0.25
@@ -107,15 +115,22 @@ def test_gamma_on_a_tiny_llama_equals_numpy_from_the_saved_weights_with_and_with
             assert r.kv_head == r.head // 2
             assert r.threshold == pytest.approx(math.sqrt(math.log(r.seq_len)))
             assert r.ratio == pytest.approx(max(exp["gamma_q"], exp["gamma_k"]) / math.sqrt(math.log(r.seq_len)))
+            assert r.ratio_as == pytest.approx(max(exp["gamma_q_as"], exp["gamma_k_as"]) / math.sqrt(math.log(r.seq_len)))
+            assert r.ln_L == pytest.approx(math.log(r.seq_len))
+            assert r.evt_ratio_q == pytest.approx(exp["gamma_q"] / exp["evt_q"], rel=1e-5)
+            assert r.evt_ratio_k == pytest.approx(exp["gamma_k"] / exp["evt_k"], rel=1e-5)
         if not adapter:
             assert rows.gamma_lora.isna().all() and rows.gamma_lora_k.isna().all()
     growth = run.table("threshold_growth")
     assert len(growth) == 2 * 2 and (growth.lengths == 2).all()
     for g in growth.itertuples():
         rows = table[(table.checkpoint == g.checkpoint) & (table.layer == g.layer)]
-        peak = [rows[rows.seq_len == L][["gamma_q", "gamma_k"]].to_numpy().max() for L in (8, 16)]
-        slope = (peak[1] - peak[0]) / (math.sqrt(math.log(16)) - math.sqrt(math.log(8)))
-        assert g.slope == pytest.approx(slope, rel=1e-9)
+        for cols, slope, x in ((["gamma_q", "gamma_k"], g.slope, np.sqrt), (["evt_q", "evt_k"], g.evt_slope, np.sqrt),
+                               (["logit_max"], g.logit_slope, lambda v: v)):
+            peak = [rows[rows.seq_len == L][cols].to_numpy().max() for L in (8, 16)]
+            assert slope == pytest.approx((peak[1] - peak[0]) / (x(math.log(16)) - x(math.log(8))), rel=1e-9), cols
+        # two lengths: a line fits them by construction, so no R² is reported
+        assert math.isnan(g.r2) and math.isnan(g.evt_r2) and math.isnan(g.logit_r2)
 
 
 def test_hooked_input_times_w_plus_bias_is_the_projection_output_of_a_lora_bert(tmp_path):
@@ -156,14 +171,39 @@ def test_hooked_input_times_w_plus_bias_is_the_projection_output_of_a_lora_bert(
     rows = rows[rows.layer == 1].sort_values("head")
     want = np.abs(seen["y"].reshape(len(ids), 4, 8)).max(axis=(0, 2)) * 8 ** -0.25
     assert rows.gamma_q.to_numpy() == pytest.approx(want, rel=1e-5)
+    assert rows.gamma_q_as.to_numpy() == pytest.approx(want * math.sqrt(8), rel=1e-5)
     assert rows.gamma_q_rope.isna().all()  # BERT has absolute positions, no rotary variant
+    # a bidirectional encoder attends to every pair: logit_max over the whole L×L block, from the saved key weights
+    Wk = w["encoder.layer.1.attention.self.key.weight"].astype(np.float64)
+    assert f"{pre.replace('query', 'key')}.lora_A.weight" not in ad  # the adapter is on query and value only
+    k = (seen["x"] @ Wk.T + w["encoder.layer.1.attention.self.key.bias"].astype(np.float64)).reshape(len(ids), 4, 8)
+    q = seen["y"].reshape(len(ids), 4, 8)
+    logits = np.abs(np.einsum("ihd,jhd->hij", q, k)).max(axis=(1, 2)) / math.sqrt(8)
+    assert rows.logit_max.to_numpy() == pytest.approx(logits, rel=1e-5)
 
 
-def test_growth_fit_recovers_a_synthetic_slope():
-    rows = [{"layer": 0, "seq_len": L, "gamma_q": 0.5 + 1.7 * math.sqrt(math.log(L)) - 0.1 * h, "gamma_k": 0.0}
-            for L in (16, 64, 256) for h in range(3)]
-    (g,) = growth_rows(rows)
+def test_growth_fits_recover_synthetic_slopes_and_report_no_r2_for_two_lengths():
+    def rows(lengths):
+        return [{"layer": 0, "seq_len": L, "gamma_q": 0.5 + 1.7 * math.sqrt(math.log(L)) - 0.1 * h, "gamma_k": 0.0,
+                 "evt_q": 0.2 + 0.3 * math.sqrt(math.log(L)) - 0.01 * h, "evt_k": 0.1,
+                 "logit_max": 1.0 + 0.25 * math.log(L) - 0.2 * h} for L in lengths for h in range(3)]
+
+    (g,) = growth_rows(rows((32, 64, 128, 256)))
     assert (g["slope"], g["intercept"], g["r2"]) == pytest.approx((1.7, 0.5, 1.0), abs=1e-10)
+    assert (g["evt_slope"], g["evt_intercept"], g["evt_r2"]) == pytest.approx((0.3, 0.2, 1.0), abs=1e-10)
+    assert (g["logit_slope"], g["logit_intercept"], g["logit_r2"]) == pytest.approx((0.25, 1.0, 1.0), abs=1e-10)
+    # R² from numpy's own fit on noisy points, over four lengths
+    noisy = rows((32, 64, 128, 256))
+    for r, e in zip(noisy, np.random.default_rng(0).normal(0, 0.05, len(noisy))):
+        r["gamma_q"] += e
+    (g,) = growth_rows(noisy)
+    x = np.sqrt(np.log([32, 64, 128, 256]))
+    y = np.array([max(r["gamma_q"] for r in noisy if r["seq_len"] == L) for L in (32, 64, 128, 256)])
+    b, a = np.polyfit(x, y, 1)
+    assert g["r2"] == pytest.approx(1 - ((y - a - b * x) ** 2).sum() / ((y - y.mean()) ** 2).sum(), rel=1e-9) and g["r2"] < 1
+    (g,) = growth_rows(rows((64, 256)))  # two points: the slope, but no R²
+    assert g["slope"] == pytest.approx(1.7, abs=1e-10)
+    assert math.isnan(g["r2"]) and math.isnan(g["evt_r2"]) and math.isnan(g["logit_r2"])
 
 
 def test_seq_len_and_windows_from_the_cli_reach_every_probe_that_has_them(tmp_path, inputs):
