@@ -106,7 +106,7 @@ def check_inputs(adapters: list[Adapter], weights: list[float], method: str, ran
             raise MergeError(f"module '{m}' has different shapes or kinds across the adapters "
                              f"({', '.join(f'{n}: {s}' for n, s, _ in sorted(shapes))}): not adapters of one base")
     if method in ("stack", "linear") and rank is not None:
-        raise MergeError(f"--rank applies to svd and lego; {method} keeps {'the pooled units' if method == 'stack' else 'the common rank'}")
+        raise MergeError(f"--rank applies to svd, lego and lego-oracle; {method} keeps {'the pooled units' if method == 'stack' else 'the common rank'}")
     if rank is not None:
         largest = max(sum(a.factors[m].rank_bound for a in adapters if m in a.factors) for m in {m for a in adapters for m in a.factors})
         if rank < 1 or rank > largest:
@@ -132,8 +132,10 @@ def merge_modules(adapters: list[Adapter], weights: list[float], method: str, ra
                 merged = merging.linear(fs, ws)
             elif method == "svd":
                 merged = merging.svd(fs, ws, k)
-            else:
+            elif method == "lego":
                 merged = merging.lego(fs, ws, k, seed=seed, reweight=reweight)
+            else:
+                merged = merging.lego_oracle(fs, ws, k, seed=seed, reweight=reweight)
         except MergeError as e:
             raise MergeError(f"module '{m}': {e}") from None
         out.append(ModuleMerge(m, [a.name for a, _ in present], ws, pooled, merged, target,

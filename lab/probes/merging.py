@@ -16,9 +16,15 @@ m×n matrix.
   depend on the arbitrary order of each adapter's ranks. Equal ranks only.
 * :func:`svd`: the best rank-k approximation of T (Eckart–Young) from the stacked factors: thin QR
   of C = [B_j] and of Dᵀ = [w_j s_j A_j]ᵀ, SVD of the small core R_C R_Dᵀ.
-* :func:`lego`: LoRA-LEGO (Zhao et al. 2024, arXiv 2409.16167): pool every minimal semantic unit
-  (MSU) of every adapter, cluster them into k units with seeded, sign-invariant k-means, and
-  rebuild one unit per cluster with the dual reweighting (see :func:`lego`).
+* :func:`lego`: LoRA-LEGO (Zhao et al. 2024, "Merging LoRAs like Playing LEGO: Pushing the
+  Modularity of LoRA to Extremes Through Rank-Wise Clustering", arXiv 2409.16167, ICLR 2025): pool
+  every minimal semantic unit (MSU) of every adapter, cluster them into k units with seeded,
+  sign-invariant k-means, rebuild one unit per cluster from its centroid, and apply the paper's
+  dual reweighting (parameter reweighting against norm decay, output reweighting against variance
+  expansion). Data-free: it reads the adapters' factors and nothing else, never the exact sum T.
+* :func:`lego_oracle`: the lab's earlier variant (``--method lego-oracle``), NOT the paper's: each
+  centroid times its cluster size n_c, and the output scale γ = ⟨M, T⟩/‖M‖² least-squares fitted
+  to the exact sum T that its error is then measured against (an oracle the paper does not have).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from lab.deltas import Factors
 from lab.errors import LabError
 from lab.probes.msu import difference_norms
 
-METHODS = ("stack", "linear", "svd", "lego")
+METHODS = ("stack", "linear", "svd", "lego", "lego-oracle")
 
 
 class MergeError(LabError):
@@ -196,24 +202,75 @@ def inner(x: Factors, y: Factors) -> float:
 
 
 def lego(factors: list[Factors], weights: list[float], k: int, seed: int = 0, reweight: bool = True,
-         output_reweight: bool | None = None) -> Factors:
-    """LoRA-LEGO: k units from k-means over the pooled MSUs, with dual reweighting.
+         output_reweight: bool | None = None, norm: float = 2) -> Factors:
+    """LoRA-LEGO as its paper defines it: k units from k-means over the pooled MSUs, dual reweighting.
 
-    1. Pool the units as balanced vectors x_i = [b'_i; a'_i] (:func:`pooled_units`) and cluster
-       them with :func:`sign_invariant_kmeans` (sign ambiguity: x and −x are one unit).
-    2. Cluster c with n_c members becomes one unit n_c·b̄_c·ā_cᵀ, (b̄_c; ā_c) the mean of its
-       sign-aligned members: a cluster of similar units stands for their sum.
-    3. Parameter reweighting (``reweight``): b̄_c and ā_c are rescaled to the mean norms of their
-       members' b' and a' (averaging units that are not parallel shrinks the centroid).
-    4. Output reweighting (``output_reweight``, default = ``reweight``): the merged update M is
-       multiplied by γ = ⟨M, T⟩_F / ‖M‖²_F, T the exact weighted sum (the least-squares output
-       scale, from r×r products). Why: after step 3 every centroid has its members' mean norm, but
-       members that are not parallel add up to less than n_c times that norm
-       (‖Σ_i u_i‖ ≤ Σ_i ‖u_i‖), so n_c·b̄·āᵀ inflates the merged layer's output — the variance
-       expansion; γ ≤ 1 then shrinks it back, and never increases the error (γ = 1 is a candidate).
+    What the paper says (arXiv 2409.16167, abstract): "This framework conducts rank-wise parameter
+    clustering by grouping MSUs from different LoRAs into k clusters. The centroid of each cluster
+    serves as a representative MSU, enabling the assembly of a merged LoRA with an adjusted rank
+    of k. Additionally, we apply a dual reweighting strategy to optimize the scale of the merged
+    LoRA." Its dual reweighting is, in the words of a published review of the paper (liner.com),
+    "parameter reweighting for norm decay and output reweighting for variance expansion". The
+    section of the paper with the equations could not be retrieved here; the two formulas below are those of the public
+    reimplementation found (a ``LoRA_LEGO(..., use_param_reweighting, use_output_reweighting)``
+    function in a KnOTS merging code base), with the lab's choices marked:
 
-    With k = the pooled number of units every cluster is one unit, both reweightings are the
-    identity, and the merge equals :func:`stack`.
+    1. MSUs: unit i of adapter j is x = [b'; a'], the balanced factors of c_j·b·aᵀ with
+       c_j = J·w_j·s_j (:func:`pooled_units`; lab choice: balancing ‖b'‖ = ‖a'‖ removes the b ↔ a
+       rescaling freedom, and J·w_j makes the default weights 1/J pool the units as trained,
+       as the paper pools them).
+    2. Clustering: :func:`sign_invariant_kmeans` (lab choice: x and −x are one unit).
+    3. Centroid of cluster C: μ = (1/|C|)·Σ_{x∈C} x (sign-aligned), split into (b̄, ā).
+    4. Parameter reweighting (norm decay: averaging members that are not parallel shrinks the
+       centroid): μ ← μ·((1/|C|)·Σ_{x∈C} ‖x‖) / ‖μ‖, the members' mean norm (``norm``: 2, the
+       Euclidean norm, by default; ``inf``, the largest entry, is what the reimplementation uses).
+    5. The merged update is Σ_c b̄_c·ā_cᵀ: one centroid per cluster, NOT multiplied by |C|.
+    6. Output reweighting (variance expansion: a rank-k sum of units has an output variance that
+       grows with k): the merged update is multiplied by √(r/k), r the adapters' rank (lab choice
+       for heterogeneous ranks: r = the mean rank r̄ of the adapters that have this module).
+
+    Nothing here forms or reads T = Σ_j w_j s_j B_j A_j. With identical adapters and k = r each
+    cluster holds J copies of one unit and the merge is exactly the adapter (the mean T).
+
+        >>> f = Factors(np.eye(3)[:, :1], np.eye(3)[:1], 1.0)
+        >>> float(lego([f, f], [0.5, 0.5], k=1).to_dense()[0, 0])  # two copies of one unit: the unit
+        1.0
+    """
+    _check(factors, weights)
+    output_reweight = reweight if output_reweight is None else output_reweight
+    J = len(factors)
+    Bp, Ap = pooled_units(factors, [J * w for w in weights])
+    _check_k(k, Bp.shape[0])
+    m = Bp.shape[1]
+    X = np.concatenate([Bp, Ap], axis=1)
+    clusters = sign_invariant_kmeans(X, k, seed)
+    B = np.zeros((m, k))
+    A = np.zeros((k, Ap.shape[1]))
+    for c in range(k):
+        members = clusters.labels == c
+        if not members.any():
+            continue
+        mu = (clusters.signs[members, None] * X[members]).mean(axis=0)
+        if reweight:
+            size = np.linalg.norm(mu, ord=norm)
+            if size > 0:
+                mu = mu * np.linalg.norm(X[members], ord=norm, axis=1).mean() / size
+        B[:, c], A[c] = mu[:m], mu[m:]
+    if output_reweight:
+        A *= np.sqrt(np.mean([f.rank_bound for f in factors]) / k)
+    return Factors(B, A, 1.0)
+
+
+def lego_oracle(factors: list[Factors], weights: list[float], k: int, seed: int = 0, reweight: bool = True,
+                output_reweight: bool | None = None) -> Factors:
+    """The lab's earlier LEGO variant (``--method lego-oracle``): uses the exact sum T, unlike the paper.
+
+    Units pooled with w_j·s_j (:func:`pooled_units`), clustered as in :func:`lego`; cluster c with
+    n_c members becomes n_c·b̄_c·ā_cᵀ with b̄_c and ā_c each rescaled to its members' mean norm
+    (``reweight``), and the merged update is multiplied by γ = ⟨M, T⟩_F / ‖M‖²_F
+    (``output_reweight``), the least-squares scale against the exact weighted sum T. Fitting γ to
+    T is an oracle: T is the target its error is measured against, so its rel_fro_error is not a
+    fair comparison with data-free merges. Kept to show what that oracle buys.
     """
     _check(factors, weights)
     output_reweight = reweight if output_reweight is None else output_reweight

@@ -109,12 +109,20 @@ def test_svd_is_numpys_truncated_svd_of_the_dense_sum(tmp_path, adapters):
         assert t.loc[module, "rel_spectral_error"] == pytest.approx(s[k] / s[0], rel=1e-8)
 
 
-def test_lego_with_every_unit_is_the_stack_and_writes_a_loadable_adapter(tmp_path, adapters):
+def test_lego_with_every_unit_and_writes_a_loadable_adapter(tmp_path, adapters):
+    """k = the pooled units, no reweighting: lego sums the units as trained (J·w_j = 1 each), i.e. the
+    inputs' sum, twice the mean T; lego-oracle (weights folded in, n_c = 1) is the stack."""
     paths = [adapters["a"], adapters["b"]]
     out, result = run_merge(tmp_path, paths, "lego8", "--method", "lego", "--rank", "8", "--no-reweight")
     assert result.exit_code == 0, result.output
-    t = table(tmp_path, "lego8")
-    assert (t.rel_fro_error < 1e-13).all()
+    _, inputs = peft_deltas(paths)
+    _, merged = peft_deltas([out], ["m"])
+    for module, got in merged["m"].items():
+        assert rel(got, inputs["a0"][module] + inputs["a1"][module]) < 1e-5
+    assert (table(tmp_path, "lego8").rel_fro_error - 1).abs().max() < 1e-6
+    _, result = run_merge(tmp_path, paths, "oracle8", "--method", "lego-oracle", "--rank", "8", "--no-reweight")
+    assert result.exit_code == 0, result.output
+    assert (table(tmp_path, "oracle8").rel_fro_error < 1e-13).all()
     out, result = run_merge(tmp_path, paths, "lego3", "--method", "lego", "--rank", "3")
     assert result.exit_code == 0, result.output
     t = table(tmp_path, "lego3")
