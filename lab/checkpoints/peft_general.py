@@ -72,9 +72,9 @@ ADAPTER = "default"  # the adapter name the skeleton loads the file under
 NO_WEIGHT_UPDATE = frozenset({"PROMPT_TUNING", "MULTITASK_PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING",
                               "ADAPTION_PROMPT", "CPT", "CARTRIDGE"})
 # types whose tuner derives unsaved state from the base weights' values when it is created (FRoD's
-# joint decomposition of the layers, OSF's orthogonal subspaces): the skeleton holds no weights, so
-# the general path would be wrong for them, and it refuses them instead
-NEEDS_BASE_VALUES = frozenset({"FROD", "OSF"})
+# joint decomposition of the layers, OSF's orthogonal subspaces, PSOFT's frozen A and B from the SVD of W):
+# the skeleton holds no weights, so the general path would be wrong for them, and it refuses them instead
+NEEDS_BASE_VALUES = frozenset({"FROD", "OSF", "PSOFT"})
 # types whose layer's get_delta_weight(adapter) is the additive ΔW of an nn.Linear, in its layout
 # (checked against merge_and_unload − base in tests/checkpoints/test_peft_general.py); Conv1D
 # modules and every other type take merged − base
