@@ -21,11 +21,15 @@ def attention(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def thresholds(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per run, checkpoint and L: √ln L, the largest γ_q, γ_k and LoRA term, the largest and median ratio."""
-    return (rows.groupby(["run", "checkpoint", "seq_len"], sort=False)
-                .agg(threshold=("threshold", "first"), gamma_q_max=("gamma_q", "max"), gamma_k_max=("gamma_k", "max"),
-                     gamma_lora_max=("gamma_lora", "max"), ratio_max=("ratio", "max"), ratio_median=("ratio", "median"))
-                .reset_index())
+    """Per run, checkpoint and L: √ln L, the largest γ_q, γ_k and LoRA term, the largest and median ratio in Hu's
+    β = 1 scale and the largest in Alman–Song's, ln L beside the largest logit, and the largest γ/control ratio
+    (columns a run measured before they existed are left out)."""
+    aggs = dict(threshold=("threshold", "first"), gamma_q_max=("gamma_q", "max"), gamma_k_max=("gamma_k", "max"),
+                gamma_lora_max=("gamma_lora", "max"), ratio_max=("ratio", "max"), ratio_median=("ratio", "median"),
+                ratio_as_max=("ratio_as", "max"), ln_L=("ln_L", "first"), logit_max=("logit_max", "max"),
+                evt_ratio_q_max=("evt_ratio_q", "max"), evt_ratio_k_max=("evt_ratio_k", "max"))
+    aggs = {name: spec for name, spec in aggs.items() if spec[0] in rows.columns}
+    return rows.groupby(["run", "checkpoint", "seq_len"], sort=False).agg(**aggs).reset_index()
 
 
 MSU_COLUMNS = ("rank", "effective_units", "effective_units_ratio", "cross_energy", "cos_a_max", "cos_b_max",

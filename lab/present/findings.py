@@ -320,7 +320,8 @@ def _attention(runs: Sequence[Run]) -> list[Sentence]:
 
 
 def _thresholds(runs: Sequence[Run]) -> list[Sentence]:
-    cols = ["run", "checkpoint", "step", "layer", "head", "seq_len", "window", "gamma_q", "gamma_k", "gamma_lora", "ratio"]
+    cols = ["run", "checkpoint", "step", "layer", "head", "seq_len", "window", "gamma_q", "gamma_k", "gamma_lora", "ratio",
+            "ratio_as", "logit_max", "evt_ratio_q", "evt_ratio_k"]
     growth = {name: rows for name, rows in _per_run(runs, "threshold_growth")}
     out, ratios = [], {}
     for run, rows in _per_run(runs, "thresholds", cols):
@@ -331,25 +332,46 @@ def _thresholds(runs: Sequence[Run]) -> list[Sentence]:
         w = _Writer("thresholds", run)
         _who(w, run, ck, rows)
         top = rows.loc[rows["ratio"].idxmax()]
-        w.text("max(γ_q, γ_k) reaches ").num("ratio_max", top["ratio"], "·√ln L (at L = ")
-        w.num("ratio_max_seq_len", top["seq_len"], ", layer ").num("ratio_max_layer", top["layer"], ", head ")
+        w.text("max(γ_q, γ_k) reaches ").num("ratio_max", top["ratio"], "·√ln L in Hu et al.'s literal β = 1 scale")
+        if "ratio_as" in rows.columns and rows["ratio_as"].notna().any():
+            w.text(", ").num("ratio_as_max", rows["ratio_as"].max(), "·√ln L in Alman–Song's (√d_head larger)")
+        w.text(" (at L = ").num("ratio_max_seq_len", top["seq_len"], ", layer ").num("ratio_max_layer", top["layer"], ", head ")
         w.num("ratio_max_head", top["head"], "); median ratio ").num("ratio_median", rows["ratio"].median())
+        if "logit_max" in rows.columns and rows["logit_max"].notna().any():
+            at = rows.loc[rows["logit_max"].idxmax()]
+            w.text("; the largest logit |q·k|/√d_head over attended pairs is ").num("logit_max", at["logit_max"], " at L = ")
+            w.num("logit_max_seq_len", at["seq_len"], " (ln L = ").num("logit_max_ln_L", math.log(at["seq_len"]), ")")
         lora = rows["gamma_lora"].dropna()
         if not lora.empty:
             w.text("; the LoRA term alone reaches γ = ").num("gamma_lora_max", lora.max())
+        if {"evt_ratio_q", "evt_ratio_k"} <= set(rows.columns) and rows["evt_ratio_q"].notna().any():
+            w.text("; γ/control, the largest entry over the extreme-value control σ·√(2 ln(L·d_head)), has median ")
+            w.num("evt_ratio_median", np.nanmedian(rows[["evt_ratio_q", "evt_ratio_k"]].to_numpy()))
         g = growth.get(run)
         if g is not None:
             g = g[g["checkpoint"].astype(str) == ck]
-            slopes = g.loc[g["lengths"] > 1, "slope"].dropna()
-            if not slopes.empty:
-                w.text("; the largest γ grows by ").num("slope_median", slopes.median(), " per unit of √ln L (median over ")
-                w.num("growth_layers", len(slopes), " layers)")
+        if g is not None and not g.empty:
+            lengths = int(g["lengths"].max())
+            # below three lengths a line fits by construction (threshold_growth's R² is NaN there): no growth claimed
+            fitted = g[g["slope"].notna()] if lengths >= 3 and "evt_slope" in g.columns else g.iloc[0:0]
+            if not fitted.empty:
+                w.text("; over ").num("growth_lengths", lengths, " lengths the largest γ grows by ")
+                w.num("slope_median", fitted["slope"].median(), " per unit of √ln L and the control by ")
+                w.num("evt_slope_median", fitted["evt_slope"].median(), " (medians over ")
+                w.num("growth_layers", len(fitted), " layers; the measured slope is the larger in ")
+                w.num("slope_above_control", int((fitted["slope"] > fitted["evt_slope"]).sum()), " of them)")
+                if fitted["logit_slope"].notna().any():
+                    w.text(", the largest logit by ").num("logit_slope_median", fitted["logit_slope"].median(),
+                                                          " per unit of ln L")
+            else:
+                w.text("; growth with L is not fitted: ").num("growth_lengths", lengths,
+                                                              " length(s) measured, at least 3 needed")
         w.text(". " + ASYMPTOTIC_CAVEAT)
         ratios[run] = float(top["ratio"])
         out.append(w.sentence)
     if len(ratios) > 1:
         w = _Writer("thresholds", None)
-        _ranking(w, "Highest max(γ_q, γ_k)/√ln L", ratios, "ratio_max")
+        _ranking(w, "Highest max(γ_q, γ_k)/√ln L (Hu's β = 1 scale)", ratios, "ratio_max")
         out.append(w.sentence)
     return out
 

@@ -58,6 +58,32 @@ def test_growth_chart_draws_the_largest_gamma_against_sqrt_ln_L(lora, lab_result
     assert "asymptotic" in texts and "not a verdict" in texts
 
 
+def test_threshold_charts_draw_both_scales_the_logit_against_ln_L_and_the_control(lora, lab_results_folder):
+    rows = load.read(lora, "thresholds")
+    stored = pd.read_parquet(lab_results_folder.results / lab_results.LORA_RUN / "thresholds.parquet")
+    as_scale, logit, control = (data_lines(c) for c in (thresholds_fig.growth_chart(rows, convention="as"),
+                                                        thresholds_fig.logit_chart(rows), thresholds_fig.control_chart(rows)))
+    for (ck, layer), g in stored.groupby(["checkpoint", "layer"]):
+        by_len = g.assign(gamma=np.maximum(g["gamma_q"], g["gamma_k"])).groupby("seq_len")
+        lengths = np.array(sorted(g["seq_len"].unique()), float)
+        line = as_scale[f"lora-r4 · {ck} · layer {layer}"]
+        # Alman–Song's scale is √d_head times Hu's, from the stored d_head
+        assert np.allclose(line.get_ydata(), by_len["gamma"].max().sort_index() * np.sqrt(g["d_head"].iloc[0]))
+        line = logit[f"lora-r4 · {ck} · layer {layer}"]
+        assert np.allclose(line.get_xdata(), np.log(lengths))
+        assert np.allclose(line.get_ydata(), g.groupby("seq_len")["logit_max"].max().sort_index())
+        ratio = control[f"lora-r4 · {ck} · layer {layer}"]
+        want = g.assign(r=np.maximum(g["evt_ratio_q"], g["evt_ratio_k"])).groupby("seq_len")["r"].max().sort_index()
+        assert np.allclose(ratio.get_xdata(), lengths) and np.allclose(ratio.get_ydata(), want)
+    for ck, g in stored.groupby("checkpoint"):
+        by_len = g.groupby("seq_len")
+        measured, evt = control[f"lora-r4 · {ck} · measured"], control[f"lora-r4 · {ck} · control"]
+        assert np.allclose(measured.get_ydata(), by_len[["gamma_q", "gamma_k"]].max().max(axis=1).sort_index())
+        assert np.allclose(evt.get_ydata(), by_len[["evt_q", "evt_k"]].max().max(axis=1).sort_index())
+    scale = next(line for line in thresholds_fig.logit_chart(rows).figure.axes[0].get_lines() if "ln L" in line.get_label())
+    assert np.allclose(scale.get_xdata(), scale.get_ydata())  # the line logit = ln L
+
+
 def test_similarity_map_and_contributions_are_the_stored_values(lora, lab_results_folder):
     msu = load.read(lora, "msu", None, [("checkpoint", "==", "checkpoint-20")])
     chart = msu_fig.similarity_chart(msu)

@@ -74,9 +74,16 @@ def expected(folder, run) -> dict[str, dict[str, float]]:
                    "ratio_max_seq_len": top["seq_len"], "ratio_max_layer": top["layer"], "ratio_max_head": top["head"]}
         if t["gamma_lora"].notna().any():
             numbers["gamma_lora_max"] = t["gamma_lora"].max()
+        numbers["ratio_as_max"] = t["ratio_as"].max()
+        numbers["logit_max"] = t["logit_max"].max()
+        numbers["logit_max_seq_len"] = t.sort_values("logit_max")["seq_len"].iloc[-1]
+        numbers["evt_ratio_median"] = np.median(np.r_[t["evt_ratio_q"], t["evt_ratio_k"]])
         g = parquet(folder, run, "threshold_growth")
-        g = g[(g["checkpoint"] == t["checkpoint"].iloc[0]) & (g["lengths"] > 1)]
-        numbers["slope_median"] = g["slope"].median()
+        g = g[g["checkpoint"] == t["checkpoint"].iloc[0]]
+        numbers["growth_lengths"] = g["lengths"].max()
+        if g["lengths"].max() >= 3:  # a growth is stated only over three lengths or more, beside the control's
+            numbers.update(slope_median=g["slope"].median(), evt_slope_median=g["evt_slope"].median(),
+                           slope_above_control=int((g["slope"] > g["evt_slope"]).sum()))
         out["thresholds"] = numbers
     if "msu" in has:
         u = last(parquet(folder, run, "msu"))
