@@ -167,24 +167,31 @@ def build_attention(section: Section, runs: list[Run]) -> None:
 
 
 def build_thresholds(section: Section, runs: list[Run]) -> None:
-    """γ against √ln L, the ratio by layer and the LoRA term, over runs; the largest values per L and the growth fits."""
+    """γ against √ln L in both scales, the ratio by layer, the largest logit against ln L, the extreme-value control
+    and the LoRA term, over runs; the largest values per L and the growth fits beside the control's."""
     rows = load.read_runs(runs, "thresholds")
     if rows.empty:
         section.message = "the thresholds table is empty for these runs"
         return
     section.charts.append(thresholds_fig.growth_chart(rows, title="Largest γ against √ln L (every checkpoint)"))
+    section.charts.append(thresholds_fig.growth_chart(rows, convention="as"))
     section.charts.append(thresholds_fig.ratio_chart(rows))
+    section.charts.append(thresholds_fig.logit_chart(rows))
+    section.charts.append(thresholds_fig.control_chart(rows))
     if rows["gamma_lora"].notna().any():
         section.charts.append(thresholds_fig.lora_term_chart(rows))
     table = digests.thresholds(rows)
     section.tables.append(TableBlock.from_frame(
         "Largest norms per run, checkpoint and L", table,
-        "threshold = √ln L; asymptotic bound: a scale, not a verdict on this finite model"))
+        f"threshold = √ln L; ratio in Hu et al.'s β = 1 scale, ratio_as in Alman–Song's; {thresholds_fig.ASYMPTOTIC}"))
     growth = load.read_runs(runs, "threshold_growth")
     if not growth.empty:
         cols = [c for c in ("run", "checkpoint", "layer", "lengths", "min_seq_len", "max_seq_len", "gamma_min_len",
-                            "gamma_max_len", "slope", "r2") if c in growth.columns]
-        section.tables.append(TableBlock.from_frame("Growth of the largest γ with √ln L, per layer", growth[cols]))
+                            "gamma_max_len", "slope", "r2", "evt_slope", "evt_r2", "logit_slope", "logit_r2")
+                if c in growth.columns]
+        section.tables.append(TableBlock.from_frame(
+            "Growth of the largest γ with √ln L per layer, beside the extreme-value control's and the largest logit's "
+            "against ln L", growth[cols], "R² is empty below three lengths, where a line fits by construction"))
 
 
 def build_msu(section: Section, runs: list[Run]) -> None:
