@@ -42,10 +42,14 @@ def valleys(entanglement: pd.DataFrame, deltas: pd.DataFrame | None = None) -> p
 
 def valleys_from_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """The same frame as :func:`valleys`, from the probe's own ``entanglement_summary`` table
-    (one row per matrix, so far fewer rows to read than the per-cut profiles)."""
+    (one row per matrix, so far fewer rows to read than the per-cut profiles), plus the valley's
+    shape where the table has it: ``valley_neighbour_depth``, ``valley_width``, ``deepest_cut`` and
+    ``page_ratio_outer`` (defined in :func:`lab.probes.entanglement.valley_shape`; only this path
+    carries them)."""
     out = summary.rename(columns={"valley_page_entropy": "valley_page", "valley_max_entropy": "valley_max",
                                   "valley_depth": "depth"})
-    keep = present(out, ID + ["source", "valley_entropy", "valley_page", "valley_max", "depth", "rank_bound"])
+    keep = present(out, ID + ["source", "valley_entropy", "valley_page", "valley_max", "depth", "rank_bound",
+                              "valley_neighbour_depth", "valley_width", "deepest_cut", "page_ratio_outer"])
     out = out[keep].copy()
     if "rank_bound" in out.columns:
         out["ln_rank_bound"] = np.log(out["rank_bound"].astype(float))

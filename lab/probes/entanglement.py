@@ -124,8 +124,10 @@ def _profile(rows: int, cols: int, st: Sites, entropy: np.ndarray, renyi2: np.nd
 class Summary:
     """One module's profile in a few numbers (NaN / None where undefined).
 
-    ``valley_*`` are read at the row|column cut (None for 1×n and m×1 matrices).
-    ``valley_depth`` = Page − S at that cut. ``page_ratio_mean`` = mean over cuts of S_k / S_page,k.
+    ``valley_*`` are read at the row|column cut v (None for 1×n and m×1 matrices).
+    ``valley_depth`` = Page − S at that cut. ``page_ratio_mean`` = mean over *all* cuts of
+    S_k / S_page,k; ``page_ratio_outer`` the same mean over every cut but v (see :func:`valley_shape`
+    for it and the other shape numbers ``valley_neighbour_depth``, ``valley_width``, ``deepest_cut``).
     ``volume_slope``/``volume_intercept``: least-squares fit S_k = a + b·ln min(D_left, D_right)
     over the cuts *away from the valley*, i.e. every cut except the valley cut itself at which
     the rank bound r cannot cap the Schmidt rank below min(D_left, D_right): inside the row sites
@@ -146,6 +148,61 @@ class Summary:
     volume_intercept: float
     volume_cuts: int
     page_slope: float
+    valley_neighbour_depth: float | None
+    valley_width: int | None
+    deepest_cut: int | None
+    page_ratio_outer: float
+
+
+@dataclass(frozen=True)
+class ValleyShape:
+    """The shape of a profile's dip at the row|column cut v (None where v or the depth is undefined).
+
+    With depth_k = S_page,k − S_k (nats below a random state at cut k) and D = depth_v:
+
+    * ``neighbour_depth`` = mean(S at the cuts v − 1 and v + 1 that exist) − S_v: how far the valley
+      cut sits below its own neighbours, whatever Page's curve does there;
+    * ``width`` = the number of cuts in the longest run of consecutive cuts that contains v and
+      has depth_k ≥ D / 2 at each (v counts, so 1 is a one-cut notch); 0 when D ≤ 0 (no dip);
+    * ``deepest_cut`` = the cut with the largest depth_k (the first on ties): equal to v when the
+      deepest point of the profile below Page sits at the row|column cut;
+    * ``page_ratio_outer`` = mean of S_k / S_page,k over every cut but v (cuts with S_page = 0
+      skipped): how close the rest of the chain stays to Page (1 = random); NaN without such cuts.
+    """
+
+    neighbour_depth: float | None
+    width: int | None
+    deepest_cut: int | None
+    page_ratio_outer: float
+
+
+def valley_shape(profile: Profile) -> ValleyShape:
+    """Depth against the neighbours, half-depth width, deepest cut and the outer Page ratio (see
+    :class:`ValleyShape`); NaN entropies give None/NaN."""
+    v = profile.sites.valley_cut
+    entropy, page = profile.entropy, profile.page_entropy
+    ratio = entropy / np.where(page > 0, page, np.nan)
+    outer = np.ones(ratio.shape, dtype=bool)
+    if v is not None:
+        outer[v - 1] = False
+    kept = ratio[outer & np.isfinite(ratio)]
+    page_ratio_outer = float(kept.mean()) if kept.size else float("nan")
+    if v is None or not np.isfinite(entropy).all():
+        return ValleyShape(None, None, None, page_ratio_outer)
+    i = v - 1
+    neighbours = [entropy[j] for j in (i - 1, i + 1) if 0 <= j < entropy.size]
+    neighbour_depth = float(np.mean(neighbours) - entropy[i]) if neighbours else None
+    depth = page - entropy
+    width = 0
+    if depth[i] > 0:
+        half = depth[i] / 2.0
+        lo, hi = i, i
+        while lo > 0 and depth[lo - 1] >= half:
+            lo -= 1
+        while hi < depth.size - 1 and depth[hi + 1] >= half:
+            hi += 1
+        width = hi - lo + 1
+    return ValleyShape(neighbour_depth, width, int(profile.cuts[int(np.argmax(depth))]), page_ratio_outer)
 
 
 def away_from_valley(profile: Profile, rank_bound: int) -> np.ndarray:
@@ -181,6 +238,7 @@ def summarize(profile: Profile, rank_bound: int | None = None) -> Summary:
     page_slope, _ = _fit(profile.max_entropy[away], profile.page_entropy[away])
     ratio = profile.entropy / np.where(profile.page_entropy > 0, profile.page_entropy, np.nan)
     valley_depth = None if v is None else at(profile.page_entropy) - at(profile.entropy)
+    shape = valley_shape(profile)
     return Summary(
         rank_bound=r,
         valley_cut=v,
@@ -193,6 +251,10 @@ def summarize(profile: Profile, rank_bound: int | None = None) -> Summary:
         volume_intercept=intercept,
         volume_cuts=int(away.sum()),
         page_slope=page_slope,
+        valley_neighbour_depth=shape.neighbour_depth,
+        valley_width=shape.width,
+        deepest_cut=shape.deepest_cut,
+        page_ratio_outer=shape.page_ratio_outer,
     )
 
 
@@ -239,6 +301,10 @@ def summary_row(profile: Profile, summary: Summary, source: str) -> dict:
         "volume_intercept": summary.volume_intercept,
         "volume_cuts": summary.volume_cuts,
         "page_slope": summary.page_slope,
+        "valley_neighbour_depth": summary.valley_neighbour_depth,
+        "valley_width": summary.valley_width,
+        "deepest_cut": summary.deepest_cut,
+        "page_ratio_outer": summary.page_ratio_outer,
     }
 
 

@@ -294,10 +294,80 @@ declare(
     _c("text", "string", "the first 80 characters of the window decoded by the tokenizer"),
 )
 
+_PAPER_ATTENTION = ("arXiv 2601.06788 (Chen et al., 'Artificial Entanglement in the Fine-Tuning of Large Language "
+                    "Models'), abstract finding (ii) and Figure 1: attention entanglement, 'corresponding to token–token "
+                    "correlations', 'follows an area law with logarithmic corrections' ('Attention Cardy Formula'); the "
+                    "section defining the paper's cut was not found in the stored text, so the cut here is the one issue 21 "
+                    "specifies")
+_TOKEN_VERDICT = ("the law with the lowest AIC if its AIC is lower than each other law's by more than 2 and it fits (R² ≥ 0.8; "
+                  "the constant: residual standard error ≤ 5 % of |a|): cardy, volume or constant; else 'neither fits'; "
+                  "empty below 5 finite cuts")
+
+declare(
+    "attention_token_cuts",
+    "token cuts of each head's L×L attention probability matrix P on one window: for a cut after ℓ tokens the cross block "
+    "(block reads_past: C = P[ℓ:, :ℓ], queries at positions ≥ ℓ reading keys before ℓ; block reads_future: C = P[:ℓ, ℓ:], "
+    "queries before ℓ reading keys at or after ℓ, for bidirectional encoders only — a causal model's is zero), its squared "
+    "singular values normalised p_i = σ_i²/Σσ² (float64 eigenvalues of the Gram of C's smaller side over ‖C‖_F², from the "
+    "same hooked P as the digit chain); one row per (layer, head, window, block, cut). " + _PAPER_ATTENTION,
+    _HEAD, _SEQ_LEN, _WINDOW,
+    _c("block", "string", "reads_past (P[ℓ:, :ℓ]) or reads_future (P[:ℓ, ℓ:], bidirectional encoders only)"),
+    _c("cut", "int64", "ℓ: tokens before the cut, 1 … L−1 (every cut, or the evenly spaced subset of the attention.token_cuts option)"),
+    _c("entropy", "float64", "S(ℓ) = −Σ p_i ln p_i, nats (NaN when the block is exactly zero); at most max_entropy"),
+    _c("renyi2", "float64", "Rényi-2 entropy −ln Σ p_i², nats (≤ entropy)"),
+    _c("rank", "int64", "numerical rank: #{p_i > 1e-12}, i.e. σ_i > 1e-6·‖C‖_F (0 for a zero block)"),
+    _c("mass", "float64", "the block's share of the attention mass ΣC / ΣP (ΣP = L: rows sum to 1)"),
+    _c("max_entropy", "float64", "ln min(ℓ, L−ℓ): the largest possible entropy of the block"),
+    _c("base_entropy", "float64", "the base model's S(ℓ) for the same layer, head, window, block and cut"),
+)
+
+declare(
+    "attention_token_fits",
+    "per (checkpoint, layer, head, L, block): three least-squares laws over the token cuts ℓ of the windows' mean S(ℓ) "
+    "(attention_token_cuts): Cardy's chord S = a + (c/3)·ln((L/π)·sin(πℓ/L)), the volume law S = a + b·min(ℓ, L−ℓ) and "
+    "the constant S = a (a saturating area law); AIC = n·ln(RSS/n) + 2(k+1) with k the fitted coefficients; the same "
+    "laws fitted to each window for their spread, and to the base's mean profile. " + _PAPER_ATTENTION,
+    _HEAD, _SEQ_LEN,
+    _c("block", "string", "reads_past or reads_future, as in attention_token_cuts"),
+    _c("windows", "int64", "number of windows averaged"),
+    _c("cuts", "int64", "number of cuts n fitted"),
+    _c("cardy_a", "float64", "intercept a of Cardy's chord fit, nats"),
+    _c("cardy_c", "float64", "c = 3·slope of S against ln((L/π)·sin(πℓ/L)): the 'central charge' of the Cardy fit (reported whatever the verdict; read it with cardy_r2)"),
+    _c("cardy_r2", "float64", "R² of the Cardy fit (NaN when S is constant over the cuts)"),
+    _c("cardy_rse", "float64", "residual standard error √(RSS/(n−2)) of the Cardy fit, nats"),
+    _c("cardy_aic", "float64", "AIC of the Cardy fit (k = 2)"),
+    _c("volume_a", "float64", "intercept a of the volume-law fit S = a + b·min(ℓ, L−ℓ), nats"),
+    _c("volume_b", "float64", "slope b of the volume law, nats per token"),
+    _c("volume_r2", "float64", "R² of the volume-law fit"),
+    _c("volume_rse", "float64", "residual standard error of the volume-law fit, nats"),
+    _c("volume_aic", "float64", "AIC of the volume-law fit (k = 2)"),
+    _c("constant_a", "float64", "the constant law's a: the mean of S over the cuts, nats (its R² is 0 by definition)"),
+    _c("constant_rse", "float64", "residual standard error √(RSS/(n−1)) of the constant law, nats"),
+    _c("constant_aic", "float64", "AIC of the constant law (k = 1)"),
+    _c("best_fit", "string", "the law with the lowest AIC (cardy, volume, constant), whether or not it fits"),
+    _c("aic_margin", "float64", "AIC of the runner-up − AIC of best_fit (> 2 needed for a verdict)"),
+    _c("verdict", "string", _TOKEN_VERDICT),
+    _c("rises_left", "bool", "the mean S(ℓ) is non-decreasing over the cuts ℓ ≤ L/2"),
+    _c("falls_right", "bool", "the mean S(ℓ) is non-increasing over the cuts ℓ ≥ L/2"),
+    _c("window_cardy_c_mean", "float64", "mean over windows of c fitted to each window's own profile"),
+    _c("window_cardy_c_sd", "float64", "standard deviation over windows of the per-window c (NaN with one window)"),
+    _c("window_cardy_r2_median", "float64", "median over windows of the per-window Cardy R²"),
+    _c("window_verdict_share", "float64", "fraction of windows whose own verdict equals this row's verdict"),
+    _c("base_cardy_c", "float64", "c of the Cardy fit to the base's mean profile"),
+    _c("base_cardy_r2", "float64", "R² of the Cardy fit to the base's mean profile"),
+    _c("base_volume_r2", "float64", "R² of the volume-law fit to the base's mean profile"),
+    _c("base_best_fit", "string", "the base's law with the lowest AIC"),
+    _c("base_aic_margin", "float64", "the base's AIC margin"),
+    _c("base_verdict", "string", "the base's verdict, by the same rule"),
+    _c("base_window_cardy_c_sd", "float64", "standard deviation over windows of the base's per-window c"),
+)
+
 declare(
     "attention_entanglement",
-    "MPS entropy profile of each head's L×L attention probability matrix P on one window (ψ = vec(P)/‖P‖_F over the "
-    "prime-factor sites of L×L, as in the entanglement table): one row per cut. For causal models P is lower-triangular "
+    "digit-chain profile of each head's L×L attention probability matrix P on one window: the internal probe (the "
+    "entanglement table's MPS profile) applied to P, ψ = vec(P)/‖P‖_F over the prime-factor sites of L×L. Its cut k splits "
+    "high from low digits of the query and key indices (a log-dimension), not blocks of tokens: the token cuts are in "
+    "attention_token_cuts. One row per cut. For causal models P is lower-triangular "
     "(row i attends to i+1 tokens, the first rows are nearly one-hot): the profile is that of a triangular matrix, "
     "lower than a full one's at the cuts inside the row sites and not symmetric under k ↔ N−k",
     _HEAD, _SEQ_LEN, _WINDOW,
@@ -307,33 +377,32 @@ declare(
     _c("d_right", "int64", "dimension of the right block D_right"),
     _c("entropy", "float64", "von Neumann entropy of the squared Schmidt values at this cut, nats (0 at every cut for a uniform P, ln L at the row-column cut for the identity)"),
     _c("renyi2", "float64", "Rényi-2 entropy −ln Σ p², nats"),
-    _c("max_entropy", "float64", "ln min(D_left, D_right): the largest possible entropy, and ℓ of the summary's fits"),
+    _c("max_entropy", "float64", "ln min(D_left, D_right): the largest possible entropy at this cut"),
     _c("page_entropy", "float64", "Page's mean entropy of a random state of dimensions (D_left, D_right)"),
     _c("base_entropy", "float64", "the base model's entropy at this cut, same layer, head and window"),
 )
 
 declare(
     "attention_summary",
-    "per (checkpoint, layer, head, L): fits of the windows' mean attention profile S(ℓ), with " + _ELL + ", the no-hair "
-    "comparison with the base on the same windows, and beside it the same kind of numbers inside the weights (that "
-    "layer's q and v) — 'different inside, same outside' (arXiv 2601.06788) read along one row",
+    "per (checkpoint, layer, head, L): the token-cut law of the reads_past block (attention_token_fits has both blocks "
+    "and every fit), the no-hair comparison with the base on the same windows, and beside it the same kind of numbers "
+    "inside the weights (that layer's q and v) — 'different inside, same outside' (arXiv 2601.06788) read along one row",
     _HEAD, _SEQ_LEN,
     _c("windows", "int64", "number of windows averaged"),
-    _c("volume_a", "float64", "intercept a of the volume-law fit S = a + b·ℓ (least squares over cuts), nats"),
-    _c("volume_b", "float64", "slope b of the volume-law fit"),
-    _c("volume_r2", "float64", "R² of the volume-law fit (NaN when S is constant over cuts)"),
-    _c("area_log_a", "float64", "intercept a of the area law with a logarithmic correction S = a + b·ln ℓ, nats"),
-    _c("area_log_b", "float64", "slope b of the area-log fit (the 'attention Cardy formula' coefficient)"),
-    _c("area_log_r2", "float64", "R² of the area-log fit"),
-    _c("better_fit", "string", "the fit with the larger R²: area_log or volume (empty when either R² is undefined)"),
-    _c("base_volume_r2", "float64", "R² of the volume-law fit to the base's mean profile"),
-    _c("base_area_log_r2", "float64", "R² of the area-log fit to the base's mean profile"),
-    _c("base_better_fit", "string", "the base's better fit"),
-    _c("entropy_diff", "float64", "no-hair entropy difference: mean over cuts of |S_tuned − S_base| / S_base of the mean profiles (cuts with S_base = 0 left out)"),
+    _c("token_verdict", "string", "token-cut law of the reads_past block's mean profile: " + _TOKEN_VERDICT),
+    _c("token_best_fit", "string", "the reads_past law with the lowest AIC, whether or not it fits"),
+    _c("token_aic_margin", "float64", "AIC of the runner-up − AIC of token_best_fit"),
+    _c("token_cardy_c", "float64", "c of the Cardy fit S = a + (c/3)·ln((L/π)·sin(πℓ/L)) to the reads_past profile"),
+    _c("token_cardy_r2", "float64", "R² of that Cardy fit"),
+    _c("token_volume_r2", "float64", "R² of the volume-law fit S = a + b·min(ℓ, L−ℓ) to the reads_past profile"),
+    _c("base_token_verdict", "string", "the base's token-cut verdict (reads_past), same rule"),
+    _c("base_token_cardy_c", "float64", "c of the Cardy fit to the base's reads_past profile"),
+    _c("base_token_cardy_r2", "float64", "R² of that fit"),
+    _c("entropy_diff", "float64", "no-hair entropy difference: mean over the digit chain's cuts of |S_tuned − S_base| / S_base of the mean profiles (cuts with S_base = 0 left out)"),
     _c("attention_tv", "float64", "mean over windows and query rows of the total-variation distance ½‖P_tuned − P_base‖₁ of attention rows (0: the attention did not move, 1: disjoint)"),
-    _c("q_delta_volume_r2", "float64", "R² of the volume-law fit to the profile of this layer's ΔW_q (effective: LoRA/DoRA applied), inside counterpart of volume_r2; empty when ΔW_q = 0"),
-    _c("q_delta_area_r2", "float64", "R² of the area-log fit to ΔW_q's profile"),
-    _c("q_delta_better_fit", "string", "the better fit of ΔW_q's profile"),
+    _c("q_delta_volume_r2", "float64", "R² of the volume-law fit S = a + b·ℓ to the MPS profile of this layer's ΔW_q (effective: LoRA/DoRA applied), with " + _ELL + "; empty when ΔW_q = 0"),
+    _c("q_delta_area_r2", "float64", "R² of the area-log fit S = a + b·ln ℓ to ΔW_q's profile"),
+    _c("q_delta_better_fit", "string", "area_log or volume when that fit has the higher R², R² ≥ 0.8 and an AIC lower by more than 2; else 'neither fits'"),
     _c("q_weight_entropy_diff", "float64", "mean over cuts of |S(W_q tuned) − S(W_q base)| / S(W_q base): the inside counterpart of entropy_diff"),
     _c("q_rel_change", "float64", "‖ΔW_q‖_F / ‖W_q base‖_F: the inside counterpart of attention_tv"),
     _c("v_delta_volume_r2", "float64", "the same for W_v"),
