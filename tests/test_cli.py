@@ -19,7 +19,7 @@ LAB = [sys.executable, "-m", "lab.cli"]
 
 
 def lab(*args, cwd=None):
-    return subprocess.run([*LAB, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([*LAB, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
 def assert_user_error(result, *needles):

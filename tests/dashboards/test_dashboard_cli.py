@@ -107,7 +107,7 @@ def test_a_normal_wheel_ships_the_app_and_templates(tmp_path):
     # provide pyproject's build requirements as `pip install -e .` itself did.
     isolation = ["--no-build-isolation"] if _setuptools_ok() else []
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q", "-w", str(tmp_path), str(source)],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr
     (wheel,) = tmp_path.glob("lab-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -125,6 +125,6 @@ def test_a_normal_wheel_ships_the_app_and_templates(tmp_path):
             "from lab.dashboard_cli import app_path; from lab.report.html import environment;"
             "environment().get_template('report.html.j2'); print(app_path())")
     out = subprocess.run([sys.executable, "-S", "-c", code, str(unpacked), site_packages],
-                         capture_output=True, text=True, cwd=tmp_path)
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
     assert Path(out.stdout.strip()) == unpacked / "dashboards" / "app.py"

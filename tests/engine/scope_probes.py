@@ -22,12 +22,35 @@ from lab.store.schema import TABLES, _c, declare
 @dataclass(frozen=True)
 class ModuleOptions:
     factor: float = field_help("multiplies every value", default=1.0)
-    kill_marker: str = field_help("a path: the first unit to see it missing creates it and kills its own process", default="")
+    kill_marker: str = field_help("a path: the first unit on a Dask worker to create it kills its own worker process",
+                                  default="")
+
+
+def _in_dask_worker() -> bool:
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):  # ValueError: not running in a worker's task
+        return False
+    return True
+
+
+def _claim(marker: str) -> bool:
+    """Create ``marker`` atomically: exactly one process ever gets True (two workers checking for a
+    missing file at once would both have killed themselves, and with them every copy of the work)."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
 
 
 def _module(delta, options: ModuleOptions, ctx):
-    if options.kill_marker and not Path(options.kill_marker).exists():
-        Path(options.kill_marker).write_text(str(os.getpid()))
+    # only ever a Dask worker's process dies, never the driver's (the test process in a serial run)
+    if options.kill_marker and _in_dask_worker() and _claim(options.kill_marker):
         os.kill(os.getpid(), 9)  # a worker dying mid-unit
     total = float(delta.to_dense().sum()) if not delta.streamed else float("nan")
     return {"test_module_rows": [{"value": options.factor * total, "rows_seen": delta.shape[0]}]}

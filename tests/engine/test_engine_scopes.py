@@ -4,8 +4,11 @@ mid-run has its unit retried; a worker that cannot see an input says which worke
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
+from distributed import Client
 
 import lab
 from lab.checkpoints import discover
@@ -65,15 +68,19 @@ def test_a_worker_killed_mid_run_has_its_unit_retried(tmp_path, engine_inputs, s
     kwargs = dict(base=engine_inputs["base"], probes=["deltas", "test_module"], progress=False)
     dask = lab.analyze(engine_inputs["train"], out=tmp_path / "dask", run="r", scheduler=dask_cluster.scheduler_address,
                        options={"test_module": {"kill_marker": str(marker)}}, **kwargs)
-    assert marker.is_file()  # a worker process did die running a unit
+    killed = int(marker.read_text())  # a worker process did die running a unit: which one
+    assert killed != os.getpid()
+    with Client(dask_cluster.scheduler_address) as client:  # the nanny restarts it: wait, don't race it
+        client.wait_for_workers(2, timeout=120)
+        pids = set(client.run(os.getpid).values())
+    assert len(pids) == 2 and killed not in pids
+    assert dask.complete
     serial = lab.analyze(engine_inputs["train"], out=tmp_path / "serial", run="r", **kwargs)
     assert len(dask.table("test_module_rows")) == 3 * 16
     _assert_same_rows(serial, dask)
 
 
 def test_a_worker_that_cannot_see_an_input_names_itself_and_the_path(engine_inputs, dask_cluster):
-    from distributed import Client
-
     missing = str(engine_inputs["root"] / "only-on-the-client")
     unit = ModelUnit("model-x", CheckpointRef("x", None, missing, "full"), None)
     with Client(dask_cluster.scheduler_address) as client:
@@ -85,9 +92,17 @@ def test_a_worker_that_cannot_see_an_input_names_itself_and_the_path(engine_inpu
 
 
 def test_local_cluster_from_workers_option(tmp_path, engine_inputs):
-    run = lab.analyze(engine_inputs["adapters"][0], out=tmp_path, workers=2, progress=False)
-    assert run.manifest["execution"] == "dask: 2 local workers"
-    assert len({u["worker"] for u in run.manifest["units"]}) >= 1 and run.complete
+    """--workers 2 on 3 checkpoints × 14 modules: the units are queued to both workers as they free up
+    (Dask's root-task queuing), so each of the two ran some, and the tables equal a serial run's."""
+    kwargs = dict(base=engine_inputs["base"], probes=["deltas"], progress=False)
+    run = lab.analyze(engine_inputs["train"], out=tmp_path / "dask", workers=2, **kwargs)
+    assert run.manifest["execution"] == "dask: 2 local workers" and run.complete
+    units = run.manifest["units"]
+    by_worker = pd.Series([u["worker"] for u in units]).value_counts()
+    assert len(units) >= 40 and len(by_worker) == 2 and by_worker.min() >= 1, by_worker.to_dict()
+    assert all(w.startswith("tcp://127.0.0.1:") for w in by_worker.index), by_worker.to_dict()
+    serial = lab.analyze(engine_inputs["train"], out=tmp_path / "serial", **kwargs)
+    _assert_same_rows(serial, run)
 
 
 def _worker_state() -> dict:

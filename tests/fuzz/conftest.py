@@ -1,12 +1,8 @@
-"""Hypothesis profiles for the fuzz suite, and the pristine inputs it damages.
+"""The pristine inputs the fuzz suite damages.
 
-Profiles (``--hypothesis-profile=NAME``; ``ci`` when none is given):
-
-* ``ci``: a fixed seed (``derandomize=True``), no example database, and a budget that keeps the
-  whole folder to a few hundred examples (under ~3 minutes on two cores). Each test takes a share
-  of ``max_examples`` through ``fuzz_helpers.budget``.
-* ``long``: twenty times the examples and a random seed, for a run by hand; its failures are
-  kept in the local ``.hypothesis/`` database (ignored by git) so a rerun finds them again.
+The Hypothesis profiles (``ci`` by default, ``long`` by hand) are registered in tests/conftest.py,
+so that ``--hypothesis-profile=long`` works from the repository's root. Each test takes a share of
+``max_examples`` through ``fuzz_helpers.budget``.
 
 A failing example found by either becomes a plain test in ``test_regressions.py``.
 
@@ -22,25 +18,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, settings
 
 import builders
 from fuzz_helpers import Inputs
-
-_COMMON = dict(
-    deadline=None,  # one example runs a whole analysis: its time varies with the machine's load
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-    print_blob=True,
-)
-# No "explain" phase in CI: it reruns a failing example many times to annotate it, minutes here.
-settings.register_profile("ci", max_examples=40, derandomize=True, database=None,
-                          phases=[Phase.explicit, Phase.generate, Phase.shrink], **_COMMON)
-settings.register_profile("long", max_examples=800, **_COMMON)
-
-
-def pytest_configure(config):
-    if config.getoption("hypothesis_profile", None) is None:  # an explicit --hypothesis-profile wins
-        settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

@@ -59,5 +59,5 @@ def test_absent_tables_say_not_computed_on_their_page(reader, lab_results_folder
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext (Debian poppler-utils) is not installed")
 def test_poppler_extracts_the_same_words(written_report):
     """A second, independent text extractor (poppler) finds the run names too."""
-    out = subprocess.run(["pdftotext", "-layout", str(written_report[1]), "-"], capture_output=True, text=True, check=True)
+    out = subprocess.run(["pdftotext", "-layout", str(written_report[1]), "-"], capture_output=True, text=True, check=True, timeout=120)
     assert lab_results.LORA_RUN in out.stdout and "onerror=alert(1)" in out.stdout
