@@ -65,3 +65,25 @@ def entanglement_valleys(runs: Sequence[Run]) -> pd.DataFrame:
     cols = ID + ["source", "cut", "row_sites", "entropy", "page_entropy", "max_entropy"]
     deltas = load.read_runs(runs, "deltas", ["run", "checkpoint", "module", "rank_bound"])
     return valleys(load.read_runs(with_profiles, "entanglement", cols), deltas)
+
+
+def profile_distance(a: pd.DataFrame, b: pd.DataFrame) -> float:
+    """Root-mean-square difference of two sets of entropy profiles over the cuts, nats, averaged over modules.
+
+    ``a`` and ``b`` hold ``entanglement`` rows (``module``, ``cut``, ``entropy``) of one checkpoint
+    each; modules are matched by name. When ``b`` holds a single profile (a control: one Gaussian
+    matrix of the shape) every module of ``a`` is compared with it. Per module
+    d = √(mean over cuts k of (S_a,k − S_b,k)²); the result is the mean of d over modules (NaN
+    when no module or cut matches).
+    """
+    if b["module"].nunique() == 1 and a["module"].nunique() >= 1:
+        b = b.drop(columns="module")
+        pairs = a[["module", "cut", "entropy"]].merge(b[["cut", "entropy"]], on="cut", suffixes=("_a", "_b"))
+    else:
+        pairs = a[["module", "cut", "entropy"]].merge(b[["module", "cut", "entropy"]], on=["module", "cut"],
+                                                       suffixes=("_a", "_b"))
+    if pairs.empty:
+        return float("nan")
+    sq = (pairs["entropy_a"] - pairs["entropy_b"]) ** 2
+    per_module = np.sqrt(sq.groupby(pairs["module"]).mean())
+    return float(per_module.mean())
