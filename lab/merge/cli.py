@@ -15,18 +15,19 @@ import typer
 def merge_command(
     adapters: Annotated[list[Path], typer.Argument(help="Two or more PEFT LoRA adapter folders trained on one base.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the merged PEFT adapter (PeftModel.from_pretrained loads it).")],
-    method: Annotated[str, typer.Option(help="stack (exact, FLoRA), linear (PEFT's index-wise average), svd (best rank k), lego (LoRA-LEGO k-means of units).")] = "stack",
+    method: Annotated[str, typer.Option(help="stack (exact, FLoRA), linear (PEFT's index-wise average), svd (best rank k), lego (LoRA-LEGO as its paper merges: k-means of units, dual reweighting, data-free), lego-oracle (the lab's earlier LEGO: output scale fitted to the exact sum, an oracle).")] = "stack",
     weights: Annotated[Optional[str], typer.Option(help="Comma-separated weights w_j of the sum Σ w_j·s_j·B_j·A_j (default: 1/J each, the mean).")] = None,
-    rank: Annotated[Optional[int], typer.Option("--rank", help="Rank k of the merged adapter for svd and lego (default: the largest input rank).")] = None,
+    rank: Annotated[Optional[int], typer.Option("--rank", help="Rank k of the merged adapter for svd, lego and lego-oracle (default: the largest input rank).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of LEGO's k-means.")] = 0,
-    reweight: Annotated[bool, typer.Option("--reweight/--no-reweight", help="LEGO's dual reweighting (centroid norms, output scale).")] = True,
+    reweight: Annotated[bool, typer.Option("--reweight/--no-reweight", help="LEGO's dual reweighting (centroids to their members' mean norm, output × √(r/k); lego-oracle: its own).")] = True,
     results: Annotated[Path, typer.Option(help="Results folder; the merge table goes to RESULTS/RUN/merge.parquet.")] = Path("results"),
     run: Annotated[str, typer.Option(help="Run folder that collects merges side by side.")] = "merges",
-    base: Annotated[Optional[Path], typer.Option(help="The base model folder: with --texts, also the merged model's hidden-state error.")] = None,
+    base: Annotated[Optional[Path], typer.Option(help="The base model folder: with --texts, also the merged model's hidden-state error; with --eval-texts, the held-out losses.")] = None,
     texts: Annotated[Optional[Path], typer.Option(help="Texts (one per line, or .jsonl) for the hidden-state error; needs --base.")] = None,
-    seq_len: Annotated[int, typer.Option("--seq-len", help="Window length L in tokens for the hidden-state error.")] = 64,
-    windows: Annotated[int, typer.Option("--windows", help="Number of windows N for the hidden-state error.", min=1)] = 16,
+    seq_len: Annotated[int, typer.Option("--seq-len", help="Window length L in tokens for the hidden-state error and --eval-texts.")] = 64,
+    windows: Annotated[int, typer.Option("--windows", help="Number of windows N for the hidden-state error and --eval-texts.", min=1)] = 16,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")] = False,
+    eval_texts: Annotated[Optional[str], typer.Option("--eval-texts", help="Comma-separated held-out text files (one text per line, or .jsonl): the loss of the merged adapter, each input and the base on each, to the merge_eval table; needs --base. Windows: --seq-len, --windows.")] = None,
 ) -> None:
     """Merge adapters (stack, linear, svd, lego) into one PEFT adapter and record its error against the exact weighted sum."""
     from lab.merge.api import merge
@@ -38,11 +39,16 @@ def merge_command(
             w = [float(x) for x in weights.split(",") if x.strip()]
         except ValueError:
             raise MergeError(f"--weights {weights!r}: expected comma-separated numbers") from None
+    evals = [Path(x.strip()) for x in eval_texts.split(",") if x.strip()] if eval_texts else None
     done = merge(adapters, out, method, w, rank, seed=seed, reweight=reweight, results=results, run=run, base=base,
-                 texts=texts, seq_len=seq_len, windows=windows, overwrite=overwrite)
+                 texts=texts, seq_len=seq_len, windows=windows, overwrite=overwrite, eval_texts=evals)
     rows, path, token_windows = done.rows, done.table, texts is not None
     worst = max(rows, key=lambda r: r["rel_fro_error"])
     typer.echo(f"{out}: {method} of {done.adapters} adapters, {len(rows)} modules; largest relative error "
                f"{worst['rel_fro_error']:.3g} ({worst['module']}, best rank-{worst['k']} {worst['optimal_rel_fro_error']:.3g})"
                + (f"; hidden states {rows[0]['hidden_rel_error']:.3g} of the exact merge's change" if token_windows else "")
                + f"; table {path}")
+    if done.eval_rows:
+        merged = [r for r in done.eval_rows if r["kind"] == "merged"]
+        typer.echo("held-out loss (" + merged[0]["objective"] + "): " + "; ".join(
+            f"{r['texts']} {r['loss']:.4g} (base {r['base_loss']:.4g})" for r in merged) + f"; table {done.eval_table}")
