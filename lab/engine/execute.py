@@ -20,8 +20,8 @@ from typing import Any
 from lab.checkpoints.loader import TensorLoader
 from lab.checkpoints.read import read_module
 from lab.deltas import Delta
-from lab.engine.subjects import GroupSubject, ModelSubject
-from lab.engine.units import ControlUnit, GroupUnit, ModelUnit, ModuleUnit, PrepareUnit
+from lab.engine.subjects import GroupSubject, ModelSubject, PairSubject
+from lab.engine.units import ControlUnit, GroupUnit, ModelUnit, ModuleUnit, PairUnit, PrepareUnit
 from lab.errors import InputError, NonFiniteError
 from lab.probes.inventory import update_norm
 from lab.probes.registry import Probe, ProbeContext, Rows
@@ -69,6 +69,8 @@ def run_unit(unit, work: Work, prepared: dict[str, Any] | None = None) -> UnitRe
             rows = _model(unit, work, prepared or {})
         elif isinstance(unit, GroupUnit):
             rows = _group(unit, work)
+        elif isinstance(unit, PairUnit):
+            rows = _pair(unit, work, prepared or {})
         else:
             raise TypeError(f"not a unit: {unit!r}")
     return UnitResult(unit.key, unit.label, rows, time.perf_counter() - t0, worker_name())
@@ -157,6 +159,21 @@ def _model(unit: ModelUnit, work: Work, prepared: dict[str, Any]) -> Rows:
                            Path(unit.corpus) if unit.corpus else None)
     ids = {"run": work.run, "checkpoint": ck.name, "step": ck.step, "module": None, "layer": None, "role": None}
     for probe in work.scoped("model"):
+        subject.prepared = prepared.get(probe.name)
+        _run_probe(probe, subject, work, ids, out)
+    return out
+
+
+def _subject(ck, base: str | None, corpus: str | None) -> ModelSubject:
+    return ModelSubject(ck.name, ck.step, Path(ck.path), ck.format, Path(base) if base else None,
+                        Path(corpus) if corpus else None)
+
+
+def _pair(unit: PairUnit, work: Work, prepared: dict[str, Any]) -> Rows:
+    out: Rows = {}
+    subject = PairSubject(_subject(unit.first, unit.base, unit.corpus), _subject(unit.second, unit.base, unit.corpus))
+    ids = {"run": work.run, "checkpoint": subject.name, "step": None, "module": None, "layer": None, "role": None}
+    for probe in work.scoped("pair"):
         subject.prepared = prepared.get(probe.name)
         _run_probe(probe, subject, work, ids, out)
     return out

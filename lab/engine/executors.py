@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterator
 
 from lab.engine.execute import UnitResult, Work, run_prepare, run_unit, run_unit_encoded
-from lab.engine.units import ModelUnit, PrepareUnit
+from lab.engine.units import ModelUnit, PairUnit, PrepareUnit
 from lab.errors import LabError
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
@@ -54,7 +54,7 @@ class SerialExecutor:
         prepared: dict[str, Any] = {}
         for unit in units:
             inputs = None
-            if isinstance(unit, ModelUnit):
+            if isinstance(unit, (ModelUnit, PairUnit)):
                 for key in unit.prepared:
                     if key not in prepared:
                         prepared[key] = run_prepare(by_key[key], work)
@@ -133,12 +133,12 @@ class DaskExecutor:
         client = self._client
         threaded = Work(work.run, work.probes, work.options, work.ctx, threads=1)
         [work_future] = client.scatter([threaded], broadcast=True, hash=False)
-        needed = {k for u in units if isinstance(u, ModelUnit) for k in u.prepared}
+        needed = {k for u in units if isinstance(u, (ModelUnit, PairUnit)) for k in u.prepared}
         prepared = {p.key: client.submit(run_prepare, p, work_future, pure=False) for p in prepare if p.key in needed}
         probe_of = {p.key: p.probe for p in prepare}
         futures = []
         for unit in units:
-            inputs = {probe_of[k]: prepared[k] for k in unit.prepared} if isinstance(unit, ModelUnit) else None
+            inputs = {probe_of[k]: prepared[k] for k in unit.prepared} if isinstance(unit, (ModelUnit, PairUnit)) else None
             futures.append(client.submit(run_unit_encoded, unit, work_future, inputs, pure=False, retries=1))
         done = as_completed(futures)
         try:

@@ -10,7 +10,8 @@ Plan order, which is also the order of the rows in every finished table:
    its final model last), modules in natural order within each;
 2. group units: one per module present in at least two checkpoints, in first-seen order;
 3. model units: one per checkpoint, in the same order;
-4. control units: Gaussian matrices by shape, then Gaussian factors by shape and rank.
+4. pair units: one per pair of checkpoints (i < j in run order), by i then j;
+5. control units: Gaussian matrices by shape, then Gaussian factors by shape and rank.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from lab.checkpoints import Base, Checkpoint, ModuleRead, plan_reads
 from lab.engine.controls import plan_controls
-from lab.engine.units import CheckpointRef, GroupUnit, ModelUnit, ModuleUnit, PrepareUnit, unit_key
+from lab.engine.units import CheckpointRef, GroupUnit, ModelUnit, ModuleUnit, PairUnit, PrepareUnit, unit_key
 from lab.errors import InputError
 from lab.probes.registry import Probe
 
@@ -84,9 +85,9 @@ def build_plan(checkpoints: list[Checkpoint], base: Base | None, probes: list[Pr
     plan.shapes = list(shapes)
     if "group" in scopes:
         plan.units += _groups(reads, stream_bytes)
-    if "model" in scopes:
-        plan.prepare, model_units = _models(checkpoints, reads, base, probes, corpus)
-        plan.units += model_units
+    if "model" in scopes or "pair" in scopes:
+        plan.prepare, model_units, pair_units = _models(checkpoints, reads, base, probes, corpus)
+        plan.units += model_units + pair_units
     if controls:
         plan.units += plan_controls(plan.shapes, seed, stream_bytes)
     return plan
@@ -102,11 +103,19 @@ def _groups(reads: list[tuple[CheckpointRef, list[ModuleRead]]], stream_bytes: i
 
 
 def _models(checkpoints, reads, base: Base | None, probes: list[Probe], corpus: str | None):
-    needs_base = [p.name for p in probes if p.scope == "model" and p.prepare is not None]
+    """Base preparations, model units (when a model-scope probe runs) and pair units (a pair-scope one)."""
+    needs_base = [p for p in probes if p.scope in ("model", "pair") and p.prepare is not None]
     if needs_base and base is None:
-        raise InputError(f"probe(s) {', '.join(needs_base)} compare every checkpoint with the base model: pass --base BASE")
+        names = ", ".join(p.name for p in needs_base)
+        raise InputError(f"probe(s) {names} compare every checkpoint with the base model: pass --base BASE")
     base_path = str(base.path.resolve()) if base is not None else None
-    prepare = [PrepareUnit(unit_key("prepare", name, base_path, corpus), name, base_path, corpus) for name in needs_base]
-    units = [ModelUnit(unit_key("model", ref.path, base_path, corpus), ref, base_path, corpus, tuple(u.key for u in prepare))
-             for ref, _ in reads]
-    return prepare, units
+    prepare = {p.name: PrepareUnit(unit_key("prepare", p.name, base_path, corpus), p.name, base_path, corpus)
+               for p in needs_base}
+    scoped = lambda scope: tuple(prepare[p.name].key for p in needs_base if p.scope == scope)  # noqa: E731
+    refs = [ref for ref, _ in reads]
+    scopes = {p.scope for p in probes}
+    models = [ModelUnit(unit_key("model", ref.path, base_path, corpus), ref, base_path, corpus, scoped("model"))
+              for ref in refs] if "model" in scopes else []
+    pairs = [PairUnit(unit_key("pair", a.path, b.path, base_path, corpus), a, b, base_path, corpus, scoped("pair"))
+             for i, a in enumerate(refs) for b in refs[i + 1:]] if "pair" in scopes else []
+    return list(prepare.values()), models, pairs

@@ -8,6 +8,8 @@ A module-scope probe gets a :class:`~lab.deltas.Delta`. The other scopes get the
   ``prepared`` holds what the probe's ``prepare`` computed on the base.
 * :class:`GroupSubject`: the same module of several checkpoints (``members``, in run order), as
   Deltas.
+* :class:`PairSubject`: two checkpoints as :class:`ModelSubject` (nothing loaded until asked),
+  and what the probe's ``prepare`` computed on the base.
 """
 
 from __future__ import annotations
@@ -87,6 +89,20 @@ class GroupSubject:
     members: list[str]
     steps: list[int | None]
     deltas: list[Delta]
+
+
+@dataclass
+class PairSubject:
+    """Two checkpoints of the run (``first`` before ``second`` in run order) as models, loaded on use."""
+
+    first: ModelSubject
+    second: ModelSubject
+    prepared: Any = None
+
+    @property
+    def name(self) -> str:
+        """``first:second``, the pair's name in the tables' checkpoint column."""
+        return f"{self.first.checkpoint}:{self.second.checkpoint}"
 
 
 def _pretrained(path: Path):

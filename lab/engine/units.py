@@ -10,7 +10,9 @@ rows it produces. Kinds, one per probe scope plus the controls:
 * :class:`ControlUnit` (scope ``module``, controls): a seeded random matrix of an analysed shape;
 * :class:`ModelUnit` (scope ``model``): one checkpoint as a loadable model, every model-scope
   probe run on it; the base's prepared outputs arrive from :class:`PrepareUnit`, computed once;
-* :class:`GroupUnit` (scope ``group``): the same module across several checkpoints of the run.
+* :class:`GroupUnit` (scope ``group``): the same module across several checkpoints of the run;
+* :class:`PairUnit` (scope ``pair``): two checkpoints of the run as loadable models, every
+  pair-scope probe run on them; the base's prepared outputs arrive from :class:`PrepareUnit`.
 """
 
 from __future__ import annotations
@@ -137,3 +139,24 @@ class GroupUnit:
     @property
     def files(self) -> list[str]:
         return sorted({f for _, read in self.members for f in read.files})
+
+
+@dataclass(frozen=True)
+class PairUnit:
+    """Two checkpoints of the run (``first`` before ``second`` in run order), run as models by the
+    pair-scope probes; each loads one model at a time, so a pair costs one model's memory."""
+
+    key: str
+    first: CheckpointRef
+    second: CheckpointRef
+    base: str | None
+    corpus: str | None = None
+    prepared: tuple[str, ...] = ()  # keys of the PrepareUnits whose results this unit receives
+
+    @property
+    def label(self) -> str:
+        return f"{self.first.name}:{self.second.name}: pair"
+
+    @property
+    def files(self) -> list[str]:
+        return [self.first.path, self.second.path] + ([self.base] if self.base else [])

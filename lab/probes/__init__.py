@@ -4,6 +4,7 @@ from lab.probes import inventory  # noqa: F401  (the deltas table)
 from lab.probes import entanglement, spectra  # noqa: F401
 from lab.probes import attention, thresholds  # noqa: F401  (model scope: they run the models on text)
 from lab.probes import msu, msu_pairs  # noqa: F401  (minimal semantic units, single and group scope)
+from lab.probes import no_hair  # noqa: F401  (pair scope: two fine-tunes of one base run on text)
 from lab.probes.registry import Probe, ProbeContext, available, register, resolve
 
 __all__ = ["Probe", "ProbeContext", "available", "register", "resolve"]

@@ -8,7 +8,9 @@ which says what it is handed (its *subject*):
 * ``model``: a :class:`~lab.engine.subjects.ModelSubject` (one checkpoint as a loadable model with
   the run's corpus) plus what the probe's ``prepare`` computed once on the base model;
 * ``group``: a :class:`~lab.engine.subjects.GroupSubject` (the same module across several
-  checkpoints or adapters of the run).
+  checkpoints or adapters of the run);
+* ``pair``: a :class:`~lab.engine.subjects.PairSubject` (two checkpoints of the run as loadable
+  models, each pair once, in run order) plus what the probe's ``prepare`` computed once on the base.
 
 One call shape for every scope: ``probe.run(subject, options, ctx) -> Rows``. The engine adds the
 identifying columns the unit supplies (run, checkpoint, step, module, layer, role); a probe's own
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 Rows = dict[str, list[dict[str, Any]]]  # table name -> rows
-SCOPES = ("module", "model", "group")
+SCOPES = ("module", "model", "group", "pair")
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,9 @@ class Probe:
     says whether the probe also runs on an update with ΔW = 0 (an untouched module: only the
     ``deltas`` probe does, the others would report undefined entropies), and ``on_controls``
     whether it also runs on the run's control matrices (seeded random matrices of the analysed
-    shapes). For the ``model`` scope, ``prepare(base_subject, options, ctx)`` computes, once per
-    run, what every checkpoint's ``run`` receives as ``subject.prepared`` (the base's outputs).
+    shapes). For the ``model`` and ``pair`` scopes, ``prepare(base_subject, options, ctx)``
+    computes, once per run, what every checkpoint's (pair's) ``run`` receives as
+    ``subject.prepared`` (the base's outputs).
     """
 
     name: str
@@ -87,8 +90,8 @@ class Probe:
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
             raise ValueError(f"probe {self.name!r}: unknown scope {self.scope!r}; choose from {', '.join(SCOPES)}")
-        if self.prepare is not None and self.scope != "model":
-            raise ValueError(f"probe {self.name!r}: only model-scope probes have a prepare step")
+        if self.prepare is not None and self.scope not in ("model", "pair"):
+            raise ValueError(f"probe {self.name!r}: only model- and pair-scope probes have a prepare step")
 
 
 _REGISTRY: dict[str, Probe] = {}
