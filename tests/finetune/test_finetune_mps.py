@@ -121,3 +121,22 @@ def test_cli_error_is_one_line(tmp_path, texts_file):
 def test_mps_linear_rejects_a_wrong_split():
     with pytest.raises(ValueError):
         MPSLinear(torch.nn.Linear(12, 5), r=2, chi=2, d1=5, d2=2, alpha=1.0)
+
+
+def test_cli_trains_what_the_api_trains(tmp_path, texts_file, minilm_mps):
+    """``lab finetune --method mps`` through the console script: the same options as the ``minilm_mps``
+    fixture (made through the API) give the same cores, and the run reads back as an MPS adapter."""
+    lab = str(Path(sys.executable).with_name("lab"))
+    out = tmp_path / "cli-mps"
+    done = subprocess.run([lab, "finetune", "--out", str(out), "--model", "minilm", "--method", "mps", "--texts", str(texts_file),
+                           "--r", "4", "--alpha", "8", "--chi", "3", "--steps", "3", "--save-every", "1", "--batch-size",
+                           str(FIXED["batch_size"]), "--max-length", "24", "--lr", "2e-3"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    for step in (1, 2, 3):
+        got, expected = load_file(out / f"checkpoint-{step}" / MPS_WEIGHTS), load_file(minilm_mps / f"checkpoint-{step}" / MPS_WEIGHTS)
+        assert got.keys() == expected.keys()
+        for key in expected:
+            np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    record = json.loads((out / CONFIG_FILE).read_text())
+    assert (record["options"]["method"], record["options"]["chi"]) == ("mps", 3)
