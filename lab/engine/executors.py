@@ -129,10 +129,9 @@ class DaskExecutor:
     def run(self, units: list[Any], work: Work, prepare: list[PrepareUnit]) -> Iterator[UnitResult]:
         from distributed import as_completed
 
-        _ship_user_probes(work)
         client = self._client
         threaded = Work(work.run, work.probes, work.options, work.ctx, threads=1)
-        [work_future] = client.scatter([threaded], broadcast=True, hash=False)
+        [work_future] = client.scatter([_ship_user_probes(threaded)], broadcast=True, hash=False)
         needed = {k for u in units if isinstance(u, (ModelUnit, PairUnit)) for k in u.prepared}
         prepared = {p.key: client.submit(run_prepare, p, work_future, pure=False) for p in prepare if p.key in needed}
         probe_of = {p.key: p.probe for p in prepare}
@@ -182,15 +181,36 @@ def _warm_up() -> None:
     import lab.probes  # noqa: F401
 
 
-def _ship_user_probes(work: Work) -> None:
-    """Pickle probes defined outside lab by value, so workers need not import their modules."""
+def _ship_user_probes(work: Work):
+    """``work`` as it must travel: probes defined outside lab (a ``--plugin`` file, a notebook, test code)
+    pickled by value, so workers need not import their modules.
+
+    Registering the modules with cloudpickle is not enough alone: Dask pickles an object with the plain
+    ``pickle`` first and only falls back to cloudpickle when that fails or the object's own module is
+    registered. A ``Work`` pickles fine by reference, and a worker then cannot import ``lab_plugin_...``.
+    So the work travels as cloudpickle's bytes, unpickled on the worker into the same ``Work``."""
     import cloudpickle
 
+    user = []
     for probe in work.probes:
         for fn in (probe.run, probe.prepare, probe.options):
             module = getattr(fn, "__module__", None)
             if module and module != "__main__" and not module.startswith("lab.") and module in sys.modules:
                 cloudpickle.register_pickle_by_value(sys.modules[module])
+                user.append(module)
+    return _ByValue(cloudpickle.dumps(work)) if user else work
+
+
+class _ByValue:
+    """Pickles as ``cloudpickle.loads(payload)``: unpickling yields the object itself, not this wrapper."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def __reduce__(self):
+        import cloudpickle
+
+        return cloudpickle.loads, (self.payload,)
 
 
 def default_threads() -> int:

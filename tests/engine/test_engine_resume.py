@@ -137,3 +137,38 @@ def test_a_run_without_resume_is_not_silently_replaced(tmp_path, engine_inputs, 
     again = _lab(*_args(engine_inputs, plugin, out))
     assert again.returncode == 2 and "--resume" in again.stderr and again.stderr.count("\n") == 1
     assert Parts(out / "r").done()  # the finished units are still there to resume
+
+
+def test_dask_run_killed_then_resumed_on_dask_equals_a_clean_run(tmp_path, engine_inputs, plugin):
+    """SIGKILL of a ``--workers 2`` run: its worker processes go with it (none is left running), the units
+    the workers had finished are kept, and ``--resume`` on a new local cluster finishes the run equal to a
+    clean serial one."""
+    import psutil
+
+    out = tmp_path / "interrupted"
+    proc = _lab(*_args(engine_inputs, plugin, out, "--workers", "2"), wait=False)
+    _wait_for_parts(out / "r", 5, proc)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=120)
+    gone, alive = psutil.wait_procs(children, timeout=60)
+    for p in alive:  # leave no process behind even when the assertion below fails
+        p.kill()
+    assert not alive, f"worker processes outlived the killed driver: {alive}"
+
+    folder = out / "r"
+    parts = Parts(folder)
+    finished = {key: parts.meta(key) for key in parts.done()}
+    assert json.loads((folder / "manifest.json").read_text())["status"] == "incomplete" and len(finished) >= 5
+    assert all(meta["worker"].startswith("tcp://127.0.0.1:") for meta in finished.values())  # the workers' units
+
+    resumed = _lab(*_args(engine_inputs, plugin, out, "--resume", "--workers", "2"))
+    assert resumed.returncode == 0, resumed.stderr
+    run = open_run(folder)
+    assert run.complete and run.manifest["execution"] == "dask: 2 local workers"
+    units = {u["key"]: u for u in run.manifest["units"]}
+    for key, meta in finished.items():  # kept, not recomputed
+        assert units[key]["worker"] == meta["worker"] and units[key]["seconds"] == meta["seconds"]
+    clean = _lab(*_args(engine_inputs, plugin, tmp_path / "clean"))
+    assert clean.returncode == 0, clean.stderr
+    _same_tables(run, open_run(tmp_path / "clean" / "r"))
