@@ -229,22 +229,33 @@ def _entanglement(runs: Sequence[Run]) -> list[Sentence]:
         if len(rows) > 1:
             w.text(" ± ").num("valley_entropy_sd", rows["valley_entropy"].std())
         w.text(" nats in ").num("modules", len(rows), " modules")
+        check = None  # S ≤ ln r is an identity of the algebra: stated as a sanity check, not as a finding
         if "ln_rank_bound" in rows.columns:
             low = rows[rows["ln_rank_bound"] < rows["valley_max"] - 1e-12]  # a rank bound below the shape's: adapters
             if not low.empty:
                 bounds = sorted(low["rank_bound"].dropna().astype(int).unique())
-                below = int((low["valley_entropy"] <= low["ln_rank_bound"] + 1e-9).sum())
-                w.text(", at most ln r in ").num("below_ln_r", below, "/").num("rank_bounded", len(low))
+                check = (int((low["valley_entropy"] <= low["ln_rank_bound"] + 1e-9).sum()), len(low))
+                w.text(", ").num("room_below_ln_r", (low["ln_rank_bound"] - low["valley_entropy"]).mean(),
+                                 " nats under the rank bound ln r on average")
                 if len(bounds) == 1:
                     w.text(f" (ln {bounds[0]} = ").num("ln_r", math.log(bounds[0]), ")")
         w.text("; Page's value there ").num("page_mean", rows["valley_page"].mean())
         w.text(", so the valley is ").num("depth_mean", rows["depth"].mean(), " nats deep")
+        shaped = rows.dropna(subset=[c for c in ("valley_neighbour_depth", "valley_width", "deepest_cut", "valley_cut")
+                                     if c in rows.columns]) if "valley_neighbour_depth" in rows.columns else rows.iloc[0:0]
+        if not shaped.empty:
+            w.text(", ").num("neighbour_depth_mean", shaped["valley_neighbour_depth"].mean(), " nats below its neighbouring cuts, ")
+            w.num("width_median", shaped["valley_width"].median(), " cuts wide at half depth (median), deepest at the row|column cut in ")
+            w.num("deepest_at_cut", int((shaped["deepest_cut"] == shaped["valley_cut"]).sum()), "/").num("shaped", len(shaped), " modules")
         controls = all_rows[all_rows["source"] == "random"] if "source" in all_rows.columns else all_rows.iloc[0:0]
         if not controls.empty:
             gap = rows["depth"].mean() - controls["depth"].mean()
-            w.text(", ").num("depth_minus_control", gap, " nats deeper than the Gaussian controls' (")
+            w.text("; ").num("depth_minus_control", gap, " nats deeper than the Gaussian controls' (")
             w.num("control_depth_mean", controls["depth"].mean(), ")")
         w.text(".")
+        if check is not None:
+            w.text(" Sanity check S ≤ ln r: ").num("below_ln_r", check[0], "/").num("rank_bounded", check[1])
+            w.text(" passed." if check[0] == check[1] else " FAILED (a rank bound is wrong).")
         depths[run.name] = float(rows["depth"].mean())
         out.append(w.sentence)
     if len(depths) > 1:

@@ -48,7 +48,7 @@ def valleys_from_summary(summary: pd.DataFrame) -> pd.DataFrame:
     carries them)."""
     out = summary.rename(columns={"valley_page_entropy": "valley_page", "valley_max_entropy": "valley_max",
                                   "valley_depth": "depth"})
-    keep = present(out, ID + ["source", "valley_entropy", "valley_page", "valley_max", "depth", "rank_bound",
+    keep = present(out, ID + ["source", "valley_entropy", "valley_page", "valley_max", "depth", "rank_bound", "valley_cut",
                               "valley_neighbour_depth", "valley_width", "deepest_cut", "page_ratio_outer"])
     out = out[keep].copy()
     if "rank_bound" in out.columns:

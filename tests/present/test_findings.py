@@ -51,6 +51,11 @@ def expected(folder, run) -> dict[str, dict[str, float]]:
             numbers["below_ln_r"] = int((adapters["valley_entropy"] <= np.log(adapters["rank_bound"]) + 1e-9).sum())
             numbers["rank_bounded"] = len(adapters)
             numbers["ln_r"] = math.log(adapters["rank_bound"].iloc[0])
+            numbers["room_below_ln_r"] = (np.log(adapters["rank_bound"]) - adapters["valley_entropy"]).mean()
+        numbers["neighbour_depth_mean"] = m["valley_neighbour_depth"].mean()
+        numbers["width_median"] = m["valley_width"].median()
+        numbers["deepest_at_cut"] = int((m["deepest_cut"] == m["valley_cut"]).sum())
+        numbers["shaped"] = len(m)
         gauss = e[e["source"] == "random"]
         if len(gauss):
             numbers["control_depth_mean"] = gauss["valley_depth"].mean()
