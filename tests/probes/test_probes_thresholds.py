@@ -294,3 +294,30 @@ def test_mps_adapter_runs_on_text_like_its_merged_model(tmp_path, inputs):
             for r in (mps_run, full_run))
     np.testing.assert_allclose(a["attention_tv"], b["attention_tv"], rtol=1e-4, atol=1e-7)
     assert (a["attention_tv"] > 0).all()  # the update moved the attention
+
+
+def test_findings_state_growth_beside_the_control_only_from_three_lengths(tmp_path, inputs):
+    """The thresholds sentence carries both scales, the largest logit and γ/control; it states the growth and the
+    control's slope from the growth table over three lengths, and says it is not fitted over two."""
+    from lab.present.findings import summarize
+
+    settings = dict(base=inputs["base"], out=tmp_path, probes=["thresholds"], texts=inputs["texts"], windows=2,
+                    progress=False)
+    three = lab.analyze(inputs["lora"], run="three", seq_len=[4, 8, 16], **settings)
+    two = lab.analyze(inputs["lora"], run="two", seq_len=[8, 16], **settings)
+    for run, lengths in ((three, 3), (two, 2)):
+        (sentence,) = [s for f in summarize([run]) if f.key == "thresholds" for s in f.sentences]
+        rows, growth = run.table("thresholds"), run.table("threshold_growth")
+        assert sentence.numbers["ratio_as_max"] == pytest.approx(rows["ratio_as"].max(), rel=1e-12)
+        assert sentence.numbers["logit_max"] == pytest.approx(rows["logit_max"].max(), rel=1e-12)
+        assert sentence.numbers["evt_ratio_median"] == pytest.approx(
+            np.median(np.r_[rows["evt_ratio_q"], rows["evt_ratio_k"]]), rel=1e-12)
+        assert sentence.numbers["growth_lengths"] == lengths
+        if lengths == 3:
+            # (a 30-word vocabulary: the largest γ is the same token's at every L, so its R² is NaN, ss_tot = 0)
+            assert growth["evt_r2"].notna().all() and growth["slope"].notna().all()
+            assert sentence.numbers["slope_median"] == pytest.approx(growth["slope"].median(), rel=1e-12)
+            assert sentence.numbers["evt_slope_median"] == pytest.approx(growth["evt_slope"].median(), rel=1e-12)
+            assert sentence.numbers["slope_above_control"] == int((growth["slope"] > growth["evt_slope"]).sum())
+        else:
+            assert "slope_median" not in sentence.numbers and "not fitted" in sentence.plain()
