@@ -1,25 +1,34 @@
-"""Merging real fine-tunes: how far is each merge of rank k from the exact sum, and does LEGO beat svd or linear?
+"""Merging fine-tunes of distinct corpora: does one merged adapter keep each adapter's task?
 
-The adapters (default: the last checkpoints of ``lab demo``'s three LoRA runs, all-MiniLM-L6-v2
-on Python's docstrings with r = 4, 16, 64 on the query and value projections; any PEFT adapters
-of one base with ``--adapters``) are merged with equal weights by every method of ``lab merge``
-(:mod:`lab.merge.adapters`, the same code the command runs) at a grid of ranks k:
+LoRA-LEGO (arXiv 2409.16167) claims several tasks in one adapter, so merges are judged here by
+held-out loss per task, not only by ‖M − T‖_F (where the truncated SVD wins by Eckart–Young).
 
-* ``stack`` (FLoRA): exact at k = Σ r_j; the reference;
-* ``svd``: the best rank-k approximation of the exact mean (Eckart–Young): no method of rank k
-  can have a smaller Frobenius error, so the question is how close the others come;
-* ``lego`` (LoRA-LEGO, arXiv 2409.16167): k-means over the pooled units, dual reweighting;
-* ``linear`` (PEFT / FedAvg index-wise averaging): only where every adapter has the same rank k.
+1. Corpora (offline, see :func:`corpus_texts`): ``docstrings`` (the standard library's docstrings,
+   the fine-tuner's default corpus) and ``reference`` (the language reference text shipped in
+   ``pydoc_data.topics``), each a list of texts with at least two sentences (the contrastive
+   objective pairs a text's first sentence with the rest). Every fifth text is held out; the rest
+   is the training file. ``--corpus NAME=FILE`` replaces them (one text per line).
+2. Per seed s (``--seeds N``, cached like ``lab demo``'s runs: a finished fine-tune with the same
+   options is reused), one LoRA fine-tune per corpus (``lab finetune``'s code, ``--steps`` steps,
+   r = ``--r``, α = 2r, seed s) of the base (default all-MiniLM-L6-v2, trained contrastively).
+3. The adapters of seed s merged with equal weights by ``lab merge`` (its public function) with
+   stack (the exact mean), linear, svd, lego (the paper's, data-free) and lego-oracle (fitted to
+   the exact mean: an oracle, for comparison) at rank k = r, each with ``--eval-texts`` the held-out
+   files: the merge_eval table gives every merge's, every adapter's and the base's loss on each
+   corpus (windows as the activation probes define them; the base's fine-tuning objective).
+4. Per corpus: each model's loss as mean ± sd over seeds with the per-seed values; a difference is
+   stated only when :func:`lab.present.seeds.separated` holds (per-seed ranges disjoint and means
+   apart by more than both sds), else "not separated at N seeds".
 
-Writes ``msu_merge.png`` (relative Frobenius error against k per method, modules averaged, the
-optimal rank-k line) and ``msu_merge.md`` (the numbers and the answer).
+Writes ``msu_merge.md`` and ``msu_merge.png`` (loss per model and corpus, seeds as dots).
 
-    python analyses/msu_merge.py [--workdir DIR] [--adapters A B ...] [--out DIR]
+    python analyses/msu_merge.py [--seeds 3] [--steps 40] [--workdir DIR] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -27,120 +36,203 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent
+METHODS = ("stack", "linear", "svd", "lego", "lego-oracle")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)")
 
 
-def default_adapters(workdir: Path | None) -> list[Path]:
-    """The last checkpoint of each of lab demo's LoRA runs (running the LoRA fine-tunes when absent)."""
-    import platformdirs
+def corpus_texts(name: str) -> list[str]:
+    """The texts of a built-in corpus, in a fixed order: only texts with two or more sentences."""
+    if name == "docstrings":
+        from lab.finetune.corpus import stdlib_docstrings
 
-    workdir = workdir or Path(platformdirs.user_cache_dir("lab")) / "demo"
-    runs = sorted((workdir / "finetunes").glob("lora-r*")) if (workdir / "finetunes").is_dir() else []
-    if not runs:
-        from lab.demo import run_demo
+        texts = [d.text for d in stdlib_docstrings(limit=3000)]
+    elif name == "reference":
+        import pydoc_data.topics
 
-        print(f"no demo fine-tunes under {workdir}; running `lab demo` (LoRA runs only) there first", file=sys.stderr)
-        run_demo(workdir, full=False)
-        runs = sorted((workdir / "finetunes").glob("lora-r*"))
-    out = []
-    for run in runs:
-        steps = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-        out.append(steps[-1] if steps else run)
+        texts = []
+        for _, text in sorted(pydoc_data.topics.topics.items()):
+            texts += [re.sub(r"\s+", " ", p).strip() for p in re.split(r"\n\s*\n", text)]
+    else:
+        raise ValueError(f"unknown corpus {name!r}: docstrings or reference, or pass --corpus NAME=FILE")
+    return [t for t in texts if len(t) >= 80 and _SENTENCE.search(t)]
+
+
+def split_corpora(workdir: Path, corpora: dict[str, list[str]], every: int = 5) -> dict[str, tuple[Path, Path]]:
+    """{name: (training file, held-out file)}: text i is held out when i % every == 0."""
+    folder = workdir / "corpora"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, texts in corpora.items():
+        texts = [re.sub(r"\s+", " ", t).strip() for t in texts if t.strip()]
+        train, held = folder / f"{name}-train.txt", folder / f"{name}.txt"
+        train.write_text("\n".join(t for i, t in enumerate(texts) if i % every) + "\n")
+        held.write_text("\n".join(t for i, t in enumerate(texts) if i % every == 0) + "\n")
+        out[name] = (train, held)
     return out
 
 
-def measure(adapters: list[Path], ks: list[int] | None = None, seed: int = 0) -> pd.DataFrame:
-    """One row per (method, k, module): the errors lab merge writes to its merge table."""
-    from lab.merge.adapters import merge_modules, read_adapter
+def finetune_adapters(workdir: Path, files: dict[str, tuple[Path, Path]], seeds: int, steps: int, r: int,
+                      model: str, batch_size: int) -> dict[tuple[int, str], Path]:
+    """{(seed, corpus): the last checkpoint of that fine-tune}, reusing finished runs with the same options."""
+    from lab.finetune.config import FinetuneConfig
+    from lab.finetune.train import finetune, is_complete
 
-    inputs = [read_adapter(p) for p in adapters]
-    for i, a in enumerate(inputs):
-        a.name = f"{i}:{a.name}" if len({x.name for x in inputs}) < len(inputs) else a.name
-    w = [1.0 / len(inputs)] * len(inputs)
-    ranks = sorted({f.rank_bound for a in inputs for f in a.factors.values()})
-    pooled = max(sum(a.factors[m].rank_bound for a in inputs if m in a.factors) for m in inputs[0].factors)
-    ks = ks or sorted({k for k in [1, 2, 4, 8, 16, 32, 64, 128, *ranks, pooled] if k <= pooled})
-    rows = []
-
-    def add(method, k, merges):
-        for mm in merges:
-            e = mm.errors
-            rows.append({"method": method, "k": k, "module": mm.module, "rel_fro_error": e.rel_fro,
-                         "optimal_rel_fro_error": e.optimal_rel_fro, "rel_spectral_error": e.rel_spectral})
-
-    add("stack", pooled, merge_modules(inputs, w, "stack"))
-    if len(ranks) == 1:
-        add("linear", ranks[0], merge_modules(inputs, w, "linear"))
-    for k in ks:
-        add("svd", k, merge_modules(inputs, w, "svd", k))
-        add("lego", k, merge_modules(inputs, w, "lego", k, seed=seed))
-    return pd.DataFrame(rows)
+    out = {}
+    for seed in range(seeds):
+        for name, (train, _) in files.items():
+            config = FinetuneConfig(out=str(workdir / "finetunes" / f"seed{seed}" / name), model=model, method="lora",
+                                    texts=str(train), r=r, alpha=2.0 * r, steps=steps, save_every=steps,
+                                    batch_size=batch_size, seed=seed)
+            if not is_complete(config.out, config):
+                print(f"fine-tuning {name} (seed {seed}, {steps} steps)", file=sys.stderr)
+                finetune(config, overwrite=True)
+            last = max(Path(config.out).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+            out[(seed, name)] = last
+    return out
 
 
-def figure(df: pd.DataFrame, path: Path) -> None:
+def measure(adapters: dict[tuple[int, str], Path], files: dict[str, tuple[Path, Path]], workdir: Path, base: Path,
+            k: int, seq_len: int, windows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(merge_eval rows, merge rows) of every seed's merges, with a ``seed`` column."""
+    from lab.merge.api import merge
+
+    names = list(files)
+    evals, errors = [], []
+    for seed in sorted({s for s, _ in adapters}):
+        paths = [adapters[(seed, n)] for n in names]
+        for method in METHODS:
+            if method == "linear" and len({_rank(p) for p in paths}) > 1:
+                continue
+            done = merge(paths, workdir / "merges" / f"seed{seed}" / method, method, rank=None if method in ("stack", "linear") else k,
+                         seed=seed, results=workdir / "results", run=f"seed{seed}", base=base, seq_len=seq_len,
+                         windows=windows, overwrite=True, eval_texts=[files[n][1] for n in names])
+            inputs = list(dict.fromkeys(r["checkpoint"] for r in done.eval_rows if r["kind"] == "input"))  # in input order
+            model = {**{c: f"adapter:{n}" for c, n in zip(inputs, names)}, "base": "base", done.out.name: method}
+            evals += [{**row, "seed": seed, "model": model[row["checkpoint"]]} for row in done.eval_rows]
+            errors += [{**row, "seed": seed} for row in done.rows]
+    # an input adapter's and the base's rows repeat for every merge: keep one of each
+    ev = pd.DataFrame(evals).drop_duplicates(subset=["seed", "model", "texts"])
+    return ev, pd.DataFrame(errors)
+
+
+def _rank(path: Path) -> int:
+    import json
+
+    return int(json.loads((Path(path) / "adapter_config.json").read_text())["r"])
+
+
+def summary(ev: pd.DataFrame, err: pd.DataFrame, names: list[str], seeds: int, args) -> str:
+    from lab.present.seeds import Spread, separated, verdict
+
+    def values(model, texts):
+        g = ev[(ev.model == model) & (ev.texts == texts)].sort_values("seed")
+        return g.loss.tolist()
+
+    objective = ev.objective.iloc[0]
+    models = ["base", *(f"adapter:{n}" for n in names), *(m for m in METHODS if m in set(ev.model))]
+    lines = ["# Merging fine-tunes of distinct corpora: held-out loss per corpus", "",
+             f"Base `{args.model}`, one LoRA fine-tune per corpus (r = {args.r}, α = {2 * args.r:g}, {args.steps} steps, "
+             f"batch {args.batch_size}) per seed, {seeds} seeds; merges of the seed's adapters with equal weights at "
+             f"rank k = {args.r} (stack keeps all {args.r * len(names)} units). Loss: {objective} "
+             f"(the base's fine-tuning objective, lab/finetune/objectives.py) on the first {args.windows} windows of "
+             f"{args.seq_len} tokens of each corpus's held-out fifth (the merge_eval table). Values: mean ± sd over "
+             "seeds, then the per-seed values. lego-oracle fits its output scale to the exact mean, an oracle the "
+             "paper does not have: shown for comparison, not as a method.", ""]
+    for texts in names:
+        lines += [f"## Held-out `{texts}`", "", "| model | loss (mean ± sd) | per seed |", "|---|---|---|"]
+        for m in models:
+            s = Spread.of(values(m, texts))
+            if s.n:
+                lines.append(f"| {m} | {s.text(4)} | {s.values_text(4)} |")
+        own = f"adapter:{texts}"
+        lines += ["", "Findings (a difference is stated only when the seeds separate it):", ""]
+        for m in [*(f"adapter:{n}" for n in names if n != texts), *(m for m in METHODS if m in set(ev.model))]:
+            a, o, b = values(m, texts), values(own, texts), values("base", texts)
+            va, vb = verdict(a, o, seeds), verdict(a, b, seeds)
+            mo = Spread.of(a).mean - Spread.of(o).mean
+            mb = Spread.of(a).mean - Spread.of(b).mean
+            lines.append(f"- {m}: {mo:+.4f} against the `{texts}` adapter ({va}), {mb:+.4f} against the base ({vb})")
+        if {"lego", "svd"} <= set(ev.model):
+            a, b = values("lego", texts), values("svd", texts)
+            lines.append(f"- lego against svd at equal rank: {Spread.of(a).mean - Spread.of(b).mean:+.4f} ({verdict(a, b, seeds)})")
+        if {"lego", "stack"} <= set(ev.model):
+            a, b = values("lego", texts), values("stack", texts)
+            lines.append(f"- lego against stack (the exact mean): {Spread.of(a).mean - Spread.of(b).mean:+.4f} ({verdict(a, b, seeds)})")
+        lines.append("")
+    lines += ["## Weight space: ‖M − T‖_F / ‖T‖_F against the exact mean T (mean over modules, then over seeds)", "",
+              "| method | k | rel. Frobenius error | best rank-k (Eckart–Young) |", "|---|---|---|---|"]
+    per = err.groupby(["method", "seed"], as_index=False)[["rel_fro_error", "optimal_rel_fro_error", "k"]].mean()
+    for m in METHODS:
+        g = per[per.method == m].sort_values("seed")
+        if not g.empty:
+            lines.append(f"| {m} | {int(g.k.iloc[0])} | {Spread.of(g.rel_fro_error).text(4)} | "
+                         f"{Spread.of(g.optimal_rel_fro_error).text(4)} |")
+    lines += ["", "svd is the best rank-k approximation of T by construction, so this column ranks merges by a measure "
+              "svd wins; the held-out losses above are what the merges are for. The paper's lego is not aimed at T "
+              "(its output scale √(r/k) is data-free), so a larger weight-space error is expected and says nothing "
+              "about the tasks by itself.", ""]
+    return "\n".join(lines)
+
+
+def figure(ev: pd.DataFrame, names: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mean = df.groupby(["method", "k"], as_index=False)[["rel_fro_error", "optimal_rel_fro_error"]].mean()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    opt = mean[mean.method == "svd"]
-    ax.plot(opt.k, opt.optimal_rel_fro_error, color="black", lw=1, ls="--", label="best rank k (Eckart–Young)")
-    for method, marker in (("svd", "o"), ("lego", "s"), ("linear", "^"), ("stack", "*")):
-        g = mean[mean.method == method]
-        if not g.empty:
-            ax.plot(g.k, g.rel_fro_error.clip(lower=1e-17), marker=marker, ls="-" if len(g) > 1 else "", label=method)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("symlog", linthresh=1e-3)
-    ax.set_ylim(bottom=0)  # errors are ≥ 0: no empty negative half
-    ax.set_xlabel("rank k of the merged adapter")
-    ax.set_ylabel("‖M − T‖_F / ‖T‖_F (mean over modules)")
-    ax.set_title("Merging the adapters: error against the exact mean T")
-    ax.legend(fontsize=8)
+    models = ["base", *(f"adapter:{n}" for n in names), *(m for m in METHODS if m in set(ev.model))]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.2), squeeze=False)
+    for ax, texts in zip(axes[0], names):
+        for i, m in enumerate(models):
+            v = ev[(ev.model == m) & (ev.texts == texts)].loss.to_numpy()
+            if v.size:
+                ax.bar(i, v.mean(), color="lightgray" if m == "base" else "C0" if m.startswith("adapter") else "C1")
+                ax.errorbar(i, v.mean(), yerr=v.std(ddof=1) if v.size > 1 else 0, color="black", capsize=3)
+                ax.plot(np.full(v.size, i), v, "k.", ms=4)
+        ax.set_xticks(range(len(models)), models, rotation=45, ha="right", fontsize=8)
+        lo = ev[ev.texts == texts].loss.min()
+        hi = ev[ev.texts == texts].loss.max()
+        ax.set_ylim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.1 * (hi - lo + 1e-9))
+        ax.set_title(f"held-out {texts}")
+        ax.set_ylabel(f"loss ({ev.objective.iloc[0]})")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
 
-def summary(df: pd.DataFrame, adapters: list[Path]) -> str:
-    mean = df.groupby(["method", "k"], as_index=False)[["rel_fro_error", "optimal_rel_fro_error", "rel_spectral_error"]].mean()
-    wide = mean.pivot(index="k", columns="method", values="rel_fro_error")
-    lines = ["# Merging real adapters: error against the exact weighted mean", "",
-             "Adapters: " + ", ".join(f"`{p}`" for p in adapters), "",
-             "Relative Frobenius error ‖M − T‖_F/‖T‖_F, mean over modules, T the exact mean of the updates:", "",
-             "| k | " + " | ".join(wide.columns) + " |", "|---|" + "---|" * len(wide.columns)]
-    for k, row in wide.iterrows():
-        lines.append(f"| {k} | " + " | ".join("" if pd.isna(v) else f"{v:.4g}" for v in row) + " |")
-    both = wide.dropna(subset=[c for c in ("svd", "lego") if c in wide.columns])
-    lines += [""]
-    if {"svd", "lego"} <= set(wide.columns) and not both.empty:
-        ratio = (both["lego"] / both["svd"].where(both["svd"] > 1e-10)).dropna()  # k below the pooled rank
-        lines.append(f"LEGO against svd at equal k: LEGO's error is {ratio.min():.3g}× to {ratio.max():.3g}× svd's "
-                     f"(k where svd is not exact). svd is the best rank-k approximation, so LEGO cannot beat it in "
-                     f"this measure; the numbers say by how much it falls short.")
-    if "linear" in wide.columns:
-        k = wide["linear"].dropna().index[0]
-        lines.append(f"linear (index-wise averaging) at k = {k}: {wide.loc[k, 'linear']:.4g}, against svd "
-                     f"{wide.loc[k, 'svd']:.4g} and LEGO {wide.loc[k, 'lego']:.4g} at the same k.")
-    else:
-        lines.append("linear is not defined here: the adapters' ranks differ (index-wise averaging needs equal ranks).")
-    stack_err = mean[mean.method == "stack"].rel_fro_error.max()
-    lines.append(f"stack (concatenation) reproduces the exact mean to {stack_err:.2g} at k = Σ r_j.")
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=None, help="lab demo's workdir (default: the user cache dir, lab/demo)")
-    parser.add_argument("--adapters", type=Path, nargs="+", default=None, help="PEFT adapter folders of one base instead of the demo's")
+    parser.add_argument("--workdir", type=Path, default=None, help="cache folder (default: the user cache dir, lab/msu_merge)")
     parser.add_argument("--out", type=Path, default=ROOT / "output", help="folder for msu_merge.png and .md")
-    parser.add_argument("--seed", type=int, default=0, help="LEGO's k-means seed")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per fine-tune (each seed: its own adapters and merges)")
+    parser.add_argument("--steps", type=int, default=40, help="fine-tuning steps per adapter")
+    parser.add_argument("--r", type=int, default=8, help="LoRA rank of the fine-tunes and the merged rank k")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--model", default="minilm", help="base model: minilm, smollm2 or a local folder")
+    parser.add_argument("--corpus", action="append", default=None, metavar="NAME=FILE",
+                        help="a corpus file (one text per line) instead of the built-in docstrings and reference")
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--windows", type=int, default=16)
     args = parser.parse_args(argv)
-    adapters = args.adapters or default_adapters(args.workdir)
-    df = measure(adapters, seed=args.seed)
+    import platformdirs
+
+    from lab.finetune.models import resolve_base
+
+    workdir = args.workdir or Path(platformdirs.user_cache_dir("lab")) / "msu_merge"
+    if args.corpus:
+        from lab.finetune.corpus import text_file
+
+        corpora = {spec.split("=", 1)[0]: text_file(spec.split("=", 1)[1]) for spec in args.corpus}
+    else:
+        corpora = {name: corpus_texts(name) for name in ("docstrings", "reference")}
+    files = split_corpora(workdir, corpora)
+    adapters = finetune_adapters(workdir, files, args.seeds, args.steps, args.r, args.model, args.batch_size)
+    base = resolve_base(args.model).path
+    ev, err = measure(adapters, files, workdir, base, args.r, args.seq_len, args.windows)
     args.out.mkdir(parents=True, exist_ok=True)
-    figure(df, args.out / "msu_merge.png")
-    text = summary(df, adapters)
+    names = list(files)
+    figure(ev, names, args.out / "msu_merge.png")
+    text = summary(ev, err, names, args.seeds, args)
     (args.out / "msu_merge.md").write_text(text)
     print(text)
     return 0

@@ -34,3 +34,21 @@ def adapters(tmp_path_factory):
         "c": make_adapter(root / "c", 13, r=6, lora_alpha=6, target_modules=["q_proj", "v_proj", "o_proj"],
                           rank_pattern={"o_proj": 2}, alpha_pattern={"v_proj": 12.0}),
     }
+
+
+def bert_base(folder: Path):
+    """The tiny BERT saved with a word-level tokenizer that wraps a text in [CLS] … [SEP], as BERT's does
+    (an encoder without LM head: lab fine-tunes and evaluates it with the contrastive objective)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    base = builders.save(builders.tiny_bert(seed=0), folder)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    vocab = {w: i for i, w in enumerate([*specials, *dict.fromkeys(builders.WORDS)])}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    raw.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]")
+    tok.save_pretrained(folder)
+    assert tok("the model")["input_ids"] == [2, vocab["the"], vocab["model"], 3]
+    return base, tok

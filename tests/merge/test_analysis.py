@@ -1,27 +1,52 @@
-"""analyses/msu_merge.py on real tiny adapters: the figure and summary are written, and the table's
-numbers are those of lab merge (svd equals the Eckart–Young optimum, stack is exact)."""
+"""analyses/msu_merge.py end to end on a tiny BERT and two small corpora: fine-tunes per seed, every
+merge evaluated on each held-out corpus, the per-seed values and the separation verdicts written."""
 
 from __future__ import annotations
 
+import re
 import runpy
 from pathlib import Path
 
-import pytest
+import numpy as np
+import pandas as pd
 
-from conftest import make_adapter
+import builders
+from conftest import bert_base
 
 SCRIPT = Path(__file__).resolve().parents[2] / "analyses" / "msu_merge.py"
 
 
-def test_msu_merge_analysis_writes_figure_and_summary(tmp_path):
-    adapters = [make_adapter(tmp_path / n, s, r=2, lora_alpha=4, target_modules=["q_proj"]) for n, s in (("a", 1), ("b", 2))]
+def _corpus(path, words, seed, n=60):
+    rng = np.random.default_rng(seed)
+    path.write_text("\n".join(" ".join(rng.choice(words, 5)) + ". " + " ".join(rng.choice(words, 6)) + "."
+                              for _ in range(n)) + "\n")
+    return path
+
+
+def test_msu_merge_analysis_end_to_end(tmp_path):
+    base, _ = bert_base(tmp_path / "bert")
+    words = list(dict.fromkeys(builders.WORDS))
+    one, two = _corpus(tmp_path / "one.txt", words[:12], 1), _corpus(tmp_path / "two.txt", words[12:], 2)
     script = runpy.run_path(str(SCRIPT))
-    df = script["measure"](adapters)
-    svd = df[df.method == "svd"]
-    assert (svd.rel_fro_error - svd.optimal_rel_fro_error).abs().max() < 1e-10
-    assert df[df.method == "stack"].rel_fro_error.max() < 1e-13
-    assert (df[df.method == "lego"].rel_fro_error >= df[df.method == "lego"].optimal_rel_fro_error - 1e-12).all()
-    assert script["main"](["--adapters", *map(str, adapters), "--out", str(tmp_path / "out")]) == 0
-    assert (tmp_path / "out" / "msu_merge.png").stat().st_size > 1000
+    args = ["--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--model", str(base), "--seeds", "2",
+            "--steps", "2", "--r", "2", "--batch-size", "4", "--seq-len", "8", "--windows", "4",
+            "--corpus", f"one={one}", "--corpus", f"two={two}"]
+    assert script["main"](args) == 0
     text = (tmp_path / "out" / "msu_merge.md").read_text()
-    assert "linear (index-wise averaging) at k = 2" in text and "LEGO against svd" in text
+    assert (tmp_path / "out" / "msu_merge.png").stat().st_size > 1000
+    for corpus in ("one", "two"):
+        section = text.split(f"## Held-out `{corpus}`")[1].split("##")[0]
+        for model in ("base", "adapter:one", "adapter:two", "stack", "linear", "svd", "lego", "lego-oracle"):
+            row = re.search(rf"^\| {re.escape(model)} \| ([^|]+) \| ([^|]+) \|$", section, re.M)
+            assert row, (corpus, model)
+            assert len(row.group(2).split(" / ")) == 2  # one value per seed
+        assert "lego against svd at equal rank" in section
+        assert re.search(r"\((separated|not separated at 2 seeds)\)", section)
+    # the values are those of the merge_eval tables lab merge wrote for each seed
+    ev = pd.concat(pd.read_parquet(p) for p in (tmp_path / "work" / "results").glob("seed*/merge_eval.parquet"))
+    lego = ev[(ev.kind == "merged") & (ev.method == "lego") & (ev.texts == "one")].loss
+    assert f"{lego.mean():.4f}" in text.split("## Held-out `one`")[1].split("| lego |")[1].splitlines()[0]
+    # the held-out fifth is not in the training file
+    held = set((tmp_path / "work" / "corpora" / "one.txt").read_text().splitlines())
+    train = set((tmp_path / "work" / "corpora" / "one-train.txt").read_text().splitlines())
+    assert held and train and not held & train

@@ -12,7 +12,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from typer.testing import CliRunner
 
 import builders
-from conftest import make_adapter
+from conftest import bert_base, make_adapter
 from lab.cli import app
 
 
@@ -68,25 +68,8 @@ def test_causal_lm_losses_equal_peft_forward(tmp_path):
     assert set(t.merged) == {"merged", "stacked"} and len(t) == 8 + 4
 
 
-def _bert_base(folder):
-    """The tiny BERT with a word-level tokenizer that wraps a text in [CLS] … [SEP], as BERT's does."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    base = builders.save(builders.tiny_bert(seed=0), folder)
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-    vocab = {w: i for i, w in enumerate([*specials, *dict.fromkeys(builders.WORDS)])}
-    raw = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    raw.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]")
-    tok.save_pretrained(folder)
-    assert tok("the model")["input_ids"] == [2, vocab["the"], vocab["model"], 3]
-    return base, tok
-
-
 def test_contrastive_losses_equal_peft_forward(tmp_path):
-    base, tok = _bert_base(tmp_path / "bert")
+    base, tok = bert_base(tmp_path / "bert")
     paths = []
     for n, s in (("a", 1), ("b", 2)):
         model = get_peft_model(builders.tiny_bert(seed=0), LoraConfig(r=2, lora_alpha=4, target_modules=["query", "value"]))
