@@ -8,7 +8,54 @@ everywhere, and a renamed one breaks loudly in tests.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any, Mapping
+
+
+def _empty(value: Any) -> bool:
+    """None, NaN or pandas' NA (whose comparisons are NA, not a bool)."""
+    try:
+        return value is None or bool(value != value)
+    except TypeError:
+        return True
+
+
+@dataclass(frozen=True)
+class NanWhen:
+    """The rows in which a column may be empty (NaN or null), as data: the column's description says it in
+    words, this says it so that a check can test every row (tests/fuzz does). Any one condition allows it.
+
+    * ``where``: (column, values) pairs: the row's column holds one of ``values`` (``None``: is itself empty)
+    * ``unless``: (column, values) pairs: the row's column holds none of ``values``
+    * ``unless_match``: (column, regex) pairs: the row's column, as text, does not fully match
+    * ``below``: (column, bound) pairs: the row's column is below ``bound``
+    * ``without_base``: the run was given no base model (its manifest's ``inputs.base`` is empty)
+    * ``zero_matrix``: the analysed matrix is zero (its module's ``fro_norm`` in the deltas table is 0)
+    """
+
+    where: tuple[tuple[str, tuple], ...] = ()
+    unless: tuple[tuple[str, tuple], ...] = ()
+    unless_match: tuple[tuple[str, str], ...] = ()
+    below: tuple[tuple[str, float], ...] = ()
+    without_base: bool = False
+    zero_matrix: bool = False
+
+    def allows(self, row: Mapping[str, Any], *, has_base: bool, zero_matrix: bool = False) -> bool:
+        """Whether ``row`` (a table row as a mapping) may hold an empty value in this column."""
+        if (self.without_base and not has_base) or (self.zero_matrix and zero_matrix):
+            return True
+        for column, values in self.where:
+            v = row[column]
+            if (_empty(v) and None in values) or (not _empty(v) and v in [x for x in values if x is not None]):
+                return True
+        for column, values in self.unless:
+            if _empty(row[column]) or row[column] not in values:
+                return True
+        for column, pattern in self.unless_match:
+            if _empty(row[column]) or re.fullmatch(pattern, str(row[column])) is None:
+                return True
+        return any(not _empty(row[column]) and row[column] < bound for column, bound in self.below)
 
 
 @dataclass(frozen=True)
@@ -16,6 +63,7 @@ class Column:
     name: str
     dtype: str  # "string", "int64", "float64", "bool"
     description: str
+    nan_when: NanWhen | None = None  # the rows where it may be empty; None: never (in the tables tests/fuzz checks)
 
 
 @dataclass(frozen=True)
@@ -30,17 +78,19 @@ class Table:
         return [c.name for c in self.columns]
 
 
-def _c(name: str, dtype: str, description: str) -> Column:
-    return Column(name, dtype, description)
+def _c(name: str, dtype: str, description: str, nan_when: NanWhen | None = None) -> Column:
+    return Column(name, dtype, description, nan_when)
 
 
 # Columns that identify where a row comes from; every table starts with them.
 ID_COLUMNS: tuple[Column, ...] = (
     _c("run", "string", "run name (the folder under the results directory)"),
     _c("checkpoint", "string", "checkpoint name: the folder or file name, or checkpoint-N of a training output"),
-    _c("step", "int64", "training step N of checkpoint-N (empty when the input is not part of a time series)"),
+    _c("step", "int64", "training step N of checkpoint-N (empty when the input is not part of a time series)",
+       NanWhen(unless_match=(("checkpoint", r"checkpoint-\d+"),))),
     _c("module", "string", "module path without '.weight' and PEFT's 'base_model.model.' prefix; GPT-2's c_attn split as '.q', '.k', '.v'"),
-    _c("layer", "int64", "transformer block index (empty for embeddings and heads)"),
+    _c("layer", "int64", "transformer block index (empty for embeddings and heads)",
+       NanWhen(where=(("role", ("embed", "lm_head", "other")),))),
     _c("role", "string", "normalised role: q, k, v, o, gate, up, down, embed, lm_head, other"),
 )
 
@@ -62,14 +112,18 @@ declare(
     _c("rows", "int64", "rows of ΔW (output features; embeddings: vocabulary)"),
     _c("cols", "int64", "columns of ΔW (input features)"),
     _c("rank_bound", "int64", "largest possible rank (the ceiling ln rank_bound of the row|column entropy): r for LoRA/DoRA/MPS adapters, the kept ranks for adalora, r for vera, r1·r2 for loha (min(rows, cols) when that is not smaller), rank(W1)·rank(W2) for lokr (each factor's r, or the smaller side of a dense factor; a fused projection's part cut across W2's rows: min(rows, cols)), min(rows, cols) for ia3 (a diagonal scaling of W: full rank), full and dense updates (every general-path PEFT type)"),
-    _c("pruned_ranks", "int64", "adalora: ranks of the module its budget allocation pruned (init_r − kept: λ = 0 or dropped by rank_pattern when saved); empty for every other kind"),
+    _c("pruned_ranks", "int64", "adalora: ranks of the module its budget allocation pruned (init_r − kept: λ = 0 or dropped by rank_pattern when saved); empty for every other kind", NanWhen(unless=(("kind", ("adalora",)),))),
     _c("params", "int64", "trainable parameters behind the update: LoRA r·(rows + cols), DoRA that plus rows (magnitudes), MPS rows·r + r·d1·χ + χ·d2 (B, C1, C2), full rows × cols (a fused projection's part counts its rows of B and the shared A); other PEFT types the module's own stored adapter tensors (adalora: A, B, E as stored, pruned ranks not saved; vera: λ_b and λ_d, out + r; loha: 2·r·(rows + cols); ia3: l, rows or cols; lokr: w1 or w1_a, w1_b and w2 or w2_a, w2_b), whole for each part of a fused projection, tensors shared by all modules (VeRA's projections) not counted"),
-    _c("scale", "float64", "the adapter's scale s in ΔW = s·B·A: lora_alpha/r, or lora_alpha/√r with rsLoRA; adalora lora_alpha/(init_r + 1e-5) (PEFT's ranknum), loha alpha/r, lokr alpha/r (ΔW = s·kron(W1, W2)), vera 1 (empty for dense updates)"),
+    _c("scale", "float64", "the adapter's scale s in ΔW = s·B·A: lora_alpha/r, or lora_alpha/√r with rsLoRA; adalora lora_alpha/(init_r + 1e-5) (PEFT's ranknum), loha alpha/r, lokr alpha/r (ΔW = s·kron(W1, W2)), vera 1 (empty for dense updates)", NanWhen(where=(("factored", (False,)),))),
     _c("fro_norm", "float64", "‖ΔW‖_F of the scaled update (for adapters from the r×r Gram matrices, for lokr |s|·‖W1‖_F·‖W2‖_F; never multiplied out)"),
     _c("factored", "bool", "whether the update is held in a structured form, never multiplied out: factors (B, A, scale), or for lokr the Kronecker product s·kron(W1, W2) of two factors (each dense or w_a·w_b)"),
     _c("note", "string", "anything the reader must know about this row (e.g. DoRA analysed without its base)"),
 )
 
+
+# rows where a column may be empty, shared by several columns
+_NO_VALLEY = NanWhen(where=(("valley_cut", (None,)), ("valley_entropy", (None,))))  # no valley cut, or a NaN profile
+_WITHOUT_BASE = NanWhen(without_base=True)  # comparisons with W need the base
 
 # ---- entanglement and spectra probes (lab/probes/entanglement.py, lab/probes/spectra.py) ----------
 
@@ -84,7 +138,7 @@ declare(
     _c("cut", "int64", "cut position k (1 … N−1): k sites on the left"),
     _c("d_left", "int64", "dimension of the left block D_left = d_1·…·d_k"),
     _c("d_right", "int64", "dimension of the right block D_right = d_{k+1}·…·d_N"),
-    _c("entropy", "float64", "von Neumann entropy −Σ p ln p of the squared Schmidt values at this cut, nats (NaN for a zero or non-finite matrix)"),
+    _c("entropy", "float64", "von Neumann entropy −Σ p ln p of the squared Schmidt values at this cut, nats (NaN for a zero or non-finite matrix)", NanWhen(zero_matrix=True)),
     _c("renyi2", "float64", "Rényi-2 entropy −ln Σ p², nats"),
     _c("max_entropy", "float64", "largest possible entropy ln min(D_left, D_right)"),
     _c("page_entropy", "float64", "Page's mean entropy of a random state of dimensions (D_left, D_right): ψ(d_A d_B + 1) − ψ(d_B + 1) − (d_A − 1)/(2 d_B), d_A ≤ d_B"),
@@ -100,20 +154,20 @@ declare(
     _c("sites", "string", "the site chain as text: the prime factors of rows, a vertical bar, then those of cols (12×18 gives 2·2·3, bar, 2·3·3)"),
     _c("n_sites", "int64", "number of sites N"),
     _c("row_sites", "int64", "number of row sites"),
-    _c("valley_cut", "int64", "the row-column cut (= row_sites); empty for 1×n and m×1 matrices"),
+    _c("valley_cut", "int64", "the row-column cut (= row_sites); empty for 1×n and m×1 matrices", NanWhen(where=(("rows", (1,)), ("cols", (1,))))),
     _c("valley_entropy", "float64", "entropy at the valley cut (= ln of the entropy rank of the singular values), nats"),
     _c("valley_max_entropy", "float64", "ln min(rows, cols): the largest entropy the valley cut allows"),
     _c("valley_page_entropy", "float64", "Page's mean entropy at the valley cut (a random matrix of this shape)"),
     _c("valley_depth", "float64", "Page's value minus the entropy at the valley cut, nats: how far below chance the row-column cut sits"),
     _c("page_ratio_mean", "float64", "mean over all cuts, the valley cut included, of entropy / Page's value (1 ≈ random); page_ratio_outer leaves the valley cut out"),
-    _c("volume_slope", "float64", "slope b of the least-squares fit entropy = a + b·ln min(D_left, D_right) over the cuts away from the valley: every cut but the valley where the rank bound r cannot cap the Schmidt rank (r·rows/D_left ≥ min(D_left, D_right) inside the row sites, r·cols/D_right ≥ min(D_left, D_right) inside the column sites); NaN with fewer than two such cuts"),
-    _c("volume_intercept", "float64", "intercept a of that fit, nats"),
+    _c("volume_slope", "float64", "slope b of the least-squares fit entropy = a + b·ln min(D_left, D_right) over the cuts away from the valley: every cut but the valley where the rank bound r cannot cap the Schmidt rank (r·rows/D_left ≥ min(D_left, D_right) inside the row sites, r·cols/D_right ≥ min(D_left, D_right) inside the column sites); NaN with fewer than two such cuts", NanWhen(below=(("volume_cuts", 2),))),
+    _c("volume_intercept", "float64", "intercept a of that fit, nats", NanWhen(below=(("volume_cuts", 2),))),
     _c("volume_cuts", "int64", "number of cuts in the volume-law fit"),
-    _c("page_slope", "float64", "the same fit to Page's values on the same cuts: the slope a random matrix would give"),
-    _c("valley_neighbour_depth", "float64", "mean entropy at the cuts next to the valley cut (valley_cut ± 1, those that exist) minus the entropy at the valley cut, nats: the dip against its own neighbours; empty without a valley cut or for a NaN profile"),
-    _c("valley_width", "int64", "number of cuts in the longest run of consecutive cuts containing the valley cut whose depth below Page (Page − entropy) is at least half valley_depth (1 = a one-cut notch); 0 when valley_depth ≤ 0; empty without a valley cut or for a NaN profile"),
-    _c("deepest_cut", "int64", "the cut with the largest Page − entropy (the first on ties): equals valley_cut when the profile's deepest point below Page is the row-column cut; empty without a valley cut or for a NaN profile"),
-    _c("page_ratio_outer", "float64", "mean over every cut except the valley cut of entropy / Page's value (cuts where Page's value is 0 skipped): how close the rest of the chain stays to a random state (1 ≈ random); NaN for a NaN profile or with no other cut"),
+    _c("page_slope", "float64", "the same fit to Page's values on the same cuts: the slope a random matrix would give", NanWhen(below=(("volume_cuts", 2),))),
+    _c("valley_neighbour_depth", "float64", "mean entropy at the cuts next to the valley cut (valley_cut ± 1, those that exist) minus the entropy at the valley cut, nats: the dip against its own neighbours; empty without a valley cut or for a NaN profile", _NO_VALLEY),
+    _c("valley_width", "int64", "number of cuts in the longest run of consecutive cuts containing the valley cut whose depth below Page (Page − entropy) is at least half valley_depth (1 = a one-cut notch); 0 when valley_depth ≤ 0; empty without a valley cut or for a NaN profile", _NO_VALLEY),
+    _c("deepest_cut", "int64", "the cut with the largest Page − entropy (the first on ties): equals valley_cut when the profile's deepest point below Page is the row-column cut; empty without a valley cut or for a NaN profile", _NO_VALLEY),
+    _c("page_ratio_outer", "float64", "mean over every cut except the valley cut of entropy / Page's value (cuts where Page's value is 0 skipped): how close the rest of the chain stays to a random state (1 ≈ random); NaN for a NaN profile or with no other cut", NanWhen(where=(("valley_entropy", (None,)), ("n_sites", (2,))))),
 )
 
 declare(
@@ -132,15 +186,15 @@ declare(
     _c("energy_rank_99", "int64", "fewest leading singular values holding 99 % of Σσ²"),
     _c("numerical_rank", "int64", "number of σ > σ₁·max(rows, cols)·ε_float64 (numpy.linalg.matrix_rank's tolerance; adapters: from the r×r core)"),
     _c("utilization", "float64", "effective_rank / rank_bound"),
-    _c("overlap_k", "int64", "dimension k of the singular subspaces compared: min(top_k option (16), numerical rank of ΔW); empty without a base"),
-    _c("overlap_left", "float64", "mean cos² of the principal angles between the top-k left (output) singular subspaces of ΔW and W: 1 same, 0 orthogonal"),
-    _c("overlap_right", "float64", "the same for the right (input) singular subspaces"),
-    _c("overlap_left_random", "float64", "k/rows: the expected overlap_left of random subspaces, the baseline to read it against"),
-    _c("overlap_right_random", "float64", "k/cols: the expected overlap_right of random subspaces"),
-    _c("intruder_top", "int64", "how many leading left singular vectors of W + ΔW were examined for intruders (10, as in Shuttleworth et al. 2024)"),
-    _c("intruder_threshold", "float64", "ε: a vector is an intruder when its largest absolute cosine with W's left singular vectors (all of them unless the intruder_reference option limits them) is below ε"),
-    _c("intruder_count", "int64", "number of intruder directions among the examined vectors (Shuttleworth et al. 2024, 'LoRA vs Full Fine-tuning: An Illusion of Equivalence')"),
-    _c("intruder_min_cos", "float64", "smallest of the examined vectors' largest absolute cosine with W's singular vectors; empty when W + ΔW has no nonzero singular value (it cancels to 0 in float64: nothing to examine, intruder_count 0)"),
+    _c("overlap_k", "int64", "dimension k of the singular subspaces compared: min(top_k option (16), numerical rank of ΔW); empty without a base", _WITHOUT_BASE),
+    _c("overlap_left", "float64", "mean cos² of the principal angles between the top-k left (output) singular subspaces of ΔW and W: 1 same, 0 orthogonal", _WITHOUT_BASE),
+    _c("overlap_right", "float64", "the same for the right (input) singular subspaces", _WITHOUT_BASE),
+    _c("overlap_left_random", "float64", "k/rows: the expected overlap_left of random subspaces, the baseline to read it against", _WITHOUT_BASE),
+    _c("overlap_right_random", "float64", "k/cols: the expected overlap_right of random subspaces", _WITHOUT_BASE),
+    _c("intruder_top", "int64", "how many leading left singular vectors of W + ΔW were examined for intruders (10, as in Shuttleworth et al. 2024)", _WITHOUT_BASE),
+    _c("intruder_threshold", "float64", "ε: a vector is an intruder when its largest absolute cosine with W's left singular vectors (all of them unless the intruder_reference option limits them) is below ε", _WITHOUT_BASE),
+    _c("intruder_count", "int64", "number of intruder directions among the examined vectors (Shuttleworth et al. 2024, 'LoRA vs Full Fine-tuning: An Illusion of Equivalence')", _WITHOUT_BASE),
+    _c("intruder_min_cos", "float64", "smallest of the examined vectors' largest absolute cosine with W's singular vectors; empty when W + ΔW has no nonzero singular value (it cancels to 0 in float64: nothing to examine, intruder_count 0)", NanWhen(without_base=True, where=(("intruder_count", (0,)),))),
 )
 
 declare(
@@ -265,7 +319,7 @@ _ASYMPTOTIC = ("Hu et al. (arXiv 2406.03136)'s bound is asymptotic in L (o(√ln
 
 declare(
     "squeeze",
-    "one row per module of an adapter written by lab squeeze (checkpoint = the output folder's name): LoRA-Squeeze's truncated SVD of the module's update, its error and the energy it keeps",
+    "one row per module of an adapter written by lab squeeze (checkpoint = the output folder's name): LoRA-Squeeze's Post-Squeeze, the truncated SVD of the module's update, its error and the energy it keeps (Cont-Squeeze's further steps, --steps, and In-Squeeze, lab finetune --squeeze-to, are training runs, not rows here)",
     _c("source", "string", "the squeezed checkpoint (a PEFT LoRA or MPS adapter folder, or a full fine-tune)"),
     _c("source_kind", "string", "lora, mps (factored: the exact SVD from QR of both factors and an r×r SVD) or full (dense ΔW = W_ft − W_base: a seeded randomized SVD)"),
     _c("method", "string", "exact (SVD from the factors, or LAPACK's for a dense ΔW with --energy) or randomized (Halko et al. 2011, seeded, with power iterations)"),
@@ -299,9 +353,10 @@ _PAPER_ATTENTION = ("arXiv 2601.06788 (Chen et al., 'Artificial Entanglement in 
                     "correlations', 'follows an area law with logarithmic corrections' ('Attention Cardy Formula'); the "
                     "section defining the paper's cut was not found in the stored text, so the cut here is the one issue 21 "
                     "specifies")
-_TOKEN_VERDICT = ("the law with the lowest AIC if its AIC is lower than each other law's by more than 2 and it fits (R² ≥ 0.8; "
-                  "the constant: residual standard error ≤ 5 % of |a|): cardy, volume or constant; else 'neither fits'; "
-                  "empty below 5 finite cuts")
+_TOKEN_VERDICT = ("cardy or volume when that law's AIC is lower than both other laws' by more than 2 and its R² ≥ 0.8; "
+                  "constant when neither of the two lowers the constant's AIC by more than 2 (the constant is nested in "
+                  "both, so its own margin cannot exceed 2) and its residual standard error is ≤ 5 % of |a|; else "
+                  "'neither fits'; empty below 5 finite cuts")
 
 declare(
     "attention_token_cuts",
@@ -345,7 +400,7 @@ declare(
     _c("constant_rse", "float64", "residual standard error √(RSS/(n−1)) of the constant law, nats"),
     _c("constant_aic", "float64", "AIC of the constant law (k = 1)"),
     _c("best_fit", "string", "the law with the lowest AIC (cardy, volume, constant), whether or not it fits"),
-    _c("aic_margin", "float64", "AIC of the runner-up − AIC of best_fit (> 2 needed for a verdict)"),
+    _c("aic_margin", "float64", "AIC of the runner-up − AIC of best_fit (> 2 needed for a cardy or volume verdict)"),
     _c("verdict", "string", _TOKEN_VERDICT),
     _c("rises_left", "bool", "the mean S(ℓ) is non-decreasing over the cuts ℓ ≤ L/2"),
     _c("falls_right", "bool", "the mean S(ℓ) is non-increasing over the cuts ℓ ≥ L/2"),

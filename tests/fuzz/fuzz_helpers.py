@@ -1,8 +1,8 @@
 """The contract every damaged input must meet, and the strategies the fuzz tests share.
 
 The contract (issue 14): ``lab.analyze`` on any input either returns a complete run whose
-numbers are finite (a value may be empty only where the schema says when, or where a whole
-column was not computed in that run), or raises
+numbers are finite (a value may be empty only in the rows its column's schema rule,
+``Column.nan_when``, allows: issue 27), or raises
 ``lab.errors.LabError`` whose message is one line naming the damaged file; no other exception
 escapes, no pickle runs code, and a run that failed is never left with manifest status
 ``complete``. Through the CLI the same means: exit 0, or exit 2 with one stderr line and no
@@ -70,30 +70,41 @@ def copy_inputs(inputs: Inputs, work: Path, *, base: bool = False) -> Inputs:
 # ---- the contract -----------------------------------------------------------------------------
 
 
-def _documented_empty(table: str) -> set[str]:
-    """Columns whose schema description says when they are empty or NaN."""
-    return {c.name for c in TABLES[table].columns if "empty" in c.description.lower() or "NaN" in c.description}
+def _zero_modules(run) -> set[tuple[str, str]]:
+    """(checkpoint, module) of the updates that are exactly zero (their deltas row has fro_norm 0)."""
+    deltas = run.table("deltas")
+    return set(map(tuple, deltas.loc[deltas.fro_norm == 0, ["checkpoint", "module"]].to_numpy()))
 
 
-def check_run(run) -> None:
-    """A finished run: manifest ``complete``, a non-empty deltas table, no ±inf anywhere, and NaN
-    (an empty value) only in columns the schema documents as sometimes empty, or in a column that
-    is empty in every row (not computed in this run, e.g. comparisons with W without a base)."""
-    assert run.complete, run.manifest
-    tables = run.tables()
-    assert "deltas" in tables, tables
-    assert len(run.table("deltas")) > 0
-    for name in tables:
+def check_empty_values(run) -> None:
+    """No ±inf anywhere, and an empty value (NaN or null) only in a row that its column's schema rule
+    (``Column.nan_when``, lab/store/schema.py) allows: checked row by row, so a column that is empty in
+    every row passes only if every row is one the rule allows."""
+    has_base = bool(run.manifest["inputs"].get("base"))
+    zero = _zero_modules(run)
+    for name in run.tables():
         frame = run.table(name)
-        documented = _documented_empty(name)
+        declared = {c.name: c for c in TABLES[name].columns}
         for column in frame.columns:
             if frame[column].dtype.kind not in "fiu" and not str(frame[column].dtype).startswith(("Int", "Float")):
                 continue
             values = frame[column].to_numpy(dtype=float, na_value=np.nan)
             assert not np.isinf(values).any(), (name, column, "holds ±inf", frame[[column]].head())
-            empty = np.isnan(values)
-            if column not in documented and not empty.all():
-                assert not empty.any(), (name, column, "holds NaN in some rows", frame[["module", column]])
+            rule = declared[column].nan_when
+            for i in np.flatnonzero(np.isnan(values)):
+                row = frame.iloc[i].to_dict()
+                zero_matrix = row.get("source", "delta") == "delta" and (row.get("checkpoint"), row.get("module")) in zero
+                assert rule is not None and rule.allows(row, has_base=has_base, zero_matrix=zero_matrix), (
+                    name, column, "is empty in a row its schema rule does not allow", rule, row)
+
+
+def check_run(run) -> None:
+    """A finished run: manifest ``complete``, a non-empty deltas table, and :func:`check_empty_values`."""
+    assert run.complete, run.manifest
+    tables = run.tables()
+    assert "deltas" in tables, tables
+    assert len(run.table("deltas")) > 0
+    check_empty_values(run)
 
 
 def names(message: str, path: Path) -> bool:
