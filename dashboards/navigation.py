@@ -19,7 +19,8 @@ RUNS = "runs"
 SHOWN_ON_RUNS = "deltas"  # the Runs page shows the updates read next to each run's provenance
 ICONS = {FINDINGS: ":material/lightbulb:", RUNS: ":material/folder_open:", "entanglement": ":material/timeline:",
          "spectra": ":material/bar_chart:", "attention": ":material/visibility:", "thresholds": ":material/speed:",
-         "msu": ":material/extension:", "msu_pairs": ":material/join:", "merge": ":material/merge:"}
+         "no_hair": ":material/compare_arrows:", "msu": ":material/extension:", "msu_pairs": ":material/join:",
+         "merge": ":material/merge:"}
 
 
 @dataclass(frozen=True)

@@ -357,6 +357,33 @@ def _thresholds(runs: Sequence[Run]) -> list[Sentence]:
             w.text("; the LoRA term alone reaches γ = ").num("gamma_lora_max", lora.max())
         if {"evt_ratio_q", "evt_ratio_k"} <= set(rows.columns) and rows["evt_ratio_q"].notna().any():
             w.text("; γ/control, the largest entry over the extreme-value control σ·√(2 ln(L·d_head)), has median ")
+def _no_hair(runs: Sequence[Run]) -> list[Sentence]:
+    """Per run, each pair (matched pairs first): the inside distance, the layer-output and row distances
+    beside the members' distances from the base, and the verdicts where intervals separate."""
+    from lab.present import no_hair
+
+    out = []
+    for run, rows in _per_run(runs, "no_hair"):
+        rows = no_hair.with_verdicts(rows)
+        pairs = no_hair.pairs(rows).sort_values(["matched", "size_ratio"], ascending=[False, True])
+        w = _Writer("no_hair", run)
+        w.text(f"{run}: ")
+        for i, p in enumerate(pairs.itertuples()):
+            tag = f"matched on update size, {fmt(p.size_ratio)}×" if p.matched else f"unmatched, sizes {fmt(p.size_ratio)}× apart"
+            w.text(("" if i == 0 else " ") + f"{p.pair} ({p.kinds}, {tag}): inside ").num(f"inside[{p.pair}]", p.inside)
+            for measure, label in (("layer_output", "layer output"), ("rows", "attention rows")):
+                r = rows[(rows["pair"] == p.pair) & (rows["measure"] == measure)]
+                if r.empty:
+                    continue
+                w.text(f"; {label} a–b ").num(f"{measure}[{p.pair}]", r["distance"].mean(), " (a–base ")
+                w.num(f"{measure}_first_base[{p.pair}]", r["first_base"].mean(), ", b–base ")
+                w.num(f"{measure}_second_base[{p.pair}]", r["second_base"].mean(), "), ")
+                w.text(no_hair.pair_verdict(r))
+            w.text(".")
+        out.append(w.sentence)
+    return out
+
+
             w.num("evt_ratio_median", np.nanmedian(rows[["evt_ratio_q", "evt_ratio_k"]].to_numpy()))
         g = growth.get(run)
         if g is not None:
@@ -475,3 +502,4 @@ def summarize(runs: Sequence[Run]) -> list[FamilyFindings]:
         if sentences:
             found.append(FamilyFindings(family.key, BY_KEY[family.key].title, anchor(family.key), sentences))
     return found
+    "no_hair": _no_hair,

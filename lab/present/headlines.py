@@ -18,6 +18,7 @@ from lab.present.figures import attention as attention_fig
 from lab.present.figures import entanglement as entanglement_fig
 from lab.present.figures import msu as msu_fig
 from lab.present.figures import spectra as spectra_fig
+from lab.present.figures import no_hair as no_hair_fig
 from lab.present.figures import thresholds as thresholds_fig
 from lab.present.figures import updates as updates_fig
 from lab.present.figures.common import Chart
@@ -116,6 +117,11 @@ def _thresholds(runs: Sequence[Run]) -> Chart:
     rows = [last_rows(r, "thresholds") for r in runs if r.has_table("thresholds")]
     return thresholds_fig.growth_chart(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(),
                                        title="Largest γ against √ln L (last checkpoint of each run)")
+def _no_hair(runs: Sequence[Run]) -> Chart:
+    return no_hair_fig.distances_chart(load.read_runs(runs, "no_hair"), "layer_output",
+                                       title="No-hair: each pair's layer-output distance beside its distances from the base")
+
+
 
 
 def _msu(runs: Sequence[Run]) -> Chart:
@@ -136,6 +142,7 @@ HEADLINES: dict[str, Callable[[Sequence[Run]], Chart]] = {
     "deltas": _deltas,
     "entanglement": _entanglement,
     "spectra": _spectra,
+    "no_hair": _no_hair,
     "attention": _attention,
     "thresholds": _thresholds,
     "msu": _msu,

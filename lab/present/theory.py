@@ -65,6 +65,19 @@ FAMILIES: tuple[Family, ...] = (
         "thresholds", "LoRA norm thresholds", ("thresholds", "threshold_growth", "windows"),
         "Hu et al., 'Computational Limits of Low-Rank Adaptation' (arXiv 2406.03136): with X the input of an attention "
         "layer, LoRA's gradient admits almost-linear-time algorithms when ‖X·W_Q,eff‖_∞ and ‖X·W_K‖_∞ are o(√ln L), "
+    Family(
+        "no_hair", "No-hair: LoRA beside full fine-tuning", ("no_hair",),
+        "arXiv 2601.06788 finds that LoRA and full fine-tuning leave distinct internal signatures, yet 'such "
+        "differences do not manifest in the attention outputs'. Posed on two fine-tunes a and b of one base, per layer "
+        "and window length: inside, the mean over cuts of |S_a(ΔW) − S_b(ΔW)| / S_Page for the query and the value "
+        "projection (the internal entanglement profiles of the two updates); outside, on the same token windows, the "
+        "token-cut and digit-chain attention profiles (|S_a(P) − S_b(P)| / S_base(P)), the attention rows "
+        "(½‖P_a − P_b‖₁), the heads' outputs O = P·V and the layer's output after W_O (‖O_a − O_b‖_F / ‖O_base‖_F), "
+        "each beside a's and b's own distance from the base, with bootstrap 95 % intervals over windows. The no-hair "
+        "ratio is outside / inside. Pairs are matched on update size (√(‖ΔW_q‖² + ‖ΔW_v‖²)/√(‖W_q‖² + ‖W_v‖²) within "
+        "a factor 1.5); a verdict ('closer' to each other than to the base, or 'farther') is stated only where the "
+        "intervals separate, otherwise 'not separable'.",
+    ),
         "and no sub-quadratic one above Θ(√ln L) (under SETH). Hu et al. write softmax(Q·Kᵀ·β) with β = 1; the bound "
         "they borrow is Alman & Song's (arXiv 2302.13214), exp(Q·Kᵀ/d) with entries of Q, K in [−B, B] and a sharp "
         "transition at B = Θ(√log n). A head computing q·kᵀ/√d_head is Hu's literal form with d_head^(−1/4)·q (γ_q, "

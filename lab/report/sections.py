@@ -16,6 +16,7 @@ from lab.present.blocks import TableBlock
 from lab.present.figures import attention as attention_fig
 from lab.present.figures import entanglement as ent_fig, spectra as spec_fig, updates as updates_fig
 from lab.present.figures import msu as msu_fig
+from lab.present.figures import no_hair as no_hair_fig
 from lab.present.figures import thresholds as thresholds_fig
 from lab.present.frames import CONTROL_SOURCES, ID, matching_controls, measured
 from lab.present.valleys import entanglement_valleys
@@ -210,6 +211,29 @@ def build_msu(section: Section, runs: list[Run]) -> None:
         if mine.empty:
             continue
         ck = _last(mine)
+def build_no_hair(section: Section, runs: list[Run]) -> None:
+    """The pairs (matched on update size or not), the outside distances with their intervals beside the
+    members' distances from the base, inside against outside, and the verdict counts per pair and measure."""
+    from lab.present import no_hair
+
+    rows = load.read_runs(runs, "no_hair")
+    if rows.empty:
+        section.message = "the no_hair table is empty for these runs"
+        return
+    rows = no_hair.with_verdicts(rows)
+    for measure in ("layer_output", "rows", "token_cuts"):
+        section.charts.append(no_hair_fig.distances_chart(rows, measure))
+    section.charts.append(no_hair_fig.inside_outside_chart(rows))
+    pairs = no_hair.pairs(rows)
+    section.tables.append(TableBlock.from_frame(
+        "Pairs", pairs[["run", "pair", "kinds", "update_first", "update_second", "size_ratio", "matched", "inside"]],
+        f"matched: mean update sizes within {no_hair.MATCH:g}×; inside: mean over layers"))
+    section.tables.append(TableBlock.from_frame(
+        "Outside distances and verdicts per pair and measure", no_hair.summary(rows),
+        "means over layers and lengths; closer / farther / not separated: counts of (layer, L) rows by whether the "
+        "a–b interval lies below, above or across both members' intervals from the base"))
+
+
         section.charts.append(msu_fig.similarity_chart(
             mine[mine["checkpoint"] == ck], title=f"How alike the units are, per module ({run.name}, {ck})"))
         mine_units = units[(units["run"] == run.name) & (units["checkpoint"] == ck)] if not units.empty else units
@@ -263,3 +287,4 @@ BUILDERS: dict[str, Callable[[Section, list[Run]], None]] = {
     "msu_pairs": build_msu_pairs,
     "merge": build_merge,
 }
+    "no_hair": build_no_hair,

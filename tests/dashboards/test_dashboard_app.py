@@ -20,9 +20,9 @@ from dashboards import RESULTS_ENV, navigation
 from lab.present.theory import BY_KEY, FAMILIES, NOT_COMPUTED
 from lab.store.schema import TABLES
 
-VIEWS = ["findings", "runs", "entanglement", "spectra", "attention", "thresholds", "msu", "msu_pairs", "merge"]
+VIEWS = ["findings", "runs", "entanglement", "spectra", "attention", "no_hair", "thresholds", "msu", "msu_pairs", "merge"]
 FAMILY_VIEWS = VIEWS[2:]  # views/NAME.py; families share the keys
-MIN_IMAGES = {"entanglement": 3, "spectra": 3, "attention": 3, "thresholds": 3, "msu": 2, "msu_pairs": 1, "merge": 1}
+MIN_IMAGES = {"entanglement": 3, "spectra": 3, "attention": 3, "no_hair": 2, "thresholds": 3, "msu": 2, "msu_pairs": 1, "merge": 1}
 
 
 def open_view(results, view, monkeypatch):
@@ -196,6 +196,21 @@ def test_msu_pairs_page_shows_the_cross_term_errors(lab_results_folder, monkeypa
 
 
 def test_merge_page_shows_each_merged_adapters_mean_error(lab_results_folder, monkeypatch):
+def test_no_hair_page_shows_each_pairs_sizes_inside_and_verdicts(lab_results_folder, monkeypatch):
+    app = open_view(lab_results_folder.results, "no_hair", monkeypatch)
+    pairs = shown(app, "size_ratio", "matched")
+    stored = pd.read_parquet(lab_results_folder.results / lab_results.LORA_RUN / "no_hair.parquet")
+    per_layer = stored.drop_duplicates("layer")
+    assert len(pairs) == 1 == stored[["first", "second"]].drop_duplicates().shape[0]
+    assert pairs["inside"].iloc[0] == pytest.approx(per_layer["inside"].mean(), rel=1e-12)
+    assert pairs["update_first"].iloc[0] == pytest.approx(per_layer["update_first"].mean(), rel=1e-12)
+    summary = shown(app, "closer", "not separated")
+    assert summary[["closer", "farther", "not separated"]].to_numpy().sum() == len(stored)  # every row has a verdict
+    # the verdict rule, recomputed here from the intervals
+    closer = int((stored["distance_hi"] < stored[["first_base_lo", "second_base_lo"]].min(axis=1)).sum())
+    assert summary["closer"].sum() == closer
+
+
     app = open_view(lab_results_folder.results, "merge", monkeypatch)
     digest = shown(app, "rel_fro_error", "modules").set_index("checkpoint")
     stored = pd.read_parquet(lab_results_folder.results / lab_results.MERGE_RUN / "merge.parquet")

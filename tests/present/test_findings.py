@@ -16,7 +16,8 @@ from lab.present.findings import ASYMPTOTIC_CAVEAT, summarize
 from lab.store import open_run
 
 FAMILY_TABLE = {"deltas": "deltas", "entanglement": "entanglement_summary", "spectra": "spectra",
-                "attention": "attention_summary", "thresholds": "thresholds", "msu": "msu", "msu_pairs": "msu_pairs",
+                "attention": "attention_summary", "no_hair": "no_hair", "thresholds": "thresholds", "msu": "msu",
+                "msu_pairs": "msu_pairs",
                 "merge": "merge"}
 
 
@@ -109,6 +110,18 @@ def expected(folder, run) -> dict[str, dict[str, float]]:
             numbers[f"rel_fro_error[{merged}]"] = rows["rel_fro_error"].mean()
             numbers[f"optimal_rel_fro_error[{merged}]"] = rows["optimal_rel_fro_error"].mean()
             numbers[f"k[{merged}]"] = rows["k"].max()
+    if "no_hair" in has:  # per pair: inside (mean over layers), layer-output and row distances (means over rows)
+        h = parquet(folder, run, "no_hair")
+        numbers = {}
+        for (a, b), rows in h.groupby(["first", "second"]):
+            pair = f"{a} : {b}"
+            numbers[f"inside[{pair}]"] = rows.drop_duplicates("layer")["inside"].mean()
+            for m in ("layer_output", "rows"):
+                r = rows[rows["measure"] == m]
+                numbers[f"{m}[{pair}]"] = r["distance"].mean()
+                numbers[f"{m}_first_base[{pair}]"] = r["first_base"].mean()
+                numbers[f"{m}_second_base[{pair}]"] = r["second_base"].mean()
+        out["no_hair"] = numbers
         out["merge"] = numbers
     return out
 
