@@ -27,6 +27,8 @@ def finetune_command(
     d1: Annotated[Optional[int], typer.Option("--d1", help="MPS input split d_in = d1·d2 (--method mps); default: the most balanced split whose d2 is a product of the entanglement probe's last column sites.")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="Alpha, default 16; the update is scaled by alpha/r (alpha/sqrt(r) with --rslora). Not for vera, ia3, boft.")] = None,
     rslora: Annotated[bool, typer.Option("--rslora/--no-rslora", help="Use rank-stabilised LoRA scaling alpha/sqrt(r) (lora, dora).")] = False,
+    squeeze_to: Annotated[Optional[int], typer.Option("--squeeze-to", help="In-Squeeze (LoRA-Squeeze's in-tuning rank annealing, arXiv 2602.10993; --method lora): truncate every module's update by its exact SVD from --r down to this rank K during training, on a linear schedule; the scale α/r stays the one trained at, AdamW restarts at each truncation, and each checkpoint is saved at its current rank. The schedule is recorded in finetune_config.json (in_squeeze).")] = None,
+    squeeze_steps: Annotated[Optional[str], typer.Option("--squeeze-steps", help="S1:S2, the steps over which --squeeze-to anneals the rank (linearly; K from S2 on); default the middle half of the run.")] = None,
     target_modules: Annotated[Optional[str], typer.Option(help="Comma-separated module names to adapt or unfreeze (e.g. 'query,value'), or 'all'; default: the attention query and value projections.")] = None,
     dropout: Annotated[float, typer.Option(help="Dropout on the adapter's input (lora, dora, adalora, vera; boft: multiplicative dropout of its blocks).")] = 0.0,
     steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 100,
@@ -51,7 +53,7 @@ def finetune_command(
         rslora=rslora, budget=budget, block_size=block_size, lokr_factor=lokr_factor, chi=chi, d1=d1, dropout=dropout,
         target_modules=[t.strip() for t in target_modules.split(",") if t.strip()] if target_modules else None,
         steps=steps, batch_size=batch_size, lr=lr, save_every=save_every, max_length=max_length, seed=seed,
-        temperature=temperature, threads=threads,
+        temperature=temperature, threads=threads, squeeze_to=squeeze_to, squeeze_steps=_window(squeeze_steps),
     )
     console = Console(stderr=True)
     # The bar starts with the first step, so that an error before training prints only its one line.
@@ -71,3 +73,15 @@ def finetune_command(
         if "bar" in state:
             state["bar"].stop()
     console.print(f"saved {steps // save_every + (steps % save_every > 0)} checkpoint(s) under {path}")
+
+
+def _window(text: str | None) -> tuple[int, int] | None:
+    """--squeeze-steps S1:S2 as a pair of integers."""
+    if text is None:
+        return None
+    from lab.errors import InputError
+
+    parts = text.split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise InputError(f"--squeeze-steps {text!r}: write it as S1:S2, two step numbers (e.g. 10:40)")
+    return int(parts[0]), int(parts[1])

@@ -24,7 +24,8 @@ DEFAULT_LR = {"lora": 5e-4, "dora": 5e-4, "adalora": 5e-4, "loha": 5e-4, "lokr":
               "boft": 5e-4, "full": 5e-5, "mps": 5e-4}
 # The options each method reads besides the common ones (the others are an error when given)
 _USES = {
-    "lora": {"r", "alpha", "rslora", "dropout", "budget", "init_adapter"},
+    "lora": {"r", "alpha", "rslora", "dropout", "budget", "init_adapter", "init_scale", "start_step", "squeeze_to",
+             "squeeze_steps"},
     "dora": {"r", "alpha", "rslora", "dropout", "budget"},
     "adalora": {"r", "alpha", "dropout", "budget"},
     "loha": {"r", "alpha", "budget"},
@@ -56,6 +57,16 @@ class FinetuneConfig:
     chi: int | None = None  # MPS bond dimension χ (method mps); None: 8
     d1: int | None = None  # MPS input split d_in = d1·d2 (method mps); None: the most balanced on the probe's chain
     init_adapter: str | None = None  # a PEFT adapter folder to start from (lora: training continues from its factors)
+    # With init_adapter: train at this scale s (PEFT's α/r) instead of the adapter's own, its factors
+    # divided by √s so that s·B·A is unchanged (Cont-Squeeze continues at its source run's α/r)
+    init_scale: float | None = None
+    # With init_adapter: the step the run continues from (its first start_step batches are skipped and
+    # its steps are numbered start_step + 1, …; checkpoint-{start_step} is the adapter as loaded)
+    start_step: int = 0
+    # In-Squeeze (LoRA-Squeeze's in-tuning rank annealing): truncate the update by its SVD from r
+    # towards squeeze_to on a linear schedule over steps squeeze_steps = (S1, S2) (lab/finetune/insqueeze.py)
+    squeeze_to: int | None = None
+    squeeze_steps: tuple[int, int] | None = None
     dropout: float = 0.0
     target_modules: list[str] | None = None  # None: the architecture's query and value projections; ["all"]: every linear (LoRA) / every weight (full)
     steps: int = 100
@@ -80,7 +91,9 @@ class FinetuneConfig:
         given = {"r": self.r is not None, "alpha": self.alpha is not None, "rslora": self.rslora, "dropout": self.dropout != 0.0,
                  "budget": self.budget is not None, "block_size": self.block_size is not None,
                  "lokr_factor": self.lokr_factor is not None, "chi": self.chi is not None, "d1": self.d1 is not None,
-                 "init_adapter": self.init_adapter is not None}
+                 "init_adapter": self.init_adapter is not None, "init_scale": self.init_scale is not None,
+                 "start_step": self.start_step != 0, "squeeze_to": self.squeeze_to is not None,
+                 "squeeze_steps": self.squeeze_steps is not None}
         unused = [name for name, set_ in given.items() if set_ and name not in _USES[self.method]]
         if "init_adapter" in unused:
             raise InputError(f"an initial adapter continues LoRA training only (got --method {self.method})")
@@ -102,6 +115,34 @@ class FinetuneConfig:
             raise InputError(f"--lokr-factor must be -1 (balanced) or at least 1 (got {self.lokr_factor})")
         if self.lr is not None and not self.lr > 0:
             raise InputError(f"--lr must be positive (got {self.lr})")
+        if (self.init_scale is not None or self.start_step) and self.init_adapter is None:
+            raise InputError("an initial scale or start step continues an initial adapter (init_adapter); none given")
+        if self.init_scale is not None and not self.init_scale > 0:
+            raise InputError(f"the initial scale must be positive (got {self.init_scale})")
+        if self.start_step < 0:
+            raise InputError(f"the start step must be at least 0 (got {self.start_step})")
+        self._validate_squeeze()
+
+    def _validate_squeeze(self) -> None:
+        if self.squeeze_steps is not None and self.squeeze_to is None:
+            raise InputError("--squeeze-steps sets when In-Squeeze truncates; pass --squeeze-to K as well")
+        if self.squeeze_to is None:
+            return
+        if self.init_adapter is not None or self.budget is not None:
+            raise InputError("--squeeze-to anneals the rank from --r; it takes neither an initial adapter nor --budget")
+        r = self.r if self.r is not None else 8
+        if not 1 <= self.squeeze_to < r:
+            raise InputError(f"--squeeze-to {self.squeeze_to} must be at least 1 and below --r {r}")
+        s1, s2 = self.squeeze_window
+        if not 1 <= s1 <= s2 <= self.steps:
+            raise InputError(f"--squeeze-steps {s1}:{s2} must satisfy 1 ≤ S1 ≤ S2 ≤ --steps {self.steps}")
+
+    @property
+    def squeeze_window(self) -> tuple[int, int]:
+        """In-Squeeze's (S1, S2): the given one, else the middle half of the run (steps/4 to 3·steps/4)."""
+        if self.squeeze_steps is not None:
+            return int(self.squeeze_steps[0]), int(self.squeeze_steps[1])
+        return max(1, round(self.steps / 4)), max(1, round(3 * self.steps / 4))
 
     @property
     def learning_rate(self) -> float:

@@ -95,16 +95,22 @@ def _train(config: FinetuneConfig, base: BaseModel, docs: list[Document], out: P
     model, tokenizer = load_model(base)
     model, trained = _prepare(model, base, config, sizes or Sizes())
     batches = iter(Batches(docs, tokenizer, base.objective, config.batch_size, config.max_length, config.seed))
+    for _ in range(config.start_step):  # a continued run draws the batches its source run would have drawn next
+        next(batches)
+    drops = _squeeze_schedule(config)
 
     out.mkdir(parents=True, exist_ok=True)
-    _write_config(out, config, base, docs, trained, model, pick)
+    _write_config(out, config, base, docs, trained, model, pick, drops)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     adalora = config.method == "adalora"
+    if config.init_adapter is not None:  # the start of a continued run, as loaded (and rescaled)
+        _save_checkpoint(model, out / f"checkpoint-{config.start_step}", config, base)
     model.train()
     start = time.perf_counter()
+    last = config.start_step + config.steps
     with open(out / LOSS_FILE, "w") as log:
-        for step in range(1, config.steps + 1):
+        for step in range(config.start_step + 1, last + 1):
             value = objective_loss(model, next(batches), config.temperature)
             penalty = _adalora_orthogonality(model) if adalora else None
             optimizer.zero_grad(set_to_none=True)
@@ -119,14 +125,39 @@ def _train(config: FinetuneConfig, base: BaseModel, docs: list[Document], out: P
             row = {"step": step, "loss": loss_value, "lr": config.learning_rate, "seconds": round(time.perf_counter() - start, 3)}
             if penalty is not None:  # the objective's loss stays comparable across methods; the penalty apart
                 row["orth_penalty"] = float(penalty.detach())
+            if drops is not None:
+                from lab.finetune import insqueeze
+
+                rank = insqueeze.rank_at(drops, _rank(config), step)
+                if rank < insqueeze.rank_at(drops, _rank(config), step - 1):
+                    # In-Squeeze: truncate after the step; AdamW's moments belong to the old factors, so it restarts
+                    insqueeze.truncate(model, rank)
+                    params = [p for p in model.parameters() if p.requires_grad]
+                    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+                row["rank"] = rank  # the rank the step ends at (the loss is the step's, before any truncation)
             log.write(json.dumps(row) + "\n")
             log.flush()
-            if step % config.save_every == 0 or step == config.steps:
+            if (step - config.start_step) % config.save_every == 0 or step == last:
                 _save_checkpoint(model, out / f"checkpoint-{step}", config, base)
             if on_step is not None:
-                on_step(step, loss_value)
+                on_step(step - config.start_step, loss_value)
     (out / COMPLETE_FILE).write_text(json.dumps({"steps": config.steps, "seconds": round(time.perf_counter() - start, 3)}) + "\n")
     return out
+
+
+def _squeeze_schedule(config: FinetuneConfig) -> list[tuple[int, int]] | None:
+    """In-Squeeze's (step, rank) drops, or None for a run at one rank."""
+    if config.squeeze_to is None:
+        return None
+    from lab.finetune import insqueeze
+
+    return insqueeze.schedule(_rank(config), config.squeeze_to, *config.squeeze_window)
+
+
+def _rank(config: FinetuneConfig) -> int:
+    from lab.finetune.methods import DEFAULT_R
+
+    return config.r if config.r is not None else DEFAULT_R
 
 
 def _prepare(model, base: BaseModel, config: FinetuneConfig, sizes):
@@ -138,6 +169,8 @@ def _prepare(model, base: BaseModel, config: FinetuneConfig, sizes):
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
+        if config.init_scale is not None:
+            _rescale(model, config.init_scale)
         return model, adapted_modules(model)
     if config.method != "full":
         model = adapt(model, config, base, sizes)
@@ -155,6 +188,39 @@ def _prepare(model, base: BaseModel, config: FinetuneConfig, sizes):
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
         raise MatchError(f"{base.path}: --target-modules {','.join(targets)} match no module; this model's linear layers are named {', '.join(linear)}")
     return model, names
+
+
+def _rescale(model, scale: float) -> None:
+    """Train a loaded LoRA adapter at PEFT scale ``scale``: every layer's factors divided by √(scale/s)
+    (s its own scale), so scale·B·A is unchanged; the config's α per module set to keep that scale
+    when the checkpoints are loaded (alpha_pattern over the modules' full names)."""
+    import math
+    import re
+
+    from peft.tuners.lora import LoraLayer
+
+    config = model.peft_config["default"]
+    pattern = {}
+    with torch.no_grad():
+        for name, m in model.named_modules():
+            if not isinstance(m, LoraLayer) or "default" not in m.scaling:
+                continue
+            if "default" in m.lora_A and isinstance(m.lora_A["default"], torch.nn.Linear):
+                factors = (m.lora_A["default"].weight, m.lora_B["default"].weight)
+            elif "default" in m.lora_embedding_A:
+                factors = (m.lora_embedding_A["default"], m.lora_embedding_B["default"])
+            else:
+                raise InputError(f"{name}: only linear and embedding LoRA layers can be trained at another scale")
+            if m.use_dora.get("default", False):
+                raise InputError(f"{name}: a DoRA layer's scale cannot be changed without changing its update")
+            root = math.sqrt(scale / m.scaling["default"])
+            for f in factors:
+                f.div_(root)
+            m.scaling["default"] = scale
+            r = m.r["default"]
+            pattern[re.escape(name.removeprefix("base_model.model."))] = scale * (math.sqrt(r) if config.use_rslora else r)
+    config.lora_alpha = scale * (math.sqrt(config.r) if config.use_rslora else config.r)
+    config.alpha_pattern = {k: v for k, v in pattern.items() if v != config.lora_alpha}
 
 
 def _adalora_orthogonality(model) -> torch.Tensor:
@@ -210,9 +276,11 @@ def _options(config: FinetuneConfig) -> dict:
     for name in ("r", "alpha", "rslora"):
         if name not in uses:
             opts.pop(name)
-    for name in ("init_adapter", "budget", "block_size", "lokr_factor"):
+    for name in ("init_adapter", "budget", "block_size", "lokr_factor", "init_scale", "squeeze_to", "squeeze_steps"):
         if opts[name] is None:
             opts.pop(name)
+    if not opts["start_step"]:
+        opts.pop("start_step")
     return json.loads(json.dumps(opts))  # tuples → lists, as they come back from the file
 
 
@@ -223,7 +291,7 @@ def _uses(method: str) -> set[str]:
 
 
 def _write_config(out: Path, config: FinetuneConfig, base: BaseModel, docs: list[Document], trained: list[str],
-                  model=None, pick=None) -> None:
+                  model=None, pick=None, drops=None) -> None:
     import peft
     import transformers
 
@@ -246,6 +314,11 @@ def _write_config(out: Path, config: FinetuneConfig, base: BaseModel, docs: list
         record["peft_config"] = json.loads(json.dumps(peft_configs["default"].to_dict(), default=_jsonable))
     if pick is not None:
         record["budget"] = pick.record()
+    if drops is not None:
+        from lab.finetune import insqueeze
+        from lab.finetune.methods import DEFAULT_ALPHA
+
+        record["in_squeeze"] = insqueeze.record(config, _rank(config), config.alpha if config.alpha is not None else DEFAULT_ALPHA, drops)
     (out / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
 

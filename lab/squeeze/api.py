@@ -1,4 +1,4 @@
-"""``lab.squeeze.api.squeeze``: the whole squeeze of one checkpoint, as the CLI runs it."""
+"""``lab.squeeze.api.squeeze``: the whole squeeze of one checkpoint (Post-Squeeze, and with ``steps`` Cont-Squeeze), as the CLI runs it."""
 
 from __future__ import annotations
 
@@ -26,8 +26,10 @@ def squeeze(ckpt: str | Path, out: str | Path, *, rank: int | None = None, energ
             results: str | Path = "results", run: str = "squeezes", overwrite: bool = False) -> Squeeze:
     """Squeeze ``ckpt`` to rank ``rank`` (or per module to ``energy``) into the PEFT adapter ``out``.
 
-    Every check and every SVD runs before anything is written. With ``steps`` the squeezed adapter
-    then trains that many steps at its rank; the run goes to ``<out>-steps``.
+    This is Post-Squeeze (LoRA-Squeeze's post-hoc variant). Every check and every SVD runs before
+    anything is written. With ``steps`` it is Cont-Squeeze: the squeezed adapter then trains that
+    many steps at its rank and at the source's scale α/r (:mod:`lab.squeeze.retrain`); the run goes
+    to ``<out>-steps``. (In-Squeeze, the rank annealed during training, is ``lab finetune --squeeze-to``.)
     """
     if (rank is None) == (energy is None):
         raise InputError("pass exactly one of rank (--rank) and energy (--energy)")
@@ -43,6 +45,11 @@ def squeeze(ckpt: str | Path, out: str | Path, *, rank: int | None = None, energ
         raise InputError(f"{continued}: exists and is not empty (the --steps run goes there); pass --overwrite or another --out")
     source = read_input(ckpt, base, modules)
     squeezed = [squeeze_target(t, rank, energy, seed=seed, power_iters=power_iters) for t in source.targets]
+    if steps:
+        from lab.deltas import Factors
+        from lab.squeeze.retrain import source_scale
+
+        scale = source_scale([t.update.scale for t in source.targets if isinstance(t.update, Factors)])
     write_squeezed(out, source, squeezed, overwrite=overwrite)
     rows = squeeze_rows(out.name, run, source, squeezed)
     table = write_squeeze_table(Path(results), run, rows)
@@ -53,6 +60,6 @@ def squeeze(ckpt: str | Path, out: str | Path, *, rank: int | None = None, energ
         from lab.squeeze.retrain import continue_training
 
         done.continued = continue_training(out, Path(ckpt), continued, steps, source.base_path,
-                                           max(sq.k for sq in squeezed), texts=str(texts) if texts else None, lr=lr,
-                                           overwrite=overwrite)
+                                           max(sq.k for sq in squeezed), scale=scale, start_step=source.step,
+                                           texts=str(texts) if texts else None, lr=lr, overwrite=overwrite)
     return done

@@ -23,15 +23,16 @@ def squeeze_command(
     modules: Annotated[Optional[str], typer.Option(help="Regular expression choosing modules by name.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the randomized SVD (full fine-tunes).")] = 0,
     power_iters: Annotated[int, typer.Option("--power-iters", help="Power iterations of the randomized SVD.", min=0)] = 4,
-    steps: Annotated[int, typer.Option(help="Continue training the squeezed adapter for this many steps at its rank (0: none); the run goes to OUT-steps/.", min=0)] = 0,
+    steps: Annotated[int, typer.Option(help="Cont-Squeeze: train the squeezed adapter this many more steps at its rank and at the source run's scale α/r (its first checkpoint equals the Post-Squeeze update; a lab finetune source's corpus, data order and step numbers continue); 0: Post-Squeeze only. The run goes to OUT-steps/.", min=0)] = 0,
     texts: Annotated[Optional[Path], typer.Option(help="Texts for --steps (default: the input's fine-tuning corpus, else Python's docstrings).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate for --steps (default: the input run's, else LoRA's default).")] = None,
     results: Annotated[Path, typer.Option(help="Results folder; the squeeze table goes to RESULTS/RUN/squeeze.parquet.")] = Path("results"),
     run: Annotated[str, typer.Option(help="Run folder that collects squeezes side by side.")] = "squeezes",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")] = False,
 ) -> None:
-    """LoRA-Squeeze: truncate each module's update by its SVD (exact from an adapter's factors,
-    randomized for a full fine-tune) and write a PEFT adapter plus the squeeze table."""
+    """LoRA-Squeeze's Post-Squeeze (with --steps, Cont-Squeeze): truncate each module's update by its
+    SVD (exact from an adapter's factors, randomized for a full fine-tune) and write a PEFT adapter
+    plus the squeeze table. In-Squeeze, the rank annealed during training, is lab finetune --squeeze-to."""
     from lab.squeeze.api import squeeze
 
     if (rank is None) == (energy is None):
