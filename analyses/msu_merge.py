@@ -22,7 +22,7 @@ held-out loss per task, not only by ‖M − T‖_F (where the truncated SVD win
 
 Writes ``msu_merge.md`` and ``msu_merge.png`` (loss per model and corpus, seeds as dots).
 
-    python analyses/msu_merge.py [--seeds 3] [--steps 40] [--workdir DIR] [--out DIR]
+    python analyses/msu_merge.py [--seeds 3] [--steps 20] [--workdir DIR] [--out DIR]
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="cache folder (default: the user cache dir, lab/msu_merge)")
     parser.add_argument("--out", type=Path, default=ROOT / "output", help="folder for msu_merge.png and .md")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per fine-tune (each seed: its own adapters and merges)")
-    parser.add_argument("--steps", type=int, default=40, help="fine-tuning steps per adapter")
+    parser.add_argument("--steps", type=int, default=20, help="fine-tuning steps per adapter")
     parser.add_argument("--r", type=int, default=8, help="LoRA rank of the fine-tunes and the merged rank k")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--model", default="minilm", help="base model: minilm, smollm2 or a local folder")

@@ -1,5 +1,6 @@
 """Merges written by ``lab merge``: each method's error against the exact weighted sum at its rank k,
-beside the best rank-k error, and the numbers per merged adapter."""
+beside the best rank-k error, the numbers per merged adapter, and (``--eval-texts``) the held-out
+loss of each merge beside its inputs' and the base's on each text set."""
 
 import streamlit as st
 
@@ -24,3 +25,14 @@ st.dataframe(digests.merge(merge), hide_index=True, width="stretch")
 with st.expander("merge rows"):
     st.dataframe(merge, hide_index=True, width="stretch")
 ui.column_help("merge")
+
+st.subheader("Held-out loss per text set (merge_eval)")
+evals = data.read(sel.runs, "merge_eval")  # whole models: the module, layer and role filters do not apply
+if evals.empty:
+    st.info("No merge evaluations in this selection: run `lab merge ... --base BASE --eval-texts a.txt,b.txt`.")
+else:
+    ui.show(fig.merge_eval_chart(evals))
+    st.dataframe(digests.merge_eval(evals), hide_index=True, width="stretch")
+    with st.expander("merge_eval rows"):
+        st.dataframe(evals, hide_index=True, width="stretch")
+    ui.column_help("merge_eval")

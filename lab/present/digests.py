@@ -9,15 +9,20 @@ import pandas as pd
 
 
 def attention(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per run, checkpoint and L: profiles, how many are fitted better by the area-log law, mean R² of
-    both fits, and the no-hair numbers (attention TV, entropy difference, the weights' relative change)."""
-    return (summary.groupby(["run", "checkpoint", "seq_len"], sort=False)
-                   .agg(profiles=("head", "size"),
-                        area_log_better=("better_fit", lambda b: int((b == "area_log").sum())),
-                        area_log_r2=("area_log_r2", "mean"), volume_r2=("volume_r2", "mean"),
-                        attention_tv=("attention_tv", "mean"), entropy_diff=("entropy_diff", "mean"),
-                        q_rel_change=("q_rel_change", "mean"), v_rel_change=("v_rel_change", "mean"))
-                   .reset_index())
+    """Per run, checkpoint and L: profiles, how many have each token-cut verdict (reads_past block), the median c and
+    Cardy R², the base's median c, and the no-hair numbers (attention TV, entropy difference, the weights' relative
+    change); columns a run measured before they existed are left out."""
+    aggs = dict(profiles=("head", "size"),
+                cardy=("token_verdict", lambda v: int((v == "cardy").sum())),
+                volume=("token_verdict", lambda v: int((v == "volume").sum())),
+                constant=("token_verdict", lambda v: int((v == "constant").sum())),
+                neither=("token_verdict", lambda v: int((v == "neither fits").sum())),
+                cardy_c_median=("token_cardy_c", "median"), cardy_r2_median=("token_cardy_r2", "median"),
+                base_cardy_c_median=("base_token_cardy_c", "median"),
+                attention_tv=("attention_tv", "mean"), entropy_diff=("entropy_diff", "mean"),
+                q_rel_change=("q_rel_change", "mean"), v_rel_change=("v_rel_change", "mean"))
+    aggs = {name: spec for name, spec in aggs.items() if spec[0] in summary.columns}
+    return summary.groupby(["run", "checkpoint", "seq_len"], sort=False).agg(**aggs).reset_index()
 
 
 def thresholds(rows: pd.DataFrame) -> pd.DataFrame:
@@ -49,6 +54,21 @@ def merge(rows: pd.DataFrame) -> pd.DataFrame:
                      optimal_rel_fro_error=("optimal_rel_fro_error", "mean"),
                      rel_spectral_error=("rel_spectral_error", "mean"), hidden_rel_error=("hidden_rel_error", "first"))
                 .reset_index())
+
+
+def merge_eval(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per merged adapter and text set: its held-out loss, the base's, and the best input adapter's (name and loss)."""
+    merged = rows[rows["kind"] == "merged"]
+    inputs = rows[rows["kind"] == "input"]
+    out = []
+    for r in merged.itertuples():
+        ins = inputs[(inputs["run"] == r.run) & (inputs["merged"] == r.merged) & (inputs["texts"] == r.texts)]
+        best = ins.loc[ins["loss"].idxmin()] if not ins.empty else None
+        out.append({"run": r.run, "merged": r.merged, "method": r.method, "texts": r.texts, "objective": r.objective,
+                    "loss": r.loss, "base_loss": r.base_loss, "best_input": None if best is None else best["checkpoint"],
+                    "best_input_loss": None if best is None else best["loss"],
+                    "loss_minus_best_input": None if best is None else r.loss - best["loss"]})
+    return pd.DataFrame(out)
 
 
 PAIRS_COLUMNS = ("run", "module", "members", "ranks", "concat_sum_error", "cross_term_error", "cross_term_error_min",

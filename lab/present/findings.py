@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from lab.present import load
+from lab.present.digests import merge_eval
 from lab.present.theory import BY_KEY, families
 from lab.store import Run
 
@@ -297,9 +298,38 @@ def _spectra(runs: Sequence[Run]) -> list[Sentence]:
     return out
 
 
+def _token_laws(w: _Writer, fits: pd.DataFrame) -> None:
+    """The token-cut verdicts and c of one checkpoint's attention_token_fits rows, tuned and base, as measured."""
+    lengths = sorted(fits["seq_len"].dropna().astype(int).unique())
+    w.text("over token cuts (L = " + ", ".join(str(n) for n in lengths) + "; "
+           + " and ".join(sorted(fits["block"].dropna().unique())) + " blocks) the verdict is Cardy's chord in ")
+    w.num("cardy_verdicts", int((fits["verdict"] == "cardy").sum()), "/").num("token_profiles", len(fits))
+    w.text(" (layer, head, L, block) profiles, the volume law in ").num("volume_verdicts", int((fits["verdict"] == "volume").sum()))
+    w.text(", a constant in ").num("constant_verdicts", int((fits["verdict"] == "constant").sum()))
+    w.text(" and neither fits in ").num("neither_verdicts", int((fits["verdict"] == "neither fits").sum()))
+    c = fits["cardy_c"].dropna()
+    if not c.empty:
+        w.text("; Cardy's c has median ").num("cardy_c_median", c.median(), " (interquartile ")
+        w.num("cardy_c_q25", c.quantile(0.25), "–").num("cardy_c_q75", c.quantile(0.75))
+        w.text(" over layers, heads, lengths and blocks; per-L medians ")
+        by_len = fits.groupby("seq_len")["cardy_c"].median()
+        w.num("cardy_c_length_min", by_len.min(), " to ").num("cardy_c_length_max", by_len.max())
+        w.text(", per-layer medians ")
+        by_layer = fits.groupby("layer")["cardy_c"].median()
+        w.num("cardy_c_layer_min", by_layer.min(), " to ").num("cardy_c_layer_max", by_layer.max())
+        w.text(") at median R² ").num("cardy_r2_median", fits["cardy_r2"].median())
+        if "base_cardy_c" in fits.columns and fits["base_cardy_c"].notna().any():
+            w.text("; the base on the same windows: Cardy in ")
+            w.num("base_cardy_verdicts", int((fits["base_verdict"] == "cardy").sum()), "/")
+            w.num("base_token_profiles", int(fits["base_verdict"].notna().sum()), ", c median ")
+            w.num("base_cardy_c_median", fits["base_cardy_c"].median())
+    w.text(". ")
+
+
 def _attention(runs: Sequence[Run]) -> list[Sentence]:
-    cols = ["run", "checkpoint", "step", "layer", "head", "seq_len", "volume_r2", "area_log_r2", "better_fit",
-            "base_better_fit", "entropy_diff", "attention_tv", "q_rel_change", "v_rel_change"]
+    cols = ["run", "checkpoint", "step", "layer", "head", "seq_len", "entropy_diff", "attention_tv", "q_rel_change",
+            "v_rel_change"]
+    fits_of = dict(_per_run(runs, "attention_token_fits"))
     out, tv = [], {}
     for run, rows in _per_run(runs, "attention_summary", cols):
         ck, rows = at_last(rows)
@@ -307,15 +337,12 @@ def _attention(runs: Sequence[Run]) -> list[Sentence]:
             continue
         w = _Writer("attention", run)
         _who(w, run, ck, rows)
-        lengths = sorted(rows["seq_len"].dropna().astype(int).unique())
-        w.text("the area law with a log correction fits the attention profile better than the volume law in ")
-        w.num("area_log_better", int((rows["better_fit"] == "area_log").sum()), "/").num("profiles", len(rows))
-        w.text(" (layer, head, L) profiles, L = " + ", ".join(str(n) for n in lengths) + " (median R² ")
-        w.num("area_log_r2_median", rows["area_log_r2"].median(), " vs ").num("volume_r2_median", rows["volume_r2"].median())
-        w.text("; the base's profiles: ").num("base_area_log_better", int((rows["base_better_fit"] == "area_log").sum()), "/")
-        w.num("base_profiles", int(rows["base_better_fit"].notna().sum()), ")")
-        w.text(". No-hair: attention rows moved by ").num("attention_tv_mean", rows["attention_tv"].mean())
-        w.text(" (mean total variation), the entropy profile by ").num("entropy_diff_mean", rows["entropy_diff"].mean())
+        fits = fits_of.get(run)
+        fits = fits[fits["checkpoint"].astype(str) == ck] if fits is not None else None
+        if fits is not None and not fits.empty:
+            _token_laws(w, fits)
+        w.text("No-hair: attention rows moved by ").num("attention_tv_mean", rows["attention_tv"].mean())
+        w.text(" (mean total variation), the digit-chain profile by ").num("entropy_diff_mean", rows["entropy_diff"].mean())
         w.text(" (mean relative difference)")
         inside = rows[["q_rel_change", "v_rel_change"]].stack().dropna() if {"q_rel_change", "v_rel_change"} <= set(rows.columns) else []
         if len(inside):
@@ -326,6 +353,33 @@ def _attention(runs: Sequence[Run]) -> list[Sentence]:
     if len(tv) > 1:
         w = _Writer("attention", None)
         _ranking(w, "Attention moved most (mean total variation from the base)", tv, "attention_tv_mean")
+        out.append(w.sentence)
+    return out
+
+
+def _no_hair(runs: Sequence[Run]) -> list[Sentence]:
+    """Per run, each pair (matched pairs first): the inside distance, the layer-output and row distances
+    beside the members' distances from the base, and the verdicts where intervals separate."""
+    from lab.present import no_hair
+
+    out = []
+    for run, rows in _per_run(runs, "no_hair"):
+        rows = no_hair.with_verdicts(rows)
+        pairs = no_hair.pairs(rows).sort_values(["matched", "size_ratio"], ascending=[False, True])
+        w = _Writer("no_hair", run)
+        w.text(f"{run}: ")
+        for i, p in enumerate(pairs.itertuples()):
+            tag = f"matched on update size, {fmt(p.size_ratio)}×" if p.matched else f"unmatched, sizes {fmt(p.size_ratio)}× apart"
+            w.text(("" if i == 0 else " ") + f"{p.pair} ({p.kinds}, {tag}): inside ").num(f"inside[{p.pair}]", p.inside)
+            for measure, label in (("layer_output", "layer output"), ("rows", "attention rows")):
+                r = rows[(rows["pair"] == p.pair) & (rows["measure"] == measure)]
+                if r.empty:
+                    continue
+                w.text(f"; {label} a–b ").num(f"{measure}[{p.pair}]", r["distance"].mean(), " (a–base ")
+                w.num(f"{measure}_first_base[{p.pair}]", r["first_base"].mean(), ", b–base ")
+                w.num(f"{measure}_second_base[{p.pair}]", r["second_base"].mean(), "), ")
+                w.text(no_hair.pair_verdict(r))
+            w.text(".")
         out.append(w.sentence)
     return out
 
@@ -357,33 +411,6 @@ def _thresholds(runs: Sequence[Run]) -> list[Sentence]:
             w.text("; the LoRA term alone reaches γ = ").num("gamma_lora_max", lora.max())
         if {"evt_ratio_q", "evt_ratio_k"} <= set(rows.columns) and rows["evt_ratio_q"].notna().any():
             w.text("; γ/control, the largest entry over the extreme-value control σ·√(2 ln(L·d_head)), has median ")
-def _no_hair(runs: Sequence[Run]) -> list[Sentence]:
-    """Per run, each pair (matched pairs first): the inside distance, the layer-output and row distances
-    beside the members' distances from the base, and the verdicts where intervals separate."""
-    from lab.present import no_hair
-
-    out = []
-    for run, rows in _per_run(runs, "no_hair"):
-        rows = no_hair.with_verdicts(rows)
-        pairs = no_hair.pairs(rows).sort_values(["matched", "size_ratio"], ascending=[False, True])
-        w = _Writer("no_hair", run)
-        w.text(f"{run}: ")
-        for i, p in enumerate(pairs.itertuples()):
-            tag = f"matched on update size, {fmt(p.size_ratio)}×" if p.matched else f"unmatched, sizes {fmt(p.size_ratio)}× apart"
-            w.text(("" if i == 0 else " ") + f"{p.pair} ({p.kinds}, {tag}): inside ").num(f"inside[{p.pair}]", p.inside)
-            for measure, label in (("layer_output", "layer output"), ("rows", "attention rows")):
-                r = rows[(rows["pair"] == p.pair) & (rows["measure"] == measure)]
-                if r.empty:
-                    continue
-                w.text(f"; {label} a–b ").num(f"{measure}[{p.pair}]", r["distance"].mean(), " (a–base ")
-                w.num(f"{measure}_first_base[{p.pair}]", r["first_base"].mean(), ", b–base ")
-                w.num(f"{measure}_second_base[{p.pair}]", r["second_base"].mean(), "), ")
-                w.text(no_hair.pair_verdict(r))
-            w.text(".")
-        out.append(w.sentence)
-    return out
-
-
             w.num("evt_ratio_median", np.nanmedian(rows[["evt_ratio_q", "evt_ratio_k"]].to_numpy()))
         g = growth.get(run)
         if g is not None:
@@ -476,6 +503,18 @@ def _merge(runs: Sequence[Run]) -> list[Sentence]:
             w.num(f"rel_fro_error[{merged}]", r["error"], " (best rank-k ").num(f"optimal_rel_fro_error[{merged}]", r["optimal"], ")")
         w.text(".")
         out.append(w.sentence)
+    for run, rows in _per_run(runs, "merge_eval"):
+        for texts, g in merge_eval(rows).groupby("texts", sort=True):
+            w = _Writer("merge", run)
+            w.text(f"{run}, held-out loss on {texts} ({g['objective'].iloc[0]}): base ").num(f"base_loss[{texts}]", g["base_loss"].iloc[0])
+            best = g.dropna(subset=["best_input_loss"])
+            if not best.empty:
+                top = best.loc[best["best_input_loss"].idxmin()]
+                w.text(f", best input adapter {top['best_input']} ").num(f"best_input_loss[{texts}]", top["best_input_loss"])
+            for i, r in enumerate(g.sort_values("loss").itertuples()):
+                w.text("; " if i else "; merges: ").text(f"{r.method} ({r.merged}) ").num(f"loss[{r.merged}][{texts}]", r.loss)
+            w.text(" (one merge run, no seeds: differences here are measurements, not verdicts).")
+            out.append(w.sentence)
     return out
 
 
@@ -485,6 +524,7 @@ SUMMARIES: dict[str, Callable[[Sequence[Run]], list[Sentence]]] = {
     "spectra": _spectra,
     "attention": _attention,
     "thresholds": _thresholds,
+    "no_hair": _no_hair,
     "msu": _msu,
     "msu_pairs": _msu_pairs,
     "merge": _merge,
@@ -502,4 +542,3 @@ def summarize(runs: Sequence[Run]) -> list[FamilyFindings]:
         if sentences:
             found.append(FamilyFindings(family.key, BY_KEY[family.key].title, anchor(family.key), sentences))
     return found
-    "no_hair": _no_hair,

@@ -51,20 +51,20 @@ FAMILIES: tuple[Family, ...] = (
         "W's and the count of 'intruder' directions.",
     ),
     Family(
-        "attention", "External entanglement (attention)", ("attention_summary", "attention_entanglement", "windows"),
-        "The base and each checkpoint run with eager attention on the same token windows of exactly L tokens. Each "
-        "head's L×L attention matrix P is read as a state ψ = vec(P)/‖P‖_F on the prime-factor sites of L×L and gets "
-        "the internal probe's entropy profile. Over the windows' mean profile S(ℓ), with ℓ = ln min(D_left, D_right), "
-        "two laws are fitted by least squares: a volume law S = a + b·ℓ and an area law with a logarithmic correction "
-        "S = a + b·ln ℓ (the 'attention Cardy formula' of arXiv 2601.06788, which claims the latter fits better). The "
+        "attention", "External entanglement (attention)",
+        ("attention_summary", "attention_token_fits", "attention_token_cuts", "attention_entanglement", "windows"),
+        "The base and each checkpoint run with eager attention on the same token windows of exactly L tokens. For each "
+        "head's L×L attention matrix P and each cut after ℓ tokens, the cross block P[ℓ:, :ℓ] (queries after the cut "
+        "reading keys before it; for encoders also P[:ℓ, ℓ:]) gets the entropy S(ℓ) of its normalised squared singular "
+        "values: the 'token–token correlations' that arXiv 2601.06788 reports to follow 'an area law with logarithmic "
+        "corrections' (its 'Attention Cardy Formula'). Over ℓ in tokens three laws are fitted to the windows' mean "
+        "profile: Cardy's chord S = a + (c/3)·ln((L/π)·sin(πℓ/L)), a volume law S = a + b·min(ℓ, L−ℓ) and a constant; "
+        "a law is the verdict only with an AIC lower by more than 2 and R² ≥ 0.8, else 'neither fits'. The digit-chain "
+        "profile (the internal probe applied to P: cuts split index digits, not tokens) is kept beside it, unfitted. The "
         "'no-hair' claim (LoRA and full fine-tuning differ inside ΔW, not in the attention) is one comparison: how "
         "far the tuned attention moved from the base's (total variation of rows, relative entropy difference) beside "
         "how far the layer's W_q and W_v moved (‖ΔW‖_F/‖W‖_F).",
     ),
-    Family(
-        "thresholds", "LoRA norm thresholds", ("thresholds", "threshold_growth", "windows"),
-        "Hu et al., 'Computational Limits of Low-Rank Adaptation' (arXiv 2406.03136): with X the input of an attention "
-        "layer, LoRA's gradient admits almost-linear-time algorithms when ‖X·W_Q,eff‖_∞ and ‖X·W_K‖_∞ are o(√ln L), "
     Family(
         "no_hair", "No-hair: LoRA beside full fine-tuning", ("no_hair",),
         "arXiv 2601.06788 finds that LoRA and full fine-tuning leave distinct internal signatures, yet 'such "
@@ -78,6 +78,10 @@ FAMILIES: tuple[Family, ...] = (
         "a factor 1.5); a verdict ('closer' to each other than to the base, or 'farther') is stated only where the "
         "intervals separate, otherwise 'not separable'.",
     ),
+    Family(
+        "thresholds", "LoRA norm thresholds", ("thresholds", "threshold_growth", "windows"),
+        "Hu et al., 'Computational Limits of Low-Rank Adaptation' (arXiv 2406.03136): with X the input of an attention "
+        "layer, LoRA's gradient admits almost-linear-time algorithms when ‖X·W_Q,eff‖_∞ and ‖X·W_K‖_∞ are o(√ln L), "
         "and no sub-quadratic one above Θ(√ln L) (under SETH). Hu et al. write softmax(Q·Kᵀ·β) with β = 1; the bound "
         "they borrow is Alman & Song's (arXiv 2302.13214), exp(Q·Kᵀ/d) with entries of Q, K in [−B, B] and a sharp "
         "transition at B = Θ(√log n). A head computing q·kᵀ/√d_head is Hu's literal form with d_head^(−1/4)·q (γ_q, "
@@ -105,12 +109,16 @@ FAMILIES: tuple[Family, ...] = (
         "permutations shows by how much.",
     ),
     Family(
-        "merge", "Merges", ("merge",),
+        "merge", "Merges", ("merge", "merge_eval"),
         "lab merge writes a loadable PEFT adapter from several adapters and records, per module, its relative "
         "Frobenius error against the exact weighted sum T = Σ_j w_j·s_j·B_j·A_j: stack (exact, by concatenation), "
-        "linear (index-wise average: cross terms), svd (the best rank-k approximation of T) and lego (k-means over "
-        "the pooled units with dual reweighting). The floor for any merge of rank k is the Eckart–Young error "
-        "√(Σ_{i>k} σ_i²)/‖T‖_F, drawn beside the methods.",
+        "linear (index-wise average: cross terms), svd (the best rank-k approximation of T), lego (LoRA-LEGO, arXiv "
+        "2409.16167: k-means over the pooled units, each centroid rescaled to its members' mean norm, the output "
+        "× √(r/k); data-free) and lego-oracle (the lab's earlier variant, output scale fitted to T itself: an oracle). "
+        "The floor for any merge of rank k is the Eckart–Young error √(Σ_{i>k} σ_i²)/‖T‖_F, drawn beside the "
+        "methods; svd reaches it by construction, so merges are also judged by what LEGO claims, several tasks in "
+        "one adapter: with --eval-texts, the held-out loss of the merge, of each input adapter and of the base on "
+        "each text set (merge_eval), under the base's own fine-tuning objective.",
     ),
 )
 

@@ -98,11 +98,16 @@ def build_entanglement(section: Section, runs: list[Run]) -> None:
            "page_at_cut": ("valley_page", "mean"), "depth": ("depth", "mean")}
     if "ln_rank_bound" in table.columns:
         agg["ln_rank_bound"] = ("ln_rank_bound", "max")
+    if "valley_neighbour_depth" in table.columns:  # the valley's shape (entanglement_summary columns)
+        agg.update(depth_below_neighbours=("valley_neighbour_depth", "mean"), width=("valley_width", "mean"),
+                   outer_page_ratio=("page_ratio_outer", "mean"))
     summary = table.groupby(["run", "checkpoint", "source", "role"], sort=False, dropna=False).agg(**agg).reset_index()
     section.tables.append(TableBlock.from_frame(
         "Valley at the row|column cut (means over layers, nats)", summary,
-        "entropy_at_cut ≤ ln_rank_bound always holds; depth = Page's value − entropy at the cut; "
-        "the controls (source random / random_lora) show where chance sits"))
+        "depth = Page's value − entropy at the cut; depth_below_neighbours = mean entropy at the two neighbouring cuts − "
+        "entropy at the cut; width = consecutive cuts at least half as deep below Page; outer_page_ratio = mean S/S_Page "
+        "over the other cuts; the controls (source random / random_lora) show where chance sits. entropy_at_cut ≤ "
+        "ln_rank_bound is an identity of the algebra (a sanity check, not a finding)"))
 
 
 def build_spectra(section: Section, runs: list[Run]) -> None:
@@ -135,8 +140,8 @@ def build_spectra(section: Section, runs: list[Run]) -> None:
 
 
 def build_attention(section: Section, runs: list[Run]) -> None:
-    """No-hair by layer over runs; per run one head's profile with both fits at each L and the
-    layer × head map of the entropy difference; fits and no-hair numbers per run, checkpoint and L."""
+    """No-hair by layer over runs; per run one head's token-cut profile with Cardy's fit at each L, the layer × head
+    map of c and the digit-chain profile at the longest L; verdicts, c and no-hair numbers per run, checkpoint and L."""
     summary = load.read_runs(runs, "attention_summary")
     if summary.empty:
         section.message = "the attention_summary table is empty for these runs"
@@ -147,24 +152,35 @@ def build_attention(section: Section, runs: list[Run]) -> None:
         mine = summary[summary["run"] == run.name]
         if mine.empty:
             continue
-        last = mine[mine["checkpoint"] == _last(mine)]
+        ck = _last(mine)
+        last = mine[mine["checkpoint"] == ck]
         layers = sorted(last["layer"].dropna().unique())
         if not layers:
             continue
         layer, head = int(layers[len(layers) // 2]), int(last["head"].min())
-        for length in sorted(last["seq_len"].unique()):
-            profiles = load.read(run, "attention_entanglement", None,
-                                 [("layer", "==", layer), ("head", "==", head), ("seq_len", "==", int(length)),
-                                  ("checkpoint", "==", _last(mine))])
-            fits = last[(last["layer"] == layer) & (last["head"] == head) & (last["seq_len"] == length)]
-            section.charts.append(attention_fig.fit_chart(
-                profiles, fits, title=f"Attention entropy vs ℓ: layer {layer}, head {head}, L = {int(length)} ({run.name})"))
-        section.charts.append(attention_fig.head_map_chart(
-            last, "entropy_diff", title=f"Layer × head: no-hair entropy difference ({run.name}, {_last(mine)})"))
+        lengths = sorted(last["seq_len"].unique())
+        if run.has_table("attention_token_cuts"):
+            for length in lengths:
+                where = [("layer", "==", layer), ("head", "==", head), ("seq_len", "==", int(length)),
+                         ("checkpoint", "==", ck), ("block", "==", "reads_past")]
+                section.charts.append(attention_fig.token_profile_chart(
+                    load.read(run, "attention_token_cuts", None, where), load.read(run, "attention_token_fits", None, where),
+                    title=f"Token cuts: layer {layer}, head {head}, L = {int(length)}, reads_past ({run.name})"))
+            fits = load.read(run, "attention_token_fits", None, [("checkpoint", "==", ck), ("block", "==", "reads_past")])
+            section.charts.append(attention_fig.cardy_map_chart(
+                fits, title=f"Layer × head: Cardy's c, reads_past, mean over L ({run.name}, {ck})"))
+        profiles = load.read(run, "attention_entanglement", None,
+                             [("layer", "==", layer), ("head", "==", head), ("seq_len", "==", int(lengths[-1])),
+                              ("checkpoint", "==", ck)])
+        section.charts.append(attention_fig.digit_chain_chart(
+            profiles, title=f"Digit chain (index digits, not tokens): layer {layer}, head {head}, L = {int(lengths[-1])} "
+                            f"({run.name})"))
     table = digests.attention(summary)
     section.tables.append(TableBlock.from_frame(
-        "Fits and no-hair per run, checkpoint and L (means over layers and heads)", table,
-        "area_log_better counts the (layer, head) profiles whose area-log fit has the larger R²"))
+        "Token-cut verdicts and no-hair per run, checkpoint and L (reads_past block; medians and means over layers and "
+        "heads)", table,
+        "cardy, volume, constant and neither count the (layer, head) profiles with that verdict: a law's AIC lower by "
+        "more than 2 and R² ≥ 0.8, else 'neither fits'"))
 
 
 def build_thresholds(section: Section, runs: list[Run]) -> None:
@@ -195,22 +211,6 @@ def build_thresholds(section: Section, runs: list[Run]) -> None:
             "against ln L", growth[cols], "R² is empty below three lengths, where a line fits by construction"))
 
 
-def build_msu(section: Section, runs: list[Run]) -> None:
-    """Shares of the units and the effective number of units, per run (checkpoints faint); a per-role summary."""
-    units = load.read_runs(runs, "msu_units")
-    msu = load.read_runs(runs, "msu")
-    if msu.empty:
-        section.message = "the msu table is empty for these runs"
-        return
-    if not units.empty:
-        section.charts.append(msu_fig.shares_chart(units, title="How the update is shared among its units "
-                                                                "(every checkpoint; earlier ones faint)"))
-    section.charts.append(msu_fig.effective_chart(msu))
-    for run in runs:  # per run, its last checkpoint: how alike the units are, and one module's units
-        mine = msu[msu["run"] == run.name]
-        if mine.empty:
-            continue
-        ck = _last(mine)
 def build_no_hair(section: Section, runs: list[Run]) -> None:
     """The pairs (matched on update size or not), the outside distances with their intervals beside the
     members' distances from the base, inside against outside, and the verdict counts per pair and measure."""
@@ -234,6 +234,22 @@ def build_no_hair(section: Section, runs: list[Run]) -> None:
         "a–b interval lies below, above or across both members' intervals from the base"))
 
 
+def build_msu(section: Section, runs: list[Run]) -> None:
+    """Shares of the units and the effective number of units, per run (checkpoints faint); a per-role summary."""
+    units = load.read_runs(runs, "msu_units")
+    msu = load.read_runs(runs, "msu")
+    if msu.empty:
+        section.message = "the msu table is empty for these runs"
+        return
+    if not units.empty:
+        section.charts.append(msu_fig.shares_chart(units, title="How the update is shared among its units "
+                                                                "(every checkpoint; earlier ones faint)"))
+    section.charts.append(msu_fig.effective_chart(msu))
+    for run in runs:  # per run, its last checkpoint: how alike the units are, and one module's units
+        mine = msu[msu["run"] == run.name]
+        if mine.empty:
+            continue
+        ck = _last(mine)
         section.charts.append(msu_fig.similarity_chart(
             mine[mine["checkpoint"] == ck], title=f"How alike the units are, per module ({run.name}, {ck})"))
         mine_units = units[(units["run"] == run.name) & (units["checkpoint"] == ck)] if not units.empty else units
@@ -268,6 +284,11 @@ def build_merge(section: Section, runs: list[Run]) -> None:
     table = digests.merge(merge)
     section.tables.append(TableBlock.from_frame("Merged adapters (means over modules)", table,
                                                 "checkpoint = the merged adapter's folder name"))
+    evals = load.read_runs(runs, "merge_eval")
+    if not evals.empty:
+        section.charts.append(msu_fig.merge_eval_chart(evals))
+        section.tables.append(TableBlock.from_frame("Held-out loss per merged adapter and text set", digests.merge_eval(evals),
+                                                    "loss of the merge, the base and the best input adapter on each --eval-texts set"))
 
 
 def _last(rows: pd.DataFrame) -> str:
@@ -283,8 +304,8 @@ BUILDERS: dict[str, Callable[[Section, list[Run]], None]] = {
     "spectra": build_spectra,
     "attention": build_attention,
     "thresholds": build_thresholds,
+    "no_hair": build_no_hair,
     "msu": build_msu,
     "msu_pairs": build_msu_pairs,
     "merge": build_merge,
 }
-    "no_hair": build_no_hair,

@@ -66,6 +66,34 @@ def test_causal_lm_losses_equal_peft_forward(tmp_path):
                                          "--seq-len", "8", "--windows", "5"]), None
     t = pd.read_parquet(tmp_path / "results" / "merges" / "merge_eval.parquet")
     assert set(t.merged) == {"merged", "stacked"} and len(t) == 8 + 4
+    _presented(tmp_path / "results" / "merges", t)
+
+
+def _presented(run_folder, t):
+    """The findings sentences, the digest and the chart carry the merge_eval numbers, recomputed here with pandas."""
+    from lab.present.digests import merge_eval
+    from lab.present.figures.msu import merge_eval_chart
+    from lab.present.findings import summarize
+    from lab.store import open_run
+
+    run = open_run(run_folder)
+    [merge] = [f for f in summarize([run]) if f.key == "merge"]
+    numbers = {}
+    for sentence in merge.sentences:
+        numbers.update(sentence.numbers)
+    for texts, g in t.groupby("texts"):
+        assert numbers[f"base_loss[{texts}]"] == pytest.approx(g[g.kind == "base"].loss.iloc[0], rel=1e-12)
+        assert numbers[f"best_input_loss[{texts}]"] == pytest.approx(g[g.kind == "input"].loss.min(), rel=1e-12)
+        for r in g[g.kind == "merged"].itertuples():
+            assert numbers[f"loss[{r.merged}][{texts}]"] == pytest.approx(r.loss, rel=1e-12)
+    digest = merge_eval(t)
+    assert len(digest) == (t.kind == "merged").sum()
+    for r in digest.itertuples():
+        ins = t[(t.kind == "input") & (t.merged == r.merged) & (t.texts == r.texts)]
+        assert r.best_input_loss == pytest.approx(ins.loss.min()) and r.best_input == ins.loc[ins.loss.idxmin(), "checkpoint"]
+    chart = merge_eval_chart(t)
+    drawn = [l for ax in chart.figure.axes for l in ax.get_lines()]
+    assert any(np.allclose(l.get_ydata(), t[(t.kind == "merged") & (t.method == "lego")].loss.iloc[:1]) for l in drawn)
 
 
 def test_contrastive_losses_equal_peft_forward(tmp_path):

@@ -6,6 +6,7 @@ merge methods against the Eckart–Young floor at the same rank k.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from lab.present.figures.common import (
@@ -211,3 +212,39 @@ def merge_chart(merge: pd.DataFrame, *, title: str = "Merge error against rank k
                "stack reaches 0 at k = the pooled rank, linear pays the cross terms at the inputs' rank.")
     return Chart(fig, title, caption)
 
+
+
+def merge_eval_chart(rows: pd.DataFrame, *, title: str = "Held-out loss per text set: merges, their inputs, the base") -> Chart:
+    """One panel: per text set (x), the loss of every merged adapter (filled markers, one per method), of every
+    input adapter (open circles) and of the base (a grey bar), from the merge_eval table."""
+    if rows.empty:
+        return empty_chart(title, "no merge evaluations in this selection (lab merge --eval-texts)")
+    fig, (ax,) = new_figure()
+    sets = sorted(rows["texts"].unique())
+    merged = rows[rows["kind"] == "merged"]
+    methods = sorted(merged["method"].dropna().unique())
+    markers = {m: ["o", "s", "^", "D", "v"][i % 5] for i, m in enumerate(methods)}
+    width = 0.8
+    for x, texts in enumerate(sets):
+        g = rows[rows["texts"] == texts]
+        base = g[g["kind"] == "base"]["loss"]
+        if not base.empty:
+            ax.bar(x, base.mean(), width=width, color="0.85", label="base" if x == 0 else None)
+        inputs = g[g["kind"] == "input"].drop_duplicates(["run", "checkpoint"])
+        ax.plot(np.full(len(inputs), x - width / 4), inputs["loss"], "o", mfc="none", color="black",
+                label="input adapters" if x == 0 else None)
+        for i, (method, m) in enumerate(g[g["kind"] == "merged"].groupby("method", sort=True)):
+            ax.plot(np.full(len(m), x + width / 4 * (i - len(methods) / 2) / max(len(methods), 1)), m["loss"],
+                    markers[method], ms=7, label=method if x == 0 else None)
+    ax.set_xticks(range(len(sets)), sets)
+    lo, hi = rows["loss"].min(), rows["loss"].max()
+    pad = 0.15 * (hi - lo) if hi > lo else 0.05 * abs(hi) + 1e-3
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlabel("held-out text set (--eval-texts)")
+    ax.set_ylabel(f"loss ({', '.join(sorted(rows['objective'].dropna().unique()))})")
+    ax.set_title(title, fontsize=10)
+    legend(fig)
+    caption = ("Lower is better. A merge keeps a task when its loss on that task's texts is near the adapter trained "
+               "on them (open circles) and below the base (grey). One lab merge run has no seeds: see "
+               "analyses/msu_merge.md for the spread over fine-tuning seeds.")
+    return Chart(fig, title, caption)
