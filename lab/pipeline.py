@@ -202,7 +202,7 @@ def _describe_inputs(checkpoints: list[Checkpoint], base: Base | None, corpus: s
     return {
         "checkpoints": [
             {"name": c.name, "step": c.step, "format": c.format, "path": str(c.path.resolve()),
-             "files": [describe_file(f) for f in c.files]}
+             "files": [describe_file(f) for f in c.files], **({"metadata": c.metadata} if c.metadata else {})}
             for c in checkpoints
         ],
         "base": [describe_file(f) for f in base.files] if base is not None else [],

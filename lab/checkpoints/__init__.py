@@ -16,7 +16,8 @@ Where things live: ``discover`` (formats, time series), ``index`` / ``safetensor
 ``pickled`` (where each tensor is), ``reads`` (module reads), ``full`` / ``adapter`` (planning
 them), ``read`` and ``loader`` / ``ranges`` (getting data), ``naming`` (layer, role), ``pairing``
 (base keys), ``adapter_config`` / ``adapter_weights`` (PEFT LoRA), ``dora``, ``fused`` (GPT-2's c_attn),
-``mps`` (MPS Adaptation), ``peft_general`` (every other weight-modifying PEFT type, through PEFT).
+``mps`` (MPS Adaptation), ``kohya`` / ``lycoris`` / ``diffusers_names`` (image-model LoRA files:
+kohya, LyCORIS, diffusers), ``peft_general`` (every other weight-modifying PEFT type, through PEFT).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def plan_reads(ckpt: Checkpoint, base: Base | None, *, modules: str | None = Non
     ``<module>.q`` etc.). Raises ``lab.errors.LabError`` subclasses naming the file and tensor.
     """
     select = selector(modules)
+    if ckpt.format in ("kohya", "diffusers"):
+        from lab.checkpoints.kohya import plan_image
+
+        return plan_image(ckpt, base, select, allow_nonfinite)
     if ckpt.format == "mps":
         from lab.checkpoints.mps import plan_mps
 

@@ -28,7 +28,14 @@ class Base:
 
 
 def open_base(path: str | Path) -> Base:
-    """The base at ``path`` (a full model folder or weight file); InputError for anything else."""
+    """The base at ``path`` (a full model folder or weight file, or a diffusers model folder with
+    its components in subfolders); InputError for anything else."""
+    from lab.checkpoints.diffusers_names import is_diffusers_folder, open_diffusers_base
+    from lab.checkpoints.discover import find_layout
+
+    folder = Path(path).expanduser()
+    if folder.is_dir() and is_diffusers_folder(folder) and find_layout(folder) is None:
+        return open_diffusers_base(folder)
     path, layout = checked_layout(path, what="--base")
     if layout.format != "full":
         raise InputError(f"{path}: --base must be a full model, not an adapter; pass the model the adapter was trained on")

@@ -33,18 +33,19 @@ class Checkpoint:
     name: str  # "checkpoint-500" for time-series members, else the folder/file name
     step: int | None  # N of checkpoint-N (or trainer_state.json's global_step for a final model)
     path: Path
-    format: str  # "adapter", "full" or "mps" (an MPS Adaptation adapter, lab/checkpoints/mps.py)
+    format: str  # "adapter", "full", "mps" (MPS Adaptation, lab/checkpoints/mps.py), "kohya" or "diffusers" (lab/checkpoints/kohya.py)
     files: list[Path] = field(default_factory=list)  # weights, index, configs: for the manifest
     layout: Layout | None = field(default=None, repr=False)
     index: TensorIndex | None = field(default=None, repr=False)  # built once, when discovered
     model_type: str | None = None  # config.json's model_type (full models)
+    metadata: dict[str, str] = field(default_factory=dict)  # kohya/diffusers files: ss_network_dim, ss_network_alpha ... (manifest)
 
 
 @dataclass(frozen=True)
 class Layout:
     """Where a checkpoint's weights are: weight files or an index json, and its config."""
 
-    format: str  # "adapter", "full" or "mps"
+    format: str  # "adapter", "full", "mps", "kohya" or "diffusers"
     weights: tuple[Path, ...]  # the weight files, or the one *.index.json of a sharded model
     config: Path | None  # adapter_config.json (adapters) or config.json (full models), if present
 
@@ -93,6 +94,8 @@ def find_layout(path: Path) -> Layout | None:
             raise InputError(f"{path}: {adapter.name} without {CONFIG_NAME}; copy the adapter's config next to its weights")
         return Layout("adapter", (adapter,), config)
     if full is not None:
+        if (image := _image_layout(full)) is not None:
+            return image
         config = path / "config.json"
         return Layout("full", (full,), config if config.is_file() else None)
     if (path / CONFIG_NAME).is_file():
@@ -103,11 +106,24 @@ def find_layout(path: Path) -> Layout | None:
 def _file_layout(path: Path) -> Layout:
     if path.name in WEIGHT_NAMES + (MPS_WEIGHTS,):  # an adapter's weight file stands for its folder
         return find_layout(path.parent)
+    if (image := _image_layout(path)) is not None:
+        return image
     config = path.parent / "config.json"
     config = config if config.is_file() else None
     if path.suffix == ".safetensors" or path.suffix in PICKLE_SUFFIXES or path.name.endswith(".index.json"):
         return Layout("full", (path,), config)
     raise InputError(f"{path}: not a weight file lab reads (.safetensors, .bin, .pt, .pth, *.index.json, or a folder)")
+
+
+def _image_layout(path: Path) -> Layout | None:
+    """A kohya / LyCORIS or diffusers LoRA file (told by its tensor names), else None."""
+    from lab.checkpoints.kohya import image_format
+    from lab.checkpoints.safetensors_header import read_header
+
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    fmt = image_format(read_header(path))
+    return Layout(fmt, (path,), None) if fmt is not None else None
 
 
 def checked_layout(path: str | Path, what: str = "checkpoint") -> tuple[Path, Layout]:
@@ -172,12 +188,18 @@ def _checkpoint(path: Path, name: str, step: int | None) -> Checkpoint:
         check_modules(adapter_modules(index), config, layout.weights[0])
     if layout.format == "mps":
         mps_modules(index, MPSConfig.read(layout.config), layout.weights[0])
+    metadata = {}
+    if layout.format in ("kohya", "diffusers"):
+        from lab.checkpoints.kohya import image_modules, recorded_metadata
+
+        image_modules(index, layout.format, layout.weights[0])  # shapes, ranks and alphas checked now
+        metadata = recorded_metadata(layout.weights[0])
     model_type = None
     if layout.config is not None:
         model_type = layout.model_type()  # a broken config.json fails now, not mid-run
         files.insert(0, layout.config)
     return Checkpoint(name=name, step=step, path=path, format=layout.format, files=files, layout=layout,
-                      index=index, model_type=model_type)
+                      index=index, model_type=model_type, metadata=metadata)
 
 
 def _trainer_step(folder: Path) -> tuple[int | None, Path | None]:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-ROLES = ("q", "k", "v", "o", "gate", "up", "down", "embed", "lm_head", "other")
+ROLES = ("q", "k", "v", "o", "gate", "up", "down", "embed", "lm_head", "other",
+         # image models (lab/checkpoints/diffusers_names.py): FLUX's fused qkv, convolutions, time embedding, proj_in/out
+         "qkv", "conv", "time_embed", "proj_in", "proj_out")
 
 
 @dataclass(frozen=True)

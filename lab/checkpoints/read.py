@@ -23,7 +23,11 @@ STREAM_BYTES = 64 << 20  # dense updates above this many bytes of float64 are st
 def read_module(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = STREAM_BYTES) -> list[Delta]:
     """The Deltas of one module read (one, or one per part of a fused projection), in float64."""
     fields: dict = {}  # more Delta fields a structured PEFT reader gives (AdaLoRA's pruned_ranks)
-    if spec.kind == "full":
+    if spec.kohya is not None:
+        from lab.checkpoints.kohya import read_image
+
+        matrix, base, note = read_image(spec, loader)
+    elif spec.kind == "full":
         matrix, base, note = _full(spec, loader, stream_bytes)
     elif spec.kind == "mps":
         from lab.checkpoints.mps import read_mps

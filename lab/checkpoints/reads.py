@@ -34,6 +34,8 @@ class ModuleRead:
     ``scale``, DoRA's ``magnitude``, and the base weight when a base was given.
     ``kind`` ``mps``: ``B`` and the ``cores`` (C1, C2) of :mod:`lab.checkpoints.mps` (``A`` is C1,
     whose first axis is r), ``scale`` α/r.
+    An image-model LoRA file's module (kohya, LyCORIS, diffusers; kinds ``lora``, ``loha``, ``lokr``,
+    ``full``, ``dora``): ``kohya``, a :class:`lab.checkpoints.kohya.ImageModule`, and ``base``.
     Any other PEFT type (kind ``peft_type.lower()``): ``peft``, a
     :class:`lab.checkpoints.peft_general.PeftTensors` (the module's adapter tensors, read through PEFT), and ``base``.
     """
@@ -58,12 +60,14 @@ class ModuleRead:
     allow_nonfinite: bool = False
     cores: tuple[TensorInfo, TensorInfo] | None = None
     peft: Any = None  # lab.checkpoints.peft_general.PeftTensors (not imported: that module imports this one)
+    kohya: Any = None  # lab.checkpoints.kohya.ImageModule: a kohya / LyCORIS / diffusers module (same reason)
 
     @property
     def files(self) -> list[str]:
         """Every file this read touches (for a worker's path check)."""
         infos = (self.tensor, self.base, self.A, self.B, self.magnitude) + (self.cores or ())
-        return sorted({str(i.file) for i in infos if i is not None} | set(self.peft.files if self.peft else ()))
+        return sorted({str(i.file) for i in infos if i is not None} | set(self.peft.files if self.peft else ())
+                      | set(self.kohya.files if self.kohya else ()))
 
     def params(self, rows: tuple[int, int] | None = None) -> int:
         """Stored (trainable) parameters of the update, or of a block of its rows: full rows × cols;
@@ -72,6 +76,8 @@ class ModuleRead:
         module's own adapter tensors (a row block: all of them)."""
         if self.peft is not None:
             return self.peft.params
+        if self.kohya is not None:
+            return self.kohya.params
         n = self.shape[0] if rows is None else rows[1] - rows[0]
         if self.kind == "full":
             return n * self.shape[1]

@@ -56,6 +56,8 @@ def rank_bound(read: ModuleRead, rows: int) -> int:
         bound = planned_rank_bound(read, rows)
         if bound is not None:
             return min(int(bound), rows, read.shape[1])
+    if read.kohya is not None and not (read.kind == "dora" and read.base is not None):  # image LoRA files
+        return min(read.kohya.rank_bound(), rows, read.shape[1])
     factored = read.kind in ("lora", "mps") or (read.kind == "dora" and read.base is None)  # mps: A is C1, r first
     return min(int(read.A.shape[0]), rows, read.shape[1]) if factored else min(rows, read.shape[1])
 
@@ -104,6 +106,11 @@ def _groups(reads: list[tuple[CheckpointRef, list[ModuleRead]]], stream_bytes: i
 
 def _models(checkpoints, reads, base: Base | None, probes: list[Probe], corpus: str | None):
     """Base preparations, model units (when a model-scope probe runs) and pair units (a pair-scope one)."""
+    image = [c for c in checkpoints if c.format in ("kohya", "diffusers")]
+    if image:
+        names = ", ".join(p.name for p in probes if p.scope in ("model", "pair"))
+        raise InputError(f"{image[0].path}: an image-model LoRA is analysed by the weight probes only; probe(s) {names} "
+                         "run a language model on text: leave them out of --probes")
     needs_base = [p for p in probes if p.scope in ("model", "pair") and p.prepare is not None]
     if needs_base and base is None:
         names = ", ".join(p.name for p in needs_base)
