@@ -65,7 +65,9 @@ def build_options(probes: Iterable[Probe], given: Mapping[str, Any] | None) -> d
             values[key] = _convert(f"{name}.{key}", raw, _hints(probe.options)[key])
         try:
             out[name] = probe.options(**values)
-        except (TypeError, ValueError) as e:
+        except OptionError:
+            raise
+        except (TypeError, ValueError, LabError) as e:  # an options class's own checks (entanglement's targets)
             raise OptionError(f"options of probe {name!r}: {e}") from None
     return out
 
