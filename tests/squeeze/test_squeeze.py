@@ -130,7 +130,10 @@ def test_refusals_before_anything_is_written(tmp_path, adapters, full_finetune):
         squeeze(adapters["f32"], tmp_path / "b", rank=9, results=tmp_path / "res")
     with pytest.raises(InputError, match="needs --base"):
         squeeze(full_finetune[0], tmp_path / "c", rank=2, results=tmp_path / "res")
-    assert not any((tmp_path / n).exists() for n in "abc") and not (tmp_path / "res").exists()
+    # Cont-Squeeze trains at the source's one scale α/r: f64's modules have three (α/√r, alpha_pattern, rank_pattern)
+    with pytest.raises(InputError, match="several scales"):
+        squeeze(adapters["f64"], tmp_path / "d", rank=2, steps=1, results=tmp_path / "res")
+    assert not any((tmp_path / n).exists() for n in "abcd") and not (tmp_path / "res").exists()
 
 
 @pytest.mark.parametrize("args, needle", [
