@@ -211,9 +211,10 @@ def lego(factors: list[Factors], weights: list[float], k: int, seed: int = 0, re
     of k. Additionally, we apply a dual reweighting strategy to optimize the scale of the merged
     LoRA." Its dual reweighting is, in the words of a published review of the paper (liner.com),
     "parameter reweighting for norm decay and output reweighting for variance expansion". The
-    section of the paper with the equations could not be retrieved here; the two formulas below are those of the public
-    reimplementation found (a ``LoRA_LEGO(..., use_param_reweighting, use_output_reweighting)``
-    function in a KnOTS merging code base), with the lab's choices marked:
+    section of the paper with the equations could not be retrieved here; the two formulas below are
+    those of the public reimplementation found (a ``LoRA_LEGO(..., use_param_reweighting, use_output_reweighting)``
+    function in a KnOTS merging code base, found through the code search index, which did not name its
+    repository), with the lab's choices marked:
 
     1. MSUs: unit i of adapter j is x = [b'; a'], the balanced factors of c_j·b·aᵀ with
        c_j = J·w_j·s_j (:func:`pooled_units`; lab choice: balancing ‖b'‖ = ‖a'‖ removes the b ↔ a
@@ -221,12 +222,12 @@ def lego(factors: list[Factors], weights: list[float], k: int, seed: int = 0, re
        as the paper pools them).
     2. Clustering: :func:`sign_invariant_kmeans` (lab choice: x and −x are one unit).
     3. Centroid of cluster C: μ = (1/|C|)·Σ_{x∈C} x (sign-aligned), split into (b̄, ā).
-    4. Parameter reweighting (norm decay: averaging members that are not parallel shrinks the
-       centroid): μ ← μ·((1/|C|)·Σ_{x∈C} ‖x‖) / ‖μ‖, the members' mean norm (``norm``: 2, the
+    4. Parameter reweighting (against "norm decay"; the lab's reading: averaging members that are
+       not parallel shrinks the centroid): μ ← μ·((1/|C|)·Σ_{x∈C} ‖x‖) / ‖μ‖, the members' mean norm (``norm``: 2, the
        Euclidean norm, by default; ``inf``, the largest entry, is what the reimplementation uses).
     5. The merged update is Σ_c b̄_c·ā_cᵀ: one centroid per cluster, NOT multiplied by |C|.
-    6. Output reweighting (variance expansion: a rank-k sum of units has an output variance that
-       grows with k): the merged update is multiplied by √(r/k), r the adapters' rank (lab choice
+    6. Output reweighting (against "variance expansion"; the lab's reading: a sum of k units has an
+       output variance that grows with k): the merged update is multiplied by √(r/k), r the adapters' rank (lab choice
        for heterogeneous ranks: r = the mean rank r̄ of the adapters that have this module).
 
     Nothing here forms or reads T = Σ_j w_j s_j B_j A_j. With identical adapters and k = r each

@@ -22,7 +22,7 @@ def _three_units():
     return [Factors(b1[:, None], a1[None], 2.0), Factors(-b2[:, None], -a2[None], 3.0), Factors(b3[:, None], a3[None], 0.5)]
 
 
-def _by_hand(fs, weights, k, clusters):
+def _by_hand(fs, weights, k, clusters, size=np.linalg.norm):
     """The paper's formulas written out with numpy for a given clustering (lists of unit indices)."""
     J = len(fs)
     X = []
@@ -37,7 +37,7 @@ def _by_hand(fs, weights, k, clusters):
         first = X[members[0]]
         aligned = [x if x @ first >= 0 else -x for x in X[members]]  # sign-aligned to the cluster
         mu = np.mean(aligned, axis=0)
-        mu = mu * np.mean([np.linalg.norm(x) for x in X[members]]) / np.linalg.norm(mu)  # parameter reweighting
+        mu = mu * np.mean([size(x) for x in X[members]]) / size(mu)  # parameter reweighting
         M += np.outer(mu[:4], mu[4:])  # one centroid per cluster, not times its size
     r = np.mean([f.B.shape[1] for f in fs])
     return np.sqrt(r / k) * M  # output reweighting
@@ -48,6 +48,11 @@ def test_lego_matches_the_papers_formulas_by_hand_on_three_units():
     got = merging.lego(fs, w, k=2, seed=0).to_dense()
     want = _by_hand(fs, w, 2, [[0, 1], [2]])
     assert np.abs(got - want).max() < 1e-12 * np.abs(want).max()
+    # the reimplementation's norm, the largest entry
+    got_inf = merging.lego(fs, w, k=2, seed=0, norm=np.inf).to_dense()
+    want_inf = _by_hand(fs, w, 2, [[0, 1], [2]], size=lambda v: np.abs(v).max())
+    assert np.abs(got_inf - want_inf).max() < 1e-12 * np.abs(want_inf).max()
+    assert np.abs(got_inf - got).max() > 1e-6 * np.abs(want).max()
     # both reweightings do something here: the parameter step (non-parallel members) and √(r/k) = √(1/2)
     plain = merging.lego(fs, w, k=2, seed=0, reweight=False).to_dense()
     assert np.linalg.norm(got - plain) > 0.1 * np.linalg.norm(want)
