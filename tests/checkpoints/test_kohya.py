@@ -1,0 +1,231 @@
+"""kohya and diffusers LoRA files of a tiny Stable Diffusion (UNet2DConditionModel and a CLIP text
+encoder built from small configs): LoRAs made with PEFT, converted to kohya's layout by diffusers' own
+``convert_state_dict_to_kohya`` and saved in diffusers' format by its own ``save_lora_weights``; lab's
+updates equal PEFT's ``get_delta_weight`` on the original modules (3×3 convolutions included)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from diffusers import UNet2DConditionModel  # noqa: E402
+from diffusers.loaders import StableDiffusionLoraLoaderMixin  # noqa: E402
+from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya  # noqa: E402
+from peft import LoraConfig, inject_adapter_in_model  # noqa: E402
+from peft.tuners.lora import LoraLayer  # noqa: E402
+from peft.utils import get_peft_model_state_dict  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
+
+from lab.checkpoints import discover, iter_deltas  # noqa: E402
+from lab.errors import FormatError, MatchError  # noqa: E402
+
+UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "conv1", "conv2", "ff.net.0.proj", "ff.net.2",
+                "time_emb_proj"]
+TE_TARGETS = ["q_proj", "v_proj", "fc1"]
+R = 4
+
+
+def _models(seed: int = 0):
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=8, attention_head_dim=2, norm_num_groups=4)
+    te = CLIPTextModel(CLIPTextConfig(vocab_size=40, bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=8, intermediate_size=16, num_hidden_layers=2,
+                                      num_attention_heads=2, max_position_embeddings=16))
+    return unet.eval(), te.eval()
+
+
+@pytest.fixture(scope="module")
+def sd(tmp_path_factory):
+    """A diffusers model folder (unet/, text_encoder/), and the two models with a LoRA of alpha 2r attached."""
+    root = tmp_path_factory.mktemp("sd")
+    unet, te = _models()
+    base = root / "base"
+    unet.save_pretrained(base / "unet")
+    te.save_pretrained(base / "text_encoder")
+    (base / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    torch.manual_seed(1)
+    unet.add_adapter(LoraConfig(r=R, lora_alpha=2 * R, target_modules=UNET_TARGETS, init_lora_weights=False))
+    te = inject_adapter_in_model(LoraConfig(r=R, lora_alpha=2 * R, target_modules=TE_TARGETS, init_lora_weights=False), te)
+    return root, base, unet, te
+
+
+def _peft_deltas(unet, te) -> dict[str, np.ndarray]:
+    """PEFT's own updates by dotted name (component first), as (out, in·kh·kw) float64."""
+    out = {}
+    for component, model in (("unet", unet), ("text_encoder", te)):
+        for name, m in model.named_modules():
+            if isinstance(m, LoraLayer):
+                w = m.get_delta_weight("default").detach().double().numpy()
+                out[f"{component}.{name}"] = w.reshape(w.shape[0], -1)
+    return out
+
+
+def _state(unet, te) -> dict[str, torch.Tensor]:
+    sd = {f"unet.{k}": v for k, v in get_peft_model_state_dict(unet).items()}
+    sd.update({f"text_encoder.{k}": v for k, v in get_peft_model_state_dict(te).items()})
+    return sd
+
+
+def _kohya_file(path: Path, unet, te, alpha: float | None, metadata: dict | None = None) -> Path:
+    """diffusers' conversion to kohya's layout; it writes alpha = r, so sd-scripts' alpha is set after (None: removed)."""
+    kohya = convert_state_dict_to_kohya(_state(unet, te))
+    assert any(k.startswith("lora_unet_") for k in kohya) and any(k.startswith("lora_te1_") for k in kohya)
+    for key in [k for k in kohya if k.endswith(".alpha")]:
+        if alpha is None:
+            del kohya[key]
+        else:
+            kohya[key] = torch.tensor(float(alpha))
+    save_file({k: v.contiguous() for k, v in kohya.items()}, str(path), metadata=metadata)
+    return path
+
+
+def _kohya_name(dotted: str) -> str:
+    component, _, rest = dotted.partition(".")
+    return {"unet": "lora_unet_", "text_encoder": "lora_te1_"}[component] + rest.replace(".", "_")
+
+
+def test_kohya_from_diffusers_conversion_equals_peft(sd, tmp_path):
+    _, base, unet, te = sd
+    want = _peft_deltas(unet, te)
+    path = _kohya_file(tmp_path / "style.safetensors", unet, te, alpha=2 * R,
+                       metadata={"ss_network_dim": str(R), "ss_network_alpha": str(2 * R), "ss_network_module": "networks.lora"})
+    ckpt = discover(path)[0]
+    assert ckpt.format == "kohya" and ckpt.metadata["ss_network_alpha"] == str(2 * R)
+    got = {d.module: d for d in iter_deltas(ckpt)}
+    assert set(got) == {_kohya_name(k) for k in want}
+    convs = 0
+    for dotted, w in want.items():
+        d = got[_kohya_name(dotted)]
+        assert d.kind == "lora" and d.is_factored and d.scale == pytest.approx(2.0)
+        assert d.shape == w.shape
+        np.testing.assert_allclose(d.to_dense(), w, rtol=0, atol=1e-6 * np.abs(w).max())
+        convs += d.role == "conv" and w.shape[1] % 9 == 0 and "conv" in dotted
+    assert convs >= 4  # 3×3 convolutions, read as out × (in·9)
+    assert {got[_kohya_name("unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q")].role,
+            got[_kohya_name("unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0")].role,
+            got[_kohya_name("unet.down_blocks.0.attentions.0.transformer_blocks.0.ff.net.0.proj")].role,
+            got[_kohya_name("unet.down_blocks.0.resnets.0.time_emb_proj")].role,
+            got[_kohya_name("unet.down_blocks.0.attentions.0.proj_in")].role} == {"q", "o", "up", "time_embed", "proj_in"}
+    assert got[_kohya_name("text_encoder.encoder.layers.1.self_attn.v_proj")].layer == 1
+    # with the diffusers folder as base: dotted names, and the base weight reshaped like the update
+    with_base = {d.module: d for d in iter_deltas(ckpt, base)}
+    assert set(with_base) == set(want)
+    conv = "unet.down_blocks.0.resnets.0.conv1"
+    W = unet.down_blocks[0].resnets[0].conv1.base_layer.weight.detach().double().numpy()
+    np.testing.assert_array_equal(with_base[conv].base, W.reshape(W.shape[0], -1))
+    np.testing.assert_allclose(with_base[conv].to_dense(), want[conv], rtol=0, atol=1e-6 * np.abs(want[conv]).max())
+
+
+def test_kohya_alpha_absent_is_r_and_metadata_must_agree(sd, tmp_path):
+    _, _, unet, te = sd
+    want = _peft_deltas(unet, te)  # lora_alpha = 2r: s = 2; without alpha kohya reads s = 1
+    got = {d.module: d for d in iter_deltas(discover(_kohya_file(tmp_path / "noalpha.safetensors", unet, te, None))[0])}
+    for dotted, w in want.items():
+        d = got[_kohya_name(dotted)]
+        assert d.scale == 1.0
+        np.testing.assert_allclose(d.to_dense(), w / 2, rtol=0, atol=1e-6 * np.abs(w).max())
+    bad = _kohya_file(tmp_path / "disagree.safetensors", unet, te, None, metadata={"ss_network_dim": "4", "ss_network_alpha": "1"})
+    with pytest.raises(FormatError, match=r"disagree\.safetensors: no 'lora_(?:unet|te1)_\w+\.alpha', so alpha = r = 4, but the file's metadata says alpha 1"):
+        discover(bad)
+
+
+def test_diffusers_format_file_reads_as_peft_lora(sd, tmp_path):
+    _, base, unet, te = sd
+    want = _peft_deltas(unet, te)
+    state = _state(unet, te)
+    unet_layers = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
+    te_layers = {k.removeprefix("text_encoder."): v for k, v in state.items() if k.startswith("text_encoder.")}
+    folder = tmp_path / "with_meta"
+    StableDiffusionLoraLoaderMixin.save_lora_weights(
+        folder, unet_lora_layers=unet_layers, text_encoder_lora_layers=te_layers,
+        unet_lora_adapter_metadata=unet.peft_config["default"].to_dict(),
+        text_encoder_lora_adapter_metadata=LoraConfig(r=R, lora_alpha=2 * R, target_modules=TE_TARGETS).to_dict())
+    ckpt = discover(folder)[0]
+    assert ckpt.format == "diffusers" and "lora_adapter_metadata" in ckpt.metadata
+    got = {d.module: d for d in iter_deltas(ckpt, base)}
+    assert set(got) == set(want)
+    for dotted, w in want.items():
+        np.testing.assert_allclose(got[dotted].to_dense(), w, rtol=0, atol=1e-6 * np.abs(w).max())
+    # without metadata diffusers loads alpha = r (scale 1), and so does lab
+    folder = tmp_path / "plain"
+    StableDiffusionLoraLoaderMixin.save_lora_weights(folder, unet_lora_layers=unet_layers, text_encoder_lora_layers=te_layers)
+    got = {d.module: d for d in iter_deltas(discover(folder)[0])}
+    for dotted, w in want.items():
+        assert got[dotted].scale == 1.0
+        np.testing.assert_allclose(got[dotted].to_dense(), w / 2, rtol=0, atol=1e-6 * np.abs(w).max())
+
+
+def test_analyze_without_and_with_base_matches_numpy(sd, tmp_path):
+    """Adapter-only probes without a base (entropy and norms recomputed here from the dense ΔW with numpy),
+    alignment and intruders with the diffusers base."""
+    import pandas as pd
+
+    from lab.pipeline import analyze
+
+    _, base, unet, te = sd
+    want = _peft_deltas(unet, te)
+    a = _kohya_file(tmp_path / "a.safetensors", unet, te, alpha=2 * R)
+    b = _kohya_file(tmp_path / "b.safetensors", unet, te, alpha=R)
+    analyze([a, b], out=tmp_path / "res", run="ab", probes=["entanglement", "spectra", "msu", "msu_pairs"], progress=False)
+    folder = tmp_path / "res" / "ab"
+    deltas = pd.read_parquet(folder / "deltas.parquet")
+    conv = _kohya_name("unet.up_blocks.1.resnets.0.conv1")
+    row = deltas[(deltas.checkpoint == "a.safetensors") & (deltas.module == conv)].iloc[0]
+    w = want["unet.up_blocks.1.resnets.0.conv1"]
+    assert row.fro_norm == pytest.approx(np.linalg.norm(w), rel=1e-6)
+    s = np.linalg.svd(w, compute_uv=False)
+    p = s**2 / np.sum(s**2)
+    p = p[p > 0]
+    ent = pd.read_parquet(folder / "entanglement.parquet")
+    ent = ent[(ent.checkpoint == "a.safetensors") & (ent.module == conv) & (ent.source == "delta")]
+    assert np.isclose(ent.entropy.to_numpy(), -np.sum(p * np.log(p)), rtol=1e-5).any()  # the row|column cut
+    assert (folder / "msu_pairs.parquet").is_file() and len(pd.read_parquet(folder / "msu_pairs.parquet"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert all(c["format"] == "kohya" for c in manifest["inputs"]["checkpoints"])
+    analyze([a], base=base, out=tmp_path / "res", run="based", probes=["spectra"], progress=False)
+    spectra = pd.read_parquet(tmp_path / "res" / "based" / "spectra.parquet")
+    assert spectra.module.str.startswith(("unet.", "text_encoder.")).all()
+    assert spectra.overlap_left.notna().all() and spectra.intruder_count.notna().all()
+
+
+def _lab(*args, timeout=300):
+    return subprocess.run([str(Path(sys.executable).with_name("lab")), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_bad_kohya_files_one_line_exit_2(sd, tmp_path):
+    _, base, unet, te = sd
+    good = _kohya_file(tmp_path / "good.safetensors", unet, te, alpha=R)
+    tensors = load_file(str(good))
+    key = _kohya_name("unet.down_blocks.0.attentions.0.proj_in") + ".lora_up.weight"
+    rank = dict(tensors, **{key: torch.randn(tensors[key].shape[0], R + 1)})
+    save_file(rank, str(tmp_path / "rank.safetensors"))
+    conv_key = _kohya_name("unet.down_blocks.0.resnets.0.conv1") + ".lora_up.weight"
+    up = tensors[conv_key]
+    conv = dict(tensors, **{conv_key: torch.randn(up.shape[0], up.shape[1], 3, 3)})
+    save_file(conv, str(tmp_path / "conv.safetensors"))
+    for name, key_in_line in (("rank", key.rsplit(".", 2)[0] + ".lora_down.weight"), ("conv", conv_key)):
+        done = _lab("analyze", tmp_path / f"{name}.safetensors", "--out", tmp_path / "res")
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert f"{name}.safetensors" in lines[0] and key_in_line in lines[0]
+    # a base that is not the one the LoRA was trained on: one line naming the module
+    other = tmp_path / "other"
+    _, te2 = _models()
+    te2.save_pretrained(other / "text_encoder")
+    (other / "model_index.json").write_text("{}")
+    with pytest.raises(MatchError, match=r"good\.safetensors: module 'lora_unet_\w+' names no module of the base"):
+        list(iter_deltas(discover(good)[0], other))
+    done = _lab("analyze", good, "--base", other, "--out", tmp_path / "res")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "lora_unet_" in done.stderr
