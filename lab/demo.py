@@ -7,8 +7,8 @@ controls against the MiniLM base; writes the report when the report module is in
 prints the entanglement entropy at the row|column cut next to ln r and Page's value.
 
 ``lab demo`` also trains MPS Adaptation (arXiv 2601.06788; r = 64, χ = 8, d1·d2 = 16·24 = 384) on
-the same modules and squeezes the LoRA r = 64 run to r = 16 (LoRA-Squeeze: exact SVD from the
-factors), analysing both like the others; the squeeze table goes to ``WORKDIR/squeezes``. The MPS
+the same modules and squeezes the LoRA r = 64 run to r = 16 (LoRA-Squeeze's Post-Squeeze: exact SVD
+from the factors), analysing both like the others; the squeeze table goes to ``WORKDIR/squeezes``. The MPS
 run skips the probes that run the model on text (the engine loads PEFT adapters and full models only).
 
 Everything is cached under the workdir (default: the user cache dir): a finished fine-tune (its
@@ -38,9 +38,14 @@ DEMO_TARGETS = ["query", "value"]
 # Only the trained modules: a full fine-tune's checkpoint holds every weight, and the untouched
 # ones would enter the tables as zero updates.
 DEMO_MODULES = r"attention\.self\.(query|value)$"
-# The probes that run the model on text, sized for the demo: two lengths (so the growth of the
-# thresholds with L can be fitted) and four windows each, instead of 16 windows of up to 256 tokens.
-DEMO_WINDOWS = {"seq_len": (32, 64), "windows": 4}
+# The probes that run the model on text, sized for the demo: four lengths (the growth of the
+# thresholds with L is fitted over >= 3; Cardy's chord over token cuts at each L) and four windows
+# each, instead of 16 windows per length.
+DEMO_WINDOWS = {"seq_len": (32, 64, 128, 256), "windows": 4}
+# Token cuts per length for the attention probe: every cut costs ~L^4/16 eigen-work per head (at
+# L = 256 about 13 MiniLM forward passes per window); 24 evenly spaced cuts, symmetric in l <-> L - l,
+# keep it near the forward passes' cost (every cut at L = 32, where 24 is nearly all 31)
+DEMO_TOKEN_CUTS = 24
 # MPS Adaptation (r, χ) and the squeeze (from the LoRA of rank, to rank) that `lab demo` adds
 DEMO_MPS = (64, 8)
 DEMO_SQUEEZE = (64, 16)
@@ -212,6 +217,8 @@ def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes
     base = minilm_path()
     chosen = resolve(list(probes))
     options = {p.name: dict(DEMO_WINDOWS) for p in chosen if p.name in ("attention", "thresholds")}
+    if "attention" in options:
+        options["attention"]["token_cuts"] = DEMO_TOKEN_CUTS
     # every option of every probe, as the manifest records them: an analysis made with other probe
     # options (the demo's sizes changed by an upgrade, say) is redone, not reused
     built = build_options(chosen, options)

@@ -3,7 +3,8 @@
 Each figure shows the last checkpoint (in training order) of every run that computed the family,
 each run in its own colour: the entanglement profile of one representative module with Page's curve,
 the maximum and ln r; the σ spectrum of that module; an attention head's profile with both fitted
-laws beside how far the attention moved; the largest γ against √ln L; how an adapter's energy is
+laws beside how far the attention moved; the largest γ against √ln L; each fine-tune pair's outside
+distance beside its members' distances from the base (no-hair); how an adapter's energy is
 shared among its units; the cross-term errors of averaging; the merge errors against rank k.
 """
 
@@ -17,8 +18,8 @@ from lab.present import load
 from lab.present.figures import attention as attention_fig
 from lab.present.figures import entanglement as entanglement_fig
 from lab.present.figures import msu as msu_fig
-from lab.present.figures import spectra as spectra_fig
 from lab.present.figures import no_hair as no_hair_fig
+from lab.present.figures import spectra as spectra_fig
 from lab.present.figures import thresholds as thresholds_fig
 from lab.present.figures import updates as updates_fig
 from lab.present.figures.common import Chart
@@ -96,32 +97,29 @@ def _attention(runs: Sequence[Run]) -> Chart:
     summaries = [last_rows(r, "attention_summary") for r in with_table]
     summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
     if summary.empty:
-        return attention_fig.headline_chart(pd.DataFrame(), summary)
+        return attention_fig.headline_chart(pd.DataFrame(), pd.DataFrame(), summary)
     layers = sorted(summary["layer"].dropna().unique())
     if not layers:
-        return attention_fig.headline_chart(pd.DataFrame(), summary)
+        return attention_fig.headline_chart(pd.DataFrame(), pd.DataFrame(), summary)
     layer, head, length = int(layers[len(layers) // 2]), int(summary["head"].min()), int(summary["seq_len"].max())
-    profiles = []
-    for run in with_table:
-        if run.has_table("attention_entanglement"):
-            profiles.append(last_rows(run, "attention_entanglement", None,
-                                      [("layer", "==", layer), ("head", "==", head), ("seq_len", "==", length)]))
-    profiles = pd.concat(profiles, ignore_index=True) if profiles else pd.DataFrame()
-    fits = summary[(summary["layer"] == layer) & (summary["head"] == head) & (summary["seq_len"] == length)]
-    return attention_fig.headline_chart(profiles, pd.concat([fits, summary[~summary.index.isin(fits.index)]])
-                                        if not fits.empty else summary,
-                                        title="Attention: area vs volume law, and how far the attention moved")
+    where = [("layer", "==", layer), ("head", "==", head), ("seq_len", "==", length), ("block", "==", "reads_past")]
+    cuts = [last_rows(r, "attention_token_cuts", None, where) for r in with_table if r.has_table("attention_token_cuts")]
+    fits = [last_rows(r, "attention_token_fits", None, where) for r in with_table if r.has_table("attention_token_fits")]
+    cuts = pd.concat(cuts, ignore_index=True) if cuts else pd.DataFrame()
+    fits = pd.concat(fits, ignore_index=True) if fits else pd.DataFrame()
+    return attention_fig.headline_chart(cuts, fits, summary,
+                                        title="Attention: the token-cut profile with Cardy's fit, and how far it moved")
 
 
 def _thresholds(runs: Sequence[Run]) -> Chart:
     rows = [last_rows(r, "thresholds") for r in runs if r.has_table("thresholds")]
     return thresholds_fig.growth_chart(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(),
                                        title="Largest γ against √ln L (last checkpoint of each run)")
+
+
 def _no_hair(runs: Sequence[Run]) -> Chart:
     return no_hair_fig.distances_chart(load.read_runs(runs, "no_hair"), "layer_output",
                                        title="No-hair: each pair's layer-output distance beside its distances from the base")
-
-
 
 
 def _msu(runs: Sequence[Run]) -> Chart:
@@ -142,9 +140,9 @@ HEADLINES: dict[str, Callable[[Sequence[Run]], Chart]] = {
     "deltas": _deltas,
     "entanglement": _entanglement,
     "spectra": _spectra,
-    "no_hair": _no_hair,
     "attention": _attention,
     "thresholds": _thresholds,
+    "no_hair": _no_hair,
     "msu": _msu,
     "msu_pairs": _msu_pairs,
     "merge": _merge,

@@ -1,30 +1,34 @@
-"""External artificial entanglement: the MPS entropy profile of attention matrices, and "no-hair".
+"""External artificial entanglement: entropy profiles of attention matrices, and "no-hair" against the base.
 
 For each layer and head, the attention probability matrix P (L×L, rows sum to 1) of one window
-is read as the state ψ = vec(P)/‖P‖_F on the prime-factor site chain of L×L and given exactly
-the profile of the internal probe (:func:`lab.probes.entanglement.entanglement_profile`): von
-Neumann and Rényi-2 entropies, ln min(D_left, D_right) and Page's value at every cut.
-A uniform P (rank 1) has zero entropy at every cut; the identity has ln L at the row|column cut.
+(:mod:`lab.probes.windows`) is measured two ways, named apart:
 
-Over the windows' mean profile S(ℓ), with ℓ = ln min(D_left, D_right) (the sites on the smaller
-side of the cut, each counted as ln of its dimension), two least-squares fits:
+* **token cuts** (table ``attention_token_cuts``, :mod:`lab.probes.token_cuts`): for each cut ℓ
+  (tokens before the cut; every ℓ = 1 … L−1, or at most ``token_cuts`` of them evenly spaced) the cross block P[ℓ:, :ℓ] (``reads_past``; and P[:ℓ, ℓ:],
+  ``reads_future``, for bidirectional encoders), the entropy of its normalised squared singular
+  values — the "token-token correlations" of "Artificial Entanglement in the Fine-Tuning of Large
+  Language Models" (arXiv 2601.06788). Over ℓ in tokens, per (layer, head, L, block), Cardy's chord
+  S = a + (c/3)·ln((L/π)·sin(πℓ/L)), a volume law S = a + b·min(ℓ, L−ℓ) and a constant are fitted
+  to the windows' mean profile and to each window (table ``attention_token_fits``); the verdict
+  is the law best by AIC only with a margin > 2 and R² ≥ 0.8, else "neither fits".
+* **digit chain** (table ``attention_entanglement``): ψ = vec(P)/‖P‖_F on the prime-factor site
+  chain of L×L, the internal probe's profile (:func:`lab.probes.entanglement.entanglement_profile`)
+  applied to P: a cut there splits high from low digits of the query and key indices, not blocks
+  of tokens. No law is fitted to it (five or six points of a non-monotone profile).
 
-* volume law  S = a + b·ℓ,
-* area law with a logarithmic correction ("attention Cardy formula")  S = a + b·ln ℓ,
+A uniform P (rank 1) has zero entropy everywhere; the identity has ln L at the digit chain's
+row|column cut and zero at every token cut (its cross blocks are zero: NaN entropy).
 
-as in "Artificial Entanglement in the Fine-Tuning of Large Language Models" (arXiv 2601.06788),
-which reports the second for attention and claims it is robust to LoRA's hyper-parameters, and
-that LoRA and full fine-tuning differ inside ΔW but not in the attention ("no-hair"). Against the
-base on the same windows: the mean over cuts of |S_tuned − S_base| / S_base, and the mean total
-variation distance ½‖P_tuned − P_base‖₁ of attention rows. Beside them, the same kind of
-numbers inside the weights: the profile fits of that layer's ΔW_q and ΔW_v, the relative entropy
-difference of W_q (W_v) tuned vs base, and ‖ΔW‖_F / ‖W‖_F.
+Against the base on the same windows: the mean over cuts of |S_tuned − S_base| / S_base of the
+digit-chain profiles, and the mean total variation distance ½‖P_tuned − P_base‖₁ of attention
+rows. Beside them, the same kind of numbers inside the weights: the profile fits of that layer's
+ΔW_q and ΔW_v, the relative entropy difference of W_q (W_v) tuned vs base, and ‖ΔW‖_F / ‖W‖_F.
 
-The base runs once per run (:func:`_prepare`); its per-window profiles travel to every
-checkpoint's unit (small), its attention matrices are written once to float32 files that the
-units map from disk (they are L²·heads·layers·windows numbers: too large to ship).
-Attention is reduced layer by layer in a forward hook on each attention module, so only one
-layer's (heads, L, L) matrices of one window are alive at a time.
+The base runs once per run (:func:`_prepare`); its per-window profiles (digit chain and token
+cuts) travel to every checkpoint's unit (small), its attention matrices are written once to
+float32 files that the units map from disk (they are L²·heads·layers·windows numbers: too large
+to ship). Attention is reduced layer by layer in a forward hook on each attention module, so only
+one layer's (heads, L, L) matrices of one window are alive at a time.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from lab.probes.entanglement import entanglement_profile
 from lab.probes.page import page_entropy
 from lab.probes.tensorize import Sites, sites as chain_sites
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
+from lab.probes.token_cuts import NEITHER, fit_token_laws, monotone_halves, token_cut_spectra, token_cuts
 from lab.probes.windows import (Window, attention_layers, check_window_options, load_model, load_tokenizer,
                                 make_windows, seq_len_field, window_rows, windows_field)
 
@@ -57,9 +62,15 @@ class AttentionOptions:
     cache_dir: str = field_help("folder for the base's attention matrices (float32, read by every checkpoint's unit for "
                                 "the total-variation distance; on a Dask cluster every worker must see it); "
                                 "empty: the system's temporary folder", default="")
+    token_cuts: int = field_help("token cuts per length: at most N cuts ℓ, evenly spaced and symmetric under ℓ ↔ L−ℓ "
+                                 "(always ℓ = 1 and L−1; every cut when L − 1 ≤ N); 0 = every cut ℓ = 1 … L−1, whose "
+                                 "eigen-work grows as L⁴ (at L = 256 about 13 MiniLM forward passes per window, and "
+                                 "~10⁶ table rows per checkpoint at the default lengths: bench/RESULTS.md)", default=32)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seq_len", check_window_options(self.seq_len, self.windows))
+        if self.token_cuts < 0:
+            raise ValueError(f"token_cuts={self.token_cuts}: 0 (every cut) or a positive number of cuts")
 
 
 # ---- pure functions -------------------------------------------------------------------------------
@@ -86,14 +97,29 @@ def least_squares(x: np.ndarray, y: np.ndarray) -> Fit:
     return Fit(float(a), float(b), 1.0 - ss_res / ss_tot if ss_tot > 0.0 else float("nan"))
 
 
+MIN_R2 = 0.8  # the verdict rules of lab.probes.token_cuts, applied to the two-law comparison too
+MIN_DELTA_AIC = 2.0
+
+
 def fit_laws(ell: np.ndarray, entropy: np.ndarray) -> tuple[Fit, Fit, str | None]:
-    """(volume fit S = a + b·ℓ, area-log fit S = a + b·ln ℓ, which has the larger R²: "volume"/"area_log")."""
+    """(volume fit S = a + b·ℓ, area-log fit S = a + b·ln ℓ, verdict).
+
+    The verdict names the law with the lower residual sum of squares ("volume"/"area_log") only if
+    its AIC is lower by more than 2 (both have two coefficients: ΔAIC = n·ln(RSS_other/RSS_best))
+    and its R² ≥ 0.8; else "neither fits" (None when either R² is undefined).
+    """
     ell = np.asarray(ell, np.float64)
-    volume = least_squares(ell, entropy)
-    area = least_squares(np.log(ell), entropy)
+    y = np.asarray(entropy, np.float64)
+    volume = least_squares(ell, y)
+    area = least_squares(np.log(ell), y)
     if not (np.isfinite(volume.r2) and np.isfinite(area.r2)):
         return volume, area, None
-    return volume, area, "area_log" if area.r2 > volume.r2 else "volume"
+    n = int((np.isfinite(ell) & np.isfinite(y)).sum())
+    best, other = (area, volume) if area.r2 > volume.r2 else (volume, area)
+    rss_best, rss_other = max(1.0 - best.r2, 1e-300), max(1.0 - other.r2, 1e-300)  # both × SS_tot
+    margin = n * np.log(rss_other / rss_best)
+    verdict = ("area_log" if best is area else "volume") if margin > MIN_DELTA_AIC and best.r2 >= MIN_R2 else NEITHER
+    return volume, area, verdict
 
 
 def relative_difference(tuned: np.ndarray, base: np.ndarray) -> float:
@@ -223,6 +249,15 @@ def run_attention(model, windows: list[Window], on_layer: Callable[[Window, int,
             h.remove()
 
 
+def is_causal(module, P: np.ndarray) -> bool:
+    """Whether an attention module is causal: its ``is_causal`` flag (transformers sets it on LLaMA's, GPT-2's and
+    BERT's attention), else whether P is exactly zero above the diagonal (a mask, not a pattern)."""
+    flag = getattr(module, "is_causal", None)
+    if flag is not None:
+        return bool(flag)
+    return not np.triu(P, 1).any()
+
+
 def forward_steps(ctx, what: str, windows: list[Window]) -> Callable[[int, Window], None]:
     """An ``on_window`` that reports each forward pass to ``ctx.tick`` (the progress bar's second line)."""
     return lambda i, w: ctx.tick(f"{what}: forward pass {i + 1}/{len(windows)} (L = {w.seq_len})")
@@ -249,20 +284,24 @@ def _prepare(base, options: AttentionOptions, ctx: ProbeContext) -> dict[str, An
     maps = {L: np.lib.format.open_memmap(folder / f"attention-L{L}.npy", mode="w+", dtype=np.float32,
                                          shape=(options.windows, n_layers, heads, L, L)) for L in options.seq_len}
     profiles: dict[tuple[int, int, int, int], np.ndarray] = {}  # (L, window, layer, head) -> entropy per cut
-    order = {a.layer: i for i, a in enumerate(attention_layers(model))}
+    token: dict[tuple[int, int, int], np.ndarray] = {}  # (L, window, layer) -> token-cut entropy (blocks, heads, cuts)
+    modules = {a.layer: a.module for a in attention_layers(model)}
+    order = {layer: i for i, layer in enumerate(modules)}
 
     def on_layer(w: Window, layer: int, P: np.ndarray) -> None:
         maps[w.seq_len][w.index, order[layer]] = P
         entropy = head_profiles(P).entropy
         for h in range(P.shape[0]):
             profiles[(w.seq_len, w.index, layer, h)] = entropy[h]
+        cuts = token_cuts(w.seq_len, options.token_cuts)
+        token[(w.seq_len, w.index, layer)] = token_cut_spectra(P, cuts, is_causal(modules[layer], P)).entropy
 
     run_attention(model, windows, on_layer, forward_steps(ctx, "base attention", windows))
     for m in maps.values():
         m.flush()
     weights = folder / "weights.npz"  # the base's q and v, for the inside comparison (too large to ship)
     np.savez(weights, **{f"{role}{layer}": w for layer, qv in _qv_weights(model).items() for role, w in qv.items()})
-    return {"windows": windows, "profiles": profiles, "files": {L: str(folder / f"attention-L{L}.npy") for L in maps},
+    return {"windows": windows, "profiles": profiles, "token_profiles": token, "files": {L: str(folder / f"attention-L{L}.npy") for L in maps},
             "order": order, "weights": str(weights)}
 
 
@@ -322,15 +361,17 @@ def _run(subject, options: AttentionOptions, ctx: ProbeContext) -> Rows:
         maps[L] = np.load(path, mmap_mode="r")
     order = prepared["order"]
     model = load_model(subject)
+    modules = {a.layer: a.module for a in attention_layers(model)}
     ent_rows: list[dict] = []
+    cut_rows: list[dict] = []
     sums: dict[tuple[int, int, int], list] = {}  # (L, layer, head) -> [Σ tuned profile, Σ base profile, Σ tv, n]
-    sites_of: dict[int, Any] = {}
+    token: dict[tuple[int, int, int, str], list] = {}  # (L, layer, head, block) -> [(tuned S(ℓ), base S(ℓ)) per window]
+    cuts_of: dict[int, np.ndarray] = {}
 
     def on_layer(w: Window, layer: int, P: np.ndarray) -> None:
         base_P = np.asarray(maps[w.seq_len][w.index, order[layer]], dtype=np.float64)
         tv = total_variation(P, base_P).mean(axis=-1)  # per head: mean over rows
         p = head_profiles(P)
-        sites_of[w.seq_len] = p
         dl, dr = p.sites.d_left, p.sites.d_right
         for h in range(P.shape[0]):
             base_s = prepared["profiles"][(w.seq_len, w.index, layer, h)]
@@ -345,24 +386,91 @@ def _run(subject, options: AttentionOptions, ctx: ProbeContext) -> Rows:
             acc[1] = acc[1] + base_s
             acc[2] += float(tv[h])
             acc[3] += 1
+        cut_rows.extend(_token_rows(w, layer, P, modules[layer], prepared, options, token, cuts_of))
 
     run_attention(model, windows, on_layer, forward_steps(ctx, f"{subject.checkpoint} attention", windows))
     internal = _internal_by_layer(subject, model, prepared)
+    fits = {key: _token_fit_row(key, cuts_of[key[0]], profiles) for key, profiles in token.items()}
     summary = []
     for (L, layer, h), (s_t, s_b, tv, n) in sums.items():
-        p = sites_of[L]
-        mean_t, mean_b = s_t / n, s_b / n
-        volume, area, better = fit_laws(p.max_entropy, mean_t)
-        b_volume, b_area, b_better = fit_laws(p.max_entropy, mean_b)
+        past = fits[(L, layer, h, "reads_past")]
         summary.append({"layer": layer, "head": h, "seq_len": L, "windows": n,
-                        "volume_a": volume.intercept, "volume_b": volume.slope, "volume_r2": volume.r2,
-                        "area_log_a": area.intercept, "area_log_b": area.slope, "area_log_r2": area.r2,
-                        "better_fit": better, "base_volume_r2": b_volume.r2, "base_area_log_r2": b_area.r2,
-                        "base_better_fit": b_better, "entropy_diff": relative_difference(mean_t, mean_b),
+                        "token_verdict": past["verdict"], "token_best_fit": past["best_fit"],
+                        "token_aic_margin": past["aic_margin"], "token_cardy_c": past["cardy_c"],
+                        "token_cardy_r2": past["cardy_r2"], "token_volume_r2": past["volume_r2"],
+                        "base_token_verdict": past["base_verdict"], "base_token_cardy_c": past["base_cardy_c"],
+                        "base_token_cardy_r2": past["base_cardy_r2"],
+                        "entropy_diff": relative_difference(s_t / n, s_b / n),
                         "attention_tv": tv / n, **internal.get(layer, _internal({}, None))})
     tok = load_tokenizer(subject)
     return {"windows": window_rows(tok, windows, "attention"), "attention_entanglement": ent_rows,
+            "attention_token_cuts": cut_rows, "attention_token_fits": list(fits.values()),
             "attention_summary": summary}
+
+
+def _token_rows(w: Window, layer: int, P: np.ndarray, module, prepared, options: AttentionOptions,
+                token: dict, cuts_of: dict) -> list[dict]:
+    """One window's and layer's ``attention_token_cuts`` rows; its profiles are added to ``token`` for the fits."""
+    L = w.seq_len
+    cuts = cuts_of.setdefault(L, token_cuts(L, options.token_cuts))
+    t = token_cut_spectra(P, cuts, is_causal(module, P))
+    base = prepared["token_profiles"][(L, w.index, layer)]
+    bound = np.log(np.minimum(cuts, L - cuts).astype(np.float64))
+    rows = []
+    for b, block in enumerate(t.blocks):
+        for h in range(P.shape[0]):
+            token.setdefault((L, layer, h, block), []).append((t.entropy[b, h], base[b, h]))
+            rows += [{"layer": layer, "head": h, "seq_len": L, "window": w.index, "block": block, "cut": int(ell),
+                      "entropy": float(t.entropy[b, h, j]), "renyi2": float(t.renyi2[b, h, j]),
+                      "rank": int(t.rank[b, h, j]), "mass": float(t.mass[b, h, j]), "max_entropy": float(bound[j]),
+                      "base_entropy": float(base[b, h, j])} for j, ell in enumerate(cuts)]
+    return rows
+
+
+def _token_fit_row(key: tuple[int, int, int, str], cuts: np.ndarray, profiles: list) -> dict[str, Any]:
+    """The ``attention_token_fits`` row of one (L, layer, head, block): the laws over the windows' mean profile,
+    their spread over the windows' own fits, and the base's."""
+    L, layer, h, block = key
+    tuned = np.array([t for t, _ in profiles])
+    base = np.array([b for _, b in profiles])
+    with np.errstate(invalid="ignore"):
+        mean_t, mean_b = np.nanmean(tuned, axis=0), np.nanmean(base, axis=0)
+    laws, base_laws = fit_token_laws(cuts, L, mean_t), fit_token_laws(cuts, L, mean_b)
+    per_window = [fit_token_laws(cuts, L, s) for s in tuned]
+    base_windows = [fit_token_laws(cuts, L, s) for s in base]
+    rises, falls = monotone_halves(cuts, L, mean_t)
+    row: dict[str, Any] = {"layer": layer, "head": h, "seq_len": L, "block": block, "windows": len(profiles),
+                           "cuts": int(len(cuts))}
+    for f in laws.laws:
+        row[f"{f.law}_a"] = f.a
+        if f.law == "cardy":
+            row["cardy_c"] = f.c
+        elif f.law == "volume":
+            row["volume_b"] = f.slope
+        row.update({f"{f.law}_r2": f.r2, f"{f.law}_rse": f.rse, f"{f.law}_aic": f.aic})
+    del row["constant_r2"]  # 0 by definition
+    row.update({"best_fit": laws.best, "aic_margin": laws.margin, "verdict": laws.verdict,
+                "rises_left": rises, "falls_right": falls,
+                "window_cardy_c_mean": _nan_stat(np.mean, [f.cardy.c for f in per_window]),
+                "window_cardy_c_sd": _nan_stat(_sd, [f.cardy.c for f in per_window]),
+                "window_cardy_r2_median": _nan_stat(np.median, [f.cardy.r2 for f in per_window]),
+                "window_verdict_share": (float(np.mean([f.verdict == laws.verdict for f in per_window]))
+                                         if laws.verdict is not None else np.nan),
+                "base_cardy_c": base_laws.cardy.c, "base_cardy_r2": base_laws.cardy.r2,
+                "base_volume_r2": base_laws.volume.r2, "base_best_fit": base_laws.best,
+                "base_aic_margin": base_laws.margin, "base_verdict": base_laws.verdict,
+                "base_window_cardy_c_sd": _nan_stat(_sd, [f.cardy.c for f in base_windows])})
+    return row
+
+
+def _sd(x: np.ndarray) -> float:
+    return float(np.std(x, ddof=1)) if x.size > 1 else float("nan")
+
+
+def _nan_stat(stat, values) -> float:
+    x = np.asarray(values, np.float64)
+    x = x[np.isfinite(x)]
+    return float(stat(x)) if x.size else float("nan")
 
 
 def _internal_by_layer(subject, model, prepared) -> dict[int, dict[str, Any]]:
@@ -375,12 +483,13 @@ def _internal_by_layer(subject, model, prepared) -> dict[int, dict[str, Any]]:
 
 register(Probe(
     name="attention",
-    tables=("windows", "attention_entanglement", "attention_summary"),
+    tables=("windows", "attention_entanglement", "attention_token_cuts", "attention_token_fits", "attention_summary"),
     run=_run,
     scope="model",
     options=AttentionOptions,
     default=False,
     prepare=_prepare,
-    description="entropy profile of every head's attention matrix on fixed token windows, area vs volume law fits, and "
-                "the no-hair comparison with the base (needs --base and a tokenizer; runs the models on text)",
+    description="entropy of every head's attention matrix on fixed token windows: the cross blocks at every token cut with "
+                "Cardy / volume / constant fits over ℓ, the digit-chain profile, and the no-hair comparison with the "
+                "base (needs --base and a tokenizer; runs the models on text)",
 ))

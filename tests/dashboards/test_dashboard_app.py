@@ -149,14 +149,15 @@ def test_findings_page_shows_the_numbers_pandas_computes(lab_results_folder, mon
 
 def test_attention_page_shows_fits_and_no_hair_per_run_and_length(lab_results_folder, monkeypatch):
     app = open_view(lab_results_folder.results, "attention", monkeypatch)
-    digest = shown(app, "area_log_better", "attention_tv").set_index(["run", "checkpoint", "seq_len"])
+    digest = shown(app, "neither", "attention_tv").set_index(["run", "checkpoint", "seq_len"])
     for run in (lab_results.LORA_RUN, lab_results.MARKUP_RUN):
         stored = pd.read_parquet(lab_results_folder.results / run / "attention_summary.parquet")
         for (ck, L), g in stored.groupby(["checkpoint", "seq_len"]):
             row = digest.loc[(run, ck, L)]
-            assert row["area_log_better"] == (g["better_fit"] == "area_log").sum()
+            assert row["neither"] == (g["token_verdict"] == "neither fits").sum()
+            assert row["cardy"] == (g["token_verdict"] == "cardy").sum()
             assert row["attention_tv"] == pytest.approx(g["attention_tv"].mean(), rel=1e-12)
-            assert row["area_log_r2"] == pytest.approx(g["area_log_r2"].mean(), rel=1e-12)
+            assert row["cardy_c_median"] == pytest.approx(g["token_cardy_c"].median(), rel=1e-12)
 
 
 def test_thresholds_page_shows_the_largest_ratio_per_length(lab_results_folder, monkeypatch):
@@ -167,6 +168,12 @@ def test_thresholds_page_shows_the_largest_ratio_per_length(lab_results_folder, 
         row = digest.loc[(lab_results.LORA_RUN, ck, L)]
         assert row["ratio_max"] == pytest.approx(np.max(np.maximum(g["gamma_q"], g["gamma_k"])) / np.sqrt(np.log(L)), rel=1e-9)
         assert row["threshold"] == pytest.approx(np.sqrt(np.log(L)), rel=1e-12)
+        # both scales: Alman–Song's is √d_head times Hu's; the largest logit beside ln L; γ over its Gaussian control
+        d = g["d_head"].iloc[0]
+        assert row["ratio_as_max"] == pytest.approx(row["ratio_max"] * np.sqrt(d), rel=1e-9)
+        assert row["ln_L"] == pytest.approx(np.log(L), rel=1e-12)
+        assert row["logit_max"] == pytest.approx(g["logit_max"].max(), rel=1e-12)
+        assert row["evt_ratio_q_max"] == pytest.approx((g["gamma_q"] / g["evt_q"]).max(), rel=1e-9)
     assert "asymptotic" in texts(app)
 
 
@@ -195,7 +202,6 @@ def test_msu_pairs_page_shows_the_cross_term_errors(lab_results_folder, monkeypa
         assert table.loc[module, "cross_term_error_min"] <= table.loc[module, "cross_term_error_max"]
 
 
-def test_merge_page_shows_each_merged_adapters_mean_error(lab_results_folder, monkeypatch):
 def test_no_hair_page_shows_each_pairs_sizes_inside_and_verdicts(lab_results_folder, monkeypatch):
     app = open_view(lab_results_folder.results, "no_hair", monkeypatch)
     pairs = shown(app, "size_ratio", "matched")
@@ -211,6 +217,7 @@ def test_no_hair_page_shows_each_pairs_sizes_inside_and_verdicts(lab_results_fol
     assert summary["closer"].sum() == closer
 
 
+def test_merge_page_shows_each_merged_adapters_mean_error(lab_results_folder, monkeypatch):
     app = open_view(lab_results_folder.results, "merge", monkeypatch)
     digest = shown(app, "rel_fro_error", "modules").set_index("checkpoint")
     stored = pd.read_parquet(lab_results_folder.results / lab_results.MERGE_RUN / "merge.parquet")

@@ -23,24 +23,31 @@ def lora(lab_results_folder):
     return open_run(lab_results_folder.results / lab_results.LORA_RUN)
 
 
-def test_attention_fit_chart_draws_the_mean_profile_and_the_tables_fits(lora, lab_results_folder):
-    where = [("layer", "==", 1), ("head", "==", 2), ("seq_len", "==", 16), ("checkpoint", "==", "checkpoint-20")]
-    profiles = load.read(lora, "attention_entanglement", None, where)
-    summary = load.read(lora, "attention_summary", None, where)
-    chart = attention_fig.fit_chart(profiles, summary)
-    drawn = data_lines(chart)
-    stored = pd.read_parquet(lab_results_folder.results / lab_results.LORA_RUN / "attention_entanglement.parquet")
+def test_token_profile_chart_draws_the_mean_profile_and_the_tables_cardy_fit(lora, lab_results_folder):
+    where = [("layer", "==", 1), ("head", "==", 2), ("seq_len", "==", 16), ("checkpoint", "==", "checkpoint-20"),
+             ("block", "==", "reads_past")]
+    cuts = load.read(lora, "attention_token_cuts", None, where)
+    fits = load.read(lora, "attention_token_fits", None, where)
+    drawn = data_lines(attention_fig.token_profile_chart(cuts, fits))
+    folder = lab_results_folder.results / lab_results.LORA_RUN
+    stored = pd.read_parquet(folder / "attention_token_cuts.parquet")
     stored = stored[(stored["layer"] == 1) & (stored["head"] == 2) & (stored["seq_len"] == 16)
-                    & (stored["checkpoint"] == "checkpoint-20")]
-    mean = stored.groupby("cut")[["entropy", "max_entropy"]].mean().sort_index()
+                    & (stored["checkpoint"] == "checkpoint-20") & (stored["block"] == "reads_past")]
+    mean = stored.groupby("cut")["entropy"].mean().sort_index()
     points = drawn["lora-r4 · checkpoint-20 · profile"]
-    assert np.allclose(points.get_xdata(), mean["max_entropy"]) and np.allclose(points.get_ydata(), mean["entropy"])
-    row = pd.read_parquet(lab_results_folder.results / lab_results.LORA_RUN / "attention_summary.parquet")
-    row = row[(row["layer"] == 1) & (row["head"] == 2) & (row["seq_len"] == 16) & (row["checkpoint"] == "checkpoint-20")].iloc[0]
-    area = drawn["lora-r4 · checkpoint-20 · area-log fit"]
-    assert np.allclose(area.get_ydata(), row["area_log_a"] + row["area_log_b"] * np.log(area.get_xdata()))
-    volume = drawn["lora-r4 · checkpoint-20 · volume fit"]
-    assert np.allclose(volume.get_ydata(), row["volume_a"] + row["volume_b"] * np.asarray(volume.get_xdata()))
+    assert np.allclose(points.get_xdata(), mean.index) and np.allclose(points.get_ydata(), mean)
+    row = pd.read_parquet(folder / "attention_token_fits.parquet")
+    row = row[(row["layer"] == 1) & (row["head"] == 2) & (row["seq_len"] == 16) & (row["checkpoint"] == "checkpoint-20")
+              & (row["block"] == "reads_past")].iloc[0]
+    cardy = drawn["lora-r4 · checkpoint-20 · Cardy fit"]
+    x = np.asarray(cardy.get_xdata())
+    assert np.allclose(cardy.get_ydata(), row["cardy_a"] + row["cardy_c"] / 3 * np.log(16 / np.pi * np.sin(np.pi * x / 16)))
+    # the layer × head map of c holds the fits' c per cell (mean over L)
+    all_fits = load.read(lora, "attention_token_fits", None, [("checkpoint", "==", "checkpoint-20"),
+                                                               ("block", "==", "reads_past")])
+    image = attention_fig.cardy_map_chart(all_fits).figure.axes[0].get_images()[0].get_array()
+    want = all_fits.pivot_table(index="layer", columns="head", values="cardy_c", aggfunc="mean").sort_index()
+    assert np.allclose(np.asarray(image), want.to_numpy())
 
 
 def test_growth_chart_draws_the_largest_gamma_against_sqrt_ln_L(lora, lab_results_folder):

@@ -69,10 +69,17 @@ def expected(folder, run) -> dict[str, dict[str, float]]:
                           "energy_rank_99_median": s["energy_rank_99"].median(), "intruders": s["intruder_count"].sum()}
     if "attention_summary" in has:
         a = last(parquet(folder, run, "attention_summary"))
-        out["attention"] = {"profiles": len(a), "area_log_better": int((a["better_fit"] == "area_log").sum()),
-                            "area_log_r2_median": a["area_log_r2"].median(), "volume_r2_median": a["volume_r2"].median(),
-                            "attention_tv_mean": a["attention_tv"].mean(), "entropy_diff_mean": a["entropy_diff"].mean(),
-                            "rel_change_mean": np.nanmean(np.r_[a["q_rel_change"], a["v_rel_change"]])}
+        f = last(parquet(folder, run, "attention_token_fits"))
+        out["attention"] = {"attention_tv_mean": a["attention_tv"].mean(), "entropy_diff_mean": a["entropy_diff"].mean(),
+                            "rel_change_mean": np.nanmean(np.r_[a["q_rel_change"], a["v_rel_change"]]),
+                            "token_profiles": len(f), "cardy_verdicts": int((f["verdict"] == "cardy").sum()),
+                            "neither_verdicts": int((f["verdict"] == "neither fits").sum()),
+                            "cardy_c_median": f["cardy_c"].median(), "cardy_c_q25": f["cardy_c"].quantile(0.25),
+                            "cardy_c_q75": f["cardy_c"].quantile(0.75),
+                            "cardy_c_length_max": f.groupby("seq_len")["cardy_c"].median().max(),
+                            "cardy_c_layer_min": f.groupby("layer")["cardy_c"].median().min(),
+                            "cardy_r2_median": f["cardy_r2"].median(),
+                            "base_cardy_c_median": f["base_cardy_c"].median()}
     if "thresholds" in has:
         t = last(parquet(folder, run, "thresholds"))
         top = t.sort_values("ratio").iloc[-1]
@@ -103,13 +110,6 @@ def expected(folder, run) -> dict[str, dict[str, float]]:
                             "cross_term_error_min": p["cross_term_error_min"].min(),
                             "cross_term_error_max": p["cross_term_error_max"].max(),
                             "fedavg_error_mean": p["fedavg_error"].mean()}
-    if "merge" in has:
-        g = parquet(folder, run, "merge")
-        numbers = {}
-        for merged, rows in g.groupby("checkpoint"):
-            numbers[f"rel_fro_error[{merged}]"] = rows["rel_fro_error"].mean()
-            numbers[f"optimal_rel_fro_error[{merged}]"] = rows["optimal_rel_fro_error"].mean()
-            numbers[f"k[{merged}]"] = rows["k"].max()
     if "no_hair" in has:  # per pair: inside (mean over layers), layer-output and row distances (means over rows)
         h = parquet(folder, run, "no_hair")
         numbers = {}
@@ -122,6 +122,13 @@ def expected(folder, run) -> dict[str, dict[str, float]]:
                 numbers[f"{m}_first_base[{pair}]"] = r["first_base"].mean()
                 numbers[f"{m}_second_base[{pair}]"] = r["second_base"].mean()
         out["no_hair"] = numbers
+    if "merge" in has:
+        g = parquet(folder, run, "merge")
+        numbers = {}
+        for merged, rows in g.groupby("checkpoint"):
+            numbers[f"rel_fro_error[{merged}]"] = rows["rel_fro_error"].mean()
+            numbers[f"optimal_rel_fro_error[{merged}]"] = rows["optimal_rel_fro_error"].mean()
+            numbers[f"k[{merged}]"] = rows["k"].max()
         out["merge"] = numbers
     return out
 
