@@ -119,6 +119,17 @@ def test_noise_and_two_poor_fits_give_neither_fits():
     assert fit_token_laws(ell[:4], L, x[:4]).verdict is None  # too few cuts for a verdict
 
 
+def test_the_two_law_fit_of_the_weights_profiles_draws_no_verdict_from_two_poor_fits():
+    from lab.probes.attention import fit_laws
+
+    ell = np.log(2.0) * np.array([1, 2, 3, 4, 5, 6, 5, 4, 3, 2, 1], dtype=float)
+    for seed in range(5):
+        volume, area, verdict = fit_laws(ell, np.random.default_rng(seed).normal(1.0, 0.3, ell.size))
+        assert max(volume.r2, area.r2) < 0.8 and verdict == NEITHER
+    # a clear winner with R² ≥ 0.8 keeps its name
+    assert fit_laws(ell, 0.2 + 0.9 * np.log(ell) + np.random.default_rng(0).normal(0, 0.01, ell.size))[2] == "area_log"
+
+
 # ---- on real models ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
