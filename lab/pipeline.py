@@ -111,7 +111,7 @@ def analyze(
                               controls=controls, seed=seed, stream_bytes=stream_bytes, corpus=corpus)
             name = run or _default_run_name(paths)
             settings = {
-                "base": str(Path(base).resolve()) if base else None, "probes": [p.name for p in chosen],
+                "base": str(base_model.path.resolve()) if base_model is not None else None, "probes": [p.name for p in chosen],
                 "probe_options": {p.name: as_json(probe_options[p.name]) for p in chosen},
                 "modules": modules, "allow_nonfinite": allow_nonfinite, "controls": controls, "seed": seed,
                 "corpus": corpus, "stream_bytes": stream_bytes,
@@ -202,10 +202,12 @@ def _describe_inputs(checkpoints: list[Checkpoint], base: Base | None, corpus: s
     return {
         "checkpoints": [
             {"name": c.name, "step": c.step, "format": c.format, "path": str(c.path.resolve()),
-             "files": [describe_file(f) for f in c.files], **({"metadata": c.metadata} if c.metadata else {})}
+             "files": [describe_file(f) for f in c.files], **({"metadata": c.metadata} if c.metadata else {}),
+             **({"hub": c.hub} if c.hub else {})}
             for c in checkpoints
         ],
         "base": [describe_file(f) for f in base.files] if base is not None else [],
+        **({"base_hub": base.hub} if base is not None and base.hub else {}),
         "corpus": describe_file(Path(corpus)) if corpus else None,
     }
 

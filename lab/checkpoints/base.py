@@ -20,6 +20,7 @@ class Base:
     model_type: str | None  # from its config.json: decides whether GPT-2 names are Conv1D
     keys: BaseKeys
     config: Path | None = None  # config.json, when present (for the manifest)
+    hub: dict[str, str] | None = None  # given by hub name: repo_id, revision, commit, snapshot (lab/checkpoints/hub.py)
 
     @property
     def files(self) -> list[Path]:
@@ -29,15 +30,19 @@ class Base:
 
 def open_base(path: str | Path) -> Base:
     """The base at ``path`` (a full model folder or weight file, or a diffusers model folder with
-    its components in subfolders); InputError for anything else."""
+    its components in subfolders, or a hub name in the local cache); InputError for anything else."""
     from lab.checkpoints.diffusers_names import is_diffusers_folder, open_diffusers_base
     from lab.checkpoints.discover import find_layout
+    from lab.checkpoints.hub import resolve
 
-    folder = Path(path).expanduser()
+    folder, hub = resolve(path)  # a hub name (org/name[@revision]) found in the local cache; a local path wins
     if folder.is_dir() and is_diffusers_folder(folder) and find_layout(folder) is None:
-        return open_diffusers_base(folder)
-    path, layout = checked_layout(path, what="--base")
-    if layout.format != "full":
-        raise InputError(f"{path}: --base must be a full model, not an adapter; pass the model the adapter was trained on")
-    index = layout.index()
-    return Base(path, index, layout.model_type(), BaseKeys(index.keys(), str(path)), layout.config)
+        base = open_diffusers_base(folder)
+    else:
+        folder, layout = checked_layout(folder, what="--base")
+        if layout.format != "full":
+            raise InputError(f"{folder}: --base must be a full model, not an adapter; pass the model the adapter was trained on")
+        index = layout.index()
+        base = Base(folder, index, layout.model_type(), BaseKeys(index.keys(), str(folder)), layout.config)
+    base.hub = hub.describe() if hub is not None else None
+    return base

@@ -39,6 +39,7 @@ class Checkpoint:
     index: TensorIndex | None = field(default=None, repr=False)  # built once, when discovered
     model_type: str | None = None  # config.json's model_type (full models)
     metadata: dict[str, str] = field(default_factory=dict)  # kohya/diffusers files: ss_network_dim, ss_network_alpha ... (manifest)
+    hub: dict[str, str] | None = None  # given by hub name: repo_id, revision, commit, snapshot (lab/checkpoints/hub.py)
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,24 @@ def discover(path: str | Path) -> list[Checkpoint]:
     (``lora-r4`` before ``lora-r16``), named by its folder, without a step. Every checkpoint is validated before this returns:
     InputError for missing/empty/weightless paths, FormatError for damaged files or
     configs, ShapeError for adapter factors that disagree with r.
+
+    ``path`` may be a hub name, ``org/name`` or ``org/name@revision``, found in the local Hugging Face
+    cache when no such local path exists (:mod:`lab.checkpoints.hub`); a lone checkpoint is then named
+    as given, and every checkpoint records the repo id, revision and commit.
     """
+    from lab.checkpoints.hub import resolve
+
+    found, hub = resolve(path)
+    checkpoints = _discover(found)
+    if hub is not None:
+        for c in checkpoints:
+            c.hub = hub.describe()
+        if len(checkpoints) == 1 and checkpoints[0].path == found:
+            checkpoints[0].name = str(path)
+    return checkpoints
+
+
+def _discover(path: Path) -> list[Checkpoint]:
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")

@@ -108,15 +108,19 @@ def smollm2_path(cache_dir: Path | None = None) -> Path:
 
 
 def resolve_base(model: str, cache_dir: Path | None = None) -> BaseModel:
-    """The base model named by ``--model``: ``minilm``, ``smollm2`` or a local model folder."""
+    """The base model named by ``--model``: ``minilm``, ``smollm2``, a local model folder, or a hub name
+    (``org/name``, ``org/name@revision``) in the local Hugging Face cache."""
     if model == "minilm":
         path = minilm_path()
     elif model == "smollm2":
         path = smollm2_path(cache_dir)
     else:
-        path = Path(model).expanduser()
+        from lab.checkpoints.hub import resolve
+
+        path, _ = resolve(model)  # org/name[@revision] from the local Hugging Face cache; a local folder wins
         if not path.is_dir():
-            raise InputError(f"{path}: no such model folder; pass --model minilm, smollm2, or a folder saved with save_pretrained")
+            raise InputError(f"{path}: no such model folder; pass --model minilm, smollm2, a folder saved with save_pretrained, "
+                             "or a hub name (org/name) in the local Hugging Face cache")
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise InputError(f"{path}: no config.json; pass a transformers model folder saved with save_pretrained")
