@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lab.checkpoints import TensorLoader, discover, module_name, plan_reads
+from lab.checkpoints.diffusers_names import KOHYA_PREFIXES, image_name
 from lab.deltas import Factors
 from lab.errors import InputError
 from lab.probes import merging
@@ -50,6 +51,8 @@ def read_adapter(path: str | Path) -> Adapter:
     """The adapter at ``path`` with its stored factors in float64 and PEFT's scale per module."""
     path = Path(path)
     found = discover(path)
+    if len(found) == 1 and found[0].format == "kohya":
+        return _read_kohya(path, found[0])
     if len(found) != 1 or found[0].format != "adapter":
         what = "a full model" if found and found[0].format == "full" else f"{len(found)} checkpoints"
         raise InputError(f"{path}: holds {what}; lab merge takes PEFT adapter folders (pick one checkpoint-N/)")
@@ -64,6 +67,62 @@ def read_adapter(path: str | Path) -> Adapter:
             dtypes.add(spec.A.dtype)
     return Adapter(path, ckpt.name, config, factors, embedding, sorted(dtypes)[0] if dtypes else "F32",
                    bool(config.get("use_dora")))
+
+
+def _read_kohya(path: Path, ckpt) -> Adapter:
+    """A kohya LoRA/LoCon file as an Adapter: factors B = up (out × r), A = down (r × in·kh·kw), s = alpha/r;
+    its config remembers each module's stored shapes so the merge is written back in kohya's layout."""
+    factors, shapes, dtypes = {}, {}, set()
+    with TensorLoader() as loader:
+        for spec in plan_reads(ckpt, None):
+            m = spec.kohya
+            if m.algo != "lora" or m.dora is not None or "lora_mid.weight" in m.by_name:
+                what = "a DoRA" if m.dora is not None else ("a Tucker LoCon" if m.algo == "lora" else f"a {m.algo}")
+                raise MergeError(f"{path}: module '{m.name}' is {what} module; lab merge of kohya files takes plain "
+                                 "LoRA/LoCon modules (lora_down/lora_up), whose updates are sums of rank-one units")
+            down, up = loader.get(spec.A), loader.get(spec.B)
+            factors[spec.module] = Factors(up.reshape(up.shape[0], -1), down.reshape(down.shape[0], -1), spec.scale)
+            shapes[spec.module] = {"down": list(down.shape[1:]), "up_ndim": up.ndim}
+            dtypes.add(spec.A.dtype)
+    config = {"format": "kohya", "shapes": shapes}
+    return Adapter(path, ckpt.name, config, factors, dict.fromkeys(factors, False), sorted(dtypes)[0] if dtypes else "F32", False)
+
+
+def write_kohya(out: Path, merges: list[ModuleMerge], template: dict, dtype: str, method: str, overwrite: bool = False) -> Path:
+    """A kohya LoRA file ``out/<out.name>.safetensors`` (a folder holding one file is an input lab reads):
+    per module ``lora_down.weight`` (k × in [× kh × kw]), ``lora_up.weight`` (out × k [× 1 × 1]) and
+    ``alpha`` = k, so sd-scripts' scale alpha/r is 1 and the update is the merged factors' product."""
+    import torch
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"{out}: exists and is not empty; pass --overwrite or another --out")
+    t = getattr(torch, _TORCH_DTYPES.get(dtype, "float32"))
+    tensors, ranks = {}, {}
+    for mm in merges:
+        f, shape = mm.merged, template["shapes"][mm.module]
+        assert f.scale == 1.0  # every merge folds its scales into A
+        k = f.B.shape[1]
+        up = f.B.reshape(f.B.shape[0], k, *([1] * (shape["up_ndim"] - 2)))
+        tensors[f"{mm.module}.lora_down.weight"] = torch.from_numpy(f.A.reshape(k, *shape["down"])).to(t).contiguous()
+        tensors[f"{mm.module}.lora_up.weight"] = torch.from_numpy(np.ascontiguousarray(up)).to(t).contiguous()
+        tensors[f"{mm.module}.alpha"] = torch.tensor(float(k), dtype=torch.float32)
+        ranks[mm.module] = k
+    r = max(ranks.values())
+    metadata = {"ss_network_module": "networks.lora", "ss_network_dim": str(r), "ss_network_alpha": str(r),
+                "lab_merge_method": method}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_file(tensors, str(tmp / f"{out.name}.safetensors"), metadata=metadata)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / f"{out.name}.safetensors"
 
 
 @dataclass
@@ -90,6 +149,9 @@ def check_inputs(adapters: list[Adapter], weights: list[float], method: str, ran
         raise MergeError(f"--weights gives {len(weights)} weights for {len(adapters)} adapters")
     if not all(np.isfinite(weights)):
         raise MergeError(f"--weights {weights}: every weight must be a finite number")
+    formats = {a.config.get("format", "peft") for a in adapters}
+    if len(formats) > 1:
+        raise MergeError("the inputs mix kohya files and PEFT adapter folders; merge adapters of one format")
     dora = [a.path for a in adapters if a.use_dora]
     if dora:
         raise MergeError(f"{dora[0]} is a DoRA adapter: its update m·(W + sBA)/‖W + sBA‖ − W is not a sum of "
@@ -210,7 +272,7 @@ def merge_rows(merged_name: str, run: str, method: str, merges: list[ModuleMerge
     for mm in merges:
         e = mm.errors
         written = merging.errors(stored(mm.merged, dtype), mm.target)
-        name = module_name(mm.module)
+        name = image_name(mm.module) if mm.module.startswith(tuple(KOHYA_PREFIXES)) else module_name(mm.module)
         rows.append({
             "run": run, "checkpoint": merged_name, "step": None, "module": mm.module, "layer": name.layer, "role": name.role,
             "method": method, "k": mm.merged.rank_bound, "pooled_units": mm.pooled, "members": ",".join(mm.members),

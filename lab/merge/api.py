@@ -31,11 +31,15 @@ def merge(adapters: Sequence[str | Path], out: str | Path, method: str = "stack"
           rank: int | None = None, seed: int = 0, reweight: bool = True, results: str | Path = "results",
           run: str = "merges", base: str | Path | None = None, texts: str | Path | None = None, seq_len: int = 64,
           windows: int = 16, overwrite: bool = False, eval_texts: Sequence[str | Path] | None = None) -> MergeResult:
-    """Merge ``adapters`` with ``method`` into a PEFT adapter at ``out`` (weights default to 1/J each)."""
+    """Merge ``adapters`` with ``method`` into a PEFT adapter at ``out`` (weights default to 1/J each); kohya
+    LoRA files merge into a kohya file ``out/<out.name>.safetensors``."""
     from lab.merge.adapters import merge_modules, merge_rows, read_adapter, write_adapter, write_merge_table
     from lab.probes.merging import MergeError
 
     inputs = [read_adapter(p) for p in adapters]
+    if any(a.config.get("format") == "kohya" for a in inputs) and (texts is not None or eval_texts or base is not None):
+        raise MergeError("--base, --texts and --eval-texts run a language model on text; kohya image LoRAs are merged "
+                         "without them")
     w = [1.0 / len(inputs)] * len(inputs) if weights is None else [float(x) for x in weights]
     names = [a.name for a in inputs]
     if len(set(names)) < len(names):  # the table names members by folder: make them unique
@@ -58,6 +62,12 @@ def merge(adapters: Sequence[str | Path], out: str | Path, method: str = "stack"
         sets = eval_sets(Path(base), eval_texts, seq_len, windows)
     out = Path(out)
     dtype = inputs[0].dtype
+    if inputs[0].config.get("format") == "kohya":  # kohya in, kohya out
+        from lab.merge.adapters import write_kohya
+
+        write_kohya(out, merges, inputs[0].config, dtype, method, overwrite=overwrite)
+        rows = merge_rows(out.name, run, method, merges, dtype)
+        return MergeResult(out, write_merge_table(Path(results), run, rows), rows, len(inputs))
     write_adapter(out, merges, inputs[0].config, dtype, overwrite=overwrite)
     rows = merge_rows(out.name, run, method, merges, dtype)
     if token_windows is not None:

@@ -13,7 +13,7 @@ import typer
 
 
 def merge_command(
-    adapters: Annotated[list[Path], typer.Argument(help="Two or more PEFT LoRA adapter folders trained on one base.", show_default=False)],
+    adapters: Annotated[list[Path], typer.Argument(help="Two or more PEFT LoRA adapter folders trained on one base, or kohya LoRA files (merged into a kohya file OUT/OUT.safetensors).", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the merged PEFT adapter (PeftModel.from_pretrained loads it).")],
     method: Annotated[str, typer.Option(help="stack (exact, FLoRA), linear (PEFT's index-wise average), svd (best rank k), lego (LoRA-LEGO as its paper merges: k-means of units, dual reweighting, data-free), lego-oracle (the lab's earlier LEGO: output scale fitted to the exact sum, an oracle).")] = "stack",
     weights: Annotated[Optional[str], typer.Option(help="Comma-separated weights w_j of the sum Σ w_j·s_j·B_j·A_j (default: 1/J each, the mean).")] = None,

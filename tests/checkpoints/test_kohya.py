@@ -229,3 +229,39 @@ def test_bad_kohya_files_one_line_exit_2(sd, tmp_path):
         list(iter_deltas(discover(good)[0], other))
     done = _lab("analyze", good, "--base", other, "--out", tmp_path / "res")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "lora_unet_" in done.stderr
+
+
+def test_merge_two_kohya_loras_writes_kohya(sd, tmp_path):
+    """stack = the exact weighted sum; svd = its best rank-k approximation (numpy's SVD of the dense sum);
+    both written as kohya files that lab reads back, 3×3 convolutions included."""
+    from lab.merge.api import merge
+    from lab.probes.merging import MergeError
+
+    _, base, unet, te = sd
+    first = _peft_deltas(unet, te)
+    a = _kohya_file(tmp_path / "a.safetensors", unet, te, alpha=2 * R)
+    unet2, te2 = _models(seed=3)
+    torch.manual_seed(5)
+    unet2.add_adapter(LoraConfig(r=R, lora_alpha=R, target_modules=UNET_TARGETS, init_lora_weights=False))
+    te2 = inject_adapter_in_model(LoraConfig(r=R, lora_alpha=R, target_modules=TE_TARGETS, init_lora_weights=False), te2)
+    second = _peft_deltas(unet2, te2)
+    b = _kohya_file(tmp_path / "b.safetensors", unet2, te2, alpha=R)
+    weights = (0.7, 0.3)
+    merge([a, b], tmp_path / "stacked", "stack", weights, results=tmp_path / "res")
+    merge([a, b], tmp_path / "svd", "svd", weights, rank=3, results=tmp_path / "res")
+    stacked = discover(tmp_path / "stacked")[0]
+    assert stacked.format == "kohya" and stacked.metadata["ss_network_dim"] == str(2 * R)
+    got = {d.module: d for d in iter_deltas(stacked)}
+    low = {d.module: d for d in iter_deltas(discover(tmp_path / "svd")[0])}
+    for dotted in first:
+        T = weights[0] * first[dotted] + weights[1] * second[dotted]
+        k = _kohya_name(dotted)
+        np.testing.assert_allclose(got[k].to_dense(), T, rtol=0, atol=1e-6 * np.abs(T).max())
+        U, s, Vt = np.linalg.svd(T, full_matrices=False)
+        best = (U[:, :3] * s[:3]) @ Vt[:3]
+        assert low[k].rank_bound == 3
+        np.testing.assert_allclose(low[k].to_dense(), best, rtol=0, atol=1e-5 * np.abs(T).max())
+    table = __import__("pandas").read_parquet(tmp_path / "res" / "merges" / "merge.parquet")
+    assert set(table.checkpoint) == {"stacked", "svd"} and (table[table.checkpoint == "stacked"].rel_fro_error < 1e-6).all()
+    with pytest.raises(MergeError, match="kohya image LoRAs are merged without them"):
+        merge([a, b], tmp_path / "x", "stack", base=base, texts=tmp_path / "t.txt")
