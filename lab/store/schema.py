@@ -502,8 +502,9 @@ declare(
     _c("ln_L", "float64", "ln L, the scale logit_max is read against: B² when the entry bound is B = √ln L (Alman–Song's transition at B = Θ(√log n))"),
     _c("evt_q", "float64", "extreme-value control σ_q·√(2 ln(L·d_head)), σ_q the standard deviation (ddof 0) of the L·d_head entries gamma_q is the largest of, in gamma_q's scale: to leading order the largest |entry| of that many Gaussian entries of that spread, which grows with L whatever the regime"),
     _c("evt_k", "float64", "the same control for gamma_k (the kv head's L·d_head entries)"),
-    _c("evt_ratio_q", "float64", "gamma_q / evt_q: the largest query entry in units of the Gaussian control, the same in both scales (NaN when evt_q = 0)"),
-    _c("evt_ratio_k", "float64", "gamma_k / evt_k (NaN when evt_k = 0)"),
+    _c("evt_ratio_q", "float64", "gamma_q / evt_q: the largest query entry in units of the Gaussian control, the same in both scales (NaN when evt_q = 0)",
+       NanWhen(where=(("evt_q", (0.0,)),))),
+    _c("evt_ratio_k", "float64", "gamma_k / evt_k (NaN when evt_k = 0)", NanWhen(where=(("evt_k", (0.0,)),))),
 )
 
 declare(
