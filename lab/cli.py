@@ -75,6 +75,9 @@ def analyze_command(
     windows: Annotated[Optional[int], typer.Option(
         "--windows", help="Number of token windows N per length for probes that run the model "
                           "(sets the windows option of every probe that has one).", min=1)] = None,
+    pairs: Annotated[Optional[str], typer.Option(
+        "--pairs", help="Pairs of checkpoints the pair-scope probes (no_hair) compare, FIRST:SECOND names "
+                        "comma-separated, e.g. lora-r4:full (default: every pair; sets the pairs option).")] = None,
     workers: Annotated[Optional[int], typer.Option(
         help="Run on a local Dask cluster of N single-threaded worker processes.", min=1)] = None,
     scheduler: Annotated[Optional[str], typer.Option(
@@ -101,8 +104,8 @@ def analyze_command(
     result = analyze(
         ckpt, base=base, out=out, run=run, probes=_split(probes), options=parse_assignments(set_ or []),
         modules=modules, allow_nonfinite=allow_nonfinite, overwrite=overwrite, resume=resume, controls=controls,
-        targets=_split(targets), seed=seed, texts=texts, seq_len=_split(seq_len), windows=windows, workers=workers,
-        scheduler=scheduler, progress=not quiet,
+        targets=_split(targets), seed=seed, texts=texts, seq_len=_split(seq_len), windows=windows, pairs=_split(pairs),
+        workers=workers, scheduler=scheduler, progress=not quiet,
     )
     if not quiet:
         print_summary(result)

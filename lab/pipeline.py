@@ -47,6 +47,7 @@ def analyze(
     texts: str | Path | None = None,
     seq_len: Sequence[int] | None = None,
     windows: int | None = None,
+    pairs: Sequence[str] | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     stream_bytes: int | None = STREAM_BYTES,
@@ -77,6 +78,7 @@ def analyze(
         standard-library docstrings the fine-tuner uses.
     seq_len, windows : window lengths L and number of windows N of the probes that run the model on
         text (attention, thresholds); set on every probe with that option unless its options set it.
+    pairs : ``FIRST:SECOND`` checkpoint names for the pair-scope probes (no_hair); default every pair.
     workers, scheduler : run on Dask: ``workers`` local single-threaded worker processes, or an
         existing cluster at ``scheduler`` (``tcp://host:8786``) that sees the same files.
     stream_bytes : dense updates larger than this (float64 bytes) are read in blocks, never whole.
@@ -95,7 +97,8 @@ def analyze(
     chosen = resolve(probes)
     probe_options = build_options(chosen, _with_shared(chosen, options, {
         "targets": tuple(targets) if targets is not None else None,
-        "seq_len": tuple(seq_len) if seq_len is not None else None, "windows": windows}))
+        "seq_len": tuple(seq_len) if seq_len is not None else None, "windows": windows,
+        "pairs": tuple(pairs) if pairs is not None else None}))
     _check_targets(probe_options, base)
     executor = DaskExecutor(workers, scheduler) if (workers or scheduler) else SerialExecutor()
     with _terminate_as_interrupt():  # SIGTERM from here on ends the run as Ctrl-C does, cluster closed
