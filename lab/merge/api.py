@@ -37,6 +37,10 @@ def merge(adapters: Sequence[str | Path], out: str | Path, method: str = "stack"
     from lab.probes.merging import MergeError
 
     inputs = [read_adapter(p) for p in adapters]
+    if base is not None:
+        from lab.checkpoints.hub import resolve
+
+        base = resolve(base)[0]  # org/name[@revision] from the local Hugging Face cache; a local folder wins
     if any(a.config.get("format") == "kohya" for a in inputs) and (texts is not None or eval_texts or base is not None):
         raise MergeError("--base, --texts and --eval-texts run a language model on text; kohya image LoRAs are merged "
                          "without them")

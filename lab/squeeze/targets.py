@@ -83,7 +83,7 @@ def read_input(path: str | Path, base: str | Path | None = None, modules: str | 
                                   embedding, spec.conv1d))
     if not targets:
         raise InputError(f"{path}: no module update to squeeze" + (f" matching --modules {modules!r}" if modules else "") + " (every ΔW is zero)")
-    template, base_path = _template(ckpt, base, targets)
+    template, base_path = _template(ckpt, opened.path if opened is not None else base, targets)  # a hub name: its snapshot
     dtype = sorted(dtypes)[0] if len(dtypes) == 1 else "F32"
     return Input(path, ckpt.name, ckpt.step, ckpt.format if ckpt.format != "adapter" else "lora", targets, template, dtype, base_path)
 

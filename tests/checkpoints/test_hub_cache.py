@@ -109,3 +109,10 @@ def test_finetune_model_by_name(cache):
 
     _, base, _ = cache
     assert resolve_base("org/tiny-llama").path == base["main"].resolve()
+
+
+def test_merge_by_names(cache, tmp_path):
+    from lab.merge.api import merge
+
+    done = merge(["org/tiny-lora", "org/tiny-lora@v1"], tmp_path / "merged", "stack", results=tmp_path / "res")
+    assert (tmp_path / "merged" / "adapter_model.safetensors").is_file() and done.rows
