@@ -47,7 +47,7 @@ def check_targets(wanted: Iterable[str]) -> tuple[str, ...]:
     wanted = tuple(wanted)
     bad = [t for t in wanted if t not in TARGETS]
     if bad or not wanted:
-        raise LabError(f"unknown target(s) {', '.join(bad) or '(none)'}; choose from {', '.join(TARGETS)}")
+        raise LabError(f"unknown target(s) {', '.join(map(repr, bad)) or '(none)'}; choose from {', '.join(TARGETS)}")  # repr: one line whatever was typed
     return wanted
 
 

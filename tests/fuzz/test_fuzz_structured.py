@@ -25,6 +25,7 @@ from safetensors.numpy import load_file, save_file
 import builders
 from fuzz_helpers import Inputs, analyze_contract, budget, dumps, json_values, numbers, workspace
 from fuzz_safetensors import damage, safetensors_mutations
+from lab.errors import LabError
 from lab.checkpoints import discover, iter_deltas
 from lab.finetune.mps import MPS_CONFIG, MPS_WEIGHTS, mps_modules, save_mps, wrap_mps
 
@@ -208,3 +209,18 @@ def test_damaged_structured_adapter(structured, kind, damaged, edit, mutation):
             victim = folder / (MPS_WEIGHTS if mps_files else "adapter_model.safetensors")
             damage(victim, mutation)
         analyze_contract(work, Inputs(folder, structured[kind].base), [victim])
+
+
+@pytest.mark.parametrize("kind,field", [("adalora", "lora_alpha"), ("loha", "alpha"), ("lokr", "alpha")])
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_a_non_finite_alpha_names_the_config(structured, kind, field, value):
+    """Found by this file's damage test (long profile): AdaLoRA's ``lora_alpha: Infinity`` gave a complete
+    run whose deltas.scale was inf (LoKr's too). Now one LabError line naming adapter_config.json; except
+    where PEFT itself reads the value as a finite scale (AdaLoRA takes r for any lora_alpha that is not > 0,
+    NaN included), which then is a complete run under the contract."""
+    with workspace() as work:
+        folder = Path(shutil.copytree(structured[kind].ckpt, work / "adapter"))
+        config = folder / "adapter_config.json"
+        config.write_text(dumps({**json.loads(config.read_text()), field: value}))
+        result = analyze_contract(work, Inputs(folder, structured[kind].base), [config])
+        assert isinstance(result, LabError) or (kind == "adalora" and not value > 0), result

@@ -67,7 +67,11 @@ def check_shape(spec: ModuleRead, info: TensorInfo, array: np.ndarray, want: tup
 
 
 def checked(spec: ModuleRead, factors: Factors) -> Factors:
-    """``factors`` unless s·B·A overflows float64 (finite tensors, a ‖ΔW‖_F beyond float64): FormatError."""
+    """``factors`` unless s·B·A overflows float64 (finite tensors, a ‖ΔW‖_F beyond float64) or its scale, which
+    comes from the config's alpha, is not a finite number (``lora_alpha: Infinity``): FormatError."""
+    if not np.isfinite(factors.scale):
+        raise FormatError(f"{spec.peft.config}: the {spec.peft.peft_type} scale of '{spec.peft.module}' is {factors.scale} "
+                          "(from the config's alpha); it must be a finite number")
     if factors.is_finite() and not np.isfinite(factors.fro_norm()):
         raise FormatError(f"{spec.peft.tensors[0].file}: the {spec.peft.peft_type} update of '{spec.peft.module}' "
                           "overflows float64; the adapter's tensors are not a usable update")

@@ -50,6 +50,9 @@ def read(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = None
         found[name] = info
     w1 = _factor(found, "lokr_w1", spec, loader)
     w2 = _factor(found, "lokr_w2", spec, loader)
+    if not np.isfinite(scale):  # alpha: Infinity or NaN in the config
+        raise FormatError(f"{peft.config}: the LoKr scale of '{peft.module}' is {scale} (from the config's alpha); "
+                          "it must be a finite number")
     matrix = Kron(w1, w2, scale)
     if matrix.shape != tuple(spec.shape):
         raise ShapeError(f"{weights}: LoKr factors of '{peft.module}' make kron(W1 {list(w1.shape)}, W2 {list(w2.shape)}) "
