@@ -61,15 +61,16 @@ _RULES = tuple((s, r) for s, r in _IMAGE_RULES) + tuple((rule.suffix.replace("."
                                                        for rule in RULES if not rule.split and not rule.conv1d)
 _ORDERED = sorted(_RULES, key=lambda sr: -sr[0].count("_"))
 _PATTERNS = [(re.compile(r"(?:^|_)" + re.escape(suffix) + r"$"), role) for suffix, role in _ORDERED]
-# text encoders' layers.N, DiT / FLUX blocks at the top of the model; a UNet's blocks get no layer
-_LAYER = re.compile(r"(?:^|_)(?:layers|transformer_blocks|double_blocks|joint_blocks)_(\d+)(?:_|$)")
+# text encoders' layers.N, DiT / FLUX (double) blocks; a UNet's blocks and FLUX's single blocks get no layer
+# (FLUX's single blocks follow the double ones: one index for both would be a guess)
+_LAYER = re.compile(r"(?:^|_)(?<!single_)(?:layers|transformer_blocks|double_blocks|joint_blocks)_(\d+)(?:_|$)")
 
 
 def image_name(module: str) -> ModuleName:
     """(layer, role) of an image model's module, kohya's flattened name or the dotted path alike."""
     flat = module.replace(".", "_")
     role = next((role for pattern, role in _PATTERNS if pattern.search(flat)), "other")
-    layer = None if re.search(r"(?:^|_)(?:down|up|mid)_blocks?(?:_|$)", flat) else _layer(flat)
+    layer = None if re.search(r"(?:^|_)(?:down_blocks|up_blocks|mid_block|single_transformer_blocks|single_blocks)(?:_|$)", flat) else _layer(flat)
     return ModuleName(module, layer, role)
 
 

@@ -93,9 +93,9 @@ ID_COLUMNS: tuple[Column, ...] = (
        "or with a diffusers model folder as --base its dotted path with the component first (unet.down_blocks.0.attentions.0.proj_in). "
        "A convolution's update (out, in, kh, kw) is analysed as the matrix out × (in·kh·kw), its factors never multiplied out"),
     _c("layer", "int64", "transformer block index (empty for embeddings and heads, and for a UNet's modules: down/mid/up blocks "
-       "have no single depth index; text encoders' layers.N and DiT/FLUX blocks.N have one)",
+       "have no single depth index, nor FLUX's single blocks; text encoders' layers.N and DiT/FLUX (double) blocks.N have one)",
        NanWhen(where=(("role", ("embed", "lm_head", "other", "conv", "time_embed", "proj_in", "proj_out", "qkv")),),
-               unless_match=(("module", r"(?!.*(?:^|[._])(?:down_blocks|up_blocks|mid_block)[._]).*"),))),
+               unless_match=(("module", r"(?!.*(?:^|[._])(?:down_blocks|up_blocks|mid_block|single_transformer_blocks|single_blocks)[._]).*"),))),
     _c("role", "string", "normalised role: q, k, v, o, gate, up, down, embed, lm_head, other; image models also qkv (FLUX's "
        "fused projection), conv (resnet, sampler, in/out convolutions), time_embed (time and added-condition embeddings), "
        "proj_in, proj_out (a transformer block's input/output projections); to_out.0 is o, ff.net.0.proj up, ff.net.2 down"),

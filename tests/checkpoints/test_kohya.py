@@ -265,3 +265,45 @@ def test_merge_two_kohya_loras_writes_kohya(sd, tmp_path):
     assert set(table.checkpoint) == {"stacked", "svd"} and (table[table.checkpoint == "stacked"].rel_fro_error < 1e-6).all()
     with pytest.raises(MergeError, match="kohya image LoRAs are merged without them"):
         merge([a, b], tmp_path / "x", "stack", base=base, texts=tmp_path / "t.txt")
+
+
+def test_flux_transformer_diffusers_file_and_bfl_kohya_names(tmp_path):
+    """A tiny FLUX transformer from a diffusers config: its diffusers LoRA file (FluxLoraLoaderMixin's own
+    save, with metadata) equals PEFT; kohya's BFL-named FLUX modules keep their names and get roles
+    without a base, and are refused in one line against a diffusers FLUX folder (their names differ)."""
+    from diffusers import FluxTransformer2DModel
+    from diffusers.loaders import FluxLoraLoaderMixin
+    from safetensors.numpy import save_file as save_numpy
+
+    torch.manual_seed(0)
+    flux = FluxTransformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=4,
+                                  num_attention_heads=2, joint_attention_dim=8, pooled_projection_dim=8, axes_dims_rope=(0, 2, 2))
+    base = tmp_path / "flux"
+    flux.save_pretrained(base / "transformer")
+    (base / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    config = LoraConfig(r=2, lora_alpha=6, target_modules=["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "to_add_out",
+                                                            "proj_mlp", "ff.net.2"], init_lora_weights=False)
+    flux.add_adapter(config)
+    layers = get_peft_model_state_dict(flux)
+    FluxLoraLoaderMixin.save_lora_weights(tmp_path / "lora", transformer_lora_layers=layers,
+                                          transformer_lora_adapter_metadata=config.to_dict())
+    ckpt = discover(tmp_path / "lora")[0]
+    assert ckpt.format == "diffusers"
+    got = {d.module: d for d in iter_deltas(ckpt, base)}
+    want = {f"transformer.{n}": m.get_delta_weight("default").detach().double().numpy()
+            for n, m in flux.named_modules() if isinstance(m, LoraLayer)}
+    assert set(got) == set(want)
+    for name, w in want.items():
+        assert got[name].scale == pytest.approx(3.0)
+        np.testing.assert_allclose(got[name].to_dense(), w, rtol=0, atol=1e-6 * np.abs(w).max())
+    assert (got["transformer.transformer_blocks.0.attn.add_q_proj"].role, got["transformer.transformer_blocks.0.attn.add_q_proj"].layer) == ("q", 0)
+    assert (got["transformer.single_transformer_blocks.0.attn.to_k"].role, got["transformer.single_transformer_blocks.0.attn.to_k"].layer) == ("k", None)
+    rng = np.random.default_rng(0)
+    bfl = {"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": rng.standard_normal((2, 8)).astype(np.float32),
+           "lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight": rng.standard_normal((24, 2)).astype(np.float32),
+           "lora_unet_double_blocks_0_img_attn_qkv.alpha": np.array(2.0, np.float32)}
+    save_numpy(bfl, str(tmp_path / "bfl.safetensors"))
+    (d,) = iter_deltas(discover(tmp_path / "bfl.safetensors")[0])
+    assert (d.module, d.role, d.layer) == ("lora_unet_double_blocks_0_img_attn_qkv", "qkv", 0)
+    with pytest.raises(MatchError, match=r"bfl\.safetensors: module 'lora_unet_double_blocks_0_img_attn_qkv' names no module of the base .*BFL"):
+        list(iter_deltas(discover(tmp_path / "bfl.safetensors")[0], base))
