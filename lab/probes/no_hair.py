@@ -13,7 +13,8 @@ windows (:mod:`lab.probes.windows`), one row per (pair, seq_len, layer, measure)
 
   - ``token_cuts``: mean over heads, blocks and cuts ℓ of |S_a(ℓ) − S_b(ℓ)| / S_base(ℓ), S(ℓ) the
     entropy of the normalised squared singular values of the cross block P[ℓ:, :ℓ] (and P[:ℓ, ℓ:],
-    which is zero in a causal model and so left out: only cuts with S_base > 0 count);
+    which is zero in a causal model and so left out: only cuts with S_base > 0 count), computed by
+    :mod:`lab.probes.token_cuts` at the cuts its ``token_cuts(L, max_cuts)`` picks;
   - ``digit_chain``: the same over the cuts of the prime-digit chain of P
     (:func:`lab.probes.attention.head_profiles`, the internal probe applied to P);
   - ``rows``: mean over heads and query rows of ½‖P_a − P_b‖₁;
@@ -30,9 +31,11 @@ How it runs (scope ``pair``, one unit per pair of checkpoints): ``prepare`` runs
 the windows and writes its attention P, value heads V (float32, as the model computed them: exact)
 and layer outputs Y (float64) to files every unit maps from disk, with its profiles (small) in the
 prepared value. A pair's unit loads a, runs it over the windows into files of the same layout,
-drops it, does the same for b, then compares the three traces one (window, layer) at a time. So
-one model is loaded at a time, one layer's matrices of one window are in memory at a time, and
-the arithmetic is the same in every process: serial and Dask runs give equal rows.
+drops it, does the same for b, then compares the three traces one (window, layer) at a time. A
+checkpoint's trace (and its ΔW profiles) is kept for the other pairs the same process runs (a
+checkpoint is in n − 1 pairs; files removed when the process exits), so a serial run traces each
+model once. One model is loaded at a time, one layer's matrices of one window are in memory at a
+time, and the arithmetic is the same in every process: serial and Dask runs give equal rows.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from lab.errors import InputError
 from lab.probes.attention import _effective_weight, head_profiles, total_variation
 from lab.probes.entanglement import entanglement_profile
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
+from lab.probes.token_cuts import token_cut_spectra, token_cuts
 from lab.probes.windows import (Window, attention_layers, check_window_options, head_shape, load_model, load_tokenizer,
                                 make_windows, seq_len_field, windows_field)
 
@@ -66,6 +70,8 @@ class NoHairOptions:
     windows: int = windows_field()
     pairs: tuple[str, ...] = field_help("pairs to compare, FIRST:SECOND checkpoint names (e.g. lora-r4:full); "
                                         "empty: every pair of the run's checkpoints", default=())
+    token_cuts: int = field_help("token cuts ℓ per length for the token-cut profile: at most this many, evenly spaced "
+                                 "and symmetric (lab.probes.token_cuts.token_cuts); 0: every ℓ = 1 … L−1", default=32)
     bootstrap: int = field_help("bootstrap resamples of the windows for the 95 % intervals", default=2000)
     cache_dir: str = field_help("folder for the base's and each pair's traces (attention, value heads, layer "
                                 "outputs; on a Dask cluster every worker must see it); empty: the system's "
@@ -73,6 +79,8 @@ class NoHairOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seq_len", check_window_options(self.seq_len, self.windows))
+        if self.token_cuts < 0:
+            raise ValueError(f"token_cuts={self.token_cuts}: 0 (every cut) or a positive number of cuts")
         if self.bootstrap < 1:
             raise ValueError(f"bootstrap={self.bootstrap}: at least one resample is needed")
         bad = [p for p in self.pairs if p.count(":") != 1 or "" in p.split(":")]
@@ -82,34 +90,13 @@ class NoHairOptions:
 
 # ---- pure functions -------------------------------------------------------------------------------
 
-def cross_block_entropies(P: np.ndarray) -> np.ndarray:
-    """Entropies (nats) of the token-cut cross blocks of a stack of L×L matrices: (heads, 2, L − 1).
-
-    ``[h, 0, ℓ − 1]`` is the block P[ℓ:, :ℓ] (queries at positions ≥ ℓ reading keys before ℓ),
-    ``[h, 1, ℓ − 1]`` the block P[:ℓ, ℓ:]; S = −Σ p_i ln p_i with p_i = σ_i² / Σ σ² the block's
-    normalised squared singular values (eigenvalues of its smaller Gram matrix, float64). A zero
-    block (the upper one of a causal model) is NaN.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small batched solves: one thread (see attention.head_profiles)
-    try:
-        P = torch.as_tensor(np.asarray(P), dtype=torch.float64)
-        H, L, _ = P.shape
-        out = np.full((H, 2, L - 1), np.nan)
-        for ell in range(1, L):
-            for b, C in enumerate((P[:, ell:, :ell], P[:, :ell, ell:])):
-                G = C.transpose(1, 2) @ C if C.shape[2] <= C.shape[1] else C @ C.transpose(1, 2)
-                w = np.clip(torch.linalg.eigvalsh(G).numpy(), 0.0, None)
-                total = w.sum(axis=1)
-                p = w / np.where(total > 0, total, np.nan)[:, None]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    s = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(axis=1)
-                out[:, b, ell - 1] = np.where(total > 0, s, np.nan)
-        return out
-    finally:
-        torch.set_num_threads(before)
+def cross_block_entropies(P: np.ndarray, max_cuts: int = 0) -> np.ndarray:
+    """Token-cut entropies of a stack of L×L matrices, (blocks, heads, cuts): both cross blocks
+    (reads_past P[ℓ:, :ℓ], reads_future P[:ℓ, ℓ:]) at the cuts :func:`lab.probes.token_cuts.token_cuts`
+    chooses, by :func:`lab.probes.token_cuts.token_cut_spectra`; a zero block (a causal model's
+    reads_future) is NaN and so drops out of every distance."""
+    P = np.asarray(P)
+    return token_cut_spectra(P, token_cuts(P.shape[-1], max_cuts)).entropy
 
 
 def relative_entropy_distance(s_a: np.ndarray, s_b: np.ndarray, s_base: np.ndarray) -> float:
@@ -184,7 +171,7 @@ class Trace:
     heads: int
     d_head: int
     d_model: int
-    token_cuts: dict[tuple[int, int, int], np.ndarray]  # (L, window, layer) -> (heads, 2, L − 1)
+    token_cuts: dict[tuple[int, int, int], np.ndarray]  # (L, window, layer) -> (blocks, heads, cuts)
     digit_chain: dict[tuple[int, int, int], np.ndarray]  # (L, window, layer) -> (heads, cuts)
 
     def arrays(self, L: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -204,7 +191,8 @@ def output_projection(model, layer) -> Any:
                      f"attention layer {layer.name}")
 
 
-def trace(model, windows: list[Window], folder: Path, ctx: ProbeContext | None = None, what: str = "") -> Trace:
+def trace(model, windows: list[Window], folder: Path, ctx: ProbeContext | None = None, what: str = "",
+          max_cuts: int = 0) -> Trace:
     """Run ``model`` over ``windows``, writing P, V and Y into ``folder`` (see :class:`Trace`).
 
     P is the eager attention's probability output and V the value projection's output, both taken
@@ -227,7 +215,7 @@ def trace(model, windows: list[Window], folder: Path, ctx: ProbeContext | None =
         files[L] = (np.lib.format.open_memmap(folder / f"P-L{L}.npy", "w+", np.float32, (n, len(layers), heads, L, L)),
                     np.lib.format.open_memmap(folder / f"V-L{L}.npy", "w+", np.float32, (n, len(layers), heads, L, d_head)),
                     np.lib.format.open_memmap(folder / f"Y-L{L}.npy", "w+", np.float64, (n, len(layers), L, d_model)))
-    token_cuts: dict = {}
+    token_profiles: dict = {}
     digit_chain: dict = {}
     values: dict[int, np.ndarray] = {}
     current: list[Window] = []
@@ -255,7 +243,7 @@ def trace(model, windows: list[Window], folder: Path, ctx: ProbeContext | None =
             i = order[layer]
             Pf[w.index, i], Vf[w.index, i] = P, V
             Yf[w.index, i] = layer_output(head_outputs(P, V), *w_o[layer])
-            token_cuts[(w.seq_len, w.index, layer)] = cross_block_entropies(P)
+            token_profiles[(w.seq_len, w.index, layer)] = cross_block_entropies(P, max_cuts)
             digit_chain[(w.seq_len, w.index, layer)] = head_profiles(P).entropy
         return fn
 
@@ -274,7 +262,7 @@ def trace(model, windows: list[Window], folder: Path, ctx: ProbeContext | None =
     for arrays in files.values():
         for a in arrays:
             a.flush()
-    return Trace(str(folder), [a.layer for a in layers], heads, d_head, d_model, token_cuts, digit_chain)
+    return Trace(str(folder), [a.layer for a in layers], heads, d_head, d_model, token_profiles, digit_chain)
 
 
 def qv_weights(model) -> dict[int, dict[str, np.ndarray]]:
@@ -299,7 +287,7 @@ def _prepare(base, options: NoHairOptions, ctx: ProbeContext) -> dict[str, Any]:
     # removed when the process that prepared it exits (the driver, or the Dask worker that ran the
     # prepare step), which outlives every unit of the run that reads it
     atexit.register(shutil.rmtree, folder, True)
-    base_trace = trace(model, windows, folder, ctx, "base (no-hair)")
+    base_trace = trace(model, windows, folder, ctx, "base (no-hair)", options.token_cuts)
     weights = folder / "weights.npz"
     np.savez(weights, **{f"{role}{layer}": w for layer, qv in qv_weights(model).items() for role, w in qv.items()})
     return {"windows": windows, "trace": base_trace, "weights": str(weights)}
@@ -323,23 +311,53 @@ def _run(subject, options: NoHairOptions, ctx: ProbeContext) -> Rows:
     windows: list[Window] = prepared["windows"]
     with np.load(prepared["weights"]) as saved:
         base_w = {layer: {role: saved[f"{role}{layer}"] for role in ("q", "v")} for layer in base_trace.layers}
-    folder = _temporary(options, "lab-no-hair-pair-")
-    try:
-        traces, deltas = [], []
-        for i, member in enumerate((first, second)):
-            model = load_model(member)
-            traces.append(trace(model, windows, folder / str(i), ctx, f"{member.checkpoint} (no-hair)"))
-            deltas.append({layer: {role: w[role] - base_w[layer][role] for role in ("q", "v")}
-                           for layer, w in qv_weights(model).items() if layer in base_w})
-            del model
-            member._model = None  # one model in memory at a time
-            gc.collect()
-        if traces[0].layers != base_trace.layers or traces[1].layers != base_trace.layers:
-            raise InputError(f"{first.path} and {second.path} do not have the base's attention layers")
-        return {"no_hair": _compare(first.checkpoint, second.checkpoint, base_trace, traces, deltas, base_w, windows,
-                                    options, ctx)}
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    traces, updates = zip(*(_member(m, windows, base_trace, base_w, options, ctx) for m in (first, second)))
+    for member, t in zip((first, second), traces):
+        if t.layers != base_trace.layers:
+            raise InputError(f"{member.path}: its attention layers {t.layers} are not the base's {base_trace.layers}")
+    return {"no_hair": _compare(first.checkpoint, second.checkpoint, base_trace, list(traces), list(updates), base_w,
+                                windows, options, ctx)}
+
+
+@dataclass(frozen=True)
+class UpdateProfile:
+    """What the inside distance needs of one ΔW: its entropy profile, Page's values at its cuts, ‖ΔW‖_F."""
+
+    entropy: np.ndarray
+    page_entropy: np.ndarray
+    fro_norm: float
+
+
+# A checkpoint's trace and update profiles, reused by every pair unit this process runs that has it (a
+# checkpoint is in n − 1 pairs): keyed by its path, format, base and the base's trace folder (unique to
+# one prepare step, so to one run's windows) and the token-cut option. The folders are removed when the
+# process exits, as the base's are.
+_MEMBERS: dict[tuple, tuple[Trace, dict[int, dict[str, UpdateProfile]]]] = {}
+
+
+def _member(subject, windows: list[Window], base_trace: Trace, base_w: dict, options: NoHairOptions,
+            ctx: ProbeContext) -> tuple[Trace, dict[int, dict[str, UpdateProfile]]]:
+    """One checkpoint's trace over the windows and its q/v update profiles (computed once per process)."""
+    key = (str(subject.path), subject.format, str(subject.base), base_trace.folder, options.token_cuts)
+    if key in _MEMBERS and Path(_MEMBERS[key][0].folder).is_dir():
+        return _MEMBERS[key]
+    model = load_model(subject)
+    folder = _temporary(options, "lab-no-hair-member-")
+    atexit.register(shutil.rmtree, folder, True)
+    member_trace = trace(model, windows, folder, ctx, f"{subject.checkpoint} (no-hair)", options.token_cuts)
+    updates = {}
+    for layer, w in qv_weights(model).items():
+        if layer in base_w:
+            updates[layer] = {}
+            for role in ("q", "v"):
+                delta = w[role] - base_w[layer][role]
+                p = entanglement_profile(delta)
+                updates[layer][role] = UpdateProfile(p.entropy, p.page_entropy, float(np.linalg.norm(delta)))
+    del model
+    subject._model = None  # one model in memory at a time
+    gc.collect()
+    _MEMBERS[key] = (member_trace, updates)
+    return _MEMBERS[key]
 
 
 def _window_distances(L: int, w: int, i: int, layer: int, base: Trace, a: Trace, b: Trace,
@@ -360,15 +378,15 @@ def _window_distances(L: int, w: int, i: int, layer: int, base: Trace, a: Trace,
     return out
 
 
-def _compare(name_a: str, name_b: str, base: Trace, traces: list[Trace], deltas: list[dict], base_w: dict,
+def _compare(name_a: str, name_b: str, base: Trace, traces: list[Trace], updates: list[dict], base_w: dict,
              windows: list[Window], options: NoHairOptions, ctx: ProbeContext) -> list[dict[str, Any]]:
     a, b = traces
     inside: dict[int, dict[str, float]] = {}
     for layer in base.layers:
-        d_a, d_b = deltas[0][layer], deltas[1][layer]
-        q, v = (inside_distance(d_a[r], d_b[r]) for r in ("q", "v"))
+        u_a, u_b = updates[0][layer], updates[1][layer]
+        q, v = (_profile_distance(u_a[r].entropy, u_b[r].entropy, u_a[r].page_entropy) for r in ("q", "v"))
         norm_w = np.sqrt(sum(np.linalg.norm(base_w[layer][r]) ** 2 for r in ("q", "v")))
-        size = [float(np.sqrt(sum(np.linalg.norm(d[r]) ** 2 for r in ("q", "v"))) / norm_w) for d in (d_a, d_b)]
+        size = [float(np.sqrt(sum(u[r].fro_norm ** 2 for r in ("q", "v"))) / norm_w) for u in (u_a, u_b)]
         inside[layer] = {"inside_q": q, "inside_v": v, "inside": (q + v) / 2, "update_first": size[0], "update_second": size[1]}
     rows = []
     for L in sorted({w.seq_len for w in windows}):

@@ -18,6 +18,7 @@ from builders import texts_file, word_tokenizer
 from lab.probes.attention import head_profiles
 from lab.probes.entanglement import entanglement_profile
 from lab.probes.no_hair import bootstrap_interval, cross_block_entropies
+from lab.probes.token_cuts import token_cuts
 from lab.probes.windows import make_windows
 
 L_LENGTHS, N_WINDOWS = (8, 12), 3
@@ -38,9 +39,10 @@ def pair_inputs(tmp_path_factory):
     return {"root": root, "base": base, "lora": root / "lora", "copy": root / "lora-copy", "full": full, "texts": texts}
 
 
-def _analyze(inputs, ckpts, out, run, **kw):
+def _analyze(inputs, ckpts, out, run, options=None, **kw):
+    options = {"no_hair": {"token_cuts": 0, **(options or {}).get("no_hair", {})}}  # every cut, as the reference
     return lab.analyze([inputs[c] for c in ckpts], base=inputs["base"], out=out, run=run, probes=["no_hair"],
-                       texts=inputs["texts"], seq_len=L_LENGTHS, windows=N_WINDOWS, progress=False, **kw)
+                       texts=inputs["texts"], seq_len=L_LENGTHS, windows=N_WINDOWS, progress=False, options=options, **kw)
 
 
 def _entropy(w):
@@ -177,14 +179,18 @@ def test_cross_block_entropies_equal_numpy_svds_and_causal_upper_blocks_are_unde
     rng = np.random.default_rng(0)
     P = rng.random((3, 10, 10))
     P = P / P.sum(-1, keepdims=True)
-    got = cross_block_entropies(P)
+    got = cross_block_entropies(P)  # (blocks, heads, cuts), every cut
+    assert got.shape == (2, 3, 9)
     for h in range(3):
         for ell in range(1, 10):
             for b, blk in enumerate((P[h, ell:, :ell], P[h, :ell, ell:])):
-                assert got[h, b, ell - 1] == pytest.approx(_entropy(np.linalg.svd(blk, compute_uv=False) ** 2), abs=1e-10)
+                assert got[b, h, ell - 1] == pytest.approx(_entropy(np.linalg.svd(blk, compute_uv=False) ** 2), abs=1e-10)
     causal = np.tril(P)
-    assert np.isnan(cross_block_entropies(causal)[:, 1]).all()
-    assert np.isfinite(cross_block_entropies(causal)[:, 0]).all()
+    assert np.isnan(cross_block_entropies(causal)[1]).all()
+    assert np.isfinite(cross_block_entropies(causal)[0]).all()
+    some = cross_block_entropies(P, max_cuts=4)  # the token_cuts module's evenly spaced, symmetric cuts
+    cuts = token_cuts(10, 4)
+    assert np.array_equal(some, got[:, :, cuts - 1])
     # the digit chain of the same matrices is attention's head_profiles, tested there against numpy
     assert head_profiles(P).entropy.shape[0] == 3
 
@@ -213,3 +219,16 @@ def test_pairs_option_selects_pairs_and_dask_equals_serial(tmp_path, pair_inputs
     keys = ["checkpoint", "seq_len", "layer", "measure"]
     a, b = t.sort_values(keys).reset_index(drop=True), d.sort_values(keys).reset_index(drop=True)
     assert a.equals(b)
+
+
+def test_a_malformed_pairs_option_is_one_line_and_exit_2(tmp_path, pair_inputs):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "lab.cli", "analyze", str(pair_inputs["lora"]), str(pair_inputs["full"]), "--base",
+           str(pair_inputs["base"]), "--probes", "no_hair", "--pairs", "lora", "--out", str(tmp_path), "-q"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "FIRST:SECOND" in lines[0] and "Traceback" not in r.stderr
+    assert not (tmp_path / "lora").exists()  # nothing written
