@@ -60,6 +60,9 @@ def read_input(path: str | Path, base: str | Path | None = None, modules: str | 
     if len(found) != 1:
         raise InputError(f"{path}: holds {len(found)} checkpoints; lab squeeze takes one (pick a checkpoint-N/ folder)")
     ckpt = found[0]
+    if ckpt.format in ("kohya", "diffusers"):
+        raise InputError(f"{path}: an image-model LoRA file ({ckpt.format}); lab squeeze writes PEFT adapters of language "
+                         "models and does not take it (lab analyze reads its spectra and energy ranks)")
     if ckpt.format == "full" and base is None:
         raise InputError(f"{path}: a full fine-tune; squeezing it into a LoRA needs --base (the model it was trained from)")
     opened = open_base(base) if base is not None else None

@@ -307,3 +307,12 @@ def test_flux_transformer_diffusers_file_and_bfl_kohya_names(tmp_path):
     assert (d.module, d.role, d.layer) == ("lora_unet_double_blocks_0_img_attn_qkv", "qkv", 0)
     with pytest.raises(MatchError, match=r"bfl\.safetensors: module 'lora_unet_double_blocks_0_img_attn_qkv' names no module of the base .*BFL"):
         list(iter_deltas(discover(tmp_path / "bfl.safetensors")[0], base))
+
+
+def test_squeeze_refuses_image_loras_in_one_line(sd, tmp_path):
+    _, _, unet, te = sd
+    path = _kohya_file(tmp_path / "style.safetensors", unet, te, alpha=R)
+    done = _lab("squeeze", path, "--rank", "2", "--out", tmp_path / "sq")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "style.safetensors" in lines[0] and "image-model LoRA" in lines[0]
+    assert not (tmp_path / "sq").exists()
