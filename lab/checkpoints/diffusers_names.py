@@ -9,7 +9,9 @@ model's own names: with a diffusers model folder as ``--base`` (``model_index.js
 subfolder per component: ``unet/``, ``transformer/``, ``text_encoder/``, ``text_encoder_2/``...)
 each module ``<component>.<path>`` of the base is flattened the same way and looked up; the
 module is then named by its dotted path ``unet.down_blocks.0.attentions.0.proj_in``, the name a
-diffusers (PEFT-format) LoRA file uses for the same module. Without a base the names stay as the
+diffusers (PEFT-format) LoRA file uses for the same module. sd-scripts names CLIP's modules
+``lora_te_text_model_encoder_…``; a text encoder saved by a transformers version without the
+``text_model.`` level is matched without it. Without a base the names stay as the
 file gives them. FLUX files written by kohya use Black Forest Labs' original names
 (``lora_unet_double_blocks_0_img_attn_qkv``), which a diffusers FLUX folder does not have: they map
 only to a base with those names and are refused with one line otherwise.
@@ -166,6 +168,8 @@ class KohyaNames:
         rest = kohya[len(prefix):]
         for component in KOHYA_PREFIXES[prefix]:
             hits = self._flat.get(f"{component}_{rest}", [])
+            if not hits and rest.startswith("text_model_"):  # CLIP saved by transformers ≥ 5 has no text_model. level
+                hits = self._flat.get(f"{component}_{rest.removeprefix('text_model_')}", [])
             if len(hits) > 1:
                 raise MatchError(f"{file}: module '{kohya}' matches several modules of {self.where} ({', '.join(hits)})")
             if hits:

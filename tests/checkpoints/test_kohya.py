@@ -121,6 +121,11 @@ def test_kohya_from_diffusers_conversion_equals_peft(sd, tmp_path):
     # with the diffusers folder as base: dotted names, and the base weight reshaped like the update
     with_base = {d.module: d for d in iter_deltas(ckpt, base)}
     assert set(with_base) == set(want)
+    # sd-scripts' CLIP names carry text_model_; a text encoder saved without that level still matches
+    renamed = tmp_path / "sdscripts.safetensors"
+    save_file({k.replace("lora_te1_", "lora_te_text_model_"): v for k, v in load_file(str(path)).items()}, str(renamed))
+    names = {d.module for d in iter_deltas(discover(renamed)[0], base)}
+    assert names == set(want)
     conv = "unet.down_blocks.0.resnets.0.conv1"
     W = unet.down_blocks[0].resnets[0].conv1.base_layer.weight.detach().double().numpy()
     np.testing.assert_array_equal(with_base[conv].base, W.reshape(W.shape[0], -1))
