@@ -321,3 +321,37 @@ def test_squeeze_refuses_image_loras_in_one_line(sd, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "style.safetensors" in lines[0] and "image-model LoRA" in lines[0]
     assert not (tmp_path / "sq").exists()
+
+
+def test_diffusers_dora_file_is_peft_merged_update(tmp_path):
+    """A DoRA LoRA in diffusers' format (lora_magnitude_vector, one entry per output row): with the base,
+    lab's update equals PEFT's merged weight minus the base weight; without, the low-rank part, noted."""
+    import copy
+
+    unet, _ = _models(seed=2)
+    base = tmp_path / "base"
+    unet.save_pretrained(base / "unet")
+    (base / "model_index.json").write_text("{}")
+    torch.manual_seed(4)
+    config = LoraConfig(r=2, lora_alpha=4, use_dora=True, target_modules=["to_q", "to_k", "ff.net.2"], init_lora_weights=False)
+    unet.add_adapter(config)
+    for name, p in unet.named_parameters():
+        if "lora_magnitude_vector" in name:  # away from ‖W + sBA‖ so the rescaling matters
+            p.data.mul_(1.3)
+    StableDiffusionLoraLoaderMixin.save_lora_weights(tmp_path / "dora", unet_lora_layers=get_peft_model_state_dict(unet),
+                                                     unet_lora_adapter_metadata=config.to_dict())
+    want = {}
+    for name, m in unet.named_modules():
+        if isinstance(m, LoraLayer):
+            layer = copy.deepcopy(m)
+            W = layer.get_base_layer().weight.detach().double().numpy().copy()
+            layer.merge(adapter_names=["default"])
+            want[f"unet.{name}"] = layer.get_base_layer().weight.detach().double().numpy() - W
+    ckpt = discover(tmp_path / "dora")[0]
+    got = {d.module: d for d in iter_deltas(ckpt, base)}
+    assert set(got) == set(want)
+    for name, w in want.items():
+        assert got[name].kind == "dora"
+        np.testing.assert_allclose(got[name].to_dense(), w, rtol=0, atol=1e-5 * np.abs(w).max())
+    alone = {d.module: d for d in iter_deltas(ckpt)}
+    assert all(d.is_factored and "low-rank part only" in d.note for d in alone.values())
