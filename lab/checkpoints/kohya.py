@@ -402,6 +402,9 @@ def _base_info(m: ImageModule, module: str, base: Base, file: Path) -> TensorInf
     from lab.errors import MatchError
 
     key = f"{module}.weight"
+    component, _, rest = key.partition(".")
+    if key not in base.index and rest.startswith("text_model.") and f"{component}.{rest[len('text_model.'):]}" in base.index:
+        key = f"{component}.{rest[len('text_model.'):]}"  # a CLIP saved by transformers >= 5 has no text_model. level
     if key not in base.index:
         raise MatchError(f"{base.path}: no tensor '{key}' for module '{m.name}' of {file}; pass the diffusers model "
                          "folder the LoRA was trained on")

@@ -162,6 +162,12 @@ def test_diffusers_format_file_reads_as_peft_lora(sd, tmp_path):
     assert set(got) == set(want)
     for dotted, w in want.items():
         np.testing.assert_allclose(got[dotted].to_dense(), w, rtol=0, atol=1e-6 * np.abs(w).max())
+    # a file whose CLIP modules carry text_model. (older transformers) pairs with a text encoder saved without it
+    wrapped = {k.replace("text_encoder.", "text_encoder.text_model.", 1): v for k, v in load_file(str(folder / "pytorch_lora_weights.safetensors")).items()}
+    save_file(wrapped, str(tmp_path / "wrapped.safetensors"))
+    paired = {d.module: d for d in iter_deltas(discover(tmp_path / "wrapped.safetensors")[0], base)}
+    some = "text_encoder.text_model.encoder.layers.0.self_attn.q_proj"
+    np.testing.assert_array_equal(paired[some].base, te.encoder.layers[0].self_attn.q_proj.base_layer.weight.detach().double().numpy())
     # without metadata diffusers loads alpha = r (scale 1), and so does lab
     folder = tmp_path / "plain"
     StableDiffusionLoraLoaderMixin.save_lora_weights(folder, unet_lora_layers=unet_layers, text_encoder_lora_layers=te_layers)
