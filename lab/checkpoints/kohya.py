@@ -208,7 +208,9 @@ def _module(name: str, parts: dict[str, TensorInfo], fmt: str, file: Path, meta:
         scale, source = _diffusers_scale(name, rank, config, file)
     else:
         scale, source = _kohya_scale(name, algo, parts, rank, kernel, alpha_info, meta, file, loader)
-    if dora is not None and math.prod(dora.shape) not in (shape[0], _in_channels(shape, kernel)):
+    n = math.prod(dora.shape) if dora is not None else 0
+    # per output row, or per input channel (in = cols/(kh·kw); the kernel is unknown for a 2-D-stored LoHa conv: n | cols)
+    if dora is not None and (n == 0 or n not in (shape[0], _in_channels(shape, kernel)) and (kernel or shape[1] % n)):
         raise ShapeError(f"{dora.file}: tensor '{dora.key}' is {list(dora.shape)}: a DoRA scale has one entry per output "
                          f"row ({shape[0]}) or input channel")
     return ImageModule(name, algo, tuple(sorted(parts.items())), shape, kernel, rank, scale, source, dora)

@@ -164,3 +164,25 @@ def test_bad_lycoris_files_fail_naming_file_and_key(tmp_path):
     assert done.returncode == 2 and len(lines) == 1
     assert "rank.safetensors" in lines[0] and "lora_unet_a_to_q.hada_w1_b" in lines[0]
     assert not (tmp_path / "res" / "rank").exists()
+
+
+def test_loha_conv_dora_per_input_channel(tmp_path):
+    """LyCORIS's LoHa DoRA on a 3×3 convolution: dora_scale 1 × in × 1 × 1, the norm of W + ΔW over (out, kh, kw)
+    per input channel (LyCORIS's apply_weight_decompose), W' − W written out here with numpy."""
+    r, alpha = 2, 2.0
+    parts = {"hada_w1_a": _t(6, r), "hada_w1_b": _t(r, 4 * 9), "hada_w2_a": _t(6, r), "hada_w2_b": _t(r, 4 * 9),
+             "alpha": np.array(alpha, np.float32), "dora_scale": np.abs(_t(1, 4, 1, 1)) + 0.5}
+    path = _write(tmp_path / "loha_dora.safetensors", {f"lora_unet_a_conv1.{k}": v for k, v in parts.items()})
+    base = tmp_path / "base"
+    (base / "unet").mkdir(parents=True)
+    (base / "model_index.json").write_text("{}")
+    (base / "unet" / "config.json").write_text("{}")
+    W = _t(6, 4, 3, 3)
+    _write(base / "unet" / "diffusion_pytorch_model.safetensors", {"a.conv1.weight": W})
+    (d,) = _deltas(path, base).values()
+    delta = ((_f64(parts["hada_w1_a"]) @ _f64(parts["hada_w1_b"])) * (_f64(parts["hada_w2_a"]) @ _f64(parts["hada_w2_b"]))
+             * alpha / r).reshape(6, 4, 3, 3)
+    V = _f64(W) + delta
+    norm = np.linalg.norm(V.transpose(1, 0, 2, 3).reshape(4, -1), axis=1).reshape(1, 4, 1, 1)
+    want = _f64(parts["dora_scale"]) * V / norm - _f64(W)
+    assert d.kind == "dora" and _rel(d.to_dense(), want.reshape(6, -1)) < 1e-12
