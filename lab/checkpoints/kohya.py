@@ -10,14 +10,17 @@ Formats (decided from the tensor names of one ``.safetensors`` file, :func:`imag
   ``lokr_w2[_a/_b]``, ``lokr_t2``; full's ``diff``; and ``alpha`` (a scalar), DoRA's ``dora_scale``.
   The file's ``ss_network_*`` metadata is recorded in the manifest.
 * ``diffusers``: ``<component>.<dotted module>.lora_A.weight`` / ``.lora_B.weight`` (components
-  ``unet``, ``transformer``, ``text_encoder``, ``text_encoder_2`` …), read as PEFT LoRA.
+  ``unet``, ``transformer``, ``text_encoder``, ``text_encoder_2`` …), read as PEFT LoRA; also diffusers'
+  older layouts (``.lora.down.weight``/``.lora.up.weight``, CLIP's ``.lora_linear_layer.down.weight``, the
+  attention processors' ``.processor.to_q_lora.down.weight``) and network alphas ``<module>.alpha``.
 
 Scales: kohya / LyCORIS s = alpha/r with r the rank the formula names (:mod:`lab.checkpoints.lycoris`);
 an absent or zero ``alpha`` means alpha = r (s = 1), as sd-scripts and LyCORIS load it; a missing
 ``alpha`` where the file's metadata (``ss_network_alpha``, or ``conv_alpha`` in ``ss_network_args`` for
 a k × k convolution) says another value is refused, since the two loaders would disagree.
-diffusers: s = lora_alpha/r (``alpha_pattern`` by module) from the file's ``lora_adapter_metadata``
-when saved with it, else 1, as diffusers loads a file without alphas.
+diffusers: s = alpha/r for a module with a network alpha (``<module>.alpha``), else lora_alpha/r
+(``alpha_pattern`` by module) from the file's ``lora_adapter_metadata`` when saved with it, else 1, as
+diffusers loads a file without alphas.
 
 Every update is the matrix (out) × (in·kh·kw) (a convolution's update flattened, never multiplied
 out); see :mod:`lab.checkpoints.lycoris`. Module names are kept as given, or with a diffusers model
@@ -59,11 +62,21 @@ _ALGO = {
 _SHARED = ("alpha", "dora_scale")
 _SKIPPED = ("diff_b", "bias_indices", "bias_values", "bias_size", "lora_up.bias", "lora_down.bias", "scalar")
 _KOHYA_KEY = re.compile(r"^(?:" + "|".join(re.escape(p) for p in KOHYA_PREFIXES) + r")[^.]*\.")
+_COMPONENT = r"(?P<module>(?:unet|transformer|text_encoder(?:_\d)?|prior|decoder)\..+?)"
 _DIFFUSERS_KEY = re.compile(
-    r"^(?P<module>(?:unet|transformer|text_encoder(?:_\d)?|prior|decoder)\..+?)\."
-    r"(?P<part>lora_A|lora_B|lora_magnitude_vector)(?:\.(?P<adapter>(?!weight$)[^.]+))?(?:\.weight)?$"
+    "^" + _COMPONENT + r"\.(?P<part>lora_A|lora_B|lora_magnitude_vector)(?:\.(?P<adapter>(?!weight$)[^.]+))?(?:\.weight)?$"
 )
-_DIFFUSERS_PARTS = {"lora_A": "lora_down.weight", "lora_B": "lora_up.weight", "lora_magnitude_vector": "dora_scale"}
+# diffusers' older, non-PEFT layouts (what convert_state_dict_to_diffusers writes; attention processors' to_q_lora)
+# and the network alphas a kohya file converted by diffusers keeps beside them
+_DIFFUSERS_OLD_KEYS = (
+    re.compile("^" + _COMPONENT + r"\.(?:lora|lora_linear_layer)\.(?P<part>down|up)\.weight$"),
+    re.compile("^" + _COMPONENT + r"\.(?:processor\.)?(?P<proj>to_q|to_k|to_v|to_out)_lora\.(?P<part>down|up)\.weight$"),
+    re.compile("^" + _COMPONENT + r"\.(?P<part>alpha)$"),
+)
+_DIFFUSERS_PARTS = {"lora_A": "lora_down.weight", "lora_B": "lora_up.weight", "lora_magnitude_vector": "dora_scale",
+                    "down": "lora_down.weight", "up": "lora_up.weight", "alpha": "alpha"}
+# an attention processor's projection: its module in the UNet, and in a CLIP text encoder
+_PROCESSOR = {"to_q": ("to_q", "q_proj"), "to_k": ("to_k", "k_proj"), "to_v": ("to_v", "v_proj"), "to_out": ("to_out.0", "out_proj")}
 METADATA_KEYS = ("ss_network_module", "ss_network_dim", "ss_network_alpha", "ss_network_args", "ss_base_model_version",
                  "ss_sd_model_name", "modelspec.architecture", "lora_adapter_metadata")
 
@@ -73,9 +86,26 @@ def image_format(keys) -> str | None:
     keys = list(keys)
     if any(_KOHYA_KEY.match(k) for k in keys):
         return "kohya"
-    if any((m := _DIFFUSERS_KEY.match(k)) and m["part"] != "lora_magnitude_vector" for k in keys):
+    if any((m := _diffusers_match(k)) and m["part"] not in ("lora_magnitude_vector", "alpha") for k in keys):
         return "diffusers"
     return None
+
+
+def _diffusers_match(key: str):
+    match = _DIFFUSERS_KEY.match(key)
+    for pattern in _DIFFUSERS_OLD_KEYS:
+        match = match or pattern.match(key)
+    return match
+
+
+def _diffusers_module(match) -> str:
+    module = match["module"]
+    proj = match.groupdict().get("proj")
+    if proj is None:
+        return module
+    unet, clip = _PROCESSOR[proj]
+    module = module.removesuffix(".processor")
+    return f"{module}.{clip if module.startswith('text_encoder') else unet}"
 
 
 def file_metadata(path: Path) -> dict[str, str]:
@@ -177,12 +207,13 @@ def image_modules(index: TensorIndex, fmt: str, file: Path, loader: TensorLoader
 
 def _split_key(key: str, fmt: str, info: TensorInfo) -> tuple[str | None, str]:
     if fmt == "diffusers":
-        match = _DIFFUSERS_KEY.match(key)
+        match = _diffusers_match(key)
         if match is None:
             if ".lora_B.bias" in key or ".lora_A.bias" in key:
                 return None, ""
-            raise FormatError(f"{info.file}: tensor '{key}' is not a diffusers LoRA tensor (<component>.<module>.lora_A/lora_B.weight)")
-        return match["module"], _DIFFUSERS_PARTS[match["part"]]
+            raise FormatError(f"{info.file}: tensor '{key}' is not a diffusers LoRA tensor (<component>.<module>.lora_A/lora_B.weight, "
+                              "or diffusers' older lora.down/lora.up, lora_linear_layer, to_q_lora layouts)")
+        return _diffusers_module(match), _DIFFUSERS_PARTS[match["part"]]
     module, _, name = key.partition(".")
     if name in _SKIPPED:
         return None, ""
@@ -204,7 +235,7 @@ def _module(name: str, parts: dict[str, TensorInfo], fmt: str, file: Path, meta:
             raise FormatError(f"{info.file}: tensor '{info.key}' is {info.dtype}; LoRA tensors are floating point")
     alpha_info, dora = parts.pop("alpha", None), parts.pop("dora_scale", None)
     shape, kernel, rank = _shape(name, algo, parts, file)
-    if fmt == "diffusers":
+    if fmt == "diffusers" and alpha_info is None:
         scale, source = _diffusers_scale(name, rank, config, file)
     else:
         scale, source = _kohya_scale(name, algo, parts, rank, kernel, alpha_info, meta, file, loader)

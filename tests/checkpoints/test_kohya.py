@@ -18,7 +18,7 @@ pytest.importorskip("diffusers")
 
 from diffusers import UNet2DConditionModel  # noqa: E402
 from diffusers.loaders import StableDiffusionLoraLoaderMixin  # noqa: E402
-from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya  # noqa: E402
+from diffusers.utils.state_dict_utils import StateDictType, convert_state_dict_to_diffusers, convert_state_dict_to_kohya  # noqa: E402
 from peft import LoraConfig, inject_adapter_in_model  # noqa: E402
 from peft.tuners.lora import LoraLayer  # noqa: E402
 from peft.utils import get_peft_model_state_dict  # noqa: E402
@@ -361,3 +361,31 @@ def test_diffusers_dora_file_is_peft_merged_update(tmp_path):
         np.testing.assert_allclose(got[name].to_dense(), w, rtol=0, atol=1e-5 * np.abs(w).max())
     alone = {d.module: d for d in iter_deltas(ckpt)}
     assert all(d.is_factored and "low-rank part only" in d.note for d in alone.values())
+
+
+def test_diffusers_older_layouts_with_network_alphas(sd, tmp_path):
+    """diffusers' non-PEFT layout (its own convert_state_dict_to_diffusers: lora.down/lora.up, CLIP's
+    lora_linear_layer) with network alphas (<module>.alpha, alpha/r as diffusers applies them), and the
+    attention processors' to_q_lora/to_out_lora names, equal PEFT's updates."""
+    _, base, unet, te = sd
+    want = _peft_deltas(unet, te)
+    old = convert_state_dict_to_diffusers(_state(unet, te), original_type=StateDictType.PEFT)
+    assert any(".lora.down.weight" in k for k in old) and any(".lora_linear_layer.down.weight" in k for k in old)
+    old.update({f"{m}.alpha": torch.tensor(float(2 * R)) for m in want})
+    save_file({k: v.contiguous() for k, v in old.items()}, str(tmp_path / "old.safetensors"))
+    ckpt = discover(tmp_path / "old.safetensors")[0]
+    assert ckpt.format == "diffusers"
+    got = {d.module: d for d in iter_deltas(ckpt, base)}
+    assert set(got) == set(want)
+    for name, w in want.items():
+        np.testing.assert_allclose(got[name].to_dense(), w, rtol=0, atol=1e-6 * np.abs(w).max())
+    processors = {}
+    for k, v in old.items():
+        for proj, attr in (("to_q", "to_q"), ("to_out", "to_out.0")):
+            k = k.replace(f".attn1.{attr}.lora.", f".attn1.processor.{proj}_lora.")
+        processors[k] = v
+    assert any(".processor.to_out_lora.down.weight" in k for k in processors)
+    save_file({k: v.contiguous() for k, v in processors.items()}, str(tmp_path / "processors.safetensors"))
+    got = {d.module: d for d in iter_deltas(discover(tmp_path / "processors.safetensors")[0])}
+    name = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0"
+    np.testing.assert_allclose(got[name].to_dense(), want[name], rtol=0, atol=1e-6 * np.abs(want[name]).max())
