@@ -71,9 +71,10 @@ def profile_chart(rows: pd.DataFrame, controls: pd.DataFrame | None = None, *,
     ax.set_ylabel(NATS)
     ax.set_title(title, fontsize=10)
     legend(fig)
-    caption = ("A low-rank update dips below Page's curve at the row|column cut (the valley, at most ln r there); "
-               "a full-rank or random update follows the dashed curve. The grey controls are measured on random "
-               "matrices of the same shape.")
+    caption = ("A low-rank update dips below Page's curve at the row|column cut (the valley, at most ln r there, an "
+               "identity of its rank); a random matrix follows the dashed curve, while a trained full-rank update "
+               "(a full fine-tune) can dip there too. The grey controls are measured on random matrices of the same "
+               "shape and, for adapters, on random factors of the same rank: what structure alone gives.")
     return Chart(fig, title, caption)
 
 
