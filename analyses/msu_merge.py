@@ -103,16 +103,41 @@ def measure(adapters: dict[tuple[int, str], Path], files: dict[str, tuple[Path, 
         for method in METHODS:
             if method == "linear" and len({_rank(p) for p in paths}) > 1:
                 continue
-            done = merge(paths, workdir / "merges" / f"seed{seed}" / method, method, rank=None if method in ("stack", "linear") else k,
-                         seed=seed, results=workdir / "results", run=f"seed{seed}", base=base, seq_len=seq_len,
-                         windows=windows, overwrite=True, eval_texts=[files[n][1] for n in names])
-            inputs = list(dict.fromkeys(r["checkpoint"] for r in done.eval_rows if r["kind"] == "input"))  # in input order
-            model = {**{c: f"adapter:{n}" for c, n in zip(inputs, names)}, "base": "base", done.out.name: method}
-            evals += [{**row, "seed": seed, "model": model[row["checkpoint"]]} for row in done.eval_rows]
-            errors += [{**row, "seed": seed} for row in done.rows]
+            out = workdir / "merges" / f"seed{seed}" / method
+            eval_rows, rows = _cached(workdir / "results" / f"seed{seed}", out, paths, names, seq_len, windows)
+            if eval_rows is None:
+                done = merge(paths, out, method, rank=None if method in ("stack", "linear") else k, seed=seed,
+                             results=workdir / "results", run=f"seed{seed}", base=base, seq_len=seq_len,
+                             windows=windows, overwrite=True, eval_texts=[files[n][1] for n in names])
+                eval_rows, rows = done.eval_rows, done.rows
+                (out / "DONE").write_text(f"{seq_len} {windows} {' '.join(names)}\n")
+            inputs = list(dict.fromkeys(r["checkpoint"] for r in eval_rows if r["kind"] == "input"))  # in input order
+            model = {**{c: f"adapter:{n}" for c, n in zip(inputs, names)}, "base": "base", out.name: method}
+            evals += [{**row, "seed": seed, "model": model[row["checkpoint"]]} for row in eval_rows]
+            errors += [{**row, "seed": seed} for row in rows]
     # an input adapter's and the base's rows repeat for every merge: keep one of each
     ev = pd.DataFrame(evals).drop_duplicates(subset=["seed", "model", "texts"])
     return ev, pd.DataFrame(errors)
+
+
+def _cached(results: Path, out: Path, inputs: list[Path], names: list[str], seq_len: int, windows: int):
+    """(merge_eval rows, merge rows) of a merge already made from these inputs with these windows, else (None, None):
+    its DONE marker is newer than every input adapter and records the same windows and corpora."""
+    done = out / "DONE"
+    if not done.is_file() or done.read_text().split() != [str(seq_len), str(windows), *names]:
+        return None, None
+    if any((Path(p) / "adapter_model.safetensors").stat().st_mtime > done.stat().st_mtime for p in inputs):
+        return None, None
+    try:
+        ev = pd.read_parquet(results / "merge_eval.parquet")
+        mg = pd.read_parquet(results / "merge.parquet")
+    except (OSError, ValueError):
+        return None, None
+    ev, mg = ev[ev.merged == out.name], mg[mg.checkpoint == out.name]
+    if ev.empty or mg.empty or set(ev.texts) != set(names):
+        return None, None
+    clean = lambda df: [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in df.to_dict("records")]
+    return clean(ev), clean(mg)
 
 
 def _rank(path: Path) -> int:
@@ -138,6 +163,26 @@ def summary(ev: pd.DataFrame, err: pd.DataFrame, names: list[str], seeds: int, a
              f"{args.seq_len} tokens of each corpus's held-out fifth (the merge_eval table). Values: mean ± sd over "
              "seeds, then the per-seed values. lego-oracle fits its output scale to the exact mean, an oracle the "
              "paper does not have: shown for comparison, not as a method.", ""]
+    lines += ["## What this run can say", ""]
+    distinct = []
+    for texts in names:
+        own, b = values(f"adapter:{texts}", texts), values("base", texts)
+        d = Spread.of(own).mean - Spread.of(b).mean
+        moved = "lowered" if d < 0 else "raised"
+        lines.append(f"- Fine-tuning on `{texts}` {moved} its held-out loss by {abs(d):.4f} against the base "
+                     f"({verdict(own, b, seeds)}).")
+        for other in names:
+            if other != texts:
+                o = values(f"adapter:{other}", texts)
+                distinct.append(separated(own, o) and Spread.of(own).mean < Spread.of(o).mean)
+                lines.append(f"- On `{texts}`, its own adapter against the `{other}` adapter: "
+                             f"{Spread.of(own).mean - Spread.of(o).mean:+.4f} ({verdict(own, o, seeds)}).")
+    if not any(distinct):
+        lines.append(f"- No adapter is separated below the other adapter on its own corpus at {seeds} seeds: at this "
+                     "training length the corpora do not make distinct tasks under this loss, so this run cannot show "
+                     "whether a merge keeps one task without losing another; it can only compare the merges with the "
+                     "adapters and the base, below.")
+    lines.append("")
     for texts in names:
         lines += [f"## Held-out `{texts}`", "", "| model | loss (mean ± sd) | per seed |", "|---|---|---|"]
         for m in models:
@@ -186,14 +231,15 @@ def figure(ev: pd.DataFrame, names: list[str], path: Path) -> None:
         for i, m in enumerate(models):
             v = ev[(ev.model == m) & (ev.texts == texts)].loss.to_numpy()
             if v.size:
-                ax.bar(i, v.mean(), color="lightgray" if m == "base" else "C0" if m.startswith("adapter") else "C1")
-                ax.errorbar(i, v.mean(), yerr=v.std(ddof=1) if v.size > 1 else 0, color="black", capsize=3)
-                ax.plot(np.full(v.size, i), v, "k.", ms=4)
+                colour = "gray" if m == "base" else "C0" if m.startswith("adapter") else "C1"
+                # mean ± sd as a marker with bars (no bar from an arbitrary baseline), seeds as small dots beside it
+                ax.errorbar(i, v.mean(), yerr=v.std(ddof=1) if v.size > 1 else 0, fmt="D", color=colour, capsize=4, ms=7)
+                ax.plot(np.full(v.size, i + 0.18), v, ".", color="black", ms=4)
         ax.set_xticks(range(len(models)), models, rotation=45, ha="right", fontsize=8)
         lo = ev[ev.texts == texts].loss.min()
         hi = ev[ev.texts == texts].loss.max()
         ax.set_ylim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.1 * (hi - lo + 1e-9))
-        ax.set_title(f"held-out {texts}")
+        ax.set_title(f"held-out {texts} (mean ± sd over seeds; dots: seeds)", fontsize=9)
         ax.set_ylabel(f"loss ({ev.objective.iloc[0]})")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
