@@ -45,7 +45,7 @@ DEMO_MODULES = r"attention\.self\.(query|value)$"
 # 20.6 + 21.5; four lengths x 2 windows 9.2 + 15.6, which keeps the demo's analysis near its old cost.
 DEMO_WINDOWS = {"seq_len": (32, 64, 128, 256), "windows": 2}
 # Token cuts per length for the attention probe: every cut costs ~L^4/16 eigen-work per head (at
-# L = 256 about 13 MiniLM forward passes per window); 24 evenly spaced cuts, symmetric in l <-> L - l,
+# L = 256 about 11 MiniLM forward passes per window); 24 evenly spaced cuts, symmetric in l <-> L - l,
 # keep it near the forward passes' cost (every cut at L = 32, where 24 is nearly all 31)
 DEMO_TOKEN_CUTS = 24
 # MPS Adaptation (r, χ) and the squeeze (from the LoRA of rank, to rank) that `lab demo` adds

@@ -4,8 +4,8 @@ For each layer and head, the attention probability matrix P (L×L, rows sum to 1
 (:mod:`lab.probes.windows`) is measured two ways, named apart:
 
 * **token cuts** (table ``attention_token_cuts``, :mod:`lab.probes.token_cuts`): for each cut ℓ
-  (tokens before the cut; every ℓ = 1 … L−1, or at most ``token_cuts`` of them evenly spaced) the cross block P[ℓ:, :ℓ] (``reads_past``; and P[:ℓ, ℓ:],
-  ``reads_future``, for bidirectional encoders), the entropy of its normalised squared singular
+  (tokens before the cut; every ℓ = 1 … L−1, or at most ``token_cuts`` of them evenly spaced) the
+  cross block P[ℓ:, :ℓ] (``reads_past``; and P[:ℓ, ℓ:], ``reads_future``, for bidirectional encoders), the entropy of its normalised squared singular
   values — the "token-token correlations" of "Artificial Entanglement in the Fine-Tuning of Large
   Language Models" (arXiv 2601.06788). Over ℓ in tokens, per (layer, head, L, block), Cardy's chord
   S = a + (c/3)·ln((L/π)·sin(πℓ/L)), a volume law S = a + b·min(ℓ, L−ℓ) and a constant are fitted
@@ -62,10 +62,11 @@ class AttentionOptions:
     cache_dir: str = field_help("folder for the base's attention matrices (float32, read by every checkpoint's unit for "
                                 "the total-variation distance; on a Dask cluster every worker must see it); "
                                 "empty: the system's temporary folder", default="")
-    token_cuts: int = field_help("token cuts per length: at most N cuts ℓ, evenly spaced and symmetric under ℓ ↔ L−ℓ "
-                                 "(always ℓ = 1 and L−1; every cut when L − 1 ≤ N); 0 = every cut ℓ = 1 … L−1, whose "
-                                 "eigen-work grows as L⁴ (at L = 256 about 13 MiniLM forward passes per window, and "
-                                 "~10⁶ table rows per checkpoint at the default lengths: bench/RESULTS.md)", default=32)
+    token_cuts: int = field_help(
+        "token cuts per length: at most N cuts ℓ, evenly spaced and symmetric under ℓ ↔ L−ℓ (always ℓ = 1 and L−1; "
+        "every cut when L − 1 ≤ N); 0 = every cut ℓ = 1 … L−1, whose eigen-work grows as L⁴ (at L = 256 about 11 "
+        "MiniLM forward passes per window, and ~10⁶ table rows per checkpoint at the default lengths: "
+        "bench/RESULTS.md)", default=32)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seq_len", check_window_options(self.seq_len, self.windows))
@@ -301,8 +302,8 @@ def _prepare(base, options: AttentionOptions, ctx: ProbeContext) -> dict[str, An
         m.flush()
     weights = folder / "weights.npz"  # the base's q and v, for the inside comparison (too large to ship)
     np.savez(weights, **{f"{role}{layer}": w for layer, qv in _qv_weights(model).items() for role, w in qv.items()})
-    return {"windows": windows, "profiles": profiles, "token_profiles": token, "files": {L: str(folder / f"attention-L{L}.npy") for L in maps},
-            "order": order, "weights": str(weights)}
+    return {"windows": windows, "profiles": profiles, "token_profiles": token,
+            "files": {L: str(folder / f"attention-L{L}.npy") for L in maps}, "order": order, "weights": str(weights)}
 
 
 def _effective_weight(linear) -> tuple[np.ndarray, np.ndarray]:
