@@ -94,6 +94,13 @@ def _presented(run_folder, t):
     chart = merge_eval_chart(t)
     drawn = [l for ax in chart.figure.axes for l in ax.get_lines()]
     assert any(np.allclose(l.get_ydata(), t[(t.kind == "merged") & (t.method == "lego")].loss.iloc[:1]) for l in drawn)
+    from lab.report import content
+
+    report = content.build(run_folder)
+    [section] = [x for x in report.sections if x.key == "merge"]
+    [block] = [b for b in section.tables if b.title.startswith("Held-out loss")]
+    assert len(block.rows) == len(digest) and len(section.charts) == 2
+    report.close()
 
 
 def test_contrastive_losses_equal_peft_forward(tmp_path):
