@@ -348,7 +348,7 @@ declare(
     "the token windows the model-running probes used: each text tokenized without special tokens, texts joined by the "
     "separator token (eos, or sep for BERT-style tokenizers), consecutive windows of exactly L tokens from offset 0, the "
     "first N; no padding, no masks, the same windows for the base and every checkpoint",
-    _c("probe", "string", "the probe whose seq_len and windows options defined these windows (attention, thresholds)"),
+    _c("probe", "string", "the probe whose seq_len and windows options defined these windows (attention, thresholds, forgetting; forgetting:reference for the forgetting probe's reference_texts windows)"),
     _SEQ_LEN,
     _WINDOW,
     _c("token_offset", "int64", "offset of the window's first token in the joined stream (= window·seq_len)"),
@@ -569,4 +569,127 @@ declare(
     _c("ratio", "float64", "the no-hair ratio distance / inside (inf when inside = 0 < distance, NaN when both are 0 or inside is NaN): small when the pair differs inside more than outside"),
     _c("ratio_lo", "float64", "distance_lo / inside"),
     _c("ratio_hi", "float64", "distance_hi / inside"),
+)
+
+
+# ---- forgetting: what fine-tuning cost the model (lab/probes/forgetting.py, model scope) -----------
+
+_NO_HEAD = NanWhen(where=(("objective", ("none",)),))  # a model without a language-modelling head has no distribution
+_FORGET_CI = ("; _lo/_hi: the percentile bootstrap 95 % interval of the mean over windows (windows resampled with "
+              "replacement, `bootstrap` resamples, seeded by the run's seed)")
+
+declare(
+    "forgetting",
+    "per (checkpoint, text set, seq_len): how far the tuned model's predictions moved from the base's on the windows of "
+    "the activation probes: the mean KL(p_base ‖ p_tuned) and the loss before and after, on the run's --texts and on "
+    "the reference_texts option (text the model was not tuned on: what was forgotten). Module, layer and role are empty",
+    _c("text_set", "string", "texts (the run's --texts, or the standard-library docstrings without it) or reference "
+       "(the forgetting.reference_texts file)"),
+    _c("corpus", "string", "the texts file the windows were cut from (stdlib_docstrings for the default corpus)"),
+    _SEQ_LEN,
+    _c("windows", "int64", "number of windows N averaged over"),
+    _c("objective", "string", "next_token (a causal-LM head: positions 0 … L−2 predict the next token), masked_token (a "
+       "masked-LM head: a seeded mask_fraction of each window's positions replaced by the mask token in one pass, the "
+       "same for the base and every checkpoint, predicting the original tokens) or none (no language-modelling head, "
+       "e.g. a bare BertModel such as the packaged MiniLM: no distribution, so no KL and no loss)"),
+    _c("positions", "int64", "predicted positions per window (L − 1, or the masked count; 0 without a head)"),
+    _c("kl", "float64", "mean over windows and positions of KL(p_base ‖ p_tuned) = Σ_v p_base(v)·ln(p_base(v)/p_tuned(v)) "
+       "in nats, log-softmaxes in float64 from the models' float32 logits" + _FORGET_CI + "; empty when objective is none",
+       _NO_HEAD),
+    _c("kl_lo", "float64", "lower end of kl's interval", _NO_HEAD),
+    _c("kl_hi", "float64", "upper end of kl's interval", _NO_HEAD),
+    _c("base_loss", "float64", "the base's mean cross-entropy in nats per predicted token at the same positions (next "
+       "token, or the original token at a masked position); empty when objective is none", _NO_HEAD),
+    _c("tuned_loss", "float64", "the checkpoint's mean cross-entropy at the same positions; empty when objective is none",
+       _NO_HEAD),
+    _c("loss_change", "float64", "tuned_loss − base_loss (positive: the checkpoint predicts these texts worse than the "
+       "base)" + _FORGET_CI + "; empty when objective is none", _NO_HEAD),
+    _c("loss_change_lo", "float64", "lower end of loss_change's interval", _NO_HEAD),
+    _c("loss_change_hi", "float64", "upper end of loss_change's interval", _NO_HEAD),
+    _c("note", "string", "why kl and the losses are empty (objective none), else empty"),
+)
+
+declare(
+    "forgetting_layers",
+    "per (checkpoint, text set, seq_len, hidden state): how far the tuned model's hidden states moved from the base's "
+    "on the same windows as the forgetting table (for masked-LM models, the masked windows); module and role are empty",
+    _c("text_set", "string", "texts or reference, as in the forgetting table"),
+    _SEQ_LEN,
+    _c("windows", "int64", "number of windows N averaged over"),
+    _c("hidden_state", "int64", "index into transformers' output_hidden_states: 0 the embeddings' output (layer empty), "
+       "k the output of block k − 1 (= layer); the last as the model returns it (after the final norm in LLaMA-style "
+       "models)"),
+    _c("cosine_distance", "float64", "mean over windows and positions of 1 − cos(h_base, h_tuned), computed as "
+       "½‖h_base/‖h_base‖ − h_tuned/‖h_tuned‖‖² (0 for identical states)" + _FORGET_CI),
+    _c("cosine_distance_lo", "float64", "lower end of cosine_distance's interval"),
+    _c("cosine_distance_hi", "float64", "upper end of cosine_distance's interval"),
+    _c("relative_distance", "float64", "mean over windows and positions of ‖h_tuned − h_base‖ / ‖h_base‖"),
+)
+
+
+# ---- esd: WeightWatcher's heavy-tailed metrics (lab/probes/esd.py, lab/probes/powerlaw.py) ----------
+
+_NO_FIT = NanWhen(below=(("num_fitted", 2),), zero_matrix=True)  # fewer than two eigenvalues above 1e-5: no fit
+_NO_SHUFFLE = NanWhen(where=(("rand_distance", (None,)),), zero_matrix=True)  # randomize off, or a streamed matrix
+_WW = " (WeightWatcher 0.7's details column of the same name)"
+
+declare(
+    "esd",
+    "one row per analysed matrix: WeightWatcher's heavy-tailed self-regularization metrics of its eigenvalues λ = σ² "
+    "(squared singular values, not divided by N: WeightWatcher's default normalize=False), from the spectra probe's exact singular values",
+    _c("source", "string", "what was analysed: delta (ΔW), weight (the base W), tuned (W + ΔW; not for streamed matrices), "
+       "random or random_lora (the run's controls, as in the spectra table)"),
+    _c("rows", "int64", "rows of the matrix"),
+    _c("cols", "int64", "columns of the matrix"),
+    _c("num_evals", "int64", "min(rows, cols): the eigenvalues of MᵀM or MMᵀ, zeros included" + _WW),
+    _c("num_fitted", "int64", "eigenvalues above 1e-5 (WeightWatcher's EVALS_THRESH), the values the power-law fit saw"),
+    _c("lambda_max", "float64", "largest eigenvalue λ_max = σ₁²" + _WW),
+    _c("alpha", "float64", "power-law exponent α = 1 + n / Σ ln(λ_i / xmin) over the n eigenvalues ≥ xmin (Clauset, Shalizi & Newman 2009); "
+       "NaN with fewer than two eigenvalues above 1e-5" + _WW, _NO_FIT),
+    _c("xmin", "float64", "the eigenvalue chosen as the tail's start: the candidate with the smallest D" + _WW, _NO_FIT),
+    _c("xmax", "float64", "largest fitted eigenvalue (= lambda_max)" + _WW, _NO_FIT),
+    _c("D", "float64", "Kolmogorov–Smirnov distance of the fit, max over tail values of |P(λ_i) − i/n| as WeightWatcher's WWFit computes it" + _WW, _NO_FIT),
+    _c("sigma", "float64", "standard error of α, (α − 1)/√n" + _WW, _NO_FIT),
+    _c("num_pl_spikes", "int64", "eigenvalues ≥ xmin: the size of the fitted tail (0 without a fit)" + _WW),
+    _c("log_norm", "float64", "log10 Σλ = log10 ‖M‖_F²" + _WW, NanWhen(zero_matrix=True)),
+    _c("log_spectral_norm", "float64", "log10 λ_max" + _WW, NanWhen(zero_matrix=True)),
+    _c("alpha_weighted", "float64", "α · log10 λ_max" + _WW, _NO_FIT),
+    _c("log_alpha_norm", "float64", "log10 Σ λ^α (the Schatten α-norm's log)" + _WW, _NO_FIT),
+    _c("stable_rank", "float64", "Σλ / λ_max (= the spectra table's stable_rank)" + _WW, NanWhen(zero_matrix=True)),
+    _c("mp_softrank", "float64", "λ₊ / λ_max with λ₊ = v·(√rows + √cols)², the Marchenko–Pastur bulk edge of i.i.d. entries of M's mean square "
+       "v = Σλ/(rows·cols) (Martin & Mahoney 2018): a closed form, comparable with WeightWatcher's ww_softrank, not its KDE-fitted mp_softrank",
+       NanWhen(zero_matrix=True)),
+    _c("rand_distance", "float64", "Jensen–Shannon distance (natural log) between the ascending eigenvalues of M and of M with its entries shuffled "
+       "(seeded by the run's seed), each vector normalised to sum 1" + _WW + "; NaN when the esd.randomize option is off or M is streamed",
+       _NO_SHUFFLE),
+    _c("max_rand_eval", "float64", "largest eigenvalue of the shuffled matrix" + _WW + "; NaN as rand_distance", _NO_SHUFFLE),
+    _c("num_rand_spikes", "float64", "eigenvalues of M above max_rand_eval: spikes the same entries in random places do not make; NaN as rand_distance",
+       _NO_SHUFFLE),
+)
+
+
+# ---- intruders: the ε × k sweep of intruder dimensions (lab/probes/intruders.py; needs --base) -------
+
+_SIDE = _c("side", "string", "left (output) or right (input) singular vectors: W_ft's on that side against all of W's on the same side")
+
+declare(
+    "intruders",
+    "per module, side, depth k and threshold ε: the intruder dimensions among the top-k singular vectors of W_ft = W + ΔW "
+    "(Shuttleworth et al. 2024, 'LoRA vs Full Fine-tuning: An Illusion of Equivalence'; the spectra table's definition, on both sides)",
+    _SIDE,
+    _c("top_k", "int64", "k: how many leading singular vectors of W + ΔW the row counts over (intruders.ks option)"),
+    _c("examined", "int64", "min(k, vectors W + ΔW has with σ > 0): fewer than top_k for a matrix with fewer dimensions"),
+    _c("threshold", "float64", "ε (intruders.thresholds option): a vector is an intruder when its largest |cos| with W's singular vectors of the same side is below ε"),
+    _c("intruder_count", "int64", "number of intruders among the top-k vectors at this ε (= intruder_vectors rows with index ≤ k and max_cos < ε)"),
+)
+
+declare(
+    "intruder_vectors",
+    "per module, side and examined singular vector of W + ΔW (the top max(ks)): its singular value and largest |cos| with W's, "
+    "so any (ε, k) can be counted later",
+    _SIDE,
+    _c("index", "int64", "position j of the vector in W + ΔW's descending spectrum, from 1"),
+    _c("sigma", "float64", "its singular value σ_j of W + ΔW"),
+    _c("max_cos", "float64", "max_i |cos(y_j, x_i)| over all singular vectors x_i of W with σ > 0 on the same side (exact: from W's leading "
+       "vectors when they certify it, else from all of them); 0 when W is zero"),
 )
