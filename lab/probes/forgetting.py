@@ -89,17 +89,31 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
+BLOCK_ENTRIES = 1 << 22  # float64 entries per block of rows: a 128k vocabulary is worked on 32 positions at a time
+
+
+def _row_blocks(n_rows: int, width: int):
+    step = max(1, BLOCK_ENTRIES // max(width, 1))
+    return (slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step))
+
+
 def kl_divergence(logits_p: np.ndarray, logits_q: np.ndarray) -> np.ndarray:
-    """KL(p ‖ q) = Σ_v p(v)·(ln p(v) − ln q(v)) in nats for each row (last axis: the vocabulary), p and q the
-    softmaxes of the two logit arrays, in float64."""
-    lp, lq = log_softmax(logits_p), log_softmax(logits_q)
-    return (np.exp(lp) * (lp - lq)).sum(axis=-1)
+    """KL(p ‖ q) = Σ_v p(v)·(ln p(v) − ln q(v)) in nats for each row of two (positions, vocabulary) arrays, p and q
+    the softmaxes of the rows, in float64 (in blocks of rows, so a large vocabulary's float64 copies stay small)."""
+    out = np.empty(logits_p.shape[0])
+    for b in _row_blocks(logits_p.shape[0], logits_p.shape[-1]):
+        lp, lq = log_softmax(logits_p[b]), log_softmax(logits_q[b])
+        out[b] = (np.exp(lp) * (lp - lq)).sum(axis=-1)
+    return out
 
 
 def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """−ln softmax(logits)[target] for each row, in float64."""
-    lp = log_softmax(logits)
-    return -np.take_along_axis(lp, np.asarray(targets, np.int64)[:, None], axis=-1)[:, 0]
+    """−ln softmax(logits)[target] for each row of a (positions, vocabulary) array, in float64 (in blocks of rows)."""
+    targets = np.asarray(targets, np.int64)
+    out = np.empty(logits.shape[0])
+    for b in _row_blocks(logits.shape[0], logits.shape[-1]):
+        out[b] = -np.take_along_axis(log_softmax(logits[b]), targets[b, None], axis=-1)[:, 0]
+    return out
 
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ import builders
 import lab
 from builders import texts_file, word_tokenizer
 from fuzz.fuzz_helpers import check_empty_values
+from lab.probes import forgetting
 from lab.probes.forgetting import mask_positions
 from lab.probes.windows import make_windows
 
@@ -73,6 +74,22 @@ def _direct(base_model, tuned_model, windows):
                         for hb, ht in zip(b.hidden_states, t.hidden_states)])
         out[L] = (np.mean(kl), np.mean(lb), np.mean(lt), np.mean(cos, axis=0))
     return out
+
+
+@pytest.mark.parametrize("block", [7 * 300, 1 << 22])  # several row blocks, and one
+def test_the_pure_functions_equal_torch_in_row_blocks(monkeypatch, block):
+    monkeypatch.setattr(forgetting, "BLOCK_ENTRIES", block)
+    rng = np.random.default_rng(0)
+    a, b = (rng.normal(scale=3.0, size=(50, 300)).astype(np.float32) for _ in range(2))
+    t = rng.integers(0, 300, 50)
+    ta, tb = torch.tensor(a).double(), torch.tensor(b).double()
+    kl = F.kl_div(torch.log_softmax(tb, -1), torch.log_softmax(ta, -1), log_target=True, reduction="none").sum(-1)
+    np.testing.assert_allclose(forgetting.kl_divergence(a, b), kl.numpy(), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(forgetting.cross_entropy(a, t), F.cross_entropy(ta, torch.tensor(t), reduction="none").numpy(),
+                               rtol=1e-12)
+    np.testing.assert_allclose(forgetting.cosine_distance(a, b), (1 - F.cosine_similarity(ta, tb, dim=-1)).numpy(),
+                               rtol=1e-10)
+    assert (forgetting.kl_divergence(a, a) == 0).all() and (forgetting.cosine_distance(a, a) == 0).all()
 
 
 def test_a_checkpoint_identical_to_the_base_is_at_kl_0_and_distance_0(tmp_path, inputs):
