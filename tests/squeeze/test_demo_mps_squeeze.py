@@ -114,18 +114,71 @@ def test_demo_merges_its_lora_runs_with_every_method(demo):
         PeftModel.from_pretrained(AutoModel.from_pretrained(minilm_path()), folder)  # loads: a real PEFT adapter
 
 
-def test_analysis_script_reports_the_measured_numbers(demo, tmp_path):
+def _script():
     path = Path(__file__).resolve().parents[2] / "analyses" / "mps_and_squeeze.py"
     spec = importlib.util.spec_from_file_location("mps_and_squeeze", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    assert script.main(["--workdir", str(demo.workdir), "--out", str(tmp_path), "--held-out", "64"]) == 0
+    return script
+
+
+def test_separated_means_intervals_that_do_not_overlap():
+    import pandas as pd
+
+    script = _script()
+    a, b = pd.Series([1.0, 1.2, 1.1]), pd.Series([2.0, 2.1, 1.9])
+    assert script.separated(a, b) and script.separated(b, a)
+    # mean ± sd 1.1 ± 0.1 against 1.25 ± 0.212: the intervals overlap
+    assert not script.separated(a, pd.Series([1.1, 1.4, 1.25]))
+
+
+def _table_rows(text: str, first: str) -> list[list[str]]:
+    """The rows of the markdown table whose header starts with ``first``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first} |"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+def test_analysis_script_compares_the_squeeze_variants_over_seeds(demo, tmp_path):
+    """The script on the tiny demo (LoRA r = 4 squeezed to 2, 6 steps, 2 seeds): seed 0 reuses the
+    demo's runs, every variant ends at rank 2, and each per-seed entropy is numpy's on the checkpoint
+    files (Post-, Cont-, In-Squeeze, LoRA r = 2), their mean ± sd in the summary."""
+    script = _script()
+    args = ["--workdir", str(demo.workdir), "--out", str(tmp_path), "--held-out", "64", "--seeds", "2", "--ranks", "4:2",
+            "--steps", "6", "--save-every", "3", "--cont-steps", "3", "--batch-size", "4", "--max-length", "16", "--chi", "2"]
+    assert script.main(args) == 0
     png, md = tmp_path / "mps_and_squeeze.png", tmp_path / "mps_and_squeeze.md"
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = md.read_text()
-    dense = _mps_dense(demo.finetunes["mps-r4"] / "checkpoint-6")
-    mean_s = np.mean([_entropy(M) for M in dense.values()])
-    assert f"has mean entropy {mean_s:.3f} nats at the row|column cut" in text
-    governed = int(cut_bounds(384, 16, 24, 2, 4).governed.sum())
-    assert f"The bound held at {12 * governed} of {12 * governed} (module, cut) pairs where it governs" in text
-    assert "| squeeze-r2 |" in text and "| lora-r2 |" in text and "Held-out loss" in text
+    seeds = demo.workdir / "squeeze-seeds"
+    folders = {
+        "LoRA r=2": lambda s: demo.finetunes["lora-r2"] / "checkpoint-6" if s == 0 else seeds / "seed-1" / "finetunes" / "lora-r2" / "checkpoint-6",
+        "Post-Squeeze": lambda s: seeds / f"seed-{s}" / "squeezes" / "post-r2",
+        "Cont-Squeeze": lambda s: seeds / f"seed-{s}" / "squeezes" / "cont-r2-steps" / "checkpoint-6",
+        "In-Squeeze": lambda s: seeds / f"seed-{s}" / "finetunes" / "in-squeeze-r4-r2" / "checkpoint-6",
+    }
+    per_seed = {(int(r[0]), r[1]): r for r in _table_rows(text, "seed")}
+    for label, where in folders.items():
+        values = []
+        for seed in (0, 1):
+            dense = _lora_dense(where(seed))
+            assert all(np.linalg.matrix_rank(M, tol=1e-6 * np.abs(M).max()) <= 2 for M in dense.values())
+            values.append(np.mean([_entropy(M) for M in dense.values()]))
+            row = per_seed[(seed, label)]
+            assert row[2] == "2" and float(row[5]) == pytest.approx(values[-1], abs=6e-4)
+        summary = {r[0]: r for r in _table_rows(text, "role") if r[0] == label}
+        # the first "| role |" table is the held-out loss; the entropy table follows it
+        entropy_rows = [r for r in _table_rows(text.split("Entropy of ΔW")[1], "role") if r[0] == label][0]
+        assert float(entropy_rows[1]) == pytest.approx(np.mean(values), abs=6e-4)
+        assert float(entropy_rows[2]) == pytest.approx(np.std(values, ddof=1), abs=6e-4)
+        assert summary  # the held-out table lists it too
+    assert "Sanity check" in text and "FAILED" not in text
+    assert "not separated at 2 seeds" in text or "separated at 2 seeds" in text
+    # the In-Squeeze run recorded its schedule: 4 → 2 over steps 1..3
+    record = json.loads((seeds / "seed-0" / "finetunes" / "in-squeeze-r4-r2" / "finetune_config.json").read_text())
+    assert record["in_squeeze"]["steps"] == [1, 3] and record["in_squeeze"]["ranks"][-1] == [3, 2]
