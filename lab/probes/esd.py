@@ -11,7 +11,9 @@ solved by the entanglement probe when it ran first).
 Per matrix, with the column names of WeightWatcher's ``details`` DataFrame:
 
 * ``alpha``, ``xmin``, ``xmax``, ``D``, ``sigma``, ``num_pl_spikes``: the power-law fit of the λ above
-  1e-5 (:func:`lab.probes.powerlaw.fit_power_law`: Clauset, Shalizi & Newman 2009, as ``WWFit``);
+  1e-5 (:func:`lab.probes.powerlaw.fit_power_law`: Clauset, Shalizi & Newman 2009, as ``WWFit``; below
+  20 such λ, a rank-r adapter's ΔW, WeightWatcher 0.7.7's small-sample rule unless the ``small_sample``
+  option is off);
 * ``log_norm`` = log10 Σλ, ``log_spectral_norm`` = log10 λ_max, ``alpha_weighted`` = α·log10 λ_max,
   ``log_alpha_norm`` = log10 Σ λ^α, ``stable_rank`` = Σλ / λ_max (``apply_norm_metrics``);
 * ``rand_distance``: the Jensen–Shannon distance (natural log) between the ascending eigenvalues of M
@@ -60,6 +62,9 @@ class ESDOptions:
     targets: tuple[str, ...] = field_help(
         "what to analyse: delta (ΔW), weight (the base W) and/or tuned (W + ΔW); weight and tuned need --base",
         default=("delta", "weight", "tuned"))
+    small_sample: bool = field_help("below 20 fitted eigenvalues (a LoRA ΔW of rank < 20), fit with WeightWatcher 0.7.7's "
+                                    "small-sample rule (bias-corrected α, tails of at least 8), as `pip install weightwatcher` "
+                                    "does today; false: the plain Clauset fit at every size", default=True)
     randomize: bool = field_help("also compare with the spectrum of the matrix with its entries shuffled "
                                  "(rand_distance, max_rand_eval, num_rand_spikes)", default=True)
 
@@ -121,7 +126,7 @@ def shuffled_eigenvalues(dense: np.ndarray, seed: int) -> np.ndarray:
     return linalg.dense_singular_values(flat[perm].reshape(dense.shape)) ** 2
 
 
-def esd_metrics(x, seed: int = 0, randomize: bool = True) -> ESDMetrics:
+def esd_metrics(x, seed: int = 0, randomize: bool = True, small_sample: bool = False) -> ESDMetrics:
     """The metrics of one matrix (see the module notes). Raises NonFiniteError for NaN or inf entries.
 
     A zero matrix has no spectrum to fit: every metric NaN but the counts.
@@ -135,7 +140,7 @@ def esd_metrics(x, seed: int = 0, randomize: bool = True) -> ESDMetrics:
             raise NonFiniteError(f"matrix {x.shape[0]}x{x.shape[1]} holds NaN or inf; its eigenvalues are undefined")
     rows, cols = (int(n) for n in x.shape)
     lam = eigenvalues(x)
-    fit = fit_power_law(lam)
+    fit = fit_power_law(lam, small_sample=small_sample)
     nan = float("nan")
     total, top = float(lam.sum()), float(lam[0]) if lam.size else 0.0
     if top <= 0:
@@ -192,7 +197,7 @@ def _run(delta: Delta, options: ESDOptions, ctx: ProbeContext) -> Rows:
     rows = []
     for source, x in todo:
         try:
-            rows.append(esd_row(esd_metrics(x, ctx.seed, options.randomize), source))
+            rows.append(esd_row(esd_metrics(x, ctx.seed, options.randomize, options.small_sample), source))
         except NonFiniteError:  # NaN/inf weights let through by --allow-nonfinite: no row rather than a false one
             continue
     return {"esd": rows}

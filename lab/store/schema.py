@@ -645,7 +645,8 @@ declare(
     _c("num_fitted", "int64", "eigenvalues above 1e-5 (WeightWatcher's EVALS_THRESH), the values the power-law fit saw"),
     _c("lambda_max", "float64", "largest eigenvalue λ_max = σ₁²" + _WW),
     _c("alpha", "float64", "power-law exponent α = 1 + n / Σ ln(λ_i / xmin) over the n eigenvalues ≥ xmin (Clauset, Shalizi & Newman 2009); "
-       "NaN with fewer than two eigenvalues above 1e-5" + _WW, _NO_FIT),
+       "below 20 eigenvalues above 1e-5 (esd.small_sample, on by default) WeightWatcher 0.7.7's rule: α = 1 + (n − 1) / Σ ln(λ_i / xmin) over "
+       "tails of at least 8; NaN with fewer than two eigenvalues above 1e-5 (or all of a small sample equal)" + _WW, _NO_FIT),
     _c("xmin", "float64", "the eigenvalue chosen as the tail's start: the candidate with the smallest D" + _WW, _NO_FIT),
     _c("xmax", "float64", "largest fitted eigenvalue (= lambda_max)" + _WW, _NO_FIT),
     _c("D", "float64", "Kolmogorov–Smirnov distance of the fit, max over tail values of |P(λ_i) − i/n| as WeightWatcher's WWFit computes it" + _WW, _NO_FIT),

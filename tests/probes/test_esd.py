@@ -37,7 +37,7 @@ def clauset_fit(values, thresh=EVALS_THRESH):
     return best[1], best[2], best[0]
 
 
-@pytest.mark.parametrize("alpha,n,seed", [(2.5, 3000, 1), (3.5, 2000, 2), (1.8, 1500, 3)])
+@pytest.mark.parametrize("alpha,n,seed", [(2.5, 2000, 1), (3.5, 1500, 2), (1.8, 1000, 3)])
 def test_pareto_alpha_recovered_and_equal_to_direct_fit(alpha, n, seed):
     rng = np.random.default_rng(seed)
     x = 0.5 * (1.0 - rng.random(n)) ** (-1.0 / (alpha - 1.0))  # density ∝ x^(-alpha) above 0.5
@@ -132,7 +132,8 @@ def test_probe_rows_for_delta_weight_and_tuned():
     by = {r["source"]: r for r in rows}
     assert set(by) == {"delta", "weight", "tuned"}
     for source, m in (("delta", f.to_dense()), ("weight", base), ("tuned", base + f.to_dense())):
-        a_ref, xmin_ref, _ = clauset_fit(np.linalg.svd(m, compute_uv=False) ** 2)
+        lam = np.linalg.svd(m, compute_uv=False) ** 2  # ΔW's 4 nonzero λ: the small-sample rule (the default)
+        a_ref, xmin_ref, _ = small_sample_reference(lam) if source == "delta" else clauset_fit(lam)
         assert by[source]["alpha"] == pytest.approx(a_ref, rel=1e-7), source
         assert by[source]["xmin"] == pytest.approx(xmin_ref, rel=1e-9), source
     assert by["delta"]["num_evals"] == 32
@@ -145,3 +146,37 @@ def test_probe_rows_for_delta_weight_and_tuned():
 def test_zero_matrix_has_no_fit():
     m = esd_metrics(np.zeros((5, 4)))
     assert np.isnan(m.fit.alpha) and np.isnan(m.log_norm) and m.fit.num_pl_spikes == 0
+
+
+def small_sample_reference(values, thresh=EVALS_THRESH):
+    """WeightWatcher 0.7.7's rule below 20 values, as its WWFit docstring states it: α = 1 + (n − 1)/Σ ln(x/xmin)
+    over tails of at least 8 values (else the whole sample), the smallest D among them."""
+    x = np.sort(np.asarray(values, dtype=np.float64)[np.asarray(values) > thresh])
+    tails = [x[x >= xmin] for xmin in x[:-1] if (x >= xmin).sum() >= 8] or [x]
+    best = (np.inf, None, None)
+    for tail in tails:
+        n = tail.size
+        alpha = 1.0 + (n - 1) / np.sum(np.log(tail / tail[0]))
+        d = float(np.max(np.abs(scipy.stats.pareto(b=alpha - 1.0, scale=tail[0]).cdf(tail) - np.arange(n) / n)))
+        if d < best[0]:
+            best = (d, alpha, tail[0])
+    return best[1], best[2], best[0]
+
+
+@pytest.mark.parametrize("n", [4, 8, 12, 19])
+def test_small_sample_rule(n):
+    rng = np.random.default_rng(n)
+    x = (1.0 - rng.random(n)) ** (-1.0 / 1.5)
+    fit = fit_power_law(x, small_sample=True)
+    a_ref, xmin_ref, d_ref = small_sample_reference(x)
+    assert fit.alpha == pytest.approx(a_ref, rel=1e-10) and fit.xmin == xmin_ref
+    assert fit.D == pytest.approx(d_ref, rel=1e-9)
+    assert fit_power_law(x, small_sample=False).alpha == pytest.approx(clauset_fit(x)[0], rel=1e-10)
+
+
+def test_small_sample_rule_leaves_twenty_or_more_alone():
+    x = (1.0 - np.random.default_rng(0).random(20)) ** (-1.0 / 1.5)
+    assert fit_power_law(x, small_sample=True) == fit_power_law(x)
+    f = Factors(*(np.random.default_rng(1).standard_normal(s) for s in ((40, 6), (6, 30))), 1.0)
+    a = esd_metrics(f, randomize=False, small_sample=True)
+    assert a.fit.alpha == pytest.approx(small_sample_reference(np.linalg.svd(f.to_dense(), compute_uv=False) ** 2)[0], rel=1e-8)
