@@ -8,6 +8,7 @@ from lab.probes import no_hair  # noqa: F401  (pair scope: two fine-tunes of one
 from lab.probes import forgetting  # noqa: F401  (model scope: KL and hidden-state distances from the base)
 from lab.probes import esd  # noqa: F401  (WeightWatcher's heavy-tailed metrics of W, W + ΔW and ΔW)
 from lab.probes import intruders  # noqa: F401  (intruder dimensions over ε × k, both sides)
+from lab.probes import adapter_similarity  # noqa: F401  (group scope: the geometry between adapters' updates)
 from lab.probes.registry import Probe, ProbeContext, available, register, resolve
 
 __all__ = ["Probe", "ProbeContext", "available", "register", "resolve"]

@@ -694,3 +694,43 @@ declare(
     _c("max_cos", "float64", "max_i |cos(y_j, x_i)| over all singular vectors x_i of W with σ > 0 on the same side (exact: from W's leading "
        "vectors when they certify it, else from all of them); 0 when W is zero"),
 )
+
+
+# ---- adapter_similarity: the geometry between updates of one module (lab/probes/adapter_similarity.py, group scope) ----
+
+_NOT_COMPARED = NanWhen(where=(("note", ("a streamed update, or shapes differ: not compared",)),))
+_PAIR_FIRST = _c("first", "string", "member a of the pair (earlier in the run's order); the checkpoint column joins the group's members with '+'")
+_PAIR_SECOND = _c("second", "string", "member b of the pair")
+
+declare(
+    "adapter_similarity",
+    "per module and pair (a, b) of the adapters or checkpoints that have it (group scope): how alike the two updates are",
+    _PAIR_FIRST,
+    _PAIR_SECOND,
+    _c("top_k", "int64", "k of the principal angles: min(adapter_similarity.top_k option (8), rank of either update)", _NOT_COMPARED),
+    _c("cosine", "float64", "⟨ΔW_a, ΔW_b⟩_F / (‖ΔW_a‖_F ‖ΔW_b‖_F), from the factors (s_a s_b Σ (B_aᵀB_b) ∘ (A_a A_bᵀ)) when both are s·B·A; "
+       "NaN when either update is zero", NanWhen(where=(("note", ("a streamed update, or shapes differ: not compared",)),), zero_matrix=True)),
+    _c("sign_conflict", "float64", "among the entries where both updates are nonzero, the fraction with opposite signs (the conflicts "
+       "TIES-merging resolves; 0.5 for independent random updates); rows built in blocks; NaN when no entry is nonzero in both",
+       NanWhen(where=(("note", ("a streamed update, or shapes differ: not compared",)),), zero_matrix=True)),
+    _c("grassmann_left", "float64", "Grassmann distance √Σθ_i² (radians) between the top-k left singular subspaces (θ: principal angles, "
+       "cos θ the singular values of U_aᵀU_b; 0 = same subspace, k·π/2 orthogonal)", _NOT_COMPARED),
+    _c("grassmann_right", "float64", "the same for the right singular subspaces", _NOT_COMPARED),
+    _c("min_angle_left", "float64", "smallest principal angle θ_1 between the top-k left subspaces (radians): 0 when they share a direction",
+       NanWhen(where=(("note", ("a streamed update, or shapes differ: not compared",)), ("top_k", (0,))))),
+    _c("min_angle_right", "float64", "the same for the right subspaces",
+       NanWhen(where=(("note", ("a streamed update, or shapes differ: not compared",)), ("top_k", (0,))))),
+    _c("note", "string", "why a pair was not compared (empty when it was)"),
+)
+
+declare(
+    "subspace_similarity",
+    "per module, pair (a, b) and side: the LoRA paper's normalised subspace similarity φ(i, j) (Hu et al. 2021, §7.2) on a grid of i, j",
+    _PAIR_FIRST,
+    _PAIR_SECOND,
+    _c("side", "string", "left (output) or right (input) singular vectors"),
+    _c("i", "int64", "dimension i of a's top singular subspace: 1, 2, 4, … below min(rank, max_dim option (64)), then that value"),
+    _c("j", "int64", "dimension j of b's top singular subspace, on the same grid for b"),
+    _c("phi", "float64", "φ(i, j) = ‖U_a,iᵀ U_b,j‖²_F / min(i, j): 1 when the smaller subspace lies in the larger, 0 orthogonal; "
+       "random subspaces of Rⁿ give about max(i, j)/n"),
+)
