@@ -126,7 +126,7 @@ def shuffled_eigenvalues(dense: np.ndarray, seed: int) -> np.ndarray:
     return linalg.dense_singular_values(flat[perm].reshape(dense.shape)) ** 2
 
 
-def esd_metrics(x, seed: int = 0, randomize: bool = True, small_sample: bool = False) -> ESDMetrics:
+def esd_metrics(x, seed: int = 0, randomize: bool = True, small_sample: bool = True) -> ESDMetrics:
     """The metrics of one matrix (see the module notes). Raises NonFiniteError for NaN or inf entries.
 
     A zero matrix has no spectrum to fit: every metric NaN but the counts.
