@@ -3,15 +3,16 @@
 For every pair (a, b) of the group's members, in run order:
 
 * the LoRA paper's normalised subspace similarity (Hu et al. 2021, "LoRA: Low-Rank Adaptation of
-  Large Language Models", §7.2): φ(i, j) = ‖U_a,iᵀ U_b,j‖²_F / min(i, j) ∈ [0, 1], U_a,i the top-i
+  Large Language Models"; the formula as issue 25 states it, not checked here against the paper's text): φ(i, j) = ‖U_a,iᵀ U_b,j‖²_F / min(i, j) ∈ [0, 1], U_a,i the top-i
   left singular vectors of ΔW_a, for i, j ∈ {1, 2, 4, …} up to the rank (and the rank itself); the
   same for the right singular vectors;
 * the principal angles θ_1 … θ_k between the top-k subspaces (cos θ = singular values of U_aᵀU_b,
   Björck & Golub 1973) and the Grassmann distance √Σθ²;
 * the cosine between the updates as vectors, ⟨ΔW_a, ΔW_b⟩_F / (‖ΔW_a‖_F ‖ΔW_b‖_F), for factors
   s_a s_b·Σ (B_aᵀB_b) ∘ (A_a A_bᵀ) (r_a × r_b matrices, never multiplied out);
-* the sign-conflict rate TIES-merging resolves (Yadav et al. 2023): among the entries where both
-  updates are nonzero, the fraction whose signs differ; dense rows are built a block at a time.
+* the sign-conflict rate (the disagreement TIES-merging resolves by electing a sign per entry; defined
+  here as: among the entries where both updates are nonzero, the fraction whose signs differ); dense
+  rows are built a block at a time.
 
 Singular vectors come from :func:`lab.probes.subspaces.top_singular_vectors` (exact QR + r×r SVD
 for factors), without a dense update's rounding-level directions. A streamed update is not compared (its pair gets a note).

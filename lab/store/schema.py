@@ -725,7 +725,7 @@ declare(
 
 declare(
     "subspace_similarity",
-    "per module, pair (a, b) and side: the LoRA paper's normalised subspace similarity φ(i, j) (Hu et al. 2021, §7.2) on a grid of i, j",
+    "per module, pair (a, b) and side: the LoRA paper's normalised subspace similarity φ(i, j) (Hu et al. 2021, as issue 25 states it) on a grid of i, j",
     _PAIR_FIRST,
     _PAIR_SECOND,
     _c("side", "string", "left (output) or right (input) singular vectors"),
