@@ -676,7 +676,8 @@ _SIDE = _c("side", "string", "left (output) or right (input) singular vectors: W
 declare(
     "intruders",
     "per module, side, depth k and threshold ε: the intruder dimensions among the top-k singular vectors of W_ft = W + ΔW "
-    "(Shuttleworth et al. 2024, 'LoRA vs Full Fine-tuning: An Illusion of Equivalence'; the spectra table's definition, on both sides)",
+    "(Shuttleworth et al. 2024, 'LoRA vs Full Fine-tuning: An Illusion of Equivalence'; the spectra table's definition, on both sides). "
+    "Needs W and ΔW in memory: a dense update streamed from disk (above 64 MiB of float64, lab.analyze's stream_bytes) gets no rows yet",
     _SIDE,
     _c("top_k", "int64", "k: how many leading singular vectors of W + ΔW the row counts over (intruders.ks option)"),
     _c("examined", "int64", "min(k, vectors W + ΔW has with σ > 0): fewer than top_k for a matrix with fewer dimensions"),
