@@ -217,7 +217,9 @@ def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes
     from lab.probes.options import as_json, build_options
 
     base = minilm_path()
-    chosen = resolve(list(probes))
+    # each run alone: pair-scope probes (no_hair) would compare a run's own checkpoints, at the
+    # default window sizes; the demo's LoRA-vs-full comparison is analyses/no_hair.py, across runs
+    chosen = [p for p in resolve(list(probes)) if p.scope != "pair"]
     options = {p.name: dict(DEMO_WINDOWS) for p in chosen if p.name in ("attention", "thresholds")}
     if "attention" in options:
         options["attention"]["token_cuts"] = DEMO_TOKEN_CUTS
