@@ -242,7 +242,7 @@ def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes
                 continue
             task = bar.add_task(f"analyze {name}", total=None, note=", ".join(wanted["probes"]))
             with one_blas_thread():
-                result.runs[name] = lab.analyze(path, base=base, out=results_dir, run=name, probes=list(probes),
+                result.runs[name] = lab.analyze(path, base=base, out=results_dir, run=name, probes=wanted["probes"],
                                                 options=options, modules=DEMO_MODULES, controls=True, overwrite=True,
                                                 progress=False)
             bar.update(task, total=1, completed=1)
