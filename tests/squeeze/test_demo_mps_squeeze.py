@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,7 @@ def _script():
     path = Path(__file__).resolve().parents[2] / "analyses" / "mps_and_squeeze.py"
     spec = importlib.util.spec_from_file_location("mps_and_squeeze", path)
     script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # its dataclass looks its module up there
     spec.loader.exec_module(script)
     return script
 
@@ -144,20 +146,21 @@ def _table_rows(text: str, first: str) -> list[list[str]]:
     return rows
 
 
-def test_analysis_script_compares_the_squeeze_variants_over_seeds(demo, tmp_path):
-    """The script on the tiny demo (LoRA r = 4 squeezed to 2, 6 steps, 2 seeds): seed 0 reuses the
-    demo's runs, every variant ends at rank 2, and each per-seed entropy is numpy's on the checkpoint
-    files (Post-, Cont-, In-Squeeze, LoRA r = 2), their mean ± sd in the summary."""
+def test_analysis_script_compares_the_squeeze_variants_over_seeds(tmp_path):
+    """The script in a tiny setting (LoRA r = 4 squeezed to 2, 6 steps, 2 seeds, its own workdir):
+    every variant ends at rank 2, and each per-seed entropy is numpy's on the checkpoint files
+    (Post-, Cont-, In-Squeeze, LoRA r = 2), their mean ± sd in the summary."""
     script = _script()
-    args = ["--workdir", str(demo.workdir), "--out", str(tmp_path), "--held-out", "64", "--seeds", "2", "--ranks", "4:2",
+    work = tmp_path / "work"
+    args = ["--workdir", str(work), "--out", str(tmp_path), "--held-out", "64", "--seeds", "2", "--ranks", "4:2",
             "--steps", "6", "--save-every", "3", "--cont-steps", "3", "--batch-size", "4", "--max-length", "16", "--chi", "2"]
     assert script.main(args) == 0
     png, md = tmp_path / "mps_and_squeeze.png", tmp_path / "mps_and_squeeze.md"
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = md.read_text()
-    seeds = demo.workdir / "squeeze-seeds"
+    seeds = work / "squeeze-seeds"
     folders = {
-        "LoRA r=2": lambda s: demo.finetunes["lora-r2"] / "checkpoint-6" if s == 0 else seeds / "seed-1" / "finetunes" / "lora-r2" / "checkpoint-6",
+        "LoRA r=2": lambda s: seeds / f"seed-{s}" / "finetunes" / "lora-r2" / "checkpoint-6",
         "Post-Squeeze": lambda s: seeds / f"seed-{s}" / "squeezes" / "post-r2",
         "Cont-Squeeze": lambda s: seeds / f"seed-{s}" / "squeezes" / "cont-r2-steps" / "checkpoint-6",
         "In-Squeeze": lambda s: seeds / f"seed-{s}" / "finetunes" / "in-squeeze-r4-r2" / "checkpoint-6",
