@@ -178,13 +178,15 @@ def measure(by_seed: dict[int, dict]) -> dict:
 
     seeds = sorted(by_seed)
     table = pd.concat([by_seed[s]["table"] for s in seeds], ignore_index=True)
-    methods = list(by_seed[seeds[0]]["table"].method)
+    present_ = set(table.method)
+    methods = [m for m in METHODS if m in present_] + sorted(present_ - set(METHODS))
     spread = {}
     for method in methods:
         g = table[table.method == method].sort_values("seed")
         spread[method] = {c: Spread.of(g[c]) for c in SPREAD_COLUMNS}
+        have = [s for s in seeds if method in by_seed[s]["per_module"]]  # --cached-only may lack some seeds
         spread[method]["within"] = Spread.of([profile_distance(by_seed[a]["per_module"][method], by_seed[b]["per_module"][method])
-                                              for a, b in itertools.combinations(seeds, 2)])
+                                              for a, b in itertools.combinations(have, 2)])
         first = g.iloc[0]
         spread[method].update(size=first["size"], params=int(first.params), rank_bound=int(first.rank_bound),
                               ln_rank_bound=float(first.ln_rank_bound), valley_page=float(first.valley_page),
@@ -289,8 +291,8 @@ def markdown(found: dict, budget: int, steps: int, seconds: dict) -> str:
         f"all-MiniLM-L6-v2, query and value projections of its 6 layers (12 modules of 384×384), trained {steps} steps "
         f"on Python's standard-library docstrings (contrastive InfoNCE; at one seed every method sees the same batches), each "
         f"method sized by `lab finetune --budget {budget}`, seeds {', '.join(map(str, found['seeds']))}; ΔW measured by "
-        "`lab analyze` against the base (last checkpoint). Produced by `analyses/method_signatures.py`; every number is "
-        "measured here, none is copied from a paper. Each cell is mean ± sd over seeds of the per-seed mean over the 12 "
+        "`lab analyze` against the base (last checkpoint); the last column says how many seeds each method has. Produced by "
+        "`analyses/method_signatures.py`; every number is measured here, none is copied from a paper. Each cell is mean ± sd over seeds of the per-seed mean over the 12 "
         "modules; a difference is stated only when the seeds separate it (every seed's value of one beyond every seed's value "
         f"of the other, means apart by more than the two sds together), else it reads *not separated at {n} seeds*.",
         "",
@@ -301,15 +303,15 @@ def markdown(found: dict, budget: int, steps: int, seconds: dict) -> str:
         "",
         "| method | size | trainable params | rank bound | valley S (nats) | ln bound − S | depth below Page | "
         "depth below neighbours | width (cuts) | distance to Gaussian profile | seed-to-seed distance | stable rank | "
-        "effective rank | loss, last 5 steps |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "effective rank | loss, last 5 steps | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in methods:
         s = sp[m]
         lines.append(f"| {m} | {s['size']} | {s['params']:,} | {s['rank_bound']} | {s['valley_entropy'].text()} | "
                      f"{s['room'].text()} | {s['valley_depth'].text()} | {s['neighbour_depth'].text()} | {s['width'].text(1)} | "
                      f"{s['to_gauss'].text()} | {s['within'].text()} | {s['stable_rank'].text(2)} | {s['effective_rank'].text(1)} | "
-                     f"{s['final_loss'].text(4)} |")
+                     f"{s['final_loss'].text(4)} | {s['valley_entropy'].n} |")
     lines += ["", "Per seed (the numbers the means above are made of):", "",
               "| method | seed | valley S | depth below Page | distance to Gaussian profile | stable rank | loss, last 5 steps |",
               "|---|---|---|---|---|---|---|"]
@@ -335,16 +337,18 @@ def markdown(found: dict, budget: int, steps: int, seconds: dict) -> str:
     floor = g2p.mean
     far = [m for m in methods if separated(sp[m]["to_gauss"].values, sp[m]["within"].values)
            and sp[m]["to_gauss"].mean > sp[m]["within"].mean]
-    near = [m for m in methods if m not in far]
+    single = [m for m in methods if sp[m]["to_gauss"].n < 2]
+    near = [m for m in methods if m not in far and m not in single]
     closest = min(methods, key=lambda m: sp[m]["to_gauss"].mean)
     if n < 2:
         verdict_text = "With one seed there is no seed-to-seed distance to set these against. "
-    elif not near:
+    elif not near and not single:
         verdict_text = ("No method's update looks like a random matrix at every cut: for each, the distance to the Gaussian "
                         "profile is separated from (and larger than) the distance between two of its seeds. ")
     else:
         verdict_text = (f"Farther from the Gaussian profile than two of their seeds are from each other (separated): "
-                        f"{', '.join(far) or 'none'}; not separated at {n} seeds: {', '.join(near)}. ")
+                        f"{', '.join(far) or 'none'}" + (f"; not separated at {n} seeds: {', '.join(near)}" if near else "")
+                        + (f"; one seed only, no seed-to-seed distance to compare: {', '.join(single)}" if single else "") + ". ")
     lines.append(f"- **Against a random matrix, whole profile.** RMS distance over the 15 cuts between each method's ΔW profile "
                  f"and the Gaussian control's (which is itself {f(floor)} nats from Page's curve): "
                  + ", ".join(f"{m} {sp[m]['to_gauss'].text(2)}" for m in sorted(methods, key=lambda m: sp[m]['to_gauss'].mean))
@@ -353,8 +357,10 @@ def markdown(found: dict, budget: int, steps: int, seconds: dict) -> str:
     low = [m for m in methods if sp[m]["rank_bound"] < 384]
     full = [m for m in methods if sp[m]["rank_bound"] >= 384]
     if low and full:
-        deep = [m for m in full if any(not separated(sp[m]["valley_depth"].values, sp[l]["valley_depth"].values)
-                                       or sp[m]["valley_depth"].mean > sp[l]["valley_depth"].mean for l in low)]
+        deep = [m for m in full if any(sp[m]["valley_depth"].mean > sp[l]["valley_depth"].mean
+                                       or (min(sp[m]["valley_depth"].n, sp[l]["valley_depth"].n) > 1
+                                           and not separated(sp[m]["valley_depth"].values, sp[l]["valley_depth"].values))
+                                       for l in low)]
         lines.append(f"- **Full-rank structure, low-rank update.** Of the methods whose structural bound is the full 384 "
                      f"({', '.join(full)}), " + (", ".join(f"{m} (depth {sp[m]['valley_depth'].text(2)})" for m in deep)
                      + " reach or are not separated from the depth of a low-rank method" if deep else "none reaches the depth "
@@ -389,6 +395,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 … N−1 (default 3)")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--cached-only", action="store_true",
+                        help="train nothing: report the finished fine-tunes only, each method over the seeds it has")
     args = parser.parse_args(argv)
     workdir = args.workdir or default_workdir()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -396,6 +404,12 @@ def main(argv=None) -> int:
     for seed in range(args.seeds):
         home = workdir / f"seed-{seed}"
         chosen = configs(home, methods, args.budget, args.steps, seed)
+        if args.cached_only:  # only the finished fine-tunes: a partial grid, each method with the seeds it has
+            from lab.finetune.train import is_complete
+
+            chosen = {m: c for m, c in chosen.items() if is_complete(c.out, c)}
+            if not chosen:
+                continue
         trained = finetune_all(chosen)
         seconds.update({f"{m} (seed {seed})": s for m, s in trained.items()})
         runs = analyze_all(home, chosen, {m for m, s in trained.items() if not math.isnan(s)})
