@@ -1,7 +1,7 @@
 """Power-law fit of an eigenvalue tail: the continuous MLE with xmin chosen by the smallest KS distance.
 
-Clauset, Shalizi & Newman 2009 ("Power-law distributions in empirical data", SIAM Review 51,
-eqs. 3.1 and 3.9): for the n values x_i ≥ xmin, α̂ = 1 + n / Σ ln(x_i / xmin), and xmin is the
+Clauset, Shalizi & Newman 2009 ("Power-law distributions in empirical data"; the estimator as the
+issue states it, matched here to WeightWatcher's code): for the n values x_i ≥ xmin, α̂ = 1 + n / Σ ln(x_i / xmin), and xmin is the
 candidate (every observed value but the largest) whose fitted law is closest to the data in
 Kolmogorov–Smirnov distance D = max |S(x) − P(x)|, P(x) = 1 − (x / xmin)^(1−α̂).
 
@@ -17,7 +17,7 @@ agree with its ``details`` columns:
   (``np.arange(n) / n``), not the larger of i/n and (i+1)/n a two-sided KS statistic would take;
   a candidate whose α̂ ≤ 1 gets D = 1;
 * the first candidate with the smallest D wins (``np.argmin``);
-* σ = (α̂ − 1)/√n, the MLE's standard error (Clauset et al. eq. 3.2, as ``WWFit.sigmas``);
+* σ = (α̂ − 1)/√n, the MLE's standard error as ``WWFit.sigmas`` computes it;
 * ``num_pl_spikes`` counts the eigenvalues ≥ xmin (``WeightWatcher.fit_powerlaw``).
 
 WeightWatcher 0.7.7 (the version on PyPI, not yet in the repository's 0.7.5.5) fits fewer than 20
