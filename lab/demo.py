@@ -93,8 +93,11 @@ def run_demo(workdir: str | Path | None = None, *, ranks: Sequence[int] = DEMO_R
              steps: int = DEMO_STEPS, save_every: int | None = None, batch_size: int = 16, max_length: int = 32,
              seed: int = 0, probes: Sequence[str] = ("all",), report: bool = True, progress: bool = True,
              console=None, mps: tuple[int, int] | None = None, squeeze: tuple[int, int] | None = None,
-             merge: int | None = None) -> DemoResult:
+             merge: int | None = None, windows: dict | None = None) -> DemoResult:
     """Fine-tune, analyse and summarise the demo grid under ``workdir`` and return what was made.
+
+    ``windows`` (default ``DEMO_WINDOWS``: ``seq_len`` and ``windows``) sizes every probe that runs
+    the model on text (attention, thresholds, forgetting, ...).
 
     ``workdir`` defaults to ``platformdirs.user_cache_dir("lab")/demo``. The smaller keyword
     values (fewer ranks, steps) make a quick version for tests. ``mps`` = (r, χ) adds an MPS
@@ -121,7 +124,7 @@ def run_demo(workdir: str | Path | None = None, *, ranks: Sequence[int] = DEMO_R
     result.seconds["finetune"] = round(time.perf_counter() - t0, 1)
 
     t1 = time.perf_counter()
-    _analyze_all(configs, retrained, probes, result, console, progress)
+    _analyze_all(configs, retrained, probes, result, console, progress, windows or DEMO_WINDOWS)
     result.seconds["analyze"] = round(time.perf_counter() - t1, 1)
     if merge is not None:
         t3 = time.perf_counter()
@@ -204,7 +207,7 @@ def _merge_all(configs: dict[str, FinetuneConfig], retrained: set[str], k: int, 
 
 
 def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes: Sequence[str], result: DemoResult,
-                 console, progress: bool) -> None:
+                 console, progress: bool, windows: dict) -> None:
     import lab
     from lab.probes.registry import resolve
     from lab.store import open_run
@@ -220,7 +223,9 @@ def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes
     # each run alone: pair-scope probes (no_hair) would compare a run's own checkpoints, at the
     # default window sizes; the demo's LoRA-vs-full comparison is analyses/no_hair.py, across runs
     chosen = [p for p in resolve(list(probes)) if p.scope != "pair"]
-    options = {p.name: dict(DEMO_WINDOWS) for p in chosen if p.name in ("attention", "thresholds")}
+    # every probe that runs the model on text gets the demo's window sizes (its options have both fields)
+    options = {p.name: dict(windows) for p in chosen
+               if p.options is not None and {"seq_len", "windows"} <= set(getattr(p.options, "__dataclass_fields__", {}))}
     if "attention" in options:
         options["attention"]["token_cuts"] = DEMO_TOKEN_CUTS
     # every option of every probe, as the manifest records them: an analysis made with other probe

@@ -20,7 +20,10 @@ from lab.demo import DEMO_MODULES, one_blas_thread, run_demo
 from lab.finetune.models import minilm_path
 from lab.finetune.train import COMPLETE_FILE, CONFIG_FILE
 
-TINY = dict(ranks=(4,), full=True, steps=2, save_every=1, batch_size=4, max_length=16, progress=False)
+# the smallest grid, and short windows for the probes that run the model on text (three lengths: the
+# thresholds' growth is fitted over three or more)
+TINY = dict(ranks=(4,), full=True, steps=2, save_every=1, batch_size=4, max_length=16, progress=False,
+            windows={"seq_len": (16, 24, 32), "windows": 2})
 
 
 @pytest.fixture(scope="module")
@@ -253,3 +256,26 @@ def test_demo_modules_pattern_selects_query_and_value_only():
     names += ["encoder.layer.0.attention.output.dense", "encoder.layer.0.intermediate.dense"]
     assert [n for n in names if re.search(DEMO_MODULES, n)] == [n for n in names if n.endswith(("query", "value"))]
 
+
+
+def test_print_findings_prints_the_summary_the_report_and_the_timings(demo):
+    """What ``lab demo`` prints after its run: one table row per summary row with its numbers as the
+    summary holds them, the report's files, the results folder and the phases' seconds."""
+    from rich.console import Console
+
+    from lab.demo import print_findings
+
+    console = Console(record=True, width=200, force_terminal=False)
+    print_findings(demo, console)
+    text = console.export_text()
+    lines = text.splitlines()
+    assert "Entanglement entropy at the row|column cut" in text
+    for row in demo.summary.itertuples(index=False):
+        step = "" if pd.isna(row.step) else str(int(row.step))
+        printed = [line for line in lines if row.run in line and row.what in line and f"{row.entropy:.3f}" in line
+                   and f"{row.page:.3f}" in line and f"{row.depth:.3f}" in line and (not step or f" {step} " in line)]
+        assert printed, (row.run, row.what, step)
+    for path in demo.report:
+        assert f"report: {path}" in text
+    assert f"runs: {demo.workdir / 'results'}" in text
+    assert all(f"{phase} " in text for phase in demo.seconds)

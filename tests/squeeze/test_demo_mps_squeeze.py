@@ -18,7 +18,7 @@ from lab.demo import run_demo
 from lab.finetune.mps_layout import cut_bounds
 
 TINY = dict(ranks=(2, 4), full=False, steps=6, save_every=3, batch_size=4, max_length=16, progress=False, report=False,
-            mps=(4, 2), squeeze=(4, 2), merge=2)
+            mps=(4, 2), squeeze=(4, 2), merge=2, windows={"seq_len": (16, 24, 32), "windows": 2})
 
 
 @pytest.fixture(scope="module")
