@@ -201,6 +201,15 @@ def inner(x: Factors, y: Factors) -> float:
     return float(x.scale * y.scale * ((x.B.T @ y.B) * (x.A @ y.A.T)).sum())
 
 
+def _clustered_units(factors: list[Factors], weights: list[float], k: int, seed: int):
+    """The pooled units (B', A'), their rows side by side X = [B' A'] and X's sign-invariant k-means
+    clusters: what both LEGO variants start from."""
+    Bp, Ap = pooled_units(factors, weights)
+    _check_k(k, Bp.shape[0])
+    X = np.concatenate([Bp, Ap], axis=1)
+    return Bp, Ap, X, sign_invariant_kmeans(X, k, seed)
+
+
 def lego(factors: list[Factors], weights: list[float], k: int, seed: int = 0, reweight: bool = True,
          output_reweight: bool | None = None, norm: float = 2) -> Factors:
     """LoRA-LEGO as its paper defines it: k units from k-means over the pooled MSUs, dual reweighting.
@@ -240,11 +249,8 @@ def lego(factors: list[Factors], weights: list[float], k: int, seed: int = 0, re
     _check(factors, weights)
     output_reweight = reweight if output_reweight is None else output_reweight
     J = len(factors)
-    Bp, Ap = pooled_units(factors, [J * w for w in weights])
-    _check_k(k, Bp.shape[0])
+    Bp, Ap, X, clusters = _clustered_units(factors, [J * w for w in weights], k, seed)
     m = Bp.shape[1]
-    X = np.concatenate([Bp, Ap], axis=1)
-    clusters = sign_invariant_kmeans(X, k, seed)
     B = np.zeros((m, k))
     A = np.zeros((k, Ap.shape[1]))
     for c in range(k):
@@ -275,11 +281,8 @@ def lego_oracle(factors: list[Factors], weights: list[float], k: int, seed: int 
     """
     _check(factors, weights)
     output_reweight = reweight if output_reweight is None else output_reweight
-    Bp, Ap = pooled_units(factors, weights)
-    _check_k(k, Bp.shape[0])
+    Bp, Ap, X, clusters = _clustered_units(factors, weights, k, seed)
     m = Bp.shape[1]
-    X = np.concatenate([Bp, Ap], axis=1)
-    clusters = sign_invariant_kmeans(X, k, seed)
     B = np.zeros((m, k))
     A = np.zeros((k, Ap.shape[1]))
     for c in range(k):
