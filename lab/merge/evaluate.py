@@ -131,19 +131,6 @@ def eval_rows(run: str, merged: str, method: str, base: Path, inputs: Sequence[t
 
 def write_eval_table(results: Path, run: str, rows: list[dict]) -> Path:
     """Add the rows to RESULTS/RUN/merge_eval.parquet (the rows of the same merged adapter replaced)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from lab.merge.adapters import upsert_table
 
-    from lab.store.parts import arrow_table
-
-    folder = Path(results) / run
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "merge_eval.parquet"
-    table = arrow_table("merge_eval", rows)
-    if path.is_file():
-        old = pq.read_table(path)
-        names = {r["merged"] for r in rows}
-        keep = [i for i, c in enumerate(old.column("merged").to_pylist()) if c not in names]
-        table = pa.concat_tables([old.take(keep).cast(table.schema), table])
-    pq.write_table(table, path)
-    return path
+    return upsert_table(results, run, "merge_eval", rows, "merged")[0]
