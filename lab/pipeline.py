@@ -106,6 +106,7 @@ def analyze(
         try:
             checkpoints = [c for p in paths for c in discover(p)]  # validates (and indexes) every input before any work
             _check_names(checkpoints)
+            _check_pairs(probe_options, checkpoints)
             base_model = open_base(base) if base is not None else None
             corpus = str(Path(texts).resolve()) if texts is not None else None
             if corpus is not None and not Path(corpus).is_file():
@@ -181,6 +182,18 @@ def _check_targets(probe_options: dict[str, Any], base) -> None:
     wants_weight = any("weight" in getattr(o, "targets", ()) for o in probe_options.values())
     if wants_weight and base is None:
         raise LabError("--targets weight analyses the base weights W and needs --base BASE")
+
+
+def _check_pairs(probe_options: dict[str, Any], checkpoints: list[Checkpoint]) -> None:
+    """Every name in a pair-scope probe's ``pairs`` option is one of the inputs' names: a misspelt
+    name would otherwise select no pair and the run would end with no rows for that probe."""
+    names = {c.name for c in checkpoints}
+    for probe, options in probe_options.items():
+        for pair in getattr(options, "pairs", ()) or ():
+            unknown = [n for n in pair.split(":") if n not in names]
+            if unknown:
+                raise InputError(f"--pairs {pair}: no input checkpoint is named {unknown[0]!r} ({probe}); the "
+                                 f"inputs are {', '.join(sorted(names))}")
 
 
 def _check_names(checkpoints: list[Checkpoint]) -> None:
