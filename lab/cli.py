@@ -69,6 +69,10 @@ def analyze_command(
     texts: Annotated[Optional[Path], typer.Option(
         help="Texts for probes that run the model (one per line, or .jsonl with a 'text' field); "
              "default: Python's standard-library docstrings.")] = None,
+    reference_texts: Annotated[Optional[Path], typer.Option(
+        "--reference-texts", help="Texts the model was not fine-tuned on (same format as --texts), for the forgetting "
+                                  "probe: what fine-tuning cost the model on other text, beside --texts (sets its "
+                                  "reference_texts option).")] = None,
     seq_len: Annotated[Optional[str], typer.Option(
         "--seq-len", help="Window lengths L in tokens for probes that run the model, e.g. 64,128,256 "
                           "(sets the seq_len option of every probe that has one).")] = None,
@@ -105,7 +109,7 @@ def analyze_command(
         ckpt, base=base, out=out, run=run, probes=_split(probes), options=parse_assignments(set_ or []),
         modules=modules, allow_nonfinite=allow_nonfinite, overwrite=overwrite, resume=resume, controls=controls,
         targets=_split(targets), seed=seed, texts=texts, seq_len=_split(seq_len), windows=windows, pairs=_split(pairs),
-        workers=workers, scheduler=scheduler, progress=not quiet,
+        reference_texts=reference_texts, workers=workers, scheduler=scheduler, progress=not quiet,
     )
     if not quiet:
         print_summary(result)

@@ -48,6 +48,7 @@ def analyze(
     seq_len: Sequence[int] | None = None,
     windows: int | None = None,
     pairs: Sequence[str] | None = None,
+    reference_texts: str | Path | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     stream_bytes: int | None = STREAM_BYTES,
@@ -79,6 +80,8 @@ def analyze(
     seq_len, windows : window lengths L and number of windows N of the probes that run the model on
         text (attention, thresholds); set on every probe with that option unless its options set it.
     pairs : ``FIRST:SECOND`` checkpoint names for the pair-scope probes (no_hair); default every pair.
+    reference_texts : a texts file the model was not fine-tuned on, for the probes that compare ``texts``
+        with other text (forgetting: what was forgotten); sets their ``reference_texts`` option.
     workers, scheduler : run on Dask: ``workers`` local single-threaded worker processes, or an
         existing cluster at ``scheduler`` (``tcp://host:8786``) that sees the same files.
     stream_bytes : dense updates larger than this (float64 bytes) are read in blocks, never whole.
@@ -98,8 +101,13 @@ def analyze(
     probe_options = build_options(chosen, _with_shared(chosen, options, {
         "targets": tuple(targets) if targets is not None else None,
         "seq_len": tuple(seq_len) if seq_len is not None else None, "windows": windows,
-        "pairs": tuple(pairs) if pairs is not None else None}))
+        "pairs": tuple(pairs) if pairs is not None else None,
+        "reference_texts": str(Path(reference_texts).resolve()) if reference_texts is not None else None}))
     _check_targets(probe_options, base)
+    if reference_texts is not None and not any(getattr(o, "reference_texts", "") for o in probe_options.values()):
+        raise InputError(f"--reference-texts {reference_texts}: none of the chosen probes reads reference texts; add "
+                         "forgetting to --probes")
+    reference = next((o.reference_texts for o in probe_options.values() if getattr(o, "reference_texts", "")), None)
     executor = DaskExecutor(workers, scheduler) if (workers or scheduler) else SerialExecutor()
     with _terminate_as_interrupt():  # SIGTERM from here on ends the run as Ctrl-C does, cluster closed
         executor.start()  # a local cluster's workers start, and import lab, while the inputs are read and planned
@@ -119,8 +127,11 @@ def analyze(
                 "probe_options": {p.name: as_json(probe_options[p.name]) for p in chosen},
                 "modules": modules, "allow_nonfinite": allow_nonfinite, "controls": controls, "seed": seed,
                 "corpus": corpus, "stream_bytes": stream_bytes,
+                **({"reference_texts": str(Path(reference).resolve())} if reference else {}),
             }
             inputs = _describe_inputs(checkpoints, base_model, corpus)
+            if reference:  # its size and sha256 beside the corpus's, so a resume with other reference texts is refused
+                inputs["reference_texts"] = describe_file(Path(reference))
             if resume:
                 folder = Path(out) / name
                 if _finished(folder):

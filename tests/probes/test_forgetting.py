@@ -203,3 +203,42 @@ def test_a_missing_reference_file_is_one_line_and_exit_2(tmp_path, inputs):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "nope.txt" in lines[0] and "Traceback" not in r.stderr
     assert not (tmp_path / "full").exists()  # refused before a run folder was made
+
+
+def test_the_reference_texts_flag_gives_the_rows_of_the_option_and_is_recorded(tmp_path, inputs):
+    """`lab analyze --reference-texts PATH` (the CLI, in a subprocess) writes the rows that the
+    forgetting.reference_texts option writes, and the manifest records the file with its sha256."""
+    import hashlib
+    import json
+
+    cmd = [sys.executable, "-m", "lab.cli", "analyze", str(inputs["full"]), "--base", str(inputs["base"]), "--probes",
+           "forgetting", "--texts", str(inputs["texts"]), "--reference-texts", str(inputs["reference"]), "--seq-len",
+           "8", "--windows", "2", "--out", str(tmp_path / "cli"), "--run", "r", "-q"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    by_option = lab.analyze([inputs["full"]], base=inputs["base"], out=tmp_path / "api", run="r", probes=["forgetting"],
+                            texts=inputs["texts"], seq_len=(8,), windows=2, progress=False,
+                            options={"forgetting": {"reference_texts": str(inputs["reference"])}})
+    from lab.store import open_run
+
+    got, want = open_run(tmp_path / "cli" / "r").table("forgetting"), by_option.table("forgetting")
+    assert sorted(got["text_set"]) == ["reference", "texts"]
+    cols = ["text_set", "kl", "base_loss", "tuned_loss", "loss_change"]
+    pd_sort = lambda d: d[cols].sort_values("text_set").reset_index(drop=True)  # noqa: E731
+    assert pd_sort(got).equals(pd_sort(want))
+    manifest = json.loads((tmp_path / "cli" / "r" / "manifest.json").read_text())
+    path = str(Path(inputs["reference"]).resolve())
+    assert manifest["options"]["reference_texts"] == path
+    assert manifest["options"]["probe_options"]["forgetting"]["reference_texts"] == path
+    digest = hashlib.sha256(Path(inputs["reference"]).read_bytes()).hexdigest()
+    assert digest in json.dumps(manifest["inputs"]["reference_texts"])
+
+
+def test_the_reference_texts_flag_without_a_probe_that_reads_it_is_one_line_and_exit_2(tmp_path, inputs):
+    cmd = [sys.executable, "-m", "lab.cli", "analyze", str(inputs["full"]), "--base", str(inputs["base"]), "--probes",
+           "spectra", "--reference-texts", str(inputs["reference"]), "--out", str(tmp_path), "-q"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--reference-texts" in lines[0] and "forgetting" in lines[0]
+    assert "Traceback" not in r.stderr and not (tmp_path / "full").exists()
