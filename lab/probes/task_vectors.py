@@ -1,0 +1,223 @@
+"""Task-vector merges on dense updates, in row blocks: task arithmetic, magnitude pruning, TIES, DARE.
+
+Input j is a task vector τ_j (m×n): a LoRA update s_j·B_j·A_j held as factors L_j·R_j (formed a
+row block at a time, never whole) or a dense full-fine-tune difference W_j − W_0; weights w_j.
+The exact weighted sum is T = Σ_j w_j·τ_j. The definitions are PEFT's (``peft/utils/merge_utils.py``,
+peft 0.21, the functions its ``add_weighted_adapter(..., combination_type="<method>_svd")`` applies
+to each module's ``get_delta_weight``):
+
+* ``task_arithmetic``: M = Σ_j w_j·τ_j = T.
+* ``magnitude_prune``: M = Σ_j w_j·trim_d(τ_j), trim_d keeping the ⌊d·m·n⌋ entries of τ_j of largest
+  magnitude (PEFT's ``magnitude_based_pruning``: ``topk`` of |τ_j| over the whole tensor).
+* ``ties`` (Yadav et al. 2023, "TIES-Merging"): τ̂_j = trim_d(τ_j); elected sign
+  σ = +1 where Σ_j τ̂_j ≥ 0, −1 elsewhere (PEFT's ``majority_sign_method="total"``: the sign of the
+  sum of the trimmed, unweighted vectors); disjoint mean
+  M = Σ_j w_j·τ̂_j·[sign τ̂_j = σ] / max(1, #{j : sign τ̂_j = σ}) (the weights enter after the
+  election, as in PEFT; an entry trimmed to 0 has sign 0 and agrees with no σ).
+* ``dare_linear`` (Yu et al. 2023, "Language Models are Super Mario"): τ̃_j = mask_j∘τ_j / d with
+  mask_j i.i.d. Bernoulli(d) (PEFT's ``random_pruning(..., rescale=True)``); M = Σ_j w_j·τ̃_j.
+* ``dare_ties``: τ̃_j as in DARE, then TIES' election and disjoint mean.
+
+Density d ≥ 1 trims and drops nothing (PEFT warns and returns the tensor). Two choices where the
+definitions leave room, both measure-zero for real weights: trim_d keeps every entry with
+|x| ≥ t, t the ⌊d·m·n⌋-th largest magnitude found by exact radix selection on float64 bit patterns
+over row blocks (``topk`` keeps an arbitrary ⌊d·m·n⌋ of entries tied at t); and DARE's masks are
+``torch.bernoulli`` of a float32 tensor full of d (as PEFT draws them for a float32 model), from a
+``torch.Generator`` that the caller seeds once per merge, each τ_j's mask drawn whole (row block
+after row block: the same draws as one call) and kept packed, one bit an entry, in the order the
+caller passes the modules and inputs. ``torch.manual_seed(seed)`` right before PEFT's merge loop
+then draws the same masks when PEFT visits the same modules in the same order. A float64 model
+draws different masks in PEFT (the Bernoulli sampler consumes the generator per dtype).
+
+The merged M (m×n, float64) is the one dense matrix held; its rank-k truncation comes from the
+exact SVD (LAPACK for small or high-rank cases, ARPACK's Lanczos iterated to machine precision for
+the top k of a large matrix): :func:`truncate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+METHODS = ("task_arithmetic", "ties", "dare_linear", "dare_ties", "magnitude_prune")
+DENSITY_METHODS = ("ties", "dare_linear", "dare_ties", "magnitude_prune")
+BLOCK_ENTRIES = 1 << 22  # entries of one row block (32 MiB in float64)
+GATHER = 1 << 22  # radix selection gathers the candidates once at most this many remain
+
+
+@dataclass(frozen=True)
+class TaskVector:
+    """τ = L·R (L m×r, R r×n) when R is given, else the dense m×n array L."""
+
+    L: np.ndarray
+    R: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.L.shape[0], self.L.shape[1] if self.R is None else self.R.shape[1])
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows start:stop of τ in float64."""
+        if self.R is None:
+            return np.asarray(self.L[start:stop], dtype=np.float64)
+        return self.L[start:stop] @ self.R
+
+
+def block_rows(shape: tuple[int, int], budget: int = BLOCK_ENTRIES) -> int:
+    """Rows per block so that one block holds at most ``budget`` entries (at least one row)."""
+    return max(1, budget // max(1, shape[1]))
+
+
+def _blocks(tv: TaskVector, rows: int) -> Iterator[tuple[int, int]]:
+    m = tv.shape[0]
+    for start in range(0, m, rows):
+        yield start, min(m, start + rows)
+
+
+def kth_largest_abs(blocks: Callable[[], Iterator[np.ndarray]], k: int, gather: int = GATHER) -> float:
+    """The k-th largest |x| over every block that ``blocks()`` yields (k ≥ 1), exactly.
+
+    Radix selection on the bit patterns of |x| (non-negative doubles sort like their uint64 bits),
+    16 bits a pass over the blocks; once at most ``gather`` candidates share the digits found, one
+    more pass gathers them and ``np.partition`` finishes. No pass holds more than a block and the
+    candidates.
+    """
+    prefix, remaining, shift = 0, k, 64
+    while shift > 0:
+        shift -= 16
+        counts = np.zeros(1 << 16, dtype=np.int64)
+        for blk in blocks():
+            u = np.abs(blk).ravel().view(np.uint64)
+            if shift < 48:
+                u = u[(u >> np.uint64(shift + 16)) == np.uint64(prefix)]
+            counts += np.bincount(((u >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.intp), minlength=1 << 16)
+        from_top = np.cumsum(counts[::-1])
+        i = int(np.searchsorted(from_top, remaining))  # first digit (from the top) reaching k
+        remaining -= int(from_top[i - 1]) if i > 0 else 0
+        prefix = (prefix << 16) | (0xFFFF - i)
+        if counts[0xFFFF - i] <= gather and shift > 0:
+            top = np.uint64(prefix)
+            found = [u[(u >> np.uint64(shift)) == top] for u in (np.abs(b).ravel().view(np.uint64) for b in blocks())]
+            cand = np.concatenate(found).view(np.float64)
+            return float(np.partition(cand, cand.size - remaining)[cand.size - remaining])
+    return float(np.array([prefix], dtype=np.uint64).view(np.float64)[0])
+
+
+def trim_threshold(tv: TaskVector, density: float, rows: int | None = None) -> float:
+    """t such that trim_d(τ) keeps |x| ≥ t: the ⌊d·m·n⌋-th largest magnitude (inf when that is 0 entries)."""
+    m, n = tv.shape
+    k = int(density * m * n)  # PEFT: int(density * tensor.numel())
+    if k == 0:
+        return float("inf")
+    rows = rows or block_rows(tv.shape)
+    return kth_largest_abs(lambda: (tv.rows(a, b) for a, b in _blocks(tv, rows)), k)
+
+
+def dare_masks(tv: TaskVector, density: float, generator, rows: int | None = None) -> np.ndarray:
+    """τ's Bernoulli(d) keep-mask, packed one bit an entry (m×⌈n/8⌉ uint8), drawn row block by row block."""
+    import torch
+
+    m, n = tv.shape
+    rows = rows or block_rows(tv.shape)
+    out = np.empty((m, (n + 7) // 8), dtype=np.uint8)
+    for a, b in _blocks(tv, rows):
+        draw = torch.bernoulli(torch.full((b - a, n), float(density), dtype=torch.float32), generator=generator)
+        out[a:b] = np.packbits(draw.numpy().astype(bool), axis=1)
+    return out
+
+
+@dataclass(frozen=True)
+class DenseMerge:
+    """A merge's full-rank result M and its distance from the exact sum T (Frobenius norms)."""
+
+    M: np.ndarray
+    diff_fro: float  # ‖M − T‖_F
+    target_fro: float  # ‖T‖_F (from the same blocks)
+
+
+def merge(tvs: Sequence[TaskVector], weights: Sequence[float], method: str, density: float | None = None,
+          generator=None, rows: int | None = None) -> DenseMerge:
+    """M = ``method`` of the task vectors (see the module docstring), formed in row blocks.
+
+    ``generator``: a seeded ``torch.Generator`` for the DARE methods (drawn from here, in order).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown task-vector method {method!r}")
+    if len({tv.shape for tv in tvs}) != 1:
+        raise ValueError(f"task vectors of different shapes {sorted({tv.shape for tv in tvs})}")
+    w = [float(x) for x in weights]
+    shape = tvs[0].shape
+    rows = rows or block_rows(shape, BLOCK_ENTRIES // max(1, len(tvs)))
+    d = 1.0 if density is None else float(density)
+    active = method != "task_arithmetic" and d < 1
+    trims = [trim_threshold(tv, d, rows) for tv in tvs] if active and method in ("ties", "magnitude_prune") else None
+    masks = None
+    if active and method.startswith("dare"):
+        if generator is None:
+            raise ValueError("DARE needs a seeded torch.Generator")
+        masks = [dare_masks(tv, d, generator, rows) for tv in tvs]
+    elect = method in ("ties", "dare_ties")
+    M = np.empty(shape)
+    diff2 = t2 = 0.0
+    for a, b in _blocks(tvs[0], rows):
+        taus = [tv.rows(a, b) for tv in tvs]
+        T = sum(wj * t for wj, t in zip(w, taus))
+        if trims is not None:
+            taus = [np.where(np.abs(t) >= th, t, 0.0) for t, th in zip(taus, trims)]
+        if masks is not None:
+            taus = [t * np.unpackbits(mk[a:b], axis=1, count=shape[1]) / d for t, mk in zip(taus, masks)]
+        if elect:
+            sigma = np.where(sum(taus) >= 0, 1.0, -1.0)
+            agree = [np.sign(t) == sigma for t in taus]
+            blk = sum(wj * t * g for wj, t, g in zip(w, taus, agree)) / np.maximum(sum(g.astype(np.int64) for g in agree), 1)
+        else:
+            blk = sum(wj * t for wj, t in zip(w, taus))
+        M[a:b] = blk
+        diff2 += float(((blk - T) ** 2).sum())
+        t2 += float((T ** 2).sum())
+    return DenseMerge(M, float(np.sqrt(diff2)), float(np.sqrt(t2)))
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """M ≈ L·R with L = U_k·√Σ_k (m×k), R = √Σ_k·V_kᵀ (k×n): the best rank-k approximation."""
+
+    L: np.ndarray
+    R: np.ndarray
+    sigma: np.ndarray  # the k largest singular values of M
+    residual_fro: float  # ‖M − L·R‖_F
+
+
+def top_singular(M: np.ndarray, k: int, dense_below: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(U_k, σ_k, V_kᵀ) of M, descending: LAPACK's SVD when min(m, n) < ``dense_below`` or k is more than a
+    tenth of it, otherwise ARPACK (``scipy.sparse.linalg.svds``, tol = 0: machine precision, a fixed start)."""
+    m, n = M.shape
+    q = min(m, n)
+    k = min(k, q)
+    if q < dense_below or k > q // 10:
+        U, s, Vt = np.linalg.svd(M, full_matrices=False)
+        return U[:, :k], s[:k], Vt[:k]
+    from scipy.sparse.linalg import svds
+
+    v0 = np.random.default_rng(0).standard_normal(q)
+    U, s, Vt = svds(M, k=k, tol=0, v0=v0, solver="arpack")
+    order = np.argsort(s)[::-1]
+    return U[:, order], s[order], Vt[order]
+
+
+def truncate(M: np.ndarray, k: int, dense_below: int = 1024, rows: int | None = None) -> Truncation:
+    """The rank-k truncation of M from its exact SVD (zero columns beyond min(m, n)), and its residual."""
+    U, s, Vt = top_singular(M, k, dense_below)
+    root = np.sqrt(s)
+    kk = min(k, min(M.shape))
+    L = np.zeros((M.shape[0], kk))
+    R = np.zeros((kk, M.shape[1]))
+    L[:, :s.size] = U * root
+    R[:s.size] = root[:, None] * Vt
+    rows = rows or block_rows(M.shape)
+    res2 = 0.0
+    for a in range(0, M.shape[0], rows):
+        res2 += float(((M[a:a + rows] - L[a:a + rows] @ R) ** 2).sum())
+    return Truncation(L, R, s, float(np.sqrt(res2)))

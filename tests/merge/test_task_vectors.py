@@ -1,0 +1,128 @@
+"""TIES, DARE, magnitude pruning and task arithmetic (lab.probes.task_vectors) against a direct numpy
+implementation written here from the definitions, on small dense task vectors; the radix selection
+against np.sort; the rank-k truncation against numpy's SVD."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lab.probes import task_vectors as tvm
+
+
+def _numpy_trim(t, d):
+    k = int(d * t.size)
+    if k == 0:
+        return np.zeros_like(t)
+    t_k = np.sort(np.abs(t).ravel())[::-1][k - 1]
+    return np.where(np.abs(t) >= t_k, t, 0.0)
+
+
+def _numpy_elect_merge(taus, w):
+    total = np.sum(taus, axis=0)
+    sigma = np.where(total >= 0, 1, -1)
+    num = np.zeros_like(taus[0])
+    cnt = np.zeros_like(taus[0])
+    for wj, t in zip(w, taus):
+        keep = np.sign(t) == sigma
+        num += wj * t * keep
+        cnt += keep
+    return num / np.maximum(cnt, 1)
+
+
+def _numpy_masks(shapes, d, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.bernoulli(torch.full(s, d, dtype=torch.float32), generator=g).numpy().astype(float) for s in shapes]
+
+
+def numpy_merge(taus, w, method, d, seed=0):
+    if method == "task_arithmetic":
+        return sum(wj * t for wj, t in zip(w, taus))
+    if method == "magnitude_prune":
+        return sum(wj * _numpy_trim(t, d) for wj, t in zip(w, taus))
+    if method == "ties":
+        return _numpy_elect_merge([_numpy_trim(t, d) for t in taus], w)
+    dropped = [t * mk / d for t, mk in zip(taus, _numpy_masks([t.shape for t in taus], d, seed))]
+    if method == "dare_linear":
+        return sum(wj * t for wj, t in zip(w, dropped))
+    return _numpy_elect_merge(dropped, w)
+
+
+@pytest.fixture
+def dense_taus():
+    rng = np.random.default_rng(0)
+    return [rng.normal(size=(13, 11)) for _ in range(3)]
+
+
+@pytest.mark.parametrize("method", tvm.METHODS)
+@pytest.mark.parametrize("rows", [None, 3])
+def test_methods_equal_numpy_on_dense_task_vectors(dense_taus, method, rows):
+    w = [0.5, -0.3, 1.2]
+    d = 0.4
+    gen = torch.Generator().manual_seed(5)
+    got = tvm.merge([tvm.TaskVector(t) for t in dense_taus], w, method, d, generator=gen, rows=rows)
+    want = numpy_merge(dense_taus, w, method, d, seed=5)
+    np.testing.assert_allclose(got.M, want, rtol=1e-13, atol=1e-13)
+    T = sum(wj * t for wj, t in zip(w, dense_taus))
+    assert got.diff_fro == pytest.approx(np.linalg.norm(want - T), rel=1e-12, abs=1e-13)
+    assert got.target_fro == pytest.approx(np.linalg.norm(T), rel=1e-12)
+
+
+@pytest.mark.parametrize("method", tvm.METHODS)
+def test_factored_task_vectors_in_row_blocks_equal_dense(method):
+    """A LoRA update given as factors and streamed 4 rows at a time gives the dense merge."""
+    rng = np.random.default_rng(1)
+    facs = [(rng.normal(size=(17, 3)), rng.normal(size=(3, 9))) for _ in range(2)]
+    w = [0.7, 0.3]
+    streamed = tvm.merge([tvm.TaskVector(L, R) for L, R in facs], w, method, 0.3,
+                         generator=torch.Generator().manual_seed(2), rows=4)
+    want = numpy_merge([L @ R for L, R in facs], w, method, 0.3, seed=2)
+    np.testing.assert_allclose(streamed.M, want, rtol=1e-12, atol=1e-12)
+
+
+def test_ties_sign_election_and_disjoint_mean_by_hand():
+    """Entry by entry: trimmed entries agree with no sign, the sum's sign wins, ties of the sum go to +."""
+    a = np.array([[3.0, -1.0, 2.0, 0.5]])
+    b = np.array([[-1.0, -4.0, -2.0, 0.1]])
+    got = tvm.merge([tvm.TaskVector(a), tvm.TaskVector(b)], [1.0, 1.0], "ties", density=1.0).M
+    # sums 2, -5, 0 (+), 0.6: elected +, -, +, +; agreeing entries averaged
+    np.testing.assert_array_equal(got, [[3.0, -2.5, 2.0, 0.3]])
+    trimmed = tvm.merge([tvm.TaskVector(a), tvm.TaskVector(b)], [1.0, 1.0], "ties", density=0.5).M
+    # a keeps 3, 2 (2 of 4); b keeps -4, -2: sums 3, -4, 0 (+), 0
+    np.testing.assert_array_equal(trimmed, [[3.0, -4.0, 2.0, 0.0]])
+
+
+def test_density_one_is_task_arithmetic_and_dare_rescales_in_expectation():
+    rng = np.random.default_rng(3)
+    taus = [rng.normal(size=(40, 50)) for _ in range(2)]
+    tv = [tvm.TaskVector(t) for t in taus]
+    T = taus[0] + taus[1]
+    for method in ("magnitude_prune", "dare_linear"):
+        np.testing.assert_array_equal(tvm.merge(tv, [1, 1], method, 1.0, generator=torch.Generator()).M, T)
+    many = np.mean([tvm.merge(tv, [1, 1], "dare_linear", 0.5, generator=torch.Generator().manual_seed(s)).M
+                    for s in range(200)], axis=0)
+    assert np.abs(many - T).mean() < 0.15 * np.abs(T).mean()  # unbiased: E[mask/d] = 1
+
+
+@pytest.mark.parametrize("gather", [tvm.GATHER, 5, 0])
+def test_kth_largest_abs_radix_selection_equals_sort(gather):
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(size=500), rng.normal(size=200) * 1e-30, np.zeros(20), [7.0, 7.0, -7.0]])
+    blocks = lambda: iter(np.array_split(x, 7))
+    ordered = np.sort(np.abs(x))[::-1]
+    for k in (1, 2, 3, 4, 100, 600, 720, x.size):
+        assert tvm.kth_largest_abs(blocks, k, gather=gather) == ordered[k - 1]
+
+
+@pytest.mark.parametrize("dense_below", [1024, 10])
+def test_truncation_is_numpy_best_rank_k(dense_below):
+    rng = np.random.default_rng(5)
+    M = rng.normal(size=(120, 90)) * np.linspace(3, 0.1, 90)
+    U, s, Vt = np.linalg.svd(M, full_matrices=False)
+    for k in (1, 5, 8):
+        t = tvm.truncate(M, k, dense_below=dense_below, rows=7)
+        best = (U[:, :k] * s[:k]) @ Vt[:k]
+        np.testing.assert_allclose(t.L @ t.R, best, atol=1e-11 * s[0])
+        np.testing.assert_allclose(t.sigma, s[:k], rtol=1e-12)
+        assert t.residual_fro == pytest.approx(np.sqrt((s[k:] ** 2).sum()), rel=1e-10)
