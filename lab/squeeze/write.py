@@ -67,22 +67,10 @@ def squeeze_rows(name: str, run: str, source: Input, squeezed: list[Squeezed]) -
 
 def write_squeeze_table(results: Path, run: str, rows: list[dict]) -> Path:
     """Add the rows to RESULTS/RUN/squeeze.parquet (earlier rows of the same output replaced)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from lab.store.manifest import now, write_manifest
-    from lab.store.parts import arrow_table
+    from lab.store.writer import upsert_table
 
-    folder = Path(results) / run
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{TABLE}.parquet"
-    table = arrow_table(TABLE, rows)
-    if path.is_file():
-        old = pq.read_table(path)
-        names = {r["checkpoint"] for r in rows}
-        keep = [i for i, c in enumerate(old.column("checkpoint").to_pylist()) if c not in names]
-        table = pa.concat_tables([old.take(keep).cast(table.schema), table])
-    pq.write_table(table, path)
-    write_manifest(folder, {"run": run, "status": "complete", "kind": TABLE, "updated": now(),
-                            "squeezed": sorted(set(table.column("checkpoint").to_pylist()))})
+    path, table = upsert_table(results, run, TABLE, rows, "checkpoint")
+    write_manifest(path.parent, {"run": run, "status": "complete", "kind": TABLE, "updated": now(),
+                                 "squeezed": sorted(set(table.column("checkpoint").to_pylist()))})
     return path

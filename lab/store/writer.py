@@ -117,6 +117,36 @@ class RunWriter:
                              units_done=len(self.parts.done()))
 
 
+def upsert_table(results: Path, run: str, name: str, rows: list[dict[str, Any]], key: str) -> tuple[Path, pa.Table]:
+    """Add ``rows`` to RESULTS/RUN/NAME.parquet, replacing the stored rows whose ``key`` column holds a
+    value one of the new rows holds (the rows of the same merged or squeezed adapter).
+
+    The tables that ``lab merge`` and ``lab squeeze`` grow one output at a time are written here, as
+    ``lab analyze``'s are by :class:`RunWriter`: under ``NAME.parquet.partial`` and renamed into
+    place, so an interrupted write never leaves a table that looks complete; then ``manifest``
+    (when given) is written. Returns the path and the table written.
+    """
+    from lab.store.parts import arrow_table
+
+    folder = Path(results) / run
+    folder.mkdir(parents=True, exist_ok=True)
+    final = table_path(folder, name)
+    table = arrow_table(name, rows)
+    if final.is_file():
+        old = pq.read_table(final)
+        replaced = {r[key] for r in rows}
+        keep = [i for i, value in enumerate(old.column(key).to_pylist()) if value not in replaced]
+        table = pa.concat_tables([old.take(keep).cast(table.schema), table])
+    partial = final.with_name(final.name + PARTIAL)
+    try:
+        pq.write_table(table, partial)
+        os.replace(partial, final)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return final, table
+
+
 def is_complete(folder: Path) -> bool:
     """Whether a run folder's manifest says the run completed."""
     try:

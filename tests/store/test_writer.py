@@ -144,3 +144,29 @@ def test_timings_list_every_unit_of_a_finished_run(tmp_path):
     timings = open_run(tmp_path / "r").timings()
     assert timings.key.tolist() == ["a", "b"]
     assert timings.nlargest(1, "seconds").label.item() == "ckpt: layers.1.q_proj"
+
+
+def test_upsert_replaces_the_rows_of_the_same_key_and_a_failed_write_keeps_the_old_table(tmp_path, monkeypatch):
+    from lab.store.writer import upsert_table
+
+    rows = _rows(6)  # checkpoints 0, 1, 2, twice each
+    upsert_table(tmp_path, "m", "deltas", rows, "checkpoint")
+    newer = [{**r, "fro_norm": 10.0 + i} for i, r in enumerate(_rows(6)) if r["checkpoint"] == "checkpoint-1"]
+    path, table = upsert_table(tmp_path, "m", "deltas", newer, "checkpoint")
+    df = pd.read_parquet(path)
+    assert len(df) == 6 == table.num_rows
+    assert sorted(df[df.checkpoint == "checkpoint-1"].fro_norm) == sorted(r["fro_norm"] for r in newer)
+    kept = [r["fro_norm"] for r in rows if r["checkpoint"] != "checkpoint-1"]
+    assert sorted(df[df.checkpoint != "checkpoint-1"].fro_norm) == sorted(kept)
+
+    before = path.read_bytes()
+
+    def interrupted(table, where, **kw):  # the disk fills up half-way through the parquet file
+        open(where, "wb").write(b"PAR1 half")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", interrupted)
+    with pytest.raises(OSError):
+        upsert_table(tmp_path, "m", "deltas", _rows(2), "checkpoint")
+    assert path.read_bytes() == before  # the table still complete, as it was
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no partial file left beside it
