@@ -22,7 +22,7 @@ from lab.errors import InputError, LabError
 from lab.probes.options import as_json, build_options
 from lab.probes.registry import Probe, ProbeContext, reporting_steps, resolve
 from lab.store import Run, RunWriter
-from lab.store.manifest import describe_file, read_manifest, versions
+from lab.store.manifest import as_stored, changed_options, describe_file, read_manifest, versions
 
 
 class ResumeError(LabError):
@@ -249,20 +249,13 @@ def _finished(folder: Path) -> bool:
 def _check_resumable(folder: Path, inputs: dict[str, Any], settings: dict[str, Any]) -> None:
     """ResumeError unless the run folder was made from the same inputs (hashes) with the same options."""
     manifest = read_manifest(folder)
-    if manifest.get("options") != _jsonable(settings):
-        changed = sorted(k for k in set(settings) | set(manifest.get("options", {}))
-                         if manifest.get("options", {}).get(k) != _jsonable(settings).get(k))
+    changed = changed_options(manifest.get("options", {}), settings)
+    if changed:
         raise ResumeError(f"{folder}: cannot resume: options differ from the interrupted run's ({', '.join(changed)}); "
                           "rerun with the same options, or --overwrite to start again")
-    if manifest.get("inputs") != _jsonable(inputs):
+    if manifest.get("inputs") != as_stored(inputs):
         raise ResumeError(f"{folder}: cannot resume: the input files differ from the interrupted run's (sizes or sha256); "
                           "pass --overwrite to start again")
-
-
-def _jsonable(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value, default=str))
 
 
 def _default_run_name(paths: list[Path]) -> str:

@@ -59,3 +59,20 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
 def read_manifest(folder: Path) -> dict[str, Any]:
     """The manifest of a run folder."""
     return json.loads((Path(folder) / MANIFEST).read_text())
+
+
+def as_stored(value: Any) -> Any:
+    """``value`` as the manifest stores it (JSON, with paths and other objects as strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def changed_options(stored: dict[str, Any], wanted: dict[str, Any], *, only_wanted: bool = False) -> list[str]:
+    """The option names whose value in a run's manifest (``stored``: its ``options``) differs from ``wanted``.
+
+    Every name either holds, unless ``only_wanted`` (then only the names ``wanted`` gives: a run made
+    with more options than asked for still answers the question). This is the one comparison that
+    decides whether a run folder can be resumed (``lab analyze --resume``) or reused (``lab demo``).
+    """
+    wanted = as_stored(wanted)
+    names = set(wanted) if only_wanted else set(wanted) | set(stored)
+    return sorted(k for k in names if stored.get(k) != wanted.get(k))
