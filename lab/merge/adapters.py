@@ -28,7 +28,7 @@ from lab.checkpoints import TensorLoader, discover, module_name, plan_reads
 from lab.checkpoints.diffusers_names import KOHYA_PREFIXES, image_name
 from lab.deltas import Factors
 from lab.errors import InputError
-from lab.probes import merging
+from lab.probes import merging, task_vectors
 from lab.probes.merging import MergeError
 
 PREFIX = "base_model.model."
@@ -137,12 +137,19 @@ class ModuleMerge:
     target: Factors
     errors: merging.MergeErrors
     embedding: bool
+    method_rel_fro: float | None = None  # ‖M − T‖_F / ‖T‖_F of the method's full-rank result (before the rank-k cut)
+    truncation_rel_fro: float | None = None  # ‖M − M_k‖_F / ‖T‖_F: what the rank-k cut alone costs
 
 
-def check_inputs(adapters: list[Adapter], weights: list[float], method: str, rank: int | None) -> None:
+ALL_METHODS = merging.METHODS + task_vectors.METHODS
+
+
+def check_inputs(adapters: list[Adapter], weights: list[float], method: str, rank: int | None,
+                 density: float | None = None) -> None:
     """One-line MergeErrors for inputs no method can merge (raised before anything is computed)."""
-    if method not in merging.METHODS:
-        raise MergeError(f"--method {method!r}: choose from {', '.join(merging.METHODS)}")
+    if method not in ALL_METHODS:
+        raise MergeError(f"--method {method!r}: choose from {', '.join(ALL_METHODS)}")
+    check_density(method, density)
     if len(adapters) < 2:
         raise MergeError("lab merge needs at least two adapters")
     if len(weights) != len(adapters):
@@ -168,41 +175,105 @@ def check_inputs(adapters: list[Adapter], weights: list[float], method: str, ran
             raise MergeError(f"module '{m}' has different shapes or kinds across the adapters "
                              f"({', '.join(f'{n}: {s}' for n, s, _ in sorted(shapes))}): not adapters of one base")
     if method in ("stack", "linear") and rank is not None:
-        raise MergeError(f"--rank applies to svd, lego and lego-oracle; {method} keeps {'the pooled units' if method == 'stack' else 'the common rank'}")
-    if rank is not None:
+        raise MergeError(f"--rank applies to svd, lego, lego-oracle and the task-vector methods; {method} keeps {'the pooled units' if method == 'stack' else 'the common rank'}")
+    if rank is not None and method in task_vectors.METHODS and method != "task_arithmetic":
+        largest = max(min(a.factors[m].shape) for a in adapters for m in a.factors)
+        if rank < 1 or rank > largest:
+            raise MergeError(f"--rank {rank}: must be between 1 and {largest}, the largest module's smaller dimension")
+    elif rank is not None:
         largest = max(sum(a.factors[m].rank_bound for a in adapters if m in a.factors) for m in {m for a in adapters for m in a.factors})
         if rank < 1 or rank > largest:
             raise MergeError(f"--rank {rank}: must be between 1 and the {largest} pooled units of the adapters")
 
 
+def check_density(method: str, density: float | None) -> None:
+    """--density is the fraction of entries kept by ties, dare_* and magnitude_prune, 0 < d ≤ 1; no other method takes it."""
+    if method in task_vectors.DENSITY_METHODS:
+        if density is None:
+            raise MergeError(f"--method {method} needs --density d, the fraction of each update's entries kept (0 < d ≤ 1)")
+        if not (0 < density <= 1):
+            raise MergeError(f"--density {density}: must be in (0, 1], the fraction of each update's entries kept")
+    elif density is not None:
+        raise MergeError(f"--density applies to {', '.join(task_vectors.DENSITY_METHODS)}, not {method}")
+
+
 def merge_modules(adapters: list[Adapter], weights: list[float], method: str, rank: int | None = None,
-                  seed: int = 0, reweight: bool = True) -> list[ModuleMerge]:
-    """Every module of the union merged: a module an adapter lacks contributes zero (it is left out)."""
-    check_inputs(adapters, weights, method, rank)
+                  seed: int = 0, reweight: bool = True, density: float | None = None,
+                  order: list[str] | None = None) -> list[ModuleMerge]:
+    """Every module of the union merged: a module an adapter lacks contributes zero (it is left out).
+
+    ``order``: the modules in the model's own order (``named_modules``), in which DARE draws its
+    masks, as PEFT's ``add_weighted_adapter`` visits them; modules it does not name follow in natural order.
+    """
+    check_inputs(adapters, weights, method, rank, density)
     modules = sorted({m for a in adapters for m in a.factors}, key=_natural)
-    out = []
-    for m in modules:
+    pos = {m: i for i, m in enumerate(order or ())}
+    visit = sorted(modules, key=lambda m: (pos[m], ()) if m in pos else (len(pos), _natural(m)))
+    generator = None
+    if method.startswith("dare"):
+        import torch
+
+        generator = torch.Generator().manual_seed(int(seed))
+    transposed = bool(adapters[0].config.get("fan_in_fan_out")) and adapters[0].config.get("format") != "kohya"
+    done = {}
+    for m in visit:
         present = [(a, w) for a, w in zip(adapters, weights) if m in a.factors]
         fs, ws = [a.factors[m] for a, _ in present], [w for _, w in present]
         pooled = sum(f.rank_bound for f in fs)
         target = merging.stack(fs, ws)
         k = min(rank if rank is not None else max(f.rank_bound for f in fs), pooled)
+        embedding = present[0][0].embedding[m]
+        extra = {}
         try:
             if method == "stack":
-                merged = target
+                merged, extra = target, {"method_rel_fro": 0.0, "truncation_rel_fro": 0.0}
             elif method == "linear":
                 merged = merging.linear(fs, ws)
             elif method == "svd":
                 merged = merging.svd(fs, ws, k)
             elif method == "lego":
                 merged = merging.lego(fs, ws, k, seed=seed, reweight=reweight)
-            else:
+            elif method == "lego-oracle":
                 merged = merging.lego_oracle(fs, ws, k, seed=seed, reweight=reweight)
+            else:
+                k = rank if rank is not None else max(f.rank_bound for f in fs)
+                merged, extra = task_vector_merge(fs, ws, method, k, density, generator, transposed or embedding, rank is None)
         except MergeError as e:
             raise MergeError(f"module '{m}': {e}") from None
-        out.append(ModuleMerge(m, [a.name for a, _ in present], ws, pooled, merged, target,
-                               merging.errors(merged, target), present[0][0].embedding[m]))
-    return out
+        errs = merging.errors(merged, target)
+        if method == "svd":
+            extra = {"method_rel_fro": 0.0, "truncation_rel_fro": errs.rel_fro}
+        done[m] = ModuleMerge(m, [a.name for a, _ in present], ws, pooled, merged, target, errs, embedding, **extra)
+    return [done[m] for m in modules]
+
+
+def task_vector_merge(fs: list[Factors], ws: list[float], method: str, k: int, density: float | None, generator,
+                      transposed: bool, default_rank: bool = False) -> tuple[Factors, dict]:
+    """One module's TIES/DARE/magnitude-prune/task-arithmetic merge of the updates s_j·B_j·A_j, cut to rank k.
+
+    The updates are taken in PEFT's ``get_delta_weight`` layout (transposed for embeddings and
+    ``fan_in_fan_out``), where DARE's masks are drawn; the merged M is cut to rank k by its exact
+    SVD and written back as stored factors. task_arithmetic needs no dense matrix: M = T is cut
+    from the stacked factors, at T's numerical rank when ``default_rank`` (no --rank given).
+    """
+    target = merging.stack(fs, ws)
+    t_fro = target.fro_norm()
+    rel = (lambda x: x / t_fro if t_fro > 0 else (0.0 if x == 0 else float("inf")))
+    if method == "task_arithmetic":
+        sigma = merging.singular_values(target)
+        if default_rank:  # numpy's matrix_rank rule on T's singular values
+            tol = sigma[0] * max(target.shape) * np.finfo(float).eps if sigma.size else 0.0
+            k = max(1, int((sigma > tol).sum()))
+        merged = merging.svd(fs, ws, min(k, target.rank_bound))
+        return merged, {"method_rel_fro": 0.0, "truncation_rel_fro": rel(float(np.sqrt((sigma[k:] ** 2).sum())))}
+    if transposed:
+        tvs = [task_vectors.TaskVector(f.A.T, f.scale * f.B.T) for f in fs]
+    else:
+        tvs = [task_vectors.TaskVector(f.scale * f.B, f.A) for f in fs]
+    dense = task_vectors.merge(tvs, ws, method, density, generator=generator)
+    cut = task_vectors.truncate(dense.M, k)
+    merged = Factors(cut.R.T, cut.L.T, 1.0) if transposed else Factors(cut.L, cut.R, 1.0)
+    return merged, {"method_rel_fro": rel(dense.diff_fro), "truncation_rel_fro": rel(cut.residual_fro)}
 
 
 def _natural(name: str) -> tuple:
@@ -266,8 +337,9 @@ def write_adapter(out: Path, merges: list[ModuleMerge], template: dict, dtype: s
         raise
 
 
-def merge_rows(merged_name: str, run: str, method: str, merges: list[ModuleMerge], dtype: str) -> list[dict]:
-    """The ``merge`` table's rows: one per merged module."""
+def merge_rows(merged_name: str, run: str, method: str, merges: list[ModuleMerge], dtype: str,
+               density: float | None = None, seed: int | None = None) -> list[dict]:
+    """The ``merge`` table's rows: one per merged module (``density`` and ``seed`` as the method used them)."""
     rows = []
     for mm in merges:
         e = mm.errors
@@ -280,6 +352,8 @@ def merge_rows(merged_name: str, run: str, method: str, merges: list[ModuleMerge
             "rel_fro_error": e.rel_fro, "optimal_rel_fro_error": e.optimal_rel_fro,
             "rel_spectral_error": e.rel_spectral, "optimal_rel_spectral_error": e.optimal_rel_spectral,
             "stored_rel_fro_error": written.rel_fro, "hidden_rel_error": None,
+            "method_rel_fro_error": mm.method_rel_fro, "truncation_rel_fro_error": mm.truncation_rel_fro,
+            "density": density, "seed": seed,
         })
     return rows
 

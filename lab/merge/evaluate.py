@@ -93,8 +93,10 @@ def window_loss(model, tokenizer, windows, objective: str, temperature: float = 
         return float(info_nce(a, p, temperature))
 
 
-def losses(base: Path, models: Sequence[tuple[str, Path | None]], sets: Sequence[EvalSet]) -> dict[tuple[str, str], float]:
-    """{(model name, set name): loss} for each (name, adapter folder) in ``models`` (None: the base itself)."""
+def losses(base: Path, models: Sequence[tuple[str, Path | None]], sets: Sequence[EvalSet],
+           full: bool = False) -> dict[tuple[str, str], float]:
+    """{(model name, set name): loss} for each (name, adapter folder) in ``models`` (None: the base itself);
+    ``full``: the folders hold full models (a merge of full fine-tunes), not adapters."""
     from lab.engine.subjects import ModelSubject
     from lab.probes.windows import load_model, load_tokenizer
 
@@ -103,7 +105,7 @@ def losses(base: Path, models: Sequence[tuple[str, Path | None]], sets: Sequence
     out = {}
     for name, path in models:
         subject = (ModelSubject(name, None, Path(base), "base") if path is None
-                   else ModelSubject(name, None, Path(path), "adapter", base=Path(base)))
+                   else ModelSubject(name, None, Path(path), "full" if full else "adapter", base=Path(base)))
         model = load_model(subject)
         for s in sets:
             out[(name, s.name)] = window_loss(model, tokenizer, s.windows, objective)
@@ -111,12 +113,12 @@ def losses(base: Path, models: Sequence[tuple[str, Path | None]], sets: Sequence
 
 
 def eval_rows(run: str, merged: str, method: str, base: Path, inputs: Sequence[tuple[str, Path]], sets: Sequence[EvalSet],
-              merged_path: Path) -> list[dict]:
-    """The ``merge_eval`` rows of one merged adapter: it, every input adapter and the base, on every text set."""
+              merged_path: Path, full: bool = False) -> list[dict]:
+    """The ``merge_eval`` rows of one merged adapter (``full``: model): it, every input and the base, on every text set."""
     objective = objective_of(base)
     models = [(merged, merged_path), *inputs, ("base", None)]
     kinds = {merged: "merged", "base": "base", **{n: "input" for n, _ in inputs}}
-    got = losses(base, models, sets)
+    got = losses(base, models, sets, full=full)
     rows = []
     for s in sets:
         base_loss = got[("base", s.name)]

@@ -285,9 +285,9 @@ declare(
 declare(
     "merge",
     "one row per module of a merged adapter written by lab merge (checkpoint = the merged adapter's folder name): its error against the exact weighted sum T = Σ_j w_j·s_j·B_j·A_j, beside the best rank-k error",
-    _c("method", "string", "stack (FLoRA concatenation: exact), linear (PEFT's index-wise average: cross terms), svd (best rank k of T from the stacked factors), lego (LoRA-LEGO: k-means over the pooled units, centroids rescaled to their members' mean norm, output × √(r/k); data-free) or lego-oracle (the lab's earlier variant: centroids × cluster size, output scale fitted to T itself, an oracle)"),
-    _c("k", "int64", "rank of the merged module"),
-    _c("pooled_units", "int64", "Σ_j r_j over the adapters that have this module"),
+    _c("method", "string", "stack (FLoRA concatenation: exact), linear (PEFT's index-wise average: cross terms), svd (best rank k of T from the stacked factors), lego (LoRA-LEGO: k-means over the pooled units, centroids rescaled to their members' mean norm, output × √(r/k); data-free), lego-oracle (the lab's earlier variant: centroids × cluster size, output scale fitted to T itself, an oracle), or a task-vector method on each module's dense update, PEFT's definitions (lab/probes/task_vectors.py), cut to rank k by the exact SVD: task_arithmetic (T itself), ties (trim to --density by magnitude, elect the sign of the sum, disjoint mean), dare_linear (drop with probability 1 − density, rescale by 1/density), dare_ties (DARE's drop, then TIES' election and mean), magnitude_prune (trim, then the weighted sum); full fine-tunes merged as task vectors W_j − W_0 get these methods without the rank cut"),
+    _c("k", "int64", "rank of the merged module; empty for a full fine-tune's tensor (merged dense, no rank cut)"),
+    _c("pooled_units", "int64", "Σ_j r_j over the adapters that have this module; empty for a full fine-tune's tensor"),
     _c("members", "string", "the input adapters that have this module (a module an adapter lacks contributes zero)"),
     _c("weights", "string", "their weights w_j, comma-separated"),
     _c("target_fro_norm", "float64", "‖T‖_F"),
@@ -297,13 +297,17 @@ declare(
     _c("optimal_rel_spectral_error", "float64", "σ_{k+1} / σ_1: the best rank-k spectral error"),
     _c("stored_rel_fro_error", "float64", "‖M̂ − T‖_F / ‖T‖_F for the factors as written (rounded to the inputs' dtype, e.g. float32)"),
     _c("hidden_rel_error", "float64", "‖H_M − H_T‖_F / ‖H_T − H_0‖_F: last-layer hidden states of the merged model (M), the model with the exact sum T applied and the base (0), on the first N windows of L tokens of --texts as the attention probes define them (--base with --texts; the same value on every row of a merged adapter; empty otherwise)"),
+    _c("method_rel_fro_error", "float64", "‖M_full − T‖_F / ‖T‖_F: the method's own full-rank result M_full (before any rank cut) against the exact sum, i.e. what trimming, dropping and sign election cost (0 for stack, svd and task_arithmetic; empty for linear, lego and lego-oracle, which have no full-rank stage)"),
+    _c("truncation_rel_fro_error", "float64", "‖M_full − M‖_F / ‖T‖_F: what the rank-k cut alone costs (the SVD tail of M_full; 0 for stack; empty for linear, lego, lego-oracle and a full fine-tune's tensors, which are not cut)"),
+    _c("density", "float64", "--density d, the fraction of each update's entries kept by ties, dare_linear, dare_ties and magnitude_prune; empty for the other methods"),
+    _c("seed", "int64", "the seed of DARE's drop masks (dare_linear, dare_ties) or of LEGO's k-means (lego, lego-oracle); empty for the other methods"),
 )
 
 declare(
     "merge_eval",
     "one row per (model, text set) of a merged adapter written by lab merge --eval-texts: the held-out loss of the merged adapter, of every input adapter and of the base on each text set (module, layer and role are empty: the rows are whole models)",
     _c("merged", "string", "the merged adapter's folder name: the rows of one merge (its inputs and the base are repeated for each merge)"),
-    _c("method", "string", "the merge method of that adapter (stack, linear, svd, lego, lego-oracle)"),
+    _c("method", "string", "the merge method of that adapter (stack, linear, svd, lego, lego-oracle, task_arithmetic, ties, dare_linear, dare_ties, magnitude_prune)"),
     _c("kind", "string", "merged (checkpoint = the merged adapter), input (checkpoint = an input adapter's folder name) or base (checkpoint = 'base')"),
     _c("texts", "string", "the text set: the --eval-texts file's name without its suffix"),
     _c("seq_len", "int64", "window length L in tokens"),
