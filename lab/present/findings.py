@@ -518,6 +518,131 @@ def _merge(runs: Sequence[Run]) -> list[Sentence]:
     return out
 
 
+FULL = "full"  # the deltas table's kind of a full fine-tune: what intruder counts and α shifts are held against
+
+
+def _against_full(w: _Writer, values: dict[str, float], methods: dict[str, str]) -> None:
+    """Each other method's per-run values against full fine-tuning's, by :func:`lab.present.seeds.separated`
+    (the runs of one method taken as its seeds): 'separated' only when the sets separate."""
+    from lab.present.seeds import separated
+
+    groups: dict[str, list[float]] = {}
+    for run, value in values.items():
+        groups.setdefault(methods.get(run) or "unknown", []).append(value)
+    reference = groups.get(FULL)
+    if not reference or len(groups) < 2:
+        return
+    for method, mine in sorted(groups.items()):
+        if method == FULL:
+            continue
+        w.text(f" {method} ({len(mine)} run{'s' if len(mine) > 1 else ''}) against full fine-tuning ({len(reference)}): ")
+        if separated(mine, reference):
+            w.text("separated.")
+        elif min(len(mine), len(reference)) < 2:
+            w.text("not separated (one run on a side: no seeds to tell a difference from run-to-run spread).")
+        else:
+            w.text("not separated (the runs' values overlap).")
+
+
+def _esd(runs: Sequence[Run]) -> list[Sentence]:
+    """Per run at its last checkpoint: α of W + ΔW beside the base W's, how far fine-tuning moved it (per module
+    α(W + ΔW) − α(W)), and the heaviest-tailed modules; with several runs, the median shifts compared."""
+    from lab.present.esd import alpha_pairs
+
+    cols = ["run", "checkpoint", "step", "module", "layer", "role", "source", "alpha", "D"]
+    labels = {"alpha_tuned": "W + ΔW", "alpha_delta": "ΔW", "alpha_weight": "the base W"}
+    out, shifts = [], {}
+    for run, rows in _per_run(runs, "esd", cols):
+        pairs = alpha_pairs(rows)
+        ck = last_checkpoint(pairs)
+        pairs = pairs[pairs["checkpoint"].astype(str) == ck] if ck is not None else pairs
+        subject = next((c for c in labels if pairs[c].notna().any()), None)
+        if subject is None:
+            continue
+        fitted = pairs.dropna(subset=[subject])
+        w = _Writer("esd", run)
+        _who(w, run, ck, pairs)
+        w.text(f"power-law α of {labels[subject]} has median ").num("alpha_median", fitted[subject].median(), " (")
+        w.num("alpha_min", fitted[subject].min(), "–").num("alpha_max", fitted[subject].max(), " over ")
+        w.num("modules", len(fitted), " modules)")
+        base = pairs["alpha_weight"].dropna()
+        if subject != "alpha_weight" and not base.empty:
+            w.text(", the base W's ").num("alpha_weight_median", base.median(), " (")
+            w.num("alpha_weight_min", base.min(), "–").num("alpha_weight_max", base.max(), ")")
+        both = pairs.dropna(subset=["alpha_shift"])
+        if not both.empty:
+            w.text("; fine-tuning moved α by ").num("alpha_shift_median", both["alpha_shift"].median(), " (median; ")
+            w.num("alpha_shift_min", both["alpha_shift"].min(), " to ").num("alpha_shift_max", both["alpha_shift"].max())
+            w.text("), lower in ").num("alpha_lower", int((both["alpha_shift"] < 0).sum()), "/")
+            w.num("paired", len(both), " modules")
+            shifts[run] = float(both["alpha_shift"].median())
+        heaviest = fitted.sort_values([subject, "module"]).head(3)
+        w.text(f"; heaviest-tailed (smallest α of {labels[subject]}): ")
+        for i, r in enumerate(heaviest.itertuples()):
+            w.text(("" if i == 0 else ", ") + f"{r.module} ").num(f"alpha[{r.module}]", getattr(r, subject))
+        if subject == "alpha_tuned" and pairs["alpha_delta"].notna().any():
+            w.text("; ΔW alone: median α ").num("alpha_delta_median", pairs["alpha_delta"].median())
+        w.text(".")
+        out.append(w.sentence)
+    if len(shifts) > 1:
+        w = _Writer("esd", None)
+        _ranking(w, "Fine-tuning lowered α most (median α(W + ΔW) − α(W) at the last checkpoint; most negative first)",
+                 shifts, "alpha_shift_median", descending=False)
+        _against_full(w, shifts, load.run_methods(runs))
+        out.append(w.sentence)
+    return out
+
+
+def _intruders(runs: Sequence[Run]) -> list[Sentence]:
+    """Per run at its last checkpoint: intruder dimensions at the default (ε, k), left and right, and the module
+    with the most; with a full fine-tune among the runs, each run's mean per module against it."""
+    from lab.present import intruders as intr
+
+    cols = ["run", "checkpoint", "step", "module", "layer", "role", "side", "top_k", "examined", "threshold",
+            "intruder_count"]
+    out, last = [], {}
+    for run, rows in _per_run(runs, "intruders", cols):
+        rows = rows[rows["checkpoint"].astype(str) != "controls"]
+        ck = last_checkpoint(rows)
+        if ck is None:
+            continue
+        rows = rows[rows["checkpoint"].astype(str) == ck]
+        last[run] = rows
+        eps, k = intr.setting(rows)
+        w = _Writer("intruders", run)
+        _who(w, run, ck, rows)
+        w.text("at ε = ").num("threshold", eps, ", k = ").num("top_k", k, ", ")
+        for side in ("left", "right"):
+            mine = intr.at(rows, eps, k, side)
+            if mine.empty:
+                continue
+            w.text("; " if side == "right" else "").num(f"intruders_{side}", mine["intruder_count"].sum(),
+                                                         f" intruders among the {side} singular vectors of W + ΔW (")
+            w.num(f"examined_{side}", mine["examined"].sum(), " examined over ").num(f"modules_{side}", len(mine), " modules")
+            top = mine.sort_values(["intruder_count", "module"], ascending=[False, True]).iloc[0]
+            if top["intruder_count"] > 0:
+                w.text(f"; most in {top['module']}: ").num(f"most_{side}", top["intruder_count"])
+            w.text(")")
+        w.text(".")
+        out.append(w.sentence)
+    methods = load.run_methods(runs) if len(last) > 1 else {}
+    if FULL in {methods.get(run) for run in last} and len({methods.get(run) for run in last}) > 1:
+        both = pd.concat(last.values(), ignore_index=True)
+        eps, k = intr.setting(both)
+        counts = {run: intr.at(rows, eps, k) for run, rows in last.items()}
+        counts = {run: c for run, c in counts.items() if not c.empty}
+        common = set.intersection(*(set(c["module"]) for c in counts.values())) if counts else set()
+        if common:
+            means = {run: float(c[c["module"].isin(common)]["intruder_count"].mean()) for run, c in counts.items()}
+            w = _Writer("intruders", None)
+            w.text("Against full fine-tuning, at ε = ").num("threshold", eps, ", k = ").num("top_k", k)
+            w.text(", left vectors, last checkpoints, over the ").num("common_modules", len(common), " modules every run has. ")
+            _ranking(w, "Intruders per module (mean)", means, "intruders_mean")
+            _against_full(w, means, methods)
+            out.append(w.sentence)
+    return out
+
+
 SUMMARIES: dict[str, Callable[[Sequence[Run]], list[Sentence]]] = {
     "deltas": _deltas,
     "entanglement": _entanglement,
@@ -528,6 +653,8 @@ SUMMARIES: dict[str, Callable[[Sequence[Run]], list[Sentence]]] = {
     "msu": _msu,
     "msu_pairs": _msu_pairs,
     "merge": _merge,
+    "esd": _esd,
+    "intruders": _intruders,
 }
 
 

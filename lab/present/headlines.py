@@ -5,7 +5,8 @@ each run in its own colour: the entanglement profile of one representative modul
 the maximum and ln r; the σ spectrum of that module; an attention head's profile with both fitted
 laws beside how far the attention moved; the largest γ against √ln L; each fine-tune pair's outside
 distance beside its members' distances from the base (no-hair); how an adapter's energy is
-shared among its units; the cross-term errors of averaging; the merge errors against rank k.
+shared among its units; the cross-term errors of averaging; the merge errors against rank k; α of the
+base W beside W + ΔW by layer (esd); the intruder count at the default (ε, k) per layer and role.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pandas as pd
 from lab.present import load
 from lab.present.figures import attention as attention_fig
 from lab.present.figures import entanglement as entanglement_fig
+from lab.present.figures import esd as esd_fig
+from lab.present.figures import intruders as intruders_fig
 from lab.present.figures import msu as msu_fig
 from lab.present.figures import no_hair as no_hair_fig
 from lab.present.figures import spectra as spectra_fig
@@ -136,6 +139,33 @@ def _merge(runs: Sequence[Run]) -> Chart:
     return msu_fig.merge_chart(load.read_runs(runs, "merge"))
 
 
+def _esd_last(run: Run) -> pd.DataFrame:
+    """A run's esd rows of W, W + ΔW and ΔW at its last checkpoint (last_rows would keep ΔW's only)."""
+    from lab.present.esd import matrices
+
+    rows = matrices(load.read(run, "esd"))
+    ck = last_checkpoint(rows)
+    return rows[rows["checkpoint"].astype(str) == ck] if ck is not None else rows
+
+
+def _esd(runs: Sequence[Run]) -> Chart:
+    rows = [_esd_last(r) for r in runs if r.has_table("esd")]
+    return esd_fig.alpha_chart(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(),
+                               title="Power-law α by layer: base W and W + ΔW (last checkpoint of each run)")
+
+
+def _intruders(runs: Sequence[Run]) -> Chart:
+    from lab.present import intruders as intr
+
+    rows = [last_rows(r, "intruders") for r in runs if r.has_table("intruders")]
+    rows = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    if rows.empty:
+        return intruders_fig.heatmap_chart(rows, intr.DEFAULT_THRESHOLD, intr.DEFAULT_TOP_K)
+    eps, k = intr.setting(rows)
+    return intruders_fig.heatmap_chart(rows, eps, k, title=f"Intruders at ε = {eps:g}, k = {k} (left vectors), "
+                                                            "layer × role (last checkpoint of each run)")
+
+
 HEADLINES: dict[str, Callable[[Sequence[Run]], Chart]] = {
     "deltas": _deltas,
     "entanglement": _entanglement,
@@ -146,6 +176,8 @@ HEADLINES: dict[str, Callable[[Sequence[Run]], Chart]] = {
     "msu": _msu,
     "msu_pairs": _msu_pairs,
     "merge": _merge,
+    "esd": _esd,
+    "intruders": _intruders,
 }
 
 

@@ -51,6 +51,31 @@ FAMILIES: tuple[Family, ...] = (
         "W's and the count of 'intruder' directions.",
     ),
     Family(
+        "esd", "Heavy-tailed spectra (WeightWatcher's metrics)", ("esd",),
+        "For the base W, the fine-tuned W + ΔW and ΔW itself: the eigenvalues λ = σ² of the matrix (not divided by N, "
+        "WeightWatcher's default) and a power law p(λ) ∝ λ^(−α) fitted to their tail as Clauset, Shalizi & Newman (SIAM "
+        "Review 51, 661, 2009) fit one and WeightWatcher's default fit='PL' does: xmin, the tail's start, is the candidate "
+        "with the smallest Kolmogorov–Smirnov distance D, and α = 1 + n / Σ ln(λ_i/xmin) over the n eigenvalues ≥ xmin "
+        "(below 20 eigenvalues WeightWatcher 0.7.7's small-sample rule). A smaller α is a heavier tail. The columns keep "
+        "WeightWatcher's details names (alpha, xmin, D, num_pl_spikes, alpha_weighted = α·log10 λ_max, log_norm, "
+        "log_spectral_norm, log_alpha_norm, stable_rank), so a notebook written for WeightWatcher reads them. Controls "
+        "beside the fit: the Marchenko–Pastur bulk edge of i.i.d. entries of the same mean square over λ_max "
+        "(mp_softrank), and the spectrum of the same matrix with its entries shuffled (seeded): its largest λ "
+        "(max_rand_eval), the λ above it (num_rand_spikes) and the Jensen–Shannon distance between the two spectra "
+        "(rand_distance). The findings read α of W + ΔW beside α of W, module by module: how far fine-tuning moved it.",
+    ),
+    Family(
+        "intruders", "Intruder dimensions (ε × k sweep)", ("intruders", "intruder_vectors"),
+        "Shuttleworth, Andreas, Torralba & Sharma, 'LoRA vs Full Fine-tuning: An Illusion of Equivalence' (arXiv "
+        "2410.21228), write that 'weight matrices trained with LoRA have new, high-ranking singular vectors, which we "
+        "call intruder dimensions, while those trained with full fine-tuning do not'. A singular vector y_j among the "
+        "top k of W_ft = W + ΔW is an intruder when max_i |cos(y_j, x_i)| < ε over all singular vectors x_i of the "
+        "pre-trained W on the same side. The table counts them for every ε ∈ {0.1, …, 0.9} and k ∈ {10, 20, 50, 100} "
+        "(options), for the left (output) and the right (input) vectors, from one number per examined vector "
+        "(intruder_vectors keeps it with σ_j, so any other threshold can be applied later). The count grows with ε "
+        "and with k by construction; what a run shows is where, and how many against a full fine-tune of the same base.",
+    ),
+    Family(
         "attention", "External entanglement (attention)",
         ("attention_summary", "attention_token_fits", "attention_token_cuts", "attention_entanglement", "windows"),
         "The base and each checkpoint run with eager attention on the same token windows of exactly L tokens. For each "

@@ -20,9 +20,9 @@ from dashboards import RESULTS_ENV, navigation
 from lab.present.theory import BY_KEY, FAMILIES, NOT_COMPUTED
 from lab.store.schema import TABLES
 
-VIEWS = ["findings", "runs", "entanglement", "spectra", "attention", "no_hair", "thresholds", "msu", "msu_pairs", "merge"]
+VIEWS = ["findings", "runs", "entanglement", "spectra", "esd", "intruders", "attention", "no_hair", "thresholds", "msu", "msu_pairs", "merge"]
 FAMILY_VIEWS = VIEWS[2:]  # views/NAME.py; families share the keys
-MIN_IMAGES = {"entanglement": 3, "spectra": 3, "attention": 3, "no_hair": 2, "thresholds": 3, "msu": 2, "msu_pairs": 1, "merge": 1}
+MIN_IMAGES = {"entanglement": 3, "spectra": 3, "esd": 2, "intruders": 2, "attention": 3, "no_hair": 2, "thresholds": 3, "msu": 2, "msu_pairs": 1, "merge": 1}
 
 
 def open_view(results, view, monkeypatch):
@@ -289,3 +289,53 @@ def test_the_method_filter_narrows_every_page_to_that_method(lab_results_folder,
     captions = " ".join(c.value for c in app.caption)
     assert lab_results.MARKUP_CHECKPOINT in captions or "tuned" in captions
     assert "checkpoint-10" not in captions and "checkpoint-20" not in captions
+
+
+def base_weight(results, module) -> np.ndarray:
+    """W of the base, read from its safetensors file here (float64)."""
+    from safetensors.numpy import load_file
+
+    return load_file(str(results.base / "model.safetensors"))[f"{module}.weight"].astype(np.float64)
+
+
+def test_esd_page_shows_alpha_of_w_and_w_plus_delta_per_module(lab_results_folder, monkeypatch):
+    from lab.probes.esd import esd_metrics  # its fit is checked against a direct Clauset fit in tests/probes/test_esd.py
+
+    app = open_view(lab_results_folder.results, "esd", monkeypatch)
+    pairs = shown(app, "alpha_weight", "alpha_tuned", "alpha_shift")
+    assert len(pairs) == len(lab_results_folder.lora_deltas) + len(lab_results_folder.full_deltas)
+    for row in pairs.itertuples():
+        w = base_weight(lab_results_folder, row.module)
+        tuned = w + reference_delta(lab_results_folder, row)
+        assert row.alpha_weight == pytest.approx(esd_metrics(w, randomize=False).fit.alpha, rel=1e-6), row.module
+        assert row.alpha_tuned == pytest.approx(esd_metrics(tuned, randomize=False).fit.alpha, rel=1e-6), row.module
+        assert row.alpha_shift == pytest.approx(row.alpha_tuned - row.alpha_weight, abs=1e-12)
+
+
+def numpy_max_cos(w: np.ndarray, tuned: np.ndarray, side: str, k: int) -> np.ndarray:
+    """max_i |cos(y_j, x_i)| for W + ΔW's top-k singular vectors y_j (σ > 0) against all of W's x_i, numpy's SVD."""
+    uw, sw, vtw = np.linalg.svd(w)
+    u, s, vt = np.linalg.svd(tuned)
+    keep_w, keep = sw > sw[0] * 1e-12, s > s[0] * 1e-12
+    x = uw[:, : len(sw)][:, keep_w] if side == "left" else vtw[: len(sw)].T[:, keep_w]
+    y = u[:, : len(s)][:, keep] if side == "left" else vt[: len(s)].T[:, keep]
+    return np.abs(y[:, :k].T @ x).max(axis=1)
+
+
+def test_intruders_page_shows_the_sweep_numpy_counts(lab_results_folder, monkeypatch):
+    app = open_view(lab_results_folder.results, "intruders", monkeypatch)
+    totals = shown(app, "examined", "ε = 0.5")
+    thresholds = [float(c.split("=")[1]) for c in totals.columns if c.startswith("ε = ")]
+    assert thresholds == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    deltas = {(lab_results.LORA_RUN, ck, m): d for (ck, m), d in lab_results_folder.lora_deltas.items()}
+    deltas |= {(lab_results.MARKUP_RUN, lab_results.MARKUP_CHECKPOINT, m): d for m, d in lab_results_folder.full_deltas.items()}
+    assert len(totals) == len({(run, ck) for run, ck, _ in deltas}) * 2 * 4  # sides × the four k
+    for row in totals.to_dict("records"):
+        mine = {m: d for (run, ck, m), d in deltas.items() if run == row["run"] and ck == row["checkpoint"]}
+        cos = {m: numpy_max_cos(base_weight(lab_results_folder, m), base_weight(lab_results_folder, m) + d, row["side"],
+                                row["top_k"]) for m, d in mine.items()}
+        assert row["modules"] == len(mine)
+        assert row["examined"] == sum(c.size for c in cos.values())
+        for eps in thresholds:
+            assert row[f"ε = {eps:g}"] == sum(int((c < eps).sum()) for c in cos.values()), (row["run"], row["side"], eps)
+    assert any("Intruders at ε = 0.5, k = 10 (left vectors)" in c.value for c in app.caption)

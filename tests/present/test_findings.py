@@ -18,7 +18,7 @@ from lab.store import open_run
 FAMILY_TABLE = {"deltas": "deltas", "entanglement": "entanglement_summary", "spectra": "spectra",
                 "attention": "attention_summary", "no_hair": "no_hair", "thresholds": "thresholds", "msu": "msu",
                 "msu_pairs": "msu_pairs",
-                "merge": "merge"}
+                "merge": "merge", "esd": "esd", "intruders": "intruders"}
 
 
 def parquet(folder, run, table) -> pd.DataFrame:
@@ -130,6 +130,29 @@ def expected(folder, run) -> dict[str, dict[str, float]]:
             numbers[f"optimal_rel_fro_error[{merged}]"] = rows["optimal_rel_fro_error"].mean()
             numbers[f"k[{merged}]"] = rows["k"].max()
         out["merge"] = numbers
+    if "esd" in has:  # α of W + ΔW, of W and of ΔW per module at the last checkpoint, and the shift
+        e = parquet(folder, run, "esd")
+        e = e[e["checkpoint"] == last(e)["checkpoint"].iloc[0]]
+        a = e.pivot(index="module", columns="source", values="alpha")
+        tuned, shift = a["tuned"].dropna(), (a["tuned"] - a["weight"]).dropna()
+        numbers = {"alpha_median": tuned.median(), "alpha_min": tuned.min(), "alpha_max": tuned.max(), "modules": len(tuned),
+                   "alpha_weight_median": a["weight"].median(), "alpha_weight_min": a["weight"].min(),
+                   "alpha_weight_max": a["weight"].max(), "alpha_shift_median": shift.median(),
+                   "alpha_shift_min": shift.min(), "alpha_shift_max": shift.max(), "alpha_lower": int((shift < 0).sum()),
+                   "paired": len(shift), "alpha_delta_median": a["delta"].median()}
+        numbers.update({f"alpha[{m}]": tuned[m] for m in tuned.sort_values().index[:3]})
+        out["esd"] = numbers
+    if "intruders" in has:  # at the spectra probe's ε = 0.5, k = 10, on both sides
+        i = last(parquet(folder, run, "intruders"))
+        i = i[(i["threshold"] == 0.5) & (i["top_k"] == 10)]
+        numbers = {"threshold": 0.5, "top_k": 10}
+        for side in ("left", "right"):
+            s = i[i["side"] == side]
+            numbers.update({f"intruders_{side}": s["intruder_count"].sum(), f"examined_{side}": s["examined"].sum(),
+                            f"modules_{side}": len(s)})
+            if s["intruder_count"].max() > 0:
+                numbers[f"most_{side}"] = s["intruder_count"].max()
+        out["intruders"] = numbers
     return out
 
 
@@ -196,7 +219,7 @@ def test_a_run_lacking_a_table_gets_no_sentence_about_it(lab_results_folder, tog
 def test_comparisons_rank_the_runs_that_have_the_family(together, lab_results_folder):
     folder = lab_results_folder.results
     compared = {f.key: s for f in together for s in f.sentences if s.run is None}
-    assert set(compared) == {"deltas", "entanglement", "spectra", "attention", "thresholds"}  # two runs have these
+    assert set(compared) == {"deltas", "entanglement", "spectra", "attention", "thresholds", "esd", "intruders"}  # two runs have these
     depth = {run: last(parquet(folder, run, "entanglement_summary"))["valley_depth"].mean()
              for run in (lab_results.LORA_RUN, lab_results.MARKUP_RUN)}
     text = compared["entanglement"].plain()
