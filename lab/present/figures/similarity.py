@@ -24,6 +24,16 @@ MEASURES = {  # colour-bar label and colour map
     "grassmann_right": ("Grassmann distance, right (radians)", "viridis_r"),
     "sign_conflict": ("sign-conflict rate (0.5: independent signs)", "PuOr_r"),
 }
+READING = {  # what a cell's value means, for the captions
+    "cosine": "the cosine between the updates as vectors (1 = the same direction, 0 = orthogonal, as two independent "
+              "random m×n updates nearly are: about ±1/√(m·n))",
+    "grassmann_left": "the Grassmann distance √Σθ² of the top-k left singular subspaces (0 = the same subspace, k·π/2 "
+                      "orthogonal)",
+    "grassmann_right": "the Grassmann distance √Σθ² of the top-k right singular subspaces (0 = the same subspace, k·π/2 "
+                       "orthogonal)",
+    "sign_conflict": "the fraction of entries nonzero in both whose signs differ (0.5 for independent updates; what "
+                     "TIES-merging resolves by electing a sign)",
+}
 MAX_PANELS = 12  # layers drawn at most (evenly spread) so that a 32-layer model stays readable
 ANNOTATE = 8  # members at most for the numbers to be written in the cells
 
@@ -91,9 +101,8 @@ def pairs_chart(pairs: pd.DataFrame, steps: dict[str, float] | None = None, *, m
         image, label = _draw(ax, m, measure, limit, run)
     fig.colorbar(image, ax=list(axes)).set_label(label)
     fig.suptitle(title, fontsize=10)
-    caption = ("Each cell is one pair of adapters or checkpoints, averaged over the modules both have: the cosine between "
-               "the updates as vectors (1 = the same direction, 0 = orthogonal, as two independent random updates nearly "
-               "are: about ±1/√(m·n)). Members in training order; the diagonal (an update with itself) is left blank.")
+    caption = (f"Each cell is one pair of adapters or checkpoints, averaged over the modules both have: {READING[measure]}. "
+               "Members in training order; the diagonal (an update with itself) is left blank.")
     return Chart(fig, title, caption)
 
 
@@ -122,9 +131,9 @@ def layers_chart(pairs: pd.DataFrame, steps: dict[str, float] | None = None, *, 
         ax.axis("off")
     fig.colorbar(image, ax=list(axes)).set_label(label)
     fig.suptitle(title, fontsize=10)
-    caption = ("Per layer, each cell compares two checkpoints' updates, averaged over the layer's modules: along a "
-               "row read how far the update has turned from that checkpoint's (cosine 1: the same direction, only "
-               "longer or shorter). Checkpoints in training order; the diagonal is left blank.")
+    caption = (f"Per layer, each cell compares two checkpoints' updates, averaged over the layer's modules: {READING[measure]}. "
+               "Along a row read how far the update has turned from that checkpoint's. Checkpoints in training order; "
+               "the diagonal is left blank.")
     return Chart(fig, title, caption)
 
 
