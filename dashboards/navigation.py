@@ -20,7 +20,8 @@ SHOWN_ON_RUNS = "deltas"  # the Runs page shows the updates read next to each ru
 ICONS = {FINDINGS: ":material/lightbulb:", RUNS: ":material/folder_open:", "entanglement": ":material/timeline:",
          "spectra": ":material/bar_chart:", "attention": ":material/visibility:", "thresholds": ":material/speed:",
          "no_hair": ":material/compare_arrows:", "msu": ":material/extension:", "msu_pairs": ":material/join:",
-         "merge": ":material/merge:", "esd": ":material/ssid_chart:", "intruders": ":material/call_split:"}
+         "merge": ":material/merge:", "esd": ":material/ssid_chart:", "intruders": ":material/call_split:",
+         "similarity": ":material/grid_on:", "forgetting": ":material/history:"}
 
 
 @dataclass(frozen=True)

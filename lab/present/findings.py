@@ -643,6 +643,187 @@ def _intruders(runs: Sequence[Run]) -> list[Sentence]:
     return out
 
 
+def _similarity(runs: Sequence[Run]) -> list[Sentence]:
+    """Per run: which members' updates point most and least alike (mean cosine over modules, with the chance scale
+    1/√(m·n) of independent random updates), LoRA's φ(1, 1) of the most alike pair beside chance 1/m, its sign-conflict
+    rate beside 0.5; for checkpoints with steps, the cosine between adjacent checkpoints (how the update turns)."""
+    from lab.present.similarity import compared, member_steps, members
+    from lab.present.seeds import separated
+
+    out = []
+    for run in runs:
+        if not run.has_table("adapter_similarity"):
+            continue
+        rows = load.read(run, "adapter_similarity")
+        if rows.empty:
+            continue
+        w = _Writer("similarity", run.name)
+        done = compared(rows)
+        if done.empty:
+            w.text(f"{run.name}: ").num("not_compared", len(rows), " module pairs not compared (a streamed update, or "
+                                                                   "shapes that differ).")
+            out.append(w.sentence)
+            continue
+        deltas = load.read(run, "deltas", ["checkpoint", "step", "module", "rows", "cols"])
+        steps = member_steps(deltas)
+        shape = deltas.drop_duplicates("module").set_index("module")
+        order = members(done, steps)
+        per_pair = {(a, b): g for (a, b), g in done.groupby(["first", "second"], sort=False)}
+        means = {pair: float(g["cosine"].mean()) for pair, g in per_pair.items()}
+        w.text(f"{run.name}: ").num("pairs", len(per_pair), " pair" + ("s" if len(per_pair) > 1 else "") + " of ")
+        w.num("members", len(order), " updates (")
+        w.text(", ".join(order) + ") over ").num("modules", done["module"].nunique(), " modules; ")
+        top = max(means, key=lambda p: (means[p], p))
+        low = min(means, key=lambda p: (means[p], p))
+        chance = (1.0 / np.sqrt(shape.loc[done["module"].unique(), "rows"].astype(float)
+                                * shape.loc[done["module"].unique(), "cols"].astype(float))).mean()
+        w.text(f"cos(ΔW_a, ΔW_b), mean over modules, {top[0]}–{top[1]} ").num("cosine_top", means[top])
+        if low != top:
+            w.text(f" (most alike), {low[0]}–{low[1]} ").num("cosine_low", means[low], " (least alike; ")
+            apart = separated(per_pair[top]["cosine"].dropna(), per_pair[low]["cosine"].dropna())
+            w.text("separated over modules)" if apart else "not separated over modules)")
+        w.text("; independent random updates of these shapes: about ±").num("cosine_chance", chance)
+        w.text(", so the most alike pair is " + ("beyond" if abs(means[top]) > 2 * chance else "within")
+               + " twice the chance scale")
+        grid = load.read(run, "subspace_similarity", None, [("first", "==", top[0]), ("second", "==", top[1]),
+                                                             ("side", "==", "left"), ("i", "==", 1), ("j", "==", 1)])
+        if not grid.empty:
+            grid = grid[grid["module"].isin(per_pair[top]["module"])]
+            w.text(f"; {top[0]}–{top[1]}: LoRA's φ(1, 1) of the top left directions ").num("phi_11_top", grid["phi"].mean())
+            w.text(" (chance 1/m: ").num("phi_11_chance", (1.0 / shape.loc[grid["module"].unique(), "rows"].astype(float)).mean(), ")")
+        if per_pair[top]["sign_conflict"].notna().any():
+            w.text(", sign conflicts ").num("sign_conflict_top", per_pair[top]["sign_conflict"].mean(), " of shared entries (0.5: independent)")
+        stepped = [m for m in order if not math.isnan(steps.get(m, float("nan")))]
+        if len(stepped) > 2:  # with two, the one pair is stated above
+            w.text("; between adjacent checkpoints: ")
+            for i, (a, b) in enumerate(zip(stepped, stepped[1:])):
+                g = per_pair.get((a, b), per_pair.get((b, a)))
+                if g is None:
+                    continue
+                w.text(("" if i == 0 else ", ") + f"step {int(steps[a])} → {int(steps[b])} ").num(f"cosine_step[{a}:{b}]", g["cosine"].mean())
+            g = per_pair.get((stepped[0], stepped[-1]), per_pair.get((stepped[-1], stepped[0])))
+            if g is not None:
+                w.text("; first → last ").num("cosine_first_last", g["cosine"].mean())
+        w.text(".")
+        out.append(w.sentence)
+    return out
+
+
+def _forgetting_at(rows: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
+    """(last checkpoint, its rows at the run's longest window length), one row per text set."""
+    ck, rows = at_last(rows)
+    if rows.empty:
+        return ck, rows
+    return ck, rows[rows["seq_len"] == rows["seq_len"].max()]
+
+
+def _interval(w: _Writer, name: str, r, column: str) -> None:
+    w.num(name, r[column], " [").num(f"{name}_lo", r[f"{column}_lo"], ", ").num(f"{name}_hi", r[f"{column}_hi"], "]")
+
+
+def _apart(a, b, column: str) -> int:
+    """+1 when a's interval lies above b's, −1 below, 0 when they overlap."""
+    if a[f"{column}_lo"] > b[f"{column}_hi"]:
+        return 1
+    if a[f"{column}_hi"] < b[f"{column}_lo"]:
+        return -1
+    return 0
+
+
+def _forgetting(runs: Sequence[Run]) -> list[Sentence]:
+    """Per run at its last checkpoint and longest L: KL and loss change on --texts and on the reference texts with
+    their intervals (which is larger only where the intervals separate), and where the hidden states moved most;
+    with several runs, the reference-text KL beside the update's size and the intruder count."""
+    layers_of = dict(_per_run(runs, "forgetting_layers"))
+    out, side = [], {}
+    for run_obj in runs:
+        if not run_obj.has_table("forgetting"):
+            continue
+        run = run_obj.name
+        ck, rows = _forgetting_at(load.read(run_obj, "forgetting"))
+        if rows.empty:
+            continue
+        by_set = {r["text_set"]: r for _, r in rows.iterrows()}
+        w = _Writer("forgetting", run)
+        _who(w, run, ck, rows)
+        w.text("L = ").num("seq_len", rows["seq_len"].iloc[0], ", ").num("windows", rows["windows"].iloc[0], " windows; ")
+        if (rows["objective"] == "none").all():
+            w.text("no language-modelling head, so no KL or loss (hidden states only)")
+        else:
+            for i, (text_set, label) in enumerate((("texts", "on --texts"), ("reference", "on the reference texts"))):
+                r = by_set.get(text_set)
+                if r is None:
+                    continue
+                w.text(("" if i == 0 else "; ") + f"{label} KL(p_base ‖ p_tuned) ")
+                _interval(w, f"kl_{text_set}", r, "kl")
+                w.text(" nats, loss change ")
+                _interval(w, f"loss_change_{text_set}", r, "loss_change")
+            if {"texts", "reference"} <= set(by_set):
+                sign = _apart(by_set["reference"], by_set["texts"], "kl")
+                w.text({1: "; KL larger on the reference texts (intervals separate)",
+                        -1: "; KL larger on --texts (intervals separate)",
+                        0: "; KL on the two text sets not separated (intervals overlap)"}[sign])
+            else:
+                w.text(" (no reference texts: run with --reference-texts to see what was forgotten)")
+        layers = layers_of.get(run)
+        if layers is not None:
+            mine = layers[(layers["checkpoint"].astype(str) == ck) & (layers["seq_len"] == rows["seq_len"].iloc[0])]
+            text_set = "reference" if (mine["text_set"] == "reference").any() else "texts"
+            mine = mine[(mine["text_set"] == text_set) & mine["cosine_distance"].notna()]
+            if not mine.empty:
+                top = mine.sort_values(["cosine_distance", "hidden_state"], ascending=[False, True]).iloc[0]
+                w.text(f"; hidden states ({'reference texts' if text_set == 'reference' else '--texts'}) moved most at hidden state ")
+                w.num("hidden_state_max", top["hidden_state"], ", 1 − cos = ").num("cosine_distance_max", top["cosine_distance"])
+        w.text(".")
+        out.append(w.sentence)
+        kl_row = by_set.get("reference", by_set.get("texts"))
+        if kl_row is not None and pd.notna(kl_row["kl"]):
+            side[run] = (run_obj, ck, kl_row)
+    if len(side) > 1:
+        out.append(_learns_less_forgets_less(side))
+    return out
+
+
+def _learns_less_forgets_less(side: dict) -> Sentence:
+    """The runs ordered by update size (mean ‖ΔW‖_F at the checkpoint of their forgetting rows) beside their KL on
+    the reference texts (else --texts) and their intruder count; an order stated only where the KL intervals of
+    neighbours in size separate."""
+    from lab.present import intruders as intr
+
+    w = _Writer("forgetting", None)
+    sizes, counts = {}, {}
+    for run, (run_obj, ck, _) in side.items():
+        d = load.read(run_obj, "deltas", ["checkpoint", "source", "fro_norm"], [("checkpoint", "==", ck)])
+        sizes[run] = float(measured(d)["fro_norm"].mean()) if not d.empty else float("nan")
+        if run_obj.has_table("intruders"):
+            rows = load.read(run_obj, "intruders", None, [("checkpoint", "==", ck)])
+            if not rows.empty:
+                eps, k = intr.setting(rows)
+                counts[run] = (float(intr.at(rows, eps, k)["intruder_count"].sum()), eps, k)
+    order = sorted(side, key=lambda r: (sizes[r], r))
+    sets = {side[r][2]["text_set"] for r in order}
+    w.text("Update size beside forgetting (last checkpoints, KL on the " + ("reference texts" if sets == {"reference"}
+                                                                           else "/".join(sorted(sets)) + " texts") + "): ")
+    for i, run in enumerate(order):
+        w.text(("" if i == 0 else "; ") + f"{run}: mean ‖ΔW‖_F ").num(f"fro_norm[{run}]", sizes[run], ", KL ")
+        r = side[run][2]
+        w.num(f"kl[{run}]", r["kl"], " [").num(f"kl_lo[{run}]", r["kl_lo"], ", ").num(f"kl_hi[{run}]", r["kl_hi"], "]")
+        if run in counts:
+            n, eps, k = counts[run]
+            w.text(", ").num(f"intruders[{run}]", n, f" intruders (ε = {eps:g}, k = {k}, left)")
+    signs = [_apart(side[b][2], side[a][2], "kl") for a, b in zip(order, order[1:])]
+    if sets != {"reference"} and len(sets) > 1:
+        w.text(". The KL is on different text sets across runs: no order stated.")
+    elif all(s == 1 for s in signs):
+        w.text(". The larger the update, the larger the KL (each neighbour's interval separates): learns more, forgets more.")
+    elif all(s == -1 for s in signs):
+        w.text(". The larger the update, the smaller the KL (each neighbour's interval separates).")
+    else:
+        w.text(". KL against update size: not separated (neighbouring intervals overlap or the order is mixed).")
+    w.text(" Mean ‖ΔW‖_F is over each run's own modules, so runs that analysed different modules compare only roughly.")
+    return w.sentence
+
+
 SUMMARIES: dict[str, Callable[[Sequence[Run]], list[Sentence]]] = {
     "deltas": _deltas,
     "entanglement": _entanglement,
@@ -655,6 +836,8 @@ SUMMARIES: dict[str, Callable[[Sequence[Run]], list[Sentence]]] = {
     "merge": _merge,
     "esd": _esd,
     "intruders": _intruders,
+    "similarity": _similarity,
+    "forgetting": _forgetting,
 }
 
 

@@ -6,7 +6,8 @@ the maximum and ln r; the σ spectrum of that module; an attention head's profil
 laws beside how far the attention moved; the largest γ against √ln L; each fine-tune pair's outside
 distance beside its members' distances from the base (no-hair); how an adapter's energy is
 shared among its units; the cross-term errors of averaging; the merge errors against rank k; α of the
-base W beside W + ΔW by layer (esd); the intruder count at the default (ε, k) per layer and role.
+base W beside W + ΔW by layer (esd); the intruder count at the default (ε, k) per layer and role; the
+member × member cosine between updates (similarity); KL and loss change per text set (forgetting).
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from lab.present import load
 from lab.present.figures import attention as attention_fig
 from lab.present.figures import entanglement as entanglement_fig
 from lab.present.figures import esd as esd_fig
+from lab.present.figures import forgetting as forgetting_fig
 from lab.present.figures import intruders as intruders_fig
 from lab.present.figures import msu as msu_fig
 from lab.present.figures import no_hair as no_hair_fig
+from lab.present.figures import similarity as similarity_fig
 from lab.present.figures import spectra as spectra_fig
 from lab.present.figures import thresholds as thresholds_fig
 from lab.present.figures import updates as updates_fig
 from lab.present.figures.common import Chart
+from lab.present.similarity import member_steps
 from lab.present.findings import anchor, last_checkpoint, measured
 from lab.present.frames import CONTROL_SOURCES, ID, matching_controls
 from lab.store import Run
@@ -166,6 +170,16 @@ def _intruders(runs: Sequence[Run]) -> Chart:
                                                             "layer × role (last checkpoint of each run)")
 
 
+def _similarity(runs: Sequence[Run]) -> Chart:
+    with_table = [r for r in runs if r.has_table("adapter_similarity")]
+    steps = member_steps(load.read_runs(with_table, "deltas", ["checkpoint", "step"]))
+    return similarity_fig.pairs_chart(load.read_runs(with_table, "adapter_similarity"), steps)
+
+
+def _forgetting(runs: Sequence[Run]) -> Chart:
+    return forgetting_fig.kl_chart(load.read_runs(runs, "forgetting"))
+
+
 HEADLINES: dict[str, Callable[[Sequence[Run]], Chart]] = {
     "deltas": _deltas,
     "entanglement": _entanglement,
@@ -178,6 +192,8 @@ HEADLINES: dict[str, Callable[[Sequence[Run]], Chart]] = {
     "merge": _merge,
     "esd": _esd,
     "intruders": _intruders,
+    "similarity": _similarity,
+    "forgetting": _forgetting,
 }
 
 

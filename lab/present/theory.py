@@ -104,6 +104,21 @@ FAMILIES: tuple[Family, ...] = (
         "intervals separate, otherwise 'not separable'.",
     ),
     Family(
+        "forgetting", "Forgetting: what fine-tuning cost the model", ("forgetting", "forgetting_layers", "windows"),
+        "The base and each checkpoint run on the same token windows of two text sets: the run's --texts (normally the "
+        "fine-tuning data) and --reference-texts (text it was not tuned on, where a change is what was forgotten). "
+        "Per window, KL(p_base ‖ p_tuned) = Σ_v p_base(v)·ln(p_base(v)/p_tuned(v)) in nats of the next-token "
+        "distributions (decoders, positions 0 … L−2) or of the masked-token ones (encoders with a masked-LM head, a "
+        "seeded fraction of positions masked, the same for every model); the cross-entropy of the base and of the "
+        "tuned model at the same positions (loss change = tuned − base); and per hidden state the cosine distance "
+        "1 − cos(h_base, h_tuned). Means over windows with bootstrap 95 % intervals; which text set moved more is "
+        "stated only where the intervals separate. Biderman et al., 'LoRA Learns Less and Forgets Less' (TMLR 2024), "
+        "find that 'LoRA better maintains the base model's performance on tasks outside the target domain' and note "
+        "that 'it is trivial that models that change less when finetuned to a new target domain, will forget less of "
+        "the source domain': the findings therefore put each run's KL on the reference texts beside the size of its "
+        "update (‖ΔW‖_F) and its intruder count, rather than beside the method's name.",
+    ),
+    Family(
         "thresholds", "LoRA norm thresholds", ("thresholds", "threshold_growth", "windows"),
         "Hu et al., 'Computational Limits of Low-Rank Adaptation' (arXiv 2406.03136): with X the input of an attention "
         "layer, LoRA's gradient admits almost-linear-time algorithms when ‖X·W_Q,eff‖_∞ and ‖X·W_K‖_∞ are o(√ln L), "
@@ -132,6 +147,19 @@ FAMILIES: tuple[Family, ...] = (
         "of the factors (PEFT's 'linear', FedAvg) adds cross terms B_j·A_k (FLoRA's aggregation noise). Its relative "
         "error against the exact mean depends on the arbitrary order of ranks: its spread over seeded rank "
         "permutations shows by how much.",
+    ),
+    Family(
+        "similarity", "Geometry between updates", ("adapter_similarity", "subspace_similarity"),
+        "The same module across several adapters or checkpoints of one run, per pair (a, b): the cosine between the "
+        "updates as vectors, ⟨ΔW_a, ΔW_b⟩_F/(‖ΔW_a‖_F‖ΔW_b‖_F), from the factors for s·B·A (two independent random "
+        "m×n updates give about ±1/√(m·n)); the subspace similarity of the LoRA paper (Hu et al. 2021) as issue 25 "
+        "states it, φ(i, j) = ‖U_a,iᵀ U_b,j‖_F²/min(i, j) between the top-i and top-j left (and right) singular "
+        "vectors, 1 when the smaller subspace lies in the larger, about max(i, j)/m for random ones; the principal "
+        "angles θ of the top-k subspaces (cos θ: the singular values of U_aᵀU_b) and the Grassmann distance √Σθ²; "
+        "and the sign-conflict rate, among entries nonzero in both, the fraction whose signs differ (the conflicts "
+        "TIES-merging resolves by electing a sign; 0.5 for independent updates). Checkpoints of one training run "
+        "show how the update turns as it grows (adjacent checkpoints' cosine); adapters of different tasks show "
+        "how alike their updates are before they are merged.",
     ),
     Family(
         "merge", "Merges", ("merge", "merge_eval"),

@@ -15,8 +15,10 @@ from lab.present import digests, load
 from lab.present.blocks import TableBlock
 from lab.present.figures import attention as attention_fig
 from lab.present.figures import entanglement as ent_fig, spectra as spec_fig, updates as updates_fig
+from lab.present.figures import forgetting as forgetting_fig
 from lab.present.figures import msu as msu_fig
 from lab.present.figures import no_hair as no_hair_fig
+from lab.present.figures import similarity as similarity_fig
 from lab.present.figures import thresholds as thresholds_fig
 from lab.present.frames import CONTROL_SOURCES, ID, matching_controls, measured
 from lab.present.valleys import entanglement_valleys
@@ -342,6 +344,54 @@ def _last(rows: pd.DataFrame) -> str:
     return last_checkpoint(rows)
 
 
+def build_similarity(section: Section, runs: list[Run]) -> None:
+    """Member × member cosine (and Grassmann distance) over modules per run; per run the same per layer and φ(i, j) of
+    its most alike pair; one row per compared pair."""
+    from lab.present import similarity
+
+    pairs = load.read_runs(runs, "adapter_similarity")
+    if similarity.compared(pairs).empty:
+        section.message = "no compared pairs in these runs (a streamed update, or shapes that differ)"
+        return
+    steps = similarity.member_steps(load.read_runs(runs, "deltas", ["checkpoint", "step"]))
+    section.charts.append(similarity_fig.pairs_chart(pairs, steps))
+    section.charts.append(similarity_fig.pairs_chart(pairs, steps, measure="grassmann_left",
+                                                     title="Grassmann distance of the top-k left subspaces (mean over modules)"))
+    table = similarity.digest(pairs)
+    for run in runs:
+        mine = pairs[pairs["run"] == run.name]
+        if similarity.compared(mine).empty:
+            continue
+        section.charts.append(similarity_fig.layers_chart(mine, steps, title=f"Member × member cosine per layer ({run.name})"))
+        top = table[table["run"] == run.name].sort_values("cosine").iloc[-1]
+        grid = load.read(run, "subspace_similarity", None, [("first", "==", top["first"]), ("second", "==", top["second"])])
+        section.charts.append(similarity_fig.phi_chart(
+            grid, title=f"φ(i, j) of the most alike pair, {top['first']} – {top['second']} ({run.name})"))
+    section.tables.append(TableBlock.from_frame(
+        "Pairs (means over modules)", table,
+        "cosine between the updates as vectors (independent random updates: about ±1/√(m·n)); Grassmann distance √Σθ² "
+        "and smallest principal angle of the top-k subspaces (radians); sign_conflict: fraction of shared nonzero "
+        "entries with opposite signs (0.5: independent)"))
+
+
+def build_forgetting(section: Section, runs: list[Run]) -> None:
+    """KL and loss change per run, checkpoint and text set with intervals; hidden-state distances by layer; one row
+    per run, checkpoint, text set and L."""
+    from lab.present import forgetting
+
+    rows = load.read_runs(runs, "forgetting")
+    if rows.empty:
+        section.message = "the forgetting table is empty for these runs"
+        return
+    layers = load.read_runs(runs, "forgetting_layers")
+    section.charts.append(forgetting_fig.kl_chart(rows))
+    section.charts.append(forgetting_fig.layers_chart(layers))
+    section.tables.append(TableBlock.from_frame(
+        "KL and loss change per run, checkpoint, text set and L", forgetting.digest(rows, layers),
+        "texts: the run's --texts; reference: --reference-texts (what was forgotten); _lo/_hi: bootstrap 95 % "
+        "intervals over windows; most_moved_state: the hidden state (0 = embeddings) farthest from the base's"))
+
+
 BUILDERS: dict[str, Callable[[Section, list[Run]], None]] = {
     "deltas": build_deltas,
     "entanglement": build_entanglement,
@@ -354,4 +404,6 @@ BUILDERS: dict[str, Callable[[Section, list[Run]], None]] = {
     "merge": build_merge,
     "esd": build_esd,
     "intruders": build_intruders,
+    "similarity": build_similarity,
+    "forgetting": build_forgetting,
 }

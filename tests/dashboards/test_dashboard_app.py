@@ -20,9 +20,10 @@ from dashboards import RESULTS_ENV, navigation
 from lab.present.theory import BY_KEY, FAMILIES, NOT_COMPUTED
 from lab.store.schema import TABLES
 
-VIEWS = ["findings", "runs", "entanglement", "spectra", "esd", "intruders", "attention", "no_hair", "thresholds", "msu", "msu_pairs", "merge"]
+VIEWS = ["findings", "runs", "entanglement", "spectra", "esd", "intruders", "attention", "no_hair", "forgetting", "thresholds", "msu", "msu_pairs", "similarity", "merge"]
 FAMILY_VIEWS = VIEWS[2:]  # views/NAME.py; families share the keys
-MIN_IMAGES = {"entanglement": 3, "spectra": 3, "esd": 2, "intruders": 2, "attention": 3, "no_hair": 2, "thresholds": 3, "msu": 2, "msu_pairs": 1, "merge": 1}
+MIN_IMAGES = {"entanglement": 3, "spectra": 3, "esd": 2, "intruders": 2, "attention": 3, "no_hair": 2, "thresholds": 3, "msu": 2, "msu_pairs": 1, "merge": 1,
+              "forgetting": 2, "similarity": 3}
 
 
 def open_view(results, view, monkeypatch):

@@ -17,7 +17,7 @@ from lab.store import open_run
 
 FAMILY_TABLE = {"deltas": "deltas", "entanglement": "entanglement_summary", "spectra": "spectra",
                 "attention": "attention_summary", "no_hair": "no_hair", "thresholds": "thresholds", "msu": "msu",
-                "msu_pairs": "msu_pairs",
+                "msu_pairs": "msu_pairs", "similarity": "adapter_similarity", "forgetting": "forgetting",
                 "merge": "merge", "esd": "esd", "intruders": "intruders"}
 
 
@@ -130,6 +130,31 @@ def expected(folder, run) -> dict[str, dict[str, float]]:
             numbers[f"optimal_rel_fro_error[{merged}]"] = rows["optimal_rel_fro_error"].mean()
             numbers[f"k[{merged}]"] = rows["k"].max()
         out["merge"] = numbers
+    if "adapter_similarity" in has:  # the most alike pair by mean cosine over modules, and its φ(1, 1) left
+        p = parquet(folder, run, "adapter_similarity")
+        p = p[p["note"] == ""]
+        d = parquet(folder, run, "deltas").drop_duplicates("module").set_index("module")
+        means = p.groupby(["first", "second"])["cosine"].mean()
+        top = means.idxmax()
+        g = parquet(folder, run, "subspace_similarity")
+        g = g[(g["first"] == top[0]) & (g["second"] == top[1]) & (g["side"] == "left") & (g["i"] == 1) & (g["j"] == 1)]
+        mods = p["module"].unique()
+        out["similarity"] = {"pairs": len(means), "modules": len(mods), "cosine_top": means.max(),
+                             "cosine_chance": (1 / np.sqrt(d.loc[mods, "rows"] * d.loc[mods, "cols"])).mean(),
+                             "phi_11_top": g["phi"].mean(), "phi_11_chance": (1 / d.loc[g["module"], "rows"]).mean(),
+                             "sign_conflict_top": p[(p["first"] == top[0]) & (p["second"] == top[1])]["sign_conflict"].mean()}
+    if "forgetting" in has:  # the last checkpoint at the longest L, per text set
+        f = last(parquet(folder, run, "forgetting"))
+        f = f[f["seq_len"] == f["seq_len"].max()].set_index("text_set")
+        numbers = {"seq_len": f["seq_len"].iloc[0]}
+        for text_set, r in f.iterrows():
+            for c in ("kl", "kl_lo", "kl_hi", "loss_change", "loss_change_lo", "loss_change_hi"):
+                numbers[f"{c.replace('kl', f'kl_{text_set}', 1) if c.startswith('kl') else c.replace('loss_change', f'loss_change_{text_set}', 1)}"] = r[c]
+        lay = parquet(folder, run, "forgetting_layers")
+        lay = lay[(lay["checkpoint"] == f["checkpoint"].iloc[0]) & (lay["seq_len"] == f["seq_len"].iloc[0])
+                  & (lay["text_set"] == "reference")]
+        numbers["cosine_distance_max"] = lay["cosine_distance"].max()
+        out["forgetting"] = numbers
     if "esd" in has:  # α of W + ΔW, of W and of ΔW per module at the last checkpoint, and the shift
         e = parquet(folder, run, "esd")
         e = e[e["checkpoint"] == last(e)["checkpoint"].iloc[0]]
@@ -219,7 +244,8 @@ def test_a_run_lacking_a_table_gets_no_sentence_about_it(lab_results_folder, tog
 def test_comparisons_rank_the_runs_that_have_the_family(together, lab_results_folder):
     folder = lab_results_folder.results
     compared = {f.key: s for f in together for s in f.sentences if s.run is None}
-    assert set(compared) == {"deltas", "entanglement", "spectra", "attention", "thresholds", "esd", "intruders"}  # two runs have these
+    assert set(compared) == {"deltas", "entanglement", "spectra", "attention", "thresholds", "esd", "intruders",
+                             "forgetting"}  # two runs have these
     depth = {run: last(parquet(folder, run, "entanglement_summary"))["valley_depth"].mean()
              for run in (lab_results.LORA_RUN, lab_results.MARKUP_RUN)}
     text = compared["entanglement"].plain()

@@ -40,8 +40,9 @@ MERGE_METHODS = ("stack", "linear", "svd", "lego")
 MERGE_RANK = 2
 SEQ_LEN = (8, 16)
 WINDOWS = 2
-LORA_PROBES = ["entanglement", "spectra", "attention", "thresholds", "msu", "msu_pairs", "no_hair", "esd", "intruders"]  # no_hair: its two checkpoints
-FULL_PROBES = ["entanglement", "spectra", "attention", "thresholds", "esd", "intruders"]
+LORA_PROBES = ["entanglement", "spectra", "attention", "thresholds", "msu", "msu_pairs", "no_hair", "esd", "intruders",
+               "adapter_similarity", "forgetting"]  # no_hair, adapter_similarity: its two checkpoints
+FULL_PROBES = ["entanglement", "spectra", "attention", "thresholds", "esd", "intruders", "forgetting"]
 STEPS = (10, 20)
 RANK = 4
 FULL_MODULES = r"self_attn\.(q|v)_proj"  # fewer modules: fewer charts to draw, a faster test
@@ -64,6 +65,7 @@ def build(root: Path) -> Results:
     base = builders.save(builders.tiny_llama(seed=0), root / "base")
     word_tokenizer(base)
     texts, _ = texts_file(root / "texts.txt", n=16, seed=3)
+    reference, _ = texts_file(root / "reference.txt", n=16, seed=4)  # the forgetting probe's other text set
     out = Results(results=root / "results", partial=root / "partial", empty=root / "empty", base=base)
     out.empty.mkdir()
 
@@ -85,7 +87,8 @@ def build(root: Path) -> Results:
     out.full_deltas = {k.removesuffix(".weight"): (wf[k].double() - wb[k].double()).numpy()
                        for k, v in wb.items() if v.ndim == 2 and re.search(FULL_MODULES, k)}
 
-    shared = dict(texts=texts, seq_len=list(SEQ_LEN), windows=WINDOWS, progress=False)
+    shared = dict(texts=texts, seq_len=list(SEQ_LEN), windows=WINDOWS, progress=False,
+                  options={"forgetting": {"reference_texts": str(reference), "bootstrap": 200}})
     lab.analyze(training, base=base, out=out.results, run=LORA_RUN, controls=True, probes=LORA_PROBES, **shared)
     lab.analyze(tuned, base=base, out=out.results, run=MARKUP_RUN, modules=FULL_MODULES, probes=FULL_PROBES, **shared)
     merge(training, out.results)

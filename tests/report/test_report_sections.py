@@ -13,7 +13,8 @@ def test_every_family_has_a_section_builder():
 
 def test_sections_follow_the_schema(lab_results_folder, monkeypatch):
     report = content.build(lab_results_folder.partial)
-    keys = ["deltas", "entanglement", "spectra", "esd", "intruders", "attention", "no_hair", "thresholds", "msu", "msu_pairs", "merge"]
+    keys = ["deltas", "entanglement", "spectra", "esd", "intruders", "attention", "no_hair", "forgetting", "thresholds",
+            "msu", "msu_pairs", "similarity", "merge"]
     assert [s.key for s in report.sections] == [f.key for f in families()] == keys
     report.close()
     monkeypatch.delitem(TABLES, "spectra")
