@@ -15,6 +15,17 @@ unique when σ_k > σ_{k+1}). Writes a JSON with the timings and ratios.
 
     python bench/bench_merge.py --width 1024 --layers 2   # a quick run
     python bench/bench_merge.py                            # the issue's size (~GBs, minutes)
+
+``--task-vectors`` (issue 26 §1) times instead the task-vector methods against PEFT's
+``add_weighted_adapter(..., combination_type="<method>_svd", density=d, svd_rank=k)`` side by side,
+on two scenes: the packaged all-MiniLM-L6-v2 (two r = 8 LoRA adapters on every query, key, value
+and dense module of its 6 layers, 384 wide) and one 4096×4096 module (q_proj of a one-layer LLaMA
+config 4096 wide, two r = 16 adapters); k = the adapters' rank, d = 0.5, DARE seeded the same on
+both sides. Both sides start from the adapters already loaded (lab: read into factors; PEFT: loaded
+into one PeftModel). lab's time includes its error accounting (the merge table's columns). The
+merged updates are compared per module (relative Frobenius difference; PEFT computes in float32).
+
+    python bench/bench_merge.py --task-vectors --threads 1
 """
 
 from __future__ import annotations
@@ -39,13 +50,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS and torch threads for both sides (1 on a loaded machine: multithreaded OpenBLAS "
                              "under oversubscription made a 1024×128 QR take seconds instead of 30 ms)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/merge.json"))
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--task-vectors", action="store_true", help="the issue 26 benchmark (see the docstring)")
+    parser.add_argument("--methods", default="ties,dare_ties,magnitude_prune,dare_linear",
+                        help="task-vector methods to time (--task-vectors); the 4096 scene times the first two")
     args = parser.parse_args()
     if args.threads is not None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=args.threads)
         torch.set_num_threads(args.threads)
+    if args.task_vectors:
+        return task_vectors(args)
+    args.out = args.out or Path("bench/results/merge.json")
 
     from peft import LoraConfig, PeftModel, get_peft_model
     from peft.tuners.lora import LoraLayer
@@ -111,6 +128,88 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+
+
+def _lora_pair(base, targets, r, root: Path, scale=0.02):
+    """Two seeded random LoRA adapters of ``base`` on ``targets``, saved under ``root``; the base back."""
+    from peft import LoraConfig, get_peft_model
+
+    paths = []
+    for j in range(2):
+        model = get_peft_model(base, LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets))
+        g = torch.Generator().manual_seed(200 + j)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_" in name:
+                    p.copy_(scale * torch.randn(p.shape, generator=g))
+        model.save_pretrained(root / f"t{j}")
+        base = model.unload()
+        paths.append(root / f"t{j}")
+    return base, paths
+
+
+def _side_by_side(scene, base, paths, methods, k, density, order):
+    """PEFT's *_svd and lab's merge_modules on the same two adapters, per method: seconds and agreement."""
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    from lab.merge.adapters import merge_modules, read_adapter
+
+    inputs = [read_adapter(p) for p in paths]
+    peft_model = PeftModel.from_pretrained(base, paths[0], adapter_name="a0")
+    peft_model.load_adapter(paths[1], adapter_name="a1")
+    inner = peft_model.base_model
+    inject = inner.inject_adapter
+    inner.inject_adapter = lambda *a, **kw: (inject(*a, **kw), torch.manual_seed(0))[0]  # DARE: seed 0 as the loop starts
+    out = []
+    for method in methods:
+        t0 = time.perf_counter()
+        mine = merge_modules(inputs, [0.5, 0.5], method, k, seed=0, density=density, order=order)
+        t_lab = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        inner.add_weighted_adapter(["a0", "a1"], [0.5, 0.5], "m", combination_type=f"{method}_svd", svd_rank=k, density=density)
+        t_peft = time.perf_counter() - t0
+        by_module = {m.module: m for m in mine}
+        diffs = []
+        for name, layer in inner.model.named_modules():
+            if isinstance(layer, LoraLayer) and "m" in layer.lora_A:
+                theirs = layer.get_delta_weight("m").detach().double().numpy()
+                if getattr(layer, "fan_in_fan_out", False):
+                    theirs = theirs.T
+                ours = by_module[name].merged.to_dense()
+                diffs.append(float(np.linalg.norm(ours - theirs) / np.linalg.norm(theirs)))
+        peft_model.delete_adapter("m")
+        row = {"scene": scene, "method": method, "modules": len(diffs), "k": k, "density": density, "lab_s": t_lab,
+               "peft_s": t_peft, "lab_over_peft": t_lab / t_peft, "max_rel_diff_vs_peft": max(diffs)}
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    return out
+
+
+def task_vectors(args) -> None:
+    """The issue 26 §1 benchmark: task-vector methods against PEFT's *_svd on MiniLM and on a 4096-wide module."""
+    from transformers import AutoModel, LlamaConfig, LlamaForCausalLM
+
+    from lab.finetune.models import minilm_path
+    from lab.merge.order import model_order
+
+    methods = [m for m in args.methods.split(",") if m]
+    tmp = Path(tempfile.mkdtemp(prefix="bench_tv_"))
+    rows = []
+    minilm = AutoModel.from_pretrained(minilm_path())
+    base, paths = _lora_pair(minilm, ["query", "key", "value", "dense"], 8, tmp / "minilm")
+    order = model_order(minilm_path(), {})
+    rows += _side_by_side("minilm", base, paths, methods, 8, 0.5, order)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=4096, intermediate_size=64, num_hidden_layers=1, num_attention_heads=32,
+                      num_key_value_heads=32, max_position_embeddings=64)
+    torch.manual_seed(0)
+    wide = LlamaForCausalLM(cfg)
+    base, paths = _lora_pair(wide, ["q_proj"], 16, tmp / "wide")
+    rows += _side_by_side("4096", base, paths, methods[:2], 16, 0.5, None)
+    result = {"threads": torch.get_num_threads(), "rows": rows}
+    out = args.out or Path("bench/results/merge_task_vectors.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def test_kth_largest_abs_radix_selection_equals_sort(gather):
         assert tvm.kth_largest_abs(blocks, k, gather=gather) == ordered[k - 1]
 
 
-@pytest.mark.parametrize("dense_below", [1024, 10])
+@pytest.mark.parametrize("dense_below", [1024, 10])  # LAPACK, PROPACK
 def test_truncation_is_numpy_best_rank_k(dense_below):
     rng = np.random.default_rng(5)
     M = rng.normal(size=(120, 90)) * np.linspace(3, 0.1, 90)
