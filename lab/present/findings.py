@@ -582,6 +582,12 @@ def _esd(runs: Sequence[Run]) -> list[Sentence]:
             w.text(("" if i == 0 else ", ") + f"{r.module} ").num(f"alpha[{r.module}]", getattr(r, subject))
         if subject == "alpha_tuned" and pairs["alpha_delta"].notna().any():
             w.text("; ΔW alone: median α ").num("alpha_delta_median", pairs["alpha_delta"].median())
+        controls = {source: rows.loc[rows["source"] == source, "alpha"].dropna() for source in ("random", "random_lora")}
+        if not controls["random"].empty:  # where 'no structure' sits: the run's seeded controls of the same shapes
+            w.text("; the Gaussian controls of the same shapes: median α ").num("alpha_control_median", controls["random"].median())
+        if not controls["random_lora"].empty:
+            w.text(", untrained LoRA factors of the same ranks: ").num("alpha_lora_control_median",
+                                                                        controls["random_lora"].median())
         w.text(".")
         out.append(w.sentence)
     if len(shifts) > 1:
@@ -780,14 +786,15 @@ def _forgetting(runs: Sequence[Run]) -> list[Sentence]:
         if kl_row is not None and pd.notna(kl_row["kl"]):
             side[run] = (run_obj, ck, kl_row)
     if len(side) > 1:
-        out.append(_learns_less_forgets_less(side))
+        out.append(_learns_less_forgets_less(side, load.run_methods(runs)))
     return out
 
 
-def _learns_less_forgets_less(side: dict) -> Sentence:
+def _learns_less_forgets_less(side: dict, methods: dict[str, str]) -> Sentence:
     """The runs ordered by update size (mean ‖ΔW‖_F at the checkpoint of their forgetting rows) beside their KL on
     the reference texts (else --texts) and their intruder count; an order stated only where the KL intervals of
-    neighbours in size separate."""
+    neighbours in size separate; with a full fine-tune among them, each method's runs against full fine-tuning's by
+    the seeds rule (:func:`_against_full`)."""
     from lab.present import intruders as intr
 
     w = _Writer("forgetting", None)
@@ -821,6 +828,10 @@ def _learns_less_forgets_less(side: dict) -> Sentence:
     else:
         w.text(". KL against update size: not separated (neighbouring intervals overlap or the order is mixed).")
     w.text(" Mean ‖ΔW‖_F is over each run's own modules, so runs that analysed different modules compare only roughly.")
+    kinds = {methods.get(run) or "unknown" for run in order}
+    if sets == {"reference"} and FULL in kinds and len(kinds) > 1:
+        w.text(" KL on the reference texts by method, the runs of a method as its seeds:")
+        _against_full(w, {run: float(side[run][2]["kl"]) for run in order}, methods)
     return w.sentence
 
 

@@ -166,6 +166,10 @@ def expected(folder, run) -> dict[str, dict[str, float]]:
                    "alpha_shift_min": shift.min(), "alpha_shift_max": shift.max(), "alpha_lower": int((shift < 0).sum()),
                    "paired": len(shift), "alpha_delta_median": a["delta"].median()}
         numbers.update({f"alpha[{m}]": tuned[m] for m in tuned.sort_values().index[:3]})
+        controls = parquet(folder, run, "esd")
+        for source, name in (("random", "alpha_control_median"), ("random_lora", "alpha_lora_control_median")):
+            if (controls["source"] == source).any():
+                numbers[name] = controls.loc[controls["source"] == source, "alpha"].median()
         out["esd"] = numbers
     if "intruders" in has:  # at the spectra probe's ε = 0.5, k = 10, on both sides
         i = last(parquet(folder, run, "intruders"))
