@@ -97,6 +97,10 @@ def analyze_command(
         "--allow-nonfinite", help="Analyse weights that hold NaN or inf instead of stopping with an error.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder of the same name.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary (for scripts).")] = False,
+    no_base_cache: Annotated[bool, typer.Option(
+        "--no-base-cache", help="Recompute what the probes derive from each base weight W (its decompositions and "
+                                "singular values) for every checkpoint instead of keeping it in OUT/.lab-cache/base/ "
+                                "(the rows are the same either way).")] = False,
 ) -> None:
     """Analyse checkpoints: read each module's update, run the probes, write parquet tables and a manifest."""
     from lab.pipeline import analyze
@@ -110,6 +114,7 @@ def analyze_command(
         modules=modules, allow_nonfinite=allow_nonfinite, overwrite=overwrite, resume=resume, controls=controls,
         targets=_split(targets), seed=seed, texts=texts, seq_len=_split(seq_len), windows=windows, pairs=_split(pairs),
         reference_texts=reference_texts, workers=workers, scheduler=scheduler, progress=not quiet,
+        base_cache=not no_base_cache,
     )
     if not quiet:
         print_summary(result)

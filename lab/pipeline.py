@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from lab.checkpoints import Base, Checkpoint, discover, open_base
 from lab.checkpoints.read import STREAM_BYTES
+from lab.engine.basecache import cache_for
 from lab.engine.execute import Work
 from lab.engine.executors import DaskExecutor, SerialExecutor
 from lab.engine.plan import Plan, build_plan
@@ -53,6 +54,7 @@ def analyze(
     scheduler: str | None = None,
     stream_bytes: int | None = STREAM_BYTES,
     progress: bool = True,
+    base_cache: bool = True,
 ) -> Run:
     """Analyse checkpoints and return the stored run.
 
@@ -86,6 +88,10 @@ def analyze(
         existing cluster at ``scheduler`` (``tcp://host:8786``) that sees the same files.
     stream_bytes : dense updates larger than this (float64 bytes) are read in blocks, never whole.
     progress : show a progress bar on stderr.
+    base_cache : keep what the probes compute about each base weight W (its decompositions, singular
+        values) in ``out/.lab-cache/base/``, addressed by the base file's sha256 and the tensor, so the
+        checkpoints of a sweep, a resumed run, Dask workers and later runs into ``out`` decompose each W
+        once (:mod:`lab.engine.basecache`); the rows are the same either way.
 
     Examples
     --------
@@ -140,10 +146,12 @@ def analyze(
             writer = RunWriter(Path(out), name, overwrite=overwrite, resume=resume)
             if resume:
                 _check_resumable(writer.folder, inputs, settings)
-            work = Work(name, tuple(chosen), probe_options, ProbeContext(seed=seed))
+            cache = cache_for(Path(out), inputs["base"], stream_bytes) if base_cache and base_model is not None else None
+            work = Work(name, tuple(chosen), probe_options, ProbeContext(seed=seed), base_cache=cache)
             try:
                 writer.update_manifest(inputs=inputs, options=settings, versions=versions(),
-                                       plan=plan.counts(), execution=executor.name)
+                                       plan=plan.counts(), execution=executor.name,
+                                       base_cache=cache.folder if cache is not None else None)
                 _execute(plan, work, executor, writer, progress)
                 writer.finish(plan.keys)
             except BaseException as error:  # also KeyboardInterrupt/SIGTERM: never leave a run looking complete
@@ -163,8 +171,13 @@ def _execute(plan: Plan, work: Work, executor, writer: RunWriter, progress: bool
         with executor, reporting_steps(bar.step):  # steps inside units run here (serial); workers report none
             for result in executor.run(todo, work, plan.prepare):
                 writer.add_unit(result.key, result.rows, label=result.label, seconds=round(result.seconds, 4),
-                                worker=result.worker)
+                                worker=result.worker, cpu_seconds=_rounded(result.cpu_seconds),
+                                **({"base_cache": result.base_cache} if result.base_cache else {}))
                 bar.advance(result.label)
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return round(seconds, 4) if seconds is not None else None
 
 
 def _with_shared(chosen: list[Probe], options: Mapping[str, Any] | None, shared: Mapping[str, Any]) -> dict:

@@ -20,10 +20,12 @@ from typing import Any
 from lab.checkpoints.loader import TensorLoader
 from lab.checkpoints.read import read_module
 from lab.deltas import Delta
+from lab.engine.basecache import BaseCache, CacheStats
 from lab.engine.subjects import GroupSubject, ModelSubject, PairSubject
 from lab.engine.units import ControlUnit, GroupUnit, ModelUnit, ModuleUnit, PairUnit, PrepareUnit
 from lab.errors import InputError, NonFiniteError
 from lab.probes.inventory import update_norm
+from lab.probes.memo import memo_for
 from lab.probes.registry import Probe, ProbeContext, Rows
 from lab.store.parts import encode
 
@@ -39,6 +41,7 @@ class Work:
     options: dict[str, Any] = field(default_factory=dict)  # probe name -> options object
     ctx: ProbeContext = ProbeContext()
     threads: int | None = None  # BLAS/torch threads per unit (None: leave the process's setting)
+    base_cache: BaseCache | None = None  # where what the probes computed about each base W is kept (None: nowhere)
 
     def scoped(self, scope: str) -> list[Probe]:
         return [p for p in self.probes if p.scope == scope]
@@ -54,15 +57,18 @@ class UnitResult:
     rows: Rows
     seconds: float
     worker: str
+    base_cache: dict[str, int] | None = None  # module units with a cache: entries found, stored, rejected
+    cpu_seconds: float | None = None  # CPU time of the process while the unit ran (all its threads)
 
 
 def run_unit(unit, work: Work, prepared: dict[str, Any] | None = None) -> UnitResult:
     """Execute ``unit`` (any kind but PrepareUnit) and return its rows with identifying columns."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
+    stats = CacheStats() if work.base_cache is not None and isinstance(unit, ModuleUnit) else None
     with _threads(work.threads):
         _check_paths(unit)
         if isinstance(unit, ModuleUnit):
-            rows = _module(unit, work)
+            rows = _module(unit, work, stats)
         elif isinstance(unit, ControlUnit):
             rows = _control(unit, work)
         elif isinstance(unit, ModelUnit):
@@ -73,7 +79,8 @@ def run_unit(unit, work: Work, prepared: dict[str, Any] | None = None) -> UnitRe
             rows = _pair(unit, work, prepared or {})
         else:
             raise TypeError(f"not a unit: {unit!r}")
-    return UnitResult(unit.key, unit.label, rows, time.perf_counter() - t0, worker_name())
+    return UnitResult(unit.key, unit.label, rows, time.perf_counter() - t0, worker_name(),
+                      stats.as_dict() if stats is not None else None, time.process_time() - c0)
 
 
 def run_unit_encoded(unit, work: Work, prepared: dict[str, Any] | None = None) -> UnitResult:
@@ -96,6 +103,8 @@ def run_prepare(unit: PrepareUnit, work: Work) -> Any:
 
 def worker_name() -> str:
     """The Dask worker's address when running on one, else this host and process."""
+    if "distributed" not in sys.modules:  # not on a worker; importing it costs a serial run ~0.4 CPU s
+        return f"{socket.gethostname()}:{os.getpid()}"
     try:
         from distributed import get_worker
 
@@ -116,11 +125,12 @@ def _run_probe(probe: Probe, subject, work: Work, ids: dict[str, Any], out: Rows
         out.setdefault(table, []).extend({**ids, **row} for row in rows)
 
 
-def _module(unit: ModuleUnit, work: Work) -> Rows:
+def _module(unit: ModuleUnit, work: Work, stats: CacheStats | None = None) -> Rows:
     out: Rows = {}
     probes = work.scoped("module")
     with TensorLoader() as loader:
         deltas = read_module(unit.read, loader, unit.stream_bytes)
+    cached = _cached_bases(unit, deltas, work.base_cache, stats)
     for delta in deltas:
         ids = {"run": work.run, "checkpoint": unit.checkpoint.name, "step": unit.checkpoint.step,
                "module": delta.module, "layer": delta.layer, "role": delta.role}
@@ -137,6 +147,26 @@ def _module(unit: ModuleUnit, work: Work) -> Rows:
         for probe in probes:
             if probe.on_zero or not zero:
                 _run_probe(probe, delta, work, ids, out)
+    for address, base, known in cached:  # what the probes computed about W and did not find stored
+        work.base_cache.store(address, memo_for(base), known, stats)
+    return out
+
+
+def _cached_bases(unit: ModuleUnit, deltas: list[Delta], cache: BaseCache | None, stats: CacheStats | None) -> list:
+    """Each Delta's base W with the entries stored for it put into its memo: (address, W, keys put).
+
+    Only W read as the base tensor's values in the Delta's layout (full fine-tunes, LoRA, DoRA): an
+    image-model or general-PEFT reader may hand W over in another layout under the same tensor key."""
+    read = unit.read
+    if cache is None or read.base is None or read.kind not in ("full", "lora", "dora") or read.kohya or read.peft:
+        return []
+    out = []
+    for delta, part in zip(deltas, read.parts):
+        if delta.base is None:
+            continue
+        address = cache.address(read.base, read.conv1d, part.rows)
+        if address is not None:
+            out.append((address, delta.base, cache.load(address, memo_for(delta.base), stats)))
     return out
 
 

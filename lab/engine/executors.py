@@ -18,6 +18,7 @@ machine, ``scheduler="tcp://host:8786"`` uses an existing cluster. Either way:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -130,7 +131,7 @@ class DaskExecutor:
         from distributed import as_completed
 
         client = self._client
-        threaded = Work(work.run, work.probes, work.options, work.ctx, threads=1)
+        threaded = dataclasses.replace(work, threads=1)
         [work_future] = client.scatter([_ship_user_probes(threaded)], broadcast=True, hash=False)
         needed = {k for u in units if isinstance(u, (ModelUnit, PairUnit)) for k in u.prepared}
         prepared = {p.key: client.submit(run_prepare, p, work_future, pure=False) for p in prepare if p.key in needed}

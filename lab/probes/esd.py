@@ -48,6 +48,7 @@ from lab.deltas import Delta, Kron, is_streamed
 from lab.errors import NonFiniteError
 from lab.probes import inputs, linalg
 from lab.probes.factored import Factors, as_matrix_or_factors
+from lab.probes.memo import pure
 from lab.probes.powerlaw import PowerLawFit, fit_power_law
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 from lab.probes.spectra import singular_values
@@ -149,8 +150,10 @@ def esd_metrics(x, seed: int = 0, randomize: bool = True, small_sample: bool = T
     alpha = fit.alpha
     rand_distance = max_rand = spikes = nan
     if randomize and not streamed:
-        dense = x if isinstance(x, np.ndarray) else x.to_dense()
-        rand = shuffled_eigenvalues(dense, seed)
+        if isinstance(x, np.ndarray):  # W itself: shuffled once per seed (a sweep's checkpoints read it from disk)
+            rand = pure(x, f"shuffled_eigvals:{int(seed)}", lambda: shuffled_eigenvalues(x, seed))
+        else:
+            rand = shuffled_eigenvalues(x.to_dense(), seed)
         rand_distance = jensen_shannon_distance(lam[::-1], rand[::-1])  # ascending, as WeightWatcher sorts them
         max_rand = float(rand[0])
         spikes = float((lam > max_rand).sum())

@@ -100,13 +100,13 @@ def intruder_sweep(base: np.ndarray, delta_x, ks=(10, 20, 50, 100)) -> IntruderS
     kmax = max(int(k) for k in ks)
     y_u, sigma, y_v = subspaces.top_singular_vectors(tuned, kmax)
     lead = subspaces.leading_for_certificate(min(base.shape), kmax)
-    u_w, _, v_w = subspaces.top_singular_vectors(base, lead)
+    u_w, _, v_w = subspaces.base_singular_vectors(base, lead)  # once per W and lead (a sweep: from disk)
     complete = lead is None or u_w.shape[1] < lead  # every direction of W with σ > 0
     every: list = []  # W's full decomposition, solved at most once for both sides
 
     def all_of_w() -> tuple[np.ndarray, np.ndarray]:
         if not every:
-            u, _, v = subspaces.top_singular_vectors(base, None)
+            u, _, v = subspaces.base_singular_vectors(base, None)
             every.append((u, v))
         return every[0]
 

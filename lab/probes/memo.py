@@ -5,12 +5,18 @@ eigenvalues are σ²: the spectra probe needs exactly those, and for a streamed 
 (one pass over the files). A memo is a dict attached to the matrix object (the Delta's array or
 source, the same object for every probe of a unit) through a weak reference, so it lives exactly
 as long as the matrix does and is never found again for another matrix.
+
+Entries made by :func:`pure` (keys starting ``pure:``) are functions of the matrix's values alone
+and of the parameters their key names (not of which other probe ran first): for a base weight W,
+the engine keeps those on disk, so the checkpoints of a sweep decompose each W once
+(:mod:`lab.engine.basecache`). The other entries (a Gram a probe left for the next one) stay in
+this process, for this matrix object.
 """
 
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, Callable
 
 _MEMOS: dict[int, tuple[weakref.ref, dict[str, Any]]] = {}
 
@@ -28,3 +34,16 @@ def memo_for(obj: Any) -> dict[str, Any]:
         return memo
     _MEMOS[key] = (ref, memo)
     return memo
+
+
+PURE = "pure:"
+
+
+def pure(obj: Any, key: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``, kept in ``obj``'s memo under ``pure:<key>``: the caller promises the value depends
+    only on ``obj``'s values and on what ``key`` names (so it may be kept across runs for a base W)."""
+    memo = memo_for(obj)
+    name = PURE + key
+    if name not in memo:
+        memo[name] = compute()
+    return memo[name]

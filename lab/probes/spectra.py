@@ -34,7 +34,7 @@ from lab.probes import factored, inputs, kron, linalg, subspaces
 from lab.probes.entanglement import entropies
 from lab.probes.factored import Factors, as_matrix_or_factors
 from lab.probes.linalg import SAFE_MAGNITUDE
-from lab.probes.memo import memo_for
+from lab.probes.memo import memo_for, pure
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 
 
@@ -150,8 +150,10 @@ def singular_values(x: np.ndarray | Factors) -> np.ndarray:
         return factored.core_singular_values(x)
     if isinstance(x, Kron):
         return kron.singular_values(x)
-    # σ² of x were solved by the entanglement probe when it ran first on this array
-    return linalg.dense_singular_values(x, memo_for(x).get("small_eigvals"))
+    # σ² of x were solved by the entanglement probe when it ran first on this array; either way the σ
+    # are kept for the unit's other probes (esd) and, for a base W, for the sweep's other checkpoints
+    known = memo_for(x).get("small_eigvals")
+    return pure(x, "sigma:" + ("gram" if known is not None else "direct"), lambda: linalg.dense_singular_values(x, known))
 
 
 def spectrum(x, rank_bound: int | None = None) -> Spectrum:
@@ -217,17 +219,17 @@ def alignment(delta_x, base: np.ndarray, options: SpectraOptions = SpectraOption
         # W's leading vectors first: they decide every intruder's max-cosine unless the certificate
         # fails, and only then all of W's (subspaces.certified_max_cosines)
         lead = subspaces.leading_for_certificate(min(base.shape), k)
-        u_w, _, v_w = subspaces.top_singular_vectors(base, lead)
+        u_w, _, v_w = subspaces.base_singular_vectors(base, lead)
         y, _, _ = subspaces.top_singular_vectors(tuned, options.intruder_top)
         if y.shape[1] == 0 or u_w.shape[1] == 0:
             count, min_cos = 0, float("nan")
         else:
             complete = lead is None or u_w.shape[1] < lead  # every direction of W with σ > 0
             best = subspaces.max_cosines_over_all(y.T @ u_w, complete,
-                                                  lambda: y.T @ subspaces.top_singular_vectors(base, None)[0])
+                                                  lambda: y.T @ subspaces.base_singular_vectors(base, None)[0])
             count, min_cos = subspaces.intruder_summary(best, options.intruder_threshold)
     else:
-        u_w, _, v_w = subspaces.top_singular_vectors(base, max(k, options.intruder_reference))
+        u_w, _, v_w = subspaces.base_singular_vectors(base, max(k, options.intruder_reference))
         count, min_cos = subspaces.intruders(u_w[:, : options.intruder_reference], tuned, options.intruder_top,
                                              options.intruder_threshold)
     u_w, v_w = u_w[:, :k], v_w[:, :k]

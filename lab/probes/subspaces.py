@@ -23,6 +23,7 @@ import numpy as np
 from lab.probes import factored
 from lab.probes.factored import Factors
 from lab.probes.linalg import gram, leading_eigh, rescaled
+from lab.probes.memo import pure
 
 
 def top_singular_vectors(x: np.ndarray | Factors, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -50,6 +51,12 @@ def top_singular_vectors(x: np.ndarray | Factors, k: int | None = None) -> tuple
     far = (x.T @ near) if wide else (x @ near)
     far /= np.linalg.norm(far, axis=0)  # = σ up to rounding; normalising keeps the basis orthonormal
     return (near, sigma, far) if wide else (far, sigma, near)
+
+
+def base_singular_vectors(w: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`top_singular_vectors` of a base weight W, solved once per W and k (:func:`lab.probes.memo.pure`):
+    the spectra and intruders probes of a unit share it, and a sweep's checkpoints read it from disk."""
+    return pure(w, f"svd:{'all' if k is None else int(k)}", lambda: top_singular_vectors(w, k))
 
 
 def subspace_overlap(u1: np.ndarray, u2: np.ndarray) -> float:

@@ -78,7 +78,8 @@ class RunWriter:
         for key in order:
             meta = self.parts.meta(key)
             timings.append({"key": key, "label": meta.get("label"), "seconds": meta.get("seconds"),
-                            "worker": meta.get("worker")})
+                            "worker": meta.get("worker"),
+                            **{k: meta[k] for k in ("cpu_seconds", "base_cache") if meta.get(k) is not None}})
         self.update_manifest(**fields, tables=dict(sorted(counts.items())), units=timings, status="complete",
                              ended=now(), seconds=round(self.manifest.get("seconds_before", 0.0) + time.perf_counter() - self._t0, 3))
         self.manifest.pop("seconds_before", None)

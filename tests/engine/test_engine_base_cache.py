@@ -1,0 +1,148 @@
+"""The base cache: a sweep decomposes each base W once, and the rows are those of a run without it.
+
+Real tiny checkpoints (a LLaMA base, a training output of three full fine-tunes, two PEFT LoRAs);
+every probe that derives something from W alone runs (spectra and entanglement on ΔW and W, the
+alignment with W, intruders, esd on ΔW, W and W + ΔW).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pandas.testing import assert_frame_equal
+from safetensors.numpy import load_file
+
+import lab
+from lab.engine.basecache import CACHE_DIR, read_entry, write_entry
+from lab.store import open_run
+
+PROBES = ["deltas", "entanglement", "spectra", "intruders", "esd"]
+TARGETS = ["delta", "weight"]
+
+
+def _analyze(inputs, out: Path, run: str, **kwargs):
+    return lab.analyze(inputs, base=kwargs.pop("base"), out=out, run=run, probes=PROBES, targets=TARGETS,
+                       overwrite=True, progress=False, **kwargs)
+
+
+def _assert_same_tables(a, b) -> None:
+    assert sorted(a.tables()) == sorted(b.tables())
+    for name in a.tables():
+        x, y = a.table(name), b.table(name)
+        x, y = x.drop(columns=["run"]), y.drop(columns=["run"])
+        assert_frame_equal(x, y, check_exact=True, obj=name)
+
+
+def _entries(out: Path) -> list[Path]:
+    return sorted((out / CACHE_DIR).rglob("*.npz"))
+
+
+def _module_units(run) -> list[dict]:
+    return [u for u in run.manifest["units"] if "base_cache" in u]
+
+
+def test_sweep_reuses_base_entries_and_rows_equal_a_run_without_cache(tmp_path, engine_inputs):
+    base = engine_inputs["base"]
+    inputs = [engine_inputs["train"], *engine_inputs["adapters"]]
+    plain = _analyze(inputs, tmp_path / "plain", "r", base=base, base_cache=False)
+    assert not (tmp_path / "plain" / CACHE_DIR).exists() and plain.manifest["base_cache"] is None
+    assert not _module_units(plain)
+
+    out = tmp_path / "cached"
+    first = _analyze(inputs, out, "r", base=base)
+    _assert_same_tables(first, plain)
+    units = _module_units(first)
+    assert units and all(u["cpu_seconds"] >= 0 for u in units)
+    first_ck = [u for u in units if u["label"].startswith("checkpoint-10:")]
+    later = [u for u in units if u["label"].startswith(("checkpoint-20:", "checkpoint-30:"))]
+    # the first checkpoint computes and stores what it derives from each W; the others read it back
+    assert sum(u["base_cache"]["stored"] for u in first_ck) > 0
+    assert all(u["base_cache"]["stored"] == 0 and u["base_cache"]["hits"] > 0 for u in later)
+
+    again = _analyze(inputs, out, "again", base=base)  # another run into the same folder: every entry found
+    _assert_same_tables(again, plain)
+    assert all(u["base_cache"]["stored"] == 0 and u["base_cache"]["hits"] > 0 for u in _module_units(again))
+
+    # an entry is W's own decomposition: σ equal numpy's SVD of the tensor read with safetensors
+    weights = load_file(str(base / "model.safetensors"))
+    svds = [read_entry(p, p.parent.name) for p in _entries(out)]
+    full = [v for k, v in svds if k == "pure:svd:all"]
+    assert full
+    sigmas = {tuple(np.round(np.linalg.svd(w.astype(np.float64), compute_uv=False)[:3], 10))
+              for w in weights.values() if w.ndim == 2}
+    for u, s, v in full:
+        assert tuple(np.round(s[:3], 10)) in sigmas
+        np.testing.assert_allclose(u.T @ u, np.eye(u.shape[1]), atol=1e-10)
+
+
+def _lab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_an_entry_written_by_one_process_is_read_by_a_dask_worker(tmp_path, engine_inputs, dask_cluster):
+    base, train, out = engine_inputs["base"], engine_inputs["train"], tmp_path / "out"
+    done = _lab("analyze", str(train / "checkpoint-10"), "--base", str(base), "--out", str(out), "--run", "writer",
+                "--probes", ",".join(PROBES), "--targets", ",".join(TARGETS), "--quiet")
+    assert done.returncode == 0, done.stderr
+    written = open_run(out / "writer")
+    # plant: every stored σ of W doubled, in valid entries; a run that reads them reports W's norms doubled
+    planted = 0
+    for path in _entries(out):
+        key, value = read_entry(path, path.parent.name)
+        if key.startswith("pure:sigma:"):
+            write_entry(path, path.parent.name, key, 2.0 * value)
+            planted += 1
+    assert planted
+    reader = lab.analyze(train / "checkpoint-10", base=base, out=out, run="reader", probes=PROBES, targets=TARGETS,
+                         scheduler=dask_cluster.scheduler_address, progress=False)
+    units = _module_units(reader)
+    assert units and all(u["worker"].startswith("tcp://127.0.0.1:") and u["base_cache"]["hits"] > 0 for u in units)
+    before, after = written.table("spectra"), reader.table("spectra")
+    w0, w1 = before[before.source == "weight"], after[after.source == "weight"]
+    assert len(w1) == len(w0) > 0
+    np.testing.assert_array_equal(w1.spectral_norm.to_numpy(), 2.0 * w0.spectral_norm.to_numpy())
+    d0, d1 = before[before.source == "delta"], after[after.source == "delta"]  # ΔW's own σ are never stored
+    np.testing.assert_array_equal(d1.spectral_norm.to_numpy(), d0.spectral_norm.to_numpy())
+
+
+def test_damaged_entries_are_ignored_and_rewritten(tmp_path, engine_inputs):
+    base, ckpt = engine_inputs["base"], engine_inputs["adapters"][0]
+    plain = _analyze(ckpt, tmp_path / "plain", "r", base=base, base_cache=False)
+    out = tmp_path / "out"
+    _analyze(ckpt, out, "r", base=base)
+    entries = _entries(out)
+    assert len(entries) >= 4
+    truncated, flipped, garbage, elsewhere = entries[:4]
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    data = bytearray(flipped.read_bytes())
+    data[-200] ^= 0xFF  # inside the last array's bytes or the zip directory
+    flipped.write_bytes(bytes(data))
+    garbage.write_bytes(b"not an npz file")
+    key, value = read_entry(elsewhere, elsewhere.parent.name)
+    write_entry(elsewhere, "another-address", key, value)  # a valid file, but not this address's
+    for path in (truncated, flipped, garbage, elsewhere):
+        assert read_entry(path, path.parent.name) is None
+
+    rerun = _analyze(ckpt, out, "r", base=base)
+    _assert_same_tables(rerun, plain)
+    assert sum(u["base_cache"]["rejected"] for u in _module_units(rerun)) == 4
+    for path in (truncated, flipped, garbage, elsewhere):  # recomputed and stored again, whole
+        assert read_entry(path, path.parent.name) is not None
+    assert not list((out / CACHE_DIR).rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("value", [np.arange(6.0).reshape(2, 3),
+                                   (np.asfortranarray(np.arange(12.0).reshape(3, 4)), np.ones(2), np.zeros((0, 4)))])
+def test_entry_round_trip_is_exact(tmp_path, value):
+    path = tmp_path / "ab" / "entry.npz"
+    write_entry(path, "addr", "pure:x", value)
+    key, back = read_entry(path, "addr")
+    assert key == "pure:x" and type(back) is type(value)
+    for a, b in zip(back if isinstance(back, tuple) else [back], value if isinstance(value, tuple) else [value]):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+        assert a.flags.f_contiguous == b.flags.f_contiguous and a.flags.c_contiguous == b.flags.c_contiguous
+    assert read_entry(path, "other") is None
