@@ -242,3 +242,19 @@ def test_the_reference_texts_flag_without_a_probe_that_reads_it_is_one_line_and_
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "--reference-texts" in lines[0] and "forgetting" in lines[0]
     assert "Traceback" not in r.stderr and not (tmp_path / "full").exists()
+
+
+def test_resuming_with_other_reference_texts_at_the_same_path_is_refused(tmp_path, inputs):
+    """The reference file's sha256 is part of the run's inputs: the same path with other content is not the run
+    that was made."""
+    from lab.pipeline import ResumeError
+
+    reference = tmp_path / "reference.txt"
+    shutil.copy(inputs["reference"], reference)
+    kw = dict(base=inputs["base"], out=tmp_path / "out", run="r", probes=["forgetting"], texts=inputs["texts"],
+              reference_texts=reference, seq_len=(8,), windows=2, progress=False)
+    lab.analyze([inputs["full"]], **kw)
+    assert lab.analyze([inputs["full"]], resume=True, **kw).table("forgetting") is not None  # same file: resumes
+    reference.write_text(Path(inputs["texts"]).read_text())
+    with pytest.raises(ResumeError, match="input files differ"):
+        lab.analyze([inputs["full"]], resume=True, **kw)
