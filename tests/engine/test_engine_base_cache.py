@@ -17,7 +17,7 @@ from pandas.testing import assert_frame_equal
 from safetensors.numpy import load_file
 
 import lab
-from lab.engine.basecache import CACHE_DIR, read_entry, write_entry
+from lab.engine.basecache import CACHE_DIR, SUFFIX, read_entry, write_entry
 from lab.store import open_run
 
 PROBES = ["deltas", "entanglement", "spectra", "intruders", "esd"]
@@ -38,7 +38,7 @@ def _assert_same_tables(a, b) -> None:
 
 
 def _entries(out: Path) -> list[Path]:
-    return sorted((out / CACHE_DIR).rglob("*.npz"))
+    return sorted((out / CACHE_DIR).rglob(f"*{SUFFIX}"))
 
 
 def _module_units(run) -> list[dict]:
@@ -121,7 +121,7 @@ def test_damaged_entries_are_ignored_and_rewritten(tmp_path, engine_inputs):
     data = bytearray(flipped.read_bytes())
     data[-200] ^= 0xFF  # inside the last array's bytes or the zip directory
     flipped.write_bytes(bytes(data))
-    garbage.write_bytes(b"not an npz file")
+    garbage.write_bytes(b"not an entry file")
     key, value = read_entry(elsewhere, elsewhere.parent.name)
     write_entry(elsewhere, "another-address", key, value)  # a valid file, but not this address's
     for path in (truncated, flipped, garbage, elsewhere):
@@ -138,7 +138,7 @@ def test_damaged_entries_are_ignored_and_rewritten(tmp_path, engine_inputs):
 @pytest.mark.parametrize("value", [np.arange(6.0).reshape(2, 3),
                                    (np.asfortranarray(np.arange(12.0).reshape(3, 4)), np.ones(2), np.zeros((0, 4)))])
 def test_entry_round_trip_is_exact(tmp_path, value):
-    path = tmp_path / "ab" / "entry.npz"
+    path = tmp_path / "ab" / f"entry{SUFFIX}"
     write_entry(path, "addr", "pure:x", value)
     key, back = read_entry(path, "addr")
     assert key == "pure:x" and type(back) is type(value)
