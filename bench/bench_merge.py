@@ -52,6 +52,7 @@ def main() -> None:
                              "under oversubscription made a 1024×128 QR take seconds instead of 30 ms)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--task-vectors", action="store_true", help="the issue 26 benchmark (see the docstring)")
+    parser.add_argument("--scenes", default="minilm,4096", help="task-vector scenes to run (--task-vectors)")
     parser.add_argument("--methods", default="ties,dare_ties,magnitude_prune,dare_linear",
                         help="task-vector methods to time (--task-vectors); the 4096 scene times the first two")
     args = parser.parse_args()
@@ -196,16 +197,23 @@ def task_vectors(args) -> None:
     methods = [m for m in args.methods.split(",") if m]
     tmp = Path(tempfile.mkdtemp(prefix="bench_tv_"))
     rows = []
-    minilm = AutoModel.from_pretrained(minilm_path())
-    base, paths = _lora_pair(minilm, ["query", "key", "value", "dense"], 8, tmp / "minilm")
-    order = model_order(minilm_path(), {})
-    rows += _side_by_side("minilm", base, paths, methods, 8, 0.5, order)
+    scenes = args.scenes.split(",")
+    if "minilm" in scenes:
+        minilm = AutoModel.from_pretrained(minilm_path())
+        base, paths = _lora_pair(minilm, ["query", "key", "value", "dense"], 8, tmp / "minilm")
+        rows += _side_by_side("minilm", base, paths, methods, 8, 0.5, model_order(minilm_path(), {}))
+    if "4096" not in scenes:
+        return _write(args, rows)
     cfg = LlamaConfig(vocab_size=64, hidden_size=4096, intermediate_size=64, num_hidden_layers=1, num_attention_heads=32,
                       num_key_value_heads=32, max_position_embeddings=64)
     torch.manual_seed(0)
     wide = LlamaForCausalLM(cfg)
     base, paths = _lora_pair(wide, ["q_proj"], 16, tmp / "wide")
     rows += _side_by_side("4096", base, paths, methods[:2], 16, 0.5, None)
+    _write(args, rows)
+
+
+def _write(args, rows) -> None:
     result = {"threads": torch.get_num_threads(), "rows": rows}
     out = args.out or Path("bench/results/merge_task_vectors.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -37,12 +37,15 @@ def model_order(base, config: dict) -> list[str] | None:
     import torch
     import transformers
 
-    raw = json.loads((folder / "config.json").read_text())
-    cfg = transformers.AutoConfig.from_pretrained(folder)
-    arch = (raw.get("architectures") or [None])[0]
-    cls = getattr(transformers, arch, None) if arch else None
-    with torch.device("meta"):
-        model = cls(cfg) if cls is not None else transformers.AutoModel.from_config(cfg)
+    try:
+        raw = json.loads((folder / "config.json").read_text())
+        cfg = transformers.AutoConfig.from_pretrained(folder)
+        arch = (raw.get("architectures") or [None])[0]
+        cls = getattr(transformers, arch, None) if arch else None
+        with torch.device("meta"):
+            model = cls(cfg) if cls is not None else transformers.AutoModel.from_config(cfg)
+    except (ValueError, OSError, KeyError, TypeError, AttributeError):  # a config transformers cannot build: no order
+        return None
     names = [n for n, _ in model.named_modules() if n]
     order = []
     for n in names:  # a PEFT module path may lack the outer wrapper's prefix, or carry it: every suffix of n

@@ -117,12 +117,36 @@ def trim_threshold(tv: TaskVector, density: float, rows: int | None = None) -> f
 
 
 def _threshold_in_memory(x: np.ndarray, density: float) -> float:
-    """trim_threshold of an update held whole: the ⌊d·size⌋-th largest |x| by np.partition."""
+    """trim_threshold of an update held whole: the ⌊d·size⌋-th largest |x|, exactly.
+
+    A strided sample's sorted values bracket the answer in [lo, hi]; with c entries above hi, the
+    answer is the (k − c)-th largest of the entries in [lo, hi] whenever c < k ≤ c + their count
+    (np.partition of that band only), else np.partition of everything.
+    """
     k = int(density * x.size)
     if k == 0:
         return float("inf")
     a = np.abs(x).ravel()
-    return float(np.partition(a, a.size - k)[a.size - k])
+    n = a.size
+    if n > 1 << 15:
+        sample = np.sort(a[:: max(1, n // 8192)])
+        pos = int((n - k) / n * sample.size)
+        margin = int(4 * np.sqrt(sample.size)) + 8
+        lo, hi = sample[max(0, pos - margin)], sample[min(sample.size - 1, pos + margin)]
+        above = int(np.count_nonzero(a > hi))
+        if above < k:
+            band = a[(a >= lo) & (a <= hi)]
+            need = k - above
+            if need <= band.size:
+                return float(np.partition(band, band.size - need)[band.size - need])
+    return float(np.partition(a, n - k)[n - k])
+
+
+def _whole_mask(tv: TaskVector, density: float, generator) -> np.ndarray:
+    """τ's Bernoulli(d) keep-mask drawn in one call, as float32 0/1 (the same draws as :func:`dare_masks`)."""
+    import torch
+
+    return torch.bernoulli(torch.full(tv.shape, float(density), dtype=torch.float32), generator=generator).numpy()
 
 
 def dare_masks(tv: TaskVector, density: float, generator, rows: int | None = None) -> np.ndarray:
@@ -172,7 +196,7 @@ def merge(tvs: Sequence[TaskVector], weights: Sequence[float], method: str, dens
     if active and method.startswith("dare"):
         if generator is None:
             raise ValueError("DARE needs a seeded torch.Generator")
-        masks = [dare_masks(tv, d, generator, rows) for tv in tvs]
+        masks = [_whole_mask(tv, d, generator) if whole else dare_masks(tv, d, generator, rows) for tv in tvs]
     elect = method in ("ties", "dare_ties")
     M = np.empty(shape)
     diff2 = t2 = 0.0
@@ -185,7 +209,7 @@ def merge(tvs: Sequence[TaskVector], weights: Sequence[float], method: str, dens
         if trims is not None:
             taus = [np.where(np.abs(t) >= th, t, 0.0) for t, th in zip(taus, trims)]
         if masks is not None:
-            taus = [t * (np.unpackbits(mk[a:b], axis=1, count=shape[1]) / d) for t, mk in zip(taus, masks)]
+            taus = [t * (mk[a:b] if whole else np.unpackbits(mk[a:b], axis=1, count=shape[1])) / d for t, mk in zip(taus, masks)]
         if elect:
             total = taus[0].copy()
             for t in taus[1:]:
@@ -250,8 +274,14 @@ def truncate(M: np.ndarray, k: int, dense_below: int = 64, rows: int | None = No
     R = np.zeros((kk, M.shape[1]))
     L[:, :s.size] = U * root
     R[:s.size] = root[:, None] * Vt
-    rows = rows or block_rows(M.shape)
-    res2 = 0.0
-    for a in range(0, M.shape[0], rows):
-        res2 += float(((M[a:a + rows] - L[a:a + rows] @ R) ** 2).sum())
-    return Truncation(L, R, s, float(np.sqrt(res2)))
+    # ‖M − M_k‖² = ‖M‖² − Σ_{i≤k} σ_i² (exact for the SVD's truncation); formed directly when that
+    # difference is too small a part of ‖M‖² for the subtraction to keep its digits
+    m2 = float(np.einsum("ij,ij->", M, M))
+    res2 = m2 - float((s ** 2).sum())
+    if res2 <= 1e-6 * m2:
+        rows = rows or block_rows(M.shape)
+        res2 = 0.0
+        for a in range(0, M.shape[0], rows):
+            d = M[a:a + rows] - L[a:a + rows] @ R
+            res2 += float(np.einsum("ij,ij->", d, d))
+    return Truncation(L, R, s, float(np.sqrt(max(res2, 0.0))))

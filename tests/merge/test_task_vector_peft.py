@@ -179,7 +179,7 @@ def test_peft_merge_of_dora_inputs_is_not_the_sum_of_their_updates_and_lab_refus
     model.add_weighted_adapter(["a0", "a1"], [0.5, 0.5], "m", combination_type="cat")
     model.set_adapter("m")
     merged = model.merge_and_unload().model.layers[0].self_attn.q_proj.weight.detach().double().numpy()
-    assert rel(merged - W0, exact - W0) > 0.05  # not the mean of the DoRA updates
+    assert rel(merged - W0, exact - W0) > 0.5  # not the mean of the DoRA updates (1.02 when written)
     result = CliRunner().invoke(app, ["merge", *map(str, paths), "--out", str(tmp_path / "out"), "--method", "ties",
                                       "--density", "0.5", "--results", str(tmp_path / "results")])
     assert result.exit_code == 2 and "DoRA" in result.output and len(result.output.strip().splitlines()) == 1

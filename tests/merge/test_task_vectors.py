@@ -115,6 +115,17 @@ def test_kth_largest_abs_radix_selection_equals_sort(gather):
         assert tvm.kth_largest_abs(blocks, k, gather=gather) == ordered[k - 1]
 
 
+@pytest.mark.parametrize("d", [0.001, 0.3, 0.5, 0.97, 0.99999])
+def test_threshold_of_a_whole_update_equals_sort(d):
+    """The sampled bracket (more than 2^15 entries) and its fallbacks give np.sort's ⌊d·n⌋-th largest |x|."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(300, 170)) * np.linspace(1, 50, 170)
+    x[:20] = 0.0  # zeros, and a block of equal magnitudes
+    x[20:40, :50] = -2.5
+    k = int(d * x.size)
+    assert tvm._threshold_in_memory(x, d) == np.sort(np.abs(x).ravel())[::-1][k - 1]
+
+
 @pytest.mark.parametrize("dense_below", [1024, 10])  # LAPACK, PROPACK
 def test_truncation_is_numpy_best_rank_k(dense_below):
     rng = np.random.default_rng(5)
