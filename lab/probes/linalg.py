@@ -34,7 +34,8 @@ def rescaled(x: np.ndarray) -> tuple[np.ndarray, float]:
     """(x / t, t) with t = max |x| when x's magnitude would make its Gram overflow or underflow
     (a corrupted or hand-edited checkpoint: weights near 1e300, a scale near 1e-300); (x, 1.0)
     otherwise, so ordinary inputs are not touched (their results stay bit-for-bit)."""
-    top = float(np.abs(x).max(initial=0.0))
+    # max |x| without an |x| temporary of x's size (a 4096² float64 update: 128 MiB written and read again)
+    top = max(float(np.max(x, initial=0.0)), -float(np.min(x, initial=0.0))) if x.size else 0.0
     if top == 0.0 or not np.isfinite(top) or SAFE_MAGNITUDE[0] <= top <= SAFE_MAGNITUDE[1]:
         return x, 1.0
     return x / top, top
@@ -53,12 +54,75 @@ def psd_eigvals(g: np.ndarray) -> np.ndarray:
     if g.shape[0] == 0:
         return np.zeros(0)
     if g.shape[0] >= TORCH_FROM:
-        import torch  # here, not at module level: importing lab.probes stays free of torch's ~1 s
-
-        w = torch.linalg.eigvalsh(torch.from_numpy(g)).numpy()
+        w = _mkl_eigvalsh(g)
     else:
         w = np.linalg.eigvalsh(g)
     return np.clip(w, 0.0, None)
+
+
+_MKL: list = []  # [dsyevd_64_ of torch's MKL, or None where it is not there], looked up once
+
+
+def _mkl_dsyevd():
+    """MKL's ``dsyevd_64_`` from torch's ``libtorch_cpu`` via ctypes, or None (no such symbol)."""
+    if not _MKL:
+        import ctypes
+        import importlib.util
+        from pathlib import Path
+
+        f = None
+        spec = importlib.util.find_spec("torch")
+        lib = Path(spec.origin).parent / "lib" / "libtorch_cpu.so" if spec is not None and spec.origin else None
+        if lib is not None and lib.is_file():
+            try:
+                f = getattr(ctypes.CDLL(str(lib)), "dsyevd_64_")
+            except (OSError, AttributeError):
+                f = None
+        _MKL.append(f)
+    return _MKL[0]
+
+
+def _mkl_eigvalsh(g: np.ndarray) -> np.ndarray:
+    """Eigenvalues (ascending) of a large symmetric matrix by MKL's ``dsyevd`` (eigenvalues only).
+
+    The same LAPACK call, on the same lower triangle and workspace query, as
+    ``torch.linalg.eigvalsh`` makes, so the two give the same numbers; but torch itself is not
+    imported (its import, ~1.5 CPU seconds, was most of a one-module ``lab analyze``'s time over
+    the kernels). MKL is reached through ``libtorch_cpu``'s exported ILP64 symbol; without it (a
+    torch built without MKL, or no torch) ``torch.linalg.eigvalsh``, else numpy. MKL's OpenMP pool
+    is torch's (``libgomp``), which threadpoolctl limits like torch's.
+    """
+    f = _mkl_dsyevd()
+    if f is None:
+        try:
+            import torch
+        except ImportError:
+            return np.linalg.eigvalsh(g)
+        return torch.linalg.eigvalsh(torch.from_numpy(g)).numpy()
+    import ctypes
+
+    n = g.shape[0]
+    # Fortran order of the symmetric copy is the same matrix; 'L' reads the lower triangle
+    a = np.array(g, dtype=np.float64, order="F", copy=True)
+    w = np.empty(n)
+    i64 = ctypes.c_int64
+    ptr = (lambda x: x.ctypes.data_as(ctypes.c_void_p))
+
+    def call(work, lwork, iwork, liwork):
+        info = i64(0)
+        f(ctypes.c_char_p(b"N"), ctypes.c_char_p(b"L"), ctypes.byref(i64(n)), ptr(a), ctypes.byref(i64(n)), ptr(w),
+          ptr(work), ctypes.byref(i64(lwork)), ptr(iwork), ctypes.byref(i64(liwork)), ctypes.byref(info),
+          ctypes.c_size_t(1), ctypes.c_size_t(1))
+        return info.value
+
+    work, iwork = np.empty(1), np.empty(1, dtype=np.int64)
+    info = call(work, -1, iwork, -1)  # workspace query
+    if info == 0:
+        lwork, liwork = max(int(work[0]), 2 * n + 1), max(int(iwork[0]), 1)
+        info = call(np.empty(lwork), lwork, np.empty(liwork, dtype=np.int64), liwork)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"MKL dsyevd failed on a {n}x{n} Gram matrix (info = {info})")
+    return w
 
 
 def psd_eigh(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

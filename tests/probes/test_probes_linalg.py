@@ -34,3 +34,19 @@ def test_gram_takes_the_smaller_side():
     assert np.allclose(gram(x), np.einsum("ik,jk->ij", x, x))
     assert np.allclose(gram(x.T), np.einsum("ik,jk->ij", x, x))
     assert gram(x.astype(np.float32)).dtype == np.float64
+
+
+def test_mkl_route_equals_torchs_eigvalsh_without_importing_torch_for_it(monkeypatch):
+    """The large-Gram route calls MKL's dsyevd through ctypes: the numbers torch.linalg.eigvalsh
+    (the same MKL call) gives, and the closed form; with the symbol missing, torch's own call."""
+    torch = pytest.importorskip("torch")
+    g, lam, _ = _with_spectrum(400, 3)
+    monkeypatch.setattr(linalg, "TORCH_FROM", 5)
+    if linalg._mkl_dsyevd() is None:
+        pytest.skip("this torch exports no MKL dsyevd_64_ (built without MKL)")
+    w = linalg._mkl_eigvalsh(g)
+    assert np.array_equal(w, torch.linalg.eigvalsh(torch.from_numpy(g)).numpy())
+    assert np.allclose(np.clip(w, 0.0, None), lam, atol=1e-12 * 400)
+    assert np.array_equal(psd_eigvals(g), np.clip(w, 0.0, None))
+    monkeypatch.setattr(linalg, "_MKL", [None])  # no MKL symbol: torch's eigvalsh
+    assert np.allclose(psd_eigvals(g), lam, atol=1e-12 * 400)
