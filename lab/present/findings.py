@@ -13,7 +13,12 @@ Definitions used below (the tests recompute each with pandas on the parquet file
   counts as before every step), ties broken by the checkpoint name;
 * *measured* rows: ``source`` absent or ``delta`` (controls and base weights left out);
 * means are arithmetic over the rows (modules, heads, windows) at that checkpoint; ``±`` is the
-  sample standard deviation.
+  sample standard deviation;
+* a pair of updates (adapter_similarity) is *compared* when its note is empty; its numbers are means
+  over the modules both members have, and two pairs are "separated over modules" by
+  :func:`lab.present.seeds.separated` on their per-module cosines;
+* forgetting numbers are a run's rows at its last checkpoint and longest window length; one text set
+  or run "moved more" only where the bootstrap intervals of the two are disjoint.
 """
 
 from __future__ import annotations
