@@ -47,6 +47,8 @@ def merge(adapters: Sequence[str | Path], out: str | Path, method: str = "stack"
 
         base = resolve(base)[0]  # org/name[@revision] from the local Hugging Face cache; a local folder wins
     if adapters and all(is_full_model(p) for p in adapters):
+        if rank is not None:
+            raise MergeError(f"--rank {rank}: full fine-tunes merge dense, tensor by tensor; --rank applies to adapters")
         return _merge_full(adapters, out, method, weights, base, texts, seq_len, windows, overwrite, eval_texts,
                            density, seed, results, run)
     inputs = [read_adapter(p) for p in adapters]

@@ -68,7 +68,7 @@ def test_full_fine_tunes_merge_as_task_vectors_and_load(tmp_path, full_models, m
 def test_full_merge_without_base_or_with_adapters_is_one_line(tmp_path, full_models, adapters):
     base, fts = full_models
     for args in (["--method", "ties", "--density", "0.5"], ["--base", str(base), "--method", "lego"],
-                 ["--base", str(base), "--method", "ties"]):
+                 ["--base", str(base), "--method", "ties"], ["--base", str(base), "--method", "task_arithmetic", "--rank", "2"]):
         result = CliRunner().invoke(app, ["merge", *map(str, fts), "--out", str(tmp_path / "o"), "--results",
                                           str(tmp_path / "r"), *args])
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
