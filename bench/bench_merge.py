@@ -25,7 +25,8 @@ both sides. Both sides start from the adapters already loaded (lab: read into fa
 into one PeftModel). lab's time includes its error accounting (the merge table's columns). The
 merged updates are compared per module (relative Frobenius difference; PEFT computes in float32).
 
-    python bench/bench_merge.py --task-vectors --threads 1
+    python bench/bench_merge.py --task-vectors --threads 1      # both scenes, MiniLM 3 interleaved runs (min)
+    python bench/bench_merge.py --task-vectors --threads 1 --scenes minilm --out bench/results/merge_task_vectors_minilm.json
 """
 
 from __future__ import annotations
@@ -149,8 +150,9 @@ def _lora_pair(base, targets, r, root: Path, scale=0.02):
     return base, paths
 
 
-def _side_by_side(scene, base, paths, methods, k, density, order):
-    """PEFT's *_svd and lab's merge_modules on the same two adapters, per method: seconds and agreement."""
+def _side_by_side(scene, base, paths, methods, k, density, order, repeats=1):
+    """PEFT's *_svd and lab's merge_modules on the same two adapters, per method: seconds (the least
+    disturbed of ``repeats`` interleaved runs, and the median) and agreement."""
     from peft import PeftModel
     from peft.tuners.lora import LoraLayer
 
@@ -164,12 +166,18 @@ def _side_by_side(scene, base, paths, methods, k, density, order):
     inner.inject_adapter = lambda *a, **kw: (inject(*a, **kw), torch.manual_seed(0))[0]  # DARE: seed 0 as the loop starts
     out = []
     for method in methods:
-        t0 = time.perf_counter()
-        mine = merge_modules(inputs, [0.5, 0.5], method, k, seed=0, density=density, order=order)
-        t_lab = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        inner.add_weighted_adapter(["a0", "a1"], [0.5, 0.5], "m", combination_type=f"{method}_svd", svd_rank=k, density=density)
-        t_peft = time.perf_counter() - t0
+        labs, pefts = [], []
+        for rep in range(repeats):
+            if rep:
+                peft_model.delete_adapter("m")
+            t0 = time.perf_counter()
+            mine = merge_modules(inputs, [0.5, 0.5], method, k, seed=0, density=density, order=order)
+            labs.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            inner.add_weighted_adapter(["a0", "a1"], [0.5, 0.5], "m", combination_type=f"{method}_svd", svd_rank=k,
+                                       density=density)
+            pefts.append(time.perf_counter() - t0)
+        t_lab, t_peft = min(labs), min(pefts)
         by_module = {m.module: m for m in mine}
         diffs = []
         for name, layer in inner.model.named_modules():
@@ -181,7 +189,8 @@ def _side_by_side(scene, base, paths, methods, k, density, order):
                 diffs.append(float(np.linalg.norm(ours - theirs) / np.linalg.norm(theirs)))
         peft_model.delete_adapter("m")
         row = {"scene": scene, "method": method, "modules": len(diffs), "k": k, "density": density, "lab_s": t_lab,
-               "peft_s": t_peft, "lab_over_peft": t_lab / t_peft, "max_rel_diff_vs_peft": max(diffs)}
+               "peft_s": t_peft, "lab_over_peft": t_lab / t_peft, "lab_median_s": float(np.median(labs)),
+               "peft_median_s": float(np.median(pefts)), "repeats": repeats, "max_rel_diff_vs_peft": max(diffs)}
         print(json.dumps(row), flush=True)
         out.append(row)
     return out
@@ -201,7 +210,7 @@ def task_vectors(args) -> None:
     if "minilm" in scenes:
         minilm = AutoModel.from_pretrained(minilm_path())
         base, paths = _lora_pair(minilm, ["query", "key", "value", "dense"], 8, tmp / "minilm")
-        rows += _side_by_side("minilm", base, paths, methods, 8, 0.5, model_order(minilm_path(), {}))
+        rows += _side_by_side("minilm", base, paths, methods, 8, 0.5, model_order(minilm_path(), {}), repeats=3)
     if "4096" not in scenes:
         return _write(args, rows)
     cfg = LlamaConfig(vocab_size=64, hidden_size=4096, intermediate_size=64, num_hidden_layers=1, num_attention_heads=32,
