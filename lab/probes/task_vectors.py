@@ -113,7 +113,39 @@ def trim_threshold(tv: TaskVector, density: float, rows: int | None = None) -> f
     if k == 0:
         return float("inf")
     rows = rows or block_rows(tv.shape)
+    found = _bracketed(tv, k, rows)
+    if found is not None:
+        return found
     return kth_largest_abs(lambda: (tv.rows(a, b) for a, b in _blocks(tv, rows)), k)
+
+
+def _bracketed(tv: TaskVector, k: int, rows: int, gather: int | None = None) -> float | None:
+    """The k-th largest |τ| in one pass over the row blocks, when a sample of rows brackets it: the
+    sample's sorted magnitudes give [lo, hi]; with c entries above hi, the answer is the (k − c)-th
+    largest of the entries in [lo, hi] if c < k ≤ c + their count. None (radix selection instead)
+    when the bracket misses or holds more than ``gather`` entries."""
+    gather = GATHER if gather is None else gather
+    m, n = tv.shape
+    step = max(1, m // 64)
+    idx = np.arange(0, m, step)
+    sample = np.sort(np.abs(tv.L[idx] @ tv.R if tv.R is not None else np.asarray(tv.L[idx], dtype=np.float64)).ravel())
+    pos = int((m * n - k) / (m * n) * sample.size)
+    margin = int(4 * np.sqrt(sample.size)) + 8
+    lo, hi = sample[max(0, pos - margin)], sample[min(sample.size - 1, pos + margin)]
+    above, band, held = 0, [], 0
+    for a, b in _blocks(tv, rows):
+        x = np.abs(tv.rows(a, b))
+        above += int(np.count_nonzero(x > hi))
+        kept = x[(x >= lo) & (x <= hi)]
+        held += kept.size
+        if held > gather or above >= k:
+            return None
+        band.append(kept)
+    band = np.concatenate(band) if band else np.empty(0)
+    need = k - above
+    if need > band.size:
+        return None
+    return float(np.partition(band, band.size - need)[band.size - need])
 
 
 def _threshold_in_memory(x: np.ndarray, density: float) -> float:

@@ -126,6 +126,21 @@ def test_threshold_of_a_whole_update_equals_sort(d):
     assert tvm._threshold_in_memory(x, d) == np.sort(np.abs(x).ravel())[::-1][k - 1]
 
 
+@pytest.mark.parametrize("d", [0.001, 0.3, 0.97])
+@pytest.mark.parametrize("gather", [tvm.GATHER, 50])
+def test_streamed_threshold_equals_sort(d, gather, monkeypatch):
+    """trim_threshold over row blocks of a factored update (sampled bracket, or radix selection when the
+    bracket holds too many entries) gives np.sort's ⌊d·m·n⌋-th largest |x|."""
+    rng = np.random.default_rng(7)
+    L, R = rng.normal(size=(200, 3)) * np.linspace(0.1, 5, 200)[:, None], rng.normal(size=(3, 60))
+    k = int(d * 200 * 60)
+    bracketed = tvm._bracketed(tvm.TaskVector(L, R), k, 17, gather=gather)  # before GATHER is patched
+    monkeypatch.setattr(tvm, "GATHER", gather)
+    want = np.sort(np.abs(L @ R).ravel())[::-1][k - 1]
+    assert tvm.trim_threshold(tvm.TaskVector(L, R), d, rows=17) == want
+    assert bracketed == want if gather > 50 else bracketed in (want, None)
+
+
 @pytest.mark.parametrize("dense_below", [1024, 10])  # LAPACK, PROPACK
 def test_truncation_is_numpy_best_rank_k(dense_below):
     rng = np.random.default_rng(5)
