@@ -526,27 +526,56 @@ def _merge(runs: Sequence[Run]) -> list[Sentence]:
 FULL = "full"  # the deltas table's kind of a full fine-tune: what intruder counts and α shifts are held against
 
 
+def configurations(runs: Sequence[Run]) -> dict[str, str]:
+    """Each run's method with, for an adapter, its ranks at the last checkpoint ('lora r = 16'; 'full' as it is):
+    runs of one configuration are the only ones :func:`_against_full` may take as seeds of one another."""
+    methods = load.run_methods(runs)
+    out = {}
+    for run in runs:
+        method = methods.get(run.name, "")
+        out[run.name] = method
+        if not method or method == FULL or not run.has_table("deltas"):
+            continue
+        d = load.read(run, "deltas", ["checkpoint", "step", "rank_bound"])
+        d = d[d["checkpoint"].astype(str) != "controls"]
+        ck = last_checkpoint(d)
+        ranks = sorted(int(r) for r in d.loc[d["checkpoint"].astype(str) == ck, "rank_bound"].dropna().unique())
+        if 0 < len(ranks) <= 3:
+            out[run.name] = f"{method} r = {'/'.join(str(r) for r in ranks)}"
+    return out
+
+
 def _against_full(w: _Writer, values: dict[str, float], methods: dict[str, str]) -> None:
     """Each other method's per-run values against full fine-tuning's, by :func:`lab.present.seeds.separated`
-    (the runs of one method taken as its seeds): 'separated' only when the sets separate."""
+    (the runs of one method, or configuration, taken as its seeds): 'separated' only when the sets separate."""
     from lab.present.seeds import separated
 
     groups: dict[str, list[float]] = {}
+    members: dict[str, list[str]] = {}
     for run, value in values.items():
         groups.setdefault(methods.get(run) or "unknown", []).append(value)
+        members.setdefault(methods.get(run) or "unknown", []).append(run)
     reference = groups.get(FULL)
     if not reference or len(groups) < 2:
         return
+
+    def who(method: str) -> str:
+        runs = members[method]
+        return f"{len(runs)} run{'s' if len(runs) > 1 else ''}: {', '.join(runs)}"
+
+    verdicts: dict[str, list[str]] = {}  # one clause per verdict, naming every configuration that has it
     for method, mine in sorted(groups.items()):
         if method == FULL:
             continue
-        w.text(f" {method} ({len(mine)} run{'s' if len(mine) > 1 else ''}) against full fine-tuning ({len(reference)}): ")
         if separated(mine, reference):
-            w.text("separated.")
+            verdict = "separated."
         elif min(len(mine), len(reference)) < 2:
-            w.text("not separated (one run on a side: no seeds to tell a difference from run-to-run spread).")
+            verdict = "not separated (one run on a side: no seeds to tell a difference from run-to-run spread)."
         else:
-            w.text("not separated (the runs' values overlap).")
+            verdict = "not separated (the runs' values overlap)."
+        verdicts.setdefault(verdict, []).append(f"{method} ({who(method)})")
+    for verdict, names in verdicts.items():
+        w.text(f" {'; '.join(names)} against full fine-tuning ({who(FULL)}): {verdict}")
 
 
 def _esd(runs: Sequence[Run]) -> list[Sentence]:
@@ -599,7 +628,7 @@ def _esd(runs: Sequence[Run]) -> list[Sentence]:
         w = _Writer("esd", None)
         _ranking(w, "Fine-tuning lowered α most (median α(W + ΔW) − α(W) at the last checkpoint; most negative first)",
                  shifts, "alpha_shift_median", descending=False)
-        _against_full(w, shifts, load.run_methods(runs))
+        _against_full(w, shifts, configurations(runs))
         out.append(w.sentence)
     return out
 
@@ -634,9 +663,17 @@ def _intruders(runs: Sequence[Run]) -> list[Sentence]:
             if top["intruder_count"] > 0:
                 w.text(f"; most in {top['module']}: ").num(f"most_{side}", top["intruder_count"])
             w.text(")")
+        sweep = rows[(rows["side"] == "left") & (rows["top_k"] == k)].groupby("threshold")["intruder_count"].sum()
+        if not sweep.empty:  # where the count starts, when the default ε finds none or few
+            found = sweep[sweep > 0]
+            if found.empty:
+                w.text("; no left intruders at any ε up to ").num("largest_threshold", sweep.index.max())
+            else:
+                w.text("; the first left intruders appear at ε = ").num("first_threshold", found.index.min(), " (")
+                w.num("first_intruders", found.iloc[0], ")")
         w.text(".")
         out.append(w.sentence)
-    methods = load.run_methods(runs) if len(last) > 1 else {}
+    methods = configurations(runs) if len(last) > 1 else {}
     if FULL in {methods.get(run) for run in last} and len({methods.get(run) for run in last}) > 1:
         both = pd.concat(last.values(), ignore_index=True)
         eps, k = intr.setting(both)
@@ -648,7 +685,10 @@ def _intruders(runs: Sequence[Run]) -> list[Sentence]:
             w = _Writer("intruders", None)
             w.text("Against full fine-tuning, at ε = ").num("threshold", eps, ", k = ").num("top_k", k)
             w.text(", left vectors, last checkpoints, over the ").num("common_modules", len(common), " modules every run has. ")
-            _ranking(w, "Intruders per module (mean)", means, "intruders_mean")
+            if len(set(means.values())) == 1:  # a ranking of equal values would only list names
+                w.text("Intruders per module (mean): ").num("intruders_mean", next(iter(means.values())), " in every run.")
+            else:
+                _ranking(w, "Intruders per module (mean)", means, "intruders_mean")
             _against_full(w, means, methods)
             out.append(w.sentence)
     return out

@@ -14,7 +14,7 @@ import pytest
 
 import lab_results
 from lab.present import load
-from lab.present.findings import _against_full, _Writer, summarize
+from lab.present.findings import _against_full, _Writer, configurations, summarize
 from lab.store import open_run
 
 
@@ -62,7 +62,9 @@ def test_intruders_against_full_fine_tuning_equal_pandas_over_the_common_modules
     want = {f"intruders_mean[{run}]": c[c["module"].isin(common)]["intruder_count"].mean() for run, c in counts.items()}
     want.update(common_modules=len(common), threshold=0.5, top_k=10)
     assert sentence.numbers == pytest.approx(want, rel=1e-12)
-    assert "lora (1 run) against full fine-tuning (1): not separated" in sentence.plain()
+    full = lab_results.MARKUP_RUN
+    assert (f"lora r = {lab_results.RANK} (1 run: {lab_results.LORA_RUN}) against full fine-tuning (1 run: {full}): "
+            "not separated (one run on a side") in sentence.plain()
 
 
 def test_esd_comparison_ranks_the_median_alpha_shift_and_does_not_separate_single_runs(lab_results_folder, runs):
@@ -86,8 +88,8 @@ def test_two_copies_of_each_method_separate_and_no_full_run_means_no_intruder_co
     lora = [copy_run(folder / lab_results.LORA_RUN, tmp_path / f"lora-{i}", f"lora-{i}") for i in range(2)]
     full = [copy_run(folder / lab_results.MARKUP_RUN, tmp_path / f"full-{i}", f"full-{i}") for i in range(2)]
     both = summarize(lora + full)
-    assert "lora (2 runs) against full fine-tuning (2): separated." in comparison(both, "intruders").plain()
-    assert "lora (2 runs) against full fine-tuning (2): separated." in comparison(both, "esd").plain()
+    verdict = f"lora r = {lab_results.RANK} (2 runs: lora-0, lora-1) against full fine-tuning (2 runs: full-0, full-1): separated."
+    assert verdict in comparison(both, "intruders").plain() and verdict in comparison(both, "esd").plain()
     only_lora = summarize(lora)
     assert comparison(only_lora, "intruders") is None  # nothing to hold the counts against
     assert {s.run for f in only_lora if f.key == "intruders" for s in f.sentences} == {"lora-0", "lora-1"}
@@ -105,3 +107,25 @@ def test_the_verdict_follows_the_seeds_rule(lora, full, verdict):
     w = _Writer("intruders", None)
     _against_full(w, values, methods)
     assert verdict in w.sentence.plain()
+
+
+def test_configurations_are_the_method_and_the_adapters_ranks_at_the_last_checkpoint(lab_results_folder, runs):
+    got = configurations(runs)
+    folder = lab_results_folder.results
+    ranks = last_checkpoint_rows(parquet(folder, lab_results.LORA_RUN, "deltas"))["rank_bound"].unique()
+    assert got[lab_results.LORA_RUN] == "lora r = " + "/".join(str(int(r)) for r in sorted(ranks))
+    assert got[lab_results.MARKUP_RUN] == "full" and got[lab_results.MERGE_RUN] == ""
+
+
+def test_a_run_with_intruders_says_where_the_sweep_finds_the_first(lab_results_folder, runs):
+    folder = lab_results_folder.results
+    sentences = {s.run: s for f in summarize(runs) if f.key == "intruders" for s in f.sentences if s.run}
+    for run, sentence in sentences.items():
+        rows = last_checkpoint_rows(parquet(folder, run, "intruders"))
+        sweep = rows[(rows["side"] == "left") & (rows["top_k"] == 10)].groupby("threshold")["intruder_count"].sum()
+        found = sweep[sweep > 0]
+        if found.empty:
+            assert sentence.numbers["largest_threshold"] == sweep.index.max()
+        else:
+            assert sentence.numbers["first_threshold"] == found.index.min()
+            assert sentence.numbers["first_intruders"] == found.iloc[0]

@@ -192,7 +192,8 @@ def test_the_comparison_puts_reference_kl_beside_update_size_and_intruders(runs,
     overlap = not (kl[lab_results.LORA_RUN] > hi[lab_results.MARKUP_RUN] or hi[lab_results.LORA_RUN] < kl[lab_results.MARKUP_RUN])
     assert ("KL against update size: not separated" in text) == overlap
     # one LoRA run and one full fine-tune: by method, one run a side is no seeds, never 'separated'
-    assert "lora (1 run) against full fine-tuning (1): not separated (one run on a side" in text
+    assert (f"(1 run: {lab_results.LORA_RUN}) against full fine-tuning (1 run: {lab_results.MARKUP_RUN}): "
+            "not separated (one run on a side") in text
 
 
 # ---- report sections --------------------------------------------------------------------------------

@@ -16,7 +16,12 @@ def report(lab_results_folder):
 
 
 def section(report, key):
-    return next(s for s in report.sections if s.key == key)
+    """The family's section with its overview figures drawn (where the report draws them lazily, on demand)."""
+    found = next(s for s in report.sections if s.key == key)
+    draw = getattr(found, "draw", None)
+    if callable(draw):
+        draw(details=False)
+    return found
 
 
 def table(block) -> pd.DataFrame:
