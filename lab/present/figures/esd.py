@@ -39,7 +39,8 @@ def alpha_chart(esd: pd.DataFrame, *, title: str = "Power-law α by layer: base 
     legend(fig)
     caption = ("WeightWatcher's α of each matrix's eigenvalues λ = σ² (Clauset–Shalizi–Newman fit, xmin at the smallest "
                "KS distance), mean over the modules of a layer and role. Read the two panels at the same layer: where the "
-               "right one is lower, fine-tuning made that layer's spectrum heavier-tailed.")
+               "right one is lower, fine-tuning made that layer's spectrum heavier-tailed. Runs of one base share the left "
+               "panel's lines (drawn once per run, on top of each other).")
     return Chart(fig, title, caption)
 
 

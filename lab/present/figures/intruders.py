@@ -28,7 +28,8 @@ def heatmap_chart(rows: pd.DataFrame, threshold: float, top_k: int, side: str = 
     if rows.empty:
         return empty_chart(title, f"no intruder counts at ε = {threshold:g}, k = {int(top_k)} ({side}) with a layer "
                                   "index in this selection")
-    runs = by_run(rows)[:MAX_PANELS]
+    every_run = by_run(rows)
+    runs = every_run[:MAX_PANELS]
     layers = sorted(rows["layer"].dropna().astype(int).unique())
     fig, axes = new_figure(ncols=len(runs), width=max(3.2, 0.7 * rows["role"].nunique() + 2.2),
                            height=max(2.4, 0.35 * len(layers) + 1.8))
@@ -54,7 +55,9 @@ def heatmap_chart(rows: pd.DataFrame, threshold: float, top_k: int, side: str = 
     fig.suptitle(title, fontsize=10)
     caption = (f"Each cell counts the top-{int(top_k)} {side} singular vectors of W + ΔW whose largest |cos| with every "
                f"singular vector of the base W is below ε = {threshold:g}: directions the fine-tune added that the base "
-               "did not have. A layer with several modules of one role shows their sum.")
+               "did not have. A layer with several modules of one role shows their sum."
+               + (f" The first {MAX_PANELS} of {len(every_run)} runs (by name); the dashboard shows any selection."
+                  if len(every_run) > MAX_PANELS else ""))
     return Chart(fig, title, caption)
 
 
@@ -81,7 +84,12 @@ def sweep_chart(rows: pd.DataFrame, top_k: int, *, title: str | None = None) -> 
                          style=styles[side], description=f"{run} · {checkpoint} · {side}")
     examined = rows.groupby(["run", "checkpoint", "side", "module"])["examined"].first().mean() \
         if "run" in rows.columns else rows["examined"].mean()
-    ax.axhline(float(examined), color=THEORY["max"], ls=":", lw=1, label="vectors examined (mean per module)")
+    peak = rows.groupby(["run", "checkpoint", "side", "threshold"])["intruder_count"].mean().max() \
+        if "run" in rows.columns else rows.groupby(["side", "threshold"])["intruder_count"].mean().max()
+    if peak >= 0.5 * float(examined):  # the ceiling drawn only where it does not flatten the curves
+        ax.axhline(float(examined), color=THEORY["max"], ls=":", lw=1, label="vectors examined (mean per module)")
+    else:
+        ax.plot([], [], color=THEORY["max"], ls=":", lw=1, label=f"vectors examined: {float(examined):.3g} per module (above)")
     run_legend(ax, runs, faint=faint, styles=styles, style_name="side")
     ax.set_xlabel("ε (intruder: largest |cos| with W's vectors below ε)")
     ax.set_ylabel(f"intruders in the top {int(top_k)}, per module")
