@@ -34,13 +34,19 @@ class Run:
         return self.manifest.get("status") == "complete"
 
     def timings(self) -> pd.DataFrame:
-        """One row per unit of work: key, label (checkpoint: module), seconds and the worker that ran it.
+        """One row per unit of work: key, label (checkpoint: module), seconds, CPU seconds (the process's,
+        all its threads, while the unit ran), the worker that ran it, and for module units with the base
+        cache the entries about W found stored (``cache_hits``) and stored by the unit (``cache_stored``).
 
-        ``run.timings().nlargest(10, "seconds")`` lists the slowest modules. Empty for a run that did
-        not complete (its units are recorded when the tables are written).
+        ``run.timings().nlargest(10, "seconds")`` lists the slowest modules; grouping the module units by
+        the label's checkpoint gives what each checkpoint of a sweep cost. Empty for a run that did
+        not complete (its units are recorded when the tables are written). Missing values (runs made
+        before a column existed) are NaN.
         """
-        units = self.manifest.get("units", [])
-        return pd.DataFrame(units, columns=["key", "label", "seconds", "worker"])
+        units = [{**u, "cache_hits": (u.get("base_cache") or {}).get("hits"),
+                  "cache_stored": (u.get("base_cache") or {}).get("stored")} for u in self.manifest.get("units", [])]
+        columns = ["key", "label", "seconds", "cpu_seconds", "worker", "cache_hits", "cache_stored"]
+        return pd.DataFrame(units, columns=columns)
 
     def tables(self) -> list[str]:
         """Names of the tables present (written completely) in this run."""
