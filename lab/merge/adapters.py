@@ -358,31 +358,10 @@ def merge_rows(merged_name: str, run: str, method: str, merges: list[ModuleMerge
     return rows
 
 
-def upsert_table(results: Path, run: str, name: str, rows: list[dict], key: str):
-    """Add the rows to RESULTS/RUN/NAME.parquet, replacing the stored rows whose ``key`` column holds a
-    value that one of the new rows holds (the rows of the same merged adapter); the path and the table
-    written."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from lab.store.parts import arrow_table
-
-    folder = Path(results) / run
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.parquet"
-    table = arrow_table(name, rows)
-    if path.is_file():
-        old = pq.read_table(path)
-        names = {r[key] for r in rows}
-        keep = [i for i, c in enumerate(old.column(key).to_pylist()) if c not in names]
-        table = pa.concat_tables([old.take(keep).cast(table.schema), table])
-    pq.write_table(table, path)
-    return path, table
-
-
 def write_merge_table(results: Path, run: str, rows: list[dict]) -> Path:
     """Add the rows to RESULTS/RUN/merge.parquet (rows of the same merged adapter replaced)."""
     from lab.store.manifest import now, write_manifest
+    from lab.store.writer import upsert_table
 
     path, table = upsert_table(results, run, "merge", rows, "checkpoint")
     folder = path.parent

@@ -133,6 +133,6 @@ def eval_rows(run: str, merged: str, method: str, base: Path, inputs: Sequence[t
 
 def write_eval_table(results: Path, run: str, rows: list[dict]) -> Path:
     """Add the rows to RESULTS/RUN/merge_eval.parquet (the rows of the same merged adapter replaced)."""
-    from lab.merge.adapters import upsert_table
+    from lab.store.writer import upsert_table
 
     return upsert_table(results, run, "merge_eval", rows, "merged")[0]
