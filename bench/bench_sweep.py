@@ -33,7 +33,8 @@ says so.
 Until ``lab analyze`` has ``--workers``, the script stops after the fixture with a message
 saying so (exit code 2) and records that in sweep.json.
 
-**Per checkpoint** (issue 23 item 2; ``--per-checkpoint``, writes bench/results/sweep_per_checkpoint.json):
+**Per checkpoint** (issue 23 item 2; ``--per-checkpoint [--sweeps lora,full,llama1b]``, writes
+bench/results/sweep_per_checkpoint_<sweeps>.json):
 what each additional checkpoint of one base costs against the first, read from the manifest's unit
 timings (seconds and CPU seconds per module unit, summed per checkpoint), with the base cache
 (``OUT/.lab-cache/base/``, emptied before each cached run) and with ``--no-base-cache``, serially, for:
@@ -41,8 +42,8 @@ timings (seconds and CPU seconds per module unit, summed per checkpoint), with t
 * ``lora``: 4 LoRA checkpoints of the packaged MiniLM made with PEFT (r = 16, α = 32, on query,
   key, value and every dense layer; PEFT's B = 0 replaced by seeded N(0, 0.05²) entries, A too),
   ``output/checkpoint-1`` … ``checkpoint-4``, made once under ``WORK/lora``;
-* ``full``: the first 4 checkpoints of the full fine-tune fixture above (``--modules`` unchanged);
-* ``llama1b`` (``--llama1b``, only when /tmp/lab-bench/llama1b is complete): two checkpoints of
+* ``full``: the first 4 checkpoints of the full fine-tune fixture above;
+* ``llama1b`` (only when /tmp/lab-bench/llama1b is complete): two checkpoints of
   the 1B-shaped pair's base, ``ft`` hard-linked twice (two paths, the same bytes), restricted to
   ``--llama1b-modules`` (default the first layer's projections).
 
@@ -194,8 +195,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "sweep.json")
     ap.add_argument("--per-checkpoint", action="store_true",
                     help="the base cache: each additional checkpoint's cost against the first (issue 23 item 2)")
-    ap.add_argument("--full", action="store_true", help="with --per-checkpoint: also 4 checkpoints of the full fine-tune fixture")
-    ap.add_argument("--llama1b", action="store_true", help="with --per-checkpoint: also two checkpoints of the 1B-shaped pair")
+    ap.add_argument("--sweeps", default="lora", help="with --per-checkpoint: which of lora, full, llama1b (comma-separated)")
     ap.add_argument("--llama1b-modules", default=r"layers\.0\.", help="--modules for the 1B-shaped sweep")
     ap.add_argument("--llama1b-heavy", action="store_true", help="the 1B-shaped sweep with the W-heavy probes too")
     args = ap.parse_args()
@@ -340,8 +340,9 @@ def per_checkpoint_run(source: dict, output: Path, base: Path, out: Path, probes
 def per_checkpoint(args, source: dict) -> None:
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine_before": describe(),
               "lab": source["describe"], "target": 0.5, "sweeps": {}}
-    sweeps = {"lora": (build_lora_fixture(args.work / "lora"), None)}
-    if args.full:
+    wanted = set(args.sweeps.split(","))
+    sweeps = {"lora": (build_lora_fixture(args.work / "lora"), None)} if "lora" in wanted else {}
+    if "full" in wanted:
         build_fixture(args.work, args.seed)
         four = args.work / "full4" / "output"
         for step in STEPS[:4]:
@@ -350,7 +351,7 @@ def per_checkpoint(args, source: dict) -> None:
                 four.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(args.work / "output" / f"checkpoint-{step}")
         sweeps["full"] = (args.work / "full4", None, args.work / "base")
-    if args.llama1b:
+    if "llama1b" in wanted:
         pair = Path("/tmp/lab-bench/llama1b")
         made = llama1b_sweep(args.work / "llama1b", pair)
         if made is None:
@@ -373,7 +374,8 @@ def per_checkpoint(args, source: dict) -> None:
                 print(f"  additional / first: {ratio['seconds']:.2f} (seconds), {ratio['cpu_seconds']:.2f} (CPU seconds); "
                       f"load {r['load_before']:.1f} -> {r['load_after']:.1f}", flush=True)
     result["machine_after"] = {"load_average": describe()["load_average"]}
-    out = args.out if args.out != HERE / "results" / "sweep.json" else HERE / "results" / "sweep_per_checkpoint.json"
+    default = HERE / "results" / f"sweep_per_checkpoint_{'_'.join(sorted(wanted))}.json"
+    out = args.out if args.out != HERE / "results" / "sweep.json" else default
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
