@@ -63,6 +63,12 @@ def test_sweep_reuses_base_entries_and_rows_equal_a_run_without_cache(tmp_path, 
     assert sum(u["base_cache"]["stored"] for u in first_ck) > 0
     assert all(u["base_cache"]["stored"] == 0 and u["base_cache"]["hits"] > 0 for u in later)
 
+    timings = first.timings()  # the same, as the public timings table gives it
+    modules = timings[timings.key.str.startswith("module-")]
+    by_checkpoint = modules.groupby(modules.label.str.split(": ").str[0])[["cache_hits", "cache_stored"]].sum()
+    assert by_checkpoint.loc["checkpoint-10", "cache_stored"] > 0 == by_checkpoint.loc["checkpoint-20", "cache_stored"]
+    assert by_checkpoint.loc["checkpoint-30", "cache_hits"] > 0 and (modules.cpu_seconds >= 0).all()
+
     again = _analyze(inputs, out, "again", base=base)  # another run into the same folder: every entry found
     _assert_same_tables(again, plain)
     assert all(u["base_cache"]["stored"] == 0 and u["base_cache"]["hits"] > 0 for u in _module_units(again))
@@ -146,3 +152,18 @@ def test_entry_round_trip_is_exact(tmp_path, value):
         assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
         assert a.flags.f_contiguous == b.flags.f_contiguous and a.flags.c_contiguous == b.flags.c_contiguous
     assert read_entry(path, "other") is None
+
+
+def test_cli_no_base_cache_writes_no_entries(tmp_path, engine_inputs):
+    out = tmp_path / "out"
+    done = _lab("analyze", str(engine_inputs["adapters"][0]), "--base", str(engine_inputs["base"]), "--out", str(out),
+                "--run", "r", "--probes", "spectra", "--no-base-cache", "--quiet")
+    assert done.returncode == 0, done.stderr
+    run = open_run(out / "r")
+    assert run.complete and run.manifest["base_cache"] is None and not (out / CACHE_DIR).exists()
+    assert run.timings().cache_hits.isna().all()
+    cached = _lab("analyze", str(engine_inputs["adapters"][0]), "--base", str(engine_inputs["base"]), "--out", str(out),
+                  "--run", "c", "--probes", "spectra", "--quiet")
+    assert cached.returncode == 0, cached.stderr
+    assert open_run(out / "c").manifest["base_cache"] == str((out / CACHE_DIR).resolve()) and _entries(out)
+    _assert_same_tables(run, open_run(out / "c"))
