@@ -13,7 +13,12 @@ run skips the probes that run the model on text (the engine loads PEFT adapters 
 
 Everything is cached under the workdir (default: the user cache dir): a finished fine-tune (its
 ``COMPLETE`` marker and identical options) and a complete analysis of it (same probes, probe
-options and other options) are reused by the next ``lab demo``.
+options and other options) are reused by the next ``lab demo``, and so is the report when the
+results and lab's report code are those it was written from.
+
+The runs are independent: ``lab demo`` fine-tunes them, then analyses them, ``--jobs`` at a time
+(default: the usable cores, at most 4) in worker processes of one thread each, as the serial
+demo computes, so the numbers are the same; ``--quick`` is the smallest grid, to try the command.
 """
 
 from __future__ import annotations
@@ -54,12 +59,16 @@ DEMO_SQUEEZE = (64, 16)
 # The rank k at which `lab demo` merges its LoRA runs with svd and lego (stack keeps every unit)
 DEMO_MERGE_K = 16
 MERGE_METHODS = ("stack", "svd", "lego")  # linear needs equal ranks; the demo's differ
+# `lab demo --quick`: the smallest grid that runs every step of the command (the tests' size)
+QUICK = dict(ranks=(4,), full=True, steps=2, save_every=1, batch_size=4, max_length=16,
+             windows={"seq_len": (16, 24, 32), "windows": 2})
 
 
 @dataclass
 class DemoResult:
     """What ``run_demo`` made: fine-tune folders and analysed runs by name, the summary table,
-    the report files, and seconds per phase."""
+    the report files, wall seconds per phase, and the CPU seconds its jobs took (on a busy machine
+    the work done, where wall time measures the neighbours)."""
 
     workdir: Path
     finetunes: dict[str, Path] = field(default_factory=dict)
@@ -67,6 +76,8 @@ class DemoResult:
     summary: pd.DataFrame | None = None
     report: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # phase -> CPU seconds of its fine-tunes or analyses
+    job_cpu: dict[str, float] = field(default_factory=dict)  # "finetune:NAME" / "analyze:NAME" -> CPU seconds
     reused: list[str] = field(default_factory=list)
     merges: dict[str, Path] = field(default_factory=dict)  # method -> merged adapter folder
 
@@ -93,7 +104,7 @@ def run_demo(workdir: str | Path | None = None, *, ranks: Sequence[int] = DEMO_R
              steps: int = DEMO_STEPS, save_every: int | None = None, batch_size: int = 16, max_length: int = 32,
              seed: int = 0, probes: Sequence[str] = ("all",), report: bool = True, progress: bool = True,
              console=None, mps: tuple[int, int] | None = None, squeeze: tuple[int, int] | None = None,
-             merge: int | None = None, windows: dict | None = None) -> DemoResult:
+             merge: int | None = None, windows: dict | None = None, jobs: int = 1) -> DemoResult:
     """Fine-tune, analyse and summarise the demo grid under ``workdir`` and return what was made.
 
     ``windows`` (default ``DEMO_WINDOWS``: ``seq_len`` and ``windows``) sizes every probe that runs
@@ -106,6 +117,12 @@ def run_demo(workdir: str | Path | None = None, *, ranks: Sequence[int] = DEMO_R
     (two or more) with stack, and with svd and lego at rank k, equal weights (``lab.merge.merge``;
     adapters under ``merges/``, their errors in the ``merges`` run of the results); ``lab demo``
     passes ``DEMO_MPS``, ``DEMO_SQUEEZE`` and ``DEMO_MERGE_K``.
+
+    ``jobs`` > 1 runs the fine-tunes, then the analyses, that many at a time in spawned worker
+    processes (each one-threaded, as a serial run is, so the numbers are the same): the demo's
+    runs are independent, and one-threaded work leaves the other cores idle. A script that calls
+    it so must guard its top level with ``if __name__ == "__main__":`` (spawned workers import it).
+    The report is reused when the results and the report's code are unchanged since it was written.
     """
     from rich.console import Console
 
@@ -118,30 +135,35 @@ def run_demo(workdir: str | Path | None = None, *, ranks: Sequence[int] = DEMO_R
     configs = demo_configs(workdir, ranks=ranks, full=full, steps=steps, save_every=save_every,
                            batch_size=batch_size, max_length=max_length, seed=seed, mps=mps)
     t0 = time.perf_counter()
-    retrained = _finetune_all(configs, result, console, progress)
-    if squeeze is not None:
-        retrained |= _squeeze(configs, retrained, squeeze, result)
-    result.seconds["finetune"] = round(time.perf_counter() - t0, 1)
+    with _workers(jobs) as pool:
+        retrained = _finetune_all(configs, result, console, progress, pool)
+        if squeeze is not None:
+            with one_blas_thread():
+                retrained |= _squeeze(configs, retrained, squeeze, result)
+        result.seconds["finetune"] = round(time.perf_counter() - t0, 1)
 
-    t1 = time.perf_counter()
-    _analyze_all(configs, retrained, probes, result, console, progress, windows or DEMO_WINDOWS)
-    result.seconds["analyze"] = round(time.perf_counter() - t1, 1)
+        t1 = time.perf_counter()
+        _analyze_all(configs, retrained, probes, result, console, progress, windows or DEMO_WINDOWS, pool)
+        result.seconds["analyze"] = round(time.perf_counter() - t1, 1)
     if merge is not None:
         t3 = time.perf_counter()
-        _merge_all(configs, retrained, merge, result)
+        # one BLAS thread: on a loaded 2-core machine (load 11) the stack merge's QRs took 159 s wall and
+        # 27 s CPU with two threads (spinning), 10 s and 3 s with one
+        with one_blas_thread():
+            _merge_all(configs, retrained, merge, result)
         result.seconds["merge"] = round(time.perf_counter() - t3, 1)
 
     result.summary = valley_summary(list(result.runs.values()))
     result.summary.to_csv(workdir / "summary.csv", index=False)
     if report:
         t2 = time.perf_counter()
-        result.report = _write_report(workdir, console)
+        result.report = _write_report(workdir, console, result.reused)
         result.seconds["report"] = round(time.perf_counter() - t2, 1)
     result.seconds["total"] = round(time.perf_counter() - t0, 1)
     return result
 
 
-def _finetune_all(configs: dict[str, FinetuneConfig], result: DemoResult, console, progress: bool) -> set[str]:
+def _finetune_all(configs: dict[str, FinetuneConfig], result: DemoResult, console, progress: bool, pool=None) -> set[str]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from lab.finetune.train import finetune, is_complete
@@ -149,17 +171,117 @@ def _finetune_all(configs: dict[str, FinetuneConfig], result: DemoResult, consol
     retrained = set()
     with Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
                   TimeElapsedColumn(), console=console, disable=not progress) as bar:
+        todo = {}
         for name, config in configs.items():
             result.finetunes[name] = Path(config.out)
             if is_complete(config.out, config):
                 bar.add_task(f"fine-tune {name}", total=config.steps, completed=config.steps, note="cached")
                 result.reused.append(f"finetune:{name}")
                 continue
-            task = bar.add_task(f"fine-tune {name}", total=config.steps, note="")
-            finetune(config, overwrite=True,
+            todo[name] = bar.add_task(f"fine-tune {name}", total=config.steps, note="waiting" if pool else "")
+        if pool is not None:
+            # a worker reports no steps back: each bar fills when its fine-tune ends
+            for name, (loss, cpu) in _in_workers(pool, _finetune_job, {n: (configs[n],) for n in _heaviest_first(todo, configs)}):
+                bar.update(todo[name], completed=configs[name].steps, note=f"loss {loss:.4f}")
+                retrained.add(name)
+                _add_cpu(result, "finetune", name, cpu)
+            return retrained
+        for name, task in todo.items():
+            cpu = time.process_time()
+            finetune(configs[name], overwrite=True,
                      on_step=lambda step, loss, task=task: bar.update(task, completed=step, note=f"loss {loss:.4f}"))
             retrained.add(name)
+            _add_cpu(result, "finetune", name, time.process_time() - cpu)
     return retrained
+
+
+def _add_cpu(result: DemoResult, phase: str, name: str, seconds: float) -> None:
+    result.job_cpu[f"{phase}:{name}"] = round(seconds, 1)
+    result.cpu[phase] = round(result.cpu.get(phase, 0.0) + seconds, 1)
+
+
+def _workers(jobs: int):
+    """A pool of ``jobs`` worker processes, or a context holding None for one job at a time here.
+
+    Spawned, never forked: a fork of a process whose torch (OpenMP) threads have run can hang.
+    """
+    from contextlib import nullcontext
+
+    if jobs <= 1:
+        return nullcontext(None)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_one_thread_process)
+
+
+def _one_thread_process() -> None:
+    """A demo worker computes with one thread, as the serial demo does (the pool's size uses the cores):
+    the thread pools loaded already (numpy's, imported with this module) limited now, those loaded
+    later (torch's) by their variables."""
+    import os
+
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=1)  # for the process's life: nothing restores it
+
+
+def _in_workers(pool, job, arguments: dict[str, tuple]):
+    """Run ``job(*arguments[name])`` for every name on ``pool``; yield (name, its return) as each ends.
+
+    The first failure cancels the jobs not yet started and is raised here (a ``LabError`` stays one).
+    """
+    from concurrent.futures import as_completed
+
+    futures = {pool.submit(job, *args): name for name, args in arguments.items()}
+    try:
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+def _heaviest_first(names, configs: dict[str, FinetuneConfig]) -> list[str]:
+    """``names`` ordered so the longest jobs start first (fewer idle workers at the end): measured,
+    MPS r = 64 > LoRA r = 64 > full > LoRA r = 16 > LoRA r = 4 > the squeezed run, in both phases."""
+    def weight(name: str) -> float:
+        config = configs[name]
+        if name.startswith("squeeze-"):
+            return 0.0
+        if config.method == "full":
+            return 48.0
+        return float(config.r) + (0.5 if config.method == "mps" else 0.0)
+
+    return sorted(names, key=weight, reverse=True)
+
+
+def _finetune_job(config: FinetuneConfig) -> tuple[float, float]:
+    """One fine-tune in a worker process: its last step's loss, and the CPU seconds it took."""
+    import json
+
+    from lab.finetune.config import LOSS_FILE
+    from lab.finetune.train import finetune
+
+    cpu = time.process_time()
+    out = finetune(config, overwrite=True)
+    return float(json.loads((out / LOSS_FILE).read_text().splitlines()[-1])["loss"]), time.process_time() - cpu
+
+
+def _analyze_job(path: Path, base: Path, results: Path, name: str, probes: list[str], options: dict) -> float:
+    """One run's analysis (in a worker process, or here when serial); the CPU seconds it took."""
+    import lab
+
+    cpu = time.process_time()
+    with one_blas_thread():
+        lab.analyze(path, base=base, out=results, run=name, probes=probes, options=options, modules=DEMO_MODULES,
+                    controls=True, overwrite=True, progress=False)
+    return time.process_time() - cpu
 
 
 def _squeeze(configs: dict[str, FinetuneConfig], retrained: set[str], squeeze: tuple[int, int], result: DemoResult) -> set[str]:
@@ -207,8 +329,7 @@ def _merge_all(configs: dict[str, FinetuneConfig], retrained: set[str], k: int, 
 
 
 def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes: Sequence[str], result: DemoResult,
-                 console, progress: bool, windows: dict) -> None:
-    import lab
+                 console, progress: bool, windows: dict, pool=None) -> None:
     from lab.probes.registry import resolve
     from lab.store import open_run
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -237,20 +358,23 @@ def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes
     results_dir = result.workdir / "results"
     with Progress(SpinnerColumn(finished_text="✓"), TextColumn("{task.description:<18}"), TextColumn("{task.fields[note]}"),
                   TimeElapsedColumn(), console=console, disable=not progress) as bar:
-        for name, config in configs.items():
+        todo = {}
+        for name in configs:
             folder = results_dir / name
-            path = result.finetunes[name]
             if name not in retrained and _analysis_is_current(folder, wanted):
                 bar.add_task(f"analyze {name}", total=1, completed=1, note="cached")
                 result.runs[name] = open_run(folder)
                 result.reused.append(f"analyze:{name}")
                 continue
-            task = bar.add_task(f"analyze {name}", total=None, note=", ".join(wanted["probes"]))
-            with one_blas_thread():
-                result.runs[name] = lab.analyze(path, base=base, out=results_dir, run=name, probes=wanted["probes"],
-                                                options=options, modules=DEMO_MODULES, controls=True, overwrite=True,
-                                                progress=False)
-            bar.update(task, total=1, completed=1)
+            todo[name] = bar.add_task(f"analyze {name}", total=None, note=", ".join(wanted["probes"]))
+        jobs = {name: (result.finetunes[name], base, results_dir, name, wanted["probes"], options)
+                for name in _heaviest_first(todo, configs)}
+        done = _in_workers(pool, _analyze_job, jobs) if pool is not None else ((n, _analyze_job(*jobs[n])) for n in todo)
+        for name, cpu in done:
+            result.runs[name] = open_run(results_dir / name)
+            _add_cpu(result, "analyze", name, cpu)
+            bar.update(todo[name], total=1, completed=1)
+    result.runs = {name: result.runs[name] for name in configs}  # run order, whichever finished first
 
 
 def one_blas_thread():
@@ -309,7 +433,16 @@ def valley_summary(runs: Sequence) -> pd.DataFrame:
     return out[["run", "what", "step", "rank_bound", "modules", "entropy", "entropy_std", "ln_r", "page", "depth"]]
 
 
-def _write_report(workdir: Path, console) -> list[Path]:
+REPORT_STAMP = "demo-report.json"  # in WORKDIR/report: what the report there was written from
+
+
+def _write_report(workdir: Path, console, reused: list[str] | None = None) -> list[Path]:
+    """The report of ``workdir/results`` in ``workdir/report``: the one already there when it was
+    written from the same results by the same report code (see :func:`report_stamp`; then
+    ``"report"`` is added to ``reused``), else written now (HTML and PDF, or HTML alone when the PDF
+    writer cannot be imported)."""
+    import json
+
     try:
         report = importlib.import_module("lab.report")
     except ModuleNotFoundError:
@@ -318,12 +451,53 @@ def _write_report(workdir: Path, console) -> list[Path]:
     if write is None:
         console.print("report: skipped (lab.report.write_report is not available in this install)")
         return []
+    out = workdir / "report"
+    stamp = report_stamp(workdir / "results")
+    try:
+        before = json.loads((out / REPORT_STAMP).read_text())
+    except (OSError, ValueError):
+        before = None
+    if isinstance(before, dict) and before.get("from") == stamp and before.get("files"):
+        files = [out / name for name in before["files"]]
+        if all(f.is_file() for f in files):
+            if reused is not None:
+                reused.append("report")
+            return files
+    (out / REPORT_STAMP).unlink(missing_ok=True)  # a report being rewritten is stamped only when done
     for formats in (["html", "pdf"], ["html"]):
         try:
-            return list(write(workdir / "results", workdir / "report", formats))
+            files = list(write(workdir / "results", out, formats))
         except ImportError as e:  # e.g. the PDF writer's library missing: the HTML report still helps
             console.print(f"report: {', '.join(formats)} failed ({e}); trying fewer formats")
+            continue
+        if formats == ["html", "pdf"]:  # a fallback report is written again next time, in case the PDF works then
+            (out / REPORT_STAMP).write_text(json.dumps({"from": stamp, "files": [f.name for f in files]}, indent=1) + "\n")
+        return files
     return []
+
+
+def report_stamp(results: Path) -> dict[str, str]:
+    """What a report of ``results`` depends on, as digests: every file under ``results`` (path, size,
+    modification time) and the source of lab's report and presentation packages and lab's version.
+    Equal stamps: the report written then is the report that would be written now."""
+    import hashlib
+
+    import lab
+    import lab.present
+    import lab.report
+
+    def digest(paths, root: Path, content: bool) -> str:
+        h = hashlib.sha256()
+        for path in sorted(paths):
+            stat = path.stat()
+            h.update(str(path.relative_to(root)).encode() + b"\0")
+            h.update(path.read_bytes() if content else f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+        return h.hexdigest()
+
+    code = [Path(m.__file__).parent for m in (lab.report, lab.present)]
+    return {"results": digest([p for p in results.rglob("*") if p.is_file()], results, content=False),
+            "code": digest([p for folder in code for p in folder.rglob("*.py")], code[0].parent, content=True),
+            "version": str(lab.__version__)}
 
 
 def print_findings(result: DemoResult, console=None) -> None:
@@ -349,13 +523,31 @@ def print_findings(result: DemoResult, console=None) -> None:
         console.print(f"report: {path}")
     console.print(f"runs: {result.workdir / 'results'}  (open with lab.store.open_run or `lab report`)")
     timing = ", ".join(f"{k} {v:.0f}s" for k, v in result.seconds.items())
-    console.print(f"time: {timing}" + (f"; reused {len(result.reused)} cached step(s)" if result.reused else ""))
+    cpu = ", ".join(f"{k} {v:.0f}s" for k, v in result.cpu.items())
+    console.print(f"time: {timing}" + (f" (CPU of the jobs: {cpu})" if cpu else "")
+                  + (f"; reused {len(result.reused)} cached step(s)" if result.reused else ""))
+
+
+def default_jobs() -> int:
+    """Worker processes for ``lab demo``: the cores this process may use, at most 4 (the grid has 6 runs)."""
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
 
 
 def demo_command(
     workdir: Annotated[Optional[Path], typer.Option(help="Folder for the fine-tunes, results and report (default: the user cache dir, lab/demo).")] = None,
-    steps: Annotated[int, typer.Option(help="Optimiser steps per fine-tune (three checkpoints are saved along the way).")] = DEMO_STEPS,
+    steps: Annotated[Optional[int], typer.Option(help=f"Optimiser steps per fine-tune (three checkpoints are saved along the way; default {DEMO_STEPS}, --quick {QUICK['steps']}).", show_default=False)] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the HTML/PDF report when the report module is installed.")] = True,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, show_default=False,
+                                                help="Fine-tunes and analyses run at once, each in its own one-threaded process (default: the usable cores, at most 4).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="The smallest demo, to try the command in about a minute: LoRA r = 4 and full fine-tuning, "
+                                                       f"{QUICK['steps']} steps of 4 short texts, windows of 16 to 32 tokens; no MPS run, squeeze or merges. "
+                                                       "Its numbers show the pipeline works, not what fine-tuning does.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (the summary is still printed).")] = False,
 ) -> None:
     """Fine-tune MiniLM with LoRA (r = 4, 16, 64), fully and with MPS Adaptation (r = 64, χ = 8), squeeze
@@ -363,6 +555,13 @@ def demo_command(
     entanglement valley."""
     from rich.console import Console
 
-    result = run_demo(workdir, steps=steps, report=report, progress=not quiet, mps=DEMO_MPS, squeeze=DEMO_SQUEEZE,
-                      merge=DEMO_MERGE_K)
+    grid = dict(QUICK) if quick else dict(mps=DEMO_MPS, squeeze=DEMO_SQUEEZE, merge=DEMO_MERGE_K)
+    if quick and workdir is None:  # its own cache folder: the full demo's cached runs stay reusable
+        from lab.finetune.models import default_cache_dir
+
+        workdir = default_cache_dir() / "demo-quick"
+    if steps is not None:
+        grid["steps"] = steps
+        grid.pop("save_every", None)  # three checkpoints of whatever number of steps
+    result = run_demo(workdir, report=report, progress=not quiet, jobs=jobs or default_jobs(), **grid)
     print_findings(result, Console())

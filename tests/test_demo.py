@@ -16,14 +16,15 @@ import pandas as pd
 import pytest
 from safetensors.numpy import load_file
 
-from lab.demo import DEMO_MODULES, one_blas_thread, run_demo
+from lab.demo import DEMO_MODULES, QUICK, REPORT_STAMP, one_blas_thread, run_demo
 from lab.finetune.models import minilm_path
 from lab.finetune.train import COMPLETE_FILE, CONFIG_FILE
 
-# the smallest grid, and short windows for the probes that run the model on text (three lengths: the
-# thresholds' growth is fitted over three or more)
-TINY = dict(ranks=(4,), full=True, steps=2, save_every=1, batch_size=4, max_length=16, progress=False,
-            windows={"seq_len": (16, 24, 32), "windows": 2})
+# `lab demo --quick`: the smallest grid (LoRA r = 4 and full, two steps of four texts), and short windows
+# for the probes that run the model on text (three lengths: the thresholds' growth is fitted over three
+# or more); the tests below rely on these sizes
+TINY = dict(QUICK, progress=False)
+assert TINY["ranks"] == (4,) and TINY["full"] and TINY["steps"] == 2 and TINY["save_every"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +280,65 @@ def test_print_findings_prints_the_summary_the_report_and_the_timings(demo):
         assert f"report: {path}" in text
     assert f"runs: {demo.workdir / 'results'}" in text
     assert all(f"{phase} " in text for phase in demo.seconds)
+
+
+def test_demo_command_through_the_cli_runs_jobs_in_parallel_and_equals_the_serial_demo(demo, tmp_path):
+    """``lab demo --quick --jobs 2``: the command's body (its grid, the worker processes, print_findings)
+    through the installed console script; two one-threaded worker processes give the numbers the
+    serial fixture's demo gives (same seed, same sizes), and the printed table holds them."""
+    import subprocess
+    import sys
+
+    lab = str(Path(sys.executable).with_name("lab"))
+    workdir = tmp_path / "cli"
+    done = subprocess.run([lab, "demo", "--quick", "--jobs", "2", "--no-report", "--quiet", "--workdir", str(workdir)],
+                          capture_output=True, text=True, timeout=800, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = pd.read_csv(workdir / "summary.csv")
+    expected = demo.summary.copy()
+    expected["step"] = expected["step"].astype("float64")
+    assert len(summary) == len(expected)
+    pd.testing.assert_frame_equal(summary.reset_index(drop=True), expected.reset_index(drop=True),
+                                  check_dtype=False, rtol=0, atol=1e-9)
+    for name in ("lora-r4", "full"):
+        assert (workdir / "finetunes" / name / COMPLETE_FILE).is_file()
+        assert json.loads((workdir / "results" / name / "manifest.json").read_text())["status"] == "complete"
+    lines = done.stdout.splitlines()
+    for row in demo.summary.itertuples(index=False):
+        step = "" if pd.isna(row.step) else str(int(row.step))
+        assert [line for line in lines if row.run in line and f"{row.entropy:.3f}" in line and f"{row.depth:.3f}" in line
+                and (not step or f" {step} " in line)], (row.run, row.what, step, done.stdout)
+    assert f"runs: {workdir / 'results'}" in done.stdout.replace("\n", "")
+    assert "CPU of the jobs: finetune" in done.stdout and "analyze" in done.stdout
+
+    # the same command again: every fine-tune and analysis is reused, nothing is rewritten
+    before = _snapshot(workdir)
+    again = subprocess.run([lab, "demo", "--quick", "--jobs", "2", "--no-report", "--quiet", "--workdir", str(workdir)],
+                           capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _rewritten(before, _snapshot(workdir)) == set()
+    assert "reused 4 cached step(s)" in again.stdout  # two fine-tunes and two analyses
+
+
+def test_a_warm_demo_reuses_its_report_until_the_results_change(demo, workdir_copy):
+    """The report is written again only when what it is made from changed: here a results file's
+    modification time (an analysis rewritten) makes the next demo write it again."""
+    report = workdir_copy / "report"
+    # a first warm demo: the report is current after it (rewritten if lab's report code changed since
+    # the fixture wrote it, as it may in a working tree being edited)
+    run_demo(workdir_copy, report=True, **TINY)
+    stamp = json.loads((report / REPORT_STAMP).read_text())
+    assert sorted(stamp["files"]) == ["report.html", "report.pdf"]
+
+    before = _files(report)
+    warm = run_demo(workdir_copy, report=True, **TINY)
+    assert _files(report) == before and "report" in warm.reused
+    assert sorted(p.name for p in warm.report) == ["report.html", "report.pdf"] and all(p.is_file() for p in warm.report)
+
+    table = workdir_copy / "results" / "lora-r4" / "deltas.parquet"
+    os.utime(table, ns=(table.stat().st_atime_ns, table.stat().st_mtime_ns + 1_000_000_000))
+    again = run_demo(workdir_copy, report=True, **TINY)
+    assert "report" not in again.reused
+    after = _files(report)
+    assert {"report.html", "report.pdf"} <= set(after) and all(after[n] != before[n] for n in ("report.html", "report.pdf"))
+    assert json.loads((report / REPORT_STAMP).read_text())["from"] != stamp["from"]
