@@ -55,7 +55,12 @@ Memory: ``budget_bytes`` (default ``DEFAULT_BUDGET``, 64 MiB) bounds the float64
 blocks a kernel holds at once (:func:`grams` splits it between ΔW and W). On top come the Gram
 matrices (N² float64 each, and one temporary of that size while a block is added in), the
 source's own transients (a file's raw bytes; a :class:`~lab.sources.DifferenceSource`
-holds its second operand's block while subtracting) and the eigensolver's workspace.
+holds its second operand's block while subtracting) and the eigensolver's workspace. A
+:class:`~lab.sources.DifferenceSource` of at most ``HOLD_BYTES`` (256 MiB) of float64 (a full
+fine-tune's ΔW of a 4096² or 8192×2048 module) is read whole at its second pass and kept for the
+unit: up to ``HOLD_BYTES`` more, in exchange for reading and subtracting both files once or twice
+instead of four or five times; blocks are copied out of it with the same partition, so every
+Gram, norm and row is the same as when streamed.
 
 Example::
 
@@ -100,6 +105,62 @@ def _checked(src: MatrixSource, starts: np.ndarray, length: int) -> np.ndarray:
 def _nonfinite(src: MatrixSource):
     name = src.culprit() if hasattr(src, "culprit") else src.name
     raise NonFiniteError(f"{name} holds NaN/inf value(s); pass --allow-nonfinite to analyse it anyway")
+
+
+# A streamed ΔW = W_ft − W (two files) that fits this many bytes of float64 is kept whole from its second
+# pass on: the profile's two Grams, ‖ΔW‖_F and the spectra pass would otherwise read and subtract both files
+# four or five times. Blocks are then copied out of it with the same partition, so every result is the same.
+HOLD_BYTES = 256 << 20
+
+
+class _Held:
+    """ψ of a source read whole once; ``read`` copies blocks out of it (a MatrixSource)."""
+
+    def __init__(self, src: MatrixSource, psi: np.ndarray) -> None:
+        self.src, self.psi = src, psi
+        self.shape, self.name = src.shape, src.name
+
+    @property
+    def finite(self) -> bool:
+        return self.src.finite
+
+    @property
+    def nbytes(self) -> int:
+        return self.src.nbytes
+
+    def culprit(self) -> str:
+        return self.src.culprit() if hasattr(self.src, "culprit") else self.src.name
+
+    def read(self, starts: np.ndarray, length: int) -> np.ndarray:
+        starts = np.asarray(starts, dtype=np.int64).reshape(-1)
+        out = np.empty((starts.size, int(length)), dtype=np.float64)
+        step = int(starts[1] - starts[0]) if starts.size > 1 else 0
+        if starts.size > 1 and step > 0 and bool(np.all(np.diff(starts) == step)):
+            view = np.lib.stride_tricks.as_strided(self.psi[int(starts[0]):], shape=out.shape,
+                                                   strides=(8 * step, 8), writeable=False)
+            out[...] = view
+        else:
+            for t, a in enumerate(starts.tolist()):
+                out[t] = self.psi[a:a + int(length)]
+        return out
+
+
+def _reader(src: MatrixSource):
+    """What a kernel's pass reads ``src`` through: ``src`` itself, or from its second pass on, for a
+    file-backed difference of at most ``HOLD_BYTES`` of float64, its ψ read whole once (kept in its memo)."""
+    from lab.sources import DifferenceSource, ScaledFactorsSource
+
+    memo = _memo(src)
+    held = memo.get("held")
+    if held is not None:
+        return held
+    memo["passes"] = memo.get("passes", 0) + 1
+    if (memo["passes"] >= 2 and isinstance(src, DifferenceSource) and src.nbytes <= HOLD_BYTES
+            and not any(isinstance(x, ScaledFactorsSource) for x in (src.a, src.b))):
+        size = int(src.shape[0]) * int(src.shape[1])
+        memo["held"] = held = _Held(src, src.read(np.zeros(1, dtype=np.int64), size).reshape(-1))
+        return held
+    return src
 
 
 def _lines(budget_bytes: int, line: int) -> int:
@@ -155,9 +216,9 @@ def gram_left(src: MatrixSource, d_left: int, budget_bytes: int = DEFAULT_BUDGET
     if _is_small_side(src, "left", int(d_left)) and "small" in _memo(src):
         return _memo(src)["small"]
     d_left, d_right = _split(src, int(d_left), "left")
-    g = None
+    g, reader = None, _reader(src)
     for starts, length in _col_blocks(d_left, d_right, budget_bytes):
-        block = _checked(src, starts, length)
+        block = _checked(reader, starts, length)
         g = _add(g, block @ block.T)  # numpy hands x @ x.T to BLAS ?syrk
         del block  # before the next read: one block in memory, not two
     g = g if g is not None else np.zeros((d_left, d_left))
@@ -171,9 +232,9 @@ def gram_right(src: MatrixSource, d_right: int, budget_bytes: int = DEFAULT_BUDG
     if _is_small_side(src, "right", int(d_right)) and "small" in _memo(src):
         return _memo(src)["small"]
     d_left, d_right = _split(src, int(d_right), "right")
-    g = None
+    g, reader = None, _reader(src)
     for starts, length in _row_blocks(d_left, d_right, budget_bytes):
-        block = _checked(src, starts, length)
+        block = _checked(reader, starts, length)
         g = _add(g, block.T @ block)
         del block
     g = g if g is not None else np.zeros((d_right, d_right))
@@ -244,8 +305,9 @@ def grams(delta_src: MatrixSource, base_src: MatrixSource | None = None,
         return Grams(rows, cols, known)
     per_source = int(budget_bytes) // (1 if base_src is None else 2)
     g_d = g_w = g_c = None
+    d_reader = _reader(delta_src)
     for starts, length in _blocks_of((rows, cols), per_source):
-        d = _checked(delta_src, starts, length)
+        d = _checked(d_reader, starts, length)
         if tall:
             d = d.T  # the block's columns are M's: Grams of the transpose, still syrk
         if known is None:
@@ -295,7 +357,7 @@ def _flat_blocks(src: MatrixSource, budget_bytes: int) -> Iterator[np.ndarray]:
 def fro_norm_blocked(src: MatrixSource, budget_bytes: int = DEFAULT_BUDGET) -> float:
     """‖M‖_F, accumulated in float64 over contiguous blocks (NonFiniteError for NaN/inf)."""
     total = 0.0
-    for block in _flat_blocks(src, budget_bytes):
+    for block in _flat_blocks(_reader(src), budget_bytes):
         if not src.finite:
             _nonfinite(src)
         total += float(block @ block)

@@ -368,3 +368,45 @@ def test_the_in_memory_profile_leaves_sigma_squared_for_the_spectra_probe():
     schmidt.schmidt_spectra(m, sites(*m.shape))
     w = memo_for(m)["small_eigvals"]
     assert _rel(np.sqrt(np.clip(np.sort(w)[::-1], 0, None)), np.linalg.svd(m, compute_uv=False)) < 1e-10
+
+
+def test_a_held_difference_gives_the_streamed_results_bit_for_bit(monkeypatch):
+    """A DifferenceSource small enough to be held after its first pass: the Grams, ‖ΔW‖_F and the
+    spectra pass equal those of the same source streamed on every pass (HOLD_BYTES = 0), bit for bit,
+    and a NaN still raises naming the operand it came from."""
+    from lab.errors import NonFiniteError
+    from lab.probes import blocked
+    from lab.sources import ArraySource, DifferenceSource
+
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((96, 40)), rng.standard_normal((96, 40))
+
+    def run(hold: int):
+        monkeypatch.setattr(blocked, "HOLD_BYTES", hold)
+        src = DifferenceSource(ArraySource(a, "ft"), ArraySource(b, "base"))
+        budget = 8 * 40 * 7  # several row and column blocks, uneven last ones
+        norm = blocked.fro_norm_blocked(src, budget)
+        left = blocked.gram_left(src, 48, budget)
+        right = blocked.gram_right(src, 20, budget)
+        g = blocked.grams(src, ArraySource(b, "base"), budget)
+        return src, [norm, left, right, g.delta, g.base, g.cross]
+
+    src, held = run(1 << 30)
+    assert "held" in blocked._memo(src)  # held from the second pass on
+    src2, streamed = run(0)
+    assert "held" not in blocked._memo(src2)
+    assert held[0] == streamed[0]
+    for x, y in zip(held[1:], streamed[1:]):
+        assert np.array_equal(x, y)
+    d = (a - b).reshape(-1)
+    assert np.allclose(held[1], d.reshape(48, -1) @ d.reshape(48, -1).T)
+    assert np.allclose(held[2], d.reshape(-1, 20).T @ d.reshape(-1, 20))
+
+    bad = b.copy()
+    bad[70, 3] = np.nan
+    monkeypatch.setattr(blocked, "HOLD_BYTES", 1 << 30)
+    src = DifferenceSource(ArraySource(a, "ft"), ArraySource(bad, "base tensor"))
+    with pytest.raises(NonFiniteError, match="base tensor"):
+        blocked.fro_norm_blocked(src, 8 * 40 * 7)
+    with pytest.raises(NonFiniteError, match="base tensor"):
+        blocked.gram_left(src, 48, 8 * 40 * 7)
