@@ -550,6 +550,24 @@ def extrapolate(costs: dict, floor: dict, controls: bool, target_cores=(None, 16
 
 # --- main ----------------------------------------------------------------------------------------
 
+def weightwatcher(python: Path, ft: Path, out: Path, lab_args: list[str], interval: float, timeout: float,
+                  max_rss: float) -> dict:
+    """WeightWatcher's analyze() on the fine-tuned model (bench/weightwatcher_pair.py in its own venv), timed
+    and its RSS sampled as the lab run's; lab's ``--modules REGEX`` selects the same tensors there."""
+    if not python.is_file():
+        return {"error": f"{python} not found: make WeightWatcher's venv as bench/RESULTS.md 'How to run' says"}
+    modules = next((lab_args[i + 1] for i, a in enumerate(lab_args[:-1]) if a == "--modules"), None)
+    report = out / "weightwatcher.json"
+    cmd = [str(python), str(HERE / "weightwatcher_pair.py"), str(ft), str(report)] + (["--modules", modules] if modules else [])
+    print("weightwatcher:", " ".join(cmd), flush=True)
+    run = run_analysis(cmd, out / "bench-logs-weightwatcher", interval, timeout, max_rss)
+    if run["returncode"] == 0:
+        run.update(json.loads(report.read_text()))
+    print(f"  rc {run['returncode']}: wall {run['wall_s']:.1f} s, CPU {run['cpu_s']:.0f} s, "
+          f"peak RSS {run['peak_rss_gb']:.2f} GB, {run.get('matrices_analysed')} matrices", flush=True)
+    return run
+
+
 def _workers(lab_args: list[str]) -> int:
     for i, a in enumerate(lab_args):
         if a == "--workers" and i + 1 < len(lab_args):
@@ -646,6 +664,13 @@ def main() -> None:
                     help="run the lab package of this git revision instead of the working tree (e.g. the commit "
                          "before a rewrite, for a before/after comparison)")
     ap.add_argument("--json", type=Path, default=None, help="default bench/results/memory[_ARGS].json")
+    ap.add_argument("--weightwatcher", action="store_true",
+                    help="after the run, time WeightWatcher's analyze() on the fine-tuned model the same way (its RSS "
+                         "sampled from outside), in its own venv (--ww-python); lab's --modules, if given after --, "
+                         "selects the same tensors there (issue 23 §4)")
+    ap.add_argument("--ww-python", type=Path, default=Path("/tmp/wwvenv/bin/python"))
+    ap.add_argument("--no-floor", action="store_true",
+                    help="leave out the eigensolve floor (minutes of one-thread solves); no per-module costs then")
     args = ap.parse_args(argv)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
@@ -704,6 +729,21 @@ def main() -> None:
             print(run["stderr_tail"], file=sys.stderr)
         result["run_folder"] = str(args.out / "llama1b")
         result["manifest"] = read_manifest(args.out / "llama1b" / "manifest.json", lab_args)
+    if args.weightwatcher:
+        result["weightwatcher"] = weightwatcher(args.ww_python, ft, args.out, lab_args, args.interval, args.timeout,
+                                                args.max_rss_gb)
+        if result.get("run"):
+            w, r = result["weightwatcher"], result["run"]
+            result["lab_vs_weightwatcher"] = {"wall": r["wall_s"] / w["wall_s"], "peak_rss": r["peak_rss_gb"] / w["peak_rss_gb"],
+                                              "cpu": r["cpu_s"] / w["cpu_s"]}
+            print(f"lab / WeightWatcher: wall {result['lab_vs_weightwatcher']['wall']:.2f}, "
+                  f"peak RSS {result['lab_vs_weightwatcher']['peak_rss']:.3f}", flush=True)
+    if args.no_floor:
+        result["machine_after"] = {"load_average": describe()["load_average"]}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json} (no floor)")
+        return
     print("eigensolve floor: one central-cut Gram + eigenvalues per shape ...", flush=True)
     result["floor"] = floor = measure_floor(read, ft, controls=True, repeats=args.floor_repeats,
                                             threads=args.floor_threads, cores=cores)

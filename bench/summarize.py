@@ -71,6 +71,73 @@ def entanglement(name: str) -> str:
     return "\n".join(rows)
 
 
+def entanglement_analyze(name: str) -> str:
+    """The dense 4096² case through `lab analyze` (issue 23 §1): wall and CPU against both floors and quimb."""
+    r = _load(name)
+    if r is None or "lab_analyze" not in r.get("dense", {}):
+        return f"Not measured yet (`bench/results/{name}` has no `lab analyze` case)."
+    d, q = r["dense"], r["ratios"]
+    labels = {
+        "lab_analyze": "`lab analyze ft --base base --probes entanglement` (whole process)",
+        "lab_analyze_default_probes": "`lab analyze` with deltas, entanglement, spectra (whole process)",
+        "lab_all_cuts": "`entanglement_profile` in this process, all cuts",
+        "floor_central_cut": "floor, lab's kernels: central-cut Gram + MKL eigenvalues",
+        "floor_numpy": "floor, numpy: central-cut Gram + `numpy.linalg.eigvalsh`",
+        "quimb_all_cuts": "quimb from_dense + entropy(k), all cuts",
+    }
+    rows = ["| measurement | wall s (min / median) | CPU s (min) | runs |", "|---|---|---|---|"]
+    for key, label in labels.items():
+        if key in d:
+            rows.append(f"| {label} | {_s(d[key])} | {d[key].get('cpu_min_s', float('nan')):.2f} | {len(d[key]['runs_s'])} |")
+    rows += ["", "| ratio (min / min) | wall | CPU | target |", "|---|---|---|---|"]
+    for name_, floor, target in (("lab_analyze", "floor_central_cut", "≤ 1.3"), ("lab_analyze", "floor_numpy", "≤ 1.3"),
+                                 ("lab_analyze_default_probes", "floor_central_cut", ""),
+                                 ("lab_analyze_default_probes", "floor_numpy", "")):
+        key = f"{name_}_over_{floor}"
+        if key in q:
+            short = "`lab analyze`, entanglement" if name_ == "lab_analyze" else "`lab analyze`, default probes"
+            rows.append(f"| {short} / floor ({'numpy' if floor == 'floor_numpy' else 'lab kernels'}) "
+                        f"| **{q[key]:.2f}** | {q[key + '_cpu']:.2f} | {target} |")
+    if "lab_analyze_over_quimb" in q:
+        rows.append(f"| `lab analyze` (entanglement) / quimb | **{q['lab_analyze_over_quimb']:.3f}** | "
+                    f"{q['lab_analyze_over_quimb_cpu']:.3f} | ≤ 0.08 |")
+    rows.append(f"| `entanglement_profile` / floor (lab's kernels) | {q['dense_lab_over_floor']:.2f} | "
+                f"{q['dense_lab_over_floor_cpu']:.2f} | |")
+    env = r.get("analyze", {}).get("env", {})
+    rows += ["", f"`lab analyze`'s entropies equal the in-process profile of the stored ΔW to "
+                 f"{r['analyze']['max_abs_diff_vs_profile_of_stored_delta_nats']:.1e} nats. Threads: "
+                 + ", ".join(f"{k}={v}" for k, v in env.items()) + f". {_ran_on(r)}"]
+    return "\n".join(rows)
+
+
+def weightwatcher_pair(name: str) -> str:
+    """`lab analyze` of the 1B-shaped pair beside WeightWatcher's analyze() of its fine-tuned model (issue 23 §4)."""
+    r = _load(name)
+    if r is None or "weightwatcher" not in r:
+        return f"Not measured yet (`bench/results/{name}` has no WeightWatcher run)."
+    lab, ww = r.get("run", {}), r["weightwatcher"]
+    if "error" in ww:
+        return f"WeightWatcher not measured: {ww['error']}"
+    rows = ["| tool | what | wall s | CPU s | peak RSS GB (anonymous) |", "|---|---|---|---|---|"]
+    if lab:
+        rows.append(f"| lab | `{' '.join(['lab analyze ft --base base --controls --probes ' + PROBES_MEMORY] + r.get('lab_args', []))}`: "
+                    f"{len(r.get('manifest', {}).get('units', []))} units | {lab['wall_s']:.0f} | {lab['cpu_s']:.0f} | "
+                    f"{lab['peak_rss_gb']:.2f} ({lab['peak_anon_rss_gb']:.2f}) |")
+    rows.append(f"| WeightWatcher {ww.get('version')} | `analyze()` defaults on the fine-tuned state dict: "
+                f"{ww.get('matrices_analysed')} matrices (load {ww.get('load_s', float('nan')):.0f} s, analyze "
+                f"{ww.get('analyze_s', float('nan')):.0f} s) | {ww['wall_s']:.0f} | {ww['cpu_s']:.0f} | "
+                f"{ww['peak_rss_gb']:.2f} ({ww['peak_anon_rss_gb']:.2f}) |")
+    if "lab_vs_weightwatcher" in r:
+        v = r["lab_vs_weightwatcher"]
+        rows += ["", f"lab / WeightWatcher: wall **{v['wall']:.2f}** (target ≤ 1.5), CPU {v['cpu']:.2f}, "
+                     f"peak RSS **{v['peak_rss']:.3f}** (target ≤ 0.2)."]
+    rows += ["", _ran_on(r)]
+    return "\n".join(rows)
+
+
+PROBES_MEMORY = "deltas,entanglement,spectra"
+
+
 def spectra(name: str) -> str:
     r = _load(name)
     if r is None:
@@ -252,6 +319,8 @@ BLOCKS = {
     "spectra": spectra_both,
     "memory": memory,
     "sweep": sweep,
+    "entanglement_analyze_1thread": lambda: entanglement_analyze("entanglement_analyze_1thread.json"),
+    "weightwatcher_pair": lambda: weightwatcher_pair("weightwatcher_pair.json"),
 }
 
 
