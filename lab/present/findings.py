@@ -899,12 +899,14 @@ SUMMARIES: dict[str, Callable[[Sequence[Run]], list[Sentence]]] = {
 
 def summarize(runs: Sequence[Run]) -> list[FamilyFindings]:
     """The findings of every family some run computed, in the families' reading order."""
-    found = []
-    for family in families():
-        summary = SUMMARIES.get(family.key)
-        if summary is None or not load.computed(runs, family.tables[0]):
-            continue
-        sentences = summary(runs)
-        if sentences:
-            found.append(FamilyFindings(family.key, BY_KEY[family.key].title, anchor(family.key), sentences))
-    return found
+    found = [summarize_family(family.key, runs) for family in families()]
+    return [f for f in found if f is not None]
+
+
+def summarize_family(key: str, runs: Sequence[Run]) -> FamilyFindings | None:
+    """The findings of one family, or None when no run computed it or it has nothing to say."""
+    summary = SUMMARIES.get(key)
+    if summary is None or not load.computed(runs, BY_KEY[key].tables[0]):
+        return None
+    sentences = summary(runs)
+    return FamilyFindings(key, BY_KEY[key].title, anchor(key), sentences) if sentences else None

@@ -5,16 +5,35 @@ lives and what it holds is the store's knowledge (:class:`lab.store.Run`); what 
 tolerance: columns or filters naming a column a table does not have (an older run, a table that
 grew since) are dropped rather than failing, so one results folder can hold runs from several
 lab versions.
+
+Within ``with read_once():`` (the report's build) each table of each run is read from disk once,
+whole, and every later read selects its columns and rows from that copy in memory, with the same
+filter semantics as the file read (pyarrow's expression from the same tuples).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import pandas as pd
 
 from lab.store import Run, list_runs
+
+# (run folder, table) -> the whole table as read from disk, while a read_once block is open
+_TABLES: ContextVar[dict | None] = ContextVar("lab_present_tables", default=None)
+
+
+@contextmanager
+def read_once() -> Iterator[None]:
+    """A block within which each run's table is read from disk once (kept whole in memory until the block ends)."""
+    token = _TABLES.set({} if _TABLES.get() is None else _TABLES.get())  # nested blocks share the outer copies
+    try:
+        yield
+    finally:
+        _TABLES.reset(token)
 
 
 def read(run: Run, table: str, columns: Sequence[str] | None = None,
@@ -26,10 +45,30 @@ def read(run: Run, table: str, columns: Sequence[str] | None = None,
     """
     if not run.has_table(table):
         return pd.DataFrame(columns=list(columns or []))
-    stored = set(run.columns(table))
+    tables = _TABLES.get()
+    whole = None
+    if tables is not None:
+        key = (str(Path(run.path).resolve()), table)
+        if key not in tables:
+            tables[key] = _whole(run, table)
+        whole = tables[key]
+    stored = set(whole.column_names if whole is not None else run.columns(table))
     cols = [c for c in columns if c in stored] if columns else None
     kept = [f for f in (filters or []) if f[0] in stored]
-    return run.table(table, columns=cols, filters=kept or None)
+    if whole is None:
+        return run.table(table, columns=cols, filters=kept or None)
+    import pyarrow.parquet as pq
+
+    if kept:
+        whole = whole.filter(pq.filters_to_expression(kept))
+    return (whole.select(cols) if cols else whole).to_pandas()
+
+
+def _whole(run: Run, table: str):
+    """Every column and row of one run's table, as a pyarrow Table."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(run.table_path(table))
 
 
 def read_runs(runs: Sequence[Run], table: str, columns: Sequence[str] | None = None,

@@ -19,9 +19,11 @@ def report_command(
         "--out", "-o", help="Folder to write report.html / report.pdf / report.md into (created if missing).")] = Path("reports"),
     title: Annotated[Optional[str], typer.Option(
         help="Report title (default: 'lab report: ' and the run names).")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="Processes that render the figures (default: the cores available to lab).")] = None,
 ) -> None:
     """Write a report of every run in RESULTS_DIR: findings first, figures with their theory baselines, tables, provenance."""
     from lab.report.write import write_report
 
-    for path in write_report(results_dir, out, formats.split(","), title=title):
+    for path in write_report(results_dir, out, formats.split(","), title=title, workers=workers):
         typer.echo(str(path))

@@ -2,55 +2,119 @@
 computed from the tables) each with its family's headline figure, one section per probe family the
 schema declares, with charts, summary tables and the meaning of every column, and provenance per run.
 
-``build(results_dir)`` fills a :class:`~lab.report.document.Report`; ``lab.report.html`` and
-``lab.report.pdf`` only lay it out, so the HTML and the PDF carry the same content.
+``build(results_dir)`` fills a :class:`~lab.report.document.Report`; ``lab.report.html``,
+``lab.report.pdf`` and ``lab.report.markdown`` only lay it out, so every format carries the same
+findings, figures and tables, each figure drawn once and its PNG shared. Each table of each run is
+read from disk once (``load.read_once``). A section's overview figures are drawn only with
+``overview=True`` (the HTML and the PDF show them), its per-run and per-module detail figures only
+with ``details=True`` (the HTML); the Markdown embeds the headline figures and points to the others.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lab.present import colours, load
-from lab.present.findings import summarize
+from lab.present import colours, load, provenance
+from lab.present.figures.common import DPI, Chart
+from lab.present.findings import FamilyFindings, summarize_family
 from lab.present.headlines import headline
-from lab.present.provenance import overview, run_info
 from lab.present.theory import NOT_COMPUTED, Family, columns, families, table_description
 from lab.report.document import Finding, Report, Section
 from lab.report.sections import BUILDERS
 from lab.store import Run
 
+Part = tuple[FamilyFindings | None, Chart | None, Section]  # one family's findings, headline figure and section
 
-def build(results_dir: str | Path, *, title: str | None = None) -> Report:
-    """The report's content for every run in ``results_dir`` (a results folder or one run folder)."""
+
+def build(results_dir: str | Path, *, title: str | None = None, overview: bool = True, details: bool = True,
+          workers: int = 1, dpi: int = DPI) -> Report:
+    """The report's content for every run in ``results_dir`` (a results folder or one run folder):
+    findings with their headline figures, and per family its section, with its overview figures
+    drawn when ``overview`` and its per-run and per-module figures drawn when ``details``.
+
+    With ``workers`` > 1 (where the platform forks) the families are built in that many forked
+    processes, each also rendering its figures' PNGs at ``dpi``; their charts then come back as
+    PNG bytes without a matplotlib figure (``chart.figure`` is None). With one worker every chart
+    keeps its figure (the tests read the drawn lines back)."""
     runs = load.runs_in(results_dir)
     names = [r.name for r in runs]
     title = title or ("lab report: " + ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else ""))
-    # one colour per run in every figure of the report, runs of one method side by side
-    with colours.using(names, load.run_methods(runs)):
-        found = []
-        for family_findings in summarize(runs):
-            chart = headline(family_findings.key, runs)
-            found.append(Finding(family_findings, chart, 0))
-        for number, finding in enumerate((f for f in found if f.chart is not None), start=1):
-            finding.number = number
-        built = []
-        for family in families():
-            section = _empty_section(family, runs)
-            if section.computed:
-                BUILDERS[family.key](section, runs)
-                for i, chart in enumerate(section.charts):
-                    chart.anchor = chart.anchor or f"fig-{family.key}-{i + 1}"
-            built.append(section)
+    methods = load.run_methods(runs)
+    keys = [family.key for family in families()]
+    if workers > 1 and len(keys) > 1 and "fork" in multiprocessing.get_all_start_methods():
+        parts = _in_workers(keys, str(results_dir), names, methods, overview, details, workers, dpi)
+    else:
+        with load.read_once():
+            parts = [_family(key, runs, names, methods, overview, details) for key in keys]
+    found = [Finding(findings, chart, 0) for findings, chart, _ in parts if findings is not None]
+    for number, finding in enumerate((f for f in found if f.chart is not None), start=1):
+        finding.number = number
     return Report(
         title=title,
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         results_dir=str(Path(results_dir).resolve()),
-        overview=overview(runs),
-        runs=[run_info(r) for r in runs],
-        sections=built,
+        overview=provenance.overview(runs),
+        runs=[provenance.run_info(r) for r in runs],
+        sections=[section for _, _, section in parts],
         findings=found,
     )
+
+
+def _family(key: str, runs: list[Run], names: list[str], methods: dict[str, str], overview: bool,
+            details: bool) -> Part:
+    """One family's findings, headline figure (when it has findings) and section."""
+    family = next(f for f in families() if f.key == key)
+    # one colour per run in every figure of the report, runs of one method side by side
+    with colours.using(names, methods):
+        findings = summarize_family(key, runs)
+        chart = headline(key, runs) if findings is not None else None
+        section = _empty_section(family, runs)
+        if section.computed:
+            BUILDERS[key](section, runs)
+            section.draw(overview=overview, details=details)
+            for i, drawn in enumerate(section.charts + section.details):
+                drawn.anchor = drawn.anchor or f"fig-{key}-{i + 1}"
+    return findings, chart, section
+
+
+# what a forked worker needs, set before the fork (nothing of it is pickled)
+_TASK: dict = {}
+
+
+def _in_workers(keys: list[str], results_dir: str, names, methods, overview: bool, details: bool, workers: int,
+                dpi: int) -> list[Part]:
+    """The families built and their figures rendered in forked processes, the heaviest handed out first."""
+    global _TASK
+    _TASK = dict(results_dir=results_dir, names=names, methods=methods, overview=overview, details=details, dpi=dpi)
+    parts: dict[str, Part] = {}
+    try:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(keys))) as pool:
+            for key, part in pool.imap_unordered(_worker, keys, chunksize=1):
+                parts[key] = part
+    finally:
+        _TASK = {}
+    return [parts[key] for key in keys]
+
+
+def _worker(key: str) -> tuple[str, Part]:
+    task = _TASK
+    with load.read_once():
+        findings, chart, section = _family(key, load.runs_in(task["results_dir"]), task["names"], task["methods"],
+                                           task["overview"], task["details"])
+    charts = ([chart] if chart is not None else []) + section.charts + section.details
+    for drawn in charts:
+        drawn.png(task["dpi"])
+        drawn.figure = None  # the bytes go back, the figure stays
+    # the pending figures (functions of frames) stay too; only their number is needed
+    undrawn = [(is_detail, _undrawn) for is_detail, _ in section.pending]
+    return key, (findings, chart, replace(section, pending=undrawn))
+
+
+def _undrawn() -> Chart:
+    raise RuntimeError("a figure left undrawn in a report worker cannot be drawn afterwards")
 
 
 def _empty_section(family: Family, runs: list[Run]) -> Section:

@@ -1,6 +1,8 @@
 """The report as Markdown with its figures as PNG files beside it, for a paper draft, an issue or a
-notebook: the same findings (each number a link to its figure), headline figures and sections as
-the HTML, with provenance summarised in an appendix.
+notebook: the same findings (each number a link to its figure), headline figures, theory and tables
+as the HTML, with provenance summarised in an appendix. It embeds the headline figures only (one per
+family): each section says how many overview and per-run figures the HTML and the PDF add, and
+``write_report`` draws none of those for a Markdown-only report.
 
 ``report.md`` links its figures as ``figures/NN-ANCHOR.png``; each figure is preceded by an
 ``<a id="ANCHOR">`` so the numbers' links work where HTML anchors are rendered (GitHub, Jupyter).
@@ -66,9 +68,9 @@ def render(report: Report, out_dir: Path, dpi: int = DPI) -> str:
             continue
         if section.message:
             lines += [f"**{_cell(section.message)}**", ""]
-        for chart in section.charts:
-            count += 1
-            lines += _figure(chart, folder, count, f"{chart.title}.", dpi)
+        if section.overview_count or section.detail_count:
+            lines += [f"*{section.overview_count} overview figure(s) in report.html and report.pdf; "
+                      f"{section.detail_count} per-run and per-module figure(s) in report.html.*", ""]
         for block in section.tables:
             lines += _table(block)
     lines += ["## Appendix: provenance", ""] + _table(report.overview)

@@ -1,7 +1,10 @@
-"""The report as a PDF with real, searchable text (fpdf2 with an embedded Unicode font),
-the same content as the HTML: the findings first (each number a link to the headline figure it
-comes from), then one section per probe family, each starting on a new page and listed in the PDF
-outline, then the provenance appendix.
+"""The report as a PDF with real, searchable text (fpdf2 with an embedded Unicode font), for
+reading: the findings first (each number a link to the headline figure it comes from), then one
+section per probe family, each starting on a new page and listed in the PDF outline, with its theory,
+overview figures and short tables; then the appendices: the long tables (more than
+``document.LONG_TABLE`` rows) with every table's column meanings, and the provenance.
+
+The per-run and per-module detail figures are in the HTML only; each section says how many.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from lab.present.blocks import TableBlock
 from lab.present.figures.common import DPI
 from lab.present.findings import Number, Sentence
 from lab.present.theory import NOT_COMPUTED
-from lab.report.document import Report
+from lab.report.document import LONG_TABLE, Report
 
 # DejaVu ships with matplotlib, which lab depends on: Unicode text (Δ, σ, ‖, √, ≤) without a download.
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -53,11 +56,39 @@ class _Document(FPDF):
         self.ln(1.5)
 
     def paragraph(self, text: str, size: float = 9, style: str = "", fill: tuple[int, int, int] | None = None) -> None:
+        """Plain text wrapped at word boundaries, one ``cell`` per line: fpdf's ``multi_cell`` re-measures the
+        growing line at every character, which made long paragraphs (column meanings) most of a report's time."""
         self.set_font(FONT, style, size)
         if fill:
             self.set_fill_color(*fill)
-        self.multi_cell(0, size * 0.48, text, fill=bool(fill), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        for line in self.wrap(text, self.epw - 2 * self.c_margin):
+            self.cell(0, size * 0.48, line, fill=bool(fill), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         self.ln(1.5)
+
+    def wrap(self, text: str, width: float) -> list[str]:
+        """``text`` in lines no wider than ``width`` (mm) in the current font: greedy over words, each word
+        measured once; a word wider than a line is cut between characters. Newlines are kept."""
+        lines = []
+        space = self.get_string_width(" ")
+        for raw in text.split("\n"):
+            line, used = "", 0.0
+            for word in raw.split(" "):
+                w = self.get_string_width(word)
+                while w > width:  # a path or hash longer than a line
+                    if line:
+                        lines.append(line)
+                        line, used = "", 0.0
+                    cut = max(1, int(len(word) * width / w))
+                    lines.append(word[:cut])
+                    word = word[cut:]
+                    w = self.get_string_width(word)
+                if line and used + space + w > width:
+                    lines.append(line)
+                    line, used = word, w
+                else:
+                    line, used = (f"{line} {word}", used + space + w) if line else (word, w)
+            lines.append(line)
+        return lines
 
     def sentence(self, sentence: Sentence, link: int | None, figure: int | None, size: float = 8.5) -> None:
         """A finding as a bullet: its numbers in bold, each a link to the figure it comes from."""
@@ -80,17 +111,52 @@ class _Document(FPDF):
             self.write(height, f" (Figure {figure})")
         self.ln(height + 1.2)
 
-    def table_block(self, block: TableBlock) -> None:
+    def table_block(self, block: TableBlock, size: float = 6.5, line: float = 3.2, pad: float = 1.0) -> None:
+        """A table with a shaded header row repeated on every page it spans: columns as wide as their widest
+        cell, shrunk in proportion when they do not fit, cells wrapped with :meth:`wrap` (fpdf's own tables
+        lay out every cell with ``multi_cell``, which cost seconds per report)."""
         if not block.rows:
             return
         if block.title:
             self.paragraph(block.title, size=9, style="B")
-        self.set_font(FONT, "", 6.5)
-        with self.table(text_align="LEFT", line_height=3.2, first_row_as_headings=True,
-                        headings_style=_headings_style()) as table:
-            table.row(block.header)
-            for row in block.rows:
-                table.row([_breakable(cell) for cell in row])
+        self.set_font(FONT, "B", size)
+        widths = [self.get_string_width(h) for h in block.header]
+        self.set_font(FONT, "", size)
+        for row in block.rows:
+            widths = [max(w, self.get_string_width(c)) for w, c in zip(widths, row)]
+        widths = [w + 2 * pad + 0.5 for w in widths]
+        if sum(widths) > self.epw:  # shrink the wide columns first: each keeps at least its share of an even split
+            floor = self.epw / len(widths) * 0.6
+            extra = sum(max(0.0, w - floor) for w in widths)
+            over = sum(widths) - self.epw
+            widths = [w - over * max(0.0, w - floor) / extra if extra else self.epw / len(widths) for w in widths]
+
+        def draw(cells: list[str], style: str, fill: bool) -> None:
+            self.set_font(FONT, style, size)
+            wrapped = [self.wrap(str(c), w - 2 * pad) for c, w in zip(cells, widths)]
+            height = max(len(lines) for lines in wrapped) * line + 0.6
+            if self.will_page_break(height):
+                self.add_page()
+                if not fill:  # the header again on the new page
+                    draw(block.header, "B", True)
+                    self.set_font(FONT, style, size)
+            x, y = self.l_margin, self.get_y()
+            self.set_fill_color(240, 240, 243)
+            for lines, w in zip(wrapped, widths):
+                self.rect(x, y, w, height, style="DF" if fill else "D")
+                for i, text in enumerate(lines):
+                    self.set_xy(x + pad, y + 0.3 + i * line)
+                    self.cell(w - 2 * pad, line, text)
+                x += w
+            self.set_xy(self.l_margin, y + height)
+
+        self.set_draw_color(200)
+        self.set_line_width(0.1)
+        draw(block.header, "B", True)
+        for row in block.rows:
+            draw(row, "", False)
+        self.set_draw_color(0)
+        self.ln(1)
         if block.caption:
             self.paragraph(block.caption, size=7, style="I")
         self.ln(1)
@@ -110,15 +176,20 @@ class _Document(FPDF):
         self.ln(2)
 
 
-def _headings_style():
-    from fpdf.fonts import FontFace
-
-    return FontFace(family=FONT, emphasis="BOLD", fill_color=(240, 240, 243))
+APPENDIX_TABLES = "Appendix: long tables and column meanings"
 
 
-def _breakable(text: str) -> str:
-    """Long unbroken strings (paths, hashes) get break opportunities so table cells can wrap them."""
-    return text.replace("/", "/\u200b") if len(text) > 30 else text
+def _pointers(section, headline: int | None) -> str:
+    """Where the rest of a family's content is: its headline figure, the long tables, the HTML's details."""
+    parts = [f"Headline figure: Figure {headline}, with the findings." if headline else ""]
+    long = section.long_tables()
+    if long:
+        parts.append(f"{len(long)} long table(s) ({', '.join(b.title for b in long)}): in the appendix "
+                     f"“{APPENDIX_TABLES}” and in report.html.")
+    if section.detail_count:
+        parts.append(f"{section.detail_count} per-run and per-module figure(s): in report.html.")
+    parts.append("Column meanings: in the appendix.")
+    return " ".join(p for p in parts if p)
 
 
 def write_pdf(report: Report, path: str | Path, dpi: int = DPI) -> Path:
@@ -148,23 +219,33 @@ def write_pdf(report: Report, path: str | Path, dpi: int = DPI) -> Path:
             height = max(60.0, min(95.0, room)) if finding.number == 1 else 95.0
             pdf.chart(chart.png(dpi), f"Figure {finding.number}: {chart.title}", chart.caption, link=link,
                       max_height=height)
+    headlines = {f.findings.key: f.number for f in report.findings if f.chart is not None}
     for section in report.sections:
         pdf.add_page()
         pdf.heading(section.title, size=14)
         pdf.paragraph(section.theory, size=8.5, fill=(240, 244, 250))
         if not section.computed:
             pdf.paragraph(f"{section.title}: {NOT_COMPUTED}.", size=10, style="B", fill=(255, 246, 229))
-        else:
-            if section.message:
-                pdf.paragraph(section.message, size=9, style="B", fill=(255, 246, 229))
-            for chart in section.charts:
-                pdf.chart(chart.png(dpi), chart.title, chart.caption)
-            for block in section.tables:
-                pdf.table_block(block)
+            continue
+        if section.message:
+            pdf.paragraph(section.message, size=9, style="B", fill=(255, 246, 229))
+        pdf.paragraph(_pointers(section, headlines.get(section.key)), size=8, style="I")
+        for chart in section.charts:
+            pdf.chart(chart.png(dpi), chart.title, chart.caption)
+        for block in section.body_tables():
+            pdf.table_block(block)
+    pdf.add_page()
+    pdf.heading(APPENDIX_TABLES, size=14)
+    pdf.paragraph(f"Tables longer than {LONG_TABLE} rows, then the meaning of every column, by family.", size=8.5)
+    for section in report.sections:
+        if not section.columns and not section.long_tables():
+            continue
+        pdf.heading(section.title, size=11, level=1)
+        for block in section.long_tables() if section.computed else []:
+            pdf.table_block(block)
         for table, cols in section.columns.items():
-            pdf.paragraph(f"Columns of {table}: {section.table_descriptions.get(table, '')}", size=8.5, style="B")
-            for name, meaning in cols:
-                pdf.paragraph(f"{name}: {meaning}", size=7.5)
+            pdf.paragraph(f"Columns of {table}: {section.table_descriptions.get(table, '')}", size=8, style="B")
+            pdf.paragraph("\n".join(f"{name}: {meaning}" for name, meaning in cols), size=7)
     pdf.add_page()
     pdf.heading("Appendix: provenance", size=14)
     pdf.table_block(report.overview)

@@ -1,12 +1,16 @@
 """The report's section builders, one per probe family: which charts and summary tables a
 reader gets from each computed table.
 
-To keep a report readable on large runs it shows, per run, one representative module per role
-(the middle layer) in detail and every layer only in aggregate charts; the dashboard has the rest.
+To keep a report readable on large runs it shows every run and layer in overview figures
+(``section.chart``: the HTML and the PDF) and, per run, one representative module per role (the
+middle layer) in detail figures (``section.detail``: the HTML only); the dashboard has the rest.
+Both take the function that draws the figure (``functools.partial`` of a figure function), so a
+figure no requested format shows is never drawn.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import pandas as pd
@@ -58,7 +62,7 @@ def build_deltas(section: Section, runs: list[Run]) -> None:
     """Update sizes by layer per run, and one summary row per checkpoint and kind."""
     d = load.read_runs(runs, "deltas", ID + ["kind", "rank_bound", "fro_norm"])
     for run_name, g in d.groupby("run", sort=True):
-        section.charts.append(updates_fig.norms_chart(g, title=f"Update size ‖ΔW‖_F by layer: {run_name}"))
+        section.detail(partial(updates_fig.norms_chart, g, title=f"Update size ‖ΔW‖_F by layer: {run_name}"))
     summary = (d.groupby(["run", "checkpoint", "kind"], sort=False, dropna=False)
                  .agg(step=("step", "first"), modules=("module", "size"), max_rank_bound=("rank_bound", "max"),
                       mean_fro_norm=("fro_norm", "mean"))
@@ -75,7 +79,7 @@ def build_entanglement(section: Section, runs: list[Run]) -> None:
         return
     last = {r.name: latest_checkpoint(r) for r in runs}
     v_last = v[[last.get(run) == ck for run, ck in zip(v["run"], v["checkpoint"])]]
-    section.charts.append(ent_fig.valley_chart(v_last, title="Entanglement valley by layer (last checkpoint of each run)"))
+    section.chart(partial(ent_fig.valley_chart, v_last, title="Entanglement valley by layer (last checkpoint of each run)"))
     cols = ID + ["source", "cut", "row_sites", "n_sites", "d_left", "d_right", "entropy", "page_entropy", "max_entropy"]
     for run in runs:
         ck = last.get(run.name)
@@ -84,16 +88,16 @@ def build_entanglement(section: Section, runs: list[Run]) -> None:
         controls = load.read(run, "entanglement", cols, [("source", "in", list(CONTROL_SOURCES))])
         for _, pick in representative_modules(run, ck).iterrows():
             module_rows = load.read(run, "entanglement", cols, [("module", "==", pick["module"])])
-            section.charts.append(ent_fig.profile_chart(
-                module_rows, matching_controls(module_rows, controls, pick["rank_bound"]),
+            section.detail(partial(
+                ent_fig.profile_chart, module_rows, matching_controls(module_rows, controls, pick["rank_bound"]),
                 rank_bound=pick["rank_bound"], title=f"Profile: {pick['module']} ({run.name})"))
         at_last = load.read(run, "entanglement", cols, [("checkpoint", "==", ck)])
         for role in sorted(at_last["role"].dropna().unique())[:MAX_ROLES]:
-            section.charts.append(ent_fig.heatmap_chart(at_last[at_last["role"] == role],
-                                                        title=f"Layer × cut, S/S_Page: role {role} ({run.name}, {ck})"))
+            section.detail(partial(ent_fig.heatmap_chart, at_last[at_last["role"] == role],
+                                   title=f"Layer × cut, S/S_Page: role {role} ({run.name}, {ck})"))
         run_valleys = measured(v[v["run"] == run.name])
         if run_valleys["step"].nunique() > 1:
-            section.charts.append(ent_fig.steps_chart(run_valleys, title=f"Valley over training steps ({run.name})"))
+            section.detail(partial(ent_fig.steps_chart, run_valleys, title=f"Valley over training steps ({run.name})"))
     table = v.copy()
     table["source"] = table["source"] if "source" in table.columns else "delta"
     agg = {"modules": ("depth", "size"), "entropy_at_cut": ("valley_entropy", "mean"),
@@ -123,8 +127,8 @@ def build_spectra(section: Section, runs: list[Run]) -> None:
     s = measured(s)
     last = {r.name: latest_checkpoint(r) for r in runs}
     s_last = s[[last.get(run) == ck for run, ck in zip(s["run"], s["checkpoint"])]]
-    section.charts.append(spec_fig.ranks_chart(s_last, title="Effective and stable rank by layer (last checkpoint of each run)"))
-    section.charts.append(spec_fig.energy_chart(s_last, title="Energy ranks by layer (last checkpoint of each run)"))
+    section.chart(partial(spec_fig.ranks_chart, s_last, title="Effective and stable rank by layer (last checkpoint of each run)"))
+    section.chart(partial(spec_fig.energy_chart, s_last, title="Energy ranks by layer (last checkpoint of each run)"))
     for run in runs:
         ck = last.get(run.name)
         if ck is None or not run.has_table("singular_values"):
@@ -135,7 +139,7 @@ def build_spectra(section: Section, runs: list[Run]) -> None:
         sv = load.read(run, "singular_values", None,
                        [("checkpoint", "==", ck), ("module", "in", picks["module"].tolist())])
         if not sv.empty:
-            section.charts.append(spec_fig.sigma_chart(sv, title=f"Singular values ({run.name}, {ck})"))
+            section.detail(partial(spec_fig.sigma_chart, sv, title=f"Singular values ({run.name}, {ck})"))
     numeric = [c for c in cols[8:] if c in s.columns]
     summary = s.groupby(["run", "checkpoint", "role"], sort=False, dropna=False)[numeric].mean().reset_index()
     section.tables.append(TableBlock.from_frame("Ranks per role (means over layers)", summary))
@@ -148,7 +152,7 @@ def build_attention(section: Section, runs: list[Run]) -> None:
     if summary.empty:
         section.message = "the attention_summary table is empty for these runs"
         return
-    section.charts.append(attention_fig.no_hair_chart(summary, title="No-hair: the attention vs the weights, by layer "
+    section.chart(partial(attention_fig.no_hair_chart, summary, title="No-hair: the attention vs the weights, by layer "
                                                                      "(every checkpoint; earlier ones faint)"))
     for run in runs:
         mine = summary[summary["run"] == run.name]
@@ -165,17 +169,18 @@ def build_attention(section: Section, runs: list[Run]) -> None:
             for length in lengths:
                 where = [("layer", "==", layer), ("head", "==", head), ("seq_len", "==", int(length)),
                          ("checkpoint", "==", ck), ("block", "==", "reads_past")]
-                section.charts.append(attention_fig.token_profile_chart(
+                section.detail(partial(
+                    attention_fig.token_profile_chart,
                     load.read(run, "attention_token_cuts", None, where), load.read(run, "attention_token_fits", None, where),
                     title=f"Token cuts: layer {layer}, head {head}, L = {int(length)}, reads_past ({run.name})"))
             fits = load.read(run, "attention_token_fits", None, [("checkpoint", "==", ck), ("block", "==", "reads_past")])
-            section.charts.append(attention_fig.cardy_map_chart(
-                fits, title=f"Layer × head: Cardy's c, reads_past, mean over L ({run.name}, {ck})"))
+            section.detail(partial(
+                attention_fig.cardy_map_chart, fits, title=f"Layer × head: Cardy's c, reads_past, mean over L ({run.name}, {ck})"))
         profiles = load.read(run, "attention_entanglement", None,
                              [("layer", "==", layer), ("head", "==", head), ("seq_len", "==", int(lengths[-1])),
                               ("checkpoint", "==", ck)])
-        section.charts.append(attention_fig.digit_chain_chart(
-            profiles, title=f"Digit chain (index digits, not tokens): layer {layer}, head {head}, L = {int(lengths[-1])} "
+        section.detail(partial(
+            attention_fig.digit_chain_chart, profiles, title=f"Digit chain (index digits, not tokens): layer {layer}, head {head}, L = {int(lengths[-1])} "
                             f"({run.name})"))
     table = digests.attention(summary)
     section.tables.append(TableBlock.from_frame(
@@ -192,13 +197,13 @@ def build_thresholds(section: Section, runs: list[Run]) -> None:
     if rows.empty:
         section.message = "the thresholds table is empty for these runs"
         return
-    section.charts.append(thresholds_fig.growth_chart(rows, title="Largest γ against √ln L (every checkpoint)"))
-    section.charts.append(thresholds_fig.growth_chart(rows, convention="as"))
-    section.charts.append(thresholds_fig.ratio_chart(rows))
-    section.charts.append(thresholds_fig.logit_chart(rows))
-    section.charts.append(thresholds_fig.control_chart(rows))
+    section.chart(partial(thresholds_fig.growth_chart, rows, title="Largest γ against √ln L (every checkpoint)"))
+    section.chart(partial(thresholds_fig.ratio_chart, rows))
+    section.detail(partial(thresholds_fig.growth_chart, rows, convention="as"))
+    section.detail(partial(thresholds_fig.logit_chart, rows))
+    section.detail(partial(thresholds_fig.control_chart, rows))
     if rows["gamma_lora"].notna().any():
-        section.charts.append(thresholds_fig.lora_term_chart(rows))
+        section.detail(partial(thresholds_fig.lora_term_chart, rows))
     table = digests.thresholds(rows)
     section.tables.append(TableBlock.from_frame(
         "Largest norms per run, checkpoint and L", table,
@@ -223,9 +228,9 @@ def build_no_hair(section: Section, runs: list[Run]) -> None:
         section.message = "the no_hair table is empty for these runs"
         return
     rows = no_hair.with_verdicts(rows)
+    section.chart(partial(no_hair_fig.inside_outside_chart, rows))
     for measure in ("layer_output", "rows", "token_cuts"):
-        section.charts.append(no_hair_fig.distances_chart(rows, measure))
-    section.charts.append(no_hair_fig.inside_outside_chart(rows))
+        section.detail(partial(no_hair_fig.distances_chart, rows, measure))
     pairs = no_hair.pairs(rows)
     section.tables.append(TableBlock.from_frame(
         "Pairs", pairs[["run", "pair", "kinds", "update_first", "update_second", "size_ratio", "matched", "inside"]],
@@ -244,21 +249,21 @@ def build_msu(section: Section, runs: list[Run]) -> None:
         section.message = "the msu table is empty for these runs"
         return
     if not units.empty:
-        section.charts.append(msu_fig.shares_chart(units, title="How the update is shared among its units "
+        section.chart(partial(msu_fig.shares_chart, units, title="How the update is shared among its units "
                                                                 "(every checkpoint; earlier ones faint)"))
-    section.charts.append(msu_fig.effective_chart(msu))
+    section.chart(partial(msu_fig.effective_chart, msu))
     for run in runs:  # per run, its last checkpoint: how alike the units are, and one module's units
         mine = msu[msu["run"] == run.name]
         if mine.empty:
             continue
         ck = _last(mine)
-        section.charts.append(msu_fig.similarity_chart(
-            mine[mine["checkpoint"] == ck], title=f"How alike the units are, per module ({run.name}, {ck})"))
+        section.detail(partial(
+            msu_fig.similarity_chart, mine[mine["checkpoint"] == ck], title=f"How alike the units are, per module ({run.name}, {ck})"))
         mine_units = units[(units["run"] == run.name) & (units["checkpoint"] == ck)] if not units.empty else units
         if not mine_units.empty:
             module = sorted(mine_units["module"].unique())[len(mine_units["module"].unique()) // 2]
-            section.charts.append(msu_fig.contributions_chart(
-                mine_units[mine_units["module"] == module], title=f"Unit contributions: {module} ({run.name}, {ck})"))
+            section.detail(partial(
+                msu_fig.contributions_chart, mine_units[mine_units["module"] == module], title=f"Unit contributions: {module} ({run.name}, {ck})"))
     section.tables.append(TableBlock.from_frame("Units per role (means over layers)", digests.msu(msu)))
     notes = msu["note"].dropna() if "note" in msu.columns else pd.Series(dtype=str)
     if (notes != "").any():
@@ -271,7 +276,7 @@ def build_msu_pairs(section: Section, runs: list[Run]) -> None:
     if pairs.empty:
         section.message = "the msu_pairs table is empty for these runs"
         return
-    section.charts.append(msu_fig.pairs_chart(pairs))
+    section.chart(partial(msu_fig.pairs_chart, pairs))
     section.tables.append(TableBlock.from_frame("Concatenation vs averaging per module", digests.pairs(pairs),
                                                 "relative Frobenius errors against the exact sum / mean of the updates"))
 
@@ -282,13 +287,13 @@ def build_merge(section: Section, runs: list[Run]) -> None:
     if merge.empty:
         section.message = "the merge table is empty for these runs"
         return
-    section.charts.append(msu_fig.merge_chart(merge))
+    section.chart(partial(msu_fig.merge_chart, merge))
     table = digests.merge(merge)
     section.tables.append(TableBlock.from_frame("Merged adapters (means over modules)", table,
                                                 "checkpoint = the merged adapter's folder name"))
     evals = load.read_runs(runs, "merge_eval")
     if not evals.empty:
-        section.charts.append(msu_fig.merge_eval_chart(evals))
+        section.chart(partial(msu_fig.merge_eval_chart, evals))
         section.tables.append(TableBlock.from_frame("Held-out loss per merged adapter and text set", digests.merge_eval(evals),
                                                     "loss of the merge, the base and the best input adapter on each --eval-texts set"))
 
@@ -304,9 +309,9 @@ def build_esd(section: Section, runs: list[Run]) -> None:
         section.message = "the esd table holds no rows of W, W + ΔW or ΔW for these runs"
         return
     last = [g[g["checkpoint"].astype(str) == _last(g)] for _, g in rows.groupby("run", sort=True)]
-    section.charts.append(esd_fig.alpha_chart(pd.concat(last, ignore_index=True),
+    section.chart(partial(esd_fig.alpha_chart, pd.concat(last, ignore_index=True),
                                               title="Power-law α by layer: base W and W + ΔW (last checkpoint of each run)"))
-    section.charts.append(esd_fig.shift_chart(rows, title="α(W + ΔW) − α(W) by layer (every checkpoint; earlier ones faint)"))
+    section.chart(partial(esd_fig.shift_chart, rows, title="α(W + ΔW) − α(W) by layer (every checkpoint; earlier ones faint)"))
     section.tables.append(TableBlock.from_frame(
         "WeightWatcher's metrics per matrix and role (medians over layers; num_rand_spikes a mean)", esd.digest(rows),
         "alpha: power-law exponent of λ = σ² (smaller: heavier tail); D: its Kolmogorov–Smirnov distance; mp_softrank: "
@@ -328,9 +333,9 @@ def build_intruders(section: Section, runs: list[Run]) -> None:
     last = pd.concat([g[g["checkpoint"].astype(str) == _last(g)] for _, g in rows.groupby("run", sort=True)],
                      ignore_index=True)
     for side in ("left", "right"):
-        section.charts.append(intruders_fig.heatmap_chart(
+        section.chart(partial(intruders_fig.heatmap_chart,
             last, eps, k, side, title=f"Intruders at ε = {eps:g}, k = {k} ({side} vectors), layer × role (last checkpoints)"))
-    section.charts.append(intruders_fig.sweep_chart(rows, k, title=f"Intruders against ε at k = {k} (every checkpoint; "
+    section.chart(partial(intruders_fig.sweep_chart, rows, k, title=f"Intruders against ε at k = {k} (every checkpoint; "
                                                                    "earlier ones faint)"))
     section.tables.append(TableBlock.from_frame(
         "Intruders over the sweep: total over modules per run, checkpoint, side and k", intr.digest(rows),
@@ -354,18 +359,18 @@ def build_similarity(section: Section, runs: list[Run]) -> None:
         section.message = "no compared pairs in these runs (a streamed update, or shapes that differ)"
         return
     steps = similarity.member_steps(load.read_runs(runs, "deltas", ["checkpoint", "step"]))
-    section.charts.append(similarity_fig.pairs_chart(pairs, steps))
-    section.charts.append(similarity_fig.pairs_chart(pairs, steps, measure="grassmann_left",
+    section.chart(partial(similarity_fig.pairs_chart, pairs, steps))
+    section.chart(partial(similarity_fig.pairs_chart, pairs, steps, measure="grassmann_left",
                                                      title="Grassmann distance of the top-k left subspaces (mean over modules)"))
     table = similarity.digest(pairs)
     for run in runs:
         mine = pairs[pairs["run"] == run.name]
         if similarity.compared(mine).empty:
             continue
-        section.charts.append(similarity_fig.layers_chart(mine, steps, title=f"Member × member cosine per layer ({run.name})"))
+        section.detail(partial(similarity_fig.layers_chart, mine, steps, title=f"Member × member cosine per layer ({run.name})"))
         top = table[table["run"] == run.name].sort_values("cosine").iloc[-1]
         grid = load.read(run, "subspace_similarity", None, [("first", "==", top["first"]), ("second", "==", top["second"])])
-        section.charts.append(similarity_fig.phi_chart(
+        section.detail(partial(similarity_fig.phi_chart,
             grid, title=f"φ(i, j) of the most alike pair, {top['first']} – {top['second']} ({run.name})"))
     section.tables.append(TableBlock.from_frame(
         "Pairs (means over modules)", table,
@@ -384,8 +389,8 @@ def build_forgetting(section: Section, runs: list[Run]) -> None:
         section.message = "the forgetting table is empty for these runs"
         return
     layers = load.read_runs(runs, "forgetting_layers")
-    section.charts.append(forgetting_fig.kl_chart(rows))
-    section.charts.append(forgetting_fig.layers_chart(layers))
+    section.chart(partial(forgetting_fig.kl_chart, rows))
+    section.chart(partial(forgetting_fig.layers_chart, layers))
     section.tables.append(TableBlock.from_frame(
         "KL and loss change per run, checkpoint, text set and L", forgetting.digest(rows, layers),
         "texts: the run's --texts; reference: --reference-texts (what was forgotten); _lo/_hi: bootstrap 95 % "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -12,15 +13,25 @@ FORMATS = ("html", "pdf", "md")
 DEFAULT_FORMATS = ("html", "pdf")  # what `lab report` writes unless --format says otherwise
 
 
+def workers_available() -> int:
+    """The cores this process may run on (its CPU affinity where the platform says, else the CPU count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def write_report(results_dir: str | Path, out_dir: str | Path, formats: Iterable[str] = DEFAULT_FORMATS, *,
-                 title: str | None = None) -> list[Path]:
+                 title: str | None = None, workers: int | None = None) -> list[Path]:
     """The written report files (``report.html``, ``report.pdf``, ``report.md`` with ``figures/``, in
     ``out_dir``) for every run in ``results_dir``.
 
     ``results_dir`` is a results folder holding run folders, or one run folder. Every format carries
-    the same content: the findings computed from the tables, each family's headline figure, per
-    probe family its theory, figures, summary tables and column meanings (a family whose table is
-    absent says "not computed in this run"), and the provenance of each run as an appendix.
+    the findings computed from the tables with each family's headline figure, per probe family its
+    theory, summary tables and column meanings (a family whose table is absent says "not computed in
+    this run"), and the provenance of each run as an appendix. The HTML and the PDF add each
+    family's overview figures, the HTML its per-run and per-module figures too; the PDF keeps its
+    body short by moving tables longer than ``document.LONG_TABLE`` rows and the column meanings to
+    an appendix. Each figure is drawn once, only when a requested format shows it, and its PNG is
+    rendered once and shared by the formats. The families are built and their figures rendered in
+    ``workers`` forked processes (default: the cores available; 1: all here).
 
     >>> write_report("results", "reports/latest")          # doctest: +SKIP
     [PosixPath('reports/latest/report.html'), PosixPath('reports/latest/report.pdf')]
@@ -30,7 +41,10 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Iterable
     if unknown or not formats:
         raise LabError(f"unknown report format(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}")
     results_dir = Path(results_dir)
-    report = content.build(results_dir, title=title)
+    # each figure is drawn only for a format that shows it: the overview figures for the HTML and
+    # the PDF, the per-run and per-module ones for the HTML (the Markdown embeds the headline figures)
+    report = content.build(results_dir, title=title, overview=bool({"html", "pdf"} & set(formats)),
+                           details="html" in formats, workers=workers or workers_available())
     if not report.runs:
         raise InputError(f"{results_dir}: no lab runs here (no */manifest.json); run `lab analyze` first")
     out_dir = Path(out_dir)

@@ -104,7 +104,9 @@ def test_markdown_has_the_findings_and_its_figures_beside_it(lab_results_folder,
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert md.index("## Findings") < md.index("## Internal entanglement") < md.index("## Appendix: provenance")
     images = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", md)
-    assert len(images) >= 20 and all((tmp_path / p).stat().st_size > 1000 for p in images)
+    headlines = re.findall(r"^\*Figure (\d+): ", md, flags=re.M)  # one headline figure per family, numbered
+    assert len(images) == len(headlines) >= 8 and headlines == [str(i + 1) for i in range(len(headlines))]
+    assert all((tmp_path / p).stat().st_size > 1000 for p in images)
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(p.split("/")[1] for p in images)
     for anchor in set(re.findall(r"\]\(#(fig-[\w-]+)\)", md)):
         assert f'<a id="{anchor}"></a>' in md, anchor
@@ -112,3 +114,29 @@ def test_markdown_has_the_findings_and_its_figures_beside_it(lab_results_folder,
     assert f"[**{fmt(deltas['fro_norm'].mean())}**](#fig-deltas)" in md
     assert not re.search(r"(?<!\\)<(img|script)", md)  # names from files are escaped: shown as text, never markup
     assert r"\<img src=x onerror=alert(1)\>" in md
+
+
+def test_markdown_alone_draws_only_the_figures_it_embeds(lab_results_folder, tmp_path, monkeypatch):
+    """A Markdown-only report builds one matplotlib figure per embedded (headline) figure and none of the
+    sections' overview or per-run figures, which it counts for the reader instead."""
+    from matplotlib.figure import Figure
+
+    from lab.report import write_report
+
+    built = []
+    init = Figure.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "__init__", counting)
+    (path,) = write_report(lab_results_folder.results, tmp_path, ["md"], workers=1)
+    md = path.read_text(encoding="utf-8")
+    images = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", md)
+    assert len(built) == len(images) == len(list((tmp_path / "figures").iterdir()))
+    counted = [int(n) for n in re.findall(r"\*(\d+) overview figure\(s\) in report.html and report.pdf", md)]
+    assert sum(counted) > len(images)  # the sections have more figures than the Markdown drew
+    built.clear()
+    write_report(lab_results_folder.results, tmp_path / "both", ["html", "md"], workers=1)
+    assert len(built) > sum(counted) + len(images)  # with the HTML, every overview and detail figure is drawn

@@ -1,5 +1,6 @@
 """The PDF report: searchable text with the run names and metric names, one outlined section per
-probe family starting on its own page, and the same "not computed" notices as the HTML."""
+probe family starting on its own page, and the same "not computed" notices as the HTML; long tables
+and column meanings in an appendix, so the body's length follows its figures, not the tables."""
 
 import os
 import shutil
@@ -10,6 +11,7 @@ from pypdf import PdfReader
 
 import lab_results
 from lab.present.theory import NOT_COMPUTED, families
+from lab.report.pdf import APPENDIX_TABLES
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +35,10 @@ def test_pdf_text_is_searchable_with_run_and_metric_names(reader):
 def test_every_family_is_an_outlined_section_starting_its_own_page(reader):
     outline = {item.title: reader.get_destination_page_number(item)
                for item in reader.outline if not isinstance(item, list)}
-    titles = ["Findings"] + [f.title for f in families()] + ["Appendix: provenance"]
+    titles = ["Findings"] + [f.title for f in families()] + [APPENDIX_TABLES, "Appendix: provenance"]
     assert list(outline) == titles
     pages = [outline[t] for t in titles]
-    assert pages == sorted(pages) and len(set(pages[1:])) == len(families()) + 1
+    assert pages == sorted(pages) and len(set(pages[1:])) == len(families()) + 2
     assert outline["Findings"] == 0  # findings first, provenance last
     texts = _page_texts(reader)
     for family in families():
@@ -61,3 +63,38 @@ def test_poppler_extracts_the_same_words(written_report):
     """A second, independent text extractor (poppler) finds the run names too."""
     out = subprocess.run(["pdftotext", "-layout", str(written_report[1]), "-"], capture_output=True, text=True, check=True, timeout=120)
     assert lab_results.LORA_RUN in out.stdout and "onerror=alert(1)" in out.stdout
+
+
+def test_long_tables_and_column_meanings_are_in_the_appendix_not_the_body(lab_results_folder, tmp_path, monkeypatch):
+    """Each table longer than LONG_TABLE rows (4 here, so that the small fixture has some) is in the PDF's
+    appendix, where its family has an outline entry, and not in the body; the body's pages are bounded by
+    its figures and short tables."""
+    from lab.report import content, document, write_report
+
+    monkeypatch.setattr(document, "LONG_TABLE", 4)
+    (pdf,) = write_report(lab_results_folder.results, tmp_path, ["pdf"], workers=1)
+    reader = PdfReader(pdf)
+    report = content.build(lab_results_folder.results, details=False)
+    try:
+        outline = {item.title: reader.get_destination_page_number(item)
+                   for item in reader.outline if not isinstance(item, list)}
+        appendix = outline[APPENDIX_TABLES]
+        children = [item for entry in reader.outline if isinstance(entry, list) for item in entry]
+        in_appendix = {item.title for item in children
+                       if appendix <= reader.get_destination_page_number(item) < outline["Appendix: provenance"]}
+        texts = _page_texts(reader)
+        body, back = " ".join(texts[:appendix]), " ".join(texts[appendix:])
+        long = [s for s in report.sections if s.computed and s.long_tables()]
+        assert long, "the fixture should have a table longer than 4 rows"
+        for section in long:
+            assert section.title in in_appendix, section.key
+            for block in section.long_tables():  # in the body only where the section points to the appendix
+                assert body.count(block.title) == 1 and block.title in back, (section.key, block.title)
+            assert all(len(b.rows) <= 4 for b in section.body_tables())
+        assert "Columns of deltas:" not in body and "Columns of deltas:" in back
+        figures = sum(f.chart is not None for f in report.findings) + sum(len(s.charts) for s in report.sections)
+        short_rows = sum(len(b.rows) for s in report.sections for b in s.body_tables())
+        # a page per figure at most (two fit), one page per family, a page per 30 short-table rows
+        assert appendix <= 1 + figures + len(report.sections) + short_rows // 30
+    finally:
+        report.close()

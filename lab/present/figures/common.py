@@ -36,7 +36,7 @@ DPI = 120  # one resolution for HTML and PDF, so each chart is rendered once per
 class Chart:
     """A figure with its title and the one-line caption that says what to look for."""
 
-    figure: Figure
+    figure: Figure | None  # None once only the PNG is kept (a chart from a report worker)
     title: str
     caption: str
     anchor: str = ""  # the figure's id in a report (``fig-…``), which the findings' numbers link to
@@ -55,8 +55,10 @@ class Chart:
         return base64.b64encode(self.png(dpi)).decode("ascii")
 
     def close(self) -> None:
-        """Drop the figure's artists now rather than at garbage collection."""
-        self.figure.clear()
+        """Drop the figure's artists now rather than at garbage collection (nothing to do without a figure:
+        a chart that came back from a report worker holds its PNG only)."""
+        if self.figure is not None:
+            self.figure.clear()
 
 
 def new_figure(ncols: int = 1, width: float = 6.4, height: float = 3.8, **kwargs) -> tuple[Figure, list]:
