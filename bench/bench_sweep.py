@@ -198,6 +198,7 @@ def main() -> None:
     ap.add_argument("--sweeps", default="lora", help="with --per-checkpoint: which of lora, full, llama1b (comma-separated)")
     ap.add_argument("--llama1b-modules", default=r"layers\.0\.", help="--modules for the 1B-shaped sweep")
     ap.add_argument("--llama1b-heavy", action="store_true", help="the 1B-shaped sweep with the W-heavy probes too")
+    ap.add_argument("--sets", default="default,heavy", help="with --per-checkpoint: probe sets, default and/or heavy")
     args = ap.parse_args()
 
     if args.per_checkpoint:
@@ -362,7 +363,7 @@ def per_checkpoint(args, source: dict) -> None:
         folder, modules = spec[0], spec[1]
         base = spec[2] if len(spec) > 2 else folder / "base"
         for label, (probes, targets) in {"default": ("deltas,entanglement,spectra", None), "heavy": HEAVY}.items():
-            if name == "llama1b" and label == "heavy" and not args.llama1b_heavy:
+            if label not in args.sets.split(",") or (name == "llama1b" and label == "heavy" and not args.llama1b_heavy):
                 continue
             for cache in (True, False):
                 key = f"{name}/{label}/{'cache' if cache else 'no-cache'}"
