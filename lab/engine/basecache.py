@@ -14,7 +14,8 @@ sees the same filesystem, as it must for the inputs) and the other runs of the s
 (the demo's) find the entries. Content-addressed: an entry's folder is named by a hash of the base
 file's sha256 (computed by the driver for the manifest), the tensor's key, its layout (a Conv1D's
 transpose, a fused projection's row block) and a fingerprint of what can change the last bits of
-a result (the streaming threshold and the versions of lab, numpy, scipy and torch). A changed
+a result (the streaming threshold, a hash of ``lab/probes``' source, and the versions of lab,
+numpy, scipy and torch). A changed
 file, another tensor or another setting is another address; nothing is ever invalidated.
 
 Never trusted blindly: an entry is one file holding a JSON header (its address, its memo key, and per
@@ -113,10 +114,16 @@ class BaseCache:
 
 def fingerprint(stream_bytes: int | None) -> str:
     """What besides W can change a cached result's last bits: the streaming threshold (it decides
-    how a Gram is accumulated) and the versions of the packages that compute."""
+    how a Gram is accumulated), the probes' source (a changed kernel is a new address, so an entry
+    never outlives the code that computed it) and the versions of the packages that compute."""
     from importlib import metadata
 
-    parts = [f"stream_bytes={stream_bytes}"]
+    import lab.probes
+
+    source = hashlib.sha256()
+    for file in sorted(Path(lab.probes.__file__).parent.rglob("*.py")):
+        source.update(file.name.encode() + b"\0" + file.read_bytes())
+    parts = [f"stream_bytes={stream_bytes}", f"probes={source.hexdigest()[:16]}"]
     for name in ("lab", "numpy", "scipy", "torch"):
         try:
             parts.append(f"{name}={metadata.version(name)}")

@@ -167,3 +167,19 @@ def test_cli_no_base_cache_writes_no_entries(tmp_path, engine_inputs):
     assert cached.returncode == 0, cached.stderr
     assert open_run(out / "c").manifest["base_cache"] == str((out / CACHE_DIR).resolve()) and _entries(out)
     _assert_same_tables(run, open_run(out / "c"))
+
+
+def test_address_names_the_file_content_tensor_layout_and_code(tmp_path):
+    from lab.checkpoints.safetensors_header import TensorInfo
+    from lab.engine.basecache import BaseCache, fingerprint
+
+    f = tmp_path / "model.safetensors"
+    info, other = (TensorInfo(key, f, (4, 4), "F32", True) for key in ("w", "v"))
+    cache = BaseCache(str(tmp_path / "c"), {str(f.resolve()): "aa"}, fingerprint(None))
+    a = cache.address(info)
+    variants = {a, cache.address(info, conv1d=True), cache.address(info, rows=(0, 2)), cache.address(other),
+                BaseCache(cache.folder, {str(f.resolve()): "bb"}, cache.fingerprint).address(info),  # other content
+                BaseCache(cache.folder, cache.digests, cache.fingerprint + ";x").address(info)}  # other code
+    assert a == cache.address(info) and len(variants) == 6
+    assert BaseCache(cache.folder, {}, cache.fingerprint).address(info) is None  # unknown file: nothing cached
+    assert "probes=" in cache.fingerprint
