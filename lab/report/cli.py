@@ -19,11 +19,14 @@ def report_command(
         "--out", "-o", help="Folder to write report.html / report.pdf / report.md into (created if missing).")] = Path("reports"),
     title: Annotated[Optional[str], typer.Option(
         help="Report title (default: 'lab report: ' and the run names).")] = None,
+    details: Annotated[bool, typer.Option(
+        "--details/--no-details", help="Also draw each family's per-run and per-module figures into the HTML "
+                                       "(dozens on several runs; the dashboard shows them interactively).")] = False,
     workers: Annotated[Optional[int], typer.Option(
         min=1, help="Processes that render the figures (default: the cores available to lab).")] = None,
 ) -> None:
     """Write a report of every run in RESULTS_DIR: findings first, figures with their theory baselines, tables, provenance."""
     from lab.report.write import write_report
 
-    for path in write_report(results_dir, out, formats.split(","), title=title, workers=workers):
+    for path in write_report(results_dir, out, formats.split(","), title=title, details=details, workers=workers):
         typer.echo(str(path))

@@ -70,7 +70,8 @@ def render(report: Report, out_dir: Path, dpi: int = DPI) -> str:
             lines += [f"**{_cell(section.message)}**", ""]
         if section.overview_count or section.detail_count:
             lines += [f"*{section.overview_count} overview figure(s) in report.html and report.pdf; "
-                      f"{section.detail_count} per-run and per-module figure(s) in report.html.*", ""]
+                      f"{section.detail_count} per-run and per-module figure(s) in report.html with "
+                      "`lab report --details`.*", ""]
         for block in section.tables:
             lines += _table(block)
     lines += ["## Appendix: provenance", ""] + _table(report.overview)

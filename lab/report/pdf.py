@@ -4,7 +4,8 @@ section per probe family, each starting on a new page and listed in the PDF outl
 overview figures and short tables; then the appendices: the long tables (more than
 ``document.LONG_TABLE`` rows) with every table's column meanings, and the provenance.
 
-The per-run and per-module detail figures are in the HTML only; each section says how many.
+The per-run and per-module detail figures are in the HTML only (``lab report --details``); each
+section says how many.
 """
 
 from __future__ import annotations
@@ -187,7 +188,8 @@ def _pointers(section, headline: int | None) -> str:
         parts.append(f"{len(long)} long table(s) ({', '.join(b.title for b in long)}): in the appendix "
                      f"“{APPENDIX_TABLES}” and in report.html.")
     if section.detail_count:
-        parts.append(f"{section.detail_count} per-run and per-module figure(s): in report.html.")
+        parts.append(f"{section.detail_count} per-run and per-module figure(s): in report.html written with "
+                     "`lab report --details`, and in the dashboard.")
     parts.append("Column meanings: in the appendix.")
     return " ".join(p for p in parts if p)
 

@@ -146,8 +146,9 @@ def build_spectra(section: Section, runs: list[Run]) -> None:
 
 
 def build_attention(section: Section, runs: list[Run]) -> None:
-    """No-hair by layer over runs; per run one head's token-cut profile with Cardy's fit at each L, the layer × head
-    map of c and the digit-chain profile at the longest L; verdicts, c and no-hair numbers per run, checkpoint and L."""
+    """No-hair by layer over runs; per run one head's token-cut profile with Cardy's fit at the shortest and the
+    longest L, the layer × head map of c and the digit-chain profile at the longest L; verdicts, c and no-hair
+    numbers per run, checkpoint and L."""
     summary = load.read_runs(runs, "attention_summary")
     if summary.empty:
         section.message = "the attention_summary table is empty for these runs"
@@ -166,7 +167,7 @@ def build_attention(section: Section, runs: list[Run]) -> None:
         layer, head = int(layers[len(layers) // 2]), int(last["head"].min())
         lengths = sorted(last["seq_len"].unique())
         if run.has_table("attention_token_cuts"):
-            for length in lengths:
+            for length in sorted({lengths[0], lengths[-1]}):  # the dashboard has every L
                 where = [("layer", "==", layer), ("head", "==", head), ("seq_len", "==", int(length)),
                          ("checkpoint", "==", ck), ("block", "==", "reads_past")]
                 section.detail(partial(

@@ -19,7 +19,7 @@ def workers_available() -> int:
 
 
 def write_report(results_dir: str | Path, out_dir: str | Path, formats: Iterable[str] = DEFAULT_FORMATS, *,
-                 title: str | None = None, workers: int | None = None) -> list[Path]:
+                 title: str | None = None, details: bool = False, workers: int | None = None) -> list[Path]:
     """The written report files (``report.html``, ``report.pdf``, ``report.md`` with ``figures/``, in
     ``out_dir``) for every run in ``results_dir``.
 
@@ -27,7 +27,8 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Iterable
     the findings computed from the tables with each family's headline figure, per probe family its
     theory, summary tables and column meanings (a family whose table is absent says "not computed in
     this run"), and the provenance of each run as an appendix. The HTML and the PDF add each
-    family's overview figures, the HTML its per-run and per-module figures too; the PDF keeps its
+    family's overview figures, the HTML with ``details`` its per-run and per-module figures too
+    (dozens on a results folder of several runs: most of the time of a report); the PDF keeps its
     body short by moving tables longer than ``document.LONG_TABLE`` rows and the column meanings to
     an appendix. Each figure is drawn once, only when a requested format shows it, and its PNG is
     rendered once and shared by the formats. The families are built and their figures rendered in
@@ -42,9 +43,9 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Iterable
         raise LabError(f"unknown report format(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}")
     results_dir = Path(results_dir)
     # each figure is drawn only for a format that shows it: the overview figures for the HTML and
-    # the PDF, the per-run and per-module ones for the HTML (the Markdown embeds the headline figures)
+    # the PDF, the per-run and per-module ones for the HTML when asked (the Markdown embeds the headline figures)
     report = content.build(results_dir, title=title, overview=bool({"html", "pdf"} & set(formats)),
-                           details="html" in formats, workers=workers or workers_available())
+                           details=details and "html" in formats, workers=workers or workers_available())
     if not report.runs:
         raise InputError(f"{results_dir}: no lab runs here (no */manifest.json); run `lab analyze` first")
     out_dir = Path(out_dir)

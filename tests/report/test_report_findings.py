@@ -138,5 +138,8 @@ def test_markdown_alone_draws_only_the_figures_it_embeds(lab_results_folder, tmp
     counted = [int(n) for n in re.findall(r"\*(\d+) overview figure\(s\) in report.html and report.pdf", md)]
     assert sum(counted) > len(images)  # the sections have more figures than the Markdown drew
     built.clear()
-    write_report(lab_results_folder.results, tmp_path / "both", ["html", "md"], workers=1)
-    assert len(built) > sum(counted) + len(images)  # with the HTML, every overview and detail figure is drawn
+    write_report(lab_results_folder.results, tmp_path / "html", ["html", "md"], workers=1)
+    assert len(built) == sum(counted) + len(images)  # the HTML adds the overview figures
+    built.clear()
+    write_report(lab_results_folder.results, tmp_path / "details", ["html"], details=True, workers=1)
+    assert len(built) > sum(counted) + len(images)  # and with details the per-run and per-module ones
