@@ -180,6 +180,12 @@ class _Document(FPDF):
 APPENDIX_TABLES = "Appendix: long tables and column meanings"
 
 
+def _first_rows(block: TableBlock, rows: int) -> TableBlock:
+    """The table's first ``rows`` rows, its caption saying how many the HTML has."""
+    caption = f"{block.caption} (the first {rows} of its {len(block.rows)} rows in report.html)".strip()
+    return TableBlock(block.title, block.header, block.rows[:rows], caption)
+
+
 def _pointers(section, headline: int | None) -> str:
     """Where the rest of a family's content is: its headline figure, the long tables, the HTML's details."""
     parts = [f"Headline figure: Figure {headline}, with the findings." if headline else ""]
@@ -238,13 +244,14 @@ def write_pdf(report: Report, path: str | Path, dpi: int = DPI) -> Path:
             pdf.table_block(block)
     pdf.add_page()
     pdf.heading(APPENDIX_TABLES, size=14)
-    pdf.paragraph(f"Tables longer than {LONG_TABLE} rows, then the meaning of every column, by family.", size=8.5)
+    pdf.paragraph(f"Tables longer than {LONG_TABLE} rows (their first {LONG_TABLE} rows; report.html has every row), "
+                  "then the meaning of every column, by family.", size=8.5)
     for section in report.sections:
         if not section.columns and not section.long_tables():
             continue
         pdf.heading(section.title, size=11, level=1)
         for block in section.long_tables() if section.computed else []:
-            pdf.table_block(block)
+            pdf.table_block(_first_rows(block, LONG_TABLE))
         for table, cols in section.columns.items():
             pdf.paragraph(f"Columns of {table}: {section.table_descriptions.get(table, '')}", size=8, style="B")
             pdf.paragraph("\n".join(f"{name}: {meaning}" for name, meaning in cols), size=7)
