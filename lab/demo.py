@@ -396,13 +396,13 @@ def one_blas_thread():
 def _analysis_is_current(folder: Path, wanted: dict) -> bool:
     from lab.errors import LabError
     from lab.store import open_run
+    from lab.store.manifest import changed_options
 
     try:
         run = open_run(folder)
     except LabError:
         return False
-    options = run.manifest.get("options", {})
-    return run.complete and all(options.get(k) == v for k, v in wanted.items())
+    return run.complete and not changed_options(run.manifest.get("options", {}), wanted, only_wanted=True)
 
 
 def valley_summary(runs: Sequence) -> pd.DataFrame:
