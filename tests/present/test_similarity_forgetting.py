@@ -111,8 +111,11 @@ def test_the_forgetting_charts_draw_the_stored_kl_loss_change_and_distances(lab_
     chart = forgetting_fig.kl_chart(rows)
     left, right = chart.figure.axes[:2]
     longest = rows[rows["seq_len"] == rows["seq_len"].max()]
-    drawn_kl = sorted(float(y) for line in left.get_lines() if line.get_gid() for y in line.get_ydata())
-    drawn_change = sorted(float(y) for line in right.get_lines() if line.get_gid() for y in line.get_ydata())
+    def markers(ax):  # a run's markers (its error bars' caps, drawn as "_" markers, say their run too)
+        return sorted(float(y) for line in ax.get_lines() if line.get_gid() and line.get_marker() != "_"
+                      for y in line.get_ydata())
+
+    drawn_kl, drawn_change = markers(left), markers(right)
     assert np.allclose(drawn_kl, sorted(longest["kl"])) and np.allclose(drawn_change, sorted(longest["loss_change"]))
     layers = parquet(folder, lab_results.LORA_RUN, "forgetting_layers")
     chart = forgetting_fig.layers_chart(layers)
@@ -201,9 +204,10 @@ def test_the_comparison_puts_reference_kl_beside_update_size_and_intruders(runs,
 def test_the_report_sections_draw_the_figures_and_tables(runs, lab_results_folder, grown):
     section = Section("similarity", "", "", True)
     BUILDERS["similarity"](section, runs + [grown])
-    titles = [c.title for c in section.charts]
-    assert titles[:2] == ["How alike the updates are: member × member (mean over modules)",
-                          "Grassmann distance of the top-k left subspaces (mean over modules)"]
+    section.draw()  # the overview figures and the per-run details (HTML with --details)
+    assert [c.title for c in section.charts] == ["How alike the updates are: member × member (mean over modules)",
+                                                 "Grassmann distance of the top-k left subspaces (mean over modules)"]
+    titles = [c.title for c in section.details]
     assert sum(t.startswith("Member × member cosine per layer") for t in titles) == 2  # lora-r4 and grown
     assert sum(t.startswith("φ(i, j) of the most alike pair") for t in titles) == 2
     table = section.tables[0]
@@ -215,11 +219,12 @@ def test_the_report_sections_draw_the_figures_and_tables(runs, lab_results_folde
     mine = pairs[(pairs["run"] == "grown") & (pairs["first"] == "checkpoint-10") & (pairs["second"] == "other")]
     assert row["cosine"] == pytest.approx(mine["cosine"].mean(), rel=1e-12) and row["modules"] == mine["module"].nunique()
     assert len(table.rows) == len(digest) and table.header == list(digest.columns)
-    for chart in section.charts:
+    for chart in section.charts + section.details:
         chart.close()
 
     section = Section("forgetting", "", "", True)
     BUILDERS["forgetting"](section, runs)
+    section.draw()
     assert [c.title for c in section.charts] == ["What fine-tuning cost the model: KL and loss change per text set",
                                                  "How far the hidden states moved, per layer"]
     rows = load.read_runs(runs, "forgetting")

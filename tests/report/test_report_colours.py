@@ -46,7 +46,8 @@ def test_one_colour_per_run_across_every_figure(report):
 def test_the_colours_are_the_folders_sorted_runs_like_the_dashboard(report, lab_results_folder):
     """The dashboard assigns colours with the same call over the same runs (dashboards/app.py)."""
     runs = load.runs_in(lab_results_folder.results)
-    expected = colours.use(sorted(p.name for p in lab_results_folder.results.iterdir() if p.is_dir()), load.run_methods(runs))
+    folders = [p for p in lab_results_folder.results.iterdir() if p.is_dir() and not p.name.startswith(".")]  # not .lab-cache
+    expected = colours.use(sorted(p.name for p in folders), load.run_methods(runs))
     for chart in report.charts():
         for line, rgb in run_lines(chart):
             assert rgb == tuple(round(v, 6) for v in expected[line.get_gid()]), chart.title
@@ -66,6 +67,8 @@ def test_runs_of_several_methods_are_ordered_by_method_and_named_with_it(report,
     legend names each run with its method, as the deltas tables' kinds say."""
     methods = {}
     for folder in lab_results_folder.results.iterdir():
+        if folder.name.startswith("."):
+            continue  # the lab's own folders (the base cache), not runs
         table = folder / "deltas.parquet"
         methods[folder.name] = ""  # the merges run has no updates of its own: no method
         if table.exists():

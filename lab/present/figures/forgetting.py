@@ -51,7 +51,8 @@ def kl_chart(rows: pd.DataFrame, *, title: str = "What fine-tuning cost the mode
                     err = np.array([[r[value] - r[lo]], [r[hi] - r[value]]], dtype=float)
                     bar = ax.errorbar([pos], [r[value]], yerr=np.clip(err, 0, None), fmt=marker, color=run_colour(run),
                                       alpha=checkpoint_alpha(j, len(series)), ms=5, capsize=3, label="_")
-                    bar.lines[0].set_gid(str(run))
+                    for line in (bar.lines[0], *bar.lines[1]):  # the marker and the caps: each says its run
+                        line.set_gid(str(run))
             ticks.append(x)
             step = g["step"].dropna().unique() if "step" in g.columns else []
             labels.append(f"{run}\n{checkpoint}" + (f" (step {int(step[0])})" if len(step) == 1 else "")
