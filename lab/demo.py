@@ -222,6 +222,7 @@ def _one_thread_process() -> None:
     later (torch's) by their variables."""
     import os
 
+    _quiet_transformers()
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = "1"
     try:
@@ -259,6 +260,20 @@ def _heaviest_first(names, configs: dict[str, FinetuneConfig]) -> list[str]:
         return float(config.r) + (0.5 if config.method == "mps" else 0.0)
 
     return sorted(names, key=weight, reverse=True)
+
+
+def _quiet_transformers() -> None:
+    """No per-model "Loading weights" bars from transformers (a demo loads the model dozens of times,
+    and its own progress bars say where it is), and in a spawned worker the same filter as the ``lab``
+    command's for the deprecation PEFT triggers on every adapter load (a worker starts with none). Set in
+    the demo's worker processes and by the ``lab demo`` command; ``run_demo`` called from Python leaves
+    the caller's settings alone."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def _finetune_job(config: FinetuneConfig) -> tuple[float, float]:
@@ -563,5 +578,6 @@ def demo_command(
     if steps is not None:
         grid["steps"] = steps
         grid.pop("save_every", None)  # three checkpoints of whatever number of steps
+    _quiet_transformers()
     result = run_demo(workdir, report=report, progress=not quiet, jobs=jobs or default_jobs(), **grid)
     print_findings(result, Console())
