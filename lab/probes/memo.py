@@ -29,7 +29,9 @@ def memo_for(obj: Any) -> dict[str, Any]:
         return hit[1]
     memo: dict[str, Any] = {}
     try:
-        ref = weakref.ref(obj, lambda _, key=key: _MEMOS.pop(key, None))
+        # the dict is bound here: at interpreter exit the module's globals are None when the last
+        # objects die, and the callback would print "Exception ignored in ..." for each of them
+        ref = weakref.ref(obj, lambda _, key=key, memos=_MEMOS: memos.pop(key, None))
     except TypeError:
         return memo
     _MEMOS[key] = (ref, memo)
