@@ -144,16 +144,21 @@ class ModuleMerge:
 ALL_METHODS = merging.METHODS + task_vectors.METHODS
 
 
+def check_members(count: int, weights: list[float], noun: str) -> None:
+    """One-line MergeErrors unless there are two or more inputs (``noun``: adapters, models) and one weight each."""
+    if count < 2:
+        raise MergeError(f"lab merge needs at least two {noun}")
+    if len(weights) != count:
+        raise MergeError(f"--weights gives {len(weights)} weights for {count} {noun}")
+
+
 def check_inputs(adapters: list[Adapter], weights: list[float], method: str, rank: int | None,
                  density: float | None = None) -> None:
     """One-line MergeErrors for inputs no method can merge (raised before anything is computed)."""
     if method not in ALL_METHODS:
         raise MergeError(f"--method {method!r}: choose from {', '.join(ALL_METHODS)}")
     check_density(method, density)
-    if len(adapters) < 2:
-        raise MergeError("lab merge needs at least two adapters")
-    if len(weights) != len(adapters):
-        raise MergeError(f"--weights gives {len(weights)} weights for {len(adapters)} adapters")
+    check_members(len(adapters), weights, "adapters")
     if not all(np.isfinite(weights)):
         raise MergeError(f"--weights {weights}: every weight must be a finite number")
     formats = {a.config.get("format", "peft") for a in adapters}

@@ -54,15 +54,12 @@ def merge_full(models: list[Path], base: Path, out: Path, method: str, weights: 
     from safetensors.torch import save_file
 
     from lab.checkpoints.base import open_base
-    from lab.merge.adapters import _TORCH_DTYPES, check_density
+    from lab.merge.adapters import _TORCH_DTYPES, check_density, check_members
 
     if method not in task_vectors.METHODS:
         raise MergeError(f"--method {method!r}: full fine-tunes merge as task vectors; choose from {', '.join(task_vectors.METHODS)}")
     check_density(method, density)
-    if len(models) < 2:
-        raise MergeError("lab merge needs at least two models")
-    if len(weights) != len(models):
-        raise MergeError(f"--weights gives {len(weights)} weights for {len(models)} models")
+    check_members(len(models), weights, "models")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out}: exists and is not empty; pass --overwrite or another --out")
