@@ -19,6 +19,8 @@ import json
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,16 +114,8 @@ def write_kohya(out: Path, merges: list[ModuleMerge], template: dict, dtype: str
     r = max(ranks.values())
     metadata = {"ss_network_module": "networks.lora", "ss_network_dim": str(r), "ss_network_alpha": str(r),
                 "lab_merge_method": method}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with written_folder(out) as tmp:
         save_file(tensors, str(tmp / f"{out.name}.safetensors"), metadata=metadata)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out / f"{out.name}.safetensors"
 
 
@@ -142,6 +136,23 @@ class ModuleMerge:
 
 
 ALL_METHODS = merging.METHODS + task_vectors.METHODS
+
+
+@contextmanager
+def written_folder(out: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out`` to write a merged model or adapter into; when the block ends
+    without an error it replaces ``out`` (a rename), otherwise it is removed: a failed or interrupted
+    merge never leaves a half-written folder under the name asked for."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def check_members(count: int, weights: list[float], noun: str) -> None:
@@ -329,17 +340,9 @@ def write_adapter(out: Path, merges: list[ModuleMerge], template: dict, dtype: s
                   modules_to_save=None, exclude_modules=None, peft_type="LORA")
     for key in ("layer_replication", "trainable_token_indices"):
         config.pop(key, None)  # input-specific structure a merge does not carry over
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with written_folder(out) as tmp:
         save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
         (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def merge_rows(merged_name: str, run: str, method: str, merges: list[ModuleMerge], dtype: str,

@@ -12,7 +12,6 @@ tensor in the base's key order, fine-tune after fine-tune, from one generator se
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +53,7 @@ def merge_full(models: list[Path], base: Path, out: Path, method: str, weights: 
     from safetensors.torch import save_file
 
     from lab.checkpoints.base import open_base
-    from lab.merge.adapters import _TORCH_DTYPES, check_density, check_members
+    from lab.merge.adapters import _TORCH_DTYPES, check_density, check_members, written_folder
 
     if method not in task_vectors.METHODS:
         raise MergeError(f"--method {method!r}: full fine-tunes merge as task vectors; choose from {', '.join(task_vectors.METHODS)}")
@@ -106,19 +105,11 @@ def merge_full(models: list[Path], base: Path, out: Path, method: str, weights: 
             stored = float(np.linalg.norm(W.double().numpy().reshape(shape2) - W0.reshape(shape2) - T))
             rel = (lambda x: x / res.target_fro if res.target_fro > 0 else (0.0 if x == 0 else float("inf")))
             merged.append(TensorMerge(key, tuple(W0.shape), res.target_fro, rel(res.diff_fro), rel(stored)))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with written_folder(out) as tmp:
         for f in b.path.iterdir() if b.path.is_dir() else []:
             if f.is_file() and not f.name.endswith(WEIGHT_SUFFIXES) and not f.name.endswith(".index.json"):
                 shutil.copy2(f, tmp / f.name)
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt", "lab_merge_method": method})
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return merged, b.model_type
 
 
