@@ -9,8 +9,8 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 
 def analyze(*args, **kwargs):
-    """Analyse checkpoints and return the stored run (see :func:`lab.pipeline.analyze`)."""
-    from lab.pipeline import analyze as _analyze
+    """Analyse checkpoints and return the stored run (see :func:`lab.engine.analyze.analyze`)."""
+    from lab.engine.analyze import analyze as _analyze
 
     return _analyze(*args, **kwargs)
 

@@ -103,7 +103,7 @@ def analyze_command(
                                 "(the rows are the same either way).")] = False,
 ) -> None:
     """Analyse checkpoints: read each module's update, run the probes, write parquet tables and a manifest."""
-    from lab.pipeline import analyze
+    from lab.engine.analyze import analyze
     from lab.plugins import load_plugins
     from lab.probes.options import parse_assignments
     from lab.summary import print_summary

@@ -2,8 +2,8 @@
 
 ``build_plan`` (:mod:`lab.engine.plan`) turns checkpoints and probes into units of three scopes
 (:mod:`lab.engine.units`); an executor (:mod:`lab.engine.executors`) runs them with
-:func:`lab.engine.execute.run_unit`; the driver, :func:`lab.analyze`, stores each finished unit
-(:mod:`lab.store.parts`) and writes the tables when all are done.
+:func:`lab.engine.execute.run_unit`; the driver, :func:`lab.analyze` (:mod:`lab.engine.analyze`), stores
+each finished unit (:mod:`lab.store.parts`) and writes the tables when all are done.
 """
 
 from lab.engine.execute import UnitResult, Work, run_unit

@@ -91,7 +91,7 @@ def test_local_folder_wins_and_missing_name_is_one_line(cache, tmp_path, monkeyp
 
 
 def test_analyze_by_name_records_repo_revision_and_commit(cache, tmp_path):
-    from lab.pipeline import analyze
+    from lab.engine.analyze import analyze
 
     root, base, lora = cache
     run = analyze("org/tiny-lora@v1", base="org/tiny-llama", out=tmp_path / "res", run="hub", probes=["spectra"], progress=False)

@@ -182,7 +182,7 @@ def test_analyze_without_and_with_base_matches_numpy(sd, tmp_path):
     alignment and intruders with the diffusers base."""
     import pandas as pd
 
-    from lab.pipeline import analyze
+    from lab.engine.analyze import analyze
 
     _, base, unet, te = sd
     want = _peft_deltas(unet, te)
@@ -246,7 +246,7 @@ def test_merge_two_kohya_loras_writes_kohya(sd, tmp_path):
     """stack = the exact weighted sum; svd = its best rank-k approximation (numpy's SVD of the dense sum);
     both written as kohya files that lab reads back, 3×3 convolutions included."""
     from lab.merge.api import merge
-    from lab.probes.merging import MergeError
+    from lab.kernels.merging import MergeError
 
     _, base, unet, te = sd
     first = _peft_deltas(unet, te)

@@ -247,7 +247,7 @@ def test_the_reference_texts_flag_without_a_probe_that_reads_it_is_one_line_and_
 def test_resuming_with_other_reference_texts_at_the_same_path_is_refused(tmp_path, inputs):
     """The reference file's sha256 is part of the run's inputs: the same path with other content is not the run
     that was made."""
-    from lab.pipeline import ResumeError
+    from lab.engine.analyze import ResumeError
 
     reference = tmp_path / "reference.txt"
     shutil.copy(inputs["reference"], reference)
