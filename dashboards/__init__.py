@@ -1,7 +1,7 @@
 """lab's Streamlit dashboard: ``app.py``, the page list (``navigation``) and one page per probe
 table family (``views/``; not ``pages/``, which Streamlit would also serve as pages of its own).
 
-Served by ``lab dashboard RESULTS_DIR`` (``lab/dashboard_cli.py``); shipped as a package so the
+Served by ``lab dashboard RESULTS_DIR`` (``dashboards/cli.py``); shipped as a package so the
 command finds it after any kind of install. The app reads results through ``lab.present`` and
 ``lab.store`` and never imports the command or the reports.
 """

@@ -106,7 +106,7 @@ def analyze_command(
     from lab.engine.analyze import analyze
     from lab.plugins import load_plugins
     from lab.probes.options import parse_assignments
-    from lab.summary import print_summary
+    from lab.present.run_summary import print_summary
 
     load_plugins(plugin or [])
     result = analyze(
@@ -169,14 +169,31 @@ def _register_subsystem_commands() -> None:
     from lab.demo import demo_command
     from lab.finetune.cli import finetune_command
     from lab.report.cli import report_command
-    from lab.dashboard_cli import dashboard_command
     from lab.merge.cli import merge_command
     from lab.squeeze.cli import squeeze_command
 
+    try:
+        from dashboards.cli import dashboard_command
+    except ImportError as error:  # lab's dashboards missing, or another package named dashboards first on the path
+        _register_unavailable("dashboard", f"lab's dashboards package cannot be imported ({error}); reinstall lab "
+                                           "(pip install .), or take the other package named 'dashboards' off the path")
+        dashboard_command = None
     for name, command in (("finetune", finetune_command), ("demo", demo_command),
                           ("report", report_command), ("dashboard", dashboard_command),
                           ("merge", merge_command), ("squeeze", squeeze_command)):
-        app.command(name)(user_errors(command))
+        if command is not None:
+            app.command(name)(user_errors(command))
+
+
+def _register_unavailable(name: str, reason: str) -> None:
+    """A command ``name`` that takes any arguments and fails with ``reason`` (one line, exit 2), so that a
+    subsystem that cannot be imported costs that command only, not every other one."""
+
+    def unavailable() -> None:
+        raise LabError(reason)
+
+    unavailable.__doc__ = "Unavailable in this installation (run it to see why)."
+    app.command(name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(user_errors(unavailable))
 
 
 _register_subsystem_commands()

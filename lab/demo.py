@@ -24,7 +24,6 @@ demo computes, so the numbers are the same; ``--quick`` is the smallest grid, to
 from __future__ import annotations
 
 import importlib
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +126,7 @@ def run_demo(workdir: str | Path | None = None, *, ranks: Sequence[int] = DEMO_R
     from rich.console import Console
 
     from lab.finetune.models import default_cache_dir
+    from lab.present.valleys import valley_summary
 
     console = console or Console(stderr=True, quiet=not progress)
     workdir = Path(workdir) if workdir is not None else default_cache_dir() / "demo"
@@ -418,34 +418,6 @@ def _analysis_is_current(folder: Path, wanted: dict) -> bool:
     except LabError:
         return False
     return run.complete and not changed_options(run.manifest.get("options", {}), wanted, only_wanted=True)
-
-
-def valley_summary(runs: Sequence) -> pd.DataFrame:
-    """Per run and step: the entanglement entropy at the row|column cut averaged over modules (with
-    its spread), next to ln r and Page's value for that cut, and the same for the run's random
-    controls (a Gaussian matrix, and a product of Gaussian factors of rank r).
-
-    Empty when no run has the ``entanglement_summary`` table.
-    """
-    frames = []
-    for run in runs:
-        if "entanglement_summary" not in run.tables():
-            continue
-        t = run.table("entanglement_summary", columns=["run", "checkpoint", "step", "source", "rank_bound", "valley_entropy",
-                                                        "valley_page_entropy", "valley_depth"])
-        frames.append(t)
-    if not frames:
-        return pd.DataFrame()
-    t = pd.concat(frames, ignore_index=True)
-    t["step"] = t["step"].astype("Int64")
-    # controls carry no step; label them by what they are
-    t["what"] = t["source"].map({"delta": "ΔW", "random": "random Gaussian", "random_lora": "random B·A"}).fillna(t["source"])
-    out = (t.groupby(["run", "what", "step", "rank_bound"], dropna=False, sort=False)
-             .agg(modules=("valley_entropy", "size"), entropy=("valley_entropy", "mean"), entropy_std=("valley_entropy", "std"),
-                  page=("valley_page_entropy", "mean"), depth=("valley_depth", "mean"))
-             .reset_index())
-    out["ln_r"] = out["rank_bound"].map(lambda r: math.log(r) if r and r > 0 else float("nan"))
-    return out[["run", "what", "step", "rank_bound", "modules", "entropy", "entropy_std", "ln_r", "page", "depth"]]
 
 
 REPORT_STAMP = "demo-report.json"  # in WORKDIR/report: what the report there was written from

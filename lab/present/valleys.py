@@ -3,10 +3,12 @@ value and the maximum there, the depth below Page's value and, given the rank bo
 
 Read from the probe's own ``entanglement_summary`` table when the runs have it (one row per
 matrix), else computed from the per-cut ``entanglement`` rows; both give the same numbers.
+:func:`valley_summary` averages the summary rows over modules per run and step (``lab demo``'s table).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -87,3 +89,31 @@ def profile_distance(a: pd.DataFrame, b: pd.DataFrame) -> float:
     sq = (pairs["entropy_a"] - pairs["entropy_b"]) ** 2
     per_module = np.sqrt(sq.groupby(pairs["module"]).mean())
     return float(per_module.mean())
+
+
+def valley_summary(runs: Sequence) -> pd.DataFrame:
+    """Per run and step: the entanglement entropy at the row|column cut averaged over modules (with
+    its spread), next to ln r and Page's value for that cut, and the same for the run's random
+    controls (a Gaussian matrix, and a product of Gaussian factors of rank r).
+
+    Empty when no run has the ``entanglement_summary`` table.
+    """
+    frames = []
+    for run in runs:
+        if "entanglement_summary" not in run.tables():
+            continue
+        t = run.table("entanglement_summary", columns=["run", "checkpoint", "step", "source", "rank_bound", "valley_entropy",
+                                                        "valley_page_entropy", "valley_depth"])
+        frames.append(t)
+    if not frames:
+        return pd.DataFrame()
+    t = pd.concat(frames, ignore_index=True)
+    t["step"] = t["step"].astype("Int64")
+    # controls carry no step; label them by what they are
+    t["what"] = t["source"].map({"delta": "ΔW", "random": "random Gaussian", "random_lora": "random B·A"}).fillna(t["source"])
+    out = (t.groupby(["run", "what", "step", "rank_bound"], dropna=False, sort=False)
+             .agg(modules=("valley_entropy", "size"), entropy=("valley_entropy", "mean"), entropy_std=("valley_entropy", "std"),
+                  page=("valley_page_entropy", "mean"), depth=("valley_depth", "mean"))
+             .reset_index())
+    out["ln_r"] = out["rank_bound"].map(lambda r: math.log(r) if r and r > 0 else float("nan"))
+    return out[["run", "what", "step", "rank_bound", "modules", "entropy", "entropy_std", "ln_r", "page", "depth"]]

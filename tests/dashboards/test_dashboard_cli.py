@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 import dashboards
-from lab.dashboard_cli import app_path, streamlit_argv
+from dashboards.cli import app_path, streamlit_argv
 
 ROOT = Path(__file__).parents[2]
 
@@ -112,7 +112,7 @@ def test_a_normal_wheel_ships_the_app_and_templates(tmp_path):
     (wheel,) = tmp_path.glob("lab-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     views = {p.name for p in (ROOT / "dashboards" / "views").glob("*.py")}
-    assert {"dashboards/app.py", "dashboards/data.py", "dashboards/navigation.py", "lab/dashboard_cli.py",
+    assert {"dashboards/app.py", "dashboards/data.py", "dashboards/navigation.py", "dashboards/cli.py",
             "lab/present/figures/entanglement.py", "lab/report/templates/report.html.j2"} <= names
     assert {f"dashboards/views/{v}" for v in views} <= names
     assert not [n for n in names if n.startswith("tools/") or n.endswith(("browser.py", "screenshots.py"))]
@@ -122,9 +122,25 @@ def test_a_normal_wheel_ships_the_app_and_templates(tmp_path):
     zipfile.ZipFile(wheel).extractall(unpacked)
     site_packages = next(p for p in sys.path if p.endswith("site-packages"))
     code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]];"
-            "from lab.dashboard_cli import app_path; from lab.report.html import environment;"
+            "from dashboards.cli import app_path; from lab.report.html import environment;"
             "environment().get_template('report.html.j2'); print(app_path())")
     out = subprocess.run([sys.executable, "-S", "-c", code, str(unpacked), site_packages],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
     assert Path(out.stdout.strip()) == unpacked / "dashboards" / "app.py"
+
+
+def test_a_package_named_dashboards_first_on_the_path_costs_only_the_dashboard_command(tmp_path):
+    """``python -m lab.cli`` run in a folder holding some other ``dashboards`` package (a common folder
+    name): that package shadows lab's, ``lab dashboard`` says so in one line, every other command works."""
+    (tmp_path / "dashboards").mkdir()
+    (tmp_path / "dashboards" / "__init__.py").write_text("")
+    run = lambda *args: subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True,
+                                       cwd=tmp_path, timeout=120)
+    refused = run("dashboard", "results", "--port", "9999")
+    assert refused.returncode == 2, refused.stderr
+    lines = [l for l in refused.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "dashboards package cannot be imported" in lines[0] and "Traceback" not in refused.stderr
+    listed = run("probes")
+    assert listed.returncode == 0, listed.stderr
+    assert "entanglement" in listed.stdout

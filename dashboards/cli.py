@@ -1,9 +1,9 @@
-"""``lab dashboard``: serve the Streamlit app in ``dashboards/`` over a results folder.
+"""``lab dashboard``: serve the Streamlit app of this package over a results folder.
 
-The app's source lives in the top-level ``dashboards`` package (shipped with lab, so this works
-after a normal install as well as an editable one); this command only finds and starts it, and
-the app never imports the command. It binds to 127.0.0.1 unless ``--host`` says otherwise:
-results name local files and should not be served to the network by default.
+The command lives with the app it serves, as ``lab report``'s lives in ``lab/report/cli.py``; ``lab``
+registers it (:mod:`lab.cli`). The package is shipped with lab, so this works after a normal install as
+well as an editable one; the app never imports this module. It binds to 127.0.0.1 unless ``--host``
+says otherwise: results name local files and should not be served to the network by default.
 """
 
 from __future__ import annotations
@@ -15,26 +15,15 @@ from typing import Annotated
 
 import typer
 
+from dashboards import APP, RESULTS_ENV
 from lab.errors import InputError, LabError
-
-
-def _dashboards():
-    """lab's ``dashboards`` package; a LabError saying how to get it back when it is missing."""
-    try:
-        import dashboards
-    except ModuleNotFoundError:
-        raise LabError("the dashboards package is not installed with lab; reinstall lab (pip install .)") from None
-    return dashboards
 
 
 def app_path() -> Path:
     """The Streamlit entry script, ``dashboards/app.py``, wherever lab is installed."""
-    dashboards = _dashboards()
-    path = getattr(dashboards, "APP", None)
-    if path is None or not Path(path).is_file():
-        raise LabError(f"{getattr(dashboards, '__file__', 'dashboards')}: not lab's dashboards package; "
-                       "another package named 'dashboards' shadows it")
-    return Path(path)
+    if not APP.is_file():
+        raise LabError(f"{APP}: missing from lab's dashboards package; reinstall lab (pip install .)")
+    return APP
 
 
 def streamlit_argv(results_dir: Path, host: str, port: int) -> list[str]:
@@ -61,7 +50,7 @@ def dashboard_command(
         raise InputError(f"{results_dir}: no such results folder; run `lab analyze ... --out {results_dir}` first")
     argv = streamlit_argv(results_dir, host, port)
     typer.echo(f"lab dashboard: serving {results_dir} at http://{host}:{port}  (Ctrl-C to stop)", err=True)
-    env = {**os.environ, _dashboards().RESULTS_ENV: str(results_dir)}
+    env = {**os.environ, RESULTS_ENV: str(results_dir)}
     if os.name == "posix":  # become the server: signals and exit codes reach Streamlit directly
         os.execve(sys.executable, argv, env)
     import subprocess
