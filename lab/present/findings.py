@@ -24,7 +24,6 @@ Definitions used below (the tests recompute each with pandas on the parquet file
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -33,170 +32,22 @@ import pandas as pd
 from lab.present import load
 from lab.present.digests import merge_eval
 from lab.present.theory import BY_KEY, families
+from lab.present.picks import at_last, last_checkpoint, measured  # noqa: F401  (read from here by the views)
+from lab.present.sentences import (  # noqa: F401  (re-exported: the names findings were always read from)
+    ASYMPTOTIC_CAVEAT, FULL, FamilyFindings, Number, Sentence, Writer, against_full, anchor, configurations,
+    escape_markdown, fmt, markdown, per_run, ranking, who)
 from lab.store import Run
-
-ASYMPTOTIC_CAVEAT = ("The bound is asymptotic (o(√ln L) admits almost-linear algorithms, Θ(√ln L) none sub-quadratic): "
-                     "these are measurements at finite L against the scale √ln L, not a verdict on efficiency.")
-
-
-def anchor(family: str) -> str:
-    """The id of a family's headline figure, which its numbers link to."""
-    return f"fig-{family}"
-
-
-def fmt(value: float) -> str:
-    """A number as the findings print it: three significant digits."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if isinstance(value, (int, np.integer)) or float(value).is_integer() and abs(value) < 1e6:
-        return str(int(value))
-    return f"{float(value):.3g}"
-
-
-@dataclass(frozen=True)
-class Number:
-    """A number in a sentence: its value, how it is printed and the figure it comes from."""
-
-    name: str
-    value: float
-    figure: str
-
-    @property
-    def text(self) -> str:
-        return fmt(self.value)
-
-
-@dataclass
-class Sentence:
-    """A finding: text fragments and :class:`Number` objects, about one run (or, ``run=None``, comparing runs)."""
-
-    family: str
-    run: str | None
-    parts: list = field(default_factory=list)
-
-    def plain(self) -> str:
-        """The sentence as plain text."""
-        return "".join(p.text if isinstance(p, Number) else str(p) for p in self.parts)
-
-    @property
-    def numbers(self) -> dict[str, float]:
-        """Every number of the sentence by name."""
-        return {p.name: p.value for p in self.parts if isinstance(p, Number)}
-
-
-def escape_markdown(text) -> str:
-    """Text with Markdown's active characters escaped (run and module names come from files)."""
-    out = str(text)
-    for ch in ("\\", "|", "*", "_", "`", "[", "]", "<", ">", "#"):
-        out = out.replace(ch, "\\" + ch)
-    return out.replace("\n", " ")
-
-
-def markdown(sentence: Sentence, links: bool = True) -> str:
-    """The sentence as Markdown: each number bold, and with ``links`` a link to its figure's anchor."""
-    parts = []
-    for p in sentence.parts:
-        if isinstance(p, Number):
-            parts.append(f"[**{p.text}**](#{p.figure})" if links else f"**{p.text}**")
-        else:
-            parts.append(escape_markdown(p))
-    return "".join(parts)
-
-
-@dataclass
-class FamilyFindings:
-    """The sentences of one probe family, and the anchor of its headline figure."""
-
-    key: str
-    title: str
-    anchor: str
-    sentences: list[Sentence]
-
-
-class _Writer:
-    """Builds one sentence: ``w.text("…").num("name", value)…``."""
-
-    def __init__(self, family: str, run: str | None):
-        self.sentence = Sentence(family, run)
-
-    def text(self, s: str) -> "_Writer":
-        self.sentence.parts.append(s)
-        return self
-
-    def num(self, name: str, value, suffix: str = "") -> "_Writer":
-        self.sentence.parts.append(Number(name, float(value), anchor(self.sentence.family)))
-        if suffix:
-            self.sentence.parts.append(suffix)
-        return self
-
-
-# -- the rows a sentence is about ------------------------------------------------------------------
-
-def last_checkpoint(rows: pd.DataFrame) -> str | None:
-    """The run's last checkpoint in training order among ``rows`` (largest step, then name)."""
-    if rows.empty or "checkpoint" not in rows.columns:
-        return None
-    keys = rows[["checkpoint"] + (["step"] if "step" in rows.columns else [])].drop_duplicates("checkpoint")
-    step = keys["step"].astype(float).fillna(-1.0) if "step" in keys.columns else pd.Series(-1.0, index=keys.index)
-    order = sorted(zip(step, keys["checkpoint"].astype(str)))
-    return order[-1][1]
-
-
-def measured(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows of real checkpoints: no controls (source random, random_lora), no base weights, no 'controls' checkpoint."""
-    keep = pd.Series(True, index=rows.index)
-    if "source" in rows.columns:
-        keep &= rows["source"].isna() | (rows["source"] == "delta")
-    if "checkpoint" in rows.columns:
-        keep &= rows["checkpoint"] != "controls"
-    return rows[keep]
-
-
-def at_last(rows: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
-    """(last checkpoint, its measured rows) of one run's rows."""
-    rows = measured(rows)
-    ck = last_checkpoint(rows)
-    return ck, rows[rows["checkpoint"].astype(str) == ck] if ck is not None else rows.iloc[0:0]
-
-
-def _who(w: _Writer, run: str, checkpoint: str | None, rows: pd.DataFrame) -> None:
-    step = rows["step"].dropna().unique() if "step" in rows.columns else []
-    where = checkpoint if checkpoint else ""
-    if len(step) == 1:
-        where += f", step {int(step[0])}"
-    w.text(f"{run} ({where}): " if where else f"{run}: ")
-
-
-def _per_run(runs: Sequence[Run], table: str, columns=None) -> list[tuple[str, pd.DataFrame]]:
-    out = []
-    for run in runs:
-        if run.has_table(table):
-            rows = load.read(run, table, columns)
-            if not rows.empty:
-                out.append((run.name, rows))
-    return out
-
-
-def _ranking(w: _Writer, label: str, values: dict[str, float], name: str, *, descending: bool = True,
-             unit: str = "") -> None:
-    """'label: a 1.2 > b 0.8' over the runs, largest first (or smallest first)."""
-    ordered = sorted(values.items(), key=lambda kv: -kv[1] if descending else kv[1])
-    w.text(f"{label}: ")
-    for i, (run, value) in enumerate(ordered):
-        w.text(("" if i == 0 else (" > " if descending else " < ")) + f"{run} ").num(f"{name}[{run}]", value, unit)
-    w.text(".")
-
 
 # -- one function per family ---------------------------------------------------------------------
 
 def _deltas(runs: Sequence[Run]) -> list[Sentence]:
     out, means = [], {}
-    for run, rows in _per_run(runs, "deltas", ["run", "checkpoint", "step", "module", "kind", "rank_bound", "fro_norm"]):
+    for run, rows in per_run(runs, "deltas", ["run", "checkpoint", "step", "module", "kind", "rank_bound", "fro_norm"]):
         ck, rows = at_last(rows)
         if rows.empty:
             continue
-        w = _Writer("deltas", run)
-        _who(w, run, ck, rows)
+        w = Writer("deltas", run)
+        who(w, run, ck, rows)
         kinds = ", ".join(sorted(rows["kind"].dropna().astype(str).unique()))
         w.num("modules", len(rows), f" modules updated ({kinds}")
         if (rows["kind"] == "lora").any():
@@ -209,8 +60,8 @@ def _deltas(runs: Sequence[Run]) -> list[Sentence]:
         means[run] = float(rows["fro_norm"].mean())
         out.append(w.sentence)
     if len(means) > 1:
-        w = _Writer("deltas", None)
-        _ranking(w, "Largest update (mean ‖ΔW‖_F at the last checkpoint)", means, "mean_fro_norm")
+        w = Writer("deltas", None)
+        ranking(w, "Largest update (mean ‖ΔW‖_F at the last checkpoint)", means, "mean_fro_norm")
         out.append(w.sentence)
     return out
 
@@ -229,8 +80,8 @@ def _entanglement(runs: Sequence[Run]) -> list[Sentence]:
         rows = rows[rows["valley_entropy"].notna()]
         if rows.empty:
             continue
-        w = _Writer("entanglement", run.name)
-        _who(w, run.name, ck, rows)
+        w = Writer("entanglement", run.name)
+        who(w, run.name, ck, rows)
         w.text("entropy at the row|column cut ").num("valley_entropy_mean", rows["valley_entropy"].mean())
         if len(rows) > 1:
             w.text(" ± ").num("valley_entropy_sd", rows["valley_entropy"].std())
@@ -265,8 +116,8 @@ def _entanglement(runs: Sequence[Run]) -> list[Sentence]:
         depths[run.name] = float(rows["depth"].mean())
         out.append(w.sentence)
     if len(depths) > 1:
-        w = _Writer("entanglement", None)
-        _ranking(w, "Deepest valley (mean depth below Page's value, nats)", depths, "depth_mean")
+        w = Writer("entanglement", None)
+        ranking(w, "Deepest valley (mean depth below Page's value, nats)", depths, "depth_mean")
         out.append(w.sentence)
     return out
 
@@ -275,12 +126,12 @@ def _spectra(runs: Sequence[Run]) -> list[Sentence]:
     cols = ["run", "checkpoint", "step", "module", "layer", "source", "stable_rank", "effective_rank", "utilization",
             "energy_rank_99", "intruder_count"]
     out, util = [], {}
-    for run, rows in _per_run(runs, "spectra", cols):
+    for run, rows in per_run(runs, "spectra", cols):
         ck, rows = at_last(rows)
         if rows.empty:
             continue
-        w = _Writer("spectra", run)
-        _who(w, run, ck, rows)
+        w = Writer("spectra", run)
+        who(w, run, ck, rows)
         w.text("stable rank ").num("stable_rank_median", rows["stable_rank"].median())
         w.text(" and effective rank ").num("effective_rank_median", rows["effective_rank"].median(), " (medians over ")
         w.num("modules", len(rows), " modules); ")
@@ -296,14 +147,14 @@ def _spectra(runs: Sequence[Run]) -> list[Sentence]:
         util[run] = float(rows["utilization"].median())
         out.append(w.sentence)
     if len(util) > 1:
-        w = _Writer("spectra", None)
-        _ranking(w, "Lowest rank utilisation (median effective rank / rank bound)", util, "utilization_median",
+        w = Writer("spectra", None)
+        ranking(w, "Lowest rank utilisation (median effective rank / rank bound)", util, "utilization_median",
                  descending=False)
         out.append(w.sentence)
     return out
 
 
-def _token_laws(w: _Writer, fits: pd.DataFrame) -> None:
+def _token_laws(w: Writer, fits: pd.DataFrame) -> None:
     """The token-cut verdicts and c of one checkpoint's attention_token_fits rows, tuned and base, as measured."""
     lengths = sorted(fits["seq_len"].dropna().astype(int).unique())
     w.text("over token cuts (L = " + ", ".join(str(n) for n in lengths) + "; "
@@ -334,14 +185,14 @@ def _token_laws(w: _Writer, fits: pd.DataFrame) -> None:
 def _attention(runs: Sequence[Run]) -> list[Sentence]:
     cols = ["run", "checkpoint", "step", "layer", "head", "seq_len", "entropy_diff", "attention_tv", "q_rel_change",
             "v_rel_change"]
-    fits_of = dict(_per_run(runs, "attention_token_fits"))
+    fits_of = dict(per_run(runs, "attention_token_fits"))
     out, tv = [], {}
-    for run, rows in _per_run(runs, "attention_summary", cols):
+    for run, rows in per_run(runs, "attention_summary", cols):
         ck, rows = at_last(rows)
         if rows.empty:
             continue
-        w = _Writer("attention", run)
-        _who(w, run, ck, rows)
+        w = Writer("attention", run)
+        who(w, run, ck, rows)
         fits = fits_of.get(run)
         fits = fits[fits["checkpoint"].astype(str) == ck] if fits is not None else None
         if fits is not None and not fits.empty:
@@ -356,8 +207,8 @@ def _attention(runs: Sequence[Run]) -> list[Sentence]:
         tv[run] = float(rows["attention_tv"].mean())
         out.append(w.sentence)
     if len(tv) > 1:
-        w = _Writer("attention", None)
-        _ranking(w, "Attention moved most (mean total variation from the base)", tv, "attention_tv_mean")
+        w = Writer("attention", None)
+        ranking(w, "Attention moved most (mean total variation from the base)", tv, "attention_tv_mean")
         out.append(w.sentence)
     return out
 
@@ -368,10 +219,10 @@ def _no_hair(runs: Sequence[Run]) -> list[Sentence]:
     from lab.present import no_hair
 
     out = []
-    for run, rows in _per_run(runs, "no_hair"):
+    for run, rows in per_run(runs, "no_hair"):
         rows = no_hair.with_verdicts(rows)
         pairs = no_hair.pairs(rows).sort_values(["matched", "size_ratio"], ascending=[False, True])
-        w = _Writer("no_hair", run)
+        w = Writer("no_hair", run)
         w.text(f"{run}: ")
         for i, p in enumerate(pairs.itertuples()):
             tag = f"matched on update size, {fmt(p.size_ratio)}×" if p.matched else f"unmatched, sizes {fmt(p.size_ratio)}× apart"
@@ -392,15 +243,15 @@ def _no_hair(runs: Sequence[Run]) -> list[Sentence]:
 def _thresholds(runs: Sequence[Run]) -> list[Sentence]:
     cols = ["run", "checkpoint", "step", "layer", "head", "seq_len", "window", "gamma_q", "gamma_k", "gamma_lora", "ratio",
             "ratio_as", "logit_max", "evt_ratio_q", "evt_ratio_k"]
-    growth = {name: rows for name, rows in _per_run(runs, "threshold_growth")}
+    growth = {name: rows for name, rows in per_run(runs, "threshold_growth")}
     out, ratios = [], {}
-    for run, rows in _per_run(runs, "thresholds", cols):
+    for run, rows in per_run(runs, "thresholds", cols):
         ck, rows = at_last(rows)
         rows = rows[rows["ratio"].notna()]
         if rows.empty:
             continue
-        w = _Writer("thresholds", run)
-        _who(w, run, ck, rows)
+        w = Writer("thresholds", run)
+        who(w, run, ck, rows)
         top = rows.loc[rows["ratio"].idxmax()]
         w.text("max(γ_q, γ_k) reaches ").num("ratio_max", top["ratio"], "·√ln L in Hu et al.'s literal β = 1 scale")
         if "ratio_as" in rows.columns and rows["ratio_as"].notna().any():
@@ -440,8 +291,8 @@ def _thresholds(runs: Sequence[Run]) -> list[Sentence]:
         ratios[run] = float(top["ratio"])
         out.append(w.sentence)
     if len(ratios) > 1:
-        w = _Writer("thresholds", None)
-        _ranking(w, "Highest max(γ_q, γ_k)/√ln L (Hu's β = 1 scale)", ratios, "ratio_max")
+        w = Writer("thresholds", None)
+        ranking(w, "Highest max(γ_q, γ_k)/√ln L (Hu's β = 1 scale)", ratios, "ratio_max")
         out.append(w.sentence)
     return out
 
@@ -450,13 +301,13 @@ def _msu(runs: Sequence[Run]) -> list[Sentence]:
     cols = ["run", "checkpoint", "step", "module", "rank", "effective_units", "effective_units_ratio", "cross_energy",
             "permutation_error_max"]
     out, ratio = [], {}
-    for run, rows in _per_run(runs, "msu", cols):
+    for run, rows in per_run(runs, "msu", cols):
         ck, rows = at_last(rows)
         rows = rows[rows["rank"].notna()]
         if rows.empty:
             continue
-        w = _Writer("msu", run)
-        _who(w, run, ck, rows)
+        w = Writer("msu", run)
+        who(w, run, ck, rows)
         ranks = sorted(rows["rank"].astype(int).unique())
         w.text("effective number of units ").num("effective_units_median", rows["effective_units"].median())
         w.text(" of r = " + "/".join(str(r) for r in ranks) + " (median over ").num("modules", len(rows), " modules; ratio ")
@@ -467,16 +318,16 @@ def _msu(runs: Sequence[Run]) -> list[Sentence]:
         ratio[run] = float(rows["effective_units_ratio"].median())
         out.append(w.sentence)
     if len(ratio) > 1:
-        w = _Writer("msu", None)
-        _ranking(w, "Fewest effective units per rank", ratio, "effective_units_ratio_median", descending=False)
+        w = Writer("msu", None)
+        ranking(w, "Fewest effective units per rank", ratio, "effective_units_ratio_median", descending=False)
         out.append(w.sentence)
     return out
 
 
 def _msu_pairs(runs: Sequence[Run]) -> list[Sentence]:
     out = []
-    for run, rows in _per_run(runs, "msu_pairs"):
-        w = _Writer("msu_pairs", run)
+    for run, rows in per_run(runs, "msu_pairs"):
+        w = Writer("msu_pairs", run)
         members = ", ".join(sorted(rows["members"].dropna().astype(str).unique()))
         w.text(f"{run} ({members}): concatenating the adapters' units equals summing their updates to ")
         w.num("concat_sum_error_max", rows["concat_sum_error"].max(), " (largest relative error over ")
@@ -497,8 +348,8 @@ def _msu_pairs(runs: Sequence[Run]) -> list[Sentence]:
 
 def _merge(runs: Sequence[Run]) -> list[Sentence]:
     out = []
-    for run, rows in _per_run(runs, "merge"):
-        w = _Writer("merge", run)
+    for run, rows in per_run(runs, "merge"):
+        w = Writer("merge", run)
         w.text(f"{run}: relative error against the exact weighted sum, mean over modules: ")
         by = rows.groupby(["method", "checkpoint"], sort=True).agg(k=("k", "max"), error=("rel_fro_error", "mean"),
                                                                     optimal=("optimal_rel_fro_error", "mean"))
@@ -508,9 +359,9 @@ def _merge(runs: Sequence[Run]) -> list[Sentence]:
             w.num(f"rel_fro_error[{merged}]", r["error"], " (best rank-k ").num(f"optimal_rel_fro_error[{merged}]", r["optimal"], ")")
         w.text(".")
         out.append(w.sentence)
-    for run, rows in _per_run(runs, "merge_eval"):
+    for run, rows in per_run(runs, "merge_eval"):
         for texts, g in merge_eval(rows).groupby("texts", sort=True):
-            w = _Writer("merge", run)
+            w = Writer("merge", run)
             w.text(f"{run}, held-out loss on {texts} ({g['objective'].iloc[0]}): base ").num(f"base_loss[{texts}]", g["base_loss"].iloc[0])
             best = g.dropna(subset=["best_input_loss"])
             if not best.empty:
@@ -523,61 +374,6 @@ def _merge(runs: Sequence[Run]) -> list[Sentence]:
     return out
 
 
-FULL = "full"  # the deltas table's kind of a full fine-tune: what intruder counts and α shifts are held against
-
-
-def configurations(runs: Sequence[Run]) -> dict[str, str]:
-    """Each run's method with, for an adapter, its ranks at the last checkpoint ('lora r = 16'; 'full' as it is):
-    runs of one configuration are the only ones :func:`_against_full` may take as seeds of one another."""
-    methods = load.run_methods(runs)
-    out = {}
-    for run in runs:
-        method = methods.get(run.name, "")
-        out[run.name] = method
-        if not method or method == FULL or not run.has_table("deltas"):
-            continue
-        d = load.read(run, "deltas", ["checkpoint", "step", "rank_bound"])
-        d = d[d["checkpoint"].astype(str) != "controls"]
-        ck = last_checkpoint(d)
-        ranks = sorted(int(r) for r in d.loc[d["checkpoint"].astype(str) == ck, "rank_bound"].dropna().unique())
-        if 0 < len(ranks) <= 3:
-            out[run.name] = f"{method} r = {'/'.join(str(r) for r in ranks)}"
-    return out
-
-
-def _against_full(w: _Writer, values: dict[str, float], methods: dict[str, str]) -> None:
-    """Each other method's per-run values against full fine-tuning's, by :func:`lab.present.seeds.separated`
-    (the runs of one method, or configuration, taken as its seeds): 'separated' only when the sets separate."""
-    from lab.present.seeds import separated
-
-    groups: dict[str, list[float]] = {}
-    members: dict[str, list[str]] = {}
-    for run, value in values.items():
-        groups.setdefault(methods.get(run) or "unknown", []).append(value)
-        members.setdefault(methods.get(run) or "unknown", []).append(run)
-    reference = groups.get(FULL)
-    if not reference or len(groups) < 2:
-        return
-
-    def who(method: str) -> str:
-        runs = members[method]
-        return f"{len(runs)} run{'s' if len(runs) > 1 else ''}: {', '.join(runs)}"
-
-    verdicts: dict[str, list[str]] = {}  # one clause per verdict, naming every configuration that has it
-    for method, mine in sorted(groups.items()):
-        if method == FULL:
-            continue
-        if separated(mine, reference):
-            verdict = "separated."
-        elif min(len(mine), len(reference)) < 2:
-            verdict = "not separated (one run on a side: no seeds to tell a difference from run-to-run spread)."
-        else:
-            verdict = "not separated (the runs' values overlap)."
-        verdicts.setdefault(verdict, []).append(f"{method} ({who(method)})")
-    for verdict, names in verdicts.items():
-        w.text(f" {'; '.join(names)} against full fine-tuning ({who(FULL)}): {verdict}")
-
-
 def _esd(runs: Sequence[Run]) -> list[Sentence]:
     """Per run at its last checkpoint: α of W + ΔW beside the base W's, how far fine-tuning moved it (per module
     α(W + ΔW) − α(W)), and the heaviest-tailed modules; with several runs, the median shifts compared."""
@@ -586,7 +382,7 @@ def _esd(runs: Sequence[Run]) -> list[Sentence]:
     cols = ["run", "checkpoint", "step", "module", "layer", "role", "source", "alpha", "D"]
     labels = {"alpha_tuned": "W + ΔW", "alpha_delta": "ΔW", "alpha_weight": "the base W"}
     out, shifts = [], {}
-    for run, rows in _per_run(runs, "esd", cols):
+    for run, rows in per_run(runs, "esd", cols):
         pairs = alpha_pairs(rows)
         ck = last_checkpoint(pairs)
         pairs = pairs[pairs["checkpoint"].astype(str) == ck] if ck is not None else pairs
@@ -594,8 +390,8 @@ def _esd(runs: Sequence[Run]) -> list[Sentence]:
         if subject is None:
             continue
         fitted = pairs.dropna(subset=[subject])
-        w = _Writer("esd", run)
-        _who(w, run, ck, pairs)
+        w = Writer("esd", run)
+        who(w, run, ck, pairs)
         w.text(f"power-law α of {labels[subject]} has median ").num("alpha_median", fitted[subject].median(), " (")
         w.num("alpha_min", fitted[subject].min(), "–").num("alpha_max", fitted[subject].max(), " over ")
         w.num("modules", len(fitted), " modules)")
@@ -625,10 +421,10 @@ def _esd(runs: Sequence[Run]) -> list[Sentence]:
         w.text(".")
         out.append(w.sentence)
     if len(shifts) > 1:
-        w = _Writer("esd", None)
-        _ranking(w, "Fine-tuning lowered α most (median α(W + ΔW) − α(W) at the last checkpoint; most negative first)",
+        w = Writer("esd", None)
+        ranking(w, "Fine-tuning lowered α most (median α(W + ΔW) − α(W) at the last checkpoint; most negative first)",
                  shifts, "alpha_shift_median", descending=False)
-        _against_full(w, shifts, configurations(runs))
+        against_full(w, shifts, configurations(runs))
         out.append(w.sentence)
     return out
 
@@ -641,7 +437,7 @@ def _intruders(runs: Sequence[Run]) -> list[Sentence]:
     cols = ["run", "checkpoint", "step", "module", "layer", "role", "side", "top_k", "examined", "threshold",
             "intruder_count"]
     out, last = [], {}
-    for run, rows in _per_run(runs, "intruders", cols):
+    for run, rows in per_run(runs, "intruders", cols):
         rows = rows[rows["checkpoint"].astype(str) != "controls"]
         ck = last_checkpoint(rows)
         if ck is None:
@@ -649,8 +445,8 @@ def _intruders(runs: Sequence[Run]) -> list[Sentence]:
         rows = rows[rows["checkpoint"].astype(str) == ck]
         last[run] = rows
         eps, k = intr.setting(rows)
-        w = _Writer("intruders", run)
-        _who(w, run, ck, rows)
+        w = Writer("intruders", run)
+        who(w, run, ck, rows)
         w.text("at ε = ").num("threshold", eps, ", k = ").num("top_k", k, ", ")
         for side in ("left", "right"):
             mine = intr.at(rows, eps, k, side)
@@ -682,14 +478,14 @@ def _intruders(runs: Sequence[Run]) -> list[Sentence]:
         common = set.intersection(*(set(c["module"]) for c in counts.values())) if counts else set()
         if common:
             means = {run: float(c[c["module"].isin(common)]["intruder_count"].mean()) for run, c in counts.items()}
-            w = _Writer("intruders", None)
+            w = Writer("intruders", None)
             w.text("Against full fine-tuning, at ε = ").num("threshold", eps, ", k = ").num("top_k", k)
             w.text(", left vectors, last checkpoints, over the ").num("common_modules", len(common), " modules every run has. ")
             if len(set(means.values())) == 1:  # a ranking of equal values would only list names
                 w.text("Intruders per module (mean): ").num("intruders_mean", next(iter(means.values())), " in every run.")
             else:
-                _ranking(w, "Intruders per module (mean)", means, "intruders_mean")
-            _against_full(w, means, methods)
+                ranking(w, "Intruders per module (mean)", means, "intruders_mean")
+            against_full(w, means, methods)
             out.append(w.sentence)
     return out
 
@@ -708,7 +504,7 @@ def _similarity(runs: Sequence[Run]) -> list[Sentence]:
         rows = load.read(run, "adapter_similarity")
         if rows.empty:
             continue
-        w = _Writer("similarity", run.name)
+        w = Writer("similarity", run.name)
         done = compared(rows)
         if done.empty:
             w.text(f"{run.name}: ").num("not_compared", len(rows), " module pairs not compared (a streamed update, or "
@@ -768,7 +564,7 @@ def _forgetting_at(rows: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
     return ck, rows[rows["seq_len"] == rows["seq_len"].max()]
 
 
-def _interval(w: _Writer, name: str, r, column: str) -> None:
+def _interval(w: Writer, name: str, r, column: str) -> None:
     w.num(name, r[column], " [").num(f"{name}_lo", r[f"{column}_lo"], ", ").num(f"{name}_hi", r[f"{column}_hi"], "]")
 
 
@@ -785,7 +581,7 @@ def _forgetting(runs: Sequence[Run]) -> list[Sentence]:
     """Per run at its last checkpoint and longest L: KL and loss change on --texts and on the reference texts with
     their intervals (which is larger only where the intervals separate), and where the hidden states moved most;
     with several runs, the reference-text KL beside the update's size and the intruder count."""
-    layers_of = dict(_per_run(runs, "forgetting_layers"))
+    layers_of = dict(per_run(runs, "forgetting_layers"))
     out, side = [], {}
     for run_obj in runs:
         if not run_obj.has_table("forgetting"):
@@ -795,8 +591,8 @@ def _forgetting(runs: Sequence[Run]) -> list[Sentence]:
         if rows.empty:
             continue
         by_set = {r["text_set"]: r for _, r in rows.iterrows()}
-        w = _Writer("forgetting", run)
-        _who(w, run, ck, rows)
+        w = Writer("forgetting", run)
+        who(w, run, ck, rows)
         w.text("L = ").num("seq_len", rows["seq_len"].iloc[0], ", ").num("windows", rows["windows"].iloc[0], " windows; ")
         if (rows["objective"] == "none").all():
             w.text("no language-modelling head, so no KL or loss (hidden states only)")
@@ -842,7 +638,7 @@ def _learns_less_forgets_less(side: dict, methods: dict[str, str]) -> Sentence:
     the seeds rule (:func:`_against_full`)."""
     from lab.present import intruders as intr
 
-    w = _Writer("forgetting", None)
+    w = Writer("forgetting", None)
     sizes, counts = {}, {}
     for run, (run_obj, ck, _) in side.items():
         d = load.read(run_obj, "deltas", ["checkpoint", "source", "fro_norm"], [("checkpoint", "==", ck)])
@@ -876,7 +672,7 @@ def _learns_less_forgets_less(side: dict, methods: dict[str, str]) -> Sentence:
     kinds = {methods.get(run) or "unknown" for run in order}
     if sets == {"reference"} and FULL in kinds and len(kinds) > 1:
         w.text(" KL on the reference texts by method, the runs of a method as its seeds:")
-        _against_full(w, {run: float(side[run][2]["kl"]) for run in order}, methods)
+        against_full(w, {run: float(side[run][2]["kl"]) for run in order}, methods)
     return w.sentence
 
 

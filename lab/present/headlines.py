@@ -30,39 +30,10 @@ from lab.present.figures import thresholds as thresholds_fig
 from lab.present.figures import updates as updates_fig
 from lab.present.figures.common import Chart
 from lab.present.similarity import member_steps
-from lab.present.findings import anchor, last_checkpoint, measured
+from lab.present.picks import last_checkpoint, last_rows, representative_module
+from lab.present.sentences import anchor
 from lab.present.frames import CONTROL_SOURCES, ID, matching_controls
 from lab.store import Run
-
-ROLE_PREFERENCE = ("q", "v", "k", "o")
-
-
-def last_rows(run: Run, table: str, columns=None, filters=None) -> pd.DataFrame:
-    """A run's rows of ``table`` at its last checkpoint (measured rows only)."""
-    rows = measured(load.read(run, table, columns, filters))
-    ck = last_checkpoint(rows)
-    return rows[rows["checkpoint"].astype(str) == ck] if ck is not None else rows
-
-
-def representative_module(runs: Sequence[Run], table: str) -> str | None:
-    """A module to show for every run: one all of them have if any (else the first run's), preferring the
-    q projection, at the middle of its layers."""
-    per_run = [set(last_rows(r, table, ["checkpoint", "step", "module", "source"])["module"].dropna())
-               for r in runs if r.has_table(table)]
-    per_run = [m for m in per_run if m]
-    if not per_run:
-        return None
-    common = set.intersection(*per_run) or per_run[0]
-    index = load.read_runs(runs, "deltas", ["module", "layer", "role"]).drop_duplicates("module")
-    index = index[index["module"].isin(common) & index["layer"].notna()]
-    if index.empty:
-        return sorted(common)[0]
-    for role in ROLE_PREFERENCE + tuple(sorted(index["role"].dropna().unique())):
-        picks = index[index["role"] == role].sort_values("layer")
-        if not picks.empty:
-            return str(picks.iloc[len(picks) // 2]["module"])
-    return sorted(common)[0]
-
 
 def _deltas(runs: Sequence[Run]) -> Chart:
     rows = pd.concat([last_rows(r, "deltas") for r in runs if r.has_table("deltas")], ignore_index=True)

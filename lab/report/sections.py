@@ -25,38 +25,10 @@ from lab.present.figures import no_hair as no_hair_fig
 from lab.present.figures import similarity as similarity_fig
 from lab.present.figures import thresholds as thresholds_fig
 from lab.present.frames import CONTROL_SOURCES, ID, matching_controls, measured
+from lab.present.picks import MAX_ROLES, checkpoints, latest_checkpoint, representative_modules  # noqa: F401
 from lab.present.valleys import entanglement_valleys
 from lab.report.document import Section
 from lab.store import Run
-
-MAX_ROLES = 4
-
-
-def checkpoints(run: Run) -> pd.DataFrame:
-    """The run's checkpoints in training order (by step, then name), from the deltas index; controls excluded."""
-    d = load.read(run, "deltas", ["checkpoint", "step"]).drop_duplicates()
-    d = d[d["checkpoint"] != "controls"]
-    return d.sort_values(["step", "checkpoint"], na_position="first").reset_index(drop=True)
-
-
-def latest_checkpoint(run: Run) -> str | None:
-    """The last checkpoint of a run in training order (None when the run read nothing)."""
-    order = checkpoints(run)
-    return None if order.empty else str(order["checkpoint"].iloc[-1])
-
-
-def representative_modules(run: Run, checkpoint: str) -> pd.DataFrame:
-    """Per role, the module at the middle layer of one checkpoint (module, layer, role, rank_bound)."""
-    d = load.read(run, "deltas", ["checkpoint", "module", "layer", "role", "rank_bound"],
-                  [("checkpoint", "==", checkpoint)])
-    d = d[d["layer"].notna()]
-    picks = []
-    for _, g in d.groupby("role", sort=True):
-        layers = sorted(g["layer"].unique())
-        middle = layers[len(layers) // 2]
-        picks.append(g[g["layer"] == middle].iloc[0])
-    return pd.DataFrame(picks[:MAX_ROLES])
-
 
 def build_deltas(section: Section, runs: list[Run]) -> None:
     """Update sizes by layer per run, and one summary row per checkpoint and kind."""

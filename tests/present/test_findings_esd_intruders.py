@@ -14,7 +14,8 @@ import pytest
 
 import lab_results
 from lab.present import load
-from lab.present.findings import _against_full, _Writer, configurations, summarize
+from lab.present.findings import summarize
+from lab.present.sentences import Writer, against_full, configurations
 from lab.store import open_run
 
 
@@ -104,8 +105,8 @@ def test_two_copies_of_each_method_separate_and_no_full_run_means_no_intruder_co
 def test_the_verdict_follows_the_seeds_rule(lora, full, verdict):
     values = {f"l{i}": v for i, v in enumerate(lora)} | {f"f{i}": v for i, v in enumerate(full)}
     methods = {run: ("lora" if run.startswith("l") else "full") for run in values}
-    w = _Writer("intruders", None)
-    _against_full(w, values, methods)
+    w = Writer("intruders", None)
+    against_full(w, values, methods)
     assert verdict in w.sentence.plain()
 
 
