@@ -12,7 +12,7 @@ from lab.present import colours
 
 st.set_page_config(page_title="lab dashboard", page_icon=":material/science:", layout="wide")
 
-PAGES = [st.Page(view.script, title=view.title, icon=view.icon, default=view.key == navigation.FINDINGS)
+PAGES = [st.Page(view.page, title=view.title, icon=view.icon, url_path=view.key, default=view.key == navigation.FINDINGS)
          for view in navigation.views()]
 
 page = st.navigation(PAGES)

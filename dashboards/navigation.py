@@ -1,44 +1,56 @@
 """The dashboard's page list: Findings (the landing page: what fine-tuning did, in numbers, with one
 headline figure per family), Runs, then one page per probe family whose tables the schema declares
-(``lab.present.theory.families``), each the script ``views/KEY.py``.
+(:func:`lab.present.families.families`), each drawn from the family's declaration by
+:func:`dashboards.page.render` (a family not yet converted to a section spec keeps its script
+``views/KEY.py``).
 
 A family whose probe has not landed (its table is not in ``lab.store.schema.TABLES``) has no page;
-declaring the table and adding ``views/KEY.py`` is what makes one appear.
+declaring the table and registering the family is what makes one appear.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
-from lab.present.theory import families
+from lab.present.families import families
 
 VIEWS = Path(__file__).with_name("views")
 FINDINGS = "findings"
 RUNS = "runs"
-SHOWN_ON_RUNS = "deltas"  # the Runs page shows the updates read next to each run's provenance
-ICONS = {FINDINGS: ":material/lightbulb:", RUNS: ":material/folder_open:", "entanglement": ":material/timeline:",
-         "spectra": ":material/bar_chart:", "attention": ":material/visibility:", "thresholds": ":material/speed:",
-         "no_hair": ":material/compare_arrows:", "msu": ":material/extension:", "msu_pairs": ":material/join:",
-         "merge": ":material/merge:", "esd": ":material/ssid_chart:", "intruders": ":material/call_split:",
-         "similarity": ":material/grid_on:", "forgetting": ":material/history:"}
 
 
 @dataclass(frozen=True)
 class View:
-    """One page: its key (the family's, or ``runs``), title, Streamlit script and icon."""
+    """One page: its key (the family's, or ``findings``/``runs``), title, icon, and what draws it: a
+    Streamlit script or a function of no arguments."""
 
     key: str
     title: str
-    script: Path
     icon: str = ":material/table:"
+    script: Path | None = None
+    draw: Callable[[], None] | None = None
+
+    @property
+    def page(self) -> Path | Callable[[], None]:
+        """What ``st.Page`` runs."""
+        return self.script if self.script is not None else self.draw
 
 
 def views() -> list[View]:
-    """The pages in reading order: Findings, Runs, then each declared family that is not shown on Runs."""
-    pages = [View(FINDINGS, "Findings", VIEWS / f"{FINDINGS}.py", ICONS[FINDINGS]),
-             View(RUNS, "Runs", VIEWS / f"{RUNS}.py", ICONS[RUNS])]
+    """The pages in reading order: Findings, Runs, then each declared family not shown on Runs."""
+    from dashboards.page import render
+
+    pages = [View(FINDINGS, "Findings", ":material/lightbulb:", VIEWS / f"{FINDINGS}.py"),
+             View(RUNS, "Runs", ":material/folder_open:", VIEWS / f"{RUNS}.py")]
     for family in families():
-        if family.key != SHOWN_ON_RUNS:
-            pages.append(View(family.key, family.title, VIEWS / f"{family.key}.py", ICONS.get(family.key, View.icon)))
+        if family.on_runs_page:
+            continue
+        legacy = VIEWS / f"{family.key}.py"
+        if family.section is None and legacy.is_file():
+            pages.append(View(family.key, family.title, family.icon, legacy))
+        else:
+            pages.append(View(family.key, family.title, family.icon, draw=partial(render, family.key)))
     return pages

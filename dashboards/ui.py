@@ -8,12 +8,13 @@ import streamlit as st
 
 from dashboards import data
 from lab.present.figures.common import Chart
-from lab.present.theory import BY_KEY, NOT_COMPUTED, columns, table_description
+from lab.present.families import by_key
+from lab.present.family import NOT_COMPUTED, columns, table_description
 
 
 def header(key: str) -> None:
     """The page title and, folded, what is measured and which theory it is compared with."""
-    family = BY_KEY[key]
+    family = by_key(key)
     st.title(family.title)
     with st.expander("What is measured, and the theory it is held against"):
         st.markdown(family.theory)
@@ -21,7 +22,7 @@ def header(key: str) -> None:
 
 def not_computed(key: str, detail: str = "") -> None:
     """Say plainly that this family's table is absent from the selected runs."""
-    family = BY_KEY[key]
+    family = by_key(key)
     st.info(f"**{family.title}: {NOT_COMPUTED}.** {detail}".strip())
 
 

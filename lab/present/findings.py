@@ -31,7 +31,7 @@ import pandas as pd
 
 from lab.present import load
 from lab.present.digests import merge_eval
-from lab.present.theory import BY_KEY, families
+from lab.present.families import by_key, families
 from lab.present.picks import at_last, last_checkpoint, measured  # noqa: F401  (read from here by the views)
 from lab.present.sentences import (  # noqa: F401  (re-exported: the names findings were always read from)
     ASYMPTOTIC_CAVEAT, FULL, FamilyFindings, Number, Sentence, Writer, against_full, anchor, configurations,
@@ -701,8 +701,9 @@ def summarize(runs: Sequence[Run]) -> list[FamilyFindings]:
 
 def summarize_family(key: str, runs: Sequence[Run]) -> FamilyFindings | None:
     """The findings of one family, or None when no run computed it or it has nothing to say."""
-    summary = SUMMARIES.get(key)
-    if summary is None or not load.computed(runs, BY_KEY[key].tables[0]):
+    family = by_key(key)
+    summary = family.findings or SUMMARIES.get(key)
+    if summary is None or not load.computed(runs, family.tables[0]):
         return None
     sentences = summary(runs)
-    return FamilyFindings(key, BY_KEY[key].title, anchor(key), sentences) if sentences else None
+    return FamilyFindings(key, family.title, anchor(key), sentences) if sentences else None

@@ -170,10 +170,11 @@ HEADLINES: dict[str, Callable[[Sequence[Run]], Chart]] = {
 
 def headline(family: str, runs: Sequence[Run]) -> Chart | None:
     """The headline figure of ``family`` over ``runs`` (its anchor set), or None when no run computed it."""
-    draw = HEADLINES.get(family)
-    from lab.present.theory import BY_KEY
+    from lab.present.families import by_key
 
-    if draw is None or not load.computed(runs, BY_KEY[family].tables[0]):
+    record = by_key(family)
+    draw = record.headline or HEADLINES.get(family)
+    if draw is None or not load.computed(runs, record.tables[0]):
         return None
     chart = draw(runs)
     chart.anchor = anchor(family)

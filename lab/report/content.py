@@ -21,8 +21,10 @@ from lab.present import colours, load, provenance
 from lab.present.figures.common import DPI, Chart
 from lab.present.findings import FamilyFindings, summarize_family
 from lab.present.headlines import headline
-from lab.present.theory import NOT_COMPUTED, Family, columns, families, table_description
+from lab.present.families import by_key, families
+from lab.present.family import NOT_COMPUTED, Family, columns, rows_section, table_description
 from lab.report.document import Finding, Report, Section
+from lab.report.page import build as build_section
 from lab.report.sections import BUILDERS
 from lab.store import Run
 
@@ -66,14 +68,17 @@ def build(results_dir: str | Path, *, title: str | None = None, overview: bool =
 def _family(key: str, runs: list[Run], names: list[str], methods: dict[str, str], overview: bool,
             details: bool) -> Part:
     """One family's findings, headline figure (when it has findings) and section."""
-    family = next(f for f in families() if f.key == key)
+    family = by_key(key)
     # one colour per run in every figure of the report, runs of one method side by side
     with colours.using(names, methods):
         findings = summarize_family(key, runs)
         chart = headline(key, runs) if findings is not None else None
         section = _empty_section(family, runs)
         if section.computed:
-            BUILDERS[key](section, runs)
+            if family.section is not None or key not in BUILDERS:
+                build_section(section, runs, family.section or rows_section(family))
+            else:
+                BUILDERS[key](section, runs)
             section.draw(overview=overview, details=details)
             for i, drawn in enumerate(section.charts + section.details):
                 drawn.anchor = drawn.anchor or f"fig-{key}-{i + 1}"

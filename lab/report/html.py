@@ -13,7 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from lab.present.figures.common import DPI
 from lab.present.findings import Number
-from lab.present.theory import NOT_COMPUTED
+from lab.present.family import NOT_COMPUTED
 from lab.report.document import Report
 
 _NUMBER = re.compile(r"^-?[\d.,]+(e[+-]?\d+)?$")

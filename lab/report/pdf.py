@@ -21,7 +21,7 @@ from PIL import Image
 from lab.present.blocks import TableBlock
 from lab.present.figures.common import DPI
 from lab.present.findings import Number, Sentence
-from lab.present.theory import NOT_COMPUTED
+from lab.present.family import NOT_COMPUTED
 from lab.report.document import LONG_TABLE, Report
 
 # DejaVu ships with matplotlib, which lab depends on: Unicode text (Δ, σ, ‖, √, ≤) without a download.

@@ -13,11 +13,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from streamlit.testing.v1 import AppTest
+from streamlit.util import calc_hash
 
 import dashboards
 import lab_results
 from dashboards import RESULTS_ENV, navigation
-from lab.present.theory import BY_KEY, FAMILIES, NOT_COMPUTED
+from lab.present.families import by_key, registered
+from lab.present.family import NOT_COMPUTED
 from lab.store.schema import TABLES
 
 VIEWS = ["findings", "runs", "entanglement", "spectra", "esd", "intruders", "attention", "no_hair", "forgetting", "thresholds", "msu", "msu_pairs", "similarity", "merge"]
@@ -30,10 +32,21 @@ def open_view(results, view, monkeypatch):
     monkeypatch.setenv(RESULTS_ENV, str(results))
     app = AppTest.from_file(str(dashboards.APP), default_timeout=120)
     if view != navigation.FINDINGS:  # the landing page; any other is opened directly
-        app.switch_page(f"views/{view}.py")
+        open_page(app, view)
     app.run()
     assert not app.exception, [e.message for e in app.exception]
     return app
+
+
+def open_page(app, key):
+    """Switch ``app`` to the page ``key``: a script page by its file; a page a function draws (every
+    family's, from its declaration) by the URL path it is registered under, as a browser would."""
+    page = {v.key: v for v in navigation.views()}[key]
+    if page.script is not None:
+        app.switch_page(str(page.script.relative_to(page.script.parents[1])))
+    else:
+        app.run()  # registers the pages
+        app._page_hash = calc_hash(key)  # st.Page keys a page by the hash of its url_path
 
 
 def texts(app):
@@ -54,7 +67,7 @@ def test_every_view_on_real_runs(lab_results_folder, view, monkeypatch):
     if view == "findings":  # one headline figure per family some run computed
         assert len(app.get("image")) == len(FAMILY_VIEWS) + 1 and "What fine-tuning did" in texts(app)
         return
-    family = BY_KEY[view]
+    family = by_key(view)
     computed = any(os.path.exists(run / f"{family.tables[0]}.parquet") for run in runs)
     notice = f"{family.title}: {NOT_COMPUTED}"
     assert (notice in texts(app)) == (not computed)
@@ -66,9 +79,9 @@ def test_every_view_on_real_runs(lab_results_folder, view, monkeypatch):
 def test_every_view_on_a_run_with_tables_missing(lab_results_folder, view, monkeypatch):
     app = open_view(lab_results_folder.partial, view, monkeypatch)
     if view == "findings":  # only the updates have findings
-        assert [s.value for s in app.subheader] == [BY_KEY["deltas"].title] and len(app.get("image")) == 1
+        assert [s.value for s in app.subheader] == [by_key("deltas").title] and len(app.get("image")) == 1
     elif view != "runs":  # only the deltas table exists
-        assert f"{BY_KEY[view].title}: {NOT_COMPUTED}" in texts(app)
+        assert f"{by_key(view).title}: {NOT_COMPUTED}" in texts(app)
         assert len(app.get("image")) == 0
 
 
@@ -99,10 +112,10 @@ def test_filters_narrow_what_the_views_read(lab_results_folder, monkeypatch):
 
 def test_the_pages_are_findings_runs_and_one_per_declared_family():
     assert [v.key for v in navigation.views()] == VIEWS
-    assert [v.title for v in navigation.views()][2:] == [BY_KEY[k].title for k in FAMILY_VIEWS]
+    assert [v.title for v in navigation.views()][2:] == [by_key(k).title for k in FAMILY_VIEWS]
     scripts = {p.name for p in navigation.VIEWS.glob("*.py")} - {"__init__.py"}
-    assert scripts == {v.script.name for v in navigation.views()}  # no page without a family, none missing
-    assert {f.key for f in FAMILIES} - {navigation.SHOWN_ON_RUNS} == set(FAMILY_VIEWS)
+    assert scripts == {v.script.name for v in navigation.views() if v.script is not None}  # no script left behind
+    assert {f.key for f in registered() if not f.on_runs_page} == set(FAMILY_VIEWS)
 
 
 def test_a_family_whose_table_is_not_declared_has_no_page(lab_results_folder, monkeypatch):
@@ -271,7 +284,7 @@ def test_spectra_page_shows_the_stable_and_effective_ranks(lab_results_folder, m
 
 
 def page_entropy(d_a: int, d_b: int) -> float:
-    """Page's mean entropy (d_A ≤ d_B), summed term by term here rather than taken from lab.probes.page."""
+    """Page's mean entropy (d_A ≤ d_B), summed term by term here rather than taken from lab.kernels.page."""
     d_a, d_b = sorted((d_a, d_b))
     return float(np.sum(1.0 / np.arange(d_b + 1, d_a * d_b + 1)) - (d_a - 1) / (2 * d_b))
 

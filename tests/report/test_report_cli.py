@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from lab.errors import InputError, LabError
 from lab.report import write_report
-from lab.present.theory import NOT_COMPUTED, families
+from lab.present.families import families
+from lab.present.family import NOT_COMPUTED
 
 def lab(*args):
     """The lab command in-process (a subprocess would spend seconds importing torch for other commands)."""

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 import lab_results
-from lab.present.theory import NOT_COMPUTED, families
+from lab.present.families import families
+from lab.present.family import NOT_COMPUTED
 from lab.store.schema import TABLES
 
 

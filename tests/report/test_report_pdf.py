@@ -10,7 +10,8 @@ import pytest
 from pypdf import PdfReader
 
 import lab_results
-from lab.present.theory import NOT_COMPUTED, families
+from lab.present.families import families
+from lab.present.family import NOT_COMPUTED
 from lab.report.pdf import APPENDIX_TABLES
 
 

@@ -1,14 +1,14 @@
 """The report has one section per probe family whose tables the schema declares, each with its
 builder, and none for a family whose table is not declared."""
 
-from lab.present.theory import FAMILIES, families
+from lab.present.families import families, registered
 from lab.report import content
 from lab.report.sections import BUILDERS
 from lab.store.schema import TABLES
 
 
 def test_every_family_has_a_section_builder():
-    assert set(BUILDERS) == {f.key for f in FAMILIES}
+    assert set(BUILDERS) == {f.key for f in registered()}
 
 
 def test_sections_follow_the_schema(lab_results_folder, monkeypatch):

@@ -1,0 +1,47 @@
+"""Every probe family the reader meets, in reading order: the built-in ones (one module each, here)
+and those plugin files register.
+
+Adding a family is one module (``FAMILY = Family(...)``: :class:`lab.present.family.Family`) listed
+in :data:`BUILTIN`, or, from a plugin file, one call to :func:`register`. The report's sections and
+the dashboard's pages are the declared families (:func:`families`); neither has code of its own for
+any family.
+"""
+
+from __future__ import annotations
+
+from lab.present.family import Family
+from lab.present.families import (attention, deltas, entanglement, esd, forgetting, intruders, merge, msu, msu_pairs,
+                                  no_hair, similarity, spectra, thresholds)
+
+BUILTIN: tuple[Family, ...] = tuple(m.FAMILY for m in (
+    deltas, entanglement, spectra, esd, intruders, attention, no_hair, forgetting, thresholds, msu, msu_pairs,
+    similarity, merge))
+
+_REGISTERED: dict[str, Family] = {f.key: f for f in BUILTIN}
+
+
+def register(family: Family) -> Family:
+    """Add a family (a plugin's) after the built-in ones, or replace the one with its key; returns it."""
+    if not isinstance(family, Family):
+        raise TypeError(f"register() takes a lab.present.family.Family, not {type(family).__name__}")
+    _REGISTERED[family.key] = family
+    return family
+
+
+def registered() -> list[Family]:
+    """Every family, declared or not, in reading order (built-in ones first, then plugins' in registration order)."""
+    return list(_REGISTERED.values())
+
+
+def families() -> list[Family]:
+    """The families whose first table the schema declares, in reading order: what the report has sections
+    for and the dashboard has pages for (a family whose probe has not landed has neither)."""
+    return [f for f in _REGISTERED.values() if f.declared]
+
+
+def by_key(key: str) -> Family:
+    """The family called ``key`` (KeyError naming the known ones otherwise)."""
+    try:
+        return _REGISTERED[key]
+    except KeyError:
+        raise KeyError(f"no probe family {key!r}; known: {', '.join(_REGISTERED)}") from None
