@@ -39,7 +39,7 @@ from bench_memory import eigensolve_seconds, matrices  # noqa: E402
 
 PROBE_FUNCTIONS = {"entanglement": ("_run", "lab/probes/entanglement.py"), "spectra": ("_run", "lab/probes/spectra.py"),
                    "deltas": ("_run", "lab/probes/inventory.py"), "unit": ("run_unit", "lab/engine/execute.py"),
-                   "read": ("read_module", "lab/checkpoints/read.py")}
+                   "read": ("read_module", "lab/checkpoints/formats.py")}
 
 
 def probe_seconds(stats: pstats.Stats) -> dict[str, float]:

@@ -12,58 +12,33 @@ Public interface:
 * ``iter_deltas(ckpt, base=None, *, modules=None, allow_nonfinite=False) -> Iterator[Delta]``:
   both of the above in a loop, for notebooks and tests.
 
-Where things live: ``discover`` (formats, time series), ``index`` / ``safetensors_header`` /
-``pickled`` (where each tensor is), ``reads`` (module reads), ``full`` / ``adapter`` (planning
-them), ``read`` and ``loader`` / ``ranges`` (getting data), ``naming`` (layer, role), ``pairing``
+Where things live: ``records`` (the records passed around: Checkpoint, Layout, Base, ModuleRead,
+Part), ``discover`` (what a path holds, time series), ``base`` (opening the base), ``formats`` (the one
+table of formats: which function plans a checkpoint's module reads and which reads one; ``plan_reads``,
+``read_module``), ``index`` / ``safetensors_header`` / ``pickled`` (where each tensor is), ``full`` /
+``adapter`` (planning full models and LoRA adapters), ``module_delta`` (their readers, the base weight, a
+read cut into Deltas) and ``loader`` / ``ranges`` (getting data), ``naming`` (layer, role), ``pairing``
 (base keys), ``adapter_config`` / ``adapter_weights`` (PEFT LoRA), ``dora``, ``fused`` (GPT-2's c_attn),
 ``mps`` (MPS Adaptation), ``kohya`` / ``lycoris`` / ``diffusers_names`` (image-model LoRA files:
-kohya, LyCORIS, diffusers), ``peft_general`` (every other weight-modifying PEFT type, through PEFT).
+kohya, LyCORIS, diffusers), ``peft_general`` (every other weight-modifying PEFT type, through PEFT, on
+the skeleton of ``peft_skeleton``) and ``peft_types`` (the structured readers of some of them).
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
-from lab.checkpoints.adapter import plan_adapter
-from lab.checkpoints.base import Base, open_base
-from lab.checkpoints.discover import Checkpoint, discover
-from lab.checkpoints.full import plan_full
+from lab.checkpoints.base import open_base
+from lab.checkpoints.discover import discover
+from lab.checkpoints.formats import plan_reads, read_module, selector
 from lab.checkpoints.loader import TensorLoader
 from lab.checkpoints.naming import ModuleName, module_name
-from lab.checkpoints.peft_general import peft_type
-from lab.checkpoints.read import read_module
-from lab.checkpoints.reads import ModuleRead, Part
+from lab.checkpoints.records import Base, Checkpoint, ModuleRead, Part
 from lab.deltas import Delta
-from lab.errors import InputError
 
 __all__ = ["Base", "Checkpoint", "ModuleName", "ModuleRead", "Part", "TensorLoader", "discover", "iter_deltas",
            "module_name", "open_base", "plan_reads", "read_module", "selector"]
-
-
-def plan_reads(ckpt: Checkpoint, base: Base | None, *, modules: str | None = None,
-               allow_nonfinite: bool = False) -> list[ModuleRead]:
-    """The module reads of ``ckpt`` (adapters: factors; full: tensor pairs with ``base``), checked now.
-
-    ``modules`` is a regular expression searched in each module name (GPT-2's split parts are
-    ``<module>.q`` etc.). Raises ``lab.errors.LabError`` subclasses naming the file and tensor.
-    """
-    select = selector(modules)
-    if ckpt.format in ("kohya", "diffusers"):
-        from lab.checkpoints.kohya import plan_image
-
-        return plan_image(ckpt, base, select, allow_nonfinite)
-    if ckpt.format == "mps":
-        from lab.checkpoints.mps import plan_mps
-
-        return plan_mps(ckpt, base, select, allow_nonfinite)
-    if ckpt.format == "adapter" and peft_type(ckpt.layout.config) != "LORA":
-        from lab.checkpoints.peft_general import plan_peft
-
-        return plan_peft(ckpt, base, select, allow_nonfinite)
-    plan = plan_adapter if ckpt.format == "adapter" else plan_full
-    return plan(ckpt, base, select, allow_nonfinite)
 
 
 def iter_deltas(
@@ -93,13 +68,3 @@ def _read_all(reads: list[ModuleRead], stream_bytes: int | None) -> Iterator[Del
         for spec in reads:
             yield from read_module(spec, loader, stream_bytes)
 
-
-def selector(pattern: str | None) -> Callable[[str], bool]:
-    """A predicate on module names: ``re.search(pattern, name)``, everything for None."""
-    if pattern is None:
-        return lambda name: True
-    try:
-        compiled = re.compile(pattern)
-    except re.error as e:
-        raise InputError(f"--modules {pattern!r}: not a valid regular expression ({e})") from None
-    return lambda name: compiled.search(name) is not None

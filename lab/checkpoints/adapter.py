@@ -6,7 +6,7 @@ The factors are always stored (out, r) and (r, in) for the *module's* in/out, wh
 ``get_delta_weight`` returns the transpose for Conv1D. Embedding adapters are stored as
 ``lora_embedding_A`` (r, num_embeddings) and ``lora_embedding_B`` (dim, r) and PEFT's update
 is (B·A)ᵀ·s in the table's (num_embeddings, dim) layout, so the Delta's factors are
-B' = Aᵀ, A' = Bᵀ (done on reading, :mod:`lab.checkpoints.read`).
+B' = Aᵀ, A' = Bᵀ (done on reading, :mod:`lab.checkpoints.module_delta`).
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from typing import Callable
 from lab.checkpoints import fused
 from lab.checkpoints.adapter_config import AdapterConfig
 from lab.checkpoints.adapter_weights import AdapterModule, adapter_modules, check_modules
-from lab.checkpoints.base import Base
-from lab.checkpoints.discover import Checkpoint
 from lab.checkpoints.naming import ModuleName, module_name, natural_key
-from lab.checkpoints.reads import ModuleRead
+from lab.checkpoints.records import Base, Checkpoint, ModuleRead
 from lab.errors import MatchError, ShapeError
 
 
-def plan_adapter(ckpt: Checkpoint, base: Base | None, select: Callable[[str], bool], allow_nonfinite: bool) -> list[ModuleRead]:
+def plan_adapter(ckpt: Checkpoint, base: Base | None, select: Callable[[str], bool], allow_nonfinite: bool,
+                 fmt: str) -> list[ModuleRead]:
     """The module reads of an adapter; every base lookup is checked now, before any read."""
     config = AdapterConfig.read(ckpt.layout.config)
     modules = adapter_modules(ckpt.index)
@@ -36,7 +35,7 @@ def plan_adapter(ckpt: Checkpoint, base: Base | None, select: Callable[[str], bo
         if not chosen:
             continue
         out.append(ModuleRead(
-            checkpoint=ckpt.name, module=name.module, layer=name.layer, role=name.role,
+            checkpoint=ckpt.name, format=fmt, module=name.module, layer=name.layer, role=name.role,
             kind="dora" if config.use_dora else "lora", shape=m.shape, parts=chosen,
             base=base.index[_base_key(m, name, base)] if base is not None else None,
             A=m.A, B=m.B, magnitude=m.magnitude, scale=config.scale(m.module), embedding=m.embedding,

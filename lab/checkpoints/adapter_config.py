@@ -41,21 +41,21 @@ class AdapterConfig:
         path = Path(path)
         raw = read_json(path, "fix or re-save the adapter")
         if not isinstance(raw, dict):
-            raise FormatError(f"{path}: expected a JSON object, got {_shown(raw)}")
+            raise FormatError(f"{path}: expected a JSON object, got {shown(raw)}")
         peft_type = raw.get("peft_type", "LORA")
         if not isinstance(peft_type, str) or peft_type.upper() != "LORA":
-            raise FormatError(f"{path}: peft_type {_shown(peft_type)} is not supported (lab reads LoRA and DoRA adapters)")
+            raise FormatError(f"{path}: peft_type {shown(peft_type)} is not supported (lab reads LoRA and DoRA adapters)")
         layers = raw.get("layers_to_transform")
         patterns = {name: _patterns(path, raw, name) for name in ("rank_pattern", "alpha_pattern")}
         return cls(
             path=path,
-            r=_positive_int(path, "r", raw.get("r")),
-            lora_alpha=_number(path, "lora_alpha", raw.get("lora_alpha")),
+            r=positive_int(path, "r", raw.get("r")),
+            lora_alpha=finite_number(path, "lora_alpha", raw.get("lora_alpha")),
             use_rslora=_flag(path, raw, "use_rslora"),
             use_dora=_flag(path, raw, "use_dora"),
             fan_in_fan_out=_flag(path, raw, "fan_in_fan_out"),
-            rank_pattern={k: _positive_int(path, f"rank_pattern[{k!r}]", v) for k, v in patterns["rank_pattern"].items()},
-            alpha_pattern={k: _number(path, f"alpha_pattern[{k!r}]", v) for k, v in patterns["alpha_pattern"].items()},
+            rank_pattern={k: positive_int(path, f"rank_pattern[{k!r}]", v) for k, v in patterns["rank_pattern"].items()},
+            alpha_pattern={k: finite_number(path, f"alpha_pattern[{k!r}]", v) for k, v in patterns["alpha_pattern"].items()},
             layers_to_transform=None if layers is None else tuple(_layer_list(path, layers)),
         )
 
@@ -124,7 +124,7 @@ def _first_line(text: str) -> str:
     return text.splitlines()[0] if text else "unreadable"
 
 
-def _shown(value: object, limit: int = 80) -> str:
+def shown(value: object, limit: int = 80) -> str:
     """``repr(value)`` cut to ``limit`` characters: messages quote user input on one short line."""
     try:
         text = repr(value)
@@ -133,22 +133,34 @@ def _shown(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _positive_int(path: Path, name: str, value: object) -> int:
+def peft_type(config: Path) -> str:
+    """``peft_type`` of an adapter_config.json, upper case ("LORA" when absent, as PEFT reads it)."""
+    raw = read_json(config, "fix or re-save the adapter")
+    if not isinstance(raw, dict):
+        raise FormatError(f"{config}: expected a JSON object, got {shown(raw)}")
+    value = raw.get("peft_type", "LORA")
+    if not isinstance(value, str) or not value.strip():
+        raise FormatError(f"{config}: 'peft_type' must be the name of a PEFT method, got {shown(value)}")
+    return value.upper()
+
+
+def positive_int(path: Path, name: str, value: object) -> int:
+    """A JSON field that must be a positive integer (``true`` is not one); FormatError naming the file and field."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise FormatError(f"{path}: '{name}' must be a positive integer, got {_shown(value)}")
+        raise FormatError(f"{path}: '{name}' must be a positive integer, got {shown(value)}")
     return value
 
 
-def _number(path: Path, name: str, value: object) -> float:
-    """A finite float64 from a JSON number (an integer beyond float64's range is refused, not rounded to inf)."""
+def finite_number(path: Path, name: str, value: object) -> float:
+    """A finite float64 from a JSON field that must be a number (an integer beyond float64's range is refused, not rounded to inf)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise FormatError(f"{path}: '{name}' must be a number, got {_shown(value)}")
+        raise FormatError(f"{path}: '{name}' must be a number, got {shown(value)}")
     try:
         number = float(value)
     except OverflowError:
         number = math.inf
     if not math.isfinite(number):
-        raise FormatError(f"{path}: '{name}' must be a finite number within float64's range, got {_shown(value)}")
+        raise FormatError(f"{path}: '{name}' must be a finite number within float64's range, got {shown(value)}")
     return number
 
 
@@ -158,7 +170,7 @@ def _flag(path: Path, raw: dict, name: str) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise FormatError(f"{path}: '{name}' must be true or false, got {_shown(value)}")
+        raise FormatError(f"{path}: '{name}' must be true or false, got {shown(value)}")
     return value
 
 
@@ -168,17 +180,17 @@ def _patterns(path: Path, raw: dict, name: str) -> dict[str, object]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise FormatError(f"{path}: '{name}' must be an object of module pattern -> value, got {_shown(value)}")
+        raise FormatError(f"{path}: '{name}' must be an object of module pattern -> value, got {shown(value)}")
     for key in value:
         try:
             _peft_pattern(key)
         except (re.error, RecursionError, OverflowError) as e:
-            raise FormatError(f"{path}: {name} key {_shown(key)} is not a valid module pattern ({e})") from None
+            raise FormatError(f"{path}: {name} key {shown(key)} is not a valid module pattern ({e})") from None
     return value
 
 
 def _layer_list(path: Path, value: object) -> list[int]:
     values = [value] if isinstance(value, int) else value
     if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise FormatError(f"{path}: 'layers_to_transform' must be an integer or a list of integers, got {_shown(value)}")
+        raise FormatError(f"{path}: 'layers_to_transform' must be an integer or a list of integers, got {shown(value)}")
     return values

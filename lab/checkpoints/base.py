@@ -1,31 +1,14 @@
-"""The base model a fine-tune is compared with: its tensor index, key lookup and model type."""
+"""Opening the base model a fine-tune is compared with (a :class:`~lab.checkpoints.records.Base`: its tensor
+index, key lookup and model type)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from lab.checkpoints.discover import checked_layout
-from lab.checkpoints.index import TensorIndex
 from lab.checkpoints.pairing import BaseKeys
+from lab.checkpoints.records import Base
 from lab.errors import InputError
-
-
-@dataclass
-class Base:
-    """A full base model, indexed (no tensor read yet); opened once per run."""
-
-    path: Path
-    index: TensorIndex
-    model_type: str | None  # from its config.json: decides whether GPT-2 names are Conv1D
-    keys: BaseKeys
-    config: Path | None = None  # config.json, when present (for the manifest)
-    hub: dict[str, str] | None = None  # given by hub name: repo_id, revision, commit, snapshot (lab/checkpoints/hub.py)
-
-    @property
-    def files(self) -> list[Path]:
-        """Every file lab reads from the base: config.json, then the weights and index."""
-        return ([self.config] if self.config else []) + list(self.index.files)
 
 
 def open_base(path: str | Path) -> Base:

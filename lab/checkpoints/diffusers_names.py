@@ -130,7 +130,7 @@ def _component_weights(sub: Path) -> tuple[Path, ...]:
 def open_diffusers_base(path: Path):
     """The :class:`~lab.checkpoints.base.Base` of a diffusers folder: every component's tensors under
     ``<component>.<key>`` (``unet.down_blocks.0.resnets.0.conv1.weight``), one index for the run."""
-    from lab.checkpoints.base import Base
+    from lab.checkpoints.records import Base
     from lab.checkpoints.index import TensorIndex
     from lab.checkpoints.pairing import BaseKeys
 

@@ -1,4 +1,5 @@
-"""What a path holds: one checkpoint (adapter or full model), or a training time series.
+"""What a path holds: one checkpoint (adapter or full model), or a training time series
+(:class:`~lab.checkpoints.records.Checkpoint` records, each with its :class:`~lab.checkpoints.records.Layout`).
 
 A folder's format is decided by file names alone (the layouts ``transformers`` and PEFT
 write); the weights are then validated cheaply (safetensors headers, index json, adapter
@@ -9,66 +10,20 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.checkpoints.adapter_config import CONFIG_NAME, AdapterConfig
+from lab.checkpoints.adapter_config import CONFIG_NAME, AdapterConfig, peft_type
 from lab.checkpoints.adapter_weights import WEIGHT_NAMES, adapter_modules, check_modules
-from lab.checkpoints.index import TensorIndex
 from lab.checkpoints.mps import MPS_CONFIG, MPS_WEIGHTS, MPSConfig, mps_modules
 from lab.checkpoints.naming import natural_key
-from lab.checkpoints.peft_general import check_peft_adapter, peft_type
+from lab.checkpoints.peft_general import check_peft_adapter
+from lab.checkpoints.records import Checkpoint, Layout
 from lab.errors import FormatError, InputError
 
 # Full-model weight files, in the order transformers looks for them.
 FULL_NAMES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
 _STEP_DIR = re.compile(r"checkpoint-(\d+)")
-
-
-@dataclass
-class Checkpoint:
-    """One checkpoint to analyse, and every file lab reads from it."""
-
-    name: str  # "checkpoint-500" for time-series members, else the folder/file name
-    step: int | None  # N of checkpoint-N (or trainer_state.json's global_step for a final model)
-    path: Path
-    format: str  # "adapter", "full", "mps" (MPS Adaptation, lab/checkpoints/mps.py), "kohya" or "diffusers" (lab/checkpoints/kohya.py)
-    files: list[Path] = field(default_factory=list)  # weights, index, configs: for the manifest
-    layout: Layout | None = field(default=None, repr=False)
-    index: TensorIndex | None = field(default=None, repr=False)  # built once, when discovered
-    model_type: str | None = None  # config.json's model_type (full models)
-    metadata: dict[str, str] = field(default_factory=dict)  # kohya/diffusers files: ss_network_dim, ss_network_alpha ... (manifest)
-    hub: dict[str, str] | None = None  # given by hub name: repo_id, revision, commit, snapshot (lab/checkpoints/hub.py)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where a checkpoint's weights are: weight files or an index json, and its config."""
-
-    format: str  # "adapter", "full", "mps", "kohya" or "diffusers"
-    weights: tuple[Path, ...]  # the weight files, or the one *.index.json of a sharded model
-    config: Path | None  # adapter_config.json (adapters) or config.json (full models), if present
-
-    @property
-    def sharded(self) -> bool:
-        return self.weights[0].name.endswith(".index.json")
-
-    def index(self) -> TensorIndex:
-        """The tensor index (reads safetensors headers / index json; FormatError when damaged)."""
-        if self.sharded:
-            return TensorIndex.from_index_json(self.weights[0])
-        return TensorIndex.from_files(list(self.weights))
-
-    def model_type(self) -> str | None:
-        """config.json's ``model_type`` (decides GPT-2's Conv1D layout), None without one."""
-        if self.format != "full" or self.config is None:
-            return None
-        try:
-            value = json.loads(self.config.read_bytes()).get("model_type")
-        except (ValueError, RecursionError, AttributeError):  # ValueError: bad JSON, text or a 4300+ digit int
-            raise FormatError(f"{self.config}: invalid JSON; fix or re-save the model config") from None
-        return value if isinstance(value, str) else None
 
 
 def find_layout(path: Path) -> Layout | None:

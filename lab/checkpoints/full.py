@@ -11,14 +11,13 @@ from __future__ import annotations
 from typing import Callable
 
 from lab.checkpoints import fused
-from lab.checkpoints.base import Base
-from lab.checkpoints.discover import Checkpoint
 from lab.checkpoints.naming import module_name, natural_key, strip_weight
-from lab.checkpoints.reads import ModuleRead
+from lab.checkpoints.records import Base, Checkpoint, ModuleRead
 from lab.errors import InputError, MatchError, ShapeError
 
 
-def plan_full(ckpt: Checkpoint, base: Base | None, select: Callable[[str], bool], allow_nonfinite: bool) -> list[ModuleRead]:
+def plan_full(ckpt: Checkpoint, base: Base | None, select: Callable[[str], bool], allow_nonfinite: bool,
+              fmt: str) -> list[ModuleRead]:
     """The module reads of a full checkpoint against ``base``, pairs and shapes checked now."""
     if base is None:
         raise InputError(f"{ckpt.path}: a full model checkpoint needs the model it was fine-tuned from: pass --base BASE")
@@ -55,7 +54,7 @@ def plan_full(ckpt: Checkpoint, base: Base | None, select: Callable[[str], bool]
         if not chosen:
             continue
         out.append(ModuleRead(
-            checkpoint=ckpt.name, module=name.module, layer=name.layer, role=name.role, kind="full",
+            checkpoint=ckpt.name, format=fmt, module=name.module, layer=name.layer, role=name.role, kind="full",
             shape=(int(shape[0]), int(shape[1])), parts=chosen, tensor=info, base=base.index[base_key],
             conv1d=name.conv1d, allow_nonfinite=allow_nonfinite,
         ))

@@ -7,7 +7,7 @@ The split is by rows of the (out, in) update: rows of a dense ΔW, rows of B for
 from __future__ import annotations
 
 from lab.checkpoints.naming import ModuleName
-from lab.checkpoints.reads import Part
+from lab.checkpoints.records import Part
 
 
 def parts(name: ModuleName, rows: int) -> tuple[Part, ...]:

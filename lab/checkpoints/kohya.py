@@ -39,13 +39,11 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from lab.checkpoints.diffusers_names import KOHYA_PREFIXES, KohyaNames, adapter_metadata, image_name
-from lab.checkpoints.reads import ModuleRead, Part
+from lab.checkpoints.records import Base, Checkpoint, ModuleRead, Part
 from lab.checkpoints.safetensors_header import TensorInfo
 from lab.errors import FormatError, ShapeError
 
 if TYPE_CHECKING:
-    from lab.checkpoints.base import Base
-    from lab.checkpoints.discover import Checkpoint
     from lab.checkpoints.index import TensorIndex
     from lab.checkpoints.loader import TensorLoader
 
@@ -406,7 +404,8 @@ def _diffusers_scale(name: str, rank: int, config: dict | None, file: Path) -> t
         f"{file}: lora_adapter_metadata {component}.lora_alpha = {alpha:g} / {'√r' if rs else 'r'} = {rank}")
 
 
-def plan_image(ckpt: Checkpoint, base: Base | None, select: Callable[[str], bool], allow_nonfinite: bool) -> list[ModuleRead]:
+def plan_image(ckpt: Checkpoint, base: Base | None, select: Callable[[str], bool], allow_nonfinite: bool,
+               fmt: str) -> list[ModuleRead]:
     """The module reads of a kohya / LyCORIS / diffusers file; with a diffusers ``base`` each module
     is named by the base's dotted path and paired with its weight (MatchError/ShapeError now)."""
     from lab.checkpoints.naming import natural_key
@@ -423,7 +422,7 @@ def plan_image(ckpt: Checkpoint, base: Base | None, select: Callable[[str], bool
         kind = "dora" if m.dora is not None else m.algo
         by = m.by_name
         out.append(ModuleRead(
-            checkpoint=ckpt.name, module=module, layer=name.layer, role=name.role, kind=kind, shape=m.shape,
+            checkpoint=ckpt.name, format=fmt, module=module, layer=name.layer, role=name.role, kind=kind, shape=m.shape,
             parts=(Part(module, name.role),), base=info,
             A=by.get("lora_down.weight") if m.algo == "lora" else None, B=by.get("lora_up.weight"),
             magnitude=m.dora, scale=m.scale, scale_source=m.scale_source, allow_nonfinite=allow_nonfinite, kohya=m,
@@ -450,8 +449,9 @@ def _base_info(m: ImageModule, module: str, base: Base, file: Path) -> TensorInf
     return info
 
 
-def read_image(spec: ModuleRead, loader: TensorLoader):
-    """(ΔW as Factors, Kron or dense (out, in·kh·kw); the base weight W (out, in·kh·kw) or None; note)."""
+def read_image(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = None):
+    """(ΔW as Factors, Kron or dense (out, in·kh·kw); the base weight W (out, in·kh·kw) or None; note).
+    ``stream_bytes``: not used (image-model modules are read whole), as a format's reader may be called with it."""
     from lab.checkpoints import lycoris
     from lab.checkpoints.dora import NOTE_NO_BASE
     from lab.deltas import Factors, Kron

@@ -14,22 +14,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 
 from lab.checkpoints import fused
-from lab.checkpoints.adapter_config import _number, _positive_int, _shown, read_json
+from lab.checkpoints.adapter_config import finite_number, positive_int, shown, read_json
 from lab.checkpoints.index import TensorIndex
 from lab.checkpoints.loader import TensorLoader
 from lab.checkpoints.naming import module_name, natural_key
-from lab.checkpoints.reads import ModuleRead
+from lab.checkpoints.records import Base, ModuleRead
 from lab.checkpoints.safetensors_header import TensorInfo
 from lab.deltas import Factors
 from lab.errors import FormatError, MatchError, ShapeError
-
-if TYPE_CHECKING:
-    from lab.checkpoints.base import Base
 
 MPS_CONFIG = "mps_adapter_config.json"
 MPS_WEIGHTS = "mps_adapter_model.safetensors"
@@ -60,20 +57,20 @@ class MPSConfig:
         """The config at ``path``; FormatError naming the file and field when it is invalid."""
         raw = read_json(path, "fix or re-save the MPS adapter")
         if not isinstance(raw, dict):
-            raise FormatError(f"{path}: expected a JSON object, got {_shown(raw)}")
+            raise FormatError(f"{path}: expected a JSON object, got {shown(raw)}")
         if raw.get("method") != "mps":
-            raise FormatError(f"{path}: 'method' must be \"mps\", got {_shown(raw.get('method'))}")
+            raise FormatError(f"{path}: 'method' must be \"mps\", got {shown(raw.get('method'))}")
         pattern = raw.get("split_pattern") or {}
         if not isinstance(pattern, dict):
-            raise FormatError(f"{path}: 'split_pattern' must be an object of module -> [d1, d2], got {_shown(pattern)}")
+            raise FormatError(f"{path}: 'split_pattern' must be an object of module -> [d1, d2], got {shown(pattern)}")
         splits = {}
         for module, value in pattern.items():
             if not (isinstance(value, list) and len(value) == 2):
-                raise FormatError(f"{path}: split_pattern[{module!r}] must be [d1, d2], got {_shown(value)}")
-            splits[module] = (_positive_int(path, f"split_pattern[{module!r}][0]", value[0]),
-                              _positive_int(path, f"split_pattern[{module!r}][1]", value[1]))
-        return cls(path, *(_positive_int(path, k, raw.get(k)) for k in ("r", "chi", "d1", "d2")),
-                   alpha=_number(path, "alpha", raw.get("alpha")), splits=splits)
+                raise FormatError(f"{path}: split_pattern[{module!r}] must be [d1, d2], got {shown(value)}")
+            splits[module] = (positive_int(path, f"split_pattern[{module!r}][0]", value[0]),
+                              positive_int(path, f"split_pattern[{module!r}][1]", value[1]))
+        return cls(path, *(positive_int(path, k, raw.get(k)) for k in ("r", "chi", "d1", "d2")),
+                   alpha=finite_number(path, "alpha", raw.get("alpha")), splits=splits)
 
 
 @dataclass(frozen=True)
@@ -116,7 +113,8 @@ def mps_modules(index: TensorIndex, config: MPSConfig, weights: Path) -> list[MP
     return sorted(out, key=lambda m: natural_key(m.module))
 
 
-def plan_mps(ckpt, base: Base | None, select: Callable[[str], bool], allow_nonfinite: bool) -> list[ModuleRead]:
+def plan_mps(ckpt, base: Base | None, select: Callable[[str], bool], allow_nonfinite: bool,
+             fmt: str) -> list[ModuleRead]:
     """The module reads of an MPS adapter (kind ``mps``); base lookups checked now."""
     config = MPSConfig.read(ckpt.layout.config)
     model_type = base.model_type if base is not None else None
@@ -127,7 +125,7 @@ def plan_mps(ckpt, base: Base | None, select: Callable[[str], bool], allow_nonfi
         if not chosen:
             continue
         out.append(ModuleRead(
-            checkpoint=ckpt.name, module=name.module, layer=name.layer, role=name.role, kind="mps",
+            checkpoint=ckpt.name, format=fmt, module=name.module, layer=name.layer, role=name.role, kind="mps",
             shape=m.shape, parts=chosen, base=_base_tensor(m, base) if base is not None else None,
             A=m.C1, B=m.B, cores=(m.C1, m.C2), scale=config.scale, allow_nonfinite=allow_nonfinite,
         ))
@@ -152,8 +150,9 @@ def a_mps(C1: np.ndarray, C2: np.ndarray) -> np.ndarray:
     return (np.asarray(C1, np.float64).reshape(r * d1, chi) @ np.asarray(C2, np.float64)).reshape(r, d1 * C2.shape[1])
 
 
-def read_mps(spec: ModuleRead, loader: TensorLoader) -> tuple[Factors, np.ndarray | None, str]:
-    """(factors (B, A_MPS, α/r), the base weight or None, note) of one MPS module read."""
+def read_mps(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = None) -> tuple[Factors, np.ndarray | None, str]:
+    """(factors (B, A_MPS, α/r), the base weight or None, note) of one MPS module read (``stream_bytes``:
+    not used; the factors and the base weight are read whole, as a format's reader may be called with it)."""
     C1, C2 = (loader.get(info, spec.allow_nonfinite) for info in spec.cores)
     B = loader.get(spec.B, spec.allow_nonfinite)
     W = loader.get(spec.base, spec.allow_nonfinite) if spec.base is not None else None

@@ -42,32 +42,26 @@ silently different number.
 from __future__ import annotations
 
 import copy
-import functools
-import threading
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from lab.checkpoints import fused
-from lab.checkpoints.adapter_config import _shown, read_json
+from lab.checkpoints.adapter_config import peft_type, shown
 from lab.checkpoints.adapter_weights import PEFT_PREFIX
 from lab.checkpoints.index import TensorIndex
 from lab.checkpoints.loader import TensorLoader
 from lab.checkpoints.naming import module_name, natural_key
-from lab.checkpoints.reads import ModuleRead
+from lab.checkpoints.peft_skeleton import (ADAPTER, first_line, is_conv1d, owner, peft_config, quiet, skeleton,
+                                           skeleton_lock, tuner_layers)
+from lab.checkpoints.records import Base, ModuleRead
 from lab.checkpoints.safetensors_header import TensorInfo
 from lab.deltas import KINDS
 from lab.errors import FormatError, InputError, LabError, MatchError, ShapeError
 
-if TYPE_CHECKING:
-    from lab.checkpoints.base import Base
-
-ADAPTER = "default"  # the adapter name the skeleton loads the file under
 # PEFT 0.21 types that add virtual tokens or prompts (or a KV cache) instead of changing a weight
 NO_WEIGHT_UPDATE = frozenset({"PROMPT_TUNING", "MULTITASK_PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING",
                               "ADAPTION_PROMPT", "CPT", "CARTRIDGE"})
@@ -80,31 +74,6 @@ NEEDS_BASE_VALUES = frozenset({"FROD", "OSF", "PSOFT"})
 # modules and every other type take merged − base
 DELTA_WEIGHT = frozenset({"ADALORA", "LOHA", "LOKR", "VERA", "FOURIERFT", "RANDLORA", "SHIRA"})
 
-_lock = threading.Lock()  # the cached skeleton is shared by every read of this process
-
-
-def _quiet(fn):
-    """``fn`` with Python warnings silenced: PEFT's and transformers' advice while the skeleton is built
-    and a module read (deprecations, "consider save_projection") would break lab's one-line output;
-    whatever matters becomes a LabError instead."""
-    @functools.wraps(fn)
-    def quiet(*args, **kwargs):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return fn(*args, **kwargs)
-    return quiet
-
-
-def peft_type(config: Path) -> str:
-    """``peft_type`` of an adapter_config.json, upper case ("LORA" when absent, as PEFT reads it)."""
-    raw = read_json(config, "fix or re-save the adapter")
-    if not isinstance(raw, dict):
-        raise FormatError(f"{config}: expected a JSON object, got {_shown(raw)}")
-    value = raw.get("peft_type", "LORA")
-    if not isinstance(value, str) or not value.strip():
-        raise FormatError(f"{config}: 'peft_type' must be the name of a PEFT method, got {_shown(value)}")
-    return value.upper()
-
 
 def check_peft_adapter(config: Path, ptype: str) -> None:
     """Cheap checks a non-LoRA adapter gets when discovered (the rest needs the base: :func:`plan_peft`)."""
@@ -112,13 +81,13 @@ def check_peft_adapter(config: Path, ptype: str) -> None:
         raise FormatError(f"{config}: peft_type {ptype!r} learns prompts or virtual tokens, not weights: "
                           "no weight update to analyse")
     if ptype.lower() not in KINDS:
-        raise FormatError(f"{config}: peft_type {_shown(ptype)} is not a weight-modifying PEFT method lab knows; "
+        raise FormatError(f"{config}: peft_type {shown(ptype)} is not a weight-modifying PEFT method lab knows; "
                           "lab reads LoRA, DoRA and the other weight-modifying types of PEFT 0.21")
     if ptype in NEEDS_BASE_VALUES:
         raise FormatError(f"{config}: peft_type {ptype!r} derives its update from the base weights' values when it is "
                           "loaded, which lab's general path (one module at a time, no whole model) does not do; "
                           f"no reader for {ptype} yet")
-    _peft_config(str(config), ptype)
+    peft_config(str(config), ptype)
 
 
 @dataclass(frozen=True)
@@ -138,7 +107,8 @@ class PeftTensors:
         return [self.config, self.base_config] + [str(i.file) for i in self.tensors + self.shared]
 
 
-def plan_peft(ckpt, base: Base | None, select: Callable[[str], bool], allow_nonfinite: bool) -> list[ModuleRead]:
+def plan_peft(ckpt, base: Base | None, select: Callable[[str], bool], allow_nonfinite: bool,
+              fmt: str) -> list[ModuleRead]:
     """The module reads of a general-path adapter (kind ``peft_type.lower()``); needs the base."""
     config, weights = ckpt.layout.config, ckpt.layout.weights[0]
     ptype = peft_type(config)
@@ -160,7 +130,7 @@ def plan_peft(ckpt, base: Base | None, select: Callable[[str], bool], allow_nonf
             continue
         tensors = stored.tensors
         out.append(ModuleRead(
-            checkpoint=ckpt.name, module=name.module, layer=name.layer, role=name.role, kind=ptype.lower(),
+            checkpoint=ckpt.name, format=fmt, module=name.module, layer=name.layer, role=name.role, kind=ptype.lower(),
             shape=shape, parts=chosen, base=_base_tensor(peft_name, stored.shape, base, weights),
             conv1d=conv1d, allow_nonfinite=allow_nonfinite,
             peft=PeftTensors(ptype, str(config), str(base.config), peft_name, tensors, shared,
@@ -185,8 +155,8 @@ def _check_file(config: str, base_config: str, index: TensorIndex, weights: Path
     if prefix and not any(part.startswith(prefix) for key in index.tensors for part in key.split(".")):
         raise FormatError(f"{weights}: holds no {ptype} tensors (names with '{prefix}…') although {config} says peft_type "
                           f"{ptype!r}; the weights and the config disagree")
-    model, result = _skeleton(config, base_config, str(weights))
-    layers = _tuner_layers(model)
+    model, result = skeleton(config, base_config, str(weights))
+    layers = tuner_layers(model)
     if result.unexpected_keys:
         key = result.unexpected_keys[0]
         raise FormatError(f"{weights}: tensor {_file_key(key, index)!r} is not a parameter of the {ptype} adapter that "
@@ -194,11 +164,11 @@ def _check_file(config: str, base_config: str, index: TensorIndex, weights: Path
     found: dict[str, list[TensorInfo]] = {name: [] for name in layers}
     shared = []
     for key, info in index.tensors.items():
-        owner = _owner(key.removeprefix(PEFT_PREFIX), layers)
-        if owner is None:
+        layer_name = owner(key.removeprefix(PEFT_PREFIX), layers)
+        if layer_name is None:
             shared.append(info)
         else:
-            found[owner].append(info)
+            found[layer_name].append(info)
     out = {}
     for name, layer in layers.items():
         if not found[name]:
@@ -207,7 +177,7 @@ def _check_file(config: str, base_config: str, index: TensorIndex, weights: Path
         weight = getattr(layer.get_base_layer(), "weight", None)
         if weight is None or weight.dim() != 2:
             continue  # a norm or bias-only layer (LN tuning): no 2-D weight update
-        out[name] = _Layer(tuple(weight.shape), _is_conv1d(layer.get_base_layer()), tuple(found[name]))
+        out[name] = _Layer(tuple(weight.shape), is_conv1d(layer.get_base_layer()), tuple(found[name]))
     return out, tuple(shared)
 
 
@@ -215,17 +185,6 @@ def _file_key(key: str, index: TensorIndex) -> str:
     """The file's spelling of a key PEFT reports (it inserts the adapter name)."""
     plain = key.replace(f".{ADAPTER}", "")
     return plain if plain in index else key
-
-
-def _owner(key: str, layers: dict) -> str | None:
-    """The adapted layer a (file or model) key belongs to, None for a model-level tensor."""
-    key = key.removeprefix(PEFT_PREFIX)
-    parts = key.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        name = ".".join(parts[:i])
-        if name in layers:
-            return name
-    return None
 
 
 def _base_tensor(name: str, stored: tuple[int, int], base: Base, weights: Path) -> TensorInfo:
@@ -241,138 +200,6 @@ def _base_tensor(name: str, stored: tuple[int, int], base: Base, weights: Path) 
     return info
 
 
-# ---- the skeleton: the base model on the meta device, wrapped by PEFT ----
-
-def _skeleton(config: str, base_config: str, weights: str):
-    """The cached skeleton of :func:`_build`, rebuilt when one of its files changed on disk."""
-    stamps = tuple((s.st_mtime_ns, s.st_size) for s in (Path(p).stat() for p in (config, base_config, weights)))
-    return _build(config, base_config, weights, stamps)
-
-
-@lru_cache(maxsize=2)
-@_quiet
-def _build(config: str, base_config: str, weights: str, stamps: tuple):
-    """PeftModel(base built from ``base_config``, the adapter of ``config``) holding no weights, eval
-    mode, with PEFT's load result for the keys and shapes of ``weights``.
-
-    The base is built on the meta device; every parameter then becomes a placeholder of its shape
-    (one element of storage, stride 0) so that PEFT initialises the adapter for real: the state it
-    derives and does not save (OFT's index buffers, AdaLoRA's ranknum, SHiRA's masks) is computed as
-    PEFT computes it. The file's tensors are then loaded as meta tensors of their stored shapes, the
-    way ``PeftModel.from_pretrained`` loads them, which checks keys and shapes and leaves every saved
-    adapter tensor on meta until a read materialises it.
-    """
-    import torch
-    import transformers
-    from peft import get_peft_model
-    from peft.utils import set_peft_model_state_dict
-
-    try:
-        model_config = transformers.AutoConfig.from_pretrained(str(Path(base_config).parent))
-    except Exception as e:
-        raise FormatError(f"{base_config}: transformers cannot read the base config ({_first(e)})") from None
-    cls = next((getattr(transformers, a) for a in (getattr(model_config, "architectures", None) or [])
-                if isinstance(a, str) and hasattr(transformers, a)), None)
-
-    def on_meta():
-        try:
-            with torch.device("meta"):
-                return cls._from_config(model_config) if cls is not None else transformers.AutoModel.from_config(model_config)
-        except Exception as e:
-            raise FormatError(f"{base_config}: transformers cannot build the model it describes ({_first(e)})") from None
-
-    ptype = peft_type(Path(config))
-    index = TensorIndex.from_files([Path(weights)])
-    _check_on_meta(on_meta(), config, ptype, index, weights)
-    model = on_meta()
-    for module in model.modules():
-        for name, param in list(module._parameters.items()):
-            if param is not None:
-                module._parameters[name] = torch.nn.Parameter(_placeholder(param), requires_grad=False)
-    try:
-        wrapped = get_peft_model(model, _peft_config(config, ptype), adapter_name=ADAPTER).eval()
-    except Exception as e:
-        raise FormatError(f"{config}: PEFT cannot apply this {ptype} adapter to the base of {base_config} ({_first(e)})") from None
-    # shared tensors (VeRA's vera_A/vera_B, RandLoRA's bases) are copied into PEFT's own buffers, so
-    # they load as zeros (real, once per model); a module's tensors load as meta
-    layers = _tuner_layers(wrapped)
-    state = {key: torch.empty(info.shape, device="meta") if _owner(key, layers) is not None else torch.zeros(info.shape)
-             for key, info in index.tensors.items()}
-    try:
-        result = set_peft_model_state_dict(wrapped, state, adapter_name=ADAPTER, low_cpu_mem_usage=True)
-    except Exception as e:
-        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), None)
-        if detail is not None:  # load_state_dict's "size mismatch for <key>: ..."
-            raise ShapeError(f"{weights}: {detail} (the {ptype} config {Path(config).name} and the tensors disagree)") from None
-        if "meta tensor" in str(e):  # the tuner copies into its own tensors on load: they need real storage
-            raise FormatError(f"{weights}: lab's general path cannot load this {ptype} adapter (of {Path(config).name}) "
-                              f"onto a model without weights ({_first(e)}); no reader for {ptype} yet") from None
-        raise FormatError(f"{weights}: PEFT cannot load it as the {ptype} adapter of {Path(config).name} ({_first(e)})") from None
-    config_object = wrapped.peft_config[ADAPTER]
-    if getattr(config_object, "rank_pattern", None) and ptype == "ADALORA":
-        config_object.rank_pattern = None  # AdaLoRA's modules are resized to it now; a later load would resize again
-    return wrapped, result
-
-
-def _check_on_meta(model, config: str, ptype: str, index: TensorIndex, weights: str) -> None:
-    """The file's shapes against an adapter PEFT builds entirely on meta, where it can: a config that
-    does not describe the file (an r of 10⁶ over tensors of r = 8) is refused before PEFT allocates
-    that adapter for real. Types PEFT cannot build or load on meta are left to the real build."""
-    import torch
-    from peft import get_peft_model
-    from peft.utils import set_peft_model_state_dict
-
-    try:
-        wrapped = get_peft_model(model, _peft_config(config, ptype), adapter_name=ADAPTER, low_cpu_mem_usage=True)
-        state = {key: torch.empty(info.shape, device="meta") for key, info in index.tensors.items()}
-        set_peft_model_state_dict(wrapped, state, adapter_name=ADAPTER, low_cpu_mem_usage=True)
-    except Exception as e:
-        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), None)
-        if detail is not None:
-            raise ShapeError(f"{weights}: {detail} (the {ptype} config {Path(config).name} and the tensors disagree)") from None
-
-
-def _placeholder(t):
-    """A CPU tensor of ``t``'s shape and dtype backed by one element (stride 0): no storage to speak of."""
-    import torch
-
-    return torch.zeros((), dtype=t.dtype).expand(t.shape)
-
-
-@_quiet
-def _peft_config(config: str, ptype: str):
-    """PEFT's own config object for the file (FormatError naming it when PEFT refuses the file)."""
-    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
-
-    cls = PEFT_TYPE_TO_CONFIG_MAPPING.get(ptype)
-    if cls is None:
-        raise FormatError(f"{config}: PEFT has no tuner for peft_type {_shown(ptype)}")
-    raw = read_json(Path(config), "fix or re-save the adapter")
-    try:
-        made = cls.from_peft_type(**{k: v for k, v in raw.items() if k != "peft_type"}, peft_type=ptype)
-    except Exception as e:
-        raise FormatError(f"{config}: PEFT refuses this {ptype} config ({_first(e)})") from None
-    made.inference_mode = True
-    return made
-
-
-def _tuner_layers(model) -> dict:
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    return {name: m for name, m in model.base_model.model.named_modules() if isinstance(m, BaseTunerLayer)}
-
-
-def _is_conv1d(layer) -> bool:
-    from transformers.pytorch_utils import Conv1D
-
-    return isinstance(layer, Conv1D)
-
-
-def _first(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:300]
-
-
 # ---- reading one module ----
 
 @contextmanager
@@ -383,16 +210,16 @@ def materialised(peft: PeftTensors, base: TensorInfo, loader: TensorLoader, allo
 
     from peft.utils import set_peft_model_state_dict
 
-    model, _ = _skeleton(peft.config, peft.base_config, str(peft.tensors[0].file))
-    with _lock:
-        layer = _tuner_layers(model)[peft.module]
+    model, _ = skeleton(peft.config, peft.base_config, str(peft.tensors[0].file))
+    with skeleton_lock:
+        layer = tuner_layers(model)[peft.module]
         slots = _slots(layer)  # the layer's tensors as they are (meta, placeholders): put back on exit
         try:
             base_layer = layer.get_base_layer()
             base_layer.weight = torch.nn.Parameter(torch.from_numpy(loader.get(base, allow_nonfinite)), requires_grad=False)
             state = {info.key: _tensor(info, loader, allow_nonfinite) for info in peft.tensors + peft.shared}
             set_peft_model_state_dict(model, state, adapter_name=ADAPTER, low_cpu_mem_usage=True)
-            layer = _tuner_layers(model)[peft.module]
+            layer = tuner_layers(model)[peft.module]
             yield layer.to(torch.float64)  # shared buffers PEFT copied the file into keep their float32
         finally:
             for table, name, tensor in slots:
@@ -425,7 +252,7 @@ def module_update(layer, peft_type: str) -> np.ndarray:
     with torch.no_grad():
         W = layer.get_base_layer().weight
         delta = None
-        if peft_type in DELTA_WEIGHT and not _is_conv1d(layer.get_base_layer()):  # Conv1D layouts differ by tuner
+        if peft_type in DELTA_WEIGHT and not is_conv1d(layer.get_base_layer()):  # Conv1D layouts differ by tuner
             delta = layer.get_delta_weight(ADAPTER)
             delta = delta.to_dense() if delta.is_sparse else delta  # SHiRA's is a sparse COO tensor
         if delta is None or tuple(delta.shape) != tuple(W.shape):
@@ -435,18 +262,13 @@ def module_update(layer, peft_type: str) -> np.ndarray:
         return delta.detach().to(torch.float64).numpy().copy()
 
 
-@_quiet
+@quiet
 def read_peft(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = None) -> tuple:
     """(ΔW (out, in), the base weight W (out, in), note) of one module of a non-LoRA PEFT adapter, float64:
-    its type's structured reader's (any representation, maybe a fourth element of more Delta fields:
-    :mod:`lab.checkpoints.peft_types`), else dense ΔW through PEFT."""
+    dense ΔW computed by PEFT on the module materialised in the skeleton (the general path; the types
+    with a structured reader come here only for a module their reader leaves, see
+    :data:`lab.checkpoints.formats.FORMATS`)."""
     peft = spec.peft
-    from lab.checkpoints.peft_types import reader
-
-    structured = reader(peft.peft_type)
-    read = structured(spec, loader, stream_bytes) if structured is not None else None
-    if read is not None:  # None: the structured reader leaves this module to the general path
-        return read
     try:
         with materialised(peft, spec.base, loader, spec.allow_nonfinite) as layer:
             W = layer.get_base_layer().weight.detach().numpy().copy()
@@ -455,7 +277,7 @@ def read_peft(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None =
         raise
     except Exception as e:  # PEFT failing on this module's tensors
         raise FormatError(f"{peft.tensors[0].file}: PEFT could not compute the {peft.peft_type} update of "
-                          f"'{peft.module}' ({_first(e)})") from None
+                          f"'{peft.module}' ({first_line(e)})") from None
     if spec.conv1d:
         delta, W = delta.T, W.T
     if not spec.allow_nonfinite and not np.isfinite(delta).all():

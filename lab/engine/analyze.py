@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from lab.checkpoints import Base, Checkpoint, discover, open_base
-from lab.checkpoints.read import STREAM_BYTES
+from lab.checkpoints.module_delta import STREAM_BYTES
 from lab.engine.basecache import cache_for
 from lab.engine.execute import Work
 from lab.engine.executors import DaskExecutor, SerialExecutor

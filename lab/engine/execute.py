@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.checkpoints.loader import TensorLoader
-from lab.checkpoints.read import read_module
+from lab.checkpoints.formats import read_module
 from lab.deltas import Delta
 from lab.engine.basecache import BaseCache, CacheStats
 from lab.engine.subjects import GroupSubject, ModelSubject, PairSubject

@@ -177,7 +177,7 @@ def _warm_up() -> None:
     pays them). Not torch: safetensors inputs are read without it, and it takes seconds to import."""
     import threadpoolctl  # noqa: F401
 
-    import lab.checkpoints.read  # noqa: F401
+    import lab.checkpoints.formats  # noqa: F401
     import lab.engine.execute  # noqa: F401
     import lab.probes  # noqa: F401
 

@@ -51,7 +51,7 @@ def rank_bound(read: ModuleRead, rows: int) -> int:
     """The largest rank a part of ``read`` can have: r for factors, what a structured PEFT reader says
     (LoKr: rank(W1)·rank(W2)), min(rows, cols) for dense updates."""
     if read.peft is not None:
-        from lab.checkpoints.peft_types import planned_rank_bound
+        from lab.checkpoints.formats import planned_rank_bound
 
         bound = planned_rank_bound(read, rows)
         if bound is not None:

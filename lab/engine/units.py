@@ -21,7 +21,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.checkpoints.reads import ModuleRead
+from lab.checkpoints.records import ModuleRead
 
 
 def unit_key(kind: str, *identity: Any) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lab.checkpoints import TensorLoader, discover, open_base, plan_reads, read_module
-from lab.checkpoints.reads import Part
+from lab.checkpoints.records import Part
 from lab.deltas import Factors
 from lab.errors import InputError
 

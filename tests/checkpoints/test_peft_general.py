@@ -207,13 +207,13 @@ def test_reading_a_module_materialises_only_that_module(artifacts, name):
     """Inside the read, the skeleton's real storage is this module's (base weight and adapter) plus the
     tuner's shared tensors; every other module stays meta or a one-element placeholder; after it, nothing
     of the module is left real."""
-    from lab.checkpoints.peft_general import _skeleton
+    from lab.checkpoints.peft_skeleton import skeleton
 
     folder, base = artifacts(name)
     reads = plan_reads(discover(folder)[0], open_base(base))
     assert len(reads) > 2
     spec = reads[1]
-    model, _ = _skeleton(spec.peft.config, spec.peft.base_config, str(spec.peft.tensors[0].file))
+    model, _ = skeleton(spec.peft.config, spec.peft.base_config, str(spec.peft.tensors[0].file))
     prefix = f"base_model.model.{spec.peft.module}."
     before = _real_tensors(model)
     assert not any(n.startswith(prefix) for n in before if not _shared(n)), sorted(before)

@@ -11,8 +11,9 @@ import numpy as np
 
 from lab.checkpoints.adapter_weights import PEFT_PREFIX
 from lab.checkpoints.loader import TensorLoader
-from lab.checkpoints.read import STREAM_BYTES, base_weight  # noqa: F401 (the readers use both through this module)
-from lab.checkpoints.reads import ModuleRead
+from lab.checkpoints.module_delta import STREAM_BYTES, base_weight  # noqa: F401 (the readers use both through this module)
+from lab.checkpoints.peft_skeleton import peft_config
+from lab.checkpoints.records import ModuleRead
 from lab.checkpoints.safetensors_header import TensorInfo
 from lab.deltas import Factors
 from lab.errors import FormatError
@@ -38,9 +39,7 @@ def config(spec: ModuleRead):
 
 @lru_cache(maxsize=8)
 def _config(path: str, ptype: str, mtime_ns: int, size: int):
-    from lab.checkpoints.peft_general import _peft_config
-
-    return _peft_config(path, ptype)
+    return peft_config(path, ptype)
 
 
 def get(spec: ModuleRead, loader: TensorLoader, info: TensorInfo) -> np.ndarray:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from lab.checkpoints.loader import TensorLoader
 from lab.checkpoints.peft_types import common
-from lab.checkpoints.reads import ModuleRead
+from lab.checkpoints.records import ModuleRead
 from lab.errors import ShapeError
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from lab.checkpoints.loader import TensorLoader
 from lab.checkpoints.peft_types import common
-from lab.checkpoints.reads import ModuleRead
+from lab.checkpoints.records import ModuleRead
 from lab.deltas import Factors
 
 NAMES = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")

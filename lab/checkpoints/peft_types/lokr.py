@@ -15,7 +15,7 @@ LoKr has no ``fan_in_fan_out``: PEFT adapts ``nn.Linear``, ``nn.Conv1d`` and ``n
 ``Conv1D`` is refused by PEFT itself). Convolutions have no 2-D weight and never reach a reader; any
 layer that is not an ``nn.Linear`` returns None here, and the general path reads it through PEFT.
 
-The result is a :class:`~lab.deltas.Kron`; the probes use its structure (:mod:`lab.probes.kron`).
+The result is a :class:`~lab.deltas.Kron`; the probes use its structure (:mod:`lab.kernels.kron`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from lab.checkpoints.loader import TensorLoader
-from lab.checkpoints.reads import ModuleRead
+from lab.checkpoints.records import ModuleRead
 from lab.deltas import Factors, Kron
 from lab.errors import FormatError, ShapeError
 
@@ -33,7 +33,7 @@ NAMES = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b
 def read(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = None):  # W whole: the --base alignment multiplies a Kron out anyway
     """(Kron ΔW (out, in), the base weight W (out, in), note) of one LoKr module, float64; None for a
     layer that is not an ``nn.Linear`` (the general path reads it)."""
-    from lab.checkpoints.peft_general import ADAPTER
+    from lab.checkpoints.peft_skeleton import ADAPTER
 
     peft = spec.peft
     weights = peft.tensors[0].file
@@ -86,11 +86,11 @@ def _linear_layer(spec: ModuleRead):
     """The module's LoKr layer in the general path's (cached) skeleton when it adapts an ``nn.Linear``, else None."""
     import torch
 
-    from lab.checkpoints.peft_general import _skeleton, _tuner_layers
+    from lab.checkpoints.peft_skeleton import skeleton, tuner_layers
 
     peft = spec.peft
-    model, _ = _skeleton(peft.config, peft.base_config, str(peft.tensors[0].file))
-    layer = _tuner_layers(model)[peft.module]
+    model, _ = skeleton(peft.config, peft.base_config, str(peft.tensors[0].file))
+    layer = tuner_layers(model)[peft.module]
     return layer if not spec.conv1d and isinstance(layer.get_base_layer(), torch.nn.Linear) else None
 
 

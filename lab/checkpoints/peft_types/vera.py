@@ -26,7 +26,7 @@ import numpy as np
 
 from lab.checkpoints.loader import TensorLoader
 from lab.checkpoints.peft_types import common
-from lab.checkpoints.reads import ModuleRead
+from lab.checkpoints.records import ModuleRead
 from lab.deltas import Factors
 from lab.errors import FormatError
 
@@ -60,10 +60,10 @@ def _projections(spec: ModuleRead, loader: TensorLoader) -> tuple[np.ndarray, np
     if found:
         raise FormatError(f"{spec.peft.tensors[0].file}: holds only one of VeRA's projections vera_A and vera_B "
                           f"({', '.join(sorted(found))}); re-save the adapter")
-    from lab.checkpoints.peft_general import ADAPTER, _lock, _skeleton
+    from lab.checkpoints.peft_skeleton import ADAPTER, skeleton, skeleton_lock
 
-    model, _ = _skeleton(spec.peft.config, spec.peft.base_config, str(spec.peft.tensors[0].file))
-    with _lock:
+    model, _ = skeleton(spec.peft.config, spec.peft.base_config, str(spec.peft.tensors[0].file))
+    with skeleton_lock:
         A = model.base_model.vera_A[ADAPTER].detach().double().numpy().copy()
         B = model.base_model.vera_B[ADAPTER].detach().double().numpy().copy()
     return A, B, spec.peft.config

@@ -1,10 +1,13 @@
-"""Module reads turned into Deltas: the only place that reads tensor data for the weight probes.
+"""A module read turned into Deltas: the LoRA/DoRA and full-model readers, the base weight, and the
+step every format's reader ends with (a read's matrix cut into its parts' Deltas).
 
 Runs wherever the work runs (this process or a Dask worker), from a picklable
-:class:`~lab.checkpoints.reads.ModuleRead`. Small matrices are read whole into float64; a dense
-update larger than ``stream_bytes`` in float64 (an LLM's embedding, MLP weights of large
-models) is not read at all here: its Delta holds a :class:`~lab.sources.MatrixSource`
-that the blocked kernels read in row or column blocks, so memory stays bounded by the block size.
+:class:`~lab.checkpoints.records.ModuleRead`; :func:`lab.checkpoints.formats.read_module` picks the
+format's reader (:data:`lab.checkpoints.formats.FORMATS`) and calls :func:`deltas` on what it returns.
+Small matrices are read whole into float64; a dense update larger than ``stream_bytes`` in float64 (an
+LLM's embedding, MLP weights of large models) is not read at all here: its Delta holds a
+:class:`~lab.sources.MatrixSource` that the blocked kernels read in row or column blocks, so memory stays
+bounded by the block size.
 """
 
 from __future__ import annotations
@@ -13,34 +16,11 @@ import numpy as np
 
 from lab.checkpoints.dora import NOTE_NO_BASE, dora_update
 from lab.checkpoints.loader import TensorLoader
-from lab.checkpoints.reads import ModuleRead, Part
+from lab.checkpoints.records import ModuleRead, Part
 from lab.deltas import Delta, Factors, Kron
 from lab.errors import FormatError
 
 STREAM_BYTES = 64 << 20  # dense updates above this many bytes of float64 are streamed
-
-
-def read_module(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = STREAM_BYTES) -> list[Delta]:
-    """The Deltas of one module read (one, or one per part of a fused projection), in float64."""
-    fields: dict = {}  # more Delta fields a structured PEFT reader gives (AdaLoRA's pruned_ranks)
-    if spec.kohya is not None:
-        from lab.checkpoints.kohya import read_image
-
-        matrix, base, note = read_image(spec, loader)
-    elif spec.kind == "full":
-        matrix, base, note = _full(spec, loader, stream_bytes)
-    elif spec.kind == "mps":
-        from lab.checkpoints.mps import read_mps
-
-        matrix, base, note = read_mps(spec, loader)
-    elif spec.peft is not None:
-        from lab.checkpoints.peft_general import read_peft
-
-        matrix, base, note, *extra = read_peft(spec, loader, stream_bytes)
-        fields = extra[0] if extra else {}
-    else:
-        matrix, base, note = _adapter(spec, loader, stream_bytes)
-    return [_part(spec, p, matrix, base, note, fields) for p in spec.parts]
 
 
 def _streams(spec: ModuleRead, stream_bytes: int | None, *infos) -> bool:
@@ -49,7 +29,8 @@ def _streams(spec: ModuleRead, stream_bytes: int | None, *infos) -> bool:
             and all(i is not None and i.file.suffix == ".safetensors" for i in infos))
 
 
-def _full(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None):
+def read_full(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = STREAM_BYTES):
+    """(ΔW = W_ft − W, W, note) of a full checkpoint's module, float64 (out, in); streamed above ``stream_bytes``."""
     if _streams(spec, stream_bytes, spec.tensor, spec.base):
         from lab.checkpoints.ranges import TensorRanges
         from lab.sources import DifferenceSource
@@ -79,7 +60,8 @@ def base_weight(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None
     return np.ascontiguousarray(W.T) if spec.conv1d else W
 
 
-def _adapter(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None):
+def read_adapter(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None = STREAM_BYTES):
+    """(factors s·B·A, or DoRA's effective update with the base, W or None, note) of a PEFT LoRA/DoRA module."""
     A, B = loader.get(spec.A, spec.allow_nonfinite), loader.get(spec.B, spec.allow_nonfinite)
     if spec.embedding:  # PEFT's update is (B·A)ᵀ·s in the table's layout: factors Aᵀ, Bᵀ
         A, B = np.ascontiguousarray(B.T), np.ascontiguousarray(A.T)
@@ -96,6 +78,13 @@ def _adapter(spec: ModuleRead, loader: TensorLoader, stream_bytes: int | None):
         return factors, None, NOTE_NO_BASE
     magnitude = loader.get(spec.magnitude, spec.allow_nonfinite)
     return dora_update(W, factors.B, factors.A, factors.scale, magnitude, per_column=spec.embedding), W, ""
+
+
+def deltas(spec: ModuleRead, matrix, base, note: str, fields: dict | None = None) -> list[Delta]:
+    """The Deltas of ``spec`` from what its format's reader returned: one, or one per part of a fused
+    projection (its rows of ``matrix`` and ``base``); ``fields`` are more Delta fields (AdaLoRA's
+    ``pruned_ranks``)."""
+    return [_part(spec, p, matrix, base, note, fields) for p in spec.parts]
 
 
 def _part(spec: ModuleRead, part: Part, matrix, base, note: str, fields: dict | None = None) -> Delta:
