@@ -163,7 +163,7 @@ def update_stats(adapter: Path) -> pd.DataFrame:
     """Per module of an adapter's last checkpoint: its rank bound k, the entropy S of its normalised
     squared singular values (= the row|column cut's entanglement entropy), ln k, the effective rank
     exp(S) and ‖ΔW‖_F, from the exact SVD of its factors."""
-    from lab.probes.factored import core_singular_values
+    from lab.kernels.factored import core_singular_values
     from lab.squeeze.targets import read_input
 
     rows = []

@@ -9,7 +9,7 @@ Measured side by side in one process, interleaved (see bench/timing.py):
   (``MatrixProductState.from_dense(ψ, dims, cutoff=0)`` then ``entropy(k)`` at every cut, told
   where the orthogonality centre is and walked from the right so each cut moves it one site: the
   cheapest way to use quimb here). The floor is what one cut alone costs with lab's own kernels
-  (:mod:`lab.probes.linalg`): the float64 central-cut Gram matrix (4096×4096) and its eigenvalues,
+  (:mod:`lab.kernels.linalg`): the float64 central-cut Gram matrix (4096×4096) and its eigenvalues,
   from the float32 input.
 * LoRA: B (4096×16), A (16×4096), scale 2, profile from the factors by lab vs quimb's dense path
   on s·B·A.
@@ -48,9 +48,9 @@ from machine import describe  # noqa: E402
 from timing import interleaved  # noqa: E402
 
 from lab.probes.entanglement import entanglement_profile  # noqa: E402
-from lab.probes.factored import Factors  # noqa: E402
-from lab.probes.linalg import gram, psd_eigvals  # noqa: E402
-from lab.probes.tensorize import sites  # noqa: E402
+from lab.kernels.factored import Factors  # noqa: E402
+from lab.kernels.linalg import gram, psd_eigvals  # noqa: E402
+from lab.kernels.tensorize import sites  # noqa: E402
 
 
 def quimb_entropies(matrix: np.ndarray, dims: tuple[int, ...]) -> np.ndarray:

@@ -20,8 +20,8 @@ run; then the eigensolves, so that this process is still small when it forks the
    bandwidth (not the disk): the fastest any reader gets the bytes. That bandwidth, applied to
    the bytes the analysis must read (every 2-D tensor of both checkpoints), is the read floor.
 2. **Eigensolve floor.** For every distinct 2-D shape (rows, cols): the central cut of its MPS
-   chain (``lab.probes.tensorize.sites``; the cut where min(D_left, D_right) is largest), a
-   random float64 matrix reshaped to (D_left, D_right), and the time of ``lab.probes.linalg.gram``
+   chain (``lab.kernels.tensorize.sites``; the cut where min(D_left, D_right) is largest), a
+   random float64 matrix reshaped to (D_left, D_right), and the time of ``lab.kernels.linalg.gram``
    + ``psd_eigvals`` on it (minimum of ``--floor-repeats``) with ``--floor-threads`` BLAS threads
    (default 1), times the number of modules of that shape plus one control per shape
    (``--controls`` analyses one random matrix per shape). Any exact entanglement profile needs at
@@ -94,8 +94,8 @@ import llama1b_pair  # noqa: E402
 from machine import describe  # noqa: E402
 
 from lab.checkpoints.naming import module_name  # noqa: E402
-from lab.probes.linalg import gram, psd_eigvals  # noqa: E402
-from lab.probes.tensorize import sites  # noqa: E402
+from lab.kernels.linalg import gram, psd_eigvals  # noqa: E402
+from lab.kernels.tensorize import sites  # noqa: E402
 
 CHUNK = 16 << 20
 SRC_CACHE = Path("/tmp/lab-bench/src")

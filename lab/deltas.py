@@ -11,9 +11,9 @@ A :class:`Delta` carries exactly one representation of ΔW in ``matrix``:
 * :class:`Factors` (s·B·A of an adapter, never multiplied out unless asked),
 * :class:`Kron` (s·kron(W1, W2) of a LoKr adapter, W1 and W2 each dense or :class:`Factors`;
   the probes use the two small factors where the structure gives the answer, see
-  :mod:`lab.probes.kron`), or
+  :mod:`lab.kernels.kron`), or
 * a :class:`lab.sources.MatrixSource` (a matrix too large to hold in float64, read in
-  blocks from the checkpoint files; only the blocked kernels of :mod:`lab.probes.blocked` touch it).
+  blocks from the checkpoint files; only the blocked kernels of :mod:`lab.kernels.blocked` touch it).
 
 Probes ask for the representation they can use (``delta.factors``, ``delta.kron``, ``delta.dense``,
 ``delta.streamed``); nothing else branches on types.
@@ -265,7 +265,7 @@ class Delta:
 
     def fro_norm(self) -> float:
         """‖ΔW‖_F (factors: from the r×r Gram matrices; Kronecker: the product of the factors' norms).
-        A streamed ΔW needs the blocked kernels: :func:`lab.probes.inventory.update_norm` handles every
+        A streamed ΔW needs the blocked kernels: :func:`lab.kernels.norms.update_norm` handles every
         representation."""
         if isinstance(self.matrix, (Factors, Kron)):
             return self.matrix.fro_norm()

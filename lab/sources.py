@@ -5,7 +5,7 @@ A source stands for a rows×cols matrix M through its row-major flattening ψ = 
 
     read(starts, length) -> float64 array X of shape (len(starts), length),  X[t] = ψ[starts[t] : starts[t] + length],
 
-so any block the kernels of :mod:`lab.probes.blocked` need is a single call: a row block of M
+so any block the kernels of :mod:`lab.kernels.blocked` need is a single call: a row block of M
 reshaped (D_left, D_right) is a run of adjacent ranges, a column block is one range per row
 (starts i·D_right + j0, length j1 − j0). Ranges never run past the end of ψ; they may span
 several rows of M. The result is float64 whatever the stored dtype, so all arithmetic on it is
@@ -16,7 +16,7 @@ Sources here:
 * :class:`ArraySource`: an array in memory (tests, small matrices);
 * :class:`DifferenceSource`: a − b elementwise (ΔW = W_ft − W_base from two sources);
 * :class:`ScaledFactorsSource`: s·B·A, only the requested elements (O(r) work each), never the product;
-* :class:`GaussianSource`: the seeded Gaussian control of :mod:`lab.probes.controls`, generated
+* :class:`GaussianSource`: the seeded Gaussian control of :mod:`lab.kernels.controls`, generated
   piece by piece: ψ is cut into chunks of ``GAUSSIAN_CHUNK`` consecutive elements and chunk c is
   ``np.random.default_rng([seed, rows, cols, c]).standard_normal(size)`` (the last chunk shorter),
   so any range is produced exactly, by generating only the chunks it touches.
@@ -27,7 +27,7 @@ Finiteness: every read is checked for NaN/inf as it streams past (one summation:
 finite values can only overflow for entries beyond 1e300, which is checked elementwise); a
 source's ``finite`` attribute turns False once anything it returned held NaN or inf, and stays
 so. Sources never raise on NaN/inf themselves (a caller may want to look anyway); the kernels
-of :mod:`lab.probes.blocked` raise :class:`lab.errors.NonFiniteError` at the first non-finite
+of :mod:`lab.kernels.blocked` raise :class:`lab.errors.NonFiniteError` at the first non-finite
 block, naming the file and tensor it came from (:meth:`BlockSource.culprit`), as the in-memory
 probes raise for a non-finite array.
 
@@ -226,7 +226,7 @@ class GaussianSource(BlockSource):
     ψ is cut into chunks of ``GAUSSIAN_CHUNK`` elements; chunk c is drawn by
     ``np.random.default_rng([seed, rows, cols, c]).standard_normal(n_c)``. A read generates each
     chunk it touches once (a one-chunk cache serves ranges that share a chunk), so reading the
-    matrix in any blocks, or whole (:func:`lab.probes.controls.gaussian_matrix`), gives the same numbers.
+    matrix in any blocks, or whole (:func:`lab.kernels.controls.gaussian_matrix`), gives the same numbers.
     """
 
     def __init__(self, rows: int, cols: int, seed: int = 0) -> None:

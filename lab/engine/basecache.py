@@ -3,7 +3,7 @@
 N checkpoints of one base (a training output's steps, a folder of adapters, the demo's runs) pair
 every module with the same W. The probes keep what they compute about W itself (its leading and
 full singular triplets, its singular values, the eigenvalues of its shuffled copy, its small-side
-Gram and their eigenvalues) in W's memo (:mod:`lab.probes.memo`), keyed by what was computed, so
+Gram and their eigenvalues) in W's memo (:mod:`lab.kernels.memo`), keyed by what was computed, so
 the other probes of the same unit reuse it. This module makes that memo outlive the unit: before a
 unit runs, the entries already stored for its W are put into the memo of the W it read; after,
 the new ones are stored. Every memo entry of W is a function of W's values alone (and of the
@@ -14,8 +14,8 @@ sees the same filesystem, as it must for the inputs) and the other runs of the s
 (the demo's) find the entries. Content-addressed: an entry's folder is named by a hash of the base
 file's sha256 (computed by the driver for the manifest), the tensor's key, its layout (a Conv1D's
 transpose, a fused projection's row block) and a fingerprint of what can change the last bits of
-a result (the streaming threshold, a hash of ``lab/probes``' source, and the versions of lab,
-numpy, scipy and torch). A changed
+a result (the streaming threshold, a hash of the source of ``lab/kernels`` and ``lab/probes``,
+and the versions of lab, numpy, scipy and torch). A changed
 file, another tensor or another setting is another address; nothing is ever invalidated.
 
 Never trusted blindly: an entry is one file holding a JSON header (its address, its memo key, and per
@@ -39,9 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from lab.probes.memo import PURE
+from lab.kernels.memo import PURE
 
 CACHE_DIR = Path(".lab-cache") / "base"
+SOURCE_FOLDERS = ("kernels", "probes")  # folders of lab whose source the fingerprint hashes
 SUFFIX = ".entry"
 _FORMAT = 2
 
@@ -100,7 +101,7 @@ class BaseCache:
         return put
 
     def store(self, address: str, memo: dict[str, Any], known: set[str], stats: CacheStats) -> None:
-        """Store the entries of ``memo`` made by :func:`lab.probes.memo.pure` that were not loaded (``known``)
+        """Store the entries of ``memo`` made by :func:`lab.kernels.memo.pure` that were not loaded (``known``)
         and are arrays or tuples of arrays (the other entries may depend on which probe ran first)."""
         for key, value in list(memo.items()):
             if key in known or not key.startswith(PURE) or _arrays(value) is None:
@@ -114,15 +115,16 @@ class BaseCache:
 
 def fingerprint(stream_bytes: int | None) -> str:
     """What besides W can change a cached result's last bits: the streaming threshold (it decides
-    how a Gram is accumulated), the probes' source (a changed kernel is a new address, so an entry
-    never outlives the code that computed it) and the versions of the packages that compute."""
+    how a Gram is accumulated), the source of the kernels and the probes (a changed kernel is a new
+    address, so an entry never outlives the code that computed it) and the versions of the packages
+    that compute."""
     from importlib import metadata
 
-    import lab.probes
-
+    lab_folder = Path(__file__).resolve().parents[1]  # read as files: importing lab.probes would register every probe
     source = hashlib.sha256()
-    for file in sorted(Path(lab.probes.__file__).parent.rglob("*.py")):
-        source.update(file.name.encode() + b"\0" + file.read_bytes())
+    for folder in SOURCE_FOLDERS:
+        for file in sorted((lab_folder / folder).rglob("*.py")):
+            source.update(f"{folder}/{file.name}".encode() + b"\0" + file.read_bytes())
     parts = [f"stream_bytes={stream_bytes}", f"probes={source.hexdigest()[:16]}"]
     for name in ("lab", "numpy", "scipy", "torch"):
         try:

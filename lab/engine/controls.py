@@ -3,7 +3,7 @@
 Planned from the shapes in the plan (every analysed module's (rows, cols, rank bound)), one
 :class:`~lab.engine.units.ControlUnit` per matrix: a Gaussian matrix for every shape, and for a
 rank-limited (adapter) update a product of Gaussian factors of that rank (see
-:mod:`lab.probes.controls`). A Gaussian control larger than the streaming threshold is streamed
+:mod:`lab.kernels.controls`). A Gaussian control larger than the streaming threshold is streamed
 (:class:`~lab.sources.GaussianSource`, the same matrix element for element).
 """
 
@@ -13,7 +13,7 @@ from typing import Iterable
 
 from lab.deltas import Delta
 from lab.engine.units import ControlUnit, unit_key
-from lab.probes import controls as ctl
+from lab.kernels import controls as ctl
 
 
 def plan_controls(shapes: Iterable[tuple[int, int, int]], seed: int, stream_bytes: int | None) -> list[ControlUnit]:

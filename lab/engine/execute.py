@@ -24,8 +24,8 @@ from lab.engine.basecache import BaseCache, CacheStats
 from lab.engine.subjects import GroupSubject, ModelSubject, PairSubject
 from lab.engine.units import ControlUnit, GroupUnit, ModelUnit, ModuleUnit, PairUnit, PrepareUnit
 from lab.errors import InputError, NonFiniteError
-from lab.probes.inventory import update_norm
-from lab.probes.memo import memo_for
+from lab.kernels.memo import memo_for
+from lab.kernels.norms import update_norm
 from lab.probes.registry import Probe, ProbeContext, Rows
 from lab.store.parts import encode
 

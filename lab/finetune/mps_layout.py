@@ -3,7 +3,7 @@
 MPS Adaptation (Artificial Entanglement, arXiv 2601.06788) writes ΔW = (α/r)·B·A_MPS with
 A_MPS[a, (i1, i2)] = Σ_c C1[a, i1, c]·C2[c, i2], d_in = d1·d2 (row-major: i = i1·d2 + i2).
 
-The split is chosen on the entanglement probe's chain (:func:`lab.probes.tensorize.sites`): the
+The split is chosen on the entanglement probe's chain (:func:`lab.kernels.tensorize.sites`): the
 column sites are the prime factors of d_in in ascending order, and d2 is the product of the *last*
 j of them, so the cut whose right side is the d2 sites is one of the probe's cuts and χ bounds the
 entropy there. Of those suffix products the most balanced pair (|ln d1 − ln d2| smallest, the
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lab.errors import InputError
-from lab.probes.tensorize import prime_factors, sites
+from lab.kernels.tensorize import prime_factors, sites
 
 
 def choose_split(d_in: int, d1: int | None = None, *, where: str = "") -> tuple[int, int]:

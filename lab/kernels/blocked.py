@@ -17,9 +17,9 @@ source (of at most ``budget_bytes`` of float64 data) and the Gram matrices are h
 What is built from them:
 
 * :func:`schmidt_spectra_blocked`: the Schmidt coefficients at every cut, exactly as
-  :func:`lab.probes.schmidt.schmidt_spectra` computes them in memory: the largest left Gram and
+  :func:`lab.kernels.schmidt.schmidt_spectra` computes them in memory: the largest left Gram and
   the first right Gram, accumulated here, then the same partial traces and eigensolves
-  (:func:`lab.probes.schmidt.cut_grams`, :func:`lab.probes.schmidt.spectra_of_grams`).
+  (:func:`lab.kernels.schmidt.cut_grams`, :func:`lab.kernels.schmidt.spectra_of_grams`).
 * :func:`grams`: ΔWᵀΔW, WᵀW and ΔWᵀW (tall; ΔWΔWᵀ, WWᵀ, ΔWWᵀ wide) in one pass over both matrices.
 * :func:`spectrum_from_gram` / :func:`spectrum_blocked`: σ_i = √λ_i of the small-side Gram.
 * :func:`alignment_from_grams` / :func:`alignment_blocked`: what :func:`lab.probes.spectra.alignment`
@@ -80,12 +80,12 @@ from typing import Iterator
 import numpy as np
 
 from lab.errors import NonFiniteError, ShapeError
-from lab.probes import schmidt, subspaces
-from lab.probes import spectra as _spectra  # the module, not its names: spectra may import this one
-from lab.probes.linalg import leading_eigh, psd_eigh, psd_eigvals
-from lab.probes.memo import memo_for
+from lab.kernels import schmidt, subspaces
+from lab.kernels.linalg import leading_eigh, psd_eigh, psd_eigvals
+from lab.kernels.memo import memo_for
+from lab.kernels.spectrum import Alignment, Spectrum
+from lab.kernels.tensorize import Sites, sites as chain_sites
 from lab.sources import MatrixSource
-from lab.probes.tensorize import Sites, sites as chain_sites
 
 DEFAULT_BUDGET = 64 << 20  # bytes of float64 block data per kernel: ~4096 rows of a 2048-wide matrix
 
@@ -201,7 +201,7 @@ def _add(acc: np.ndarray | None, term: np.ndarray) -> np.ndarray:
 # ---- Gram matrices -------------------------------------------------------------------------------
 
 def _memo(src: MatrixSource) -> dict:
-    """Results kept for the other probes of the same unit (:mod:`lab.probes.memo`): ΔW's small-side
+    """Results kept for the other probes of the same unit (:mod:`lab.kernels.memo`): ΔW's small-side
     Gram and its eigenvalues, read and solved once for the entanglement and spectra probes."""
     return memo_for(src)
 
@@ -380,7 +380,7 @@ def all_finite(src: MatrixSource, budget_bytes: int = DEFAULT_BUDGET) -> bool:
 
 def schmidt_spectra_blocked(src: MatrixSource, sites: Sites | None = None,
                             budget_bytes: int = DEFAULT_BUDGET) -> list[np.ndarray]:
-    """The Schmidt coefficients p_i (Σ p_i = 1, unsorted) at cuts 1 … N−1, as :func:`lab.probes.schmidt.schmidt_spectra`.
+    """The Schmidt coefficients p_i (Σ p_i = 1, unsorted) at cuts 1 … N−1, as :func:`lab.kernels.schmidt.schmidt_spectra`.
 
     Two passes over the source: the largest left Gram over column blocks, the first right Gram
     over row blocks; the other cuts are their partial traces. A zero matrix gives NaN;
@@ -417,8 +417,8 @@ def _resolved(lam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def spectrum_from_gram(gram: np.ndarray, shape: tuple[int, int], rank_bound: int | None = None,
-                       eigvals: np.ndarray | None = None):
-    """The :class:`lab.probes.spectra.Spectrum` of a rows×cols matrix from its small-side Gram matrix.
+                       eigvals: np.ndarray | None = None) -> Spectrum:
+    """The :class:`~lab.kernels.spectrum.Spectrum` of a rows×cols matrix from its small-side Gram matrix.
 
     σ_i = √λ_i (descending) with λ_i below the Gram's rounding, (√M + N)·ε·λ₁, set to 0 (see the
     module notes). ``rank_bound`` defaults to min(rows, cols). ``eigvals``: the Gram's eigenvalues
@@ -427,11 +427,11 @@ def spectrum_from_gram(gram: np.ndarray, shape: tuple[int, int], rank_bound: int
     rows, cols = (int(n) for n in shape)
     lam = _resolved((psd_eigvals(gram) if eigvals is None else eigvals)[::-1], (rows, cols))
     rank_bound = min(rows, cols) if rank_bound is None else int(rank_bound)
-    return _spectra.Spectrum(rows, cols, rank_bound, np.sqrt(lam))
+    return Spectrum(rows, cols, rank_bound, np.sqrt(lam))
 
 
-def spectrum_blocked(src: MatrixSource, rank_bound: int | None = None, budget_bytes: int = DEFAULT_BUDGET):
-    """The :class:`lab.probes.spectra.Spectrum` of a streamed matrix, from its small-side Gram (one pass)."""
+def spectrum_blocked(src: MatrixSource, rank_bound: int | None = None, budget_bytes: int = DEFAULT_BUDGET) -> Spectrum:
+    """The :class:`~lab.kernels.spectrum.Spectrum` of a streamed matrix, from its small-side Gram (one pass)."""
     gram = small_gram(src, budget_bytes)
     return spectrum_from_gram(gram, src.shape, rank_bound, small_eigvals(src, gram))
 
@@ -451,30 +451,30 @@ def _overlap(cos: np.ndarray) -> float:
     return float((cos ** 2).sum() / k) if k else float("nan")
 
 
-def alignment_from_grams(g: Grams, options=None, numerical_rank: int | None = None):
-    """The :class:`lab.probes.spectra.Alignment` of ΔW with W from the three Grams of :func:`grams`.
+def alignment_from_grams(g: Grams, numerical_rank: int | None = None, *, top_k: int, intruder_top: int,
+                         intruder_threshold: float, intruder_reference: int | None) -> Alignment:
+    """The :class:`~lab.kernels.spectrum.Alignment` of ΔW with W from the three Grams of :func:`grams`.
 
     Same definitions as :func:`lab.probes.spectra.alignment` (k = min(top_k, numerical rank of
     ΔW); intruders among the top ``intruder_top`` left singular vectors of W + ΔW against all of
-    W's, or the leading ``intruder_reference``), with singular vectors from the Grams' eigenvectors
-    and the other side implicit (module notes). ``numerical_rank`` defaults to that of
-    :func:`spectrum_from_gram` of ΔW.
+    W's (``intruder_reference`` None), or the leading ``intruder_reference``; an intruder's largest
+    |cos| is below ``intruder_threshold``), with singular vectors from the Grams' eigenvectors and
+    the other side implicit (module notes). ``numerical_rank`` defaults to that of
+    :func:`spectrum_from_gram` of ΔW. The spectra probe passes its options' values
+    (:func:`lab.probes.spectra.alignment_numbers`).
     """
     if g.base is None or g.cross is None:
         raise ValueError("alignment needs the base's Gram and the cross Gram: call grams(delta_src, base_src)")
-    options = _spectra.SpectraOptions() if options is None else options
-    if isinstance(options, dict):  # as the spectra probe accepts them from a config file
-        options = _spectra.SpectraOptions(**options)
     shape = g.shape
     if numerical_rank is None:
         numerical_rank = spectrum_from_gram(g.delta, shape).numerical_rank
-    k = min(int(options.top_k), int(numerical_rank))
+    k = min(int(top_k), int(numerical_rank))
     s_d, e_d = _directions(g.delta, shape, k)
-    everything = options.intruder_reference is None
+    everything = intruder_reference is None
     # W's leading directions (overlaps, and intruders when they certify the max-cosines, see
-    # lab.probes.subspaces), or all of them (the reference count, when set, is among the leading)
+    # lab.kernels.subspaces), or all of them (the reference count, when set, is among the leading)
     lead = (subspaces.leading_for_certificate(g.base.shape[0], k) if everything
-            else max(k, int(options.intruder_reference)))
+            else max(k, int(intruder_reference)))
     s_w, e_w = _directions(g.base, shape, lead)
 
     # explicit side: the Gram eigenvectors themselves; implicit side: Σ_Δ⁻¹ E_Δᵀ C E_W Σ_W⁻¹
@@ -485,14 +485,14 @@ def alignment_from_grams(g: Grams, options=None, numerical_rank: int | None = No
 
     # intruders: left singular vectors of W_ft = W + ΔW against W's
     tuned = g.base + g.cross + g.cross.T + g.delta
-    s_t, e_t = _directions(tuned, shape, options.intruder_top)
+    s_t, e_t = _directions(tuned, shape, intruder_top)
 
     def cosines(s_ref, e_ref):
         if g.tall:  # left vectors implicit: y_jᵀx_i = σ_ft,j⁻¹ v_ft,jᵀ (WᵀW + ΔWᵀW) v_W,i σ_W,i⁻¹
             return (e_t.T @ (g.base + g.cross) @ e_ref) / s_t[:, None] / s_ref[None, :]
         return e_t.T @ e_ref  # left vectors are the eigenvectors: unit columns already
 
-    n_ref = s_w.size if everything else min(s_w.size, int(options.intruder_reference))
+    n_ref = s_w.size if everything else min(s_w.size, int(intruder_reference))
     if s_t.size == 0 or n_ref == 0:
         count, min_cos = 0, float("nan")
     else:
@@ -501,23 +501,27 @@ def alignment_from_grams(g: Grams, options=None, numerical_rank: int | None = No
             best = subspaces.max_cosines_over_all(cosines(s_w, e_w), complete, lambda: cosines(*_directions(g.base, shape)))
         else:
             best = np.abs(cosines(s_w[:n_ref], e_w[:, :n_ref])).max(axis=1)
-        count, min_cos = subspaces.intruder_summary(best, options.intruder_threshold)
-    return _spectra.Alignment(
+        count, min_cos = subspaces.intruder_summary(best, intruder_threshold)
+    return Alignment(
         k=k,
         overlap_left=overlap_left,
         overlap_right=overlap_right,
-        intruder_top=min(int(options.intruder_top), min(shape)),
-        intruder_threshold=float(options.intruder_threshold),
+        intruder_top=min(int(intruder_top), min(shape)),
+        intruder_threshold=float(intruder_threshold),
         intruder_count=count,
         intruder_min_cos=min_cos,
     )
 
 
-def alignment_blocked(delta_src: MatrixSource, base_src: MatrixSource, options=None,
-                      numerical_rank: int | None = None, budget_bytes: int = DEFAULT_BUDGET):
-    """The :class:`lab.probes.spectra.Alignment` of a streamed ΔW with a streamed W (one pass over both).
+def alignment_blocked(delta_src: MatrixSource, base_src: MatrixSource, numerical_rank: int | None = None,
+                      budget_bytes: int = DEFAULT_BUDGET, *, top_k: int, intruder_top: int,
+                      intruder_threshold: float, intruder_reference: int | None) -> Alignment:
+    """The :class:`~lab.kernels.spectrum.Alignment` of a streamed ΔW with a streamed W (one pass over both);
+    the numbers as in :func:`alignment_from_grams`.
 
     To get ΔW's and W's spectra from the same pass, call :func:`grams` once and pass its
     matrices to :func:`spectrum_from_gram` and :func:`alignment_from_grams`.
     """
-    return alignment_from_grams(grams(delta_src, base_src, budget_bytes), options, numerical_rank)
+    return alignment_from_grams(grams(delta_src, base_src, budget_bytes), numerical_rank, top_k=top_k,
+                                intruder_top=intruder_top, intruder_threshold=intruder_threshold,
+                                intruder_reference=intruder_reference)

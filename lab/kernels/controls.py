@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lab.probes.factored import Factors
+from lab.kernels.factored import Factors
 from lab.sources import GaussianSource
 
 RANDOM = "random"

@@ -6,7 +6,7 @@ W1 is a×b, W2 is c×d, M is (a·c)×(b·d) with M[i1·c + i2, j1·d + j2] = s·
   |s|·σ(W1)_i·σ(W2)_j: rank(W1)·rank(W2) of them, from two small spectra (each factor dense or
   :class:`~lab.deltas.Factors`, whose spectrum is its r×r core's).
 * **Entanglement profile**: ψ = vec(M) (row-major) lives on the chain of sites of
-  :mod:`lab.probes.tensorize`: the prime factors of a·c ascending, then of b·d ascending. Writing
+  :mod:`lab.kernels.tensorize`: the prime factors of a·c ascending, then of b·d ascending. Writing
   the row index i = i1·c + i2 in that chain's mixed radix puts i1 on the first sites and i2 on the
   rest exactly when the chain's row sites are W1's row primes followed by W2's; likewise for the
   columns. The sites are **aligned** with the Kronecker split when
@@ -36,8 +36,10 @@ from __future__ import annotations
 import numpy as np
 
 from lab.deltas import Factors, Kron
-from lab.probes import factored, linalg
-from lab.probes.tensorize import Sites, prime_factors, sites as chain_sites
+from lab.kernels import factored, linalg
+from lab.kernels.schmidt import schmidt_spectra
+from lab.kernels.spectrum import entropies
+from lab.kernels.tensorize import Sites, prime_factors, sites as chain_sites
 
 
 def factor_singular_values(w: np.ndarray | Factors) -> np.ndarray:
@@ -59,7 +61,7 @@ def interleaved_sites(k: Kron) -> Sites:
 
 
 def aligned(k: Kron, st: Sites | None = None) -> bool:
-    """Whether the chain ``st`` (default: the matrix's own, :func:`lab.probes.tensorize.sites`) is
+    """Whether the chain ``st`` (default: the matrix's own, :func:`lab.kernels.tensorize.sites`) is
     the interleaved one, so that the profile follows from the factors (see the module docstring)."""
     return interleaved_sites(k) == (st if st is not None else chain_sites(*k.shape))
 
@@ -72,15 +74,19 @@ def induced_cuts(k: int, p: int, q: int, row_sites: int) -> tuple[int, int]:
 
 
 def _factor_entropies(w: np.ndarray | Factors) -> tuple[np.ndarray, np.ndarray]:
-    """(von Neumann, Rényi-2) of one factor at its own cuts 0 … N (0 at both ends), nats."""
-    from lab.probes.entanglement import entanglement_profile
+    """(von Neumann, Rényi-2) of one factor at its own cuts 0 … N (0 at both ends), nats.
 
+    ``w`` is a float64 array or :class:`Factors` (a Kron's factors never are a Kron), and the caller
+    has checked that it is finite and nonzero: its Schmidt spectra are those the entanglement
+    profile would compute (factored factors stay factored)."""
     st = chain_sites(*w.shape)
     zero = np.zeros(1)
     if st.n_sites < 2:
         return np.zeros(st.n_sites + 1), np.zeros(st.n_sites + 1)
-    p = entanglement_profile(w, st)  # factored factors stay factored
-    return np.concatenate([zero, p.entropy, zero]), np.concatenate([zero, p.renyi2, zero])
+    pairs = [entropies(p) for p in schmidt_spectra(w, st)]
+    vn = np.array([v for v, _ in pairs], dtype=np.float64)
+    renyi2 = np.array([r for _, r in pairs], dtype=np.float64)
+    return np.concatenate([zero, vn, zero]), np.concatenate([zero, renyi2, zero])
 
 
 def profile_entropies(k: Kron, st: Sites) -> tuple[np.ndarray, np.ndarray] | None:

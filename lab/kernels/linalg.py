@@ -12,7 +12,7 @@ Which library does what was decided by measurement on this project's 2-core AMD 
   a stall (the idle pool's threads still spinning): negligible next to a 2 s solve, but it made
   384×384 profiles 5× slower and the spectra of a whole model 2× slower when every small solve
   went to torch. So only solves of ``TORCH_FROM`` rows or more go to torch, and callers that
-  have many (lab.probes.schmidt) run the small ones first, so the pools change hands once.
+  have many (lab.kernels.schmidt) run the small ones first, so the pools change hands once.
 
 scipy's LAPACK is not used at all: it ships a third thread pool (its own OpenBLAS).
 Everything is float64; arrays are shared with torch without copies.

@@ -35,7 +35,7 @@ import numpy as np
 
 from lab.deltas import Factors
 from lab.errors import LabError
-from lab.probes.msu import difference_norms
+from lab.kernels.norms import difference_norms
 
 METHODS = ("stack", "linear", "svd", "lego", "lego-oracle")
 

@@ -14,10 +14,10 @@ view, and the left Gram at cut k is a partial trace of the left Gram at cut k+1,
 centre (the largest left Gram and the largest right Gram) gives every Gram; the partial traces are
 tiny, and the work is dominated by the eigensolve at the central cut. Each Gram's trace is ‖M‖²_F,
 which normalises the p_i. :func:`cut_grams` (the partial traces) and :func:`spectra_of_grams`
-(the eigensolves) are shared with :mod:`lab.probes.blocked`, which accumulates the two largest
+(the eigensolves) are shared with :mod:`lab.kernels.blocked`, which accumulates the two largest
 Grams block by block from a matrix too large to hold in float64.
 
-Factored, s·B·A: see :mod:`lab.probes.factored`; cuts inside the row sites reshape the row root
+Factored, s·B·A: see :mod:`lab.kernels.factored`; cuts inside the row sites reshape the row root
 s·B·L (rows×r), cuts inside the column sites reshape the column root s·Kᵀ·A (r×cols), and the
 row|column cut uses the r×r core. Nothing of size rows×cols is ever formed.
 """
@@ -28,11 +28,11 @@ from typing import Callable
 
 import numpy as np
 
-from lab.probes import factored
-from lab.probes.linalg import SAFE_MAGNITUDE, gram as _gram, psd_eigvals as _psd_eigvals, rescaled as _rescaled
-from lab.probes.factored import Factors
-from lab.probes.memo import memo_for
-from lab.probes.tensorize import Sites
+from lab.kernels import factored
+from lab.kernels.linalg import SAFE_MAGNITUDE, gram as _gram, psd_eigvals as _psd_eigvals, rescaled as _rescaled
+from lab.kernels.factored import Factors
+from lab.kernels.memo import memo_for
+from lab.kernels.tensorize import Sites
 
 
 def _normalised(w: np.ndarray, trace: float) -> np.ndarray:
@@ -48,7 +48,7 @@ def cut_grams(st: Sites, left_gram: Callable[[int], np.ndarray],
     ``left_gram(D)`` must return x·xᵀ for ψ reshaped (D, −1) at the last cut whose left side is
     the smaller, ``right_gram(D)`` yᵀ·y for ψ reshaped (−1, D) at the first cut whose right side
     is the smaller; each is called at most once. Every other Gram is a partial trace of these.
-    In memory they are plain products of reshapes (:func:`_dense`); :mod:`lab.probes.blocked`
+    In memory they are plain products of reshapes (:func:`_dense`); :mod:`lab.kernels.blocked`
     accumulates them from a :class:`~lab.sources.MatrixSource` block by block.
     """
     dl, dr, dims = st.d_left, st.d_right, st.dims
@@ -81,7 +81,7 @@ def spectra_of_grams(grams: dict[int, np.ndarray], eigvals: Callable[[np.ndarray
     """
     out: list[np.ndarray] = [np.zeros(0)] * len(grams)
     # smallest first: the numpy-sized solves, then the large ones in one run on torch's pool, so
-    # that the thread pools change hands once (see lab.probes.linalg)
+    # that the thread pools change hands once (see lab.kernels.linalg)
     for i in sorted(grams, key=lambda i: grams[i].shape[0]):
         g = grams.pop(i)
         out[i] = _normalised(eigvals(g), float(np.trace(g)))
@@ -98,7 +98,7 @@ def _dense(m: np.ndarray, st: Sites) -> list[np.ndarray]:
                       lambda d: _gram(psi.reshape(-1, d)))  # on the right yᵀ·y
     # the row|column cut's Gram is M·Mᵀ (rows ≤ cols) or MᵀM, the small-side Gram of M, whether it was
     # accumulated or is a partial trace of a larger one: its eigenvalues are σ² of M, which the spectra
-    # probe reads instead of solving that matrix again (lab.probes.memo)
+    # probe reads instead of solving that matrix again (lab.kernels.memo)
     valley = grams.get(valley_index(st, rows))
 
     def eigvals(g: np.ndarray) -> np.ndarray:
@@ -151,7 +151,7 @@ def _factored(f: Factors, st: Sites) -> list[np.ndarray]:
 def schmidt_spectra(x: np.ndarray | Factors, st: Sites) -> list[np.ndarray]:
     """The Schmidt coefficients p_i (Σ p_i = 1, unsorted) at cuts 1 … N−1 of vec(x)/‖x‖_F.
 
-    ``x`` is a dense 2-D array or :class:`~lab.probes.factored.Factors`; a zero matrix gives NaN.
+    ``x`` is a dense 2-D array or :class:`~lab.kernels.factored.Factors`; a zero matrix gives NaN.
     """
     if isinstance(x, Factors):
         return _factored(x, st)

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from lab.probes import factored
-from lab.probes.factored import Factors
-from lab.probes.linalg import gram, leading_eigh, rescaled
-from lab.probes.memo import pure
+from lab.kernels import factored
+from lab.kernels.factored import Factors
+from lab.kernels.linalg import gram, leading_eigh, rescaled
+from lab.kernels.memo import pure
 
 
 def top_singular_vectors(x: np.ndarray | Factors, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -54,7 +54,7 @@ def top_singular_vectors(x: np.ndarray | Factors, k: int | None = None) -> tuple
 
 
 def base_singular_vectors(w: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`top_singular_vectors` of a base weight W, solved once per W and k (:func:`lab.probes.memo.pure`):
+    """:func:`top_singular_vectors` of a base weight W, solved once per W and k (:func:`lab.kernels.memo.pure`):
     the spectra and intruders probes of a unit share it, and a sweep's checkpoints read it from disk."""
     return pure(w, f"svd:{'all' if k is None else int(k)}", lambda: top_singular_vectors(w, k))
 
@@ -80,8 +80,8 @@ CERTIFY_WITH = 64  # W's leading vectors tried first for the intruders' max-cosi
 def leading_for_certificate(n: int, k: int) -> int | None:
     """How many of W's n leading directions to solve first (at least the k the overlaps need), or None
     for all of them at once: when a partial solve would not be cheaper than the full one
-    (:func:`lab.probes.linalg.leading_eigh` solves fully below LANCZOS_FROM or above n / LANCZOS_FRACTION)."""
-    from lab.probes.linalg import LANCZOS_FRACTION, LANCZOS_FROM
+    (:func:`lab.kernels.linalg.leading_eigh` solves fully below LANCZOS_FROM or above n / LANCZOS_FRACTION)."""
+    from lab.kernels.linalg import LANCZOS_FRACTION, LANCZOS_FROM
 
     lead = max(int(k), CERTIFY_WITH)
     return lead if n >= LANCZOS_FROM and lead <= n // LANCZOS_FRACTION else None

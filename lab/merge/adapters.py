@@ -30,8 +30,8 @@ from lab.checkpoints import TensorLoader, discover, module_name, plan_reads
 from lab.checkpoints.diffusers_names import KOHYA_PREFIXES, image_name
 from lab.deltas import Factors
 from lab.errors import InputError
-from lab.probes import merging, task_vectors
-from lab.probes.merging import MergeError
+from lab.kernels import merging, task_vectors
+from lab.kernels.merging import MergeError
 
 PREFIX = "base_model.model."
 

@@ -40,7 +40,7 @@ def merge(adapters: Sequence[str | Path], out: str | Path, method: str = "stack"
     DARE's masks (and LEGO's k-means)."""
     from lab.merge.adapters import merge_modules, merge_rows, read_adapter, write_adapter, write_merge_table
     from lab.merge.full import is_full_model
-    from lab.probes.merging import MergeError
+    from lab.kernels.merging import MergeError
 
     if base is not None:
         from lab.checkpoints.hub import resolve
@@ -116,7 +116,7 @@ def _merge_full(models, out, method, weights, base, texts, seq_len, windows, ove
     """Full fine-tunes of ``base`` merged as task vectors into a model folder, with the merge table (and merge_eval)."""
     from lab.merge.adapters import write_merge_table
     from lab.merge.full import full_rows, merge_full
-    from lab.probes.merging import MergeError
+    from lab.kernels.merging import MergeError
 
     if base is None:
         raise MergeError(f"{models[0]} is a full model: merging full fine-tunes needs --base, the model they were fine-tuned from")

@@ -32,7 +32,7 @@ def merge_command(
 ) -> None:
     """Merge adapters (stack, linear, svd, lego) into one PEFT adapter and record its error against the exact weighted sum."""
     from lab.merge.api import merge
-    from lab.probes.merging import MergeError
+    from lab.kernels.merging import MergeError
 
     w = None
     if weights is not None:

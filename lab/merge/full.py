@@ -1,7 +1,7 @@
 """Full fine-tunes merged as task vectors: τ_j = W_j − W_0 per tensor, into a safetensors model folder.
 
 Every floating tensor of the base W_0 that every fine-tune holds with the same shape is merged
-with a task-vector method (:mod:`lab.probes.task_vectors`: task_arithmetic, ties, dare_linear,
+with a task-vector method (:mod:`lab.kernels.task_vectors`: task_arithmetic, ties, dare_linear,
 dare_ties, magnitude_prune, PEFT's definitions, each tensor trimmed on its own as mergekit and
 PEFT trim) and written as W_0 + M in the base's dtype; every other tensor is the base's. The
 base's other files (config.json, tokenizer, generation config) are copied, so
@@ -20,8 +20,8 @@ import numpy as np
 from lab.checkpoints import TensorLoader, discover
 from lab.checkpoints.naming import module_name, natural_key, strip_weight
 from lab.errors import InputError, LabError
-from lab.probes import task_vectors
-from lab.probes.merging import MergeError
+from lab.kernels import task_vectors
+from lab.kernels.merging import MergeError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5")
 

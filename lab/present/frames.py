@@ -64,12 +64,12 @@ def matching_controls(module_rows: pd.DataFrame, controls: pd.DataFrame, rank_bo
     """The control profiles for ``module_rows``' shape: the Gaussian matrix of that shape and, given the
     module's rank bound r (or several), the product of Gaussian factors of rank r (an untrained LoRA).
 
-    Controls are found by the module name the probes give them (``lab.probes.controls.control_module``)
+    Controls are found by the module name the probes give them (``lab.kernels.controls.control_module``)
     and kept only when their site chain matches, so a control is never drawn against the wrong shape.
     """
     if controls is None or controls.empty or module_rows.empty:
         return module_rows.iloc[0:0]
-    from lab.probes.controls import RANDOM, RANDOM_LORA, control_module
+    from lab.kernels.controls import RANDOM, RANDOM_LORA, control_module
 
     want = shape_signature(module_rows)
     at_cut = module_rows[module_rows["cut"] == module_rows["row_sites"]]

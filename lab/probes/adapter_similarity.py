@@ -14,7 +14,7 @@ For every pair (a, b) of the group's members, in run order:
   here as: among the entries where both updates are nonzero, the fraction whose signs differ); dense
   rows are built a block at a time.
 
-Singular vectors come from :func:`lab.probes.subspaces.top_singular_vectors` (exact QR + r×r SVD
+Singular vectors come from :func:`lab.kernels.subspaces.top_singular_vectors` (exact QR + r×r SVD
 for factors), without a dense update's rounding-level directions. A streamed update is not compared (its pair gets a note).
 
 Example::
@@ -35,8 +35,8 @@ from itertools import combinations
 import numpy as np
 
 from lab.deltas import Delta, Kron, is_streamed
-from lab.probes import subspaces
-from lab.probes.factored import Factors, as_matrix_or_factors
+from lab.kernels import subspaces
+from lab.kernels.factored import Factors, as_matrix_or_factors
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 
 
@@ -86,7 +86,7 @@ def dims(rank: int, max_dim: int) -> list[int]:
 
 def _vectors(x, side: str, k: int) -> np.ndarray:
     """The top k singular vectors on ``side`` above rounding: a dense update's directions come from its Gram
-    matrix, whose rounding is (√big + small)·ε·σ₁² (the floor lab.probes.blocked applies to streamed spectra);
+    matrix, whose rounding is (√big + small)·ε·σ₁² (the floor lab.kernels.blocked applies to streamed spectra);
     directions with σ² below it are not part of its subspace."""
     x = _m(x)
     u, s, v = subspaces.top_singular_vectors(x, k)

@@ -12,7 +12,7 @@ For each layer and head, the attention probability matrix P (L×L, rows sum to 1
   to the windows' mean profile and to each window (table ``attention_token_fits``); the verdict
   is the law best by AIC only with a margin > 2 and R² ≥ 0.8, else "neither fits".
 * **digit chain** (table ``attention_entanglement``): ψ = vec(P)/‖P‖_F on the prime-factor site
-  chain of L×L, the internal probe's profile (:func:`lab.probes.entanglement.entanglement_profile`)
+  chain of L×L, the internal probe's profile (:func:`lab.kernels.profile.entanglement_profile`)
   applied to P: a cut there splits high from low digits of the query and key indices, not blocks
   of tokens. No law is fitted to it (five or six points of a non-monotone profile).
 
@@ -44,9 +44,9 @@ from typing import Any, Callable
 import numpy as np
 
 from lab.errors import InputError
-from lab.probes.entanglement import entanglement_profile
-from lab.probes.page import page_entropy
-from lab.probes.tensorize import Sites, sites as chain_sites
+from lab.kernels.page import page_entropy
+from lab.kernels.profile import entanglement_profile
+from lab.kernels.tensorize import Sites, sites as chain_sites
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 from lab.probes.token_cuts import NEITHER, fit_token_laws, monotone_halves, token_cut_spectra, token_cuts
 from lab.probes.windows import (Window, attention_layers, check_window_options, load_model, load_tokenizer,
@@ -153,10 +153,10 @@ class HeadProfiles:
 
 
 def head_profiles(P: np.ndarray) -> HeadProfiles:
-    """The profile of :func:`~lab.probes.entanglement.entanglement_profile` for every matrix of a stack at once.
+    """The profile of :func:`~lab.kernels.profile.entanglement_profile` for every matrix of a stack at once.
 
     The same state ψ = vec(P_h)/‖P_h‖_F on the same chain, and the same Grams (the two largest by
-    one batched product each, the others by partial traces, as :func:`lab.probes.schmidt.cut_grams`
+    one batched product each, the others by partial traces, as :func:`lab.kernels.schmidt.cut_grams`
     does for one matrix), solved by one batched symmetric eigensolve per cut: a layer's heads cost
     a few batched calls instead of heads × (cuts) small ones, which keeps the profiles cheaper than
     the forward pass that produced the matrices.

@@ -1,15 +1,15 @@
 """Internal artificial entanglement: the MPS entropy profile of a weight matrix or update.
 
 M (rows×cols) is read as the state ψ = vec(M)/‖M‖_F (row-major) on the chain of sites given by
-the prime factors of rows then of cols (:mod:`lab.probes.tensorize`). At each cut k = 1 … N−1,
-with Schmidt coefficients p_i (:mod:`lab.probes.schmidt`):
+the prime factors of rows then of cols (:mod:`lab.kernels.tensorize`). At each cut k = 1 … N−1,
+with Schmidt coefficients p_i (:mod:`lab.kernels.schmidt`):
 
 * von Neumann entropy S_k = −Σ p_i ln p_i (nats), Rényi-2 entropy −ln Σ p_i²,
-* the maximum ln min(D_left, D_right), and Page's mean for a random state (:mod:`lab.probes.page`).
+* the maximum ln min(D_left, D_right), and Page's mean for a random state (:mod:`lab.kernels.page`).
 
 A LoKr update s·kron(W1, W2) (:class:`~lab.deltas.Kron`) whose chain is aligned with the
 Kronecker split has at every cut the sum of W1's and W2's entropies at the induced cuts, computed
-from the two small factors (:mod:`lab.probes.kron`); otherwise its dense profile.
+from the two small factors (:mod:`lab.kernels.kron`); otherwise its dense profile.
 
 The row|column cut (k = row_sites) carries the entropy of ΔW's normalised squared singular
 values, at most ln rank(ΔW): a rank-r update has an "entanglement valley" there while the outer
@@ -29,95 +29,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lab.deltas import Delta, Kron, is_streamed
+from lab.deltas import Delta
 from lab.errors import NonFiniteError
-from lab.probes import inputs, kron
-from lab.probes.factored import Factors, as_matrix_or_factors
-from lab.probes.page import page_entropy
+from lab.kernels.page import page_entropy
+from lab.kernels.profile import Profile, entanglement_profile
+from lab.kernels.spectrum import entropies  # noqa: F401  (importable from here too)
+from lab.kernels.tensorize import sites as chain_sites
+from lab.probes import inputs
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
-from lab.probes.schmidt import schmidt_spectra
-from lab.probes.tensorize import Sites, sites as chain_sites
-
-
-@dataclass(frozen=True)
-class Profile:
-    """Per-cut entropies of one matrix; arrays are indexed by cut − 1 (cuts are 1 … N−1)."""
-
-    rows: int
-    cols: int
-    sites: Sites
-    d_left: np.ndarray
-    d_right: np.ndarray
-    entropy: np.ndarray  # von Neumann, nats
-    renyi2: np.ndarray  # −ln Σ p², nats
-    max_entropy: np.ndarray  # ln min(D_left, D_right)
-    page_entropy: np.ndarray  # Page's mean for a random state of (D_left, D_right)
-
-    @property
-    def cuts(self) -> np.ndarray:
-        return self.sites.cuts
-
-
-def entropies(p: np.ndarray) -> tuple[float, float]:
-    """(von Neumann −Σ p ln p, Rényi-2 −ln Σ p²) in nats of probabilities p (NaN stays NaN)."""
-    p = np.asarray(p, dtype=np.float64)
-    if p.size and np.isnan(p).any():
-        return float("nan"), float("nan")
-    nz = p[p > 0.0]
-    return float(-(nz * np.log(nz)).sum()), float(-np.log((p * p).sum()))
-
-
-def entanglement_profile(x, sites: Sites | None = None) -> Profile:
-    """The entropy profile of vec(x)/‖x‖_F over every cut of its site chain.
-
-    ``x``: a 2-D array, a :class:`~lab.deltas.Delta`, :class:`~lab.deltas.Factors`, a
-    ``(B, A[, scale])`` tuple, :class:`~lab.deltas.Kron`, or a streamed
-    :class:`~lab.sources.MatrixSource` (read in blocks, see :mod:`lab.probes.blocked`); factors are
-    never multiplied out, a Kronecker product only when the sites do not align with its split
-    (:mod:`lab.probes.kron`). ``sites`` defaults
-    to :func:`lab.probes.tensorize.sites` of the shape. A zero matrix gives NaN entropies.
-    Raises :class:`~lab.errors.NonFiniteError` for NaN or inf entries.
-    """
-    x = x.matrix if isinstance(x, Delta) else x
-    streamed = is_streamed(x)
-    x = x if streamed else as_matrix_or_factors(x)
-    rows, cols = x.shape
-    st = sites if sites is not None else chain_sites(rows, cols)
-    if int(np.prod(st.dims, dtype=np.int64)) != rows * cols:
-        raise ValueError(f"sites {st.dims} do not multiply to {rows}x{cols}")
-    if streamed:
-        from lab.probes.blocked import schmidt_spectra_blocked
-
-        spectra = schmidt_spectra_blocked(x, st)  # raises NonFiniteError while streaming
-    else:
-        finite = x.is_finite() if isinstance(x, (Factors, Kron)) else bool(np.isfinite(x).all())
-        if not finite:
-            raise NonFiniteError(f"matrix {rows}x{cols} holds NaN or inf; its entanglement profile is undefined")
-    if isinstance(x, Kron):
-        from_factors = kron.profile_entropies(x, st)
-        if from_factors is not None:
-            return _profile(rows, cols, st, *from_factors)
-        x = x.to_dense()  # the chain cuts across the Kronecker split
-    if not streamed:
-        spectra = schmidt_spectra(x, st)
-    pairs = [entropies(p) for p in spectra]
-    return _profile(rows, cols, st, np.array([s for s, _ in pairs], dtype=np.float64),
-                    np.array([r for _, r in pairs], dtype=np.float64))
-
-
-def _profile(rows: int, cols: int, st: Sites, entropy: np.ndarray, renyi2: np.ndarray) -> Profile:
-    dl, dr = st.d_left, st.d_right
-    return Profile(
-        rows=rows,
-        cols=cols,
-        sites=st,
-        d_left=dl,
-        d_right=dr,
-        entropy=entropy,
-        renyi2=renyi2,
-        max_entropy=np.log(np.minimum(dl, dr).astype(np.float64)),
-        page_entropy=np.asarray(page_entropy(dl, dr), dtype=np.float64).reshape(-1),
-    )
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ For M (rows×cols: W, W + ΔW or ΔW) the eigenvalues are λ_i = σ_i², the squ
 all min(rows, cols) of them, *not* divided by N: WeightWatcher 0.7.5.5's defaults
 (``normalize=False``; ``WeightWatcher.combined_eigenvalues`` has the ``evals / N`` line commented
 out; ``conv2d_norm`` touches only convolutions). The singular values come from the spectra
-probe's exact paths (:func:`lab.probes.spectra.singular_values`: the r×r core of factors, the
+probe's exact paths (:func:`lab.kernels.singular.singular_values`: the r×r core of factors, the
 Kronecker products' σ, a streamed matrix's one-pass Gram, a dense matrix's eigenvalues already
 solved by the entanglement probe when it ran first).
 
@@ -46,12 +46,13 @@ import numpy as np
 
 from lab.deltas import Delta, Kron, is_streamed
 from lab.errors import NonFiniteError
-from lab.probes import inputs, linalg
-from lab.probes.factored import Factors, as_matrix_or_factors
-from lab.probes.memo import pure
+from lab.kernels import linalg
+from lab.kernels.factored import Factors, as_matrix_or_factors
+from lab.kernels.memo import pure
+from lab.kernels.singular import singular_values
+from lab.probes import inputs
 from lab.probes.powerlaw import PowerLawFit, fit_power_law
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
-from lab.probes.spectra import singular_values
 
 TARGETS = ("delta", "weight", "tuned")
 

@@ -2,7 +2,7 @@
 
 The ``source`` column says which: ``delta`` (ΔW, dense, factored or streamed), ``weight`` (the
 base W, when ``weight`` is among the probe's targets and a base was given), and for the run's
-control matrices ``random`` and ``random_lora`` (see :mod:`lab.probes.controls`). Shared by the
+control matrices ``random`` and ``random_lora`` (see :mod:`lab.kernels.controls`). Shared by the
 entanglement and spectra probes so that both read the same matrices under the same labels.
 """
 

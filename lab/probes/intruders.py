@@ -3,13 +3,13 @@
 Shuttleworth, Andreas, Torralba & Sharma 2024 ("LoRA vs Full Fine-tuning: An Illusion of
 Equivalence"): a singular vector y_j among the top k of the fine-tuned matrix is an intruder when
 max_i |cos(y_j, x_i)| < ε over *all* singular vectors x_i of the pre-trained W, the definition of
-:mod:`lab.probes.subspaces` and the spectra probe. Here both sides: the left singular vectors of
+:mod:`lab.kernels.subspaces` and the spectra probe. Here both sides: the left singular vectors of
 W_ft against W's left ones, and the right against W's right ones.
 
 Every count of the sweep comes from one number per examined vector: with c_j = max_i |cos(y_j, x_i)|
 the count at (ε, k) is #{j ≤ k : c_j < ε}. So W_ft's top max(k) triplets are solved once, W's
 leading directions once (one decomposition gives both sides), and W's full decomposition only
-when the certificate of :func:`lab.probes.subspaces.certified_max_cosines` fails for a side —
+when the certificate of :func:`lab.kernels.subspaces.certified_max_cosines` fails for a side —
 then once for both sides. The ``intruder_vectors`` table keeps c_j and σ_j, so any other
 threshold can be applied later without recomputing.
 
@@ -33,8 +33,8 @@ import numpy as np
 
 from lab.deltas import Delta, Kron, is_streamed
 from lab.errors import NonFiniteError
-from lab.probes import subspaces
-from lab.probes.factored import Factors, as_matrix_or_factors
+from lab.kernels import subspaces
+from lab.kernels.factored import Factors, as_matrix_or_factors
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 
 SIDES = ("left", "right")

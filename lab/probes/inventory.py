@@ -4,19 +4,8 @@ from __future__ import annotations
 
 from lab.deltas import Delta
 from lab.errors import NonFiniteError
+from lab.kernels.norms import update_norm  # noqa: F401  (importable from here too)
 from lab.probes.registry import Probe, ProbeContext, Rows, register
-
-
-def update_norm(delta: Delta) -> float:
-    """‖ΔW‖_F of any representation: dense, factored (r×r Grams) or streamed (block by block).
-
-    For a streamed ΔW this is the pass that finds NaN/inf: :class:`~lab.errors.NonFiniteError`.
-    """
-    if delta.streamed:
-        from lab.probes.blocked import fro_norm_blocked
-
-        return fro_norm_blocked(delta.matrix)
-    return delta.fro_norm()
 
 
 def delta_row(delta: Delta) -> dict:

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lab.deltas import Delta, Factors
-from lab.probes.entanglement import entropies
+from lab.kernels.norms import difference_norms
+from lab.kernels.spectrum import entropies
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 
 NOTE_DENSE_DORA = "dora: the effective update is dense (read with --base); MSUs need the low-rank factors: analyse without --base"
@@ -100,26 +101,6 @@ def units(f: Factors) -> Units:
     cos_b = _cosines(f.B.T)
     return Units(b_norm, a_norm, contribution, own_share, energy_share, float(np.sqrt(max(total, 0.0))),
                  (total - own) / total if total > 0 else float("nan"), effective, *cos_a, *cos_b)
-
-
-def difference_norms(left: list[np.ndarray], right: list[np.ndarray]) -> tuple[float, float]:
-    """‖Σ_j L_j·R_j‖_F and ‖Σ_j L_j·R_j‖_2 for factor pairs L_j (m×r_j), R_j (r_j×n), never multiplied out.
-
-    With C = [L_1 … L_J] and D = [R_1; …; R_J], Σ_j L_j R_j = C·D. Thin QR of C = Q_C R_C and of
-    Dᵀ = Q_D R_D gives C·D = Q_C (R_C R_Dᵀ) Q_Dᵀ, so both norms are those of the small core
-    R_C R_Dᵀ. Why QR rather than the Gram trace ‖CD‖² = tr((CᵀC)(DDᵀ)): for a difference that is
-    zero in exact arithmetic the trace cancels terms of size ‖C‖²‖D‖² and keeps only √ε of the
-    digits, while Householder QR is backward stable and resolves the difference at ε.
-    """
-    C = np.concatenate(left, axis=1)
-    D = np.concatenate(right, axis=0)
-    if C.shape[1] == 0:
-        return 0.0, 0.0
-    _, Rc = np.linalg.qr(C)
-    _, Rd = np.linalg.qr(D.T)
-    core = Rc @ Rd.T
-    sigma = np.linalg.svd(core, compute_uv=False)
-    return float(np.sqrt((sigma ** 2).sum())), float(sigma[0]) if sigma.size else 0.0
 
 
 def permutation_errors(f: Factors, permutations: int, seed: int = 0) -> np.ndarray:

@@ -6,16 +6,16 @@ arXiv 2409.05976; LoRA-LEGO, Zhao et al. 2024, arXiv 2409.16167):
 
 * ``concat_sum_error`` = ‖[B_1 … B_J]·[s_1 A_1; …; s_J A_J] − Σ_j s_j B_j A_j‖_F / ‖Σ_j s_j B_j A_j‖_F:
   zero in exact arithmetic for any ranks and scales (the units of all adapters form one set);
-  what is left is rounding. Computed by :func:`lab.probes.msu.difference_norms`, never densely.
+  what is left is rounding. Computed by :func:`lab.kernels.norms.difference_norms`, never densely.
 * ``cross_term_error`` = ‖B̃·Ã − T‖_F / ‖T‖_F with T = (1/J)·Σ_j s_j B_j A_j the exact mean and
-  (B̃, Ã) PEFT's "linear" index-wise average with weights 1/J (:func:`lab.probes.merging.linear`):
+  (B̃, Ã) PEFT's "linear" index-wise average with weights 1/J (:func:`lab.kernels.merging.linear`):
   B̃·Ã − T = (1/J)·Σ_{j≠k} √(s_j s_k)·B_j A_k, FLoRA's aggregation noise. Equal ranks only.
 * the same error after a seeded random permutation of each adapter's ranks (B_j P_j, P_jᵀ A_j,
   which leaves every update unchanged): mean, min and max over the permutations. The spread is
   the point: index-wise averaging pairs unit i of one adapter with unit i of another, an order
   that training never fixed.
 * ``fedavg_error``: the same for FedAvg's index-wise mean B̄ = (1/J)·Σ B_j, Ā = (1/J)·Σ s_j A_j
-  (:func:`lab.probes.merging.fedavg`), with its spread over the same permutations. The two rules
+  (:func:`lab.kernels.merging.fedavg`), with its spread over the same permutations. The two rules
   differ: PEFT's square-root weights give (Σ_j √w_j)² = J times the update for J identical
   adapters (error J − 1), FedAvg gives it exactly; for independent adapters both carry cross terms.
 
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lab.deltas import Factors
-from lab.probes.merging import fedavg, linear, stack
-from lab.probes.msu import difference_norms
+from lab.kernels.merging import fedavg, linear, stack
+from lab.kernels.norms import difference_norms
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 
 

@@ -7,7 +7,7 @@ windows (:mod:`lab.probes.windows`), one row per (pair, seq_len, layer, measure)
 
 * **inside** (no windows): for the query and the value projection,
   mean over cuts k of |S_k(ΔW_a) − S_k(ΔW_b)| / S_page,k, with S_k the MPS entropy profile of
-  :func:`lab.probes.entanglement.entanglement_profile` and S_page Page's value at that cut;
+  :func:`lab.kernels.profile.entanglement_profile` and S_page Page's value at that cut;
   ``inside`` is the mean of the q and v numbers (ΔW = W_eff − W_base as the model runs it).
 * **outside**, per window, then averaged over windows:
 
@@ -51,8 +51,8 @@ from typing import Any
 import numpy as np
 
 from lab.errors import InputError
+from lab.kernels.profile import entanglement_profile
 from lab.probes.attention import _effective_weight, head_profiles, total_variation
-from lab.probes.entanglement import entanglement_profile
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 from lab.probes.token_cuts import token_cut_spectra, token_cuts
 from lab.probes.windows import (Window, attention_layers, check_window_options, head_shape, load_model, load_tokenizer,

@@ -108,9 +108,11 @@ def register(probe: Probe) -> Probe:
 
 
 def available() -> dict[str, Probe]:
-    """Registered probes by name, after importing the built-in probe modules."""
-    import lab.probes  # noqa: F401  (registers the built-in probes)
+    """Registered probes by name: the built-in ones and any registered since.
 
+    The built-in ones are always there: importing this module imports its package first, and
+    ``lab/probes/__init__.py`` imports every built-in probe module (so this module imports none of
+    them, and the package is in no import cycle)."""
     return dict(_REGISTRY)
 
 

@@ -11,8 +11,8 @@ With σ₁ ≥ σ₂ ≥ … the singular values of M (rows×cols):
 * utilisation: effective rank / rank bound (r for adapters, min(rows, cols) otherwise).
 
 With a base W (``delta.base``) also the overlap of ΔW's top-k singular subspaces with W's
-(:func:`lab.probes.subspaces.subspace_overlap`, k = min(top_k, numerical rank of ΔW)) and the
-intruder directions of W + ΔW (:func:`lab.probes.subspaces.intruders`).
+(:func:`lab.kernels.subspaces.subspace_overlap`, k = min(top_k, numerical rank of ΔW)) and the
+intruder directions of W + ΔW (:func:`lab.kernels.subspaces.intruders`).
 
 Example::
 
@@ -30,12 +30,14 @@ import numpy as np
 
 from lab.deltas import Delta, Kron, is_streamed
 from lab.errors import NonFiniteError
-from lab.probes import factored, inputs, kron, linalg, subspaces
-from lab.probes.entanglement import entropies
-from lab.probes.factored import Factors, as_matrix_or_factors
-from lab.probes.linalg import SAFE_MAGNITUDE
-from lab.probes.memo import memo_for, pure
+from lab.kernels import subspaces
+from lab.kernels.blocked import alignment_blocked, alignment_from_grams, grams, small_eigvals, spectrum_from_gram
+from lab.kernels.factored import Factors, as_matrix_or_factors
+from lab.kernels.singular import singular_values, spectrum  # noqa: F401  (importable from here too)
+from lab.kernels.spectrum import Alignment, Spectrum
+from lab.probes import inputs
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
+from lab.sources import as_source
 
 
 @dataclass(frozen=True)
@@ -58,137 +60,11 @@ class SpectraOptions:
             raise ValueError("intruder_reference must be at least 1 (or none)")
 
 
-def _entropy(p: np.ndarray) -> float:
-    return entropies(p)[0]  # one Shannon entropy for the whole package
-
-
-@dataclass(frozen=True)
-class Spectrum:
-    """The singular values of one matrix (descending) and the numbers read from them."""
-
-    rows: int
-    cols: int
-    rank_bound: int
-    sigma: np.ndarray
-
-    @property
-    def _magnitude(self) -> float:
-        """t = σ₁ when σ₁ is so large or small that σ² would overflow or underflow (a corrupted
-        checkpoint, a scale of 1e308), else 1: every number below is computed from σ / t, as a ratio
-        t cancels from (or multiplied back), so ordinary spectra are not touched."""
-        top = self.spectral_norm
-        return top if top > 0 and not SAFE_MAGNITUDE[0] <= top <= SAFE_MAGNITUDE[1] else 1.0
-
-    @property
-    def _scaled(self) -> np.ndarray:
-        return self.sigma / self._magnitude
-
-    @property
-    def fro_norm(self) -> float:
-        with np.errstate(over="ignore"):
-            return float(self._magnitude * np.sqrt((self._scaled ** 2).sum()))
-
-    @property
-    def spectral_norm(self) -> float:
-        return float(self.sigma[0]) if self.sigma.size else 0.0
-
-    @property
-    def energy(self) -> np.ndarray:
-        """σ²/Σσ² (NaN for a zero matrix)."""
-        sq = self._scaled ** 2
-        total = float(sq.sum())
-        return sq / total if total > 0 else np.full(self.sigma.shape, np.nan)
-
-    @property
-    def stable_rank(self) -> float:
-        scaled = self._scaled
-        return float((scaled ** 2).sum() / scaled[0] ** 2) if self.spectral_norm > 0 else float("nan")
-
-    @property
-    def effective_rank(self) -> float:
-        scaled = self._scaled
-        total = float(scaled.sum())
-        return float(np.exp(_entropy(scaled / total))) if total > 0 else float("nan")
-
-    @property
-    def entropy_rank(self) -> float:
-        return float(np.exp(_entropy(self.energy))) if self.spectral_norm > 0 else float("nan")
-
-    def energy_rank(self, q: float) -> int:
-        """The fewest leading σ whose Σσ² reaches the fraction q of the total (0 for a zero matrix)."""
-        sq = self._scaled ** 2
-        total = float(sq.sum())
-        if total <= 0:
-            return 0
-        return int(min(np.searchsorted(np.cumsum(sq), q * total, side="left") + 1, sq.size))
-
-    @property
-    def numerical_rank(self) -> int:
-        if not self.sigma.size:
-            return 0
-        tol = self.sigma[0] * (max(self.rows, self.cols) * np.finfo(np.float64).eps)  # σ₁·max first would overflow near 1e308
-        return int((self.sigma > tol).sum())
-
-    @property
-    def utilization(self) -> float:
-        return self.effective_rank / self.rank_bound if self.rank_bound > 0 else float("nan")
-
-
-def singular_values(x: np.ndarray | Factors) -> np.ndarray:
-    """All singular values of any representation, descending (the one public singular-value helper).
-
-    Dense: :func:`lab.probes.linalg.dense_singular_values`; factors: the r×r core
-    (:func:`lab.probes.factored.core_singular_values`); a Kronecker product: the products of its
-    factors' singular values (:func:`lab.probes.kron.singular_values`, rank(W1)·rank(W2) of them);
-    streamed: from the small-side Gram, accumulated block by block (:func:`lab.probes.blocked.spectrum_blocked`).
-    """
-    x = x.matrix if isinstance(x, Delta) else x
-    if is_streamed(x):
-        return spectrum(x).sigma
-    x = as_matrix_or_factors(x)
-    if isinstance(x, Factors):
-        return factored.core_singular_values(x)
-    if isinstance(x, Kron):
-        return kron.singular_values(x)
-    # σ² of x were solved by the entanglement probe when it ran first on this array; either way the σ
-    # are kept for the unit's other probes (esd) and, for a base W, for the sweep's other checkpoints
-    known = memo_for(x).get("small_eigvals")
-    return pure(x, "sigma:" + ("gram" if known is not None else "direct"), lambda: linalg.dense_singular_values(x, known))
-
-
-def spectrum(x, rank_bound: int | None = None) -> Spectrum:
-    """The spectrum of a 2-D array, Delta, Factors, (B, A[, scale]) or Kron (never multiplied out).
-
-    ``rank_bound`` defaults to r for factors, rank(W1)·rank(W2) for Kron and min(rows, cols) otherwise. A streamed
-    :class:`~lab.sources.MatrixSource` goes through :func:`lab.probes.blocked.spectrum_blocked`.
-    Raises :class:`~lab.errors.NonFiniteError` for NaN or inf entries.
-    """
-    x = x.matrix if isinstance(x, Delta) else x
-    if is_streamed(x):
-        from lab.probes.blocked import spectrum_blocked
-
-        return spectrum_blocked(x, int(rank_bound) if rank_bound is not None else min(x.shape))
-    x = as_matrix_or_factors(x)
-    rows, cols = x.shape
-    finite = x.is_finite() if isinstance(x, (Factors, Kron)) else bool(np.isfinite(x).all())
-    if not finite:
-        raise NonFiniteError(f"matrix {rows}x{cols} holds NaN or inf; its singular values are undefined")
-    if rank_bound is None:
-        rank_bound = x.rank_bound if isinstance(x, (Factors, Kron)) else min(rows, cols)
-    return Spectrum(rows, cols, int(rank_bound), singular_values(x))
-
-
-@dataclass(frozen=True)
-class Alignment:
-    """How ΔW's leading singular subspaces sit in W's, and intruders of W + ΔW."""
-
-    k: int
-    overlap_left: float
-    overlap_right: float
-    intruder_top: int
-    intruder_threshold: float
-    intruder_count: int
-    intruder_min_cos: float
+def alignment_numbers(options: SpectraOptions) -> dict:
+    """The options the alignment kernels take, as their keyword arguments (top_k, intruder_top,
+    intruder_threshold, intruder_reference)."""
+    return {"top_k": options.top_k, "intruder_top": options.intruder_top,
+            "intruder_threshold": options.intruder_threshold, "intruder_reference": options.intruder_reference}
 
 
 def alignment(delta_x, base: np.ndarray, options: SpectraOptions = SpectraOptions(),
@@ -196,16 +72,13 @@ def alignment(delta_x, base: np.ndarray, options: SpectraOptions = SpectraOption
     """Subspace overlaps of ΔW with W (top k = min(top_k, numerical rank of ΔW)) and intruders of W + ΔW.
 
     When either matrix is streamed, everything comes from three small Gram matrices accumulated
-    in one pass (:func:`lab.probes.blocked.alignment_blocked`).
+    in one pass (:func:`lab.kernels.blocked.alignment_blocked`).
     """
     delta_x = delta_x.matrix if isinstance(delta_x, Delta) else delta_x
     if is_streamed(delta_x) or is_streamed(base):
-        from lab.probes.blocked import alignment_blocked
-        from lab.sources import as_source
-
         if numerical_rank is None:
             numerical_rank = spectrum(delta_x).numerical_rank
-        return alignment_blocked(as_source(delta_x), as_source(base), options, numerical_rank)
+        return alignment_blocked(as_source(delta_x), as_source(base), numerical_rank, **alignment_numbers(options))
     delta_x = as_matrix_or_factors(delta_x)
     base = np.asarray(base, dtype=np.float64)
     if numerical_rank is None:
@@ -314,9 +187,6 @@ def analyze_matrix(x, source: str, rank_bound: int, base=None, options: SpectraO
 
 def _analyze_streamed(x, source: str, rank_bound: int, base, options: SpectraOptions) -> Rows:
     """A streamed ΔW: its spectrum and its alignment with W from the Grams of one pass over both."""
-    from lab.probes.blocked import alignment_from_grams, grams, small_eigvals, spectrum_from_gram
-    from lab.sources import as_source
-
     g = None
     if base is not None:
         try:
@@ -328,7 +198,7 @@ def _analyze_streamed(x, source: str, rank_bound: int, base, options: SpectraOpt
     except NonFiniteError:
         return _nonfinite_rows(x.shape, source, rank_bound)
     s = spectrum_from_gram(delta_gram, x.shape, rank_bound, small_eigvals(x, delta_gram))
-    align = alignment_from_grams(g, options, s.numerical_rank) if g is not None else None
+    align = alignment_from_grams(g, s.numerical_rank, **alignment_numbers(options)) if g is not None else None
     return {"spectra": [spectrum_row(s, source, align)], "singular_values": singular_value_rows(s, source)}
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from lab.deltas import Factors
 from lab.errors import InputError
-from lab.probes.merging import errors as factored_errors
+from lab.kernels.merging import errors as factored_errors
 from lab.squeeze import svd
 from lab.squeeze.targets import Target
 

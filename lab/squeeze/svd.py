@@ -1,7 +1,7 @@
 """The arithmetic of a squeeze: SVDs of one module's update and the rank to keep.
 
 * From factors s·B·A (LoRA, or MPS's B·A_MPS): thin QR of B and of Aᵀ and the SVD of the r × r
-  core s·R_B·R_Aᵀ give ΔW = U·Σ·Vᵀ exactly in O(r²·(m + n)) (:func:`lab.probes.factored.core`),
+  core s·R_B·R_Aᵀ give ΔW = U·Σ·Vᵀ exactly in O(r²·(m + n)) (:func:`lab.kernels.factored.core`),
   never an m × n matrix.
 * From a dense ΔW (a full fine-tune): the randomized range finder with power iterations (Halko,
   Martinsson & Tropp 2011, Algorithms 4.4 and 5.1), seeded: Y = (ΔW·ΔWᵀ)^q·ΔW·Ω with a QR after
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from lab.deltas import Factors
-from lab.probes.factored import core
+from lab.kernels.factored import core
 
 
 def factored_svd(f: Factors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

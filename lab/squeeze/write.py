@@ -14,7 +14,7 @@ import numpy as np
 
 from lab.deltas import Factors
 from lab.merge.adapters import stored, write_adapter
-from lab.probes.merging import errors as factored_errors
+from lab.kernels.merging import errors as factored_errors
 from lab.squeeze.compress import Squeezed
 from lab.squeeze.targets import Input
 

@@ -21,8 +21,8 @@ import lab
 from lab.checkpoints import discover, iter_deltas
 from lab.deltas import Factors, Kron
 from lab.errors import FormatError
-from lab.probes import kron
-from lab.probes.controls import RANDOM_LORA, control_module
+from lab.kernels import kron
+from lab.kernels.controls import RANDOM_LORA, control_module
 from lab.probes.entanglement import entanglement_profile
 
 ADAPTERS = {

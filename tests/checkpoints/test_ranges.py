@@ -17,9 +17,9 @@ from safetensors.torch import load_file, save_file
 from lab.checkpoints.ranges import TensorRanges, data_offsets, read_array
 from lab.checkpoints.safetensors_header import read_header
 from lab.errors import FormatError, NonFiniteError, ShapeError
-from lab.probes import blocked, schmidt
+from lab.kernels import blocked, schmidt
 from lab.sources import DifferenceSource
-from lab.probes.tensorize import sites
+from lab.kernels.tensorize import sites
 
 DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64,
           "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
@@ -198,7 +198,7 @@ _MEMORY_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
     from lab.checkpoints.ranges import TensorRanges
-    from lab.probes import blocked
+    from lab.kernels import blocked
     from lab.sources import ArraySource
 
     def status(field):

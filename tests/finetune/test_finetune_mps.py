@@ -20,7 +20,7 @@ from lab.finetune.mps import MPS_CONFIG, MPS_WEIGHTS, MPSLinear, load_mps, mps_m
 from lab.finetune.mps_layout import choose_split, trainable_params
 from lab.finetune.models import load_model, resolve_base
 from lab.finetune.train import CONFIG_FILE, LOSS_FILE
-from lab.probes.tensorize import prime_factors
+from lab.kernels.tensorize import prime_factors
 
 
 def _numpy_delta(raw: dict, name: str, alpha: float, r: int) -> np.ndarray:

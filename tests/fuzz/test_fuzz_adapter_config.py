@@ -103,7 +103,7 @@ alphas = st.one_of(edge_numbers, magnitudes, magnitudes, st.integers())
 
 
 # The search reaches scales near float64's limits: the probes work on max-entry-scaled matrices
-# there (lab.probes.linalg.rescaled), and an s·B·A beyond float64 is an error naming the field.
+# there (lab.kernels.linalg.rescaled), and an s·B·A beyond float64 is an error naming the field.
 @budget(0.6)
 @given(name=st.sampled_from(("llama_lora", "gpt2_lora")), alpha=alphas, rslora=st.booleans(), with_base=st.booleans())
 def test_lora_alpha_gives_peft_scale_or_names_the_field(adapters, name, alpha, rslora, with_base):

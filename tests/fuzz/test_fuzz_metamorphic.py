@@ -30,7 +30,7 @@ import lab
 from fuzz_helpers import RUN, budget, check_run, workspace
 from lab.probes.entanglement import entanglement_profile
 from lab.probes.spectra import spectrum
-from lab.probes.tensorize import Sites, sites
+from lab.kernels.tensorize import Sites, sites
 
 # columns that scale with the update (deltas' scale too: s = α/r or α/√r); every other number is invariant
 SCALES_WITH_ALPHA = {("deltas", "scale"), ("deltas", "fro_norm"), ("spectra", "fro_norm"), ("spectra", "spectral_norm"),

@@ -1,4 +1,4 @@
-"""LoRA-LEGO as its paper merges (lab.probes.merging.lego) against a hand computation, and proof that
+"""LoRA-LEGO as its paper merges (lab.kernels.merging.lego) against a hand computation, and proof that
 it never reads the exact sum T it is scored against (lego-oracle does)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lab.deltas import Factors
-from lab.probes import merging
+from lab.kernels import merging
 
 
 def _three_units():

@@ -1,4 +1,4 @@
-"""The merge algebra (lab.probes.merging) against numpy on dense matrices, and LEGO's choices."""
+"""The merge algebra (lab.kernels.merging) against numpy on dense matrices, and LEGO's choices."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 import builders
 from lab.cli import app
 from lab.deltas import Factors
-from lab.probes import merging
+from lab.kernels import merging
 
 
 def _factors(rng, m=24, n=20, r=4, scale=1.0):

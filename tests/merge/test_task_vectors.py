@@ -1,4 +1,4 @@
-"""TIES, DARE, magnitude pruning and task arithmetic (lab.probes.task_vectors) against a direct numpy
+"""TIES, DARE, magnitude pruning and task arithmetic (lab.kernels.task_vectors) against a direct numpy
 implementation written here from the definitions, on small dense task vectors; the radix selection
 against np.sort; the rank-k truncation against numpy's SVD."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lab.probes import task_vectors as tvm
+from lab.kernels import task_vectors as tvm
 
 
 def _numpy_trim(t, d):

@@ -9,9 +9,10 @@ import pytest
 import quimb.tensor as qtn
 
 from lab.deltas import Delta, Factors, Kron
-from lab.probes import entanglement, inventory, kron, spectra
+from lab.probes import entanglement, inventory, spectra
+from lab.kernels import kron
 from lab.probes.entanglement import entanglement_profile
-from lab.probes.tensorize import sites
+from lab.kernels.tensorize import sites
 
 
 def factor(rng, shape, r=None, scale=1.0):

@@ -1,5 +1,5 @@
 """Blocked kernels against the in-memory computation: Gram matrices against numpy products of the
-whole matrix, Schmidt spectra against lab.probes.schmidt, spectra and alignment against
+whole matrix, Schmidt spectra against lab.kernels.schmidt, spectra and alignment against
 lab.probes.spectra on the dense matrix; and every source's ranges against slices of the array."""
 
 import pickle
@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from lab.errors import NonFiniteError, ShapeError
-from lab.probes import blocked, controls, schmidt
-from lab.probes.factored import Factors
+from lab.kernels import blocked, controls, schmidt
+from lab.kernels.factored import Factors
 from lab.sources import (
     GAUSSIAN_CHUNK, ArraySource, DifferenceSource, GaussianSource, MatrixSource, ScaledFactorsSource, as_source,
 )
-from lab.probes.spectra import SpectraOptions, alignment, spectrum
-from lab.probes.tensorize import sites
+from lab.probes.spectra import SpectraOptions, alignment, alignment_numbers, spectrum
+from lab.kernels.tensorize import sites
 
 
 class Counting(ArraySource):
@@ -292,7 +292,7 @@ def test_blocked_alignment_equals_the_dense_alignment(shape, intruding):
     d, w = _pair(shape, intruding, seed=shape[0] + intruding)
     options = SpectraOptions(top_k=8, intruder_top=10, intruder_threshold=0.6)
     dense = alignment(d, w, options)
-    streamed = blocked.alignment_blocked(ArraySource(d), ArraySource(w), options, budget_bytes=8 * 1500)
+    streamed = blocked.alignment_blocked(ArraySource(d), ArraySource(w), budget_bytes=8 * 1500, **alignment_numbers(options))
     _assert_same_alignment(dense, streamed)
     if intruding and shape[0] != shape[1]:  # the test must be able to see intruders at all
         assert streamed.intruder_count >= 1
@@ -306,11 +306,11 @@ def test_alignment_from_one_pass_gives_both_spectra_and_the_reference_option():
     assert np.allclose(s_d.sigma, spectrum(d).sigma, rtol=1e-9)
     assert np.allclose(s_w.sigma, spectrum(w).sigma, rtol=1e-9)
     for options in (SpectraOptions(top_k=4, intruder_reference=5, intruder_threshold=0.7),
-                    {"top_k": 20, "intruder_top": 3}):
-        dense = alignment(d, w, options if isinstance(options, SpectraOptions) else SpectraOptions(**options))
-        _assert_same_alignment(dense, blocked.alignment_from_grams(g, options, s_d.numerical_rank))
+                    SpectraOptions(top_k=20, intruder_top=3)):
+        dense = alignment(d, w, options)
+        _assert_same_alignment(dense, blocked.alignment_from_grams(g, s_d.numerical_rank, **alignment_numbers(options)))
     with pytest.raises(ValueError):
-        blocked.alignment_from_grams(blocked.grams(ArraySource(d)))
+        blocked.alignment_from_grams(blocked.grams(ArraySource(d)), **alignment_numbers(SpectraOptions()))
 
 
 def test_blocked_alignment_of_a_lora_update_streamed_from_its_factors():
@@ -320,7 +320,8 @@ def test_blocked_alignment_of_a_lora_update_streamed_from_its_factors():
     options = SpectraOptions(top_k=8)
     dense = alignment(f, w, options)
     assert dense.k == 4
-    streamed = blocked.alignment_blocked(ScaledFactorsSource(f), ArraySource(w), options, budget_bytes=8 * 700)
+    streamed = blocked.alignment_blocked(ScaledFactorsSource(f), ArraySource(w), budget_bytes=8 * 700,
+                                         **alignment_numbers(options))
     _assert_same_alignment(dense, streamed)
 
 
@@ -362,7 +363,7 @@ def test_the_row_column_cut_gram_is_shared_with_the_spectra_pass_when_it_is_a_pa
 
 def test_the_in_memory_profile_leaves_sigma_squared_for_the_spectra_probe():
     """The in-memory path likewise: a 32×128 ΔW's σ² come from the profile's row|column cut (a partial trace)."""
-    from lab.probes.memo import memo_for
+    from lab.kernels.memo import memo_for
 
     m = np.random.default_rng(7).standard_normal((32, 128))
     schmidt.schmidt_spectra(m, sites(*m.shape))
@@ -375,7 +376,7 @@ def test_a_held_difference_gives_the_streamed_results_bit_for_bit(monkeypatch):
     spectra pass equal those of the same source streamed on every pass (HOLD_BYTES = 0), bit for bit,
     and a NaN still raises naming the operand it came from."""
     from lab.errors import NonFiniteError
-    from lab.probes import blocked
+    from lab.kernels import blocked
     from lab.sources import ArraySource, DifferenceSource
 
     rng = np.random.default_rng(5)

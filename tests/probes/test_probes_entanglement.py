@@ -9,8 +9,8 @@ import quimb.tensor as qtn
 from lab.deltas import Delta
 from lab.errors import NonFiniteError
 from lab.probes.entanglement import away_from_valley, entanglement_profile, summarize
-from lab.probes.factored import Factors
-from lab.probes.tensorize import sites
+from lab.kernels.factored import Factors
+from lab.kernels.tensorize import sites
 
 LN2 = math.log(2.0)
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from lab.probes.entanglement import Profile, entanglement_profile, summarize, summary_row, valley_shape
-from lab.probes.factored import Factors
-from lab.probes.page import page_entropy
-from lab.probes.tensorize import sites
+from lab.kernels.factored import Factors
+from lab.kernels.page import page_entropy
+from lab.kernels.tensorize import sites
 
 
 def numpy_entropies(m: np.ndarray, dims) -> np.ndarray:

@@ -4,8 +4,8 @@ torch from there on) give the eigenvalues a matrix was built with."""
 import numpy as np
 import pytest
 
-from lab.probes import linalg
-from lab.probes.linalg import gram, psd_eigh, psd_eigvals
+from lab.kernels import linalg
+from lab.kernels.linalg import gram, psd_eigh, psd_eigvals
 
 
 def _with_spectrum(n: int, seed: int):

@@ -13,7 +13,7 @@ import pytest
 from lab.deltas import Delta, Factors
 from lab.probes.entanglement import entanglement_profile
 from lab.probes.spectra import spectrum
-from lab.probes.subspaces import top_singular_vectors
+from lab.kernels.subspaces import top_singular_vectors
 
 SCALES = [1e300, 1e-300, -1e305, 1e-290]
 

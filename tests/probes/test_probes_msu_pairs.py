@@ -65,7 +65,7 @@ def test_msu_pairs_through_analyze_union_and_heterogeneous(tmp_path):
 
 def test_fedavg_and_peft_linear_differ_on_identical_adapters(tmp_path):
     """J copies of one adapter: FedAvg's mean is exact, PEFT's √-weighted linear rule gives J× the update."""
-    from lab.probes.merging import fedavg
+    from lab.kernels.merging import fedavg
 
     f = next(iter(_factors(_adapter(tmp_path / "a", 1, r=4, lora_alpha=8)).values()))
     copies = [f, f, f]

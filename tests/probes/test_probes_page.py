@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from lab.probes.page import page_approximation, page_entropy
+from lab.kernels.page import page_approximation, page_entropy
 
 
 def _page_by_sum(d_a: int, d_b: int) -> float:

@@ -17,7 +17,7 @@ from lab.engine.execute import Work, run_unit
 from lab.probes import available
 from lab.probes.options import build_options
 from lab.probes.entanglement import entanglement_profile
-from lab.probes.page import page_entropy
+from lab.kernels.page import page_entropy
 from lab.probes.registry import ProbeContext
 from lab.probes.spectra import SpectraOptions
 from lab.store import RunWriter, open_run

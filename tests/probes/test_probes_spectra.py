@@ -8,9 +8,9 @@ import scipy.linalg
 
 from lab.errors import NonFiniteError
 from lab.probes.entanglement import entanglement_profile
-from lab.probes.factored import Factors
-from lab.probes.spectra import SpectraOptions, alignment, singular_value_rows, spectrum
-from lab.probes.subspaces import intruders, subspace_overlap, top_singular_vectors
+from lab.kernels.factored import Factors
+from lab.probes.spectra import SpectraOptions, alignment, alignment_numbers, singular_value_rows, spectrum
+from lab.kernels.subspaces import intruders, subspace_overlap, top_singular_vectors
 
 
 def _entropy(p):
@@ -205,7 +205,7 @@ def test_intruders_from_w_leading_vectors_equal_the_full_decomposition(case, pat
     (spread over all of W's vectors) makes an intruder the leading vectors cannot decide, and all of W's are used. Both
     equal numpy's full SVDs, in memory and from the streamed Grams. Counting the full decompositions
     of W shows which way each case went."""
-    from lab.probes import blocked, linalg, subspaces
+    from lab.kernels import blocked, linalg, subspaces
     from lab.sources import ArraySource
 
     rng = np.random.default_rng(11)
@@ -223,7 +223,7 @@ def test_intruders_from_w_leading_vectors_equal_the_full_decomposition(case, pat
     if path == "memory":
         got = alignment(delta, W, options)
     else:
-        got = blocked.alignment_blocked(ArraySource(delta), ArraySource(W), options, budget_bytes=1 << 20)
+        got = blocked.alignment_blocked(ArraySource(delta), ArraySource(W), budget_bytes=1 << 20, **alignment_numbers(options))
     want = _brute_intruders(W, W + delta)
     assert got.intruder_count == want[0]
     assert got.intruder_min_cos == pytest.approx(want[1], abs=1e-9)
@@ -233,7 +233,7 @@ def test_intruders_from_w_leading_vectors_equal_the_full_decomposition(case, pat
 
 
 def test_the_certificate_is_the_bound_on_the_unseen_vectors():
-    from lab.probes.subspaces import certified_max_cosines
+    from lab.kernels.subspaces import certified_max_cosines
 
     assert certified_max_cosines(np.array([[0.9, 0.1]])) is not None  # 0.9 ≥ √(1 − 0.82) = 0.42
     assert certified_max_cosines(np.array([[0.4, 0.3]])) is None  # 0.4 < √(1 − 0.25) = 0.87: an unseen one may be larger

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from lab.probes.tensorize import prime_factors, sites
+from lab.kernels.tensorize import prime_factors, sites
 
 
 def _is_prime(p: int) -> bool:
