@@ -185,8 +185,8 @@ FORBIDDEN = {
     "lab.checkpoints": ("lab.probes", "lab.engine", "lab.store", "lab.present", "lab.report", "dashboards"),
     "lab.probes": ("lab.checkpoints", "lab.engine", "lab.store", "lab.present", "lab.report", "dashboards", "lab.cli"),
     "lab.store": ("lab.checkpoints", "lab.engine", "lab.present", "lab.report", "dashboards"),
-    "lab.sources": ("lab.checkpoints", "lab.probes", "lab.engine", "lab.store"),
-    "lab.deltas": ("lab.checkpoints", "lab.probes", "lab.engine", "lab.store"),
+    "lab.sources": ("lab.checkpoints", "lab.kernels", "lab.probes", "lab.engine", "lab.store"),
+    "lab.deltas": ("lab.checkpoints", "lab.kernels", "lab.probes", "lab.engine", "lab.store"),
 }
 
 
@@ -194,3 +194,46 @@ FORBIDDEN = {
 def test_each_layer_imports_only_what_comes_before_it(prefix):
     bad = sorted((m, t) for m in within(prefix) for t in GRAPH[m] if t.startswith(FORBIDDEN[prefix]))
     assert not bad
+
+
+def test_no_module_cycles_anywhere():
+    """Not one module cycle, packages' ``__init__`` included: ``lab/probes/__init__.py`` imports every
+    probe module, so no probe (nor the registry) may import the package back."""
+    assert not [sorted(c) for c in cycles(GRAPH)]
+
+
+# Kernels (lab.kernels: array functions on plain numbers and arrays) sit below everything that uses
+# them: the probes, merge, squeeze, the fine-tuned MPS layout and the engine.
+KERNEL_USERS = ("lab.probes", "lab.engine", "lab.store", "lab.checkpoints", "lab.present", "lab.report", "dashboards",
+                "lab.merge", "lab.squeeze", "lab.finetune", "lab.cli")
+
+
+def test_kernels_import_none_of_their_users_even_indirectly():
+    bad = {m: sorted(t for t in reachable(m) if t.startswith(KERNEL_USERS)) for m in within("lab.kernels")}
+    assert within("lab.kernels.spectrum") and not {m: t for m, t in bad.items() if t}
+
+
+# Importing lab.probes (or any module below it: Python runs the package's __init__ first) registers
+# every probe; merge, squeeze and fine-tuning use the kernels instead. Only the token windows of the
+# activation probes (lab.probes.windows), which merge's evaluation runs on, are shared.
+PROBE_FREE = ("lab.merge", "lab.squeeze", "lab.finetune")
+
+
+@pytest.mark.parametrize("prefix", PROBE_FREE)
+def test_merge_squeeze_and_finetune_import_no_probe_but_the_windows(prefix):
+    bad = sorted((m, t) for m in within(prefix) for t in GRAPH[m]
+                 if t.startswith("lab.probes") and t != "lab.probes.windows")
+    assert within(prefix) and not bad
+
+
+def test_importing_merge_squeeze_and_finetune_registers_no_probe():
+    """The graph's word checked in a fresh interpreter: every module of merge, squeeze and fine-tuning
+    that reaches no lab.probes module in the graph loads none when imported."""
+    names = [m for p in PROBE_FREE for m in within(p) if not any(t.startswith("lab.probes") for t in reachable(m))]
+    assert "lab.merge.adapters" in names and "lab.squeeze.compress" in names and "lab.finetune.mps_layout" in names
+    code = ("import importlib, json, sys\n"
+            f"for name in {names!r}: importlib.import_module(name)\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m == 'lab.probes' or m.startswith('lab.probes.'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
