@@ -122,38 +122,6 @@ def _entanglement(runs: Sequence[Run]) -> list[Sentence]:
     return out
 
 
-def _spectra(runs: Sequence[Run]) -> list[Sentence]:
-    cols = ["run", "checkpoint", "step", "module", "layer", "source", "stable_rank", "effective_rank", "utilization",
-            "energy_rank_99", "intruder_count"]
-    out, util = [], {}
-    for run, rows in per_run(runs, "spectra", cols):
-        ck, rows = at_last(rows)
-        if rows.empty:
-            continue
-        w = Writer("spectra", run)
-        who(w, run, ck, rows)
-        w.text("stable rank ").num("stable_rank_median", rows["stable_rank"].median())
-        w.text(" and effective rank ").num("effective_rank_median", rows["effective_rank"].median(), " (medians over ")
-        w.num("modules", len(rows), " modules); ")
-        w.text("rank utilisation ").num("utilization_median", rows["utilization"].median())
-        w.text("; 99 % of ‖ΔW‖_F² in ").num("energy_rank_99_median", rows["energy_rank_99"].median(), " directions (median)")
-        intruders = rows["intruder_count"].dropna() if "intruder_count" in rows.columns else pd.Series(dtype=float)
-        if not intruders.empty:
-            w.text("; ").num("intruders", intruders.sum(), " intruder directions")
-            by_layer = rows.dropna(subset=["intruder_count", "layer"]).groupby("layer")["intruder_count"].sum()
-            if not by_layer.empty and by_layer.max() > 0:
-                w.text(", most in layer ").num("intruder_layer", by_layer.idxmax(), " (").num("intruders_in_layer", by_layer.max(), ")")
-        w.text(".")
-        util[run] = float(rows["utilization"].median())
-        out.append(w.sentence)
-    if len(util) > 1:
-        w = Writer("spectra", None)
-        ranking(w, "Lowest rank utilisation (median effective rank / rank bound)", util, "utilization_median",
-                 descending=False)
-        out.append(w.sentence)
-    return out
-
-
 def _token_laws(w: Writer, fits: pd.DataFrame) -> None:
     """The token-cut verdicts and c of one checkpoint's attention_token_fits rows, tuned and base, as measured."""
     lengths = sorted(fits["seq_len"].dropna().astype(int).unique())
@@ -679,7 +647,6 @@ def _learns_less_forgets_less(side: dict, methods: dict[str, str]) -> Sentence:
 SUMMARIES: dict[str, Callable[[Sequence[Run]], list[Sentence]]] = {
     "deltas": _deltas,
     "entanglement": _entanglement,
-    "spectra": _spectra,
     "attention": _attention,
     "thresholds": _thresholds,
     "no_hair": _no_hair,

@@ -25,7 +25,6 @@ from lab.present.figures import intruders as intruders_fig
 from lab.present.figures import msu as msu_fig
 from lab.present.figures import no_hair as no_hair_fig
 from lab.present.figures import similarity as similarity_fig
-from lab.present.figures import spectra as spectra_fig
 from lab.present.figures import thresholds as thresholds_fig
 from lab.present.figures import updates as updates_fig
 from lab.present.figures.common import Chart
@@ -60,14 +59,6 @@ def _entanglement(runs: Sequence[Run]) -> Chart:
     return entanglement_fig.profile_chart(profile, matching_controls(profile, ctrl, bounds) if ctrl is not None else None,
                                           rank_bound=bounds,
                                           title=f"Entanglement profile: {module} (last checkpoints)")
-
-
-def _spectra(runs: Sequence[Run]) -> Chart:
-    with_table = [r for r in runs if r.has_table("singular_values")]
-    module = representative_module(with_table, "singular_values")
-    sv = [last_rows(r, "singular_values", None, [("module", "==", module)]) for r in with_table]
-    sv = pd.concat(sv, ignore_index=True) if sv else pd.DataFrame()
-    return spectra_fig.sigma_chart(sv, title=f"Singular values: {module} (last checkpoints)")
 
 
 def _attention(runs: Sequence[Run]) -> Chart:
@@ -154,7 +145,6 @@ def _forgetting(runs: Sequence[Run]) -> Chart:
 HEADLINES: dict[str, Callable[[Sequence[Run]], Chart]] = {
     "deltas": _deltas,
     "entanglement": _entanglement,
-    "spectra": _spectra,
     "attention": _attention,
     "thresholds": _thresholds,
     "no_hair": _no_hair,

@@ -18,14 +18,14 @@ import pandas as pd
 from lab.present import digests, load
 from lab.present.blocks import TableBlock
 from lab.present.figures import attention as attention_fig
-from lab.present.figures import entanglement as ent_fig, spectra as spec_fig, updates as updates_fig
+from lab.present.figures import entanglement as ent_fig, updates as updates_fig
 from lab.present.figures import forgetting as forgetting_fig
 from lab.present.figures import msu as msu_fig
 from lab.present.figures import no_hair as no_hair_fig
 from lab.present.figures import similarity as similarity_fig
 from lab.present.figures import thresholds as thresholds_fig
 from lab.present.frames import CONTROL_SOURCES, ID, matching_controls, measured
-from lab.present.picks import MAX_ROLES, checkpoints, latest_checkpoint, representative_modules  # noqa: F401
+from lab.present.picks import MAX_ROLES, latest_checkpoint, representative_modules
 from lab.present.valleys import entanglement_valleys
 from lab.report.document import Section
 from lab.store import Run
@@ -86,35 +86,6 @@ def build_entanglement(section: Section, runs: list[Run]) -> None:
         "entropy at the cut; width = consecutive cuts at least half as deep below Page; outer_page_ratio = mean S/S_Page "
         "over the other cuts; the controls (source random / random_lora) show where chance sits. entropy_at_cut ≤ "
         "ln_rank_bound is an identity of the algebra (a sanity check, not a finding)"))
-
-
-def build_spectra(section: Section, runs: list[Run]) -> None:
-    """Ranks by layer over runs, σ of representative modules, energy ranks, and a per-role summary."""
-    cols = ID + ["source", "rank_bound", "effective_rank", "stable_rank", "energy_rank_90", "energy_rank_99",
-                 "utilization", "numerical_rank"]
-    s = load.read_runs(runs, "spectra", cols)
-    if s.empty:
-        section.message = "the spectra table is empty for these runs"
-        return
-    s = measured(s)
-    last = {r.name: latest_checkpoint(r) for r in runs}
-    s_last = s[[last.get(run) == ck for run, ck in zip(s["run"], s["checkpoint"])]]
-    section.chart(partial(spec_fig.ranks_chart, s_last, title="Effective and stable rank by layer (last checkpoint of each run)"))
-    section.chart(partial(spec_fig.energy_chart, s_last, title="Energy ranks by layer (last checkpoint of each run)"))
-    for run in runs:
-        ck = last.get(run.name)
-        if ck is None or not run.has_table("singular_values"):
-            continue
-        picks = representative_modules(run, ck)
-        if picks.empty:
-            continue
-        sv = load.read(run, "singular_values", None,
-                       [("checkpoint", "==", ck), ("module", "in", picks["module"].tolist())])
-        if not sv.empty:
-            section.detail(partial(spec_fig.sigma_chart, sv, title=f"Singular values ({run.name}, {ck})"))
-    numeric = [c for c in cols[8:] if c in s.columns]
-    summary = s.groupby(["run", "checkpoint", "role"], sort=False, dropna=False)[numeric].mean().reset_index()
-    section.tables.append(TableBlock.from_frame("Ranks per role (means over layers)", summary))
 
 
 def build_attention(section: Section, runs: list[Run]) -> None:
@@ -373,7 +344,6 @@ def build_forgetting(section: Section, runs: list[Run]) -> None:
 BUILDERS: dict[str, Callable[[Section, list[Run]], None]] = {
     "deltas": build_deltas,
     "entanglement": build_entanglement,
-    "spectra": build_spectra,
     "attention": build_attention,
     "thresholds": build_thresholds,
     "no_hair": build_no_hair,

@@ -7,8 +7,8 @@ from lab.report.sections import BUILDERS
 from lab.store.schema import TABLES
 
 
-def test_every_family_has_a_section_builder():
-    assert set(BUILDERS) == {f.key for f in registered()}
+def test_every_family_has_a_section():
+    assert all(f.section is not None or f.key in BUILDERS for f in registered())
 
 
 def test_sections_follow_the_schema(lab_results_folder, monkeypatch):
