@@ -5,6 +5,10 @@ Scale (Hu et al. 2021, "LoRA", eq. 3: ΔW = (α/r)·B·A): ``lora_alpha / r``; w
 LoRA") ``lora_alpha / sqrt(r)``. ``rank_pattern`` / ``alpha_pattern`` override r and α per
 module; a key matches a module the way ``peft.utils.other.get_pattern_key`` does it:
 ``re.match(rf"(.*\\.)?({key})$", module)``, first matching key in dict order wins.
+
+Also what every reader of a PEFT or MPS config uses: :func:`read_json`, the field checks
+(:func:`positive_int`, :func:`finite_number`), :func:`shown` for quoting a value in a message, and
+:func:`peft_type`, the type any PEFT adapter's config declares.
 """
 
 from __future__ import annotations

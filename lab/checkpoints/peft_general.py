@@ -9,8 +9,9 @@ HRA, FourierFT, MiSS, SHiRA, RandLoRA, ...) is read by this general path, exact 
 because PEFT computes the update:
 
 * **Planning** (no tensor data): the base's ``config.json`` builds the model on the meta device
-  (no storage) and PEFT wraps it with the adapter's own config, first all on meta to check the
-  file's shapes before anything is allocated, then with every base parameter a one-element
+  (no storage; the skeleton of :mod:`lab.checkpoints.peft_skeleton`) and PEFT wraps it with the
+  adapter's own config, first all on meta to check the file's shapes before anything is allocated,
+  then with every base parameter a one-element
   placeholder so that PEFT initialises what it derives and does not save (OFT's index buffers,
   AdaLoRA's ranknum). The adapter file's keys and shapes are loaded onto that skeleton the way
   ``PeftModel.from_pretrained`` loads them (``set_peft_model_state_dict``, PEFT's key renaming),
