@@ -26,9 +26,11 @@ class DashboardPage(Page):
         self.key = key
         self.runs = list(sel.runs)
 
-    def read(self, table, columns=None, filters=(), *, runs=None, checkpoint=True, role=True) -> pd.DataFrame:
-        return data.read(self.runs if runs is None else runs, table, columns,
-                         list(filters) + self.sel.filters(checkpoint=checkpoint, role=role))
+    def read(self, table, columns=None, filters=(), *, runs=None, checkpoint=True, role=True, step=True,
+             layer=True) -> pd.DataFrame:
+        dropped = {c for c, keep in (("step", step), ("layer", layer)) if not keep}
+        selection = [f for f in self.sel.filters(checkpoint=checkpoint, role=role) if f[0] not in dropped]
+        return data.read(self.runs if runs is None else runs, table, columns, list(filters) + selection)
 
     def computed(self, table, runs=None) -> bool:
         return data.computed(self.runs if runs is None else runs, table)

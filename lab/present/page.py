@@ -47,10 +47,12 @@ class Page:
     interactive: bool = False
 
     def read(self, table: str, columns: Sequence[str] | None = None, filters: Sequence[tuple] = (), *,
-             runs: Sequence[Run] | None = None, checkpoint: bool = True, role: bool = True) -> pd.DataFrame:
+             runs: Sequence[Run] | None = None, checkpoint: bool = True, role: bool = True, step: bool = True,
+             layer: bool = True) -> pd.DataFrame:
         """Rows of ``table`` of ``runs`` (default :attr:`runs`), stacked, that pass ``filters`` ((column, op,
         value) tuples, all of which hold). The dashboard also applies the sidebar's selection (without its
-        checkpoint or role filter when ``checkpoint``/``role`` is False); the report reads every row."""
+        checkpoint, role, step or layer filter when ``checkpoint``/``role``/``step``/``layer`` is False: rows
+        that join two checkpoints or describe a whole model); the report reads every row."""
         raise NotImplementedError
 
     def computed(self, table: str, runs: Sequence[Run] | None = None) -> bool:

@@ -27,7 +27,8 @@ class ReportPage(Page):
         self.section = section
         self.runs = list(runs)
 
-    def read(self, table, columns=None, filters=(), *, runs=None, checkpoint=True, role=True) -> pd.DataFrame:
+    def read(self, table, columns=None, filters=(), *, runs=None, checkpoint=True, role=True, step=True,
+             layer=True) -> pd.DataFrame:
         return load.read_runs(list(self.runs if runs is None else runs), table, list(columns) if columns else None,
                               list(filters) or None)
 
