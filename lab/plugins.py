@@ -16,6 +16,14 @@ from typing import Iterable
 from lab.errors import InputError
 
 
+_LOADED: dict[Path, str] = {}  # every plugin file imported in this process -> its module name
+
+
+def loaded() -> list[Path]:
+    """The plugin files imported in this process, in the order they were first loaded (what a run records)."""
+    return list(_LOADED)
+
+
 def load_plugins(paths: Iterable[str | Path]) -> list[str]:
     """Import each plugin file once; returns the module names. InputError for a missing or failing file."""
     names = []
@@ -33,5 +41,6 @@ def load_plugins(paths: Iterable[str | Path]) -> list[str]:
             except Exception as e:  # the user's code: report it in one line, with where it failed
                 del sys.modules[name]
                 raise InputError(f"{path}: importing the plugin failed: {type(e).__name__}: {e}") from None
+        _LOADED.setdefault(path, name)
         names.append(name)
     return names

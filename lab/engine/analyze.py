@@ -23,6 +23,7 @@ from lab.errors import InputError, LabError
 from lab.probes.options import as_json, build_options
 from lab.probes.registry import Probe, ProbeContext, reporting_steps, resolve
 from lab.store import Run, RunWriter
+from lab.plugins import loaded as loaded_plugins
 from lab.store.manifest import as_stored, changed_options, describe_file, read_manifest, versions
 
 
@@ -150,6 +151,7 @@ def analyze(
             work = Work(name, tuple(chosen), probe_options, ProbeContext(seed=seed), base_cache=cache)
             try:
                 writer.update_manifest(inputs=inputs, options=settings, versions=versions(),
+                                       plugins=[describe_file(p) for p in loaded_plugins()],
                                        plan=plan.counts(), execution=executor.name,
                                        base_cache=cache.folder if cache is not None else None)
                 _execute(plan, work, executor, writer, progress)

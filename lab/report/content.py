@@ -21,7 +21,7 @@ from lab.present import colours, load, provenance
 from lab.present.figures.common import DPI, Chart
 from lab.present.findings import FamilyFindings, summarize_family
 from lab.present.headlines import headline
-from lab.present.families import by_key, families
+from lab.present.families import by_key, families, load_recorded_plugins
 from lab.present.family import NOT_COMPUTED, Family, columns, rows_section, table_description
 from lab.report.document import Finding, Report, Section
 from lab.report.page import build as build_section
@@ -42,6 +42,7 @@ def build(results_dir: str | Path, *, title: str | None = None, overview: bool =
     PNG bytes without a matplotlib figure (``chart.figure`` is None). With one worker every chart
     keeps its figure (the tests read the drawn lines back)."""
     runs = load.runs_in(results_dir)
+    load_recorded_plugins(runs)  # a plugin's families get their sections too
     names = [r.name for r in runs]
     title = title or ("lab report: " + ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else ""))
     methods = load.run_methods(runs)

@@ -9,7 +9,13 @@ any family.
 
 from __future__ import annotations
 
+import warnings
+from typing import Sequence
+
+from lab.errors import InputError
+from lab.plugins import load_plugins
 from lab.present.family import Family
+from lab.store import Run
 from lab.present.families import (attention, deltas, entanglement, esd, forgetting, intruders, merge, msu, msu_pairs,
                                   no_hair, similarity, spectra, thresholds)
 
@@ -45,3 +51,16 @@ def by_key(key: str) -> Family:
         return _REGISTERED[key]
     except KeyError:
         raise KeyError(f"no probe family {key!r}; known: {', '.join(_REGISTERED)}") from None
+
+
+def load_recorded_plugins(runs: Sequence[Run]) -> list[str]:
+    """Import the plugin files the runs were analysed with (their manifests' ``plugins``), so that the families
+    and tables they register have their report sections and dashboard pages. A file that is gone or fails to
+    import is skipped with a warning naming it."""
+    names = []
+    for path in dict.fromkeys(p["path"] for run in runs for p in run.manifest.get("plugins", []) or []):
+        try:
+            names += load_plugins([path])
+        except InputError as e:
+            warnings.warn(f"{e} (recorded by a run's manifest; its families have no page)", stacklevel=2)
+    return names
