@@ -47,6 +47,7 @@ from lab.errors import InputError
 from lab.kernels.page import page_entropy
 from lab.kernels.profile import entanglement_profile
 from lab.kernels.tensorize import Sites, sites as chain_sites
+from lab.probes.forward import attention_probabilities, forward_steps, qv_weights, run_windows
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 from lab.probes.token_cuts import NEITHER, fit_token_laws, monotone_halves, token_cut_spectra, token_cuts
 from lab.probes.windows import (Window, attention_layers, check_window_options, load_model, load_tokenizer,
@@ -225,29 +226,15 @@ def run_attention(model, windows: list[Window], on_layer: Callable[[Window, int,
     """
     import torch
 
-    layers = attention_layers(model)
-    current: list[Window] = []
+    def install(current: list[Window]) -> list:
+        def hook(layer: int):
+            def fn(module, args, output):
+                P = attention_probabilities(module, output)
+                on_layer(current[0], layer, P[0].detach().to(torch.float64).numpy())
+            return fn
+        return [a.module.register_forward_hook(hook(a.layer)) for a in attention_layers(model)]
 
-    def hook(layer: int):
-        def fn(module, args, output):
-            weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
-            if weights is None:
-                raise InputError(f"{type(module).__name__} returned no attention probabilities; the model must run "
-                                 "with eager attention")
-            on_layer(current[0], layer, weights[0].detach().to(torch.float64).numpy())
-        return fn
-
-    handles = [a.module.register_forward_hook(hook(a.layer)) for a in layers]
-    try:
-        with torch.no_grad():
-            for i, w in enumerate(windows):
-                current[:] = [w]
-                model(input_ids=torch.tensor([w.ids], dtype=torch.long))
-                if on_window is not None:
-                    on_window(i, w)
-    finally:
-        for h in handles:
-            h.remove()
+    run_windows(model, windows, install, on_window)
 
 
 def is_causal(module, P: np.ndarray) -> bool:
@@ -257,11 +244,6 @@ def is_causal(module, P: np.ndarray) -> bool:
     if flag is not None:
         return bool(flag)
     return not np.triu(P, 1).any()
-
-
-def forward_steps(ctx, what: str, windows: list[Window]) -> Callable[[int, Window], None]:
-    """An ``on_window`` that reports each forward pass to ``ctx.tick`` (the progress bar's second line)."""
-    return lambda i, w: ctx.tick(f"{what}: forward pass {i + 1}/{len(windows)} (L = {w.seq_len})")
 
 
 def _cache_folder(options: AttentionOptions) -> Path:
@@ -301,29 +283,9 @@ def _prepare(base, options: AttentionOptions, ctx: ProbeContext) -> dict[str, An
     for m in maps.values():
         m.flush()
     weights = folder / "weights.npz"  # the base's q and v, for the inside comparison (too large to ship)
-    np.savez(weights, **{f"{role}{layer}": w for layer, qv in _qv_weights(model).items() for role, w in qv.items()})
+    np.savez(weights, **{f"{role}{layer}": w for layer, qv in qv_weights(model).items() for role, w in qv.items()})
     return {"windows": windows, "profiles": profiles, "token_profiles": token,
             "files": {L: str(folder / f"attention-L{L}.npy") for L in maps}, "order": order, "weights": str(weights)}
-
-
-def _effective_weight(linear) -> tuple[np.ndarray, np.ndarray]:
-    """(W_eff, bias) of a projection as the model runs it: rows of module(I) − module(0), float64.
-
-    Exact for anything linear in its input: a plain Linear, PEFT's LoRA (W + s·B·A) and DoRA
-    (magnitude-rescaled) layers in eval mode, lab's MPS Adaptation layers (W + s·B·A_MPS).
-    """
-    import torch
-
-    inner = getattr(linear, "base_layer", linear)  # PEFT's and lab's MPS wrappers keep the Linear as base_layer
-    d_in = int(getattr(linear, "in_features", None) or getattr(inner, "in_features", None) or inner.weight.shape[1])
-    with torch.no_grad():
-        zero = linear(torch.zeros(1, d_in)).to(torch.float64)
-        out = linear(torch.eye(d_in)).to(torch.float64) - zero
-    return out.T.numpy(), zero[0].numpy()
-
-
-def _qv_weights(model) -> dict[int, dict[str, np.ndarray]]:
-    return {a.layer: {"q": _effective_weight(a.q)[0], "v": _effective_weight(a.v)[0]} for a in attention_layers(model)}
 
 
 def _internal(tuned: dict[str, np.ndarray], base: dict[str, np.ndarray] | None) -> dict[str, Any]:
@@ -475,7 +437,7 @@ def _nan_stat(stat, values) -> float:
 
 
 def _internal_by_layer(subject, model, prepared) -> dict[int, dict[str, Any]]:
-    tuned = _qv_weights(model)
+    tuned = qv_weights(model)
     with np.load(prepared["weights"]) as saved:
         base = {layer: {role: saved[f"{role}{layer}"] for role in ("q", "v")} for layer in tuned
                 if f"q{layer}" in saved.files}

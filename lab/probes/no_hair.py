@@ -52,7 +52,8 @@ import numpy as np
 
 from lab.errors import InputError
 from lab.kernels.profile import entanglement_profile
-from lab.probes.attention import _effective_weight, head_profiles, total_variation
+from lab.probes.attention import head_profiles, total_variation
+from lab.probes.forward import attention_probabilities, effective_weight, forward_steps, qv_weights, run_windows
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 from lab.probes.token_cuts import token_cut_spectra, token_cuts
 from lab.probes.windows import (Window, attention_layers, check_window_options, head_shape, load_model, load_tokenizer,
@@ -207,7 +208,7 @@ def trace(model, windows: list[Window], folder: Path, ctx: ProbeContext | None =
     order = {a.layer: i for i, a in enumerate(layers)}
     projections = {a.layer: output_projection(model, a) for a in layers}
     w_o: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    d_model = int(_effective_weight(projections[layers[0].layer])[0].shape[0])
+    d_model = int(effective_weight(projections[layers[0].layer])[0].shape[0])
     n = max(w.index for w in windows) + 1
     lengths = sorted({w.seq_len for w in windows})
     files = {}
@@ -218,7 +219,7 @@ def trace(model, windows: list[Window], folder: Path, ctx: ProbeContext | None =
     token_profiles: dict = {}
     digit_chain: dict = {}
     values: dict[int, np.ndarray] = {}
-    current: list[Window] = []
+    current: list[Window] = []  # the window being run: run_windows' list, bound by install
 
     def v_hook(layer: int):
         def fn(module, args, output):
@@ -230,15 +231,11 @@ def trace(model, windows: list[Window], folder: Path, ctx: ProbeContext | None =
 
     def attn_hook(layer: int):
         def fn(module, args, output):
-            weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
-            if weights is None:
-                raise InputError(f"{type(module).__name__} returned no attention probabilities; the model must run "
-                                 "with eager attention")
             w = current[0]
-            P = weights[0].detach().to(torch.float32).numpy()
+            P = attention_probabilities(module, output)[0].detach().to(torch.float32).numpy()
             V = values.pop(layer)
             if layer not in w_o:
-                w_o[layer] = _effective_weight(projections[layer])
+                w_o[layer] = effective_weight(projections[layer])
             Pf, Vf, Yf = files[w.seq_len]
             i = order[layer]
             Pf[w.index, i], Vf[w.index, i] = P, V
@@ -247,27 +244,17 @@ def trace(model, windows: list[Window], folder: Path, ctx: ProbeContext | None =
             digit_chain[(w.seq_len, w.index, layer)] = head_profiles(P).entropy
         return fn
 
-    handles = [a.v.register_forward_hook(v_hook(a.layer)) for a in layers]
-    handles += [a.module.register_forward_hook(attn_hook(a.layer)) for a in layers]
-    try:
-        with torch.no_grad():
-            for i, w in enumerate(windows):
-                current[:] = [w]
-                model(input_ids=torch.tensor([w.ids], dtype=torch.long))
-                if ctx is not None:
-                    ctx.tick(f"{what}: forward pass {i + 1}/{len(windows)} (L = {w.seq_len})")
-    finally:
-        for h in handles:
-            h.remove()
+    def install(running: list[Window]) -> list:
+        nonlocal current
+        current = running
+        return ([a.v.register_forward_hook(v_hook(a.layer)) for a in layers]
+                + [a.module.register_forward_hook(attn_hook(a.layer)) for a in layers])
+
+    run_windows(model, windows, install, None if ctx is None else forward_steps(ctx, what, windows))
     for arrays in files.values():
         for a in arrays:
             a.flush()
     return Trace(str(folder), [a.layer for a in layers], heads, d_head, d_model, token_profiles, digit_chain)
-
-
-def qv_weights(model) -> dict[int, dict[str, np.ndarray]]:
-    """The effective W_q and W_v of every attention layer, float64 (out, in)."""
-    return {a.layer: {"q": _effective_weight(a.q)[0], "v": _effective_weight(a.v)[0]} for a in attention_layers(model)}
 
 
 def _temporary(options: NoHairOptions, prefix: str) -> Path:

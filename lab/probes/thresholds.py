@@ -42,7 +42,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lab.probes.attention import forward_steps, least_squares
+from lab.probes.attention import least_squares
+from lab.probes.forward import forward_steps, run_windows
 from lab.probes.registry import Probe, ProbeContext, Rows, register
 from lab.probes.windows import (Window, attention_layers, check_window_options, head_shape, load_model,
                                 load_tokenizer, make_windows, seq_len_field, window_rows, windows_field)
@@ -119,7 +120,7 @@ def measure(model, windows: list[Window], on_window: Callable[[int, Window], Non
     layers = attention_layers(model)
     rows: list[dict[str, Any]] = []
     seen: dict[str, Any] = {}
-    current: list[Window] = []
+    current: list[Window] = []  # the window being run: run_windows' list, bound by install
 
     def projection(key: str):
         def fn(module, args, output):
@@ -174,21 +175,17 @@ def measure(model, windows: list[Window], on_window: Callable[[int, Window], Non
                              "evt_ratio_k": gk / float(ek[g]) if ek[g] > 0 else float("nan")})
         return fn
 
-    handles = []
-    for a in layers:
-        handles += [a.q.register_forward_hook(projection("q")), a.k.register_forward_hook(projection("k")),
-                    a.module.register_forward_pre_hook(pre, with_kwargs=True),
-                    a.module.register_forward_hook(post(a.layer, bool(getattr(a.module, "is_causal", False))))]
-    try:
-        with torch.no_grad():
-            for i, w in enumerate(windows):
-                current[:] = [w]
-                model(input_ids=torch.tensor([w.ids], dtype=torch.long))
-                if on_window is not None:
-                    on_window(i, w)
-    finally:
-        for h in handles:
-            h.remove()
+    def install(running: list[Window]) -> list:
+        nonlocal current
+        current = running
+        handles = []
+        for a in layers:
+            handles += [a.q.register_forward_hook(projection("q")), a.k.register_forward_hook(projection("k")),
+                        a.module.register_forward_pre_hook(pre, with_kwargs=True),
+                        a.module.register_forward_hook(post(a.layer, bool(getattr(a.module, "is_causal", False))))]
+        return handles
+
+    run_windows(model, windows, install, on_window)
     return rows
 
 
