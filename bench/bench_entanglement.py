@@ -5,7 +5,7 @@
 Measured side by side in one process, interleaved (see bench/timing.py):
 
 * dense: a seeded 4096×4096 float32 Gaussian matrix, entropies at all 23 cuts of its 24-qubit
-  chain, by lab (:func:`lab.probes.entanglement.entanglement_profile`) and by quimb
+  chain, by lab (:func:`lab.kernels.profile.entanglement_profile`) and by quimb
   (``MatrixProductState.from_dense(ψ, dims, cutoff=0)`` then ``entropy(k)`` at every cut, told
   where the orthogonality centre is and walked from the right so each cut moves it one site: the
   cheapest way to use quimb here). The floor is what one cut alone costs with lab's own kernels
@@ -47,9 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import describe  # noqa: E402
 from timing import interleaved  # noqa: E402
 
-from lab.probes.entanglement import entanglement_profile  # noqa: E402
 from lab.kernels.factored import Factors  # noqa: E402
 from lab.kernels.linalg import gram, psd_eigvals  # noqa: E402
+from lab.kernels.profile import entanglement_profile  # noqa: E402
 from lab.kernels.tensorize import sites  # noqa: E402
 
 
