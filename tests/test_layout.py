@@ -237,3 +237,14 @@ def test_importing_merge_squeeze_and_finetune_registers_no_probe():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+# The engine runs probes it finds in the registry (planning, execution, a worker's warm-up importing
+# the package); every array function it needs itself (memo, norms, controls) is a kernel.
+ENGINE_PROBE_ENTRIES = ("lab.probes", "lab.probes.registry", "lab.probes.options")
+
+
+def test_the_engine_uses_the_probes_only_through_the_registry():
+    bad = sorted((m, t) for m in within("lab.engine") for t in GRAPH[m]
+                 if t.startswith("lab.probes") and t not in ENGINE_PROBE_ENTRIES)
+    assert within("lab.engine.execute") and not bad
