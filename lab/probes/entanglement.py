@@ -1,26 +1,14 @@
-"""Internal artificial entanglement: the MPS entropy profile of a weight matrix or update.
+"""Internal artificial entanglement: the entanglement probe, per module the MPS entropy profile of its
+update (or weight) as rows, and a summary of the profile's shape.
 
-M (rows×cols) is read as the state ψ = vec(M)/‖M‖_F (row-major) on the chain of sites given by
-the prime factors of rows then of cols (:mod:`lab.kernels.tensorize`). At each cut k = 1 … N−1,
-with Schmidt coefficients p_i (:mod:`lab.kernels.schmidt`):
-
-* von Neumann entropy S_k = −Σ p_i ln p_i (nats), Rényi-2 entropy −ln Σ p_i²,
-* the maximum ln min(D_left, D_right), and Page's mean for a random state (:mod:`lab.kernels.page`).
-
-A LoKr update s·kron(W1, W2) (:class:`~lab.deltas.Kron`) whose chain is aligned with the
-Kronecker split has at every cut the sum of W1's and W2's entropies at the induced cuts, computed
-from the two small factors (:mod:`lab.kernels.kron`); otherwise its dense profile.
+The profile itself (ψ = vec(M)/‖M‖_F on the chain of M's prime factors, von Neumann and Rényi-2
+entropies at every cut, the maximum and Page's mean) is the kernel
+:func:`lab.kernels.profile.entanglement_profile`, importable from here too.
 
 The row|column cut (k = row_sites) carries the entropy of ΔW's normalised squared singular
 values, at most ln rank(ΔW): a rank-r update has an "entanglement valley" there while the outer
-cuts can follow a volume law near Page's curve.
-
-Example::
-
-    >>> import numpy as np
-    >>> p = entanglement_profile(np.random.default_rng(0).standard_normal((12, 18)))
-    >>> p.sites.dims, len(p.entropy)
-    ((2, 2, 3, 2, 3, 3), 5)
+cuts can follow a volume law near Page's curve. :class:`Summary` reads the valley's depth, width
+and neighbours and fits the volume law away from it.
 """
 
 from __future__ import annotations
