@@ -34,7 +34,7 @@ PLUGIN = textwrap.dedent('''
             Column("peak", "float64", "max |ΔW_ij| over the update's entries (toy plugin column)"))
 
     def _peak(delta, options, ctx):
-        return {"toy_peaks": [{"peak": float(np.abs(np.asarray(delta.matrix)).max())}]}
+        return {"toy_peaks": [{"peak": float(np.abs(delta.to_dense()).max())}]}
 
     register(Probe("toy_peak", ("toy_peaks",), _peak, default=False, description="largest |entry| of ΔW"))
     register_family(Family("toy", "Toy peaks", ("toy_peaks",), "The largest entry of ΔW: a plugin's own family.",
