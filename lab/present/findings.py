@@ -342,122 +342,6 @@ def _merge(runs: Sequence[Run]) -> list[Sentence]:
     return out
 
 
-def _esd(runs: Sequence[Run]) -> list[Sentence]:
-    """Per run at its last checkpoint: α of W + ΔW beside the base W's, how far fine-tuning moved it (per module
-    α(W + ΔW) − α(W)), and the heaviest-tailed modules; with several runs, the median shifts compared."""
-    from lab.present.esd import alpha_pairs
-
-    cols = ["run", "checkpoint", "step", "module", "layer", "role", "source", "alpha", "D"]
-    labels = {"alpha_tuned": "W + ΔW", "alpha_delta": "ΔW", "alpha_weight": "the base W"}
-    out, shifts = [], {}
-    for run, rows in per_run(runs, "esd", cols):
-        pairs = alpha_pairs(rows)
-        ck = last_checkpoint(pairs)
-        pairs = pairs[pairs["checkpoint"].astype(str) == ck] if ck is not None else pairs
-        subject = next((c for c in labels if pairs[c].notna().any()), None)
-        if subject is None:
-            continue
-        fitted = pairs.dropna(subset=[subject])
-        w = Writer("esd", run)
-        who(w, run, ck, pairs)
-        w.text(f"power-law α of {labels[subject]} has median ").num("alpha_median", fitted[subject].median(), " (")
-        w.num("alpha_min", fitted[subject].min(), "–").num("alpha_max", fitted[subject].max(), " over ")
-        w.num("modules", len(fitted), " modules)")
-        base = pairs["alpha_weight"].dropna()
-        if subject != "alpha_weight" and not base.empty:
-            w.text(", the base W's ").num("alpha_weight_median", base.median(), " (")
-            w.num("alpha_weight_min", base.min(), "–").num("alpha_weight_max", base.max(), ")")
-        both = pairs.dropna(subset=["alpha_shift"])
-        if not both.empty:
-            w.text("; fine-tuning moved α by ").num("alpha_shift_median", both["alpha_shift"].median(), " (median; ")
-            w.num("alpha_shift_min", both["alpha_shift"].min(), " to ").num("alpha_shift_max", both["alpha_shift"].max())
-            w.text("), lower in ").num("alpha_lower", int((both["alpha_shift"] < 0).sum()), "/")
-            w.num("paired", len(both), " modules")
-            shifts[run] = float(both["alpha_shift"].median())
-        heaviest = fitted.sort_values([subject, "module"]).head(3)
-        w.text(f"; heaviest-tailed (smallest α of {labels[subject]}): ")
-        for i, r in enumerate(heaviest.itertuples()):
-            w.text(("" if i == 0 else ", ") + f"{r.module} ").num(f"alpha[{r.module}]", getattr(r, subject))
-        if subject == "alpha_tuned" and pairs["alpha_delta"].notna().any():
-            w.text("; ΔW alone: median α ").num("alpha_delta_median", pairs["alpha_delta"].median())
-        controls = {source: rows.loc[rows["source"] == source, "alpha"].dropna() for source in ("random", "random_lora")}
-        if not controls["random"].empty:  # where 'no structure' sits: the run's seeded controls of the same shapes
-            w.text("; the Gaussian controls of the same shapes: median α ").num("alpha_control_median", controls["random"].median())
-        if not controls["random_lora"].empty:
-            w.text(", untrained LoRA factors of the same ranks: ").num("alpha_lora_control_median",
-                                                                        controls["random_lora"].median())
-        w.text(".")
-        out.append(w.sentence)
-    if len(shifts) > 1:
-        w = Writer("esd", None)
-        ranking(w, "Fine-tuning lowered α most (median α(W + ΔW) − α(W) at the last checkpoint; most negative first)",
-                 shifts, "alpha_shift_median", descending=False)
-        against_full(w, shifts, configurations(runs))
-        out.append(w.sentence)
-    return out
-
-
-def _intruders(runs: Sequence[Run]) -> list[Sentence]:
-    """Per run at its last checkpoint: intruder dimensions at the default (ε, k), left and right, and the module
-    with the most; with a full fine-tune among the runs, each run's mean per module against it."""
-    from lab.present import intruders as intr
-
-    cols = ["run", "checkpoint", "step", "module", "layer", "role", "side", "top_k", "examined", "threshold",
-            "intruder_count"]
-    out, last = [], {}
-    for run, rows in per_run(runs, "intruders", cols):
-        rows = rows[rows["checkpoint"].astype(str) != "controls"]
-        ck = last_checkpoint(rows)
-        if ck is None:
-            continue
-        rows = rows[rows["checkpoint"].astype(str) == ck]
-        last[run] = rows
-        eps, k = intr.setting(rows)
-        w = Writer("intruders", run)
-        who(w, run, ck, rows)
-        w.text("at ε = ").num("threshold", eps, ", k = ").num("top_k", k, ", ")
-        for side in ("left", "right"):
-            mine = intr.at(rows, eps, k, side)
-            if mine.empty:
-                continue
-            w.text("; " if side == "right" else "").num(f"intruders_{side}", mine["intruder_count"].sum(),
-                                                         f" intruders among the {side} singular vectors of W + ΔW (")
-            w.num(f"examined_{side}", mine["examined"].sum(), " examined over ").num(f"modules_{side}", len(mine), " modules")
-            top = mine.sort_values(["intruder_count", "module"], ascending=[False, True]).iloc[0]
-            if top["intruder_count"] > 0:
-                w.text(f"; most in {top['module']}: ").num(f"most_{side}", top["intruder_count"])
-            w.text(")")
-        sweep = rows[(rows["side"] == "left") & (rows["top_k"] == k)].groupby("threshold")["intruder_count"].sum()
-        if not sweep.empty:  # where the count starts, when the default ε finds none or few
-            found = sweep[sweep > 0]
-            if found.empty:
-                w.text("; no left intruders at any ε up to ").num("largest_threshold", sweep.index.max())
-            else:
-                w.text("; the first left intruders appear at ε = ").num("first_threshold", found.index.min(), " (")
-                w.num("first_intruders", found.iloc[0], ")")
-        w.text(".")
-        out.append(w.sentence)
-    methods = configurations(runs) if len(last) > 1 else {}
-    if FULL in {methods.get(run) for run in last} and len({methods.get(run) for run in last}) > 1:
-        both = pd.concat(last.values(), ignore_index=True)
-        eps, k = intr.setting(both)
-        counts = {run: intr.at(rows, eps, k) for run, rows in last.items()}
-        counts = {run: c for run, c in counts.items() if not c.empty}
-        common = set.intersection(*(set(c["module"]) for c in counts.values())) if counts else set()
-        if common:
-            means = {run: float(c[c["module"].isin(common)]["intruder_count"].mean()) for run, c in counts.items()}
-            w = Writer("intruders", None)
-            w.text("Against full fine-tuning, at ε = ").num("threshold", eps, ", k = ").num("top_k", k)
-            w.text(", left vectors, last checkpoints, over the ").num("common_modules", len(common), " modules every run has. ")
-            if len(set(means.values())) == 1:  # a ranking of equal values would only list names
-                w.text("Intruders per module (mean): ").num("intruders_mean", next(iter(means.values())), " in every run.")
-            else:
-                ranking(w, "Intruders per module (mean)", means, "intruders_mean")
-            against_full(w, means, methods)
-            out.append(w.sentence)
-    return out
-
-
 def _similarity(runs: Sequence[Run]) -> list[Sentence]:
     """Per run: which members' updates point most and least alike (mean cosine over modules, with the chance scale
     1/√(m·n) of independent random updates), LoRA's φ(1, 1) of the most alike pair beside chance 1/m, its sign-conflict
@@ -653,8 +537,6 @@ SUMMARIES: dict[str, Callable[[Sequence[Run]], list[Sentence]]] = {
     "msu": _msu,
     "msu_pairs": _msu_pairs,
     "merge": _merge,
-    "esd": _esd,
-    "intruders": _intruders,
     "similarity": _similarity,
     "forgetting": _forgetting,
 }

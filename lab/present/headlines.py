@@ -19,9 +19,7 @@ import pandas as pd
 from lab.present import load
 from lab.present.figures import attention as attention_fig
 from lab.present.figures import entanglement as entanglement_fig
-from lab.present.figures import esd as esd_fig
 from lab.present.figures import forgetting as forgetting_fig
-from lab.present.figures import intruders as intruders_fig
 from lab.present.figures import msu as msu_fig
 from lab.present.figures import no_hair as no_hair_fig
 from lab.present.figures import similarity as similarity_fig
@@ -29,7 +27,7 @@ from lab.present.figures import thresholds as thresholds_fig
 from lab.present.figures import updates as updates_fig
 from lab.present.figures.common import Chart
 from lab.present.similarity import member_steps
-from lab.present.picks import last_checkpoint, last_rows, representative_module
+from lab.present.picks import last_rows, representative_module
 from lab.present.sentences import anchor
 from lab.present.frames import CONTROL_SOURCES, ID, matching_controls
 from lab.store import Run
@@ -105,33 +103,6 @@ def _merge(runs: Sequence[Run]) -> Chart:
     return msu_fig.merge_chart(load.read_runs(runs, "merge"))
 
 
-def _esd_last(run: Run) -> pd.DataFrame:
-    """A run's esd rows of W, W + ΔW and ΔW at its last checkpoint (last_rows would keep ΔW's only)."""
-    from lab.present.esd import matrices
-
-    rows = matrices(load.read(run, "esd"))
-    ck = last_checkpoint(rows)
-    return rows[rows["checkpoint"].astype(str) == ck] if ck is not None else rows
-
-
-def _esd(runs: Sequence[Run]) -> Chart:
-    rows = [_esd_last(r) for r in runs if r.has_table("esd")]
-    return esd_fig.alpha_chart(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(),
-                               title="Power-law α by layer: base W and W + ΔW (last checkpoint of each run)")
-
-
-def _intruders(runs: Sequence[Run]) -> Chart:
-    from lab.present import intruders as intr
-
-    rows = [last_rows(r, "intruders") for r in runs if r.has_table("intruders")]
-    rows = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-    if rows.empty:
-        return intruders_fig.heatmap_chart(rows, intr.DEFAULT_THRESHOLD, intr.DEFAULT_TOP_K)
-    eps, k = intr.setting(rows)
-    return intruders_fig.heatmap_chart(rows, eps, k, title=f"Intruders at ε = {eps:g}, k = {k} (left vectors), "
-                                                            "layer × role (last checkpoint of each run)")
-
-
 def _similarity(runs: Sequence[Run]) -> Chart:
     with_table = [r for r in runs if r.has_table("adapter_similarity")]
     steps = member_steps(load.read_runs(with_table, "deltas", ["checkpoint", "step"]))
@@ -151,8 +122,6 @@ HEADLINES: dict[str, Callable[[Sequence[Run]], Chart]] = {
     "msu": _msu,
     "msu_pairs": _msu_pairs,
     "merge": _merge,
-    "esd": _esd,
-    "intruders": _intruders,
     "similarity": _similarity,
     "forgetting": _forgetting,
 }

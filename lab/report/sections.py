@@ -242,50 +242,6 @@ def build_merge(section: Section, runs: list[Run]) -> None:
                                                     "loss of the merge, the base and the best input adapter on each --eval-texts set"))
 
 
-def build_esd(section: Section, runs: list[Run]) -> None:
-    """α of the base W beside W + ΔW by layer (last checkpoints), the per-module shift over every checkpoint, and
-    WeightWatcher's summary per run, checkpoint, matrix and role."""
-    from lab.present import esd
-    from lab.present.figures import esd as esd_fig
-
-    rows = esd.matrices(load.read_runs(runs, "esd"))
-    if rows.empty:
-        section.message = "the esd table holds no rows of W, W + ΔW or ΔW for these runs"
-        return
-    last = [g[g["checkpoint"].astype(str) == _last(g)] for _, g in rows.groupby("run", sort=True)]
-    section.chart(partial(esd_fig.alpha_chart, pd.concat(last, ignore_index=True),
-                                              title="Power-law α by layer: base W and W + ΔW (last checkpoint of each run)"))
-    section.chart(partial(esd_fig.shift_chart, rows, title="α(W + ΔW) − α(W) by layer (every checkpoint; earlier ones faint)"))
-    section.tables.append(TableBlock.from_frame(
-        "WeightWatcher's metrics per matrix and role (medians over layers; num_rand_spikes a mean)", esd.digest(rows),
-        "alpha: power-law exponent of λ = σ² (smaller: heavier tail); D: its Kolmogorov–Smirnov distance; mp_softrank: "
-        "Marchenko–Pastur edge / λ_max; num_rand_spikes: λ above the shuffled matrix's largest"))
-
-
-def build_intruders(section: Section, runs: list[Run]) -> None:
-    """The layer × role counts at the default (ε, k) on both sides (last checkpoints), the count against ε, and the
-    totals of the sweep per run, checkpoint, side and k."""
-    from lab.present import intruders as intr
-    from lab.present.figures import intruders as intruders_fig
-
-    rows = load.read_runs(runs, "intruders")
-    rows = rows[rows["checkpoint"].astype(str) != "controls"] if not rows.empty else rows
-    if rows.empty:
-        section.message = "the intruders table is empty for these runs (it needs --base and W in memory)"
-        return
-    eps, k = intr.setting(rows)
-    last = pd.concat([g[g["checkpoint"].astype(str) == _last(g)] for _, g in rows.groupby("run", sort=True)],
-                     ignore_index=True)
-    for side in ("left", "right"):
-        section.chart(partial(intruders_fig.heatmap_chart,
-            last, eps, k, side, title=f"Intruders at ε = {eps:g}, k = {k} ({side} vectors), layer × role (last checkpoints)"))
-    section.chart(partial(intruders_fig.sweep_chart, rows, k, title=f"Intruders against ε at k = {k} (every checkpoint; "
-                                                                   "earlier ones faint)"))
-    section.tables.append(TableBlock.from_frame(
-        "Intruders over the sweep: total over modules per run, checkpoint, side and k", intr.digest(rows),
-        "examined: singular vectors of W + ΔW examined, summed over modules (fewer than k × modules for small matrices)"))
-
-
 def _last(rows: pd.DataFrame) -> str:
     """The last checkpoint in training order among the rows (largest step, then name)."""
     from lab.present.findings import last_checkpoint
@@ -350,8 +306,6 @@ BUILDERS: dict[str, Callable[[Section, list[Run]], None]] = {
     "msu": build_msu,
     "msu_pairs": build_msu_pairs,
     "merge": build_merge,
-    "esd": build_esd,
-    "intruders": build_intruders,
     "similarity": build_similarity,
     "forgetting": build_forgetting,
 }
