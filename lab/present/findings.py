@@ -342,72 +342,6 @@ def _merge(runs: Sequence[Run]) -> list[Sentence]:
     return out
 
 
-def _similarity(runs: Sequence[Run]) -> list[Sentence]:
-    """Per run: which members' updates point most and least alike (mean cosine over modules, with the chance scale
-    1/√(m·n) of independent random updates), LoRA's φ(1, 1) of the most alike pair beside chance 1/m, its sign-conflict
-    rate beside 0.5; for checkpoints with steps, the cosine between adjacent checkpoints (how the update turns)."""
-    from lab.present.similarity import compared, member_steps, members
-    from lab.present.seeds import separated
-
-    out = []
-    for run in runs:
-        if not run.has_table("adapter_similarity"):
-            continue
-        rows = load.read(run, "adapter_similarity")
-        if rows.empty:
-            continue
-        w = Writer("similarity", run.name)
-        done = compared(rows)
-        if done.empty:
-            w.text(f"{run.name}: ").num("not_compared", len(rows), " module pairs not compared (a streamed update, or "
-                                                                   "shapes that differ).")
-            out.append(w.sentence)
-            continue
-        deltas = load.read(run, "deltas", ["checkpoint", "step", "module", "rows", "cols"])
-        steps = member_steps(deltas)
-        shape = deltas.drop_duplicates("module").set_index("module")
-        order = members(done, steps)
-        per_pair = {(a, b): g for (a, b), g in done.groupby(["first", "second"], sort=False)}
-        means = {pair: float(g["cosine"].mean()) for pair, g in per_pair.items()}
-        w.text(f"{run.name}: ").num("pairs", len(per_pair), " pair" + ("s" if len(per_pair) > 1 else "") + " of ")
-        w.num("members", len(order), " updates (")
-        w.text(", ".join(order) + ") over ").num("modules", done["module"].nunique(), " modules; ")
-        top = max(means, key=lambda p: (means[p], p))
-        low = min(means, key=lambda p: (means[p], p))
-        chance = (1.0 / np.sqrt(shape.loc[done["module"].unique(), "rows"].astype(float)
-                                * shape.loc[done["module"].unique(), "cols"].astype(float))).mean()
-        w.text(f"cos(ΔW_a, ΔW_b), mean over modules, {top[0]}–{top[1]} ").num("cosine_top", means[top])
-        if low != top:
-            w.text(f" (most alike), {low[0]}–{low[1]} ").num("cosine_low", means[low], " (least alike; ")
-            apart = separated(per_pair[top]["cosine"].dropna(), per_pair[low]["cosine"].dropna())
-            w.text("separated over modules)" if apart else "not separated over modules)")
-        w.text("; independent random updates of these shapes: about ±").num("cosine_chance", chance)
-        w.text(", so the most alike pair is " + ("beyond" if abs(means[top]) > 2 * chance else "within")
-               + " twice the chance scale")
-        grid = load.read(run, "subspace_similarity", None, [("first", "==", top[0]), ("second", "==", top[1]),
-                                                             ("side", "==", "left"), ("i", "==", 1), ("j", "==", 1)])
-        if not grid.empty:
-            grid = grid[grid["module"].isin(per_pair[top]["module"])]
-            w.text(f"; {top[0]}–{top[1]}: LoRA's φ(1, 1) of the top left directions ").num("phi_11_top", grid["phi"].mean())
-            w.text(" (chance 1/m: ").num("phi_11_chance", (1.0 / shape.loc[grid["module"].unique(), "rows"].astype(float)).mean(), ")")
-        if per_pair[top]["sign_conflict"].notna().any():
-            w.text(", sign conflicts ").num("sign_conflict_top", per_pair[top]["sign_conflict"].mean(), " of shared entries (0.5: independent)")
-        stepped = [m for m in order if not math.isnan(steps.get(m, float("nan")))]
-        if len(stepped) > 2:  # with two, the one pair is stated above
-            w.text("; between adjacent checkpoints: ")
-            for i, (a, b) in enumerate(zip(stepped, stepped[1:])):
-                g = per_pair.get((a, b), per_pair.get((b, a)))
-                if g is None:
-                    continue
-                w.text(("" if i == 0 else ", ") + f"step {int(steps[a])} → {int(steps[b])} ").num(f"cosine_step[{a}:{b}]", g["cosine"].mean())
-            g = per_pair.get((stepped[0], stepped[-1]), per_pair.get((stepped[-1], stepped[0])))
-            if g is not None:
-                w.text("; first → last ").num("cosine_first_last", g["cosine"].mean())
-        w.text(".")
-        out.append(w.sentence)
-    return out
-
-
 def _forgetting_at(rows: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
     """(last checkpoint, its rows at the run's longest window length), one row per text set."""
     ck, rows = at_last(rows)
@@ -537,7 +471,6 @@ SUMMARIES: dict[str, Callable[[Sequence[Run]], list[Sentence]]] = {
     "msu": _msu,
     "msu_pairs": _msu_pairs,
     "merge": _merge,
-    "similarity": _similarity,
     "forgetting": _forgetting,
 }
 

@@ -22,11 +22,9 @@ from lab.present.figures import entanglement as entanglement_fig
 from lab.present.figures import forgetting as forgetting_fig
 from lab.present.figures import msu as msu_fig
 from lab.present.figures import no_hair as no_hair_fig
-from lab.present.figures import similarity as similarity_fig
 from lab.present.figures import thresholds as thresholds_fig
 from lab.present.figures import updates as updates_fig
 from lab.present.figures.common import Chart
-from lab.present.similarity import member_steps
 from lab.present.picks import last_rows, representative_module
 from lab.present.sentences import anchor
 from lab.present.frames import CONTROL_SOURCES, ID, matching_controls
@@ -103,12 +101,6 @@ def _merge(runs: Sequence[Run]) -> Chart:
     return msu_fig.merge_chart(load.read_runs(runs, "merge"))
 
 
-def _similarity(runs: Sequence[Run]) -> Chart:
-    with_table = [r for r in runs if r.has_table("adapter_similarity")]
-    steps = member_steps(load.read_runs(with_table, "deltas", ["checkpoint", "step"]))
-    return similarity_fig.pairs_chart(load.read_runs(with_table, "adapter_similarity"), steps)
-
-
 def _forgetting(runs: Sequence[Run]) -> Chart:
     return forgetting_fig.kl_chart(load.read_runs(runs, "forgetting"))
 
@@ -122,7 +114,6 @@ HEADLINES: dict[str, Callable[[Sequence[Run]], Chart]] = {
     "msu": _msu,
     "msu_pairs": _msu_pairs,
     "merge": _merge,
-    "similarity": _similarity,
     "forgetting": _forgetting,
 }
 

@@ -22,7 +22,6 @@ from lab.present.figures import entanglement as ent_fig, updates as updates_fig
 from lab.present.figures import forgetting as forgetting_fig
 from lab.present.figures import msu as msu_fig
 from lab.present.figures import no_hair as no_hair_fig
-from lab.present.figures import similarity as similarity_fig
 from lab.present.figures import thresholds as thresholds_fig
 from lab.present.frames import CONTROL_SOURCES, ID, matching_controls, measured
 from lab.present.picks import MAX_ROLES, latest_checkpoint, representative_modules
@@ -249,36 +248,6 @@ def _last(rows: pd.DataFrame) -> str:
     return last_checkpoint(rows)
 
 
-def build_similarity(section: Section, runs: list[Run]) -> None:
-    """Member × member cosine (and Grassmann distance) over modules per run; per run the same per layer and φ(i, j) of
-    its most alike pair; one row per compared pair."""
-    from lab.present import similarity
-
-    pairs = load.read_runs(runs, "adapter_similarity")
-    if similarity.compared(pairs).empty:
-        section.message = "no compared pairs in these runs (a streamed update, or shapes that differ)"
-        return
-    steps = similarity.member_steps(load.read_runs(runs, "deltas", ["checkpoint", "step"]))
-    section.chart(partial(similarity_fig.pairs_chart, pairs, steps))
-    section.chart(partial(similarity_fig.pairs_chart, pairs, steps, measure="grassmann_left",
-                                                     title="Grassmann distance of the top-k left subspaces (mean over modules)"))
-    table = similarity.digest(pairs)
-    for run in runs:
-        mine = pairs[pairs["run"] == run.name]
-        if similarity.compared(mine).empty:
-            continue
-        section.detail(partial(similarity_fig.layers_chart, mine, steps, title=f"Member × member cosine per layer ({run.name})"))
-        top = table[table["run"] == run.name].sort_values("cosine").iloc[-1]
-        grid = load.read(run, "subspace_similarity", None, [("first", "==", top["first"]), ("second", "==", top["second"])])
-        section.detail(partial(similarity_fig.phi_chart,
-            grid, title=f"φ(i, j) of the most alike pair, {top['first']} – {top['second']} ({run.name})"))
-    section.tables.append(TableBlock.from_frame(
-        "Pairs (means over modules)", table,
-        "cosine between the updates as vectors (independent random updates: about ±1/√(m·n)); Grassmann distance √Σθ² "
-        "and smallest principal angle of the top-k subspaces (radians); sign_conflict: fraction of shared nonzero "
-        "entries with opposite signs (0.5: independent)"))
-
-
 def build_forgetting(section: Section, runs: list[Run]) -> None:
     """KL and loss change per run, checkpoint and text set with intervals; hidden-state distances by layer; one row
     per run, checkpoint, text set and L."""
@@ -306,6 +275,5 @@ BUILDERS: dict[str, Callable[[Section, list[Run]], None]] = {
     "msu": build_msu,
     "msu_pairs": build_msu_pairs,
     "merge": build_merge,
-    "similarity": build_similarity,
     "forgetting": build_forgetting,
 }

@@ -20,10 +20,26 @@ def test_similarity_page_shows_each_pairs_means_over_modules(lab_results_folder,
     for column in ("cosine", "grassmann_left", "grassmann_right", "sign_conflict"):
         assert row[column] == pytest.approx(stored[column].mean(), rel=1e-12), column
     assert row["modules"] == stored["module"].nunique()
-    assert len(app.get("image")) == 3  # over modules, per layer, φ(i, j)
+    assert len(app.get("image")) == 4  # over modules (the measure and the Grassmann distance), per layer, φ(i, j)
     app.selectbox[0].set_value("sign_conflict").run()  # another measure redraws without an error
-    assert not app.exception and len(app.get("image")) == 3
+    assert not app.exception and len(app.get("image")) == 4
 
+
+
+def test_similarity_page_keeps_a_pair_only_while_both_of_its_members_are_chosen(lab_results_folder, monkeypatch):
+    app = open_view(lab_results_folder.results, "similarity", monkeypatch)
+    stored = pd.read_parquet(lab_results_folder.results / lab_results.LORA_RUN / "adapter_similarity.parquet")
+    stored = stored[stored["note"] == ""]
+    members = set(stored["first"]) | set(stored["second"])
+    steps = next(m for m in app.sidebar.multiselect if m.label == "Steps")
+    kept = [s for s in steps.options if f"checkpoint-{s}" in members][-1:]  # one member of the run's one pair
+    steps.set_value([int(s) for s in kept]).run()
+    assert not app.exception
+    assert "a pair needs both of its members chosen" in " ".join(i.value for i in app.info)
+    assert len(app.get("image")) == 0
+    steps = next(m for m in app.sidebar.multiselect if m.label == "Steps")
+    steps.set_value([int(s) for s in steps.options]).run()  # both members again: the pair is back
+    assert not app.exception and len(shown(app, "modules", "grassmann_left")) == 1
 
 def test_forgetting_page_shows_kl_and_loss_change_per_text_set(lab_results_folder, monkeypatch):
     app = open_view(lab_results_folder.results, "forgetting", monkeypatch)

@@ -24,7 +24,9 @@ from lab.present import load, similarity
 from lab.present.figures import forgetting as forgetting_fig
 from lab.present.figures import similarity as similarity_fig
 from lab.present.findings import summarize
+from lab.present.families import by_key
 from lab.report.document import Section
+from lab.report.page import build
 from lab.report.sections import BUILDERS
 from lab.store import open_run
 
@@ -203,7 +205,7 @@ def test_the_comparison_puts_reference_kl_beside_update_size_and_intruders(runs,
 
 def test_the_report_sections_draw_the_figures_and_tables(runs, lab_results_folder, grown):
     section = Section("similarity", "", "", True)
-    BUILDERS["similarity"](section, runs + [grown])
+    build(section, runs + [grown], by_key("similarity").section)
     section.draw()  # the overview figures and the per-run details (HTML with --details)
     assert [c.title for c in section.charts] == ["How alike the updates are: member × member (mean over modules)",
                                                  "Grassmann distance of the top-k left subspaces (mean over modules)"]
