@@ -14,7 +14,6 @@ import streamlit as st
 from dashboards import RESULTS_ENV
 from lab.present import load
 from lab.present.findings import FamilyFindings, summarize
-from lab.present.valleys import entanglement_valleys
 from lab.store import Run
 
 INDEX_COLUMNS = ["run", "checkpoint", "step", "module", "layer", "role", "kind", "rank_bound"]
@@ -82,18 +81,6 @@ def computed(runs: Sequence[Run], table: str) -> bool:
 def row_count(run_dir: str, table: str, changed: float) -> int:
     """Rows in a run's table, from the parquet footer."""
     return Run(Path(run_dir)).rows(table)
-
-
-@st.cache_data(show_spinner="Reading the entanglement valleys…", max_entries=64)
-def _valleys(run_dirs: tuple[str, ...], stamps: tuple[float, ...]) -> pd.DataFrame:
-    return entanglement_valleys([Run(Path(d)) for d in run_dirs])
-
-
-def valleys(runs: Sequence[Run]) -> pd.DataFrame:
-    """The valley at the row|column cut of every profile in the runs (see lab.present.valleys.entanglement_valleys)."""
-    dirs = tuple(str(r.path) for r in runs)
-    stamps = tuple(stamp(d, t) for d in dirs for t in ("entanglement", "entanglement_summary", "deltas"))
-    return _valleys(dirs, stamps)
 
 
 @st.cache_data(show_spinner="Computing the findings…", max_entries=64)

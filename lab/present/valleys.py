@@ -9,7 +9,7 @@ matrix), else computed from the per-cut ``entanglement`` rows; both give the sam
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,15 +58,17 @@ def valleys_from_summary(summary: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def entanglement_valleys(runs: Sequence[Run]) -> pd.DataFrame:
+def entanglement_valleys(runs: Sequence[Run],
+                         read: Callable[[list[Run], str, list[str] | None], pd.DataFrame] = load.read_runs) -> pd.DataFrame:
     """The valley of every profile in ``runs``: from the probe's summary table when every run with
-    profiles has it (one row per matrix), else computed from the per-cut rows."""
+    profiles has it (one row per matrix), else computed from the per-cut rows. ``read(runs, table,
+    columns)`` reads the rows (a dashboard passes its cached reader)."""
     with_profiles = [r for r in runs if r.has_table("entanglement")]
     if with_profiles and all(r.has_table("entanglement_summary") for r in with_profiles):
-        return valleys_from_summary(load.read_runs(with_profiles, "entanglement_summary"))
+        return valleys_from_summary(read(with_profiles, "entanglement_summary", None))
     cols = ID + ["source", "cut", "row_sites", "entropy", "page_entropy", "max_entropy"]
-    deltas = load.read_runs(runs, "deltas", ["run", "checkpoint", "module", "rank_bound"])
-    return valleys(load.read_runs(with_profiles, "entanglement", cols), deltas)
+    deltas = read(list(runs), "deltas", ["run", "checkpoint", "module", "rank_bound"])
+    return valleys(read(with_profiles, "entanglement", cols), deltas)
 
 
 def profile_distance(a: pd.DataFrame, b: pd.DataFrame) -> float:
