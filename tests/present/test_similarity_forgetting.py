@@ -27,7 +27,6 @@ from lab.present.findings import summarize
 from lab.present.families import by_key
 from lab.report.document import Section
 from lab.report.page import build
-from lab.report.sections import BUILDERS
 from lab.store import open_run
 
 
@@ -225,7 +224,7 @@ def test_the_report_sections_draw_the_figures_and_tables(runs, lab_results_folde
         chart.close()
 
     section = Section("forgetting", "", "", True)
-    BUILDERS["forgetting"](section, runs)
+    build(section, runs, by_key("forgetting").section)
     section.draw()
     assert [c.title for c in section.charts] == ["What fine-tuning cost the model: KL and loss change per text set",
                                                  "How far the hidden states moved, per layer"]
