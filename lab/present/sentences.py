@@ -19,9 +19,7 @@ import pandas as pd
 from lab.present import load
 from lab.present.picks import last_checkpoint
 from lab.store import Run
-
-ASYMPTOTIC_CAVEAT = ("The bound is asymptotic (o(√ln L) admits almost-linear algorithms, Θ(√ln L) none sub-quadratic): "
-                     "these are measurements at finite L against the scale √ln L, not a verdict on efficiency.")
+from lab.store.schema import ASYMPTOTIC_CAVEAT  # noqa: F401  (the thresholds' caveat, said once: the schema's)
 
 
 def anchor(family: str) -> str:

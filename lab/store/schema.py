@@ -325,8 +325,11 @@ _HEAD = _c("head", "int64", "attention (query) head index within the layer, from
 _SEQ_LEN = _c("seq_len", "int64", "window length L in tokens")
 _WINDOW = _c("window", "int64", "window index w: tokens w·L … (w+1)·L − 1 of the joined token stream (see the windows table)")
 _ELL = "ℓ = ln min(D_left, D_right), the sites on the smaller side of the cut each counted as ln of its dimension (nats)"
-_ASYMPTOTIC = ("Hu et al. (arXiv 2406.03136)'s bound is asymptotic in L (o(√ln L) admits almost-linear algorithms, Θ(√ln L) "
-               "none sub-quadratic under SETH): a value at one L is a measurement, not a verdict")
+# The thresholds' caveat, said once: here, in the tables' descriptions, and (imported from here, the layer every
+# reader can import) in the family's theory, findings sentences, figures and table captions.
+ASYMPTOTIC_CAVEAT = ("The bound is asymptotic and its constants unknown (o(√ln L) admits almost-linear algorithms, "
+                     "Θ(√ln L) none sub-quadratic under SETH): these are measurements at finite L against the scale "
+                     "√ln L, not a verdict on efficiency.")
 
 declare(
     "squeeze",
@@ -486,7 +489,7 @@ declare(
     "Alman & Song's (arXiv 2302.13214, abstract: Q, K, V ∈ [−B, B]^{n×d}, A = exp(QKᵀ/d), a sharp transition at "
     "B = Θ(√log n)). A head computing q·kᵀ/√d_head is Alman–Song's form with d_head^(+1/4)·q and Hu's literal β = 1 "
     "form with d_head^(−1/4)·q: the scales differ by √d_head (Hu's section giving β = 1 was not found as text here; "
-    "the mapping is the one issue 21 specifies). " + _ASYMPTOTIC,
+    "the mapping is the one issue 21 specifies). " + ASYMPTOTIC_CAVEAT,
     _HEAD,
     _c("kv_head", "int64", "the key/value head this query head reads (GQA: head // (heads / kv heads))"),
     _SEQ_LEN, _WINDOW,
@@ -517,7 +520,7 @@ declare(
     "the same fit to the extreme-value control (the maximum of L·d_head Gaussian entries grows like σ·√(2 ln(L·d_head)) "
     "in any regime, so growth alone says nothing about it) and the largest logit against ln L. Fit over every measured "
     "L (the demo: 32, 64, 128, 256); R² is NaN below three lengths, where a line fits two points by construction. "
-    "Slopes in Alman–Song's scale are √d_head times these. " + _ASYMPTOTIC,
+    "Slopes in Alman–Song's scale are √d_head times these. " + ASYMPTOTIC_CAVEAT,
     _c("lengths", "int64", "number of window lengths measured"),
     _c("min_seq_len", "int64", "shortest L"),
     _c("max_seq_len", "int64", "longest L"),

@@ -21,7 +21,6 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 NATS = "entropy (nats)"
-ASYMPTOTIC = "asymptotic bound: a scale, not a verdict on this finite model"
 
 # Series that are not runs (methods of a merge, fits): tab10, distinguishable in print and for the
 # common colour-vision deficiencies. Runs take their colour from lab.present.colours instead.

@@ -3,24 +3,41 @@ largest γ against √ln L in either scale (Hu's literal β = 1 form or Alman–
 ratio to √ln L by layer, the largest logit |q·k|/√d_head against ln L, the extreme-value control
 σ·√(2 ln(L·d_head)) beside the measured maxima, and the LoRA term beside the whole query projection.
 
-Every figure says that the bound is asymptotic (o(√ln L) vs Θ(√ln L), constants unknown): the lines
-√ln L and ln L are scales to read the measurements against, not boundaries they cross.
+Every figure prints the thresholds' caveat (the schema's ``ASYMPTOTIC_CAVEAT``: the bound is asymptotic,
+its constants unknown) above its axes: the lines √ln L and ln L are scales to read the measurements
+against, not boundaries they cross.
 """
 
 from __future__ import annotations
+
+import textwrap
 
 import numpy as np
 import pandas as pd
 
 from lab.present.figures.common import (
-    ASYMPTOTIC, LINE_STYLES, THEORY, Chart, by_run, checkpoints_in_order, empty_chart, integer_ticks, legend,
-    new_figure, run_legend, run_line,
+    LINE_STYLES, THEORY, Chart, by_run, checkpoints_in_order, empty_chart, integer_ticks, legend, new_figure,
+    run_legend, run_line,
 )
+from lab.store.schema import ASYMPTOTIC_CAVEAT
+
+
+def _wrapped(text: str, width: int, keep: tuple[str, ...] = ("√ln L", "not a verdict")) -> list[str]:
+    """``text`` in lines of at most ``width`` characters, no line break inside a phrase of ``keep``."""
+    for phrase in keep:
+        text = text.replace(phrase, phrase.replace(" ", "\u00a0"))
+    return [line.replace("\u00a0", " ") for line in textwrap.wrap(text, width)]
+
+
+CAVEAT_LINES = _wrapped(ASYMPTOTIC_CAVEAT, 100)
+TITLE_PAD = 6 + 8 * len(CAVEAT_LINES)  # points: a title above the caveat's lines
 
 
 def _caveat(ax) -> None:
-    ax.text(0.01, 0.99, ASYMPTOTIC, transform=ax.transAxes, ha="left", va="top", fontsize=7, color=THEORY["rank"],
-            style="italic")
+    """The thresholds' caveat in small print between the axes and their title (the title's pad is TITLE_PAD), where
+    it hides no measurement."""
+    ax.text(0.0, 1.01, "\n".join(CAVEAT_LINES), transform=ax.transAxes, ha="left", va="bottom", fontsize=6,
+            color=THEORY["rank"], style="italic")
 
 
 # The two scales of γ: Hu et al.'s literal softmax(Q·Kᵀ·β), β = 1 (the 1/√d_head split as d_head^(−1/4) on each
@@ -71,7 +88,7 @@ def growth_chart(thresholds: pd.DataFrame, *, convention: str = "hu", title: str
         return empty_chart(title, "no thresholds rows for this selection")
     fig, (ax,) = new_figure()
     _growth_panel(ax, thresholds, convention)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, pad=TITLE_PAD)  # above the caveat
     legend(fig)
     scale = ("Hu et al.'s literal β = 1 form, the 1/√d_head split as d_head^(−1/4) on q and on k" if convention == "hu"
              else "Alman–Song's exp(Q·Kᵀ/d) form, d_head^(+1/4) on q and on k: √d_head times Hu's")
@@ -107,7 +124,7 @@ def ratio_chart(thresholds: pd.DataFrame, *, convention: str = "hu", title: str 
     ax.set_xlabel("layer")
     integer_ticks(ax)
     ax.set_ylabel("max(γ_q, γ_k) / √ln L, " + ("Hu's β = 1 scale" if convention == "hu" else "Alman–Song's scale"))
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, pad=TITLE_PAD)
     _caveat(ax)
     legend(fig)
     caption = ("The largest ratio over heads and windows per layer and window length L; 1 marks γ = √ln L. "
@@ -168,7 +185,7 @@ def logit_chart(thresholds: pd.DataFrame, *, title: str = "Largest logit |q·k|/
     run_legend(ax, runs, faint=faint, styles={f"{int(k)}": v for k, v in styles.items()}, style_name="layer")
     ax.set_xlabel("ln L (window length L)")
     ax.set_ylabel("largest |q_i·k_j|/√d_head over attended pairs")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, pad=TITLE_PAD)
     _caveat(ax)
     legend(fig)
     caption = ("The largest pre-softmax logit over attended pairs (causal models: j ≤ i; after RoPE where the model "
