@@ -37,6 +37,7 @@ machine precision for the top k otherwise): :func:`truncate`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -149,22 +150,29 @@ def _bracketed(tv: TaskVector, k: int, rows: int, gather: int | None = None) -> 
 
 
 def _threshold_in_memory(x: np.ndarray, density: float) -> float:
-    """trim_threshold of an update held whole: the ⌊d·size⌋-th largest |x|, exactly.
-
-    A strided sample's sorted values bracket the answer in [lo, hi]; with c entries above hi, the
-    answer is the (k − c)-th largest of the entries in [lo, hi] whenever c < k ≤ c + their count
-    (np.partition of that band only), else np.partition of everything.
-    """
+    """trim_threshold of an update held whole: the ⌊d·size⌋-th largest |x|, exactly (:func:`_kth_largest`)."""
     k = int(density * x.size)
     if k == 0:
         return float("inf")
-    a = np.abs(x).ravel()
+    return _kth_largest(np.abs(x).ravel(), k)
+
+
+def _kth_largest(a: np.ndarray, k: int, sample_size: int = 8192) -> float:
+    """The k-th largest entry of the flat non-negative array ``a`` (1 ≤ k ≤ a.size), exactly.
+
+    The order statistics of a random sample (fixed seed) bracket the answer in [lo, hi] (± 2√S + 8
+    sample ranks: at least four standard deviations of the answer's rank in the sample); with c
+    entries above hi, the answer is the (k − c)-th largest of the entries in [lo, hi] whenever
+    c < k ≤ c + their count (np.partition of that band only), else np.partition of everything.
+    """
     n = a.size
     if n > 1 << 15:
-        sample = np.sort(a[:: max(1, n // 8192)])
-        pos = int((n - k) / n * sample.size)
-        margin = int(4 * np.sqrt(sample.size)) + 8
-        lo, hi = sample[max(0, pos - margin)], sample[min(sample.size - 1, pos + margin)]
+        sample = a[np.random.default_rng(0).integers(0, n, sample_size)]
+        pos = int((n - k) / n * sample_size)
+        margin = int(2 * np.sqrt(sample_size)) + 8
+        i, j = max(0, pos - margin), min(sample_size - 1, pos + margin)
+        ordered = np.partition(sample, [i, j])
+        lo, hi = ordered[i], ordered[j]
         above = int(np.count_nonzero(a > hi))
         if above < k:
             band = a[(a >= lo) & (a <= hi)]
@@ -208,6 +216,10 @@ def merge(tvs: Sequence[TaskVector], weights: Sequence[float], method: str, dens
     """M = ``method`` of the task vectors (see the module docstring), formed in row blocks.
 
     ``generator``: a seeded ``torch.Generator`` for the DARE methods (drawn from here, in order).
+    Updates small enough for one block are formed once (trim thresholds selected and DARE masks
+    drawn on them whole) and merged in place; larger ones are streamed (thresholds and masks in
+    passes over row blocks, each chunk formed again for the merge). Either way the elementwise
+    merge works a cache-sized chunk of rows at a time (:data:`CHUNK_ENTRIES`).
     """
     if method not in METHODS:
         raise ValueError(f"unknown task-vector method {method!r}")
@@ -218,51 +230,90 @@ def merge(tvs: Sequence[TaskVector], weights: Sequence[float], method: str, dens
     rows = rows or block_rows(shape, BLOCK_ENTRIES // max(1, len(tvs)))
     d = 1.0 if density is None else float(density)
     active = method != "task_arithmetic" and d < 1
-    whole = rows >= shape[0]
-    if whole:  # one block holds every update: form each once, select its threshold in memory
-        tvs = [TaskVector(tv.rows(0, shape[0])) for tv in tvs]
-    trims = None
-    if active and method in ("ties", "magnitude_prune"):
-        trims = [_threshold_in_memory(tv.L, d) if whole else trim_threshold(tv, d, rows) for tv in tvs]
-    masks = None
-    if active and method.startswith("dare"):
-        if generator is None:
-            raise ValueError("DARE needs a seeded torch.Generator")
-        masks = [_whole_mask(tv, d, generator) if whole else dare_masks(tv, d, generator, rows) for tv in tvs]
+    trimmed = active and method in ("ties", "magnitude_prune")
+    dare = active and method.startswith("dare")
+    if dare and generator is None:
+        raise ValueError("DARE needs a seeded torch.Generator")
     elect = method in ("ties", "dare_ties")
-    M = np.empty(shape)
+    whole = rows >= shape[0]  # one block holds every update: form each once, select and draw on it whole
+    formed = [_owned_rows(tv, 0, shape[0]) for tv in tvs] if whole else None
+    trims = None
+    if trimmed:
+        trims = [_threshold_in_memory(t, d) for t in formed] if whole else [trim_threshold(tv, d, rows) for tv in tvs]
+    masks = None
+    if dare:
+        masks = [_whole_mask(tv, d, generator) if whole else dare_masks(tv, d, generator, rows) for tv in tvs]
+    M = formed[0] if whole else np.empty(shape)  # the whole case merges in place, into the first update's rows
     diff2 = t2 = 0.0
-    chunk = min(rows, block_rows(shape, CHUNK_ENTRIES))
-    for a, b in _blocks(tvs[0], chunk):
-        taus = [tv.rows(a, b) for tv in tvs]
-        T = w[0] * taus[0]
-        for wj, t in zip(w[1:], taus[1:]):
-            T += wj * t
-        if trims is not None:
-            taus = [np.where(np.abs(t) >= th, t, 0.0) for t, th in zip(taus, trims)]
+    for a, b in _blocks(tvs[0], min(rows, block_rows(shape, CHUNK_ENTRIES))):  # cache-sized chunks of rows
+        taus = [t[a:b] for t in formed] if whole else [_owned_rows(tv, a, b) for tv in tvs]
+        keep = None
         if masks is not None:
-            taus = [t * (mk[a:b] if whole else np.unpackbits(mk[a:b], axis=1, count=shape[1])) / d for t, mk in zip(taus, masks)]
-        if elect:
-            total = taus[0].copy()
-            for t in taus[1:]:
-                total += t
-            positive = total >= 0
-            num = np.zeros_like(total)
-            cnt = np.zeros(total.shape, dtype=np.int32)
-            for wj, t in zip(w, taus):
-                agree = np.where(positive, t > 0, t < 0)  # sign(t) = the elected sign (a zero agrees with neither)
-                num += np.where(agree, wj * t, 0.0)
-                cnt += agree
-            blk = num / np.maximum(cnt, 1)
-        else:
-            blk = w[0] * taus[0]
-            for wj, t in zip(w[1:], taus[1:]):
-                blk += wj * t
-        M[a:b] = blk
-        blk -= T
-        diff2 += float(np.einsum("ij,ij->", blk, blk))
-        t2 += float(np.einsum("ij,ij->", T, T))
+            keep = [mk[a:b] if whole else np.unpackbits(mk[a:b], axis=1, count=shape[1]) for mk in masks]
+        blk, d2, n2 = _combine(taus, w, d, elect, trims, keep)
+        if not whole:
+            M[a:b] = blk
+        diff2 += d2
+        t2 += n2
     return DenseMerge(M, float(np.sqrt(diff2)), float(np.sqrt(t2)))
+
+
+def _owned_rows(tv: TaskVector, start: int, stop: int) -> np.ndarray:
+    """Rows start:stop of τ in float64, as a new array the merge may overwrite."""
+    if tv.R is None:
+        return np.array(tv.L[start:stop], dtype=np.float64)
+    return tv.L[start:stop] @ tv.R
+
+
+def _combine(taus: list[np.ndarray], w: list[float], d: float, elect: bool, trims: list[float] | None = None,
+             masks: list[np.ndarray] | None = None) -> tuple[np.ndarray, float, float]:
+    """(M, ‖M − T‖², ‖T‖²) of one block of rows, T = Σ_j w_j·τ_j; M is ``taus[0]``, every τ_j overwritten.
+
+    ``trims``: the trim thresholds (τ_j keeps |x| ≥ t_j); ``masks``: DARE's 0/1 keep-masks
+    (τ_j·mask_j / d). Election without branches: with e = ±1 the sign elected
+    (+1 where Σ_j τ̂_j ≥ 0; copysign gives −1 only at −0.0, where every τ̂_j is ±0 and agrees with
+    neither sign), u_j = e·τ̂_j is positive exactly where τ̂_j agrees, so
+    M = e·Σ_j w_j·max(u_j, 0) / max(1, #{j : u_j > 0}).
+    """
+    T = np.multiply(taus[0], w[0])
+    tmp = np.empty_like(T)
+    for wj, t in zip(w[1:], taus[1:]):
+        T += np.multiply(t, wj, out=tmp)
+    keep = np.empty(T.shape, dtype=bool)
+    if trims is not None:
+        for t, th in zip(taus, trims):
+            np.greater_equal(np.abs(t, out=tmp), th, out=keep)
+            np.multiply(t, keep, out=t)
+    if masks is not None:
+        for t, mk in zip(taus, masks):
+            np.multiply(t, mk, out=t)
+            np.divide(t, d, out=t)
+    if elect:
+        e = tmp
+        np.copyto(e, taus[0])
+        for t in taus[1:]:
+            e += t
+        np.copysign(1.0, e, out=e)
+        count = np.zeros(T.shape)
+        for wj, t in zip(w, taus):
+            t *= e
+            count += np.greater(t, 0.0, out=keep)
+            np.maximum(t, 0.0, out=t)
+            t *= wj
+        M = taus[0]
+        for t in taus[1:]:
+            M += t
+        np.maximum(count, 1.0, out=count)
+        M /= count
+        M *= e
+    else:
+        M = taus[0]
+        M *= w[0]
+        for wj, t in zip(w[1:], taus[1:]):
+            t *= wj
+            M += t
+    diff = np.subtract(M, T, out=tmp)
+    return M, float(np.vdot(diff, diff)), float(np.vdot(T, T))
 
 
 @dataclass(frozen=True)
@@ -273,6 +324,38 @@ class Truncation:
     R: np.ndarray
     sigma: np.ndarray  # the k largest singular values of M
     residual_fro: float  # ‖M − L·R‖_F
+
+
+@cache
+def _plain_operator_class():
+    from scipy.sparse.linalg import LinearOperator
+
+    class PlainOperator(LinearOperator):
+        """A dense matrix whose matvec and rmatvec are the bare BLAS products: LinearOperator's own
+        checks shapes and dtypes on every call, which for a 384-wide matrix cost as much as the product."""
+
+        def __init__(self, A: np.ndarray):
+            super().__init__(A.dtype, A.shape)
+            self.A = A
+
+        def matvec(self, x):
+            return self.A @ x
+
+        def rmatvec(self, x):
+            return self.A.T @ x
+
+        def _matvec(self, x):
+            return self.A @ x
+
+        def _rmatvec(self, x):
+            return self.A.T @ x
+
+    return PlainOperator
+
+
+def _plain_operator(M: np.ndarray):
+    """M for PROPACK's products (:func:`_plain_operator_class`)."""
+    return _plain_operator_class()(M)
 
 
 def top_singular(M: np.ndarray, k: int, dense_below: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -289,7 +372,7 @@ def top_singular(M: np.ndarray, k: int, dense_below: int = 64) -> tuple[np.ndarr
 
     v0 = np.random.default_rng(0).standard_normal(m)
     try:
-        U, s, Vt = svds(M, k=k, tol=0, v0=v0, solver="propack", maxiter=min(q, max(100, 20 * k)))
+        U, s, Vt = svds(_plain_operator(M), k=k, tol=0, v0=v0, solver="propack", maxiter=min(q, max(100, 20 * k)))
     except np.linalg.LinAlgError:  # not converged in that many Lanczos steps: LAPACK
         U, s, Vt = np.linalg.svd(M, full_matrices=False)
         return U[:, :k], s[:k], Vt[:k]
