@@ -13,7 +13,8 @@ import streamlit as st
 
 from dashboards import RESULTS_ENV
 from lab.present import load
-from lab.present.findings import FamilyFindings, summarize
+from lab.present.findings import summarize
+from lab.present.sentences import FamilyFindings
 from lab.store import Run
 
 INDEX_COLUMNS = ["run", "checkpoint", "step", "module", "layer", "role", "kind", "rank_bound"]

@@ -1,8 +1,7 @@
 """The dashboard's page list: Findings (the landing page: what fine-tuning did, in numbers, with one
 headline figure per family), Runs, then one page per probe family whose tables the schema declares
 (:func:`lab.present.families.families`), each drawn from the family's declaration by
-:func:`dashboards.page.render` (a family not yet converted to a section spec keeps its script
-``views/KEY.py``).
+:func:`dashboards.page.render`: there is no page script of any family's own.
 
 A family whose probe has not landed (its table is not in ``lab.store.schema.TABLES``) has no page;
 declaring the table and registering the family is what makes one appear.
@@ -48,9 +47,5 @@ def views() -> list[View]:
     for family in families():
         if family.on_runs_page:
             continue
-        legacy = VIEWS / f"{family.key}.py"
-        if family.section is None and legacy.is_file():
-            pages.append(View(family.key, family.title, family.icon, legacy))
-        else:
-            pages.append(View(family.key, family.title, family.icon, draw=partial(render, family.key)))
+        pages.append(View(family.key, family.title, family.icon, draw=partial(render, family.key)))
     return pages

@@ -4,8 +4,8 @@ each family's sentences followed by its headline figure (the report's first sect
 import streamlit as st
 
 from dashboards import data, filters, ui
-from lab.present.findings import markdown
-from lab.present.headlines import headline
+from lab.present.findings import headline
+from lab.present.sentences import markdown
 
 sel = filters.current()
 st.title("What fine-tuning did")

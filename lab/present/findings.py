@@ -23,19 +23,13 @@ Definitions used below (the tests recompute each with pandas on the parquet file
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 from lab.present import load
 from lab.present.families import by_key, families
-from lab.present.picks import at_last, last_checkpoint, measured  # noqa: F401  (read from here by the views)
-from lab.present.sentences import (  # noqa: F401  (re-exported: the names findings were always read from)
-    ASYMPTOTIC_CAVEAT, FULL, FamilyFindings, Number, Sentence, Writer, against_full, anchor, configurations,
-    escape_markdown, fmt, markdown, per_run, ranking, who)
+from lab.present.figures.common import Chart
+from lab.present.sentences import FamilyFindings, anchor
 from lab.store import Run
-
-# every built-in family's findings now live in its record (lab.present.families.KEY.findings)
-SUMMARIES: dict[str, Callable[[Sequence[Run]], list[Sentence]]] = {}
-
 
 def summarize(runs: Sequence[Run]) -> list[FamilyFindings]:
     """The findings of every family some run computed, in the families' reading order."""
@@ -46,8 +40,18 @@ def summarize(runs: Sequence[Run]) -> list[FamilyFindings]:
 def summarize_family(key: str, runs: Sequence[Run]) -> FamilyFindings | None:
     """The findings of one family, or None when no run computed it or it has nothing to say."""
     family = by_key(key)
-    summary = family.findings or SUMMARIES.get(key)
-    if summary is None or not load.computed(runs, family.tables[0]):
+    if family.findings is None or not load.computed(runs, family.tables[0]):
         return None
-    sentences = summary(runs)
+    sentences = family.findings(runs)
     return FamilyFindings(key, family.title, anchor(key), sentences) if sentences else None
+
+
+def headline(key: str, runs: Sequence[Run]) -> Chart | None:
+    """The headline figure of the family ``key`` over ``runs`` (its anchor set, which the findings' numbers
+    link to), or None when the family has none or no run computed it."""
+    family = by_key(key)
+    if family.headline is None or not load.computed(runs, family.tables[0]):
+        return None
+    chart = family.headline(runs)
+    chart.anchor = anchor(key)
+    return chart

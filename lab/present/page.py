@@ -4,7 +4,7 @@ A family's ``section(page)`` (see :class:`lab.present.family.Family`) says, in r
 figures and tables a reader gets from the family's tables, with their captions; it knows nothing
 of Streamlit, HTML or PDF. Two renderers implement :class:`Page`:
 
-* the report's (:class:`lab.report.sections.ReportPage`): reads every run, answers each choice
+* the report's (:class:`lab.report.page.ReportPage`): reads every run, answers each choice
   with its default, files figures as overview or detail (detail figures: the HTML only), formats
   tables with four significant digits and leaves reference rows out;
 * the dashboard's (:mod:`dashboards.page`): reads the rows inside the sidebar's selection, asks the

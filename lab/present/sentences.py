@@ -19,7 +19,6 @@ import pandas as pd
 from lab.present import load
 from lab.present.picks import last_checkpoint
 from lab.store import Run
-from lab.store.schema import ASYMPTOTIC_CAVEAT  # noqa: F401  (the thresholds' caveat, said once: the schema's)
 
 
 def anchor(family: str) -> str:

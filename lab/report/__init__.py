@@ -1,7 +1,8 @@
 """Reports of stored runs as self-contained HTML and searchable PDF, and the ``lab report`` command.
 
 What a report shows (figures, frames, theory, provenance) comes from ``lab.present``, which the
-dashboards share; here it is gathered (``content``, ``sections``) and laid out (``html``, ``pdf``).
+dashboards share; here it is gathered (``content``; each family's section through ``page``) and laid out (``html``, ``pdf``,
+``markdown``).
 """
 
 

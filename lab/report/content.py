@@ -19,13 +19,12 @@ from pathlib import Path
 
 from lab.present import colours, load, provenance
 from lab.present.figures.common import DPI, Chart
-from lab.present.findings import FamilyFindings, summarize_family
-from lab.present.headlines import headline
+from lab.present.findings import headline, summarize_family
+from lab.present.sentences import FamilyFindings
 from lab.present.families import by_key, families, load_recorded_plugins
 from lab.present.family import NOT_COMPUTED, Family, columns, rows_section, table_description
 from lab.report.document import Finding, Report, Section
 from lab.report.page import build as build_section
-from lab.report.sections import BUILDERS
 from lab.store import Run
 
 Part = tuple[FamilyFindings | None, Chart | None, Section]  # one family's findings, headline figure and section
@@ -76,10 +75,7 @@ def _family(key: str, runs: list[Run], names: list[str], methods: dict[str, str]
         chart = headline(key, runs) if findings is not None else None
         section = _empty_section(family, runs)
         if section.computed:
-            if family.section is not None or key not in BUILDERS:
-                build_section(section, runs, family.section or rows_section(family))
-            else:
-                BUILDERS[key](section, runs)
+            build_section(section, runs, family.section or rows_section(family))
             section.draw(overview=overview, details=details)
             for i, drawn in enumerate(section.charts + section.details):
                 drawn.anchor = drawn.anchor or f"fig-{key}-{i + 1}"

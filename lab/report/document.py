@@ -8,7 +8,7 @@ from typing import Callable
 
 from lab.present.blocks import TableBlock
 from lab.present.figures.common import Chart
-from lab.present.findings import FamilyFindings
+from lab.present.sentences import FamilyFindings
 from lab.present.provenance import RunInfo
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from lab.present.figures.common import DPI
-from lab.present.findings import Number
+from lab.present.sentences import Number
 from lab.present.family import NOT_COMPUTED
 from lab.report.document import Report
 

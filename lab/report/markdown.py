@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lab.present.blocks import TableBlock
 from lab.present.figures.common import DPI, Chart
-from lab.present.findings import escape_markdown, markdown
+from lab.present.sentences import escape_markdown, markdown
 from lab.present.family import NOT_COMPUTED
 from lab.report.document import Report
 

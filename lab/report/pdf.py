@@ -20,7 +20,7 @@ from PIL import Image
 
 from lab.present.blocks import TableBlock
 from lab.present.figures.common import DPI
-from lab.present.findings import Number, Sentence
+from lab.present.sentences import Number, Sentence
 from lab.present.family import NOT_COMPUTED
 from lab.report.document import LONG_TABLE, Report
 

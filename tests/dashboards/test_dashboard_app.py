@@ -152,7 +152,7 @@ def parquet_last(path) -> pd.DataFrame:
 
 
 def test_findings_page_shows_the_numbers_pandas_computes(lab_results_folder, monkeypatch):
-    from lab.present.findings import fmt
+    from lab.present.sentences import fmt
 
     app = open_view(lab_results_folder.results, "findings", monkeypatch)
     text = shown_markdown(app)

@@ -12,7 +12,8 @@ import pytest
 
 import lab_results
 from lab.present import load
-from lab.present.findings import ASYMPTOTIC_CAVEAT, summarize
+from lab.present.findings import summarize
+from lab.store.schema import ASYMPTOTIC_CAVEAT
 from lab.store import open_run
 
 FAMILY_TABLE = {"deltas": "deltas", "entanglement": "entanglement_summary", "spectra": "spectra",

@@ -12,7 +12,7 @@ from pypdf import PdfReader
 from typer.testing import CliRunner
 
 import lab_results
-from lab.present.findings import fmt
+from lab.present.sentences import fmt
 
 
 class Links(HTMLParser):

@@ -15,8 +15,9 @@ from lab.present.figures.common import Chart
 from lab.present.family import Family
 from lab.present.page import Page
 from lab.present.picks import at_last, last_rows
-from lab.present.sentences import ASYMPTOTIC_CAVEAT, Sentence, Writer, per_run, ranking, who
+from lab.present.sentences import Sentence, Writer, per_run, ranking, who
 from lab.store import Run
+from lab.store.schema import ASYMPTOTIC_CAVEAT
 
 THEORY = (
     "Hu et al., 'Computational Limits of Low-Rank Adaptation' (arXiv 2406.03136): with X the input of an attention "
