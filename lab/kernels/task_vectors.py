@@ -45,7 +45,8 @@ import numpy as np
 METHODS = ("task_arithmetic", "ties", "dare_linear", "dare_ties", "magnitude_prune")
 DENSITY_METHODS = ("ties", "dare_linear", "dare_ties", "magnitude_prune")
 BLOCK_ENTRIES = 1 << 22  # entries of one row block of a large update (32 MiB in float64)
-CHUNK_ENTRIES = 1 << 15  # entries of one row chunk of the elementwise pass (256 KiB in float64: cache-sized)
+CHUNK_ENTRIES = 1 << 16  # entries of one row chunk of the elementwise pass (512 KiB in float64: cache-sized)
+_SIGN_BIT = np.uint64(1 << 63)
 GATHER = 1 << 22  # radix selection gathers the candidates once at most this many remain
 
 
@@ -270,10 +271,11 @@ def _combine(taus: list[np.ndarray], w: list[float], d: float, elect: bool, trim
     """(M, ‖M − T‖², ‖T‖²) of one block of rows, T = Σ_j w_j·τ_j; M is ``taus[0]``, every τ_j overwritten.
 
     ``trims``: the trim thresholds (τ_j keeps |x| ≥ t_j); ``masks``: DARE's 0/1 keep-masks
-    (τ_j·mask_j / d). Election without branches: with e = ±1 the sign elected
-    (+1 where Σ_j τ̂_j ≥ 0; copysign gives −1 only at −0.0, where every τ̂_j is ±0 and agrees with
+    (τ_j·mask_j / d). Election without branches: with e = ±1 the sign elected (+1 where
+    Σ_j τ̂_j ≥ 0; the sum's sign bit gives −1 only at −0.0, where every τ̂_j is ±0 and agrees with
     neither sign), u_j = e·τ̂_j is positive exactly where τ̂_j agrees, so
-    M = e·Σ_j w_j·max(u_j, 0) / max(1, #{j : u_j > 0}).
+    M = e·Σ_j w_j·max(u_j, 0) / max(1, #{j : u_j > 0}). Multiplying by e is exact: it flips sign
+    bits (XOR with the sum's sign bit).
     """
     T = np.multiply(taus[0], w[0])
     tmp = np.empty_like(T)
@@ -289,23 +291,22 @@ def _combine(taus: list[np.ndarray], w: list[float], d: float, elect: bool, trim
             np.multiply(t, mk, out=t)
             np.divide(t, d, out=t)
     if elect:
-        e = tmp
-        np.copyto(e, taus[0])
+        np.copyto(tmp, taus[0])
         for t in taus[1:]:
-            e += t
-        np.copysign(1.0, e, out=e)
-        count = np.zeros(T.shape)
+            tmp += t
+        e = np.bitwise_and(tmp.view(np.uint64), _SIGN_BIT, out=tmp.view(np.uint64))  # the sum's sign bit: e = −1 where set
+        count = np.zeros(T.shape, dtype=np.uint8 if len(taus) < 256 else np.int64)
         for wj, t in zip(w, taus):
-            t *= e
+            np.bitwise_xor(t.view(np.uint64), e, out=t.view(np.uint64))  # u_j = e·τ̂_j
             count += np.greater(t, 0.0, out=keep)
             np.maximum(t, 0.0, out=t)
             t *= wj
         M = taus[0]
         for t in taus[1:]:
             M += t
-        np.maximum(count, 1.0, out=count)
+        count += count == 0  # max(1, count)
         M /= count
-        M *= e
+        np.bitwise_xor(M.view(np.uint64), e, out=M.view(np.uint64))
     else:
         M = taus[0]
         M *= w[0]
