@@ -24,6 +24,9 @@ config 4096 wide, two r = 16 adapters); k = the adapters' rank, d = 0.5, DARE se
 both sides. Both sides start from the adapters already loaded (lab: read into factors; PEFT: loaded
 into one PeftModel). lab's time includes its error accounting (the merge table's columns). The
 merged updates are compared per module (relative Frobenius difference; PEFT computes in float32).
+Each row has wall seconds and CPU seconds (``time.process_time``, least of the repeats: on a shared,
+loaded machine both sides' wall times stretch with the load), and for DARE the CPU seconds of
+drawing the masks alone (``mask_draw_cpu_s``: the ``torch.bernoulli`` draws both sides make).
 
     python bench/bench_merge.py --task-vectors --threads 1      # both scenes, MiniLM 3 interleaved runs (min)
     python bench/bench_merge.py --task-vectors --threads 1 --scenes minilm --out bench/results/merge_task_vectors_minilm.json
@@ -166,17 +169,19 @@ def _side_by_side(scene, base, paths, methods, k, density, order, repeats=1):
     inner.inject_adapter = lambda *a, **kw: (inject(*a, **kw), torch.manual_seed(0))[0]  # DARE: seed 0 as the loop starts
     out = []
     for method in methods:
-        labs, pefts = [], []
+        labs, pefts, lab_cpu, peft_cpu = [], [], [], []
         for rep in range(repeats):
             if rep:
                 peft_model.delete_adapter("m")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             mine = merge_modules(inputs, [0.5, 0.5], method, k, seed=0, density=density, order=order)
             labs.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
+            lab_cpu.append(time.process_time() - c0)
+            t0, c0 = time.perf_counter(), time.process_time()
             inner.add_weighted_adapter(["a0", "a1"], [0.5, 0.5], "m", combination_type=f"{method}_svd", svd_rank=k,
                                        density=density)
             pefts.append(time.perf_counter() - t0)
+            peft_cpu.append(time.process_time() - c0)
         t_lab, t_peft = min(labs), min(pefts)
         by_module = {m.module: m for m in mine}
         diffs = []
@@ -190,10 +195,27 @@ def _side_by_side(scene, base, paths, methods, k, density, order, repeats=1):
         peft_model.delete_adapter("m")
         row = {"scene": scene, "method": method, "modules": len(diffs), "k": k, "density": density, "lab_s": t_lab,
                "peft_s": t_peft, "lab_over_peft": t_lab / t_peft, "lab_median_s": float(np.median(labs)),
-               "peft_median_s": float(np.median(pefts)), "repeats": repeats, "max_rel_diff_vs_peft": max(diffs)}
+               "peft_median_s": float(np.median(pefts)), "repeats": repeats, "max_rel_diff_vs_peft": max(diffs),
+               "lab_cpu_s": min(lab_cpu), "peft_cpu_s": min(peft_cpu), "lab_over_peft_cpu": min(lab_cpu) / min(peft_cpu)}
+        if method.startswith("dare"):  # the masks alone, drawn as both sides draw them: the floor DARE's time cannot go under
+            row["mask_draw_cpu_s"] = _mask_draw_cpu(mine, density, repeats)
         print(json.dumps(row), flush=True)
         out.append(row)
     return out
+
+
+def _mask_draw_cpu(merges, density, repeats) -> float:
+    """CPU seconds (least of ``repeats``) to draw DARE's masks alone: one ``torch.bernoulli`` of a float32
+    tensor full of d per input and module, the draws lab and PEFT both make."""
+    shapes = [m.target.shape for m in merges for _ in m.members]
+    best = float("inf")
+    for _ in range(repeats):
+        g = torch.Generator().manual_seed(0)
+        c0 = time.process_time()
+        for shape in shapes:
+            torch.bernoulli(torch.full(shape, float(density), dtype=torch.float32), generator=g)
+        best = min(best, time.process_time() - c0)
+    return best
 
 
 def task_vectors(args) -> None:

@@ -161,10 +161,12 @@ def _threshold_in_memory(x: np.ndarray, density: float) -> float:
 def _kth_largest(a: np.ndarray, k: int, sample_size: int = 8192) -> float:
     """The k-th largest entry of the flat non-negative array ``a`` (1 ≤ k ≤ a.size), exactly.
 
-    The order statistics of a random sample (fixed seed) bracket the answer in [lo, hi] (± 2√S + 8
-    sample ranks: at least four standard deviations of the answer's rank in the sample); with c
-    entries above hi, the answer is the (k − c)-th largest of the entries in [lo, hi] whenever
-    c < k ≤ c + their count (np.partition of that band only), else np.partition of everything.
+    Bracketing by a random sample (fixed seed): its order statistics at the answer's expected rank
+    ± 2√S + 8 (at least four standard deviations) give [lo, hi]; counting the entries above hi and
+    at least lo places the answer within [lo, hi], and the sample points inside narrow it to
+    [lo′, hi′] the same way; with c entries above hi′, the answer is the (k − c)-th largest of the
+    entries in [lo′, hi′] whenever c < k ≤ c + their count (np.partition of that band only). Any
+    bracket that misses falls back to np.partition of everything.
     """
     n = a.size
     if n > 1 << 15:
@@ -174,11 +176,20 @@ def _kth_largest(a: np.ndarray, k: int, sample_size: int = 8192) -> float:
         i, j = max(0, pos - margin), min(sample_size - 1, pos + margin)
         ordered = np.partition(sample, [i, j])
         lo, hi = ordered[i], ordered[j]
-        above = int(np.count_nonzero(a > hi))
-        if above < k:
-            band = a[(a >= lo) & (a <= hi)]
+        above, at_least = int(np.count_nonzero(a > hi)), int(np.count_nonzero(a >= lo))
+        if above < k <= at_least:
+            inside = np.sort(ordered[i:j + 1])  # the sample points in [lo, hi]
+            rank = (at_least - k) / max(1, at_least - above) * (inside.size - 1)  # the answer's place among them
+            spread = int(2 * np.sqrt(inside.size)) + 4
+            lo = inside[max(0, int(rank) - spread)]
+            hi = inside[min(inside.size - 1, int(rank) + spread + 1)]
+            over = a > hi
+            above = int(np.count_nonzero(over))
+            band_mask = a >= lo
+            band_mask ^= over  # lo ≤ a ≤ hi (a > hi implies a ≥ lo)
+            band = a[band_mask]
             need = k - above
-            if need <= band.size:
+            if 0 < need <= band.size:
                 return float(np.partition(band, band.size - need)[band.size - need])
     return float(np.partition(a, n - k)[n - k])
 
