@@ -52,6 +52,13 @@ def last_rows(run: Run, table: str, columns=None, filters=None) -> pd.DataFrame:
     return rows[rows["checkpoint"].astype(str) == ck] if ck is not None else rows
 
 
+def last_rows_of(runs: Sequence[Run], table: str, columns=None, filters=None) -> pd.DataFrame:
+    """Every run's rows of ``table`` at its own last checkpoint (measured rows only), stacked; an empty frame when
+    no run has the table."""
+    frames = [last_rows(r, table, columns, filters) for r in runs if r.has_table(table)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def representative_module(runs: Sequence[Run], table: str) -> str | None:
     """A module to show for every run: one all of them have if any (else the first run's), preferring the
     q projection, at the middle of its layers."""

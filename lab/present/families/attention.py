@@ -14,7 +14,7 @@ from lab.present.figures.common import Chart
 from lab.present.frames import distinct
 from lab.present.family import Family
 from lab.present.page import Page
-from lab.present.picks import at_last, last_checkpoint, last_rows
+from lab.present.picks import at_last, last_checkpoint, last_rows_of
 from lab.present.sentences import Sentence, Writer, per_run, ranking, who
 from lab.store import Run
 
@@ -98,8 +98,7 @@ def headline(runs: Sequence[Run]) -> Chart:
     """One head's token-cut profile (middle layer, first head, longest L, reads_past) with Cardy's fit per run at its
     last checkpoint, beside how far the attention moved by layer."""
     with_table = [r for r in runs if r.has_table("attention_summary")]
-    summaries = [last_rows(r, "attention_summary") for r in with_table]
-    summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
+    summary = last_rows_of(with_table, "attention_summary")
     if summary.empty:
         return figures.headline_chart(pd.DataFrame(), pd.DataFrame(), summary)
     layers = sorted(summary["layer"].dropna().unique())
@@ -107,10 +106,8 @@ def headline(runs: Sequence[Run]) -> Chart:
         return figures.headline_chart(pd.DataFrame(), pd.DataFrame(), summary)
     layer, head, length = int(layers[len(layers) // 2]), int(summary["head"].min()), int(summary["seq_len"].max())
     where = [("layer", "==", layer), ("head", "==", head), ("seq_len", "==", length), ("block", "==", "reads_past")]
-    cuts = [last_rows(r, "attention_token_cuts", None, where) for r in with_table if r.has_table("attention_token_cuts")]
-    fits = [last_rows(r, "attention_token_fits", None, where) for r in with_table if r.has_table("attention_token_fits")]
-    cuts = pd.concat(cuts, ignore_index=True) if cuts else pd.DataFrame()
-    fits = pd.concat(fits, ignore_index=True) if fits else pd.DataFrame()
+    cuts = last_rows_of(with_table, "attention_token_cuts", None, where)
+    fits = last_rows_of(with_table, "attention_token_fits", None, where)
     return figures.headline_chart(cuts, fits, summary,
                                   title="Attention: the token-cut profile with Cardy's fit, and how far it moved")
 

@@ -6,14 +6,13 @@ from functools import partial
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
 from lab.present.family import Family
 from lab.present.figures import updates as figures
 from lab.present.figures.common import Chart
 from lab.present.frames import ID
 from lab.present.page import Page
-from lab.present.picks import at_last, last_rows
+from lab.present.picks import at_last, last_rows_of
 from lab.present.sentences import Sentence, Writer, per_run, ranking, who
 from lab.store import Run
 
@@ -54,7 +53,7 @@ def findings(runs: Sequence[Run]) -> list[Sentence]:
 
 def headline(runs: Sequence[Run]) -> Chart:
     """‖ΔW‖_F by layer at each run's last checkpoint."""
-    rows = pd.concat([last_rows(r, "deltas") for r in runs if r.has_table("deltas")], ignore_index=True)
+    rows = last_rows_of(runs, "deltas")
     return figures.norms_chart(rows, title="Update size ‖ΔW‖_F by layer (last checkpoint of each run)")
 
 

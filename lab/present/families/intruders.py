@@ -10,7 +10,7 @@ import pandas as pd
 from lab.present.family import Family
 from lab.present.figures.common import Chart
 from lab.present.page import Page
-from lab.present.picks import last_checkpoint, last_rows
+from lab.present.picks import last_checkpoint, last_rows_of
 from lab.present.sentences import FULL, Sentence, Writer, against_full, configurations, per_run, ranking, who
 from lab.store import Run
 
@@ -95,8 +95,7 @@ def headline(runs: Sequence[Run]) -> Chart:
     from lab.present import intruders as intr
     from lab.present.figures import intruders as figures
 
-    rows = [last_rows(r, "intruders") for r in runs if r.has_table("intruders")]
-    rows = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    rows = last_rows_of(runs, "intruders")
     if rows.empty:
         return figures.heatmap_chart(rows, intr.DEFAULT_THRESHOLD, intr.DEFAULT_TOP_K)
     eps, k = intr.setting(rows)

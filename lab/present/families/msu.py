@@ -12,7 +12,7 @@ from lab.present.family import Family
 from lab.present.figures import msu as figures
 from lab.present.figures.common import Chart, checkpoints_in_order
 from lab.present.page import Page
-from lab.present.picks import at_last, last_checkpoint, last_rows
+from lab.present.picks import at_last, last_checkpoint, last_rows_of
 from lab.present.sentences import Sentence, Writer, per_run, ranking, who
 from lab.store import Run
 
@@ -56,8 +56,7 @@ def findings(runs: Sequence[Run]) -> list[Sentence]:
 
 def headline(runs: Sequence[Run]) -> Chart:
     """The mean share of each unit (own and Gram-weighted) at each run's last checkpoint."""
-    rows = [last_rows(r, "msu_units") for r in runs if r.has_table("msu_units")]
-    return figures.shares_chart(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(),
+    return figures.shares_chart(last_rows_of(runs, "msu_units"),
                                 title="How the update is shared among its units (last checkpoint of each run)")
 
 

@@ -12,7 +12,8 @@ from lab.present.figures.common import Chart
 from lab.present.frames import ID, distinct
 from lab.present.family import Family
 from lab.present.page import Page
-from lab.present.picks import at_last, last_rows, latest_checkpoint, measured, representative_module, representative_modules
+from lab.present.picks import (at_last, last_rows_of, latest_checkpoint, measured, representative_module,
+                               representative_modules)
 from lab.present.sentences import Sentence, Writer, per_run, ranking, who
 from lab.store import Run
 
@@ -64,8 +65,7 @@ def headline(runs: Sequence[Run]) -> Chart:
     """σ of one module every run has (a q projection at the middle layer when there is one), at each run's last checkpoint."""
     with_table = [r for r in runs if r.has_table("singular_values")]
     module = representative_module(with_table, "singular_values")
-    sv = [last_rows(r, "singular_values", None, [("module", "==", module)]) for r in with_table]
-    sv = pd.concat(sv, ignore_index=True) if sv else pd.DataFrame()
+    sv = last_rows_of(with_table, "singular_values", None, [("module", "==", module)])
     return figures.sigma_chart(sv, title=f"Singular values: {module} (last checkpoints)")
 
 

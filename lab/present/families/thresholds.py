@@ -14,7 +14,7 @@ from lab.present.figures import thresholds as figures
 from lab.present.figures.common import Chart
 from lab.present.family import Family
 from lab.present.page import Page
-from lab.present.picks import at_last, last_rows
+from lab.present.picks import at_last, last_rows_of
 from lab.present.sentences import Sentence, Writer, per_run, ranking, who
 from lab.store import Run
 from lab.store.schema import ASYMPTOTIC_CAVEAT
@@ -96,8 +96,7 @@ def findings(runs: Sequence[Run]) -> list[Sentence]:
 
 def headline(runs: Sequence[Run]) -> Chart:
     """The largest γ against √ln L, every run at its last checkpoint."""
-    rows = [last_rows(r, "thresholds") for r in runs if r.has_table("thresholds")]
-    return figures.growth_chart(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(),
+    return figures.growth_chart(last_rows_of(runs, "thresholds"),
                                 title="Largest γ against √ln L (last checkpoint of each run)")
 
 
