@@ -1,7 +1,7 @@
 """Task-vector merges on dense updates, in row blocks: task arithmetic, magnitude pruning, TIES, DARE.
 
 Input j is a task vector τ_j (m×n): a LoRA update s_j·B_j·A_j held as factors L_j·R_j (formed a
-row block at a time, never whole) or a dense full-fine-tune difference W_j − W_0; weights w_j.
+row block at a time, or whole when the J updates together fit one block) or a dense full-fine-tune difference W_j − W_0; weights w_j.
 The exact weighted sum is T = Σ_j w_j·τ_j. The definitions are PEFT's (``peft/utils/merge_utils.py``,
 peft 0.21, the functions its ``add_weighted_adapter(..., combination_type="<method>_svd")`` applies
 to each module's ``get_delta_weight``):
@@ -29,7 +29,8 @@ caller passes the modules and inputs. ``torch.manual_seed(seed)`` right before P
 then draws the same masks when PEFT visits the same modules in the same order. A float64 model
 draws different masks in PEFT (the Bernoulli sampler consumes the generator per dtype).
 
-The merged M (m×n, float64) is the one dense matrix held; its rank-k truncation comes from the
+The merged M (m×n, float64) is the one dense matrix held (beside the updates formed whole when
+they fit one block: M is then written into the first of them); its rank-k truncation comes from the
 exact SVD (LAPACK for small or high-rank cases, PROPACK's Lanczos bidiagonalisation iterated to
 machine precision for the top k otherwise): :func:`truncate`.
 """
