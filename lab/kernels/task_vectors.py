@@ -404,7 +404,7 @@ def truncate(M: np.ndarray, k: int, dense_below: int = 64, rows: int | None = No
     R[:s.size] = root[:, None] * Vt
     # ‖M − M_k‖² = ‖M‖² − Σ_{i≤k} σ_i² (exact for the SVD's truncation); formed directly when that
     # difference is too small a part of ‖M‖² for the subtraction to keep its digits
-    m2 = float(np.einsum("ij,ij->", M, M))
+    m2 = float(np.vdot(M, M))
     res2 = m2 - float((s ** 2).sum())
     if res2 <= 1e-6 * m2:
         rows = rows or block_rows(M.shape)
