@@ -97,8 +97,11 @@ def _stacked_svd(target: Factors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def singular_values(target: Factors) -> np.ndarray:
-    """The nonzero-capable singular values of s·B·A (descending), from the r×r core."""
-    return _stacked_svd(target)[1]
+    """The nonzero-capable singular values of s·B·A (descending), from the r×r core (as :func:`_stacked_svd`
+    computes them, without forming the Q factors: a tall QR's Q costs several times its R)."""
+    Rb = np.linalg.qr(target.B, mode="r")
+    Ra = np.linalg.qr(target.A.T, mode="r")
+    return np.linalg.svd(target.scale * Rb @ Ra.T, full_matrices=False)[1]
 
 
 def svd(factors: list[Factors], weights: list[float], k: int) -> Factors:
