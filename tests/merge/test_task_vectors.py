@@ -70,6 +70,19 @@ def test_methods_equal_numpy_on_dense_task_vectors(dense_taus, method, rows):
 
 
 @pytest.mark.parametrize("method", tvm.METHODS)
+def test_whole_updates_merged_a_few_rows_at_a_time_equal_numpy_and_leave_the_inputs(dense_taus, method, monkeypatch):
+    """Updates held whole are merged in place chunk after chunk (here 2 rows a chunk): the same M, and
+    the caller's dense arrays untouched (the merge works on its own copies)."""
+    monkeypatch.setattr(tvm, "CHUNK_ENTRIES", 2 * 11)
+    before = [t.copy() for t in dense_taus]
+    w = [0.5, -0.3, 1.2]
+    got = tvm.merge([tvm.TaskVector(t) for t in dense_taus], w, method, 0.4, generator=torch.Generator().manual_seed(5))
+    np.testing.assert_allclose(got.M, numpy_merge(before, w, method, 0.4, seed=5), rtol=1e-13, atol=1e-13)
+    for t, b in zip(dense_taus, before):
+        np.testing.assert_array_equal(t, b)
+
+
+@pytest.mark.parametrize("method", tvm.METHODS)
 def test_factored_task_vectors_in_row_blocks_equal_dense(method):
     """A LoRA update given as factors and streamed 4 rows at a time gives the dense merge."""
     rng = np.random.default_rng(1)
