@@ -165,6 +165,23 @@ def run_line(ax, x, y, *, run, position: int = 0, count: int = 1, style: str = "
     return line
 
 
+def grouped_lines(ax, rows: pd.DataFrame, *, x: str, y: str, by: str, style, label, agg: str = "mean") -> tuple[list[str], bool]:
+    """Per run (its colour), checkpoint in training order (earlier ones fainter) and value v of the column ``by``
+    (line style ``style(v)``): ``y`` aggregated by ``agg`` over each ``x``, drawn as one :func:`run_line` described as
+    "run · checkpoint · label(v)". Returns (runs, whether some lines are faint), what :func:`run_legend` takes."""
+    runs, faint = [], False
+    for run, run_rows in by_run(rows):
+        runs.append(run)
+        series = checkpoints_in_order(run_rows)
+        faint |= len(series) > 1
+        for j, (checkpoint, by_checkpoint) in enumerate(series):
+            for value, g in by_checkpoint.groupby(by, sort=True):
+                g = g.groupby(x, as_index=False)[y].agg(agg).sort_values(x)
+                run_line(ax, g[x], g[y], run=run, position=j, count=len(series), style=style(value),
+                         description=f"{run} · {checkpoint} · {label(value)}")
+    return runs, faint
+
+
 def run_legend(ax, runs, *, faint: bool = False, styles: dict | None = None, style_name: str = "role",
                markers: dict | None = None, marker_name: str = "role") -> None:
     """Legend entries: one per run in its colour, one for the faint earlier checkpoints when there are

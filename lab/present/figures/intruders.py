@@ -12,7 +12,7 @@ import pandas as pd
 
 from lab.present import intruders as intr
 from lab.present.figures.common import (
-    LINE_STYLES, THEORY, Chart, by_run, checkpoints_in_order, empty_chart, legend, new_figure, run_legend, run_line,
+    LINE_STYLES, THEORY, Chart, by_run, empty_chart, grouped_lines, legend, new_figure, run_legend,
 )
 from lab.present.frames import with_layer
 
@@ -72,16 +72,8 @@ def sweep_chart(rows: pd.DataFrame, top_k: int, *, title: str | None = None) -> 
     sides = sorted(rows["side"].dropna().unique())
     styles = {s: LINE_STYLES[i % len(LINE_STYLES)] for i, s in enumerate(sides)}
     fig, (ax,) = new_figure()
-    runs, faint = [], False
-    for run, run_rows in by_run(rows):
-        runs.append(run)
-        series = checkpoints_in_order(run_rows)
-        faint |= len(series) > 1
-        for j, (checkpoint, g) in enumerate(series):
-            for side, s in g.groupby("side", sort=True):
-                mean = s.groupby("threshold", as_index=False)["intruder_count"].mean().sort_values("threshold")
-                run_line(ax, mean["threshold"], mean["intruder_count"], run=run, position=j, count=len(series),
-                         style=styles[side], description=f"{run} · {checkpoint} · {side}")
+    runs, faint = grouped_lines(ax, rows, x="threshold", y="intruder_count", by="side", agg="mean",
+                                style=lambda side: styles[side], label=str)
     examined = rows.groupby(["run", "checkpoint", "side", "module"])["examined"].first().mean() \
         if "run" in rows.columns else rows["examined"].mean()
     peak = rows.groupby(["run", "checkpoint", "side", "threshold"])["intruder_count"].mean().max() \

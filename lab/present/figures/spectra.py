@@ -13,7 +13,7 @@ from lab.present.figures.common import (
     THEORY, Chart, by_run, checkpoints_in_order, empty_chart, integer_ticks, layer_lines, legend, log_if_wide,
     new_figure, run_legend, run_line, styles_for,
 )
-from lab.present.frames import distinct, measured, present, with_layer
+from lab.present.frames import distinct, measured, with_layer
 
 # Columns of the long singular_values table: the 1-based position of σ (named "index", earlier "k")
 # and its value.

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from lab.present.figures.common import (
-    LINE_STYLES, THEORY, Chart, by_run, checkpoints_in_order, empty_chart, integer_ticks, legend, new_figure,
+    LINE_STYLES, THEORY, Chart, by_run, checkpoints_in_order, empty_chart, grouped_lines, integer_ticks, legend, new_figure,
     run_legend, run_line,
 )
 from lab.store.schema import ASYMPTOTIC_CAVEAT
@@ -61,16 +61,8 @@ def _growth_panel(ax, thresholds: pd.DataFrame, convention: str = "hu") -> None:
                              sqrt_ln_l=np.sqrt(np.log(thresholds["seq_len"].astype(float))))
     layers = sorted(rows["layer"].dropna().unique())
     styles = {int(layer): LINE_STYLES[i % len(LINE_STYLES)] for i, layer in enumerate(layers)}
-    runs, faint = [], False
-    for run, run_rows in by_run(rows):
-        runs.append(run)
-        series = checkpoints_in_order(run_rows)
-        faint |= len(series) > 1
-        for j, (checkpoint, by_checkpoint) in enumerate(series):
-            for layer, g in by_checkpoint.groupby("layer", sort=True):
-                g = g.groupby("sqrt_ln_l", as_index=False)["gamma"].max().sort_values("sqrt_ln_l")
-                run_line(ax, g["sqrt_ln_l"], g["gamma"], run=run, position=j, count=len(series),
-                         style=styles.get(int(layer), "-"), description=f"{run} · {checkpoint} · layer {int(layer)}")
+    runs, faint = grouped_lines(ax, rows, x="sqrt_ln_l", y="gamma", by="layer", agg="max",
+                                style=lambda layer: styles.get(int(layer), "-"), label=lambda layer: f"layer {int(layer)}")
     x = np.sort(rows["sqrt_ln_l"].unique())
     x = np.linspace(x.min() * 0.95, x.max() * 1.05, 20) if len(x) else x
     ax.plot(x, x, color=THEORY["rank"], ls="--", lw=1.2, label="γ = √ln L, the theorem's scale (asymptotic)")
@@ -169,16 +161,8 @@ def logit_chart(thresholds: pd.DataFrame, *, title: str = "Largest logit |q·k|/
     layers = sorted(rows["layer"].unique())
     styles = {int(layer): LINE_STYLES[i % len(LINE_STYLES)] for i, layer in enumerate(layers)}
     fig, (ax,) = new_figure()
-    runs, faint = [], False
-    for run, run_rows in by_run(rows):
-        runs.append(run)
-        series = checkpoints_in_order(run_rows)
-        faint |= len(series) > 1
-        for j, (checkpoint, by_checkpoint) in enumerate(series):
-            for layer, g in by_checkpoint.groupby("layer", sort=True):
-                g = g.groupby("ln_l", as_index=False)["logit_max"].max().sort_values("ln_l")
-                run_line(ax, g["ln_l"], g["logit_max"], run=run, position=j, count=len(series),
-                         style=styles.get(int(layer), "-"), description=f"{run} · {checkpoint} · layer {int(layer)}")
+    runs, faint = grouped_lines(ax, rows, x="ln_l", y="logit_max", by="layer", agg="max",
+                                style=lambda layer: styles.get(int(layer), "-"), label=lambda layer: f"layer {int(layer)}")
     x = np.sort(rows["ln_l"].unique())
     x = np.linspace(x.min() * 0.95, x.max() * 1.05, 20)
     ax.plot(x, x, color=THEORY["rank"], ls="--", lw=1.2, label="logit = ln L: B² at B = √ln L (asymptotic)")
