@@ -17,7 +17,7 @@ from lab.present.findings import summarize
 from lab.present.sentences import FamilyFindings
 from lab.store import Run
 
-INDEX_COLUMNS = ["run", "checkpoint", "step", "module", "layer", "role", "kind", "rank_bound"]
+INDEX_COLUMNS = load.INDEX_COLUMNS  # the index the sidebar's filters offer (the report's pages read the same)
 
 
 def results_dir() -> Path:

@@ -33,16 +33,18 @@ class Selection:
     layers: tuple[int, int] | None
     index: pd.DataFrame  # the deltas index rows inside the selection
 
-    def filters(self, *, checkpoint: bool = True, role: bool = True) -> list[tuple]:
-        """pyarrow (column, op, value) filters for the selection (all must hold)."""
+    def filters(self, *, checkpoint: bool = True, role: bool = True, step: bool = True,
+                layer: bool = True) -> list[tuple]:
+        """pyarrow (column, op, value) filters for the selection (all must hold); a False flag leaves that
+        column's filter out (for rows that join two checkpoints or describe a whole model)."""
         out: list[tuple] = []
         if checkpoint and self.checkpoints is not None:
             out.append(("checkpoint", "in", list(self.checkpoints)))
-        if self.steps is not None:
+        if step and self.steps is not None:
             out.append(("step", "in", list(self.steps)))
         if role and self.roles is not None:
             out.append(("role", "in", list(self.roles)))
-        if self.layers is not None:
+        if layer and self.layers is not None:
             out += [("layer", ">=", int(self.layers[0])), ("layer", "<=", int(self.layers[1]))]
         return out
 

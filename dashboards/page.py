@@ -28,8 +28,7 @@ class DashboardPage(Page):
 
     def read(self, table, columns=None, filters=(), *, runs=None, checkpoint=True, role=True, step=True,
              layer=True) -> pd.DataFrame:
-        dropped = {c for c, keep in (("step", step), ("layer", layer)) if not keep}
-        selection = [f for f in self.sel.filters(checkpoint=checkpoint, role=role) if f[0] not in dropped]
+        selection = self.sel.filters(checkpoint=checkpoint, role=role, step=step, layer=layer)
         return data.read(self.runs if runs is None else runs, table, columns, list(filters) + selection)
 
     def computed(self, table, runs=None) -> bool:

@@ -22,6 +22,9 @@ import pandas as pd
 
 from lab.store import Run, list_runs
 
+# the deltas table's identifying columns: one row per module update, what pages choose modules from
+INDEX_COLUMNS = ["run", "checkpoint", "step", "module", "layer", "role", "kind", "rank_bound"]
+
 # (run folder, table) -> the whole table as read from disk, while a read_once block is open
 _TABLES: ContextVar[dict | None] = ContextVar("lab_present_tables", default=None)
 

@@ -15,9 +15,6 @@ from lab.present.page import Page
 from lab.report.document import Section
 from lab.store import Run
 
-INDEX_COLUMNS = ["run", "checkpoint", "step", "module", "layer", "role", "kind", "rank_bound"]
-
-
 class ReportPage(Page):
     """Fills a report :class:`~lab.report.document.Section` from a family's ``section(page)``."""
 
@@ -36,7 +33,7 @@ class ReportPage(Page):
         return load.computed(list(self.runs if runs is None else runs), table)
 
     def index(self) -> pd.DataFrame:
-        d = load.read_runs(self.runs, "deltas", INDEX_COLUMNS)
+        d = load.read_runs(self.runs, "deltas", load.INDEX_COLUMNS)
         return d[d["checkpoint"].astype(str) != "controls"] if not d.empty else d
 
     def figure(self, draw: Callable[[], Chart], *, detail: bool = False) -> None:

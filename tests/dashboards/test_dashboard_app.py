@@ -357,3 +357,16 @@ def test_intruders_page_shows_the_sweep_numpy_counts(lab_results_folder, monkeyp
         for eps in thresholds:
             assert row[f"ε = {eps:g}"] == sum(int((c < eps).sum()) for c in cos.values()), (row["run"], row["side"], eps)
     assert any("Intruders at ε = 0.5, k = 10 (left vectors)" in c.value for c in app.caption)
+
+
+def test_a_section_can_read_past_the_sidebars_step_or_layer_filter(tmp_path):
+    """Rows that join two checkpoints (pairs, merges) or describe a whole model are read without the step or the
+    layer filter (page.read(step=False / layer=False)); every other filter of the selection still holds."""
+    from dashboards.filters import Selection
+
+    sel = Selection(tmp_path, [], ["checkpoint-20"], [20], ["q"], (1, 2), pd.DataFrame())
+    every = sel.filters()
+    assert ("step", "in", [20]) in every and ("layer", ">=", 1) in every and ("layer", "<=", 2) in every
+    assert sel.filters(step=False) == [f for f in every if f[0] != "step"]
+    assert sel.filters(layer=False) == [f for f in every if f[0] != "layer"]
+    assert sel.filters(checkpoint=False, role=False, step=False, layer=False) == []
