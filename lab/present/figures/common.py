@@ -95,16 +95,6 @@ def colour(i: int) -> tuple[float, float, float]:
     return PALETTE[i % len(PALETTE)]
 
 
-def series_label(keys: tuple, names: list[str]) -> str:
-    """A legend label from the values of the grouping columns, leaving out empty ones."""
-    parts = []
-    for name, value in zip(names, keys):
-        if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
-            continue
-        parts.append(f"step {int(value)}" if name == "step" else str(value))
-    return " · ".join(parts) or "all"
-
-
 def legend(fig: Figure, max_entries: int = 14) -> None:
     """One legend under the plot for all of a figure's axes (labels shared by panels appear once), so it
     never hides a curve."""

@@ -18,14 +18,9 @@ from lab.present.figures.common import (
     NATS, THEORY, Chart, by_run, checkpoints_in_order, empty_chart, integer_ticks, layer_lines, legend, new_figure,
     run_legend, run_line, styles_for,
 )
-from lab.present.frames import distinct, measured, present, relative_to_page, with_layer
+from lab.present.frames import distinct, measured, relative_to_page, with_layer
 
 SERIES = ["run", "checkpoint", "step", "source"]
-
-
-def _varying(df: pd.DataFrame, columns: list[str]) -> list[str]:
-    """The columns among ``columns`` that take more than one value (the ones worth naming in a legend)."""
-    return [c for c in present(df, columns) if df[c].nunique(dropna=False) > 1]
 
 
 def profile_chart(rows: pd.DataFrame, controls: pd.DataFrame | None = None, *,
