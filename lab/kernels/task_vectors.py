@@ -29,6 +29,17 @@ caller passes the modules and inputs. ``torch.manual_seed(seed)`` right before P
 then draws the same masks when PEFT visits the same modules in the same order. A float64 model
 draws different masks in PEFT (the Bernoulli sampler consumes the generator per dtype).
 
+The masks are torch's draws without torch's serial Bernoulli loop (~13 ns an entry): torch's CPU
+generator is the standard MT19937 (``aten/src/ATen/core/MT19937RNGEngine.h``; ``manual_seed`` is
+``init_genrand`` of the seed's low 32 bits), and ``torch.bernoulli`` of a float32 p takes one 32-bit
+output y per entry, in order, keeping the entry iff (y & 0xFFFFFF)·2⁻²⁴ < p
+(``DistributionTemplates.h``' bernoulli_kernel, ``bernoulli_distribution<float>``,
+``transformation::uniform_real`` and ``bernoulli``), i.e. iff (y & 0xFFFFFF) < ⌈p·2²⁴⌉. numpy's
+``MT19937`` is put at the torch generator's position (its key and position, read from
+``Generator.get_state()``), its ``random_raw`` outputs compared a cache-sized chunk at a time
+(~3 ns an entry), and the torch generator is moved past the draws (``set_state``): the same masks
+and the same generator afterwards as ``torch.bernoulli`` (:func:`keep_masks`; tested bit for bit).
+
 The merged M (m×n, float64) is the one dense matrix held (beside the updates formed whole when
 they fit one block: M is then written into the first of them); its rank-k truncation comes from the
 exact SVD (LAPACK for small or high-rank cases, PROPACK's Lanczos bidiagonalisation iterated to
@@ -195,23 +206,95 @@ def _kth_largest(a: np.ndarray, k: int, sample_size: int = 8192) -> float:
     return float(np.partition(a, n - k)[n - k])
 
 
-def _whole_mask(tv: TaskVector, density: float, generator) -> np.ndarray:
-    """τ's Bernoulli(d) keep-mask drawn in one call, as float32 0/1 (the same draws as :func:`dare_masks`)."""
+# torch's CPU generator state (CPUGeneratorImplState, CPUGeneratorImpl.cpp): initial seed (u64),
+# left (i32), seeded (i32), next (u64), the 624 state words (each in a u64), then normal-sample caches
+_MT_N = 624
+_TORCH_STATE_BYTES = 5056
+_LEFT, _SEEDED, _NEXT, _KEY = slice(8, 12), slice(12, 16), slice(16, 24), slice(24, 24 + 8 * _MT_N)
+
+
+def _numpy_mt19937(generator):
+    """numpy's MT19937 at ``generator``'s position and the generator's state bytes; None when the
+    state is not the layout above (then torch draws the masks itself)."""
+    state = generator.get_state().numpy().copy()
+    if state.size != _TORCH_STATE_BYTES:
+        return None
+    left = int(state[_LEFT].view(np.int32)[0])
+    nxt = int(state[_NEXT].view(np.uint64)[0])
+    if int(state[_SEEDED].view(np.int32)[0]) != 1 or not (0 < left <= _MT_N and nxt <= _MT_N):
+        return None
+    # torch regenerates the block when --left reaches 0 (left == 1), numpy when pos == 624
+    pos = _MT_N if left == 1 else nxt
+    bitgen = np.random.MT19937(0)  # seeded only to skip the OS entropy; the state is set next
+    bitgen.state = {"bit_generator": "MT19937",
+                    "state": {"key": state[_KEY].view(np.uint64).astype(np.uint32), "pos": pos}}
+    return bitgen, state
+
+
+def _advance_torch(generator, bitgen, state) -> None:
+    """Move ``generator`` to ``bitgen``'s position (numpy's pos p ≥ 1 is torch's next = p, left = 625 − p)."""
     import torch
 
-    return torch.bernoulli(torch.full(tv.shape, float(density), dtype=torch.float32), generator=generator).numpy()
+    inner = bitgen.state["state"]
+    pos = int(inner["pos"])
+    state[_KEY].view(np.uint64)[:] = inner["key"]
+    state[_NEXT].view(np.uint64)[0] = pos
+    state[_LEFT].view(np.int32)[0] = _MT_N + 1 - pos
+    generator.set_state(torch.from_numpy(state))
+
+
+def keep_threshold(density: float) -> int:
+    """⌈p·2²⁴⌉ for p = float32(density): torch keeps an entry iff (y & 0xFFFFFF) < this."""
+    return int(np.ceil(float(np.float32(density)) * (1 << 24)))
+
+
+def _draw_keep(bitgen, out: np.ndarray, threshold: int) -> None:
+    """Fill the flat bool ``out`` with (y & 0xFFFFFF) < threshold for the next out.size outputs y."""
+    for a in range(0, out.size, CHUNK_ENTRIES):
+        b = min(out.size, a + CHUNK_ENTRIES)
+        raw = bitgen.random_raw(b - a)
+        np.bitwise_and(raw, 0xFFFFFF, out=raw)
+        np.less(raw, threshold, out=out[a:b])
+
+
+def keep_masks(shapes: Sequence[tuple[int, ...]], density: float, generator) -> list[np.ndarray]:
+    """Bool keep-masks equal to ``torch.bernoulli(torch.full(shape, density, float32), generator=generator)``,
+    one per shape, in order, and ``generator`` moved past them as those calls move it.
+
+    Drawn with numpy's MT19937 put at the generator's position (module docstring); torch's own
+    Bernoulli draws when the generator's state is not the documented layout.
+
+    >>> import torch
+    >>> a = keep_masks([(3, 5)], 0.5, torch.Generator().manual_seed(0))[0]
+    >>> b = torch.bernoulli(torch.full((3, 5), 0.5), generator=torch.Generator().manual_seed(0)).numpy()
+    >>> bool((a == b.astype(bool)).all())
+    True
+    """
+    found = _numpy_mt19937(generator)
+    if found is None:
+        import torch
+
+        return [torch.bernoulli(torch.full(tuple(s), float(density), dtype=torch.float32), generator=generator)
+                .numpy().astype(bool) for s in shapes]
+    bitgen, state = found
+    threshold = keep_threshold(density)
+    out = []
+    for s in shapes:
+        mask = np.empty(tuple(s), dtype=bool)
+        _draw_keep(bitgen, mask.reshape(-1), threshold)
+        out.append(mask)
+    _advance_torch(generator, bitgen, state)
+    return out
 
 
 def dare_masks(tv: TaskVector, density: float, generator, rows: int | None = None) -> np.ndarray:
-    """τ's Bernoulli(d) keep-mask, packed one bit an entry (m×⌈n/8⌉ uint8), drawn row block by row block."""
-    import torch
-
+    """τ's Bernoulli(d) keep-mask, packed one bit an entry (m×⌈n/8⌉ uint8), drawn row block by row
+    block (the draws of one :func:`keep_masks` call of τ's shape)."""
     m, n = tv.shape
     rows = rows or block_rows(tv.shape)
     out = np.empty((m, (n + 7) // 8), dtype=np.uint8)
     for a, b in _blocks(tv, rows):
-        draw = torch.bernoulli(torch.full((b - a, n), float(density), dtype=torch.float32), generator=generator)
-        out[a:b] = np.packbits(draw.numpy().astype(bool), axis=1)
+        out[a:b] = np.packbits(keep_masks([(b - a, n)], density, generator)[0], axis=1)
     return out
 
 
@@ -255,7 +338,7 @@ def merge(tvs: Sequence[TaskVector], weights: Sequence[float], method: str, dens
         trims = [_threshold_in_memory(t, d) for t in formed] if whole else [trim_threshold(tv, d, rows) for tv in tvs]
     masks = None
     if dare:
-        masks = [_whole_mask(tv, d, generator) if whole else dare_masks(tv, d, generator, rows) for tv in tvs]
+        masks = keep_masks([shape] * len(tvs), d, generator) if whole else [dare_masks(tv, d, generator, rows) for tv in tvs]
     M = formed[0] if whole else np.empty(shape)  # the whole case merges in place, into the first update's rows
     diff2 = t2 = 0.0
     for a, b in _blocks(tvs[0], min(rows, block_rows(shape, CHUNK_ENTRIES))):  # cache-sized chunks of rows
