@@ -82,10 +82,6 @@ class IntruderSweep:
         return int((self.side(side).max_cos[: int(k)] < threshold).sum())
 
 
-def _dense(x) -> np.ndarray:
-    return x.to_dense() if isinstance(x, (Factors, Kron)) else np.asarray(x, dtype=np.float64)
-
-
 def intruder_sweep(base: np.ndarray, delta_x, ks=(10, 20, 50, 100)) -> IntruderSweep:
     """c_j and σ_j for the top max(ks) left and right singular vectors of W + ΔW (fewer when the
     matrix has fewer nonzero singular values). ``delta_x``: a dense array, Factors, (B, A[, scale]) or Kron.
@@ -94,11 +90,14 @@ def intruder_sweep(base: np.ndarray, delta_x, ks=(10, 20, 50, 100)) -> IntruderS
     """
     base = np.asarray(base, dtype=np.float64)
     delta_x = as_matrix_or_factors(delta_x)
-    tuned = base + _dense(delta_x)
-    if not np.isfinite(tuned).all():
+    if isinstance(delta_x, Kron):
+        delta_x = delta_x.to_dense()
+    finite = np.isfinite(base).all() and (delta_x.is_finite() if isinstance(delta_x, Factors) else np.isfinite(delta_x).all())
+    if not finite:
         raise NonFiniteError(f"W + ΔW ({base.shape[0]}x{base.shape[1]}) holds NaN or inf; its singular vectors are undefined")
     kmax = max(int(k) for k in ks)
-    y_u, sigma, y_v = subspaces.top_singular_vectors(tuned, kmax)
+    # for factors from W's decomposition (W + ΔW never formed); raises NonFiniteError for a sum that overflows
+    y_u, sigma, y_v = subspaces.tuned_singular_vectors(base, delta_x, kmax)
     lead = subspaces.leading_for_certificate(min(base.shape), kmax)
     u_w, _, v_w = subspaces.base_singular_vectors(base, lead)  # once per W and lead (a sweep: from disk)
     complete = lead is None or u_w.shape[1] < lead  # every direction of W with σ > 0

@@ -87,13 +87,13 @@ def alignment(delta_x, base: np.ndarray, options: SpectraOptions = SpectraOption
         delta_x = delta_x.to_dense()
     k = min(options.top_k, numerical_rank)
     u_d, _, v_d = subspaces.top_singular_vectors(delta_x, k)
-    tuned = base + (delta_x.to_dense() if isinstance(delta_x, Factors) else delta_x)
     if options.intruder_reference is None:
         # W's leading vectors first: they decide every intruder's max-cosine unless the certificate
         # fails, and only then all of W's (subspaces.certified_max_cosines)
         lead = subspaces.leading_for_certificate(min(base.shape), k)
         u_w, _, v_w = subspaces.base_singular_vectors(base, lead)
-        y, _, _ = subspaces.top_singular_vectors(tuned, options.intruder_top)
+        # W + ΔW's leading vectors: for factors from W's decomposition, W + ΔW never formed
+        y, _, _ = subspaces.tuned_singular_vectors(base, delta_x, options.intruder_top)
         if y.shape[1] == 0 or u_w.shape[1] == 0:
             count, min_cos = 0, float("nan")
         else:
@@ -102,6 +102,7 @@ def alignment(delta_x, base: np.ndarray, options: SpectraOptions = SpectraOption
                                                   lambda: y.T @ subspaces.base_singular_vectors(base, None)[0])
             count, min_cos = subspaces.intruder_summary(best, options.intruder_threshold)
     else:
+        tuned = base + (delta_x.to_dense() if isinstance(delta_x, Factors) else delta_x)
         u_w, _, v_w = subspaces.base_singular_vectors(base, max(k, options.intruder_reference))
         count, min_cos = subspaces.intruders(u_w[:, : options.intruder_reference], tuned, options.intruder_top,
                                              options.intruder_threshold)

@@ -85,6 +85,23 @@ def test_sweep_reuses_base_entries_and_rows_equal_a_run_without_cache(tmp_path, 
         np.testing.assert_allclose(u.T @ u, np.eye(u.shape[1]), atol=1e-10)
 
 
+def test_lanczos_route_of_w_plus_delta_gives_the_same_rows_with_and_without_cache(tmp_path, engine_inputs):
+    # few leading vectors of W + ΔW (4 and 8 of the tiny LLaMA's 32): Lanczos on the structured Gram built
+    # from W's decomposition, read from disk for the second adapter; the default depths (10, 100 of 32)
+    # take the same route's dense solve, which the test above holds
+    from lab.kernels import subspaces
+
+    base, adapters = engine_inputs["base"], engine_inputs["adapters"]
+    assert 8 <= 32 // subspaces.LOW_RANK_LANCZOS_FRACTION
+    options = {"spectra": {"intruder_top": 4}, "intruders": {"ks": (4, 8)}}
+    plain = _analyze(adapters, tmp_path / "plain", "r", base=base, base_cache=False, options=options)
+    cached = _analyze(adapters, tmp_path / "cached", "r", base=base, options=options)
+    _assert_same_tables(cached, plain)
+    second = [u for u in _module_units(cached) if u["label"].startswith(adapters[1].name)]
+    assert second and all(u["base_cache"]["hits"] > 0 and u["base_cache"]["stored"] == 0 for u in second)
+    assert (plain.table("intruders").examined == 8).any()
+
+
 def _lab(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, timeout=600)
 
