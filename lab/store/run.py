@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import pandas as pd
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:  # pandas is imported where a table is read: `lab analyze` writes without it
+    import pandas as pd
 
 from lab.errors import InputError
 from lab.store.manifest import MANIFEST, read_manifest
@@ -46,6 +48,8 @@ class Run:
         units = [{**u, "cache_hits": (u.get("base_cache") or {}).get("hits"),
                   "cache_stored": (u.get("base_cache") or {}).get("stored")} for u in self.manifest.get("units", [])]
         columns = ["key", "label", "seconds", "cpu_seconds", "worker", "cache_hits", "cache_stored"]
+        import pandas as pd
+
         return pd.DataFrame(units, columns=columns)
 
     def tables(self) -> list[str]:
