@@ -40,6 +40,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,8 +125,31 @@ def jensen_shannon_distance(p: np.ndarray, q: np.ndarray) -> float:
 def shuffled_eigenvalues(dense: np.ndarray, seed: int) -> np.ndarray:
     """λ of ``dense`` with its entries permuted uniformly at random (numpy's default_rng(seed)), descending."""
     flat = np.asarray(dense, dtype=np.float64).ravel()
-    perm = np.random.default_rng(seed).permutation(flat.size)
-    return linalg.dense_singular_values(flat[perm].reshape(dense.shape)) ** 2
+    return linalg.dense_singular_values(flat[_permutation(int(seed), flat.size)].reshape(dense.shape)) ** 2
+
+
+# The permutation depends on the seed and the size alone: W, ΔW and every checkpoint's matrix of a module
+# shape share it. Drawing one of a 1536×384 matrix's entries took ~20 ms, a tenth of an additional
+# checkpoint's cost with esd; kept for the last few (seed, size) up to this many entries (8 bytes each).
+_KEEP_PERMUTATIONS_UP_TO = 1 << 22
+_PERMUTATIONS: dict[tuple[int, int], np.ndarray] = {}
+_PERMUTATIONS_LOCK = threading.Lock()
+
+
+def _permutation(seed: int, size: int) -> np.ndarray:
+    """numpy's default_rng(seed).permutation(size), the same array for the same (seed, size)."""
+    key = (seed, size)
+    with _PERMUTATIONS_LOCK:
+        perm = _PERMUTATIONS.pop(key, None)
+    if perm is None:
+        perm = np.random.default_rng(seed).permutation(size)
+        perm.flags.writeable = False
+    if size <= _KEEP_PERMUTATIONS_UP_TO:
+        with _PERMUTATIONS_LOCK:
+            _PERMUTATIONS[key] = perm  # most recent last
+            while len(_PERMUTATIONS) > 4:
+                _PERMUTATIONS.pop(next(iter(_PERMUTATIONS)))
+    return perm
 
 
 def esd_metrics(x, seed: int = 0, randomize: bool = True, small_sample: bool = True) -> ESDMetrics:

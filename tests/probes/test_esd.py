@@ -180,3 +180,18 @@ def test_small_sample_rule_leaves_twenty_or_more_alone():
     f = Factors(*(np.random.default_rng(1).standard_normal(s) for s in ((40, 6), (6, 30))), 1.0)
     a = esd_metrics(f, randomize=False, small_sample=True)
     assert a.fit.alpha == pytest.approx(small_sample_reference(np.linalg.svd(f.to_dense(), compute_uv=False) ** 2)[0], rel=1e-8)
+
+
+def test_shuffles_reuse_one_permutation_per_seed_and_size_and_equal_a_fresh_draw():
+    # the permutation is kept between matrices (W, ΔW, every checkpoint's W + ΔW of a module shape):
+    # each shuffle must still equal numpy's fresh default_rng(seed).permutation, whatever came before
+    from lab.probes.esd import shuffled_eigenvalues
+
+    rng = np.random.default_rng(1)
+    shapes = [(30, 20), (20, 30), (12, 50), (40, 15), (8, 75), (30, 20), (25, 24)]  # more sizes than are kept
+    for seed in (0, 3, 0):
+        for shape in shapes:
+            m = rng.standard_normal(shape)
+            fresh = m.ravel()[np.random.default_rng(seed).permutation(m.size)].reshape(shape)
+            want = np.sort(np.linalg.svd(fresh, compute_uv=False) ** 2)[::-1]
+            np.testing.assert_allclose(shuffled_eigenvalues(m, seed), want, rtol=1e-10, atol=1e-12)
