@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lab.probes.spectra import SpectraOptions
-
-DEFAULT_THRESHOLD = SpectraOptions().intruder_threshold  # ε = 0.5
-DEFAULT_TOP_K = SpectraOptions().intruder_top  # k = 10
+# The spectra probe's defaults (SpectraOptions().intruder_threshold and .intruder_top), written out rather than
+# imported: importing lab.probes registers every probe and costs a report ~0.5 s. tests/present/test_figures_esd_intruders.py
+# holds them equal to the probe's options.
+DEFAULT_THRESHOLD = 0.5  # ε
+DEFAULT_TOP_K = 10  # k
 DEFAULT_SIDE = "left"
 
 

@@ -30,9 +30,14 @@ _TABLES: ContextVar[dict | None] = ContextVar("lab_present_tables", default=None
 
 
 @contextmanager
-def read_once() -> Iterator[None]:
-    """A block within which each run's table is read from disk once (kept whole in memory until the block ends)."""
-    token = _TABLES.set({} if _TABLES.get() is None else _TABLES.get())  # nested blocks share the outer copies
+def read_once(tables: dict | None = None) -> Iterator[None]:
+    """A block within which each run's table is read from disk once (kept whole in memory until the block ends).
+
+    ``tables``: where the copies are kept, to share them between blocks (a report worker's tasks); by
+    default a new dict, or the enclosing block's (nested blocks share the outer copies)."""
+    if tables is None:
+        tables = {} if _TABLES.get() is None else _TABLES.get()
+    token = _TABLES.set(tables)
     try:
         yield
     finally:

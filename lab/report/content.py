@@ -16,6 +16,7 @@ import multiprocessing
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from lab.present import colours, load, provenance
 from lab.present.figures.common import DPI, Chart
@@ -31,15 +32,16 @@ Part = tuple[FamilyFindings | None, Chart | None, Section]  # one family's findi
 
 
 def build(results_dir: str | Path, *, title: str | None = None, overview: bool = True, details: bool = True,
-          workers: int = 1, dpi: int = DPI) -> Report:
+          workers: int = 1, dpi: int = DPI, while_waiting: Callable[[], object] | None = None) -> Report:
     """The report's content for every run in ``results_dir`` (a results folder or one run folder):
     findings with their headline figures, and per family its section, with its overview figures
     drawn when ``overview`` and its per-run and per-module figures drawn when ``details``.
 
-    With ``workers`` > 1 (where the platform forks) the families are built in that many forked
-    processes, each also rendering its figures' PNGs at ``dpi``; their charts then come back as
-    PNG bytes without a matplotlib figure (``chart.figure`` is None). With one worker every chart
-    keeps its figure (the tests read the drawn lines back)."""
+    With ``workers`` > 1 (where the platform forks) the families' findings and sections are built in
+    that many forked processes, each also rendering its figures' PNGs at ``dpi``; their charts then
+    come back as PNG bytes without a matplotlib figure (``chart.figure`` is None), and this process
+    calls ``while_waiting()`` (e.g. to import what writes the formats) while they work. With one
+    worker every chart keeps its figure (the tests read the drawn lines back)."""
     runs = load.runs_in(results_dir)
     load_recorded_plugins(runs)  # a plugin's families get their sections too
     names = [r.name for r in runs]
@@ -47,10 +49,15 @@ def build(results_dir: str | Path, *, title: str | None = None, overview: bool =
     methods = load.run_methods(runs)
     keys = [family.key for family in families()]
     if workers > 1 and len(keys) > 1 and "fork" in multiprocessing.get_all_start_methods():
-        parts = _in_workers(keys, str(results_dir), names, methods, overview, details, workers, dpi)
+        parts = _in_workers(keys, str(results_dir), names, methods, overview, details, workers, dpi, while_waiting)
     else:
         with load.read_once():
             parts = [_family(key, runs, names, methods, overview, details) for key in keys]
+    return _report(parts, runs, title, results_dir)
+
+
+def _report(parts: list[Part], runs: list[Run], title: str, results_dir: str | Path) -> Report:
+    """The report of the families' parts, in reading order, with the runs' provenance."""
     found = [Finding(findings, chart, 0) for findings, chart, _ in parts if findings is not None]
     for number, finding in enumerate((f for f in found if f.chart is not None), start=1):
         finding.number = number
@@ -68,51 +75,89 @@ def build(results_dir: str | Path, *, title: str | None = None, overview: bool =
 def _family(key: str, runs: list[Run], names: list[str], methods: dict[str, str], overview: bool,
             details: bool) -> Part:
     """One family's findings, headline figure (when it has findings) and section."""
-    family = by_key(key)
+    findings, chart = _findings(key, runs, names, methods)
+    return findings, chart, _section(key, runs, names, methods, overview, details)
+
+
+def _findings(key: str, runs: list[Run], names: list[str], methods: dict[str, str]) -> tuple[FamilyFindings | None, Chart | None]:
+    """One family's findings and its headline figure (when it has findings)."""
     # one colour per run in every figure of the report, runs of one method side by side
     with colours.using(names, methods):
         findings = summarize_family(key, runs)
-        chart = headline(key, runs) if findings is not None else None
+        return findings, (headline(key, runs) if findings is not None else None)
+
+
+def _section(key: str, runs: list[Run], names: list[str], methods: dict[str, str], overview: bool,
+             details: bool) -> Section:
+    """One family's section, its overview and/or detail figures drawn as asked."""
+    family = by_key(key)
+    with colours.using(names, methods):
         section = _empty_section(family, runs)
         if section.computed:
             build_section(section, runs, family.section or rows_section(family))
             section.draw(overview=overview, details=details)
             for i, drawn in enumerate(section.charts + section.details):
                 drawn.anchor = drawn.anchor or f"fig-{key}-{i + 1}"
-    return findings, chart, section
+    return section
 
 
 # what a forked worker needs, set before the fork (nothing of it is pickled)
 _TASK: dict = {}
+# the tables a forked worker has read, kept for all the tasks it runs (each process starts with its own, empty)
+_WORKER_TABLES: dict = {}
 
 
 def _in_workers(keys: list[str], results_dir: str, names, methods, overview: bool, details: bool, workers: int,
-                dpi: int) -> list[Part]:
-    """The families built and their figures rendered in forked processes, the heaviest handed out first."""
+                dpi: int, while_waiting: Callable[[], object] | None) -> list[Part]:
+    """The families' findings and sections built, and their figures rendered, in forked processes.
+
+    Each family is two tasks, its findings with the headline figure and its section, so that no
+    single task holds the others up at the end. The kind that draws more goes first (the sections
+    when the overview figures are drawn, else the findings with their headline figures), each in
+    reading order; the pool hands the next task to whichever worker is free."""
     global _TASK
     _TASK = dict(results_dir=results_dir, names=names, methods=methods, overview=overview, details=details, dpi=dpi)
-    parts: dict[str, Part] = {}
+    kinds = ("section", "findings") if overview or details else ("findings", "section")
+    tasks = [(kind, key) for kind in kinds for key in keys]
+    done: dict[tuple[str, str], object] = {}
     try:
-        with multiprocessing.get_context("fork").Pool(min(workers, len(keys))) as pool:
-            for key, part in pool.imap_unordered(_worker, keys, chunksize=1):
-                parts[key] = part
+        with multiprocessing.get_context("fork").Pool(min(workers, len(tasks)), initializer=_start_worker) as pool:
+            results = pool.imap_unordered(_worker, tasks, chunksize=1)
+            if while_waiting is not None:
+                while_waiting()
+            for task, part in results:
+                done[task] = part
     finally:
         _TASK = {}
-    return [parts[key] for key in keys]
+    return [(*done[("findings", key)], done[("section", key)]) for key in keys]
 
 
-def _worker(key: str) -> tuple[str, Part]:
-    task = _TASK
-    with load.read_once():
-        findings, chart, section = _family(key, load.runs_in(task["results_dir"]), task["names"], task["methods"],
-                                           task["overview"], task["details"])
-    charts = ([chart] if chart is not None else []) + section.charts + section.details
-    for drawn in charts:
-        drawn.png(task["dpi"])
-        drawn.figure = None  # the bytes go back, the figure stays
+def _start_worker() -> None:
+    _WORKER_TABLES.clear()
+
+
+def _worker(task: tuple[str, str]) -> tuple[tuple[str, str], object]:
+    kind, key = task
+    t = _TASK
+    with load.read_once(_WORKER_TABLES):
+        runs = load.runs_in(t["results_dir"])
+        if kind == "findings":
+            findings, chart = _findings(key, runs, t["names"], t["methods"])
+            if chart is not None:
+                _keep_png(chart, t["dpi"])
+            return task, (findings, chart)
+        section = _section(key, runs, t["names"], t["methods"], t["overview"], t["details"])
+    for drawn in section.charts + section.details:
+        _keep_png(drawn, t["dpi"])
     # the pending figures (functions of frames) stay too; only their number is needed
     undrawn = [(is_detail, _undrawn) for is_detail, _ in section.pending]
-    return key, (findings, chart, replace(section, pending=undrawn))
+    return task, replace(section, pending=undrawn)
+
+
+def _keep_png(chart: Chart, dpi: int) -> None:
+    """The chart's PNG rendered, its figure dropped (the bytes go back to the parent, the figure stays)."""
+    chart.png(dpi)
+    chart.figure = None
 
 
 def _undrawn() -> Chart:

@@ -45,25 +45,33 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Iterable
     # each figure is drawn only for a format that shows it: the overview figures for the HTML and
     # the PDF, the per-run and per-module ones for the HTML when asked (the Markdown embeds the headline figures)
     report = content.build(results_dir, title=title, overview=bool({"html", "pdf"} & set(formats)),
-                           details=details and "html" in formats, workers=workers or workers_available())
+                           details=details and "html" in formats, workers=workers or workers_available(),
+                           while_waiting=lambda: _writers(formats))
     if not report.runs:
         raise InputError(f"{results_dir}: no lab runs here (no */manifest.json); run `lab analyze` first")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     try:
-        if "html" in formats:
-            from lab.report.html import write_html
-
-            written.append(write_html(report, out_dir / "report.html"))
-        if "pdf" in formats:
-            from lab.report.pdf import write_pdf
-
-            written.append(write_pdf(report, out_dir / "report.pdf"))
-        if "md" in formats:
-            from lab.report.markdown import write_markdown
-
-            written.append(write_markdown(report, out_dir / "report.md"))
+        for fmt, write in _writers(formats).items():
+            written.append(write(report, out_dir / f"report.{fmt}"))
     finally:
         report.close()
     return written
+
+
+def _writers(formats: list[str]) -> dict:
+    """The function that writes each of ``formats``, in the order given by FORMATS (imported here: the PDF's
+    fpdf alone takes a good part of a second, which the report's workers leave this process time to spend)."""
+    writers = {}
+    for fmt in FORMATS:
+        if fmt not in formats:
+            continue
+        if fmt == "html":
+            from lab.report.html import write_html as writer
+        elif fmt == "pdf":
+            from lab.report.pdf import write_pdf as writer
+        else:
+            from lab.report.markdown import write_markdown as writer
+        writers[fmt] = writer
+    return writers

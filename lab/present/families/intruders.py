@@ -14,8 +14,7 @@ from lab.present.picks import last_checkpoint, last_rows_of
 from lab.present.sentences import FULL, Sentence, Writer, against_full, configurations, per_run, ranking, who
 from lab.store import Run
 
-# lab.present.intruders (and the figures built on it) take their default (ε, k) from the spectra probe's options,
-# so they import lab.probes: imported where used, so that importing the families registers no probe.
+# lab.present.intruders and its figures are imported where used (they are needed only where a run has the table).
 
 THEORY = (
     "Shuttleworth, Andreas, Torralba & Sharma, 'LoRA vs Full Fine-tuning: An Illusion of Equivalence' (arXiv "

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import io
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import matplotlib
 
@@ -19,6 +21,7 @@ matplotlib.use("Agg")  # no display; the dashboard and the report only need imag
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.layout_engine import PlaceHolderLayoutEngine  # noqa: E402
 
 NATS = "entropy (nats)"
 
@@ -45,7 +48,8 @@ class Chart:
         """The figure as PNG bytes (rendered once per resolution; constrained layout already fits the legend)."""
         if dpi not in self._png:
             buf = io.BytesIO()
-            self.figure.savefig(buf, format="png", dpi=dpi)
+            with _laid_out(self.figure, dpi):
+                self.figure.savefig(buf, format="png", dpi=dpi)
             self._png[dpi] = buf.getvalue()
         return self._png[dpi]
 
@@ -58,6 +62,32 @@ class Chart:
         a chart that came back from a report worker holds its PNG only)."""
         if self.figure is not None:
             self.figure.clear()
+
+
+@contextmanager
+def _laid_out(fig: Figure, dpi: int) -> Iterator[None]:
+    """Within the block, ``fig`` laid out by its layout engine at ``dpi`` and the engine switched off.
+
+    ``savefig`` with a layout engine draws the whole figure once without output to lay it out, then
+    again to render it: the first draw is about a third of a chart's rendering. The layout itself
+    only needs the text extents, which the engine measures on its own; run at the saving resolution,
+    it places every axes exactly where savefig's own pass would, so the PNG is byte for byte the same
+    (tests/present/test_figures.py holds this)."""
+    engine = fig.get_layout_engine()
+    if engine is None or isinstance(engine, PlaceHolderLayoutEngine) or not fig.axes:
+        yield
+        return
+    shown = fig.dpi
+    fig.dpi = dpi
+    try:
+        engine.execute(fig)
+    finally:
+        fig.dpi = shown
+    fig.set_layout_engine("none")
+    try:
+        yield
+    finally:
+        fig.set_layout_engine(engine)
 
 
 def new_figure(ncols: int = 1, width: float = 6.4, height: float = 3.8, **kwargs) -> tuple[Figure, list]:
