@@ -61,6 +61,8 @@ def main() -> None:
                         help="task-vector methods to time (--task-vectors); the 4096 scene times the first two")
     args = parser.parse_args()
     if args.threads is not None:
+        import scipy.linalg  # noqa: F401  scipy's own OpenBLAS (PROPACK's) loads with it: limited only once loaded
+        import scipy.sparse.linalg  # noqa: F401
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=args.threads)

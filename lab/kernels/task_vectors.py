@@ -48,6 +48,7 @@ machine precision for the top k otherwise): :func:`truncate`.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import Callable, Iterator, Sequence
@@ -213,10 +214,32 @@ _TORCH_STATE_BYTES = 5056
 _LEFT, _SEEDED, _NEXT, _KEY = slice(8, 12), slice(12, 16), slice(16, 24), slice(24, 24 + 8 * _MT_N)
 
 
+_LOCAL = threading.local()  # per thread: numpy's MT19937 and the torch state bytes its last draws wrote; scratch
+
+
+def _scratch(slot: str, shape: tuple[int, int], dtype=np.float64) -> np.ndarray:
+    """A C-contiguous ``shape`` array on this thread's buffer ``slot``, grown as needed and reused from
+    call to call: a fresh array costs a page fault per 4 KiB written (~10–15 % of a MiniLM merge).
+    Only for arrays of updates that fit one block (J·m·n ≤ :data:`BLOCK_ENTRIES`), so a thread
+    holds at most ~2·BLOCK_ENTRIES float64 and BLOCK_ENTRIES bools (~68 MiB; ~11 MiB for MiniLM)."""
+    pool = _LOCAL.__dict__.setdefault("pool", {})
+    size = shape[0] * shape[1]
+    buf = pool.get((slot, np.dtype(dtype)))
+    if buf is None or buf.size < size:
+        buf = pool[(slot, np.dtype(dtype))] = np.empty(size, dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
 def _numpy_mt19937(generator):
     """numpy's MT19937 at ``generator``'s position and the generator's state bytes; None when the
-    state is not the layout above (then torch draws the masks itself)."""
-    state = generator.get_state().numpy().copy()
+    state is not the layout above (then torch draws the masks itself). A generator whose state is
+    the one the last draws in this thread wrote is where that MT19937 stopped: it is reused as it
+    is (setting numpy's state costs more than drawing a 384×384 mask)."""
+    state = generator.get_state().numpy()
+    last = getattr(_LOCAL, "last", None)
+    _LOCAL.last = None  # until this draw writes its state back
+    if last is not None and np.array_equal(last[1], state):
+        return last[0], state
     if state.size != _TORCH_STATE_BYTES:
         return None
     left = int(state[_LEFT].view(np.int32)[0])
@@ -225,7 +248,7 @@ def _numpy_mt19937(generator):
         return None
     # torch regenerates the block when --left reaches 0 (left == 1), numpy when pos == 624
     pos = _MT_N if left == 1 else nxt
-    bitgen = np.random.MT19937(0)  # seeded only to skip the OS entropy; the state is set next
+    bitgen = last[0] if last is not None else np.random.MT19937(0)  # seeded only to skip the OS entropy
     bitgen.state = {"bit_generator": "MT19937",
                     "state": {"key": state[_KEY].view(np.uint64).astype(np.uint32), "pos": pos}}
     return bitgen, state
@@ -241,6 +264,7 @@ def _advance_torch(generator, bitgen, state) -> None:
     state[_NEXT].view(np.uint64)[0] = pos
     state[_LEFT].view(np.int32)[0] = _MT_N + 1 - pos
     generator.set_state(torch.from_numpy(state))
+    _LOCAL.last = (bitgen, state)
 
 
 def keep_threshold(density: float) -> int:
@@ -257,9 +281,11 @@ def _draw_keep(bitgen, out: np.ndarray, threshold: int) -> None:
         np.less(raw, threshold, out=out[a:b])
 
 
-def keep_masks(shapes: Sequence[tuple[int, ...]], density: float, generator) -> list[np.ndarray]:
+def keep_masks(shapes: Sequence[tuple[int, ...]], density: float, generator,
+               out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
     """Bool keep-masks equal to ``torch.bernoulli(torch.full(shape, density, float32), generator=generator)``,
-    one per shape, in order, and ``generator`` moved past them as those calls move it.
+    one per shape, in order, and ``generator`` moved past them as those calls move it (written into
+    the C-contiguous bool arrays ``out`` when given).
 
     Drawn with numpy's MT19937 put at the generator's position (module docstring); torch's own
     Bernoulli draws when the generator's state is not the documented layout.
@@ -274,17 +300,20 @@ def keep_masks(shapes: Sequence[tuple[int, ...]], density: float, generator) -> 
     if found is None:
         import torch
 
-        return [torch.bernoulli(torch.full(tuple(s), float(density), dtype=torch.float32), generator=generator)
-                .numpy().astype(bool) for s in shapes]
+        drawn = [torch.bernoulli(torch.full(tuple(s), float(density), dtype=torch.float32), generator=generator)
+                 .numpy().astype(bool) for s in shapes]
+        if out is None:
+            return drawn
+        for o, x in zip(out, drawn):
+            o[...] = x
+        return list(out)
     bitgen, state = found
     threshold = keep_threshold(density)
-    out = []
-    for s in shapes:
-        mask = np.empty(tuple(s), dtype=bool)
+    masks = list(out) if out is not None else [np.empty(tuple(s), dtype=bool) for s in shapes]
+    for mask in masks:
         _draw_keep(bitgen, mask.reshape(-1), threshold)
-        out.append(mask)
     _advance_torch(generator, bitgen, state)
-    return out
+    return masks
 
 
 def dare_masks(tv: TaskVector, density: float, generator, rows: int | None = None) -> np.ndarray:
@@ -302,20 +331,24 @@ def dare_masks(tv: TaskVector, density: float, generator, rows: int | None = Non
 class DenseMerge:
     """A merge's full-rank result M and its distance from the exact sum T (Frobenius norms)."""
 
-    M: np.ndarray
+    M: np.ndarray | None  # None from merge_truncated (M lived in a reused buffer)
     diff_fro: float  # ‖M − T‖_F
     target_fro: float  # ‖T‖_F (from the same blocks)
 
 
 def merge(tvs: Sequence[TaskVector], weights: Sequence[float], method: str, density: float | None = None,
-          generator=None, rows: int | None = None) -> DenseMerge:
+          generator=None, rows: int | None = None, out: np.ndarray | None = None) -> DenseMerge:
     """M = ``method`` of the task vectors (see the module docstring), formed in row blocks.
 
     ``generator``: a seeded ``torch.Generator`` for the DARE methods (drawn from here, in order).
-    Updates small enough for one block are formed once (trim thresholds selected and DARE masks
-    drawn on them whole) and merged in place; larger ones are streamed (thresholds and masks in
-    passes over row blocks, each chunk formed again for the merge). Either way the elementwise
-    merge works a cache-sized chunk of rows at a time (:data:`CHUNK_ENTRIES`).
+    ``out``: an m×n float64 C-contiguous array M is written into (then M is ``out``), e.g. a
+    buffer reused from module to module (:func:`merge_truncated`).
+    Updates small enough for one block have their trim thresholds selected and DARE masks drawn
+    whole (the trimmed methods form them once and merge in place, into the first); larger ones are
+    streamed (thresholds and masks in passes over row blocks). Otherwise each cache-sized chunk of
+    rows (:data:`CHUNK_ENTRIES`) is formed where it is merged, the first update's rows straight into
+    M: the DARE and task-arithmetic merges write no m×n array but M (fresh pages cost ~15 % of a
+    MiniLM merge).
     """
     if method not in METHODS:
         raise ValueError(f"unknown task-vector method {method!r}")
@@ -331,27 +364,58 @@ def merge(tvs: Sequence[TaskVector], weights: Sequence[float], method: str, dens
     if dare and generator is None:
         raise ValueError("DARE needs a seeded torch.Generator")
     elect = method in ("ties", "dare_ties")
-    whole = rows >= shape[0]  # one block holds every update: form each once, select and draw on it whole
-    formed = [_owned_rows(tv, 0, shape[0]) for tv in tvs] if whole else None
+    whole = rows >= shape[0]  # one block holds every update: select thresholds and draw masks on them whole
+    # trimming selects on each whole update, so it forms them once and merges into the first; otherwise
+    # each chunk's rows are formed where they are merged, the first update's straight into M
+    formed = None
+    if whole and trimmed:
+        first = _owned_rows(tvs[0], 0, shape[0]) if out is None else _rows_into(tvs[0], 0, shape[0], out)
+        formed = [first] + [_rows_into(tv, 0, shape[0], _scratch(f"tau{j}", shape)) for j, tv in enumerate(tvs[1:], 1)]
     trims = None
     if trimmed:
         trims = [_threshold_in_memory(t, d) for t in formed] if whole else [trim_threshold(tv, d, rows) for tv in tvs]
     masks = None
     if dare:
-        masks = keep_masks([shape] * len(tvs), d, generator) if whole else [dare_masks(tv, d, generator, rows) for tv in tvs]
-    M = formed[0] if whole else np.empty(shape)  # the whole case merges in place, into the first update's rows
+        if whole:
+            masks = keep_masks([shape] * len(tvs), d, generator, out=[_scratch(f"mask{j}", shape, bool) for j in range(len(tvs))])
+        else:
+            masks = [dare_masks(tv, d, generator, rows) for tv in tvs]
+    M = formed[0] if formed is not None else (np.empty(shape) if out is None else out)
     diff2 = t2 = 0.0
     for a, b in _blocks(tvs[0], min(rows, block_rows(shape, CHUNK_ENTRIES))):  # cache-sized chunks of rows
-        taus = [t[a:b] for t in formed] if whole else [_owned_rows(tv, a, b) for tv in tvs]
+        if formed is not None:
+            taus = [t[a:b] for t in formed]
+        else:
+            taus = [_rows_into(tvs[0], a, b, M[a:b])] + [_owned_rows(tv, a, b) for tv in tvs[1:]]
         keep = None
         if masks is not None:
             keep = [mk[a:b] if whole else np.unpackbits(mk[a:b], axis=1, count=shape[1]) for mk in masks]
-        blk, d2, n2 = _combine(taus, w, d, elect, trims, keep)
-        if not whole:
-            M[a:b] = blk
+        _, d2, n2 = _combine(taus, w, d, elect, trims, keep)  # M's rows a:b, merged in place
         diff2 += d2
         t2 += n2
     return DenseMerge(M, float(np.sqrt(diff2)), float(np.sqrt(t2)))
+
+
+def merge_truncated(tvs: Sequence[TaskVector], weights: Sequence[float], method: str, k: int,
+                    density: float | None = None, generator=None) -> tuple[DenseMerge, Truncation]:
+    """:func:`merge` and the :func:`truncate` to rank k of its M (the DenseMerge's M is None).
+
+    When the updates fit one block (:data:`BLOCK_ENTRIES`), M is written into a buffer this thread
+    keeps and reuses from call to call (:func:`_scratch`). M never leaves this function, so nothing
+    a caller holds is overwritten by the next call.
+    """
+    shape = tvs[0].shape
+    out = _scratch("M", shape) if len(tvs) * shape[0] * shape[1] <= BLOCK_ENTRIES else None
+    dense = merge(tvs, weights, method, density, generator=generator, out=out)
+    return DenseMerge(None, dense.diff_fro, dense.target_fro), truncate(dense.M, k)
+
+
+def _rows_into(tv: TaskVector, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+    """Rows start:stop of τ in float64, written into ``out`` (rows of M: no new array to fault in)."""
+    if tv.R is None:
+        out[...] = tv.L[start:stop]
+        return out
+    return np.matmul(tv.L[start:stop], tv.R, out=out)
 
 
 def _owned_rows(tv: TaskVector, start: int, stop: int) -> np.ndarray:

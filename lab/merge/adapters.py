@@ -286,8 +286,7 @@ def task_vector_merge(fs: list[Factors], ws: list[float], method: str, k: int, d
         tvs = [task_vectors.TaskVector(f.A.T, f.scale * f.B.T) for f in fs]
     else:
         tvs = [task_vectors.TaskVector(f.scale * f.B, f.A) for f in fs]
-    dense = task_vectors.merge(tvs, ws, method, density, generator=generator)
-    cut = task_vectors.truncate(dense.M, k)
+    dense, cut = task_vectors.merge_truncated(tvs, ws, method, k, density, generator=generator)
     merged = Factors(cut.R.T, cut.L.T, 1.0) if transposed else Factors(cut.L, cut.R, 1.0)
     return merged, {"method_rel_fro": rel(dense.diff_fro), "truncation_rel_fro": rel(cut.residual_fro)}
 

@@ -103,3 +103,21 @@ def test_the_rule_over_the_reference_mt19937_is_torch_bernoulli(seed, d):
     np.testing.assert_array_equal(got, want)
     t = tvm.keep_threshold(d)  # the least low-24-bit value not kept
     assert (t - 1) * 2.0 ** -24 < p and not t * 2.0 ** -24 < p
+
+
+def test_masks_interleaved_with_torch_draws_and_other_generators():
+    """Mask draws reuse numpy's generator only while the torch generator is where they left it: torch's
+    own draws in between, and another generator drawn from in between, still give torch's masks."""
+    a1, a2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    b1, b2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    steps = [("a", (30, 40)), ("a", (7, 9)), ("torch", None), ("a", (700, 3)), ("b", (50, 50)), ("a", (5, 5)),
+             ("b", (1, 1)), ("b", (13, 1000))]
+    for who, shape in steps:
+        if who == "torch":
+            torch.rand(333, generator=a1), torch.rand(333, generator=a2)
+            continue
+        g1, g2 = (a1, a2) if who == "a" else (b1, b2)
+        np.testing.assert_array_equal(tvm.keep_masks([shape], 0.4, g1)[0], _torch_masks([shape], 0.4, g2)[0].astype(bool))
+        assert torch.equal(g1.get_state(), g2.get_state())
+    _assert_same_draws([], [], a1, a2)
+    _assert_same_draws([], [], b1, b2)

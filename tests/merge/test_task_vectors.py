@@ -165,3 +165,27 @@ def test_truncation_is_numpy_best_rank_k(dense_below):
         np.testing.assert_allclose(t.L @ t.R, best, atol=1e-11 * s[0])
         np.testing.assert_allclose(t.sigma, s[:k], rtol=1e-12)
         assert t.residual_fro == pytest.approx(np.sqrt((s[k:] ** 2).sum()), rel=1e-10)
+
+
+@pytest.mark.parametrize("method", tvm.METHODS)
+def test_merge_truncated_is_merge_then_truncate_and_its_buffers_alias_nothing_held(method):
+    """merge_truncated (M, the updates and the masks in buffers reused from call to call) gives the
+    same numbers as merge then truncate; results held from earlier calls stay as they were."""
+    rng = np.random.default_rng(7)
+    shapes = [(40, 30), (30, 40), (40, 30), (12, 50)]
+    inputs = [[tvm.TaskVector(rng.normal(size=(m, 3)), rng.normal(size=(3, n))) for _ in range(2)] for m, n in shapes]
+    held, copies = [], []
+    g_a, g_b = torch.Generator().manual_seed(8), torch.Generator().manual_seed(8)
+    for tvs in inputs:
+        want = tvm.merge(tvs, [0.6, 0.4], method, 0.5, generator=g_a)
+        want_cut = tvm.truncate(want.M, 4)
+        dense, cut = tvm.merge_truncated(tvs, [0.6, 0.4], method, 4, 0.5, generator=g_b)
+        assert dense.M is None and (dense.diff_fro, dense.target_fro) == (want.diff_fro, want.target_fro)
+        for x, y in ((cut.L, want_cut.L), (cut.R, want_cut.R), (cut.sigma, want_cut.sigma)):
+            np.testing.assert_array_equal(x, y)
+        assert cut.residual_fro == want_cut.residual_fro
+        held.append(cut)
+        copies.append((cut.L.copy(), cut.R.copy()))
+    for cut, (L, R) in zip(held, copies):
+        np.testing.assert_array_equal(cut.L, L)
+        np.testing.assert_array_equal(cut.R, R)
