@@ -135,25 +135,15 @@ def _low_rank_update(base: np.ndarray, f: Factors, k: int) -> tuple[np.ndarray, 
     k_mat = (s * s) * (bx.T @ bx)
     n_mat = s * ((bx.T @ x) @ near) + 0.5 * (k_mat @ a_t)
     lam_w = s_w * s_w
-    if k <= small // LOW_RANK_LANCZOS_FRACTION:
-        from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
-
-        def product(z: np.ndarray) -> np.ndarray:
-            z2 = z.reshape(small, -1)
-            return lam_w[:, None] * z2 + a_t.T @ (n_mat @ z2) + n_mat.T @ (a_t @ z2)
-
-        op = LinearOperator((small, small), matvec=lambda z: product(z).ravel(), matmat=product, dtype=np.float64)
-        v0 = np.random.default_rng([small, k]).standard_normal(small)  # fixed: the same bits on every run and worker
-        try:
-            lam, z = eigsh(op, k=k, which="LA", tol=0.0, v0=v0)
-        except ArpackNoConvergence:
-            return None
-        order = np.argsort(lam)[::-1]
-        lam, z = lam[order], z[:, order]
+    h = a_t.T @ n_mat  # the structured Gram formed: O(n²·r); solved whole, or the Lanczos answer's certificate
+    h = h + h.T
+    h[np.diag_indices(small)] += lam_w
+    if not np.isfinite(h).all():
+        return None
+    found = _lanczos_certified(h, lam_w, a_t, n_mat, k) if k <= small // LOW_RANK_LANCZOS_FRACTION else None
+    if found is not None:
+        lam, z = found
     else:
-        h = a_t.T @ n_mat
-        h = h + h.T
-        h[np.diag_indices(small)] += lam_w
         lam, z = psd_eigh(h)
         lam, z = lam[::-1][:k], z[:, ::-1][:, :k]
     if not np.isfinite(lam).all():
@@ -163,6 +153,45 @@ def _low_rank_update(base: np.ndarray, f: Factors, k: int) -> tuple[np.ndarray, 
     far = x @ near_t + s * (bx @ (ax @ near_t))
     far /= np.linalg.norm(far, axis=0)  # = σ up to rounding; normalising keeps the basis orthonormal
     return (near_t, sigma, far) if wide else (far, sigma, near_t)
+
+
+# A Lanczos answer is accepted when no eigenvalue it missed lies above λ_k + LANCZOS_MARGIN·λ₁ (rounding
+# of the Gram is ~n·ε·λ₁): a single start vector finds one direction of a repeated eigenvalue only, and
+# W + ΔW's structured Gram repeats every eigenvalue W repeats (an orthogonal or identity-like W)
+LANCZOS_MARGIN = 1e-9
+
+
+def _lanczos_certified(h: np.ndarray, lam_w: np.ndarray, a_t: np.ndarray, n_mat: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(λ descending, eigenvectors) of the k largest eigenpairs of h = diag(lam_w) + a_tᵀ·n_mat + n_matᵀ·a_t by
+    Lanczos on the O(n·r) product, or None when ARPACK does not converge or the answer is not certified
+    the top k: with the found pairs deflated, t·I − (h − Z Λ Zᵀ) must be positive definite (a Cholesky
+    factorisation, n³/3) at t = λ_k + LANCZOS_MARGIN·λ₁."""
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+    small = h.shape[0]
+
+    def product(z: np.ndarray) -> np.ndarray:
+        z2 = z.reshape(small, -1)
+        return lam_w[:, None] * z2 + a_t.T @ (n_mat @ z2) + n_mat.T @ (a_t @ z2)
+
+    op = LinearOperator((small, small), matvec=lambda z: product(z).ravel(), matmat=product, dtype=np.float64)
+    v0 = np.random.default_rng([small, k]).standard_normal(small)  # fixed: the same bits on every run and worker
+    try:
+        lam, z = eigsh(op, k=k, which="LA", tol=0.0, v0=v0)
+    except ArpackNoConvergence:
+        return None
+    order = np.argsort(lam)[::-1]
+    lam, z = lam[order], z[:, order]
+    if not np.isfinite(lam).all() or lam[0] <= 0.0:
+        return None
+    rest = (z * lam) @ z.T - h  # −(h with the found pairs deflated)
+    rest[np.diag_indices(small)] += lam[-1] + LANCZOS_MARGIN * lam[0]
+    try:
+        np.linalg.cholesky(rest)
+    except np.linalg.LinAlgError:
+        return None
+    return lam, z
 
 
 def subspace_overlap(u1: np.ndarray, u2: np.ndarray) -> float:

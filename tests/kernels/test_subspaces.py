@@ -78,3 +78,16 @@ def test_a_sum_that_is_not_finite_raises():
     w[0, 0] = np.inf
     with pytest.raises(NonFiniteError):
         subspaces.tuned_singular_vectors(w, f.to_dense(), 3)
+
+
+def test_repeated_singular_values_of_w_are_all_found():
+    # W + ΔW's structured Gram repeats each σ² that W repeats (beyond what the rank-2r term moves): Lanczos
+    # from one start vector finds a single direction of such an eigenvalue and would report the next one
+    # instead; the certificate sends that case to the dense solve of the same matrix
+    w = np.kron(np.eye(2), np.diag(np.repeat([3.0, 2.0, 1.0], 64)))  # 384×384, each σ 128 times
+    rng = np.random.default_rng(0)
+    f = Factors(0.1 * rng.standard_normal((384, 2)), 0.1 * rng.standard_normal((2, 384)), 1.0)
+    assert subspaces._low_rank_update(w, f, 10) is not None
+    _, s, _ = subspaces.tuned_singular_vectors(w, f, 10)
+    np.testing.assert_allclose(s, np.linalg.svd(w + f.to_dense(), compute_uv=False)[:10], rtol=0, atol=1e-12)
+    assert s[-1] == pytest.approx(3.0, abs=1e-9)  # the tenth is still a copy of W's σ = 3
