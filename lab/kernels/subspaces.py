@@ -105,7 +105,8 @@ def tuned_singular_vectors(base: np.ndarray, delta_x, k: int) -> tuple[np.ndarra
 def _moderate(*arrays: np.ndarray) -> bool:
     """Every array finite, with max |entry| inside SAFE_MAGNITUDE (or all zero)."""
     for a in arrays:
-        top = float(np.max(np.abs(a), initial=0.0)) if a.size else 0.0
+        # max |a| without an |a| temporary of a's size (as linalg.rescaled)
+        top = max(float(np.max(a, initial=0.0)), -float(np.min(a, initial=0.0))) if a.size else 0.0
         if not np.isfinite(top) or (top != 0.0 and not SAFE_MAGNITUDE[0] <= top <= SAFE_MAGNITUDE[1]):
             return False
     return True
