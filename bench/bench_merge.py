@@ -26,7 +26,8 @@ into one PeftModel). lab's time includes its error accounting (the merge table's
 merged updates are compared per module (relative Frobenius difference; PEFT computes in float32).
 Each row has wall seconds and CPU seconds (``time.process_time``, least of the repeats: on a shared,
 loaded machine both sides' wall times stretch with the load), and for DARE the CPU seconds of
-drawing the masks alone (``mask_draw_cpu_s``: the ``torch.bernoulli`` draws both sides make).
+drawing the same masks alone (``mask_draw_cpu_s``: ``torch.bernoulli``, PEFT's draw; ``lab_mask_draw_cpu_s``:
+the lab's numpy MT19937 draw, :func:`lab.kernels.task_vectors.keep_masks`).
 
     python bench/bench_merge.py --task-vectors --threads 1      # both scenes, MiniLM 3 interleaved runs (min)
     python bench/bench_merge.py --task-vectors --threads 1 --scenes minilm --out bench/results/merge_task_vectors_minilm.json
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -195,29 +197,37 @@ def _side_by_side(scene, base, paths, methods, k, density, order, repeats=1):
                 ours = by_module[name].merged.to_dense()
                 diffs.append(float(np.linalg.norm(ours - theirs) / np.linalg.norm(theirs)))
         peft_model.delete_adapter("m")
-        row = {"scene": scene, "method": method, "modules": len(diffs), "k": k, "density": density, "lab_s": t_lab,
+        row = {"scene": scene, "method": method, "load_average": list(os.getloadavg()), "modules": len(diffs), "k": k, "density": density, "lab_s": t_lab,
                "peft_s": t_peft, "lab_over_peft": t_lab / t_peft, "lab_median_s": float(np.median(labs)),
                "peft_median_s": float(np.median(pefts)), "repeats": repeats, "max_rel_diff_vs_peft": max(diffs),
                "lab_cpu_s": min(lab_cpu), "peft_cpu_s": min(peft_cpu), "lab_over_peft_cpu": min(lab_cpu) / min(peft_cpu)}
-        if method.startswith("dare"):  # the masks alone, drawn as both sides draw them: the floor DARE's time cannot go under
-            row["mask_draw_cpu_s"] = _mask_draw_cpu(mine, density, repeats)
+        if method.startswith("dare"):  # the same masks alone: torch.bernoulli (PEFT's draw) and the lab's numpy MT19937
+            row["mask_draw_cpu_s"], row["lab_mask_draw_cpu_s"] = _mask_draw_cpu(mine, density, repeats)
         print(json.dumps(row), flush=True)
         out.append(row)
     return out
 
 
-def _mask_draw_cpu(merges, density, repeats) -> float:
-    """CPU seconds (least of ``repeats``) to draw DARE's masks alone: one ``torch.bernoulli`` of a float32
-    tensor full of d per input and module, the draws lab and PEFT both make."""
+def _mask_draw_cpu(merges, density, repeats) -> tuple[float, float]:
+    """CPU seconds (least of ``repeats``) to draw DARE's masks alone, one float32 Bernoulli(d) tensor per
+    input and module: with ``torch.bernoulli`` (PEFT's draw) and with the lab's
+    :func:`lab.kernels.task_vectors.keep_masks` (the same masks from numpy's MT19937)."""
+    from lab.kernels.task_vectors import keep_masks
+
     shapes = [m.target.shape for m in merges for _ in m.members]
-    best = float("inf")
+    best_torch = best_lab = float("inf")
     for _ in range(repeats):
         g = torch.Generator().manual_seed(0)
         c0 = time.process_time()
         for shape in shapes:
             torch.bernoulli(torch.full(shape, float(density), dtype=torch.float32), generator=g)
-        best = min(best, time.process_time() - c0)
-    return best
+        best_torch = min(best_torch, time.process_time() - c0)
+        g = torch.Generator().manual_seed(0)
+        c0 = time.process_time()
+        for shape in shapes:
+            keep_masks([shape], density, g)
+        best_lab = min(best_lab, time.process_time() - c0)
+    return best_torch, best_lab
 
 
 def task_vectors(args) -> None:
@@ -247,7 +257,7 @@ def task_vectors(args) -> None:
 
 
 def _write(args, rows) -> None:
-    result = {"threads": torch.get_num_threads(), "rows": rows}
+    result = {"threads": torch.get_num_threads(), "load_average_at_end": list(os.getloadavg()), "rows": rows}
     out = args.out or Path("bench/results/merge_task_vectors.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -220,8 +220,8 @@ _LOCAL = threading.local()  # per thread: numpy's MT19937 and the torch state by
 def _scratch(slot: str, shape: tuple[int, int], dtype=np.float64) -> np.ndarray:
     """A C-contiguous ``shape`` array on this thread's buffer ``slot``, grown as needed and reused from
     call to call: a fresh array costs a page fault per 4 KiB written (~10–15 % of a MiniLM merge).
-    Only for arrays of updates that fit one block (J·m·n ≤ :data:`BLOCK_ENTRIES`), so a thread
-    holds at most ~2·BLOCK_ENTRIES float64 and BLOCK_ENTRIES bools (~68 MiB; ~11 MiB for MiniLM)."""
+    Only for arrays of updates that fit one block (J·m·n ≤ :data:`BLOCK_ENTRIES`), so with J inputs
+    a thread keeps about BLOCK_ENTRIES float64 and as many bools (36 MiB; 11 MiB after MiniLM merges)."""
     pool = _LOCAL.__dict__.setdefault("pool", {})
     size = shape[0] * shape[1]
     buf = pool.get((slot, np.dtype(dtype)))
@@ -310,6 +310,8 @@ def keep_masks(shapes: Sequence[tuple[int, ...]], density: float, generator,
     bitgen, state = found
     threshold = keep_threshold(density)
     masks = list(out) if out is not None else [np.empty(tuple(s), dtype=bool) for s in shapes]
+    if not all(mk.flags.c_contiguous and mk.dtype == bool for mk in masks):
+        raise ValueError("keep_masks writes into C-contiguous bool arrays")
     for mask in masks:
         _draw_keep(bitgen, mask.reshape(-1), threshold)
     _advance_torch(generator, bitgen, state)

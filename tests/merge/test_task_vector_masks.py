@@ -65,6 +65,18 @@ def test_an_unknown_generator_state_layout_falls_back_to_torch(monkeypatch):
     monkeypatch.setattr(tvm, "_TORCH_STATE_BYTES", 1)
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     _assert_same_draws(tvm.keep_masks([(20, 30)], 0.5, g1), _torch_masks([(20, 30)], 0.5, g2), g1, g2)
+    out = [np.ones((4, 5), dtype=bool), np.ones((6, 7), dtype=bool)]
+    got = tvm.keep_masks([(4, 5), (6, 7)], 0.5, g1, out=out)
+    assert got[0] is out[0] and got[1] is out[1]
+    _assert_same_draws(got, _torch_masks([(4, 5), (6, 7)], 0.5, g2), g1, g2)
+
+
+def test_masks_written_into_given_arrays():
+    g1, g2 = torch.Generator().manual_seed(6), torch.Generator().manual_seed(6)
+    out = [np.ones((9, 70), dtype=bool), np.zeros((700,), dtype=bool)]
+    got = tvm.keep_masks([(9, 70), (700,)], 0.2, g1, out=out)
+    assert got[0] is out[0] and got[1] is out[1]
+    _assert_same_draws(got, _torch_masks([(9, 70), (700,)], 0.2, g2), g1, g2)
 
 
 class _ReferenceMT19937:
