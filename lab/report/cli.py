@@ -24,9 +24,13 @@ def report_command(
                                        "(dozens on several runs; the dashboard shows them interactively).")] = False,
     workers: Annotated[Optional[int], typer.Option(
         min=1, help="Processes that render the figures (default: the cores available to lab).")] = None,
+    cache: Annotated[bool, typer.Option(
+        "--cache/--no-cache", help="Keep the report's content (findings, figures, tables) in RESULTS_DIR/.lab-cache/report "
+                                   "and reuse it when the same files, options and code are reported again.")] = True,
 ) -> None:
     """Write a report of every run in RESULTS_DIR: findings first, figures with their theory baselines, tables, provenance."""
     from lab.report.write import write_report
 
-    for path in write_report(results_dir, out, formats.split(","), title=title, details=details, workers=workers):
+    for path in write_report(results_dir, out, formats.split(","), title=title, details=details, workers=workers,
+                             cache=cache):
         typer.echo(str(path))

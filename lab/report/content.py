@@ -24,7 +24,8 @@ from lab.present.findings import headline, summarize_family
 from lab.present.sentences import FamilyFindings
 from lab.present.families import by_key, families, load_recorded_plugins
 from lab.present.family import NOT_COMPUTED, Family, columns, rows_section, table_description
-from lab.report.document import Finding, Report, Section
+from lab.report import cache as report_cache
+from lab.report.document import Finding, Report, Section, undrawn
 from lab.report.page import build as build_section
 from lab.store import Run
 
@@ -32,7 +33,8 @@ Part = tuple[FamilyFindings | None, Chart | None, Section]  # one family's findi
 
 
 def build(results_dir: str | Path, *, title: str | None = None, overview: bool = True, details: bool = True,
-          workers: int = 1, dpi: int = DPI, while_waiting: Callable[[], object] | None = None) -> Report:
+          workers: int = 1, dpi: int = DPI, while_waiting: Callable[[], object] | None = None,
+          cache: bool = False) -> Report:
     """The report's content for every run in ``results_dir`` (a results folder or one run folder):
     findings with their headline figures, and per family its section, with its overview figures
     drawn when ``overview`` and its per-run and per-module figures drawn when ``details``.
@@ -41,18 +43,30 @@ def build(results_dir: str | Path, *, title: str | None = None, overview: bool =
     that many forked processes, each also rendering its figures' PNGs at ``dpi``; their charts then
     come back as PNG bytes without a matplotlib figure (``chart.figure`` is None), and this process
     calls ``while_waiting()`` (e.g. to import what writes the formats) while they work. With one
-    worker every chart keeps its figure (the tests read the drawn lines back)."""
+    worker every chart keeps its figure (the tests read the drawn lines back).
+
+    With ``cache``, the families' findings, figures and sections are taken from the results folder's
+    report cache when an entry for these files, options and code is there (:mod:`lab.report.cache`;
+    nothing is summarised or drawn, every chart is PNG bytes), and stored there when built."""
     runs = load.runs_in(results_dir)
     load_recorded_plugins(runs)  # a plugin's families get their sections too
     names = [r.name for r in runs]
     title = title or ("lab report: " + ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else ""))
     methods = load.run_methods(runs)
     keys = [family.key for family in families()]
+    key = report_cache.address(results_dir, runs, dpi) if cache else ""
+    parts = report_cache.load(results_dir, key, overview, details) if cache else None
+    if parts is not None and [section.key for _, _, section in parts] == keys:
+        if while_waiting is not None:
+            while_waiting()
+        return _report(parts, runs, title, results_dir)
     if workers > 1 and len(keys) > 1 and "fork" in multiprocessing.get_all_start_methods():
         parts = _in_workers(keys, str(results_dir), names, methods, overview, details, workers, dpi, while_waiting)
     else:
         with load.read_once():
             parts = [_family(key, runs, names, methods, overview, details) for key in keys]
+    if cache:
+        report_cache.store(results_dir, key, overview, details, parts, dpi)
     return _report(parts, runs, title, results_dir)
 
 
@@ -150,18 +164,13 @@ def _worker(task: tuple[str, str]) -> tuple[tuple[str, str], object]:
     for drawn in section.charts + section.details:
         _keep_png(drawn, t["dpi"])
     # the pending figures (functions of frames) stay too; only their number is needed
-    undrawn = [(is_detail, _undrawn) for is_detail, _ in section.pending]
-    return task, replace(section, pending=undrawn)
+    return task, replace(section, pending=[(is_detail, undrawn) for is_detail, _ in section.pending])
 
 
 def _keep_png(chart: Chart, dpi: int) -> None:
     """The chart's PNG rendered, its figure dropped (the bytes go back to the parent, the figure stays)."""
     chart.png(dpi)
     chart.figure = None
-
-
-def _undrawn() -> Chart:
-    raise RuntimeError("a figure left undrawn in a report worker cannot be drawn afterwards")
 
 
 def _empty_section(family: Family, runs: list[Run]) -> Section:

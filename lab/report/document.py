@@ -74,6 +74,12 @@ class Section:
         return [block for block in self.tables if is_long(block)]
 
 
+def undrawn() -> Chart:
+    """What stands for a figure whose drawing stayed behind (in a report worker, or out of a cached report): only
+    its number is known."""
+    raise RuntimeError("a figure left undrawn in a report worker or a cached report cannot be drawn afterwards")
+
+
 def is_long(block: TableBlock) -> bool:
     """Whether a table is reference material rather than something to read: more than ``LONG_TABLE`` rows."""
     return len(block.rows) > LONG_TABLE

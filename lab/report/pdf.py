@@ -39,6 +39,18 @@ class _Document(FPDF):
         self.set_auto_page_break(auto=True, margin=15)
         self.set_title(title)
         self.set_creator("lab")
+        self._widths: dict[tuple, float] = {}
+
+    def get_string_width(self, s: str, normalized: bool = False, markdown: bool = False) -> float:
+        """fpdf's width of ``s`` in the current font, remembered: a table measures each cell twice (column
+        widths, then wrapping) and the same words recur throughout, and fpdf measures character by character."""
+        if normalized or markdown:
+            return super().get_string_width(s, normalized, markdown)
+        key = (self.font_family, self.font_style, self.font_size_pt, self.font_stretching, self.char_spacing, s)
+        width = self._widths.get(key)
+        if width is None:
+            width = self._widths[key] = super().get_string_width(s)
+        return width
 
     def footer(self) -> None:
         self.set_y(-10)

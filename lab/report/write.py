@@ -19,7 +19,8 @@ def workers_available() -> int:
 
 
 def write_report(results_dir: str | Path, out_dir: str | Path, formats: Iterable[str] = DEFAULT_FORMATS, *,
-                 title: str | None = None, details: bool = False, workers: int | None = None) -> list[Path]:
+                 title: str | None = None, details: bool = False, workers: int | None = None,
+                 cache: bool = False) -> list[Path]:
     """The written report files (``report.html``, ``report.pdf``, ``report.md`` with ``figures/``, in
     ``out_dir``) for every run in ``results_dir``.
 
@@ -32,7 +33,9 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Iterable
     body short by moving tables longer than ``document.LONG_TABLE`` rows and the column meanings to
     an appendix. Each figure is drawn once, only when a requested format shows it, and its PNG is
     rendered once and shared by the formats. The families are built and their figures rendered in
-    ``workers`` forked processes (default: the cores available; 1: all here).
+    ``workers`` forked processes (default: the cores available; 1: all here). With ``cache`` the
+    content (findings, figures as PNG, sections) is kept in ``results_dir/.lab-cache/report`` and a
+    later report of the same files, options and code (any format) reuses it (:mod:`lab.report.cache`).
 
     >>> write_report("results", "reports/latest")          # doctest: +SKIP
     [PosixPath('reports/latest/report.html'), PosixPath('reports/latest/report.pdf')]
@@ -46,7 +49,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Iterable
     # the PDF, the per-run and per-module ones for the HTML when asked (the Markdown embeds the headline figures)
     report = content.build(results_dir, title=title, overview=bool({"html", "pdf"} & set(formats)),
                            details=details and "html" in formats, workers=workers or workers_available(),
-                           while_waiting=lambda: _writers(formats))
+                           while_waiting=lambda: _writers(formats), cache=cache)
     if not report.runs:
         raise InputError(f"{results_dir}: no lab runs here (no */manifest.json); run `lab analyze` first")
     out_dir = Path(out_dir)

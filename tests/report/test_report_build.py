@@ -79,3 +79,21 @@ def test_only_what_a_format_shows_is_drawn(lab_results_folder):
     finally:
         full.close()
         lean.close()
+
+
+def test_a_charts_png_is_what_savefig_with_its_layout_engine_writes(lab_results_folder):
+    """Chart.png lays a figure out once itself and saves it with the engine off; matplotlib's own savefig (which
+    lays out in an extra draw) must give the same bytes, for every figure of the report."""
+    import io
+
+    def charts(report):
+        return [f.chart for f in report.findings if f.chart is not None] + [c for s in report.sections
+                                                                           for c in s.charts + s.details]
+
+    ours = charts(content.build(lab_results_folder.results, workers=1, overview=True, details=True))
+    theirs = charts(content.build(lab_results_folder.results, workers=1, overview=True, details=True))
+    assert len(ours) == len(theirs) > 10
+    for a, b in zip(ours, theirs):
+        buf = io.BytesIO()
+        b.figure.savefig(buf, format="png", dpi=120)
+        assert a.png(120) == buf.getvalue(), a.title

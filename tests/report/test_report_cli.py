@@ -43,7 +43,8 @@ def test_partial_run_says_not_computed_for_every_missing_family(lab_results_fold
     html, pdf = write_report(lab_results_folder.partial, tmp_path)
     text = unescape(html.read_text(encoding="utf-8"))  # a title such as "WeightWatcher's" is escaped in the HTML
     pdf_text = " ".join(" ".join((p.extract_text() or "").split()) for p in PdfReader(pdf).pages)
-    present = {p.stem for p in next(lab_results_folder.partial.iterdir()).glob("*.parquet")}
+    run_dir = next(p for p in lab_results_folder.partial.iterdir() if (p / "manifest.json").is_file())  # not .lab-cache
+    present = {p.stem for p in run_dir.glob("*.parquet")}
     assert present == {"deltas"}
     for family in families():
         notice = f"{family.title}: {NOT_COMPUTED}"
@@ -52,7 +53,7 @@ def test_partial_run_says_not_computed_for_every_missing_family(lab_results_fold
 
 
 def test_a_single_run_folder_is_a_results_folder_of_one(lab_results_folder, tmp_path):
-    run_dir = next(lab_results_folder.partial.iterdir())
+    run_dir = next(p for p in lab_results_folder.partial.iterdir() if (p / "manifest.json").is_file())  # not .lab-cache
     (html,) = write_report(run_dir, tmp_path, ["html"])
     assert "deltas-only" in html.read_text(encoding="utf-8")
 
