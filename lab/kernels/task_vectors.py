@@ -24,8 +24,8 @@ definitions leave room, both measure-zero for real weights: trim_d keeps every e
 over row blocks (``topk`` keeps an arbitrary ⌊d·m·n⌋ of entries tied at t); and DARE's masks are
 ``torch.bernoulli`` of a float32 tensor full of d (as PEFT draws them for a float32 model), from a
 ``torch.Generator`` that the caller seeds once per merge, each τ_j's mask drawn whole (row block
-after row block: the same draws as one call) and kept packed, one bit an entry, in the order the
-caller passes the modules and inputs. ``torch.manual_seed(seed)`` right before PEFT's merge loop
+after row block: the same draws as one call; kept as bools, or packed one bit an entry when the
+update is streamed), in the order the caller passes the modules and inputs. ``torch.manual_seed(seed)`` right before PEFT's merge loop
 then draws the same masks when PEFT visits the same modules in the same order. A float64 model
 draws different masks in PEFT (the Bernoulli sampler consumes the generator per dtype).
 
@@ -40,8 +40,9 @@ output y per entry, in order, keeping the entry iff (y & 0xFFFFFF)·2⁻²⁴ < 
 (~3 ns an entry), and the torch generator is moved past the draws (``set_state``): the same masks
 and the same generator afterwards as ``torch.bernoulli`` (:func:`keep_masks`; tested bit for bit).
 
-The merged M (m×n, float64) is the one dense matrix held (beside the updates formed whole when
-they fit one block: M is then written into the first of them); its rank-k truncation comes from the
+The merged M (m×n, float64) is the one dense matrix held (beside the updates the trimmed methods
+form whole when they fit one block: M is then written into the first of them, and the DARE masks);
+:func:`merge_truncated` keeps these in buffers each thread reuses. M's rank-k truncation comes from the
 exact SVD (LAPACK for small or high-rank cases, PROPACK's Lanczos bidiagonalisation iterated to
 machine precision for the top k otherwise): :func:`truncate`.
 """
