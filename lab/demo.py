@@ -16,9 +16,12 @@ Everything is cached under the workdir (default: the user cache dir): a finished
 options and other options) are reused by the next ``lab demo``, and so is the report when the
 results and lab's report code are those it was written from.
 
-The runs are independent: ``lab demo`` fine-tunes them, then analyses them, ``--jobs`` at a time
-(default: the usable cores, at most 4) in worker processes of one thread each, as the serial
-demo computes, so the numbers are the same; ``--quick`` is the smallest grid, to try the command.
+The runs are independent: ``lab demo`` fine-tunes and analyses them ``--jobs`` at a time (default:
+the usable cores, at most 4) in worker processes of one thread each, as the serial demo computes,
+so the numbers are the same; a run's analysis starts as soon as its fine-tune has ended, so no
+worker idles while the last fine-tunes run. The base's attention on the windows, the same for every
+run, is computed by the first analysis and read by the others (``lab.probes.kept_base``).
+``--quick`` is the smallest grid, to try the command.
 """
 
 from __future__ import annotations
@@ -67,7 +70,9 @@ QUICK = dict(ranks=(4,), full=True, steps=2, save_every=1, batch_size=4, max_len
 class DemoResult:
     """What ``run_demo`` made: fine-tune folders and analysed runs by name, the summary table,
     the report files, wall seconds per phase, and the CPU seconds its jobs took (on a busy machine
-    the work done, where wall time measures the neighbours)."""
+    the work done, where wall time measures the neighbours). With worker processes the analyses
+    overlap the last fine-tunes: ``seconds["finetune"]`` is then the wall time until the last
+    fine-tune ended and ``seconds["analyze"]`` the time from then to the last analysis's end."""
 
     workdir: Path
     finetunes: dict[str, Path] = field(default_factory=dict)
@@ -117,9 +122,10 @@ def run_demo(workdir: str | Path | None = None, *, ranks: Sequence[int] = DEMO_R
     adapters under ``merges/``, their errors in the ``merges`` run of the results); ``lab demo``
     passes ``DEMO_MPS``, ``DEMO_SQUEEZE`` and ``DEMO_MERGE_K``.
 
-    ``jobs`` > 1 runs the fine-tunes, then the analyses, that many at a time in spawned worker
-    processes (each one-threaded, as a serial run is, so the numbers are the same): the demo's
-    runs are independent, and one-threaded work leaves the other cores idle. A script that calls
+    ``jobs`` > 1 runs the fine-tunes, the squeeze and the analyses that many at a time in spawned
+    worker processes (each one-threaded, as a serial run is, so the numbers are the same), each
+    analysis as soon as its run is trained: the demo's runs are independent, and one-threaded work
+    leaves the other cores idle. A script that calls
     it so must guard its top level with ``if __name__ == "__main__":`` (spawned workers import it).
     The report is reused when the results and the report's code are unchanged since it was written.
     """
@@ -136,15 +142,18 @@ def run_demo(workdir: str | Path | None = None, *, ranks: Sequence[int] = DEMO_R
                            batch_size=batch_size, max_length=max_length, seed=seed, mps=mps)
     t0 = time.perf_counter()
     with _workers(jobs) as pool:
-        retrained = _finetune_all(configs, result, console, progress, pool)
-        if squeeze is not None:
-            with one_blas_thread():
-                retrained |= _squeeze(configs, retrained, squeeze, result)
-        result.seconds["finetune"] = round(time.perf_counter() - t0, 1)
+        if pool is not None:
+            retrained = _pipeline(configs, squeeze, probes, result, console, progress, windows or DEMO_WINDOWS, pool, jobs)
+        else:
+            retrained = _finetune_all(configs, result, console, progress)
+            if squeeze is not None:
+                with one_blas_thread():
+                    retrained |= _squeeze(configs, retrained, squeeze, result)
+            result.seconds["finetune"] = round(time.perf_counter() - t0, 1)
 
-        t1 = time.perf_counter()
-        _analyze_all(configs, retrained, probes, result, console, progress, windows or DEMO_WINDOWS, pool)
-        result.seconds["analyze"] = round(time.perf_counter() - t1, 1)
+            t1 = time.perf_counter()
+            _analyze_all(configs, retrained, probes, result, console, progress, windows or DEMO_WINDOWS)
+            result.seconds["analyze"] = round(time.perf_counter() - t1, 1)
     if merge is not None:
         t3 = time.perf_counter()
         # one BLAS thread: on a loaded 2-core machine (load 11) the stack merge's QRs took 159 s wall and
@@ -163,29 +172,36 @@ def run_demo(workdir: str | Path | None = None, *, ranks: Sequence[int] = DEMO_R
     return result
 
 
-def _finetune_all(configs: dict[str, FinetuneConfig], result: DemoResult, console, progress: bool, pool=None) -> set[str]:
+def _finetune_bars(configs: dict[str, FinetuneConfig], result: DemoResult, bar, note: str = "") -> dict[str, int]:
+    """A progress row per fine-tune; the fine-tunes to do (name -> its row): those not complete with
+    these options (the others are recorded as reused)."""
+    from lab.finetune.train import is_complete
+
+    todo = {}
+    for name, config in configs.items():
+        result.finetunes[name] = Path(config.out)
+        if is_complete(config.out, config):
+            bar.add_task(f"fine-tune {name}", total=config.steps, completed=config.steps, note="cached")
+            result.reused.append(f"finetune:{name}")
+            continue
+        todo[name] = bar.add_task(f"fine-tune {name}", total=config.steps, note=note)
+    return todo
+
+
+def _finetune_progress(console, progress: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lab.finetune.train import finetune, is_complete
+    return Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+                    TimeElapsedColumn(), console=console, disable=not progress)
+
+
+def _finetune_all(configs: dict[str, FinetuneConfig], result: DemoResult, console, progress: bool) -> set[str]:
+    """Fine-tune here, one after another (the serial demo), with a bar per step."""
+    from lab.finetune.train import finetune
 
     retrained = set()
-    with Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
-                  TimeElapsedColumn(), console=console, disable=not progress) as bar:
-        todo = {}
-        for name, config in configs.items():
-            result.finetunes[name] = Path(config.out)
-            if is_complete(config.out, config):
-                bar.add_task(f"fine-tune {name}", total=config.steps, completed=config.steps, note="cached")
-                result.reused.append(f"finetune:{name}")
-                continue
-            todo[name] = bar.add_task(f"fine-tune {name}", total=config.steps, note="waiting" if pool else "")
-        if pool is not None:
-            # a worker reports no steps back: each bar fills when its fine-tune ends
-            for name, (loss, cpu) in _in_workers(pool, _finetune_job, {n: (configs[n],) for n in _heaviest_first(todo, configs)}):
-                bar.update(todo[name], completed=configs[name].steps, note=f"loss {loss:.4f}")
-                retrained.add(name)
-                _add_cpu(result, "finetune", name, cpu)
-            return retrained
+    with _finetune_progress(console, progress) as bar:
+        todo = _finetune_bars(configs, result, bar)
         for name, task in todo.items():
             cpu = time.process_time()
             finetune(configs[name], overwrite=True,
@@ -232,36 +248,6 @@ def _one_thread_process() -> None:
     threadpool_limits(limits=1)  # for the process's life: nothing restores it
 
 
-def _in_workers(pool, job, arguments: dict[str, tuple]):
-    """Run ``job(*arguments[name])`` for every name on ``pool``; yield (name, its return) as each ends.
-
-    The first failure cancels the jobs not yet started and is raised here (a ``LabError`` stays one).
-    """
-    from concurrent.futures import as_completed
-
-    futures = {pool.submit(job, *args): name for name, args in arguments.items()}
-    try:
-        for future in as_completed(futures):
-            yield futures[future], future.result()
-    finally:
-        for future in futures:
-            future.cancel()
-
-
-def _heaviest_first(names, configs: dict[str, FinetuneConfig]) -> list[str]:
-    """``names`` ordered so the longest jobs start first (fewer idle workers at the end): measured,
-    MPS r = 64 > LoRA r = 64 > full > LoRA r = 16 > LoRA r = 4 > the squeezed run, in both phases."""
-    def weight(name: str) -> float:
-        config = configs[name]
-        if name.startswith("squeeze-"):
-            return 0.0
-        if config.method == "full":
-            return 48.0
-        return float(config.r) + (0.5 if config.method == "mps" else 0.0)
-
-    return sorted(names, key=weight, reverse=True)
-
-
 def _quiet_transformers() -> None:
     """No per-model "Loading weights" bars from transformers (a demo loads the model dozens of times,
     and its own progress bars say where it is), and in a spawned worker the same filter as the ``lab``
@@ -299,27 +285,46 @@ def _analyze_job(path: Path, base: Path, results: Path, name: str, probes: list[
     return time.process_time() - cpu
 
 
-def _squeeze(configs: dict[str, FinetuneConfig], retrained: set[str], squeeze: tuple[int, int], result: DemoResult) -> set[str]:
-    """Squeeze the last checkpoint of ``lora-r{r_from}`` to rank k into ``finetunes/squeeze-r{k}``
-    (redone when its source was retrained or its output is missing); the table to ``squeezes/``."""
+def _squeeze_target(configs: dict[str, FinetuneConfig], squeeze: tuple[int, int], result: DemoResult) -> tuple[str, str]:
+    """(source, name) of the squeeze: ``lora-r{r_from}`` squeezed into ``finetunes/squeeze-r{k}``, which
+    is analysed like the other runs (its modules and base are the source's)."""
     from lab.errors import InputError
-    from lab.squeeze.api import squeeze as run_squeeze
 
     r_from, k = squeeze
     source = f"lora-r{r_from}"
     if source not in configs:
         raise InputError(f"the demo squeezes {source}, which is not in the grid; add rank {r_from}")
-    config = configs[source]
     name = f"squeeze-r{k}"
-    out = result.workdir / "finetunes" / name
-    result.finetunes[name] = out
-    configs[name] = config  # analysed like the others: its modules and base are the source's
-    if source not in retrained and (out / "adapter_model.safetensors").is_file():
+    result.finetunes[name] = result.workdir / "finetunes" / name
+    configs[name] = configs[source]
+    return source, name
+
+
+def _squeeze_is_current(source: str, name: str, retrained: set[str], result: DemoResult) -> bool:
+    """Whether the squeezed adapter is there and its source was not (or will not be) trained again."""
+    return source not in retrained and (result.finetunes[name] / "adapter_model.safetensors").is_file()
+
+
+def _squeeze(configs: dict[str, FinetuneConfig], retrained: set[str], squeeze: tuple[int, int], result: DemoResult) -> set[str]:
+    """Squeeze the last checkpoint of ``lora-r{r_from}`` to rank k into ``finetunes/squeeze-r{k}``
+    (redone when its source was retrained or its output is missing); the table to ``squeezes/``."""
+    source, name = _squeeze_target(configs, squeeze, result)
+    if _squeeze_is_current(source, name, retrained, result):
         result.reused.append(f"squeeze:{name}")
         return set()
-    last = max(Path(config.out).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    run_squeeze(last, out, rank=k, results=result.workdir / "squeezes", run="squeezes", overwrite=True)
+    _squeeze_job(Path(configs[source].out), result.finetunes[name], squeeze[1], result.workdir)
     return {name}
+
+
+def _squeeze_job(source: Path, out: Path, k: int, workdir: Path) -> float:
+    """The squeeze of ``source``'s last checkpoint to rank k (here or in a worker); the CPU seconds it took."""
+    from lab.squeeze.api import squeeze as run_squeeze
+
+    cpu = time.process_time()
+    last = max(Path(source).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    with one_blas_thread():
+        run_squeeze(last, out, rank=k, results=workdir / "squeezes", run="squeezes", overwrite=True)
+    return time.process_time() - cpu
 
 
 def _merge_all(configs: dict[str, FinetuneConfig], retrained: set[str], k: int, result: DemoResult) -> None:
@@ -343,17 +348,13 @@ def _merge_all(configs: dict[str, FinetuneConfig], retrained: set[str], k: int, 
               run="merges", overwrite=True)
 
 
-def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes: Sequence[str], result: DemoResult,
-                 console, progress: bool, windows: dict, pool=None) -> None:
-    from lab.probes.registry import resolve
-    from lab.store import open_run
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from lab.finetune.models import minilm_path
-
+def _analysis_wanted(probes: Sequence[str], windows: dict, results_dir: Path) -> tuple[dict, dict]:
+    """(what a current analysis's manifest records, the probe options to analyse with)."""
     import json
 
+    from lab.finetune.models import minilm_path
     from lab.probes.options import as_json, build_options
+    from lab.probes.registry import resolve
 
     base = minilm_path()
     # each run alone: pair-scope probes (no_hair) would compare a run's own checkpoints, at the
@@ -364,32 +365,173 @@ def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes
                if p.options is not None and {"seq_len", "windows"} <= set(getattr(p.options, "__dataclass_fields__", {}))}
     if "attention" in options:
         options["attention"]["token_cuts"] = DEMO_TOKEN_CUTS
+        # the base's attention on the windows is the same for every run: computed by the first analysis,
+        # read by the others (lab.probes.kept_base; content-addressed, so a changed input is computed again)
+        options["attention"] |= {"cache_dir": str((results_dir / KEPT_BASE).resolve()), "reuse_base": True}
     # every option of every probe, as the manifest records them: an analysis made with other probe
     # options (the demo's sizes changed by an upgrade, say) is redone, not reused
     built = build_options(chosen, options)
     probe_options = json.loads(json.dumps({p.name: as_json(built[p.name]) for p in chosen}, default=str))
     wanted = {"probes": [p.name for p in chosen], "probe_options": probe_options, "controls": True,
               "modules": DEMO_MODULES, "base": str(base.resolve())}
+    return wanted, options
+
+
+KEPT_BASE = ".lab-cache/kept"  # under the results: the base's part of the probes that run the model on text
+
+
+def _analyze_progress(console, progress: bool):
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(finished_text="✓"), TextColumn("{task.description:<18}"), TextColumn("{task.fields[note]}"),
+                    TimeElapsedColumn(), console=console, disable=not progress)
+
+
+def _analysis_bars(names, retrained: set[str], wanted: dict, result: DemoResult, bar) -> dict[str, int]:
+    """A progress row per analysis; the analyses to do (name -> its row): those of runs trained again
+    and those not complete with these options (the others are opened and recorded as reused)."""
+    from lab.store import open_run
+
     results_dir = result.workdir / "results"
-    with Progress(SpinnerColumn(finished_text="✓"), TextColumn("{task.description:<18}"), TextColumn("{task.fields[note]}"),
-                  TimeElapsedColumn(), console=console, disable=not progress) as bar:
-        todo = {}
-        for name in configs:
-            folder = results_dir / name
-            if name not in retrained and _analysis_is_current(folder, wanted):
-                bar.add_task(f"analyze {name}", total=1, completed=1, note="cached")
-                result.runs[name] = open_run(folder)
-                result.reused.append(f"analyze:{name}")
-                continue
-            todo[name] = bar.add_task(f"analyze {name}", total=None, note=", ".join(wanted["probes"]))
-        jobs = {name: (result.finetunes[name], base, results_dir, name, wanted["probes"], options)
-                for name in _heaviest_first(todo, configs)}
-        done = _in_workers(pool, _analyze_job, jobs) if pool is not None else ((n, _analyze_job(*jobs[n])) for n in todo)
-        for name, cpu in done:
+    todo = {}
+    for name in names:
+        folder = results_dir / name
+        if name not in retrained and _analysis_is_current(folder, wanted):
+            bar.add_task(f"analyze {name}", total=1, completed=1, note="cached")
+            result.runs[name] = open_run(folder)
+            result.reused.append(f"analyze:{name}")
+            continue
+        todo[name] = bar.add_task(f"analyze {name}", total=None, note=", ".join(wanted["probes"]))
+    return todo
+
+
+def _analyze_all(configs: dict[str, FinetuneConfig], retrained: set[str], probes: Sequence[str], result: DemoResult,
+                 console, progress: bool, windows: dict) -> None:
+    """Analyse here, one run after another (the serial demo)."""
+    from lab.finetune.models import minilm_path
+    from lab.store import open_run
+
+    results_dir = result.workdir / "results"
+    wanted, options = _analysis_wanted(probes, windows, results_dir)
+    with _analyze_progress(console, progress) as bar:
+        todo = _analysis_bars(configs, retrained, wanted, result, bar)
+        for name in todo:
+            cpu = _analyze_job(result.finetunes[name], minilm_path(), results_dir, name, wanted["probes"], options)
             result.runs[name] = open_run(results_dir / name)
             _add_cpu(result, "analyze", name, cpu)
             bar.update(todo[name], total=1, completed=1)
+    result.runs = {name: result.runs[name] for name in configs}  # run order
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One job of the pipeline: what a worker runs, the jobs it waits for, and its place in the queue."""
+
+    run: object
+    args: tuple
+    after: frozenset = frozenset()
+    rank: tuple = ()  # smaller first among the jobs ready to start
+
+
+def _pipeline(configs: dict[str, FinetuneConfig], squeeze: tuple[int, int] | None, probes: Sequence[str],
+              result: DemoResult, console, progress: bool, windows: dict, pool, slots: int) -> set[str]:
+    """The fine-tunes, the squeeze and the analyses on ``pool``, each analysis started as soon as its
+    run's fine-tune has ended, so no worker waits for the slowest fine-tune while analyses are ready:
+    the fine-tunes first (longest first), then the squeeze, then the analyses (longest first). The
+    names of the runs trained (or squeezed) again are returned.
+
+    ``result.seconds``: ``finetune`` is the wall time until the last fine-tune (or the squeeze) ended,
+    ``analyze`` the time from then to the last analysis's end (analyses ran before it too)."""
+    from contextlib import nullcontext
+
+    from rich.console import Group
+    from rich.live import Live
+
+    from lab.finetune.models import minilm_path
+    from lab.store import open_run
+
+    t0 = time.perf_counter()
+    results_dir = result.workdir / "results"
+    wanted, options = _analysis_wanted(probes, windows, results_dir)
+    fine, ana = _finetune_progress(console, progress), _analyze_progress(console, progress)
+    # both kinds of row in one live display (two Progress contexts at once would fight over the terminal)
+    with Live(Group(fine, ana), console=console, refresh_per_second=4) if progress else nullcontext():
+        fine_rows = _finetune_bars(configs, result, fine, note="waiting")
+        retrained = set(fine_rows)
+        jobs = {f"finetune:{n}": _Job(_finetune_job, (configs[n],), rank=(0, -_weight(n, configs)))
+                for n in fine_rows}
+        if squeeze is not None:
+            source, name = _squeeze_target(configs, squeeze, result)
+            if _squeeze_is_current(source, name, retrained, result):
+                result.reused.append(f"squeeze:{name}")
+            else:
+                retrained.add(name)
+                jobs[f"squeeze:{name}"] = _Job(_squeeze_job, (Path(configs[source].out), result.finetunes[name], squeeze[1],
+                                                               result.workdir),
+                                                frozenset({f"finetune:{source}"} & set(jobs)), rank=(1,))
+        analyze_rows = _analysis_bars(configs, retrained, wanted, result, ana)
+        for n in analyze_rows:
+            first = {f"finetune:{n}", f"squeeze:{n}"} & set(jobs)
+            jobs[f"analyze:{n}"] = _Job(_analyze_job, (result.finetunes[n], minilm_path(), results_dir, n, wanted["probes"], options),
+                                        frozenset(first), rank=(2, -_weight(n, configs)))
+        trained_by = time.perf_counter()
+        for job, value in _scheduled(pool, jobs, slots):
+            kind, name = job.split(":", 1)
+            if kind == "finetune":
+                loss, cpu = value
+                fine.update(fine_rows[name], completed=configs[name].steps, note=f"loss {loss:.4f}")
+            elif kind == "analyze":
+                cpu = value
+                result.runs[name] = open_run(results_dir / name)
+                ana.update(analyze_rows[name], total=1, completed=1)
+            else:
+                cpu = value
+            _add_cpu(result, "analyze" if kind == "analyze" else "finetune", name, cpu)
+            if kind != "analyze":
+                trained_by = time.perf_counter()
+    end = time.perf_counter()
+    result.seconds["finetune"] = round(trained_by - t0, 1)
+    result.seconds["analyze"] = round(end - trained_by, 1)
     result.runs = {name: result.runs[name] for name in configs}  # run order, whichever finished first
+    return retrained
+
+
+def _scheduled(pool, jobs: dict[str, _Job], slots: int):
+    """Run ``jobs`` on ``pool``, at most ``slots`` at once, each when the jobs it waits for have ended,
+    the ready one of smallest rank first; yield (job name, its return) as each ends.
+
+    Only running jobs are ever submitted, so a free worker takes the best job ready at that moment. The
+    first failure is raised here (a ``LabError`` stays one) and nothing more is started.
+    """
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    waiting = dict(jobs)
+    running: dict = {}
+    done: set[str] = set()
+    while waiting or running:
+        ready = sorted((n for n, j in waiting.items() if j.after <= done), key=lambda n: (waiting[n].rank, n))
+        for name in ready[:max(0, slots - len(running))]:
+            job = waiting.pop(name)
+            running[pool.submit(job.run, *job.args)] = name
+        if not running:
+            raise RuntimeError(f"the demo's jobs wait for each other: {sorted(waiting)}")  # a bug in the plan
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            name = running.pop(future)
+            value = future.result()
+            done.add(name)
+            yield name, value
+
+
+def _weight(name: str, configs: dict[str, FinetuneConfig]) -> float:
+    """How long a run's jobs take, relatively: measured, MPS r = 64 > LoRA r = 64 > full > LoRA r = 16 >
+    LoRA r = 4 > the squeezed run, in both phases."""
+    config = configs[name]
+    if name.startswith("squeeze-"):
+        return 0.0
+    if config.method == "full":
+        return 48.0
+    return float(config.r) + (0.5 if config.method == "mps" else 0.0)
 
 
 def one_blas_thread():
@@ -417,7 +559,18 @@ def _analysis_is_current(folder: Path, wanted: dict) -> bool:
         run = open_run(folder)
     except LabError:
         return False
-    return run.complete and not changed_options(run.manifest.get("options", {}), wanted, only_wanted=True)
+    # where a probe kept its base's part changes no row (and a copied workdir names the original's folder)
+    stored, wanted = (_without_cache_dirs(o) for o in (run.manifest.get("options", {}), wanted))
+    return run.complete and not changed_options(stored, wanted, only_wanted=True)
+
+
+def _without_cache_dirs(options: dict) -> dict:
+    probe_options = options.get("probe_options")
+    if not isinstance(probe_options, dict):
+        return options
+    return {**options, "probe_options": {name: {k: v for k, v in values.items() if k != "cache_dir"}
+                                         if isinstance(values, dict) else values
+                                         for name, values in probe_options.items()}}
 
 
 REPORT_STAMP = "demo-report.json"  # in WORKDIR/report: what the report there was written from

@@ -344,3 +344,60 @@ def test_a_warm_demo_reuses_its_report_until_the_results_change(demo, workdir_co
     after = _files(report)
     assert {"report.html", "report.pdf"} <= set(after) and all(after[n] != before[n] for n in ("report.html", "report.pdf"))
     assert json.loads((report / REPORT_STAMP).read_text())["from"] != stamp["from"]
+
+
+def test_the_pipeline_starts_each_job_after_those_it_waits_for_best_rank_first():
+    """``_scheduled`` on a real pool: at most ``slots`` jobs at once, none before the jobs it waits for have
+    ended, the ready job of smallest rank first, and every job's return handed back once."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lab.demo import _Job, _scheduled
+
+    events, lock, running = [], threading.Lock(), [0, 0]  # running now, most at once
+
+    def job(name):
+        with lock:
+            events.append(("start", name))
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+        threading.Event().wait(0.05)
+        with lock:
+            running[0] -= 1
+            events.append(("end", name))
+        return name.upper()
+
+    jobs = {"finetune:a": _Job(job, ("finetune:a",), rank=(0, -2)), "finetune:b": _Job(job, ("finetune:b",), rank=(0, -1)),
+            "squeeze:s": _Job(job, ("squeeze:s",), frozenset({"finetune:a"}), rank=(1,)),
+            "analyze:a": _Job(job, ("analyze:a",), frozenset({"finetune:a"}), rank=(2, -2)),
+            "analyze:b": _Job(job, ("analyze:b",), frozenset({"finetune:b"}), rank=(2, -1)),
+            "analyze:s": _Job(job, ("analyze:s",), frozenset({"squeeze:s"}), rank=(2, 0)),
+            "analyze:c": _Job(job, ("analyze:c",), rank=(2, -3))}  # nothing to wait for, but ranked after the fine-tunes
+    for slots in (1, 2):
+        events.clear()
+        running[:] = [0, 0]
+        with ThreadPoolExecutor(max_workers=4) as pool:  # more workers than slots: the limit is the scheduler's
+            returned = dict(_scheduled(pool, jobs, slots))
+        assert returned == {name: name.upper() for name in jobs}
+        assert running[1] <= slots
+        at = {(kind, name): i for i, (kind, name) in enumerate(events)}
+        for name, j in jobs.items():
+            assert all(at[("end", first)] < at[("start", name)] for first in j.after), (slots, name, events)
+        started = [name for kind, name in events if kind == "start"]
+        assert started[:2] == ["finetune:a", "finetune:b"]
+        if slots == 1:  # one at a time: always the best ready job
+            assert started == ["finetune:a", "finetune:b", "squeeze:s", "analyze:c", "analyze:a", "analyze:b", "analyze:s"]
+
+
+def test_the_pipeline_raises_the_first_failure():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lab.demo import _Job, _scheduled
+    from lab.errors import InputError
+
+    def fail():
+        raise InputError("a bad input")
+
+    jobs = {"finetune:a": _Job(fail, ()), "analyze:a": _Job(str, ("never",), frozenset({"finetune:a"}))}
+    with ThreadPoolExecutor(max_workers=2) as pool, pytest.raises(InputError, match="a bad input"):
+        list(_scheduled(pool, jobs, 2))

@@ -48,6 +48,7 @@ from lab.kernels.page import page_entropy
 from lab.kernels.profile import entanglement_profile
 from lab.kernels.tensorize import Sites, sites as chain_sites
 from lab.probes.forward import attention_probabilities, forward_steps, qv_weights, run_windows
+from lab.probes.kept_base import address_of, kept
 from lab.probes.registry import Probe, ProbeContext, Rows, field_help, register
 from lab.probes.token_cuts import NEITHER, fit_token_laws, monotone_halves, token_cut_spectra, token_cuts
 from lab.probes.windows import (Window, attention_layers, check_window_options, load_model, load_tokenizer,
@@ -68,11 +69,18 @@ class AttentionOptions:
         "every cut when L − 1 ≤ N); 0 = every cut ℓ = 1 … L−1, whose eigen-work grows as L⁴ (at L = 256 about 11 "
         "MiniLM forward passes per window, and ~10⁶ table rows per checkpoint at the default lengths: "
         "bench/RESULTS.md)", default=32)
+    reuse_base: bool = field_help(
+        "keep the base's part (its attention matrices and profiles on the windows) in cache_dir, addressed by the "
+        "sha256 of the base's files, the texts, these options and lab's probe source, and reuse it in every later run "
+        "on the same base (the demo's runs; lab.probes.kept_base); off: computed per run, removed when it ends",
+        default=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seq_len", check_window_options(self.seq_len, self.windows))
         if self.token_cuts < 0:
             raise ValueError(f"token_cuts={self.token_cuts}: 0 (every cut) or a positive number of cuts")
+        if self.reuse_base and not self.cache_dir:
+            raise ValueError("reuse_base=true keeps the base's part in cache_dir: set cache_dir to a folder")
 
 
 # ---- pure functions -------------------------------------------------------------------------------
@@ -257,13 +265,58 @@ def _cache_folder(options: AttentionOptions) -> Path:
 
 
 def _prepare(base, options: AttentionOptions, ctx: ProbeContext) -> dict[str, Any]:
-    """The base on the run's windows, once: windows, per-window profiles, attention matrices on disk."""
+    """The base on the run's windows, once: windows, per-window profiles, attention matrices on disk.
+
+    With ``reuse_base`` the base's part is read from ``cache_dir`` when a run on the same base, texts,
+    options and source computed it before (the same numbers: they are what that run wrote), and kept
+    there for later runs otherwise."""
     tok = load_tokenizer(base)
-    windows = make_windows(tok, base.texts(), options.seq_len, options.windows, base.corpus_name)
+    texts = base.texts()
+    windows = make_windows(tok, texts, options.seq_len, options.windows, base.corpus_name)
+    if not options.reuse_base:
+        return _compute_base(base, options, ctx, windows, _cache_folder(options))
+    address = address_of(base.path, texts, options, (__name__, SUBJECTS), leave_out=("cache_dir", "reuse_base"))
+    with kept(options.cache_dir, "attention", address) as entry:
+        if entry.found:
+            return _read_base(entry.folder, windows)
+        prepared = _compute_base(base, options, ctx, windows, entry.folder)
+        _write_base(entry.folder, prepared)
+    return _read_base(entry.home, windows)
+
+
+SUBJECTS = "lab.engine.subjects"  # what loads the base (eager attention, float32): its source is part of the address
+_KEPT = "base.npz"  # in a kept entry beside the attention matrices and weights.npz: profiles and layer order
+
+
+def _write_base(folder: Path, prepared: dict[str, Any]) -> None:
+    arrays = {f"profile/{L}/{w}/{layer}/{h}": v for (L, w, layer, h), v in prepared["profiles"].items()}
+    arrays |= {f"token/{L}/{w}/{layer}": v for (L, w, layer), v in prepared["token_profiles"].items()}
+    arrays["order"] = np.array([[layer, i] for layer, i in prepared["order"].items()], dtype=np.int64).reshape(-1, 2)
+    np.savez(folder / _KEPT, **arrays)
+
+
+def _read_base(folder: Path, windows: list[Window]) -> dict[str, Any]:
+    """A kept entry as ``_prepare`` returns it (its paths in ``folder``, arrays as stored: float64, exact)."""
+    profiles, token = {}, {}
+    with np.load(folder / _KEPT, allow_pickle=False) as saved:
+        for key in saved.files:
+            kind, *index = key.split("/")
+            if kind == "profile":
+                profiles[tuple(int(i) for i in index)] = saved[key]
+            elif kind == "token":
+                token[tuple(int(i) for i in index)] = saved[key]
+        order = {int(layer): int(i) for layer, i in saved["order"]}
+    lengths = sorted({w.seq_len for w in windows})
+    return {"windows": windows, "profiles": profiles, "token_profiles": token,
+            "files": {L: str(folder / f"attention-L{L}.npy") for L in lengths}, "order": order,
+            "weights": str(folder / "weights.npz")}
+
+
+def _compute_base(base, options: AttentionOptions, ctx: ProbeContext, windows: list[Window], folder: Path) -> dict[str, Any]:
+    """The base's attention on ``windows``: profiles in memory, matrices and q/v weights written to ``folder``."""
     model = load_model(base)
     n_layers = len(attention_layers(model))
     heads = int(model.config.num_attention_heads)
-    folder = _cache_folder(options)
     maps = {L: np.lib.format.open_memmap(folder / f"attention-L{L}.npy", mode="w+", dtype=np.float32,
                                          shape=(options.windows, n_layers, heads, L, L)) for L in options.seq_len}
     profiles: dict[tuple[int, int, int, int], np.ndarray] = {}  # (L, window, layer, head) -> entropy per cut
