@@ -29,6 +29,7 @@ from lab.errors import NonFiniteError
 from lab.kernels import kron
 from lab.kernels.blocked import schmidt_spectra_blocked
 from lab.kernels.factored import Factors, as_matrix_or_factors
+from lab.kernels.memo import memo_for, pure
 from lab.kernels.page import page_entropy
 from lab.kernels.schmidt import schmidt_spectra
 from lab.kernels.spectrum import entropies
@@ -83,11 +84,43 @@ def entanglement_profile(x, sites: Sites | None = None) -> Profile:
         if from_factors is not None:
             return _profile(rows, cols, st, *from_factors)
         x = x.to_dense()  # the chain cuts across the Kronecker split
+    if isinstance(x, np.ndarray):
+        return _profile(rows, cols, st, *_dense_entropies(x, st))
     if not streamed:
         spectra = schmidt_spectra(x, st)
+    return _profile(rows, cols, st, *_entropies(spectra))
+
+
+def _entropies(spectra: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     pairs = [entropies(p) for p in spectra]
-    return _profile(rows, cols, st, np.array([s for s, _ in pairs], dtype=np.float64),
-                    np.array([r for _, r in pairs], dtype=np.float64))
+    return (np.array([s for s, _ in pairs], dtype=np.float64), np.array([r for _, r in pairs], dtype=np.float64))
+
+
+# Set by lab.kernels.schmidt when it solves the row|column cut's Gram: σ² of the matrix, which
+# lab.kernels.singular reads instead of solving that matrix again (its memo key then says "gram").
+_SMALL_EIGVALS = "small_eigvals"
+
+
+def _dense_entropies(x: np.ndarray, st: Sites) -> tuple[np.ndarray, np.ndarray]:
+    """(von Neumann, Rényi-2) entropies at every cut of a dense matrix, kept in its memo.
+
+    A pure entry (a function of x's values and the chain): for a base W the engine keeps it on disk, so a
+    sweep's additional checkpoints read W's profile instead of solving its cut Grams again. The σ² the
+    row|column cut left for the spectra and esd probes are kept with it and put back when the entry is
+    read, so those probes take the same path (and give the same bits) as when the profile was computed.
+    """
+    memo = memo_for(x)
+
+    def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        entropy, renyi2 = _entropies(schmidt_spectra(x, st))
+        small = memo.get(_SMALL_EIGVALS)
+        return entropy, renyi2, (small if small is not None else np.zeros(0))  # empty: not left (no valley, rescaled)
+
+    key = f"entanglement_profile:{'x'.join(str(d) for d in st.dims)}:{st.row_sites}"
+    entropy, renyi2, small = pure(x, key, compute)
+    if small.size and _SMALL_EIGVALS not in memo:
+        memo[_SMALL_EIGVALS] = small
+    return entropy, renyi2
 
 
 def _profile(rows: int, cols: int, st: Sites, entropy: np.ndarray, renyi2: np.ndarray) -> Profile:

@@ -84,6 +84,67 @@ def test_sweep_reuses_base_entries_and_rows_equal_a_run_without_cache(tmp_path, 
         assert tuple(np.round(s[:3], 10)) in sigmas
         np.testing.assert_allclose(u.T @ u, np.eye(u.shape[1]), atol=1e-10)
 
+    # W's entanglement profile is an entry too (one per W): its entropies are those of numpy's SVD of vec(W)
+    # reshaped at each cut of the prime-factor chain
+    profiles = [v for k, v in svds if k.startswith("pure:entanglement_profile:")]
+    assert len(profiles) == len(full)
+    matrices = [w.astype(np.float64) for w in weights.values() if w.ndim == 2]
+    expected = [(_svd_entropies(w), np.linalg.svd(w, compute_uv=False) ** 2) for w in matrices]
+    for entropy, renyi2, small in profiles:
+        assert renyi2.shape == entropy.shape
+        assert any(e.shape == entropy.shape and np.allclose(e, entropy, rtol=1e-10, atol=1e-12) and
+                   (small.size == 0 or np.allclose(np.sort(small)[::-1], s2, rtol=1e-9, atol=1e-14))  # W's σ², if kept
+                   for e, s2 in expected)
+
+
+def _svd_entropies(w: np.ndarray) -> np.ndarray:
+    """Von Neumann entropy at every cut of vec(w)/‖w‖ on the chain of w's prime factors, from numpy's SVD."""
+    dims = [p for n in w.shape for p in range(2, n + 1) for _ in range(_multiplicity(n, p))]
+    psi = w.reshape(-1) / np.linalg.norm(w)
+    out = []
+    for k in range(1, len(dims)):
+        p = np.linalg.svd(psi.reshape(int(np.prod(dims[:k])), -1), compute_uv=False) ** 2
+        p = p[p > 0]
+        out.append(-np.sum(p * np.log(p)))
+    return np.array(out)
+
+
+def _multiplicity(n: int, p: int) -> int:
+    """How often the prime p divides n (0 for a composite p: its primes were divided out first)."""
+    if any(p % q == 0 for q in range(2, int(p ** 0.5) + 1)):
+        return 0
+    m = 0
+    while n % p == 0:
+        n, m = n // p, m + 1
+    return m
+
+
+def test_w_entanglement_profile_is_read_from_the_cache_not_recomputed(tmp_path, engine_inputs):
+    # plant: every stored W profile's entropies shifted by 1, in valid entries; a run that reads them
+    # reports W's entropies shifted, ΔW's unchanged, and the other probes' W rows unchanged (the σ² kept
+    # with the profile put them on the same path as when it was computed)
+    base, ckpt, out = engine_inputs["base"], engine_inputs["adapters"][0], tmp_path / "out"
+    written = _analyze(ckpt, out, "writer", base=base)
+    planted = 0
+    for path in _entries(out):
+        key, value = read_entry(path, path.parent.name)
+        if key.startswith("pure:entanglement_profile:"):
+            write_entry(path, path.parent.name, key, (value[0] + 1.0, *value[1:]))
+            planted += 1
+    assert planted
+    reader = _analyze(ckpt, out, "reader", base=base)
+    assert all(u["base_cache"]["stored"] == 0 for u in _module_units(reader))
+    before, after = written.table("entanglement"), reader.table("entanglement")
+    w0, w1 = before[before.source == "weight"], after[after.source == "weight"]
+    assert len(w1) == len(w0) > 0
+    np.testing.assert_array_equal(w1.entropy.to_numpy(), w0.entropy.to_numpy() + 1.0)
+    np.testing.assert_array_equal(w1.renyi2.to_numpy(), w0.renyi2.to_numpy())
+    d0, d1 = before[before.source == "delta"], after[after.source == "delta"]
+    np.testing.assert_array_equal(d1.entropy.to_numpy(), d0.entropy.to_numpy())
+    for name in ("spectra", "esd", "intruders", "intruder_vectors", "deltas"):
+        assert_frame_equal(written.table(name).drop(columns=["run"]), reader.table(name).drop(columns=["run"]),
+                           check_exact=True, obj=name)
+
 
 def test_lanczos_route_of_w_plus_delta_gives_the_same_rows_with_and_without_cache(tmp_path, engine_inputs):
     # few leading vectors of W + ΔW (4 and 8 of the tiny LLaMA's 32): Lanczos on the structured Gram built
