@@ -3,11 +3,11 @@
 N checkpoints of one base (a training output's steps, a folder of adapters, the demo's runs) pair
 every module with the same W. The probes keep what they compute about W itself (its leading and
 full singular triplets, its singular values, the eigenvalues of its shuffled copy, its small-side
-Gram and their eigenvalues) in W's memo (:mod:`lab.kernels.memo`), keyed by what was computed, so
-the other probes of the same unit reuse it. This module makes that memo outlive the unit: before a
-unit runs, the entries already stored for its W are put into the memo of the W it read; after,
-the new ones are stored. Every memo entry of W is a function of W's values alone (and of the
-parameters in its key), which is what makes this sound.
+Gram and their eigenvalues, its entanglement profile's entropies at every cut) in W's memo
+(:mod:`lab.kernels.memo`), keyed by what was computed, so the other probes of the same unit reuse
+it. This module makes that memo outlive the unit: before a unit runs, the entries already stored
+for its W are put into the memo of the W it read; after, the new ones are stored. Every memo entry of
+W is a function of W's values alone (and of the parameters in its key), which is what makes this sound.
 
 Where: ``<out>/.lab-cache/base/`` beside the run folders, so a resumed run, every Dask worker (which
 sees the same filesystem, as it must for the inputs) and the other runs of the same ``out`` folder
