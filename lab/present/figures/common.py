@@ -20,6 +20,7 @@ matplotlib.use("Agg")  # no display; the dashboard and the report only need imag
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.layout_engine import PlaceHolderLayoutEngine  # noqa: E402
 
@@ -77,6 +78,10 @@ def _laid_out(fig: Figure, dpi: int) -> Iterator[None]:
     if engine is None or isinstance(engine, PlaceHolderLayoutEngine) or not fig.axes:
         yield
         return
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        # the canvas savefig draws on: the layout then measures text with the renderer that draws it, whose
+        # text extents are cached (a bare Figure's canvas would lend the layout a renderer of its own)
+        FigureCanvasAgg(fig)
     shown = fig.dpi
     fig.dpi = dpi
     try:
