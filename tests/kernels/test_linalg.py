@@ -50,3 +50,68 @@ def test_mkl_route_equals_torchs_eigvalsh_without_importing_torch_for_it(monkeyp
     assert np.array_equal(psd_eigvals(g), np.clip(w, 0.0, None))
     monkeypatch.setattr(linalg, "_MKL", [None])  # no MKL symbol: torch's eigvalsh
     assert np.allclose(psd_eigvals(g), lam, atol=1e-12 * 400)
+
+
+def _tridiagonal_or_skip():
+    if linalg._openblas() is None:
+        pytest.skip("numpy's OpenBLAS does not export dsytrd/dsterf/dstebz/dstein/dormtr here")
+
+
+def test_tridiagonal_eigenvalues_are_numpys_eigvalsh_bit_for_bit():
+    """psd_eigvals from LANCZOS_FROM rows keeps a tridiagonal reduction; its eigenvalues are the two
+    LAPACK calls numpy's eigvalsh makes, so every profile and spectrum keeps its bits."""
+    _tridiagonal_or_skip()
+    x = np.random.default_rng(5).standard_normal((600, 1500)) * np.linspace(1e-3, 1.0, 1500)
+    g = x @ x.T
+    w = linalg.Tridiagonal(g).eigvals()
+    assert np.array_equal(w, np.linalg.eigvalsh(g))
+    assert np.array_equal(psd_eigvals(g), np.clip(np.linalg.eigvalsh(g), 0.0, None))
+    assert "tridiagonal" in linalg.memo_for(g)
+
+
+@pytest.mark.parametrize("k", [1, 10, 75])
+def test_leading_pairs_from_the_reduction_match_numpys_eigh(k):
+    _tridiagonal_or_skip()
+    g, lam, _ = _with_spectrum(600, 11)
+    w, v = linalg.Tridiagonal(g).leading(k)
+    w_ref, v_ref = np.linalg.eigh(g)
+    w_ref, v_ref = w_ref[::-1][:k], v_ref[:, ::-1][:, :k]
+    assert np.allclose(w, w_ref, rtol=0, atol=1e-13 * w_ref[0])
+    assert np.allclose(w, lam[::-1][:k], rtol=0, atol=1e-12 * lam[-1])
+    assert np.allclose(v.T @ v, np.eye(k), atol=1e-13)
+    assert np.allclose(np.abs((v * v_ref).sum(axis=0)), 1.0, atol=1e-10)  # distinct eigenvalues: same vectors up to sign
+    assert np.allclose(g @ v, v * w, atol=1e-12 * w_ref[0])
+
+
+def test_leading_pairs_of_a_repeated_eigenvalue_span_its_whole_eigenspace():
+    """A top eigenvalue repeated 40 times (one start vector of Lanczos finds one direction of it):
+    bisection counts all of them and inverse iteration reorthogonalises within the cluster."""
+    _tridiagonal_or_skip()
+    rng = np.random.default_rng(2)
+    n, m = 640, 40
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    lam = np.concatenate([np.full(m, 5.0), rng.uniform(0.0, 3.0, n - m)])
+    g = (q * lam) @ q.T
+    w, v = linalg.leading_eigh(g, m + 10)
+    assert np.allclose(w[:m], 5.0, atol=1e-12)
+    assert np.allclose(w[m:], np.sort(lam[m:])[::-1][:10], atol=1e-12)
+    assert np.allclose(v.T @ v, np.eye(m + 10), atol=1e-12)
+    top = q[:, :m]  # the repeated eigenvalue's eigenspace: v's first m columns span it
+    assert np.allclose(np.linalg.svd(top.T @ v[:, :m], compute_uv=False), 1.0, atol=1e-10)
+
+
+def test_leading_eigh_reuses_a_kept_reduction_and_otherwise_routes_by_k(monkeypatch):
+    """Few vectors: Lanczos unless psd_eigvals reduced the same matrix already; many: a new reduction.
+    Both give the pairs numpy's eigh gives."""
+    _tridiagonal_or_skip()
+    g, _, _ = _with_spectrum(1024, 4)
+    w_ref, v_ref = np.linalg.eigh(g)
+    w_ref, v_ref = w_ref[::-1], v_ref[:, ::-1]
+    calls = []
+    real = linalg.Tridiagonal.leading
+    monkeypatch.setattr(linalg.Tridiagonal, "leading", lambda self, k: calls.append(k) or real(self, k))
+    for k, reduced in ((5, False), (16, True), (5, True)):  # 16 ≥ 1024/64: reduced, kept; then 5 reuses it
+        w, v = linalg.leading_eigh(g, k)
+        assert (calls[-1:] == [k]) == reduced
+        assert np.allclose(w, w_ref[:k], atol=1e-12 * w_ref[0])
+        assert np.allclose(np.abs((v * v_ref[:, :k]).sum(axis=0)), 1.0, atol=1e-9)
