@@ -20,7 +20,10 @@ What is built from them:
   :func:`lab.kernels.schmidt.schmidt_spectra` computes them in memory: the largest left Gram and
   the first right Gram, accumulated here, then the same partial traces and eigensolves
   (:func:`lab.kernels.schmidt.cut_grams`, :func:`lab.kernels.schmidt.spectra_of_grams`).
-* :func:`grams`: ΔWᵀΔW, WᵀW and ΔWᵀW (tall; ΔWΔWᵀ, WWᵀ, ΔWWᵀ wide) in one pass over both matrices.
+* :func:`grams`: ΔWᵀΔW, WᵀW and ΔWᵀW (tall; ΔWΔWᵀ, WWᵀ, ΔWWᵀ wide) in one pass over both matrices;
+  :func:`tuned_grams`: ΔW's, W's and W_ft = W + ΔW's Grams instead (two syrk per block, where the
+  cross Gram is a general product of twice the flops), the implicit side's products then from a
+  second pass (:func:`alignment_two_pass`), which the spectra probe uses.
 * :func:`spectrum_from_gram` / :func:`spectrum_blocked`: σ_i = √λ_i of the small-side Gram.
 * :func:`alignment_from_grams` / :func:`alignment_blocked`: what :func:`lab.probes.spectra.alignment`
   computes, from the three Grams alone. For a tall matrix the eigenvectors of MᵀM are the right
@@ -273,6 +276,7 @@ class Grams:
     delta: np.ndarray
     base: np.ndarray | None = None
     cross: np.ndarray | None = None
+    tuned: np.ndarray | None = None  # W_ft = W + ΔW's Gram, from :func:`tuned_grams` (then ``cross`` is None)
 
     @property
     def tall(self) -> bool:
@@ -330,6 +334,124 @@ def grams(delta_src: MatrixSource, base_src: MatrixSource | None = None,
         return Grams(rows, cols, g_d if g_d is not None else empty)
     return Grams(rows, cols, g_d if g_d is not None else empty, g_w if g_w is not None else empty.copy(),
                  g_c if g_c is not None else empty.copy())
+
+
+def tuned_grams(delta_src: MatrixSource, base_src: MatrixSource, budget_bytes: int = DEFAULT_BUDGET) -> Grams:
+    """ΔW's, W's and W_ft = W + ΔW's small-side Grams in one pass (``tuned`` set, ``cross`` None).
+
+    Per block two symmetric rank-k updates (W's, and W_ft's of the block's sum) where :func:`grams`
+    makes one and the general product ΔWᵀW of twice the flops; what the cross Gram gave
+    :func:`alignment_from_grams` comes from a second, cheap pass (:func:`alignment_two_pass`).
+    ΔW's own Gram is accumulated only when the entanglement probe did not leave it.
+    """
+    rows, cols = (int(n) for n in delta_src.shape)
+    if tuple(base_src.shape) != (rows, cols):
+        raise ShapeError(f"{delta_src.name} {(rows, cols)} and {base_src.name} {tuple(base_src.shape)} differ in shape")
+    tall = rows > cols
+    known = _memo(delta_src).get("small")
+    g_d = g_w = g_t = None
+    d_reader = _reader(delta_src)
+    for starts, length in _blocks_of((rows, cols), int(budget_bytes) // 2):
+        d = _checked(d_reader, starts, length)
+        w = _checked(base_src, starts, length)
+        if tall:
+            d, w = d.T, w.T  # the block's columns are M's: Grams of the transpose, still syrk
+        if known is None:
+            g_d = _add(g_d, d @ d.T)
+        g_w = _add(g_w, w @ w.T)
+        t = w + d
+        del d, w
+        g_t = _add(g_t, t @ t.T)
+        del t
+    n = cols if tall else rows
+    if known is not None:
+        g_d = known
+    elif g_d is not None:
+        _memo(delta_src)["small"] = g_d
+    empty = np.zeros((n, n))
+    return Grams(rows, cols, g_d if g_d is not None else empty, g_w if g_w is not None else empty.copy(),
+                 None, g_t if g_t is not None else empty.copy())
+
+
+def _projected(delta_src: MatrixSource, base_src: MatrixSource, e_d: np.ndarray, e_w: np.ndarray,
+               e_t: np.ndarray | None, budget_bytes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """One pass over ΔW and W: (E_Δᵀ ΔWᵀ W E_W, (W_ft E_t)ᵀ W) for a tall matrix (E the small side's
+    Gram eigenvectors), (E_Δᵀ ΔW Wᵀ E_W, None) for a wide one; ``e_t`` None: no second term."""
+    rows, cols = (int(n) for n in delta_src.shape)
+    tall = rows > cols
+    f = c = None
+    d_reader = _reader(delta_src)
+    for starts, length in _blocks_of((rows, cols), int(budget_bytes) // 2):
+        d = _checked(d_reader, starts, length)
+        w = _checked(base_src, starts, length)
+        if tall:  # rows of M: ΔW_I E_Δ, W_I E_W, (W_I + ΔW_I) E_t
+            pw = w @ e_w
+            f = _add(f, (d @ e_d).T @ pw)
+            if e_t is not None:
+                c = _add(c, (w @ e_t + d @ e_t).T @ w)
+        else:  # columns of M: E_Δᵀ ΔW_J, E_Wᵀ W_J
+            f = _add(f, (e_d.T @ d) @ (e_w.T @ w).T)
+        del d, w
+    f = f if f is not None else np.zeros((e_d.shape[1], e_w.shape[1]))
+    if tall and e_t is not None and c is None:
+        c = np.zeros((e_t.shape[1], cols))
+    return f, c
+
+
+def alignment_two_pass(g: Grams, delta_src: MatrixSource, base_src: MatrixSource, numerical_rank: int | None = None,
+                       budget_bytes: int = DEFAULT_BUDGET, *, top_k: int, intruder_top: int, intruder_threshold: float,
+                       intruder_reference: int | None) -> Alignment:
+    """:func:`alignment_from_grams` from the Grams of :func:`tuned_grams` (W_ft's Gram formed, no cross
+    Gram) and one more pass over ΔW and W for the implicit side's products.
+
+    The same quantities: with E the Grams' eigenvectors and Σ their σ, the implicit side's overlap
+    Σ_Δ⁻¹ E_Δᵀ (ΔWᵀW) E_W Σ_W⁻¹ = Σ_Δ⁻¹ (ΔW E_Δ)ᵀ (W E_W) Σ_W⁻¹ (tall; wide: (E_Δᵀ ΔW)(E_Wᵀ W)ᵀ),
+    and for a tall matrix the intruder cosines σ_ft⁻¹ (W_ft v_ft)ᵀ W v_W σ_W⁻¹ with
+    (W_ft v_ft)ᵀ W accumulated once (k × cols), so all of W's directions cost no further pass when
+    the leading ones do not certify the maximum. Equal to :func:`alignment_from_grams` up to rounding.
+    """
+    if g.base is None or g.tuned is None:
+        raise ValueError("alignment_two_pass needs W's and W + ΔW's Grams: call tuned_grams(delta_src, base_src)")
+    shape = g.shape
+    if numerical_rank is None:
+        numerical_rank = spectrum_from_gram(g.delta, shape).numerical_rank
+    k = min(int(top_k), int(numerical_rank))
+    s_d, e_d = _directions(g.delta, shape, k)
+    everything = intruder_reference is None
+    lead = (subspaces.leading_for_certificate(g.base.shape[0], k) if everything
+            else max(k, int(intruder_reference)))
+    s_w, e_w = _directions(g.base, shape, lead)
+    s_t, e_t = _directions(g.tuned, shape, intruder_top)
+    kw = min(k, s_w.size)
+    f, c = _projected(delta_src, base_src, e_d, e_w[:, :kw], e_t if g.tall else None, budget_bytes)
+    near = e_d.T @ e_w[:, :kw]
+    far = f / s_d[:, None] / s_w[None, :kw]
+    overlap_right, overlap_left = (_overlap(near), _overlap(far)) if g.tall else (_overlap(far), _overlap(near))
+
+    def cosines(s_ref, e_ref):
+        if g.tall:  # y_jᵀx_i = σ_ft,j⁻¹ (W_ft v_ft,j)ᵀ W v_W,i σ_W,i⁻¹
+            return (c @ e_ref) / s_t[:, None] / s_ref[None, :]
+        return e_t.T @ e_ref
+
+    n_ref = s_w.size if everything else min(s_w.size, int(intruder_reference))
+    if s_t.size == 0 or n_ref == 0:
+        count, min_cos = 0, float("nan")
+    else:
+        if everything:
+            complete = lead is None or s_w.size < lead
+            best = subspaces.max_cosines_over_all(cosines(s_w, e_w), complete, lambda: cosines(*_directions(g.base, shape)))
+        else:
+            best = np.abs(cosines(s_w[:n_ref], e_w[:, :n_ref])).max(axis=1)
+        count, min_cos = subspaces.intruder_summary(best, intruder_threshold)
+    return Alignment(
+        k=k,
+        overlap_left=overlap_left,
+        overlap_right=overlap_right,
+        intruder_top=min(int(intruder_top), min(shape)),
+        intruder_threshold=float(intruder_threshold),
+        intruder_count=count,
+        intruder_min_cos=min_cos,
+    )
 
 
 def cross_gram(x_src: MatrixSource, y_src: MatrixSource, budget_bytes: int = DEFAULT_BUDGET) -> np.ndarray:
@@ -516,12 +638,12 @@ def alignment_from_grams(g: Grams, numerical_rank: int | None = None, *, top_k: 
 def alignment_blocked(delta_src: MatrixSource, base_src: MatrixSource, numerical_rank: int | None = None,
                       budget_bytes: int = DEFAULT_BUDGET, *, top_k: int, intruder_top: int,
                       intruder_threshold: float, intruder_reference: int | None) -> Alignment:
-    """The :class:`~lab.kernels.spectrum.Alignment` of a streamed ΔW with a streamed W (one pass over both);
-    the numbers as in :func:`alignment_from_grams`.
+    """The :class:`~lab.kernels.spectrum.Alignment` of a streamed ΔW with a streamed W (two passes over
+    both: :func:`tuned_grams`, then :func:`alignment_two_pass`); the numbers as in :func:`alignment_from_grams`.
 
-    To get ΔW's and W's spectra from the same pass, call :func:`grams` once and pass its
-    matrices to :func:`spectrum_from_gram` and :func:`alignment_from_grams`.
+    To get ΔW's spectrum from the same pass, call :func:`tuned_grams` once and pass its ``delta`` to
+    :func:`spectrum_from_gram` and the Grams to :func:`alignment_two_pass`.
     """
-    return alignment_from_grams(grams(delta_src, base_src, budget_bytes), numerical_rank, top_k=top_k,
-                                intruder_top=intruder_top, intruder_threshold=intruder_threshold,
-                                intruder_reference=intruder_reference)
+    return alignment_two_pass(tuned_grams(delta_src, base_src, budget_bytes), delta_src, base_src, numerical_rank,
+                              budget_bytes, top_k=top_k, intruder_top=intruder_top,
+                              intruder_threshold=intruder_threshold, intruder_reference=intruder_reference)

@@ -31,7 +31,8 @@ import numpy as np
 from lab.deltas import Delta, Kron, is_streamed
 from lab.errors import NonFiniteError
 from lab.kernels import subspaces
-from lab.kernels.blocked import alignment_blocked, alignment_from_grams, grams, small_eigvals, spectrum_from_gram
+from lab.kernels.blocked import (alignment_blocked, alignment_two_pass, grams, small_eigvals, spectrum_from_gram,
+                                 tuned_grams)
 from lab.kernels.factored import Factors, as_matrix_or_factors
 from lab.kernels.singular import singular_values, spectrum  # noqa: F401  (importable from here too)
 from lab.kernels.spectrum import Alignment, Spectrum
@@ -187,11 +188,12 @@ def analyze_matrix(x, source: str, rank_bound: int, base=None, options: SpectraO
 
 
 def _analyze_streamed(x, source: str, rank_bound: int, base, options: SpectraOptions) -> Rows:
-    """A streamed ΔW: its spectrum and its alignment with W from the Grams of one pass over both."""
+    """A streamed ΔW: its spectrum and its alignment with W from ΔW's, W's and W + ΔW's Grams (one pass
+    over both) and one more pass for the implicit side's products (:func:`lab.kernels.blocked.alignment_two_pass`)."""
     g = None
     if base is not None:
         try:
-            g = grams(x, as_source(base))
+            g = tuned_grams(x, as_source(base))
         except NonFiniteError:  # W (or ΔW) holds NaN/inf: try ΔW alone below
             g = None
     try:
@@ -199,7 +201,8 @@ def _analyze_streamed(x, source: str, rank_bound: int, base, options: SpectraOpt
     except NonFiniteError:
         return _nonfinite_rows(x.shape, source, rank_bound)
     s = spectrum_from_gram(delta_gram, x.shape, rank_bound, small_eigvals(x, delta_gram))
-    align = alignment_from_grams(g, s.numerical_rank, **alignment_numbers(options)) if g is not None else None
+    align = (alignment_two_pass(g, x, as_source(base), s.numerical_rank, **alignment_numbers(options))
+             if g is not None else None)
     return {"spectra": [spectrum_row(s, source, align)], "singular_values": singular_value_rows(s, source)}
 
 

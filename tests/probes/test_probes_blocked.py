@@ -411,3 +411,48 @@ def test_a_held_difference_gives_the_streamed_results_bit_for_bit(monkeypatch):
         blocked.fro_norm_blocked(src, 8 * 40 * 7)
     with pytest.raises(NonFiniteError, match="base tensor"):
         blocked.gram_left(src, 48, 8 * 40 * 7)
+
+
+@pytest.mark.parametrize("shape", [(700, 40), (40, 700), (50, 50)])
+def test_tuned_grams_equal_the_products_of_w_and_of_w_plus_delta(shape):
+    rng = np.random.default_rng(shape[1])
+    w, d = rng.standard_normal(shape), rng.standard_normal(shape)
+    src_d, src_w = Counting(d), Counting(w)
+    g = blocked.tuned_grams(src_d, src_w, budget_bytes=8 * 2 * 9 * min(shape))
+    assert src_d.reads == src_w.reads == -(-max(shape) // 9) and g.cross is None
+    t = w + d
+    small = (lambda m: m.T @ m) if shape[0] > shape[1] else (lambda m: m @ m.T)
+    assert _rel(g.delta, small(d)) < 1e-12 and _rel(g.base, small(w)) < 1e-12 and _rel(g.tuned, small(t)) < 1e-12
+    with pytest.raises(ShapeError):
+        blocked.tuned_grams(ArraySource(np.ones((4, 3))), ArraySource(np.ones((3, 4))))
+
+
+def _svd_alignment(d, w, top_k, intruder_top, threshold):
+    """Overlaps and intruders straight from numpy's SVDs of ΔW, W and W + ΔW (all of W's left vectors)."""
+    u_d, s_d, vt_d = np.linalg.svd(d, full_matrices=False)
+    u_w, s_w, vt_w = np.linalg.svd(w, full_matrices=False)
+    k = min(top_k, int((s_d > s_d[0] * max(d.shape) * np.finfo(float).eps).sum()))
+    left = np.linalg.norm(u_d[:, :k].T @ u_w[:, :k]) ** 2 / k
+    right = np.linalg.norm(vt_d[:k] @ vt_w[:k].T) ** 2 / k
+    y = np.linalg.svd(w + d, full_matrices=False)[0][:, :intruder_top]
+    best = np.abs(y.T @ u_w[:, s_w > 0]).max(axis=1)
+    return k, left, right, int((best < threshold).sum()), float(best.min())
+
+
+@pytest.mark.parametrize("shape", [(1300, 520), (520, 1300)])
+def test_two_pass_alignment_equals_numpys_svds_where_w_is_solved_partially(shape):
+    """Small side ≥ 512: W's leading 64 directions by a partial solve and the certificate (or all of W's
+    when it fails), ΔW's top k from the tridiagonal reduction the spectrum's eigenvalues left."""
+    d, w = _pair(shape, 2, seed=shape[0])
+    src_d = ArraySource(d)
+    g = blocked.tuned_grams(src_d, ArraySource(w), budget_bytes=8 * 40000)
+    s = blocked.spectrum_from_gram(g.delta, shape, None, blocked.small_eigvals(src_d, g.delta))
+    a = blocked.alignment_two_pass(g, src_d, ArraySource(w), s.numerical_rank, budget_bytes=8 * 40000,
+                                   top_k=16, intruder_top=10, intruder_threshold=0.6, intruder_reference=None)
+    k, left, right, count, min_cos = _svd_alignment(d, w, 16, 10, 0.6)
+    assert (a.k, a.intruder_count) == (k, count)
+    assert a.overlap_left == pytest.approx(left, abs=1e-9)
+    assert a.overlap_right == pytest.approx(right, abs=1e-9)
+    assert a.intruder_min_cos == pytest.approx(min_cos, abs=1e-9)
+    with pytest.raises(ValueError):
+        blocked.alignment_two_pass(blocked.grams(src_d), src_d, ArraySource(w), **alignment_numbers(SpectraOptions()))
