@@ -14,6 +14,12 @@ Which library does what was decided by measurement on this project's 2-core AMD 
   went to torch. So only solves of ``TORCH_FROM`` rows or more go to torch, and callers that
   have many (lab.kernels.schmidt) run the small ones first, so the pools change hands once.
 
+* A few leading eigenpairs of a Gram of ``LANCZOS_FROM`` rows or more: from its tridiagonal
+  reduction (:class:`Tridiagonal`, numpy's own OpenBLAS LAPACK through ctypes) when
+  :func:`psd_eigvals` already reduced that matrix (ΔW's small-side Gram: the profile solves it,
+  the spectra probe wants its top 16; ~0.02 s then instead of a 0.45–0.55 s Lanczos at n = 2048)
+  or when many are wanted (k ≥ n / 64), else by Lanczos (ARPACK).
+
 scipy's LAPACK is not used at all: it ships a third thread pool (its own OpenBLAS).
 Everything is float64; arrays are shared with torch without copies.
 """
@@ -254,7 +260,8 @@ class Tridiagonal:
 
 def tridiagonal(g: np.ndarray) -> Tridiagonal | None:
     """The :class:`Tridiagonal` reduction of the symmetric float64 matrix ``g``, made once and kept in
-    ``g``'s memo (:mod:`lab.kernels.memo`) while ``g`` lives; None where numpy's OpenBLAS does not
+    ``g``'s memo (:mod:`lab.kernels.memo`) while ``g`` lives (so ``g`` must not be changed in place after
+    it is solved: every Gram here is made, solved and dropped); None where numpy's OpenBLAS does not
     export the routines, or where ``g``'s magnitude is outside ``SAFE_MAGNITUDE`` or not finite."""
     if _openblas() is None or g.ndim != 2 or g.shape[0] != g.shape[1] or g.shape[0] == 0:
         return None
