@@ -66,6 +66,20 @@ def entanglement_profile(x, sites: Sites | None = None) -> Profile:
     to :func:`lab.kernels.tensorize.sites` of the shape. A zero matrix gives NaN entropies.
     Raises :class:`~lab.errors.NonFiniteError` for NaN or inf entries.
     """
+    return _profile_of(x, sites, keep=False)
+
+
+def kept_profile(w, sites: Sites | None = None) -> Profile:
+    """:func:`entanglement_profile` of a matrix that is never changed in place (a base W), its entropies
+    kept in ``w``'s memo (:mod:`lab.kernels.memo`) when ``w`` is a dense array.
+
+    The entry is pure (a function of w's values and the chain), so for a base W the engine keeps it on
+    disk and a sweep's other checkpoints read W's profile instead of solving its cut Grams again.
+    """
+    return _profile_of(w, sites, keep=True)
+
+
+def _profile_of(x, sites: Sites | None, keep: bool) -> Profile:
     x = x.matrix if isinstance(x, Delta) else x
     streamed = is_streamed(x)
     x = x if streamed else as_matrix_or_factors(x)
@@ -84,8 +98,8 @@ def entanglement_profile(x, sites: Sites | None = None) -> Profile:
         if from_factors is not None:
             return _profile(rows, cols, st, *from_factors)
         x = x.to_dense()  # the chain cuts across the Kronecker split
-    if isinstance(x, np.ndarray):
-        return _profile(rows, cols, st, *_dense_entropies(x, st))
+    if keep and isinstance(x, np.ndarray):
+        return _profile(rows, cols, st, *_kept_entropies(x, st))
     if not streamed:
         spectra = schmidt_spectra(x, st)
     return _profile(rows, cols, st, *_entropies(spectra))
@@ -101,13 +115,12 @@ def _entropies(spectra: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 _SMALL_EIGVALS = "small_eigvals"
 
 
-def _dense_entropies(x: np.ndarray, st: Sites) -> tuple[np.ndarray, np.ndarray]:
+def _kept_entropies(x: np.ndarray, st: Sites) -> tuple[np.ndarray, np.ndarray]:
     """(von Neumann, Rényi-2) entropies at every cut of a dense matrix, kept in its memo.
 
-    A pure entry (a function of x's values and the chain): for a base W the engine keeps it on disk, so a
-    sweep's additional checkpoints read W's profile instead of solving its cut Grams again. The σ² the
-    row|column cut left for the spectra and esd probes are kept with it and put back when the entry is
-    read, so those probes take the same path (and give the same bits) as when the profile was computed.
+    The σ² the row|column cut left for the spectra and esd probes are kept with them and put back when
+    the entry is read, so those probes take the same path (and give the same bits) as when the profile
+    was computed.
     """
     memo = memo_for(x)
 

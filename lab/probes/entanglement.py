@@ -20,7 +20,7 @@ import numpy as np
 from lab.deltas import Delta
 from lab.errors import NonFiniteError
 from lab.kernels.page import page_entropy
-from lab.kernels.profile import Profile, entanglement_profile
+from lab.kernels.profile import Profile, entanglement_profile, kept_profile
 from lab.kernels.spectrum import entropies  # noqa: F401  (importable from here too)
 from lab.kernels.tensorize import sites as chain_sites
 from lab.probes import inputs
@@ -227,7 +227,9 @@ def _nonfinite_profile(rows: int, cols: int) -> Profile:
 def analyze_matrix(x, source: str, rank_bound: int) -> Rows:
     """Both tables' rows for one matrix (dense, factored or streamed) under the given source label."""
     try:
-        profile = entanglement_profile(x)
+        # the base W is the same unchanged array for every probe of a unit: its profile is kept in its
+        # memo, so the base cache stores it and a sweep's other checkpoints read it
+        profile = kept_profile(x) if source == "weight" else entanglement_profile(x)
     except NonFiniteError:
         profile = _nonfinite_profile(*x.shape)
     return {
