@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -63,17 +64,25 @@ def fingerprint(modules: tuple[str, ...]) -> str:
 
     import torch
 
-    lab_folder = Path(__file__).resolve().parents[1]
-    source = hashlib.sha256()
-    for file in sorted({f for m in modules for f in source_files(m)}):
-        source.update(str(file.relative_to(lab_folder)).encode() + b"\0" + file.read_bytes())
-    parts = [f"source={source.hexdigest()[:16]}", f"torch_threads={torch.get_num_threads()}"]
+    parts = [f"source={source_digest(tuple(modules))}", f"torch_threads={torch.get_num_threads()}"]
     for name in ("lab", "numpy", "torch", "transformers", "peft", "tokenizers"):
         try:
             parts.append(f"{name}={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             parts.append(f"{name}=none")
     return ";".join(parts)
+
+
+@functools.lru_cache(maxsize=None)
+def source_digest(modules: tuple[str, ...]) -> str:
+    """sha256 of the files of ``modules`` and the lab modules they import, read once per process: the
+    code a process runs is what it imported, whatever is saved over the files later (in a working tree
+    being edited, re-reading them at every run would give each run a new address)."""
+    lab_folder = Path(__file__).resolve().parents[1]
+    source = hashlib.sha256()
+    for file in sorted({f for m in modules for f in source_files(m)}):
+        source.update(str(file.relative_to(lab_folder)).encode() + b"\0" + file.read_bytes())
+    return source.hexdigest()[:16]
 
 
 def source_files(module: str) -> list[Path]:
