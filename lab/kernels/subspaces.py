@@ -239,13 +239,19 @@ def max_cosines_over_all(leading: np.ndarray, complete: bool, every) -> np.ndarr
     return best if best is not None else np.abs(every()).max(axis=1)
 
 
+# Shuttleworth et al.'s intruder definition: the leading 10 left singular vectors of W + ΔW, an intruder
+# when its largest |cos| with W's vectors is below 0.5 (the spectra probe's defaults; the report reads them here)
+INTRUDER_TOP = 10
+INTRUDER_THRESHOLD = 0.5
+
+
 def intruder_summary(best: np.ndarray, threshold: float) -> tuple[int, float]:
     """(count of intruders, smallest max-cosine) from each top vector's max-cosine with W's vectors."""
     return int((best < threshold).sum()), float(best.min())
 
 
-def intruders(base_left: np.ndarray, tuned: np.ndarray, top: int = 10,
-              threshold: float = 0.5) -> tuple[int, float]:
+def intruders(base_left: np.ndarray, tuned: np.ndarray, top: int = INTRUDER_TOP,
+              threshold: float = INTRUDER_THRESHOLD) -> tuple[int, float]:
     """(count, smallest max-cosine) of intruder directions among the ``top`` left singular vectors of ``tuned``.
 
     ``base_left`` holds the base W's left singular vectors as columns: all of them for the

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-# The spectra probe's defaults (SpectraOptions().intruder_threshold and .intruder_top), written out rather than
-# imported: importing lab.probes registers every probe and costs a report ~0.5 s. tests/present/test_figures_esd_intruders.py
-# holds them equal to the probe's options.
-DEFAULT_THRESHOLD = 0.5  # ε
-DEFAULT_TOP_K = 10  # k
+from lab.kernels.subspaces import INTRUDER_THRESHOLD as DEFAULT_THRESHOLD  # ε = 0.5, the spectra probe's default
+from lab.kernels.subspaces import INTRUDER_TOP as DEFAULT_TOP_K  # k = 10, the spectra probe's default
+
 DEFAULT_SIDE = "left"
 
 

@@ -46,8 +46,8 @@ class SpectraOptions:
     """Options of the spectra probe."""
 
     top_k: int = field_help("dimension k of the singular subspaces of ΔW and W compared (overlap_k = min(k, rank))", default=16)
-    intruder_top: int = field_help("leading left singular vectors of W + ΔW examined for intruders (the paper's 10)", default=10)
-    intruder_threshold: float = field_help("ε: a vector is an intruder when its largest |cos| with W's vectors is below it", default=0.5)
+    intruder_top: int = field_help("leading left singular vectors of W + ΔW examined for intruders (the paper's 10)", default=subspaces.INTRUDER_TOP)
+    intruder_threshold: float = field_help("ε: a vector is an intruder when its largest |cos| with W's vectors is below it", default=subspaces.INTRUDER_THRESHOLD)
     intruder_reference: int | None = field_help("how many of W's leading vectors intruders are compared with (none: all, as in the paper)", default=None)
     targets: tuple[str, ...] = field_help("what to analyse: delta (ΔW) and/or weight (the base W; needs --base)", default=("delta",))
 

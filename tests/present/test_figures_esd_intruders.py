@@ -88,12 +88,3 @@ def test_empty_selections_draw_a_message(draw):
     chart = draw()
     assert chart.caption.startswith("no ") and not chart.figure.axes[0].get_lines()
 
-
-def test_the_default_eps_and_k_of_summaries_are_the_spectra_probes_own():
-    """lab.present.intruders writes the spectra probe's defaults out (importing lab.probes would register every
-    probe in a report); they must stay the probe's."""
-    from lab.present import intruders
-    from lab.probes.spectra import SpectraOptions
-
-    assert (intruders.DEFAULT_THRESHOLD, intruders.DEFAULT_TOP_K) == (SpectraOptions().intruder_threshold,
-                                                                      SpectraOptions().intruder_top)
