@@ -30,12 +30,14 @@ import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Optional, Sequence
+from typing import TYPE_CHECKING, Annotated, Optional, Sequence
 
-import pandas as pd
 import typer
 
 from lab.finetune.config import FinetuneConfig
+
+if TYPE_CHECKING:  # pandas is imported where the summary is read: every `lab` command imports this module
+    import pandas as pd
 
 # Sized to finish in under 5 minutes on 2 cores: 3 checkpoints per run, 16 docstring pairs of
 # ≤ 32 tokens a step (about 0.6 s a step on one core).
@@ -606,7 +608,8 @@ def _write_report(workdir: Path, console, reused: list[str] | None = None) -> li
     (out / REPORT_STAMP).unlink(missing_ok=True)  # a report being rewritten is stamped only when done
     for formats in (["html", "pdf"], ["html"]):
         try:
-            files = list(write(workdir / "results", out, formats))
+            # its content kept in the results' report cache: `lab report` on the demo's results then skips drawing
+            files = list(write(workdir / "results", out, formats, cache=True))
         except ImportError as e:  # e.g. the PDF writer's library missing: the HTML report still helps
             console.print(f"report: {', '.join(formats)} failed ({e}); trying fewer formats")
             continue
@@ -635,7 +638,9 @@ def report_stamp(results: Path) -> dict[str, str]:
         return h.hexdigest()
 
     code = [Path(m.__file__).parent for m in (lab.report, lab.present)]
-    return {"results": digest([p for p in results.rglob("*") if p.is_file()], results, content=False),
+    # caches under results/.lab-cache are derived from the results, not inputs of the report
+    inputs = [p for p in results.rglob("*") if p.is_file() and ".lab-cache" not in p.relative_to(results).parts]
+    return {"results": digest(inputs, results, content=False),
             "code": digest([p for folder in code for p in folder.rglob("*.py")], code[0].parent, content=True),
             "version": str(lab.__version__)}
 
@@ -653,6 +658,8 @@ def print_findings(result: DemoResult, console=None) -> None:
         table = Table(title="Entanglement entropy at the row|column cut (nats; mean ± std over modules)")
         for col in ("run", "matrix", "step", "r", "S(row|col)", "ln r", "Page", "depth"):
             table.add_column(col, justify="left" if col in ("run", "matrix") else "right")
+        import pandas as pd
+
         for row in s.itertuples(index=False):
             step = "" if pd.isna(row.step) else str(int(row.step))
             std = "" if pd.isna(row.entropy_std) else f" ± {row.entropy_std:.2f}"
