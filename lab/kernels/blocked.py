@@ -84,7 +84,7 @@ import numpy as np
 
 from lab.errors import NonFiniteError, ShapeError
 from lab.kernels import schmidt, subspaces
-from lab.kernels.linalg import leading_eigh, psd_eigh, psd_eigvals
+from lab.kernels.linalg import leading_eigh, psd_eigvals
 from lab.kernels.memo import memo_for
 from lab.kernels.spectrum import Alignment, Spectrum
 from lab.kernels.tensorize import Sites, sites as chain_sites
@@ -433,25 +433,8 @@ def alignment_two_pass(g: Grams, delta_src: MatrixSource, base_src: MatrixSource
             return (c @ e_ref) / s_t[:, None] / s_ref[None, :]
         return e_t.T @ e_ref
 
-    n_ref = s_w.size if everything else min(s_w.size, int(intruder_reference))
-    if s_t.size == 0 or n_ref == 0:
-        count, min_cos = 0, float("nan")
-    else:
-        if everything:
-            complete = lead is None or s_w.size < lead
-            best = subspaces.max_cosines_over_all(cosines(s_w, e_w), complete, lambda: cosines(*_directions(g.base, shape)))
-        else:
-            best = np.abs(cosines(s_w[:n_ref], e_w[:, :n_ref])).max(axis=1)
-        count, min_cos = subspaces.intruder_summary(best, intruder_threshold)
-    return Alignment(
-        k=k,
-        overlap_left=overlap_left,
-        overlap_right=overlap_right,
-        intruder_top=min(int(intruder_top), min(shape)),
-        intruder_threshold=float(intruder_threshold),
-        intruder_count=count,
-        intruder_min_cos=min_cos,
-    )
+    return _with_intruders(g, k, overlap_left, overlap_right, s_t, s_w, e_w, lead, cosines, intruder_top,
+                           intruder_threshold, intruder_reference)
 
 
 def cross_gram(x_src: MatrixSource, y_src: MatrixSource, budget_bytes: int = DEFAULT_BUDGET) -> np.ndarray:
@@ -614,11 +597,23 @@ def alignment_from_grams(g: Grams, numerical_rank: int | None = None, *, top_k: 
             return (e_t.T @ (g.base + g.cross) @ e_ref) / s_t[:, None] / s_ref[None, :]
         return e_t.T @ e_ref  # left vectors are the eigenvectors: unit columns already
 
+    return _with_intruders(g, k, overlap_left, overlap_right, s_t, s_w, e_w, lead, cosines, intruder_top,
+                           intruder_threshold, intruder_reference)
+
+
+def _with_intruders(g: Grams, k: int, overlap_left: float, overlap_right: float, s_t: np.ndarray, s_w: np.ndarray,
+                    e_w: np.ndarray, lead: int | None, cosines, intruder_top: int, intruder_threshold: float,
+                    intruder_reference: int | None) -> Alignment:
+    """The Alignment of both alignment routes: their overlaps, and the intruder count and smallest max-cosine
+    of W + ΔW's top vectors (``s_t``) from ``cosines(s_ref, e_ref)`` against W's leading directions, or against
+    all of W's (computed only when the leading ones do not decide) when ``intruder_reference`` is None."""
+    shape = g.shape
+    everything = intruder_reference is None
     n_ref = s_w.size if everything else min(s_w.size, int(intruder_reference))
     if s_t.size == 0 or n_ref == 0:
         count, min_cos = 0, float("nan")
     else:
-        if everything:  # all of W's resolved directions, computed only when the leading ones do not decide
+        if everything:
             complete = lead is None or s_w.size < lead
             best = subspaces.max_cosines_over_all(cosines(s_w, e_w), complete, lambda: cosines(*_directions(g.base, shape)))
         else:
