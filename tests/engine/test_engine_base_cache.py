@@ -19,6 +19,7 @@ from safetensors.numpy import load_file
 import lab
 from lab.engine.basecache import CACHE_DIR, SUFFIX, read_entry, write_entry
 from lab.store import open_run
+from references import numpy_entropies
 
 PROBES = ["deltas", "entanglement", "spectra", "intruders", "esd"]
 TARGETS = ["delta", "weight"]
@@ -99,14 +100,7 @@ def test_sweep_reuses_base_entries_and_rows_equal_a_run_without_cache(tmp_path, 
 
 def _svd_entropies(w: np.ndarray) -> np.ndarray:
     """Von Neumann entropy at every cut of vec(w)/‖w‖ on the chain of w's prime factors, from numpy's SVD."""
-    dims = [p for n in w.shape for p in range(2, n + 1) for _ in range(_multiplicity(n, p))]
-    psi = w.reshape(-1) / np.linalg.norm(w)
-    out = []
-    for k in range(1, len(dims)):
-        p = np.linalg.svd(psi.reshape(int(np.prod(dims[:k])), -1), compute_uv=False) ** 2
-        p = p[p > 0]
-        out.append(-np.sum(p * np.log(p)))
-    return np.array(out)
+    return numpy_entropies(w, [p for n in w.shape for p in range(2, n + 1) for _ in range(_multiplicity(n, p))])
 
 
 def _multiplicity(n: int, p: int) -> int:

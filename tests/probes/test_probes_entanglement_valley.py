@@ -12,18 +12,7 @@ from lab.probes.entanglement import Profile, entanglement_profile, summarize, su
 from lab.kernels.factored import Factors
 from lab.kernels.page import page_entropy
 from lab.kernels.tensorize import sites
-
-
-def numpy_entropies(m: np.ndarray, dims) -> np.ndarray:
-    """Von Neumann entropy (nats) at every cut from numpy's singular values of the reshaped state."""
-    psi = m.reshape(-1) / np.linalg.norm(m)
-    out = []
-    for k in range(1, len(dims)):
-        left = int(np.prod(dims[:k]))
-        p = np.linalg.svd(psi.reshape(left, -1), compute_uv=False) ** 2
-        p = p[p > 1e-300]
-        out.append(float(-(p * np.log(p)).sum()))
-    return np.array(out)
+from references import numpy_entropies
 
 
 def expected_shape(entropy: np.ndarray, page: np.ndarray, v: int) -> dict:
