@@ -456,3 +456,27 @@ def test_two_pass_alignment_equals_numpys_svds_where_w_is_solved_partially(shape
     assert a.intruder_min_cos == pytest.approx(min_cos, abs=1e-9)
     with pytest.raises(ValueError):
         blocked.alignment_two_pass(blocked.grams(src_d), src_d, ArraySource(w), **alignment_numbers(SpectraOptions()))
+
+
+def test_a_held_difference_dies_with_its_source(monkeypatch):
+    """The held ψ lives in its source's memo: dropping the source (the end of a unit) frees it, so a run over
+    many modules holds one module's ΔW at a time (a strong reference from the held copy back to its source kept
+    every module's ΔW alive through the memo registry: ~0.5 GB a layer of the 1B pair)."""
+    import gc
+    import weakref
+
+    from lab.kernels import blocked, memo
+    from lab.sources import ArraySource, DifferenceSource
+
+    monkeypatch.setattr(blocked, "HOLD_BYTES", 1 << 30)
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal((96, 40)), rng.standard_normal((96, 40))
+    src = DifferenceSource(ArraySource(a, "ft"), ArraySource(b, "base"))
+    blocked.fro_norm_blocked(src, 8 * 40 * 7)
+    blocked.gram_left(src, 48, 8 * 40 * 7)  # the second pass holds ψ
+    psi = weakref.ref(blocked._memo(src)["held"].psi)
+    key, before = id(src), len(memo._MEMOS)
+    del src
+    gc.collect()
+    assert psi() is None
+    assert key not in memo._MEMOS and len(memo._MEMOS) < before
