@@ -406,6 +406,22 @@ def _projected(delta_src: MatrixSource, base_src: MatrixSource, e_d: np.ndarray,
     return f, c
 
 
+def _delta_and_base_directions(g: Grams, numerical_rank: int | None, top_k: int, intruder_reference: int | None):
+    """(k, ΔW's top-k σ and Gram eigenvectors, how many of W's are led, W's leading σ and eigenvectors) for both
+    alignment routes: k = min(top_k, numerical rank of ΔW (that of :func:`spectrum_from_gram` when None)); W's
+    leading directions serve the overlaps and, when they certify the max-cosines (see lab.kernels.subspaces),
+    the intruders, or all of them (the reference count, when set, is among the leading)."""
+    shape = g.shape
+    if numerical_rank is None:
+        numerical_rank = spectrum_from_gram(g.delta, shape).numerical_rank
+    k = min(int(top_k), int(numerical_rank))
+    s_d, e_d = _directions(g.delta, shape, k)
+    lead = (subspaces.leading_for_certificate(g.base.shape[0], k) if intruder_reference is None
+            else max(k, int(intruder_reference)))
+    s_w, e_w = _directions(g.base, shape, lead)
+    return k, s_d, e_d, lead, s_w, e_w
+
+
 def alignment_two_pass(g: Grams, delta_src: MatrixSource, base_src: MatrixSource, numerical_rank: int | None = None,
                        budget_bytes: int = DEFAULT_BUDGET, *, top_k: int, intruder_top: int, intruder_threshold: float,
                        intruder_reference: int | None) -> Alignment:
@@ -421,14 +437,7 @@ def alignment_two_pass(g: Grams, delta_src: MatrixSource, base_src: MatrixSource
     if g.base is None or g.tuned is None:
         raise ValueError("alignment_two_pass needs W's and W + ΔW's Grams: call tuned_grams(delta_src, base_src)")
     shape = g.shape
-    if numerical_rank is None:
-        numerical_rank = spectrum_from_gram(g.delta, shape).numerical_rank
-    k = min(int(top_k), int(numerical_rank))
-    s_d, e_d = _directions(g.delta, shape, k)
-    everything = intruder_reference is None
-    lead = (subspaces.leading_for_certificate(g.base.shape[0], k) if everything
-            else max(k, int(intruder_reference)))
-    s_w, e_w = _directions(g.base, shape, lead)
+    k, s_d, e_d, lead, s_w, e_w = _delta_and_base_directions(g, numerical_rank, top_k, intruder_reference)
     s_t, e_t = _directions(g.tuned, shape, intruder_top)
     kw = min(k, s_w.size)
     f, c = _projected(delta_src, base_src, e_d, e_w[:, :kw], e_t if g.tall else None, budget_bytes)
@@ -579,16 +588,7 @@ def alignment_from_grams(g: Grams, numerical_rank: int | None = None, *, top_k: 
     if g.base is None or g.cross is None:
         raise ValueError("alignment needs the base's Gram and the cross Gram: call grams(delta_src, base_src)")
     shape = g.shape
-    if numerical_rank is None:
-        numerical_rank = spectrum_from_gram(g.delta, shape).numerical_rank
-    k = min(int(top_k), int(numerical_rank))
-    s_d, e_d = _directions(g.delta, shape, k)
-    everything = intruder_reference is None
-    # W's leading directions (overlaps, and intruders when they certify the max-cosines, see
-    # lab.kernels.subspaces), or all of them (the reference count, when set, is among the leading)
-    lead = (subspaces.leading_for_certificate(g.base.shape[0], k) if everything
-            else max(k, int(intruder_reference)))
-    s_w, e_w = _directions(g.base, shape, lead)
+    k, s_d, e_d, lead, s_w, e_w = _delta_and_base_directions(g, numerical_rank, top_k, intruder_reference)
 
     # explicit side: the Gram eigenvectors themselves; implicit side: Σ_Δ⁻¹ E_Δᵀ C E_W Σ_W⁻¹
     kw = min(k, s_w.size)
