@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from lab.fingerprint import source_digest, versions
 from lab.kernels.memo import PURE
 
 CACHE_DIR = Path(".lab-cache") / "base"
@@ -118,20 +119,8 @@ def fingerprint(stream_bytes: int | None) -> str:
     how a Gram is accumulated), the source of the kernels and the probes (a changed kernel is a new
     address, so an entry never outlives the code that computed it) and the versions of the packages
     that compute."""
-    from importlib import metadata
-
-    lab_folder = Path(__file__).resolve().parents[1]  # read as files: importing lab.probes would register every probe
-    source = hashlib.sha256()
-    for folder in SOURCE_FOLDERS:
-        for file in sorted((lab_folder / folder).rglob("*.py")):
-            source.update(f"{folder}/{file.name}".encode() + b"\0" + file.read_bytes())
-    parts = [f"stream_bytes={stream_bytes}", f"probes={source.hexdigest()[:16]}"]
-    for name in ("lab", "numpy", "scipy", "torch"):
-        try:
-            parts.append(f"{name}={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            parts.append(f"{name}=none")
-    return ";".join(parts)
+    parts = [f"stream_bytes={stream_bytes}", f"probes={source_digest(SOURCE_FOLDERS)}"]
+    return ";".join(parts + versions(("lab", "numpy", "scipy", "torch")))
 
 
 def cache_for(out: Path, base_files: list[dict[str, Any]], stream_bytes: int | None) -> BaseCache:

@@ -29,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from lab.fingerprint import source_digest, versions
 from lab.present.figures.common import Chart
 from lab.report.document import undrawn
 from lab.store import Run
@@ -69,20 +70,7 @@ def _add_file(h, file: Path, name: str) -> None:
 def fingerprint() -> str:
     """The code and packages that turn tables into a report's content: a hash of the source of lab/present,
     lab/report and lab/store, and their versions."""
-    from importlib import metadata
-
-    lab_folder = Path(__file__).resolve().parents[1]
-    source = hashlib.sha256()
-    for folder in SOURCE_FOLDERS:
-        for file in sorted((lab_folder / folder).rglob("*.py")):
-            source.update(file.relative_to(lab_folder).as_posix().encode() + b"\0" + file.read_bytes())
-    parts = [f"source={source.hexdigest()[:16]}"]
-    for name in PACKAGES:
-        try:
-            parts.append(f"{name}={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            parts.append(f"{name}=none")
-    return ";".join(parts)
+    return ";".join([f"source={source_digest(SOURCE_FOLDERS)}"] + versions(PACKAGES))
 
 
 def _path(results_dir: str | Path, key: str, overview: bool, details: bool) -> Path:
