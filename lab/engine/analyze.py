@@ -24,7 +24,7 @@ from lab.probes.options import as_json, build_options
 from lab.probes.registry import Probe, ProbeContext, reporting_steps, resolve
 from lab.store import Run, RunWriter
 from lab.plugins import loaded as loaded_plugins
-from lab.store.manifest import as_stored, changed_options, describe_file, read_manifest, versions
+from lab.store.manifest import as_stored, changed_options, describe_file, describe_files, read_manifest, versions
 
 
 class ResumeError(LabError):
@@ -241,16 +241,19 @@ def _check_names(checkpoints: list[Checkpoint]) -> None:
 
 
 def _describe_inputs(checkpoints: list[Checkpoint], base: Base | None, corpus: str | None) -> dict[str, Any]:
+    files = [f for c in checkpoints for f in c.files] + (list(base.files) if base is not None else [])
+    files += [Path(corpus)] if corpus else []
+    described = iter(describe_files(files))  # every input hashed side by side, then handed out in this order
     return {
         "checkpoints": [
             {"name": c.name, "step": c.step, "format": c.format, "path": str(c.path.resolve()),
-             "files": [describe_file(f) for f in c.files], **({"metadata": c.metadata} if c.metadata else {}),
+             "files": [next(described) for _ in c.files], **({"metadata": c.metadata} if c.metadata else {}),
              **({"hub": c.hub} if c.hub else {})}
             for c in checkpoints
         ],
-        "base": [describe_file(f) for f in base.files] if base is not None else [],
+        "base": [next(described) for _ in base.files] if base is not None else [],
         **({"base_hub": base.hub} if base is not None and base.hub else {}),
-        "corpus": describe_file(Path(corpus)) if corpus else None,
+        "corpus": next(described) if corpus else None,
     }
 
 

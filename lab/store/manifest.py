@@ -11,7 +11,7 @@ import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 MANIFEST = "manifest.json"
 KEY_PACKAGES = ("lab", "numpy", "scipy", "quimb", "torch", "safetensors", "transformers", "peft", "pyarrow", "pandas")
@@ -23,11 +23,13 @@ def now() -> str:
 
 
 def sha256(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes, read in 4 MiB chunks."""
+    """Hex sha256 of a file's bytes, read in 4 MiB chunks into one buffer."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buffer):
+            h.update(view[:n])
     return h.hexdigest()
 
 
@@ -35,6 +37,25 @@ def describe_file(path: Path) -> dict[str, Any]:
     """A file's absolute path, size in bytes and sha256."""
     path = Path(path)
     return {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": sha256(path)}
+
+
+def describe_files(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """:func:`describe_file` of each path, in order, hashed side by side on the cores this process may use.
+
+    hashlib and file reads release the GIL, so threads hash in parallel: the inputs of a run (a base and a
+    fine-tune, or every shard of both) are hashed in about 1/cores of the time one after the other takes.
+    """
+    paths = [Path(p) for p in paths]
+    lanes = min(len(paths), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if lanes < 2:
+        return [describe_file(p) for p in paths]
+    from concurrent.futures import ThreadPoolExecutor
+
+    # the largest files first, so that one big shard does not start last
+    order = sorted(range(len(paths)), key=lambda i: -paths[i].stat().st_size)
+    with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="lab-sha256") as pool:
+        described = dict(zip(order, pool.map(describe_file, [paths[i] for i in order])))
+    return [described[i] for i in range(len(paths))]
 
 
 def versions() -> dict[str, str]:
