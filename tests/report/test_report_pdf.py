@@ -99,3 +99,41 @@ def test_long_tables_and_column_meanings_are_in_the_appendix_not_the_body(lab_re
         assert appendix <= 1 + figures + len(report.sections) + short_rows // 30
     finally:
         report.close()
+
+
+def test_findings_keep_their_words_and_each_number_links_to_its_figure(lab_results_folder, written_report, reader):
+    """The findings are laid out word by word (not with fpdf's write): pypdf's text of the findings pages holds
+    every sentence's words in order, and every number is a link annotation inside the page's margins that jumps
+    to the page where its headline figure is."""
+    import re
+
+    from lab.present import load
+    from lab.present.findings import summarize
+    from lab.present.sentences import Number
+
+    found = summarize(load.runs_in(lab_results_folder.results))
+    outline = {item.title: reader.get_destination_page_number(item)
+               for item in reader.outline if not isinstance(item, list)}
+    first_section = min(outline[f.title] for f in families())
+    text = " ".join(_page_texts(reader)[:first_section])
+    numbers, at = [], 0
+    for family in found:
+        for sentence in family.sentences:
+            for word in sentence.plain().split():
+                at = text.find(word, at)
+                assert at >= 0, (family.key, word)
+            numbers += [p.text for p in sentence.parts if isinstance(p, Number)]
+    links, refs = [], [page.indirect_reference.idnum for page in reader.pages]
+    for page in reader.pages[:first_section]:
+        width = float(page.mediabox.width)
+        for annot in page.get("/Annots") or []:
+            annot = annot.get_object()
+            if annot.get("/Subtype") != "/Link":
+                continue
+            x0, _, x1, _ = (float(v) for v in annot["/Rect"])
+            assert 0 < x0 < x1 < width, annot["/Rect"]
+            dest = annot.get("/Dest")  # [page, /XYZ, left, top, zoom]
+            links.append(refs.index(dest[0].idnum) if dest is not None else None)
+    assert len(links) == len(numbers) > 0
+    assert all(page is not None and page < first_section for page in links)
+    assert re.search(r"\(Figure 1\)", text)
