@@ -88,7 +88,8 @@ def _laid_out(fig: Figure, dpi: int) -> Iterator[None]:
         engine.execute(fig)
     finally:
         fig.dpi = shown
-    fig.set_layout_engine("none")
+    # no engine at all while saving: with "none" (a placeholder engine) savefig still makes its extra draw
+    fig.set_layout_engine(None)
     try:
         yield
     finally:
