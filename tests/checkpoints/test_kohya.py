@@ -389,3 +389,83 @@ def test_diffusers_older_layouts_with_network_alphas(sd, tmp_path):
     got = {d.module: d for d in iter_deltas(discover(tmp_path / "processors.safetensors")[0])}
     name = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0"
     np.testing.assert_allclose(got[name].to_dense(), want[name], rtol=0, atol=1e-6 * np.abs(want[name]).max())
+
+
+@pytest.mark.parametrize("method", ["ties", "magnitude_prune", "dare_linear", "dare_ties"])
+def test_task_vector_merge_of_kohya_loras(sd, tmp_path, method):
+    """ties and magnitude_prune of two kohya files = PEFT's own merge_utils (``ties``, ``magnitude_prune``) on
+    PEFT's updates of the same LoRAs, truncated to the rank by numpy's SVD, as PEFT's ``*_svd`` merges do; 3×3
+    convolutions merge as out × (in·9). DARE at density 1 drops nothing, so it must equal the unpruned method."""
+    from peft.utils import merge_utils
+
+    from lab.merge.api import merge
+
+    _, _, unet, te = sd
+    first = _peft_deltas(unet, te)
+    a = _kohya_file(tmp_path / "a.safetensors", unet, te, alpha=2 * R)
+    unet2, te2 = _models(seed=3)
+    torch.manual_seed(7)
+    unet2.add_adapter(LoraConfig(r=R, lora_alpha=R, target_modules=UNET_TARGETS, init_lora_weights=False))
+    te2 = inject_adapter_in_model(LoraConfig(r=R, lora_alpha=R, target_modules=TE_TARGETS, init_lora_weights=False), te2)
+    second = _peft_deltas(unet2, te2)
+    b = _kohya_file(tmp_path / "b.safetensors", unet2, te2, alpha=R)
+    weights, rank = (0.6, 0.9), 3
+    density = 1.0 if method.startswith("dare") else 0.5
+    merge([a, b], tmp_path / "m", method, weights, rank=rank, density=density, results=tmp_path / "res")
+    merged = discover(tmp_path / "m")[0]
+    assert merged.format == "kohya"
+    got = {d.module: d for d in iter_deltas(merged)}
+    w = torch.tensor(weights, dtype=torch.float64)
+    for dotted in first:
+        tasks = [torch.from_numpy(first[dotted]), torch.from_numpy(second[dotted])]
+        if method in ("ties", "dare_ties"):
+            T = merge_utils.ties(tasks, w, density, "total")
+        elif method == "magnitude_prune":
+            T = merge_utils.magnitude_prune(tasks, w, density)
+        else:  # dare_linear at density 1: the weighted sum
+            T = merge_utils.task_arithmetic(tasks, w)
+        T = T.numpy()
+        U, s, Vt = np.linalg.svd(T, full_matrices=False)
+        best = (U[:, :rank] * s[:rank]) @ Vt[:rank]
+        d = got[_kohya_name(dotted)]
+        assert d.rank_bound == rank and d.shape == T.shape
+        np.testing.assert_allclose(d.to_dense(), best, rtol=0, atol=1e-5 * np.abs(T).max())
+
+
+def test_dare_merge_of_kohya_loras_drops_and_rescales(sd, tmp_path):
+    """DARE below density 1 on kohya files: a seed gives the same file twice and another seed another one, and
+    before the rank truncation each module is Σ w_j·mask_j⊙ΔW_j/p, so at full rank every entry of the merge is a
+    sum of a subset of {w_j·ΔW_j[i]/p}."""
+    from lab.merge.api import merge
+
+    _, _, unet, te = sd
+    first = _peft_deltas(unet, te)
+    a = _kohya_file(tmp_path / "a.safetensors", unet, te, alpha=2 * R)
+    unet2, te2 = _models(seed=3)
+    torch.manual_seed(7)
+    unet2.add_adapter(LoraConfig(r=R, lora_alpha=R, target_modules=UNET_TARGETS, init_lora_weights=False))
+    te2 = inject_adapter_in_model(LoraConfig(r=R, lora_alpha=R, target_modules=TE_TARGETS, init_lora_weights=False), te2)
+    second = _peft_deltas(unet2, te2)
+    b = _kohya_file(tmp_path / "b.safetensors", unet2, te2, alpha=R)
+    weights, p = (0.6, 0.9), 0.5
+    full = 2 * R  # rank of the sum of two rank-R updates: no truncation
+    outs = {}
+    for name, seed in (("s1", 1), ("s1again", 1), ("s2", 2)):
+        merge([a, b], tmp_path / name, "dare_linear", weights, rank=full, density=p, seed=seed, results=tmp_path / "res")
+        outs[name] = {d.module: d.to_dense() for d in iter_deltas(discover(tmp_path / name)[0])}
+    assert all(np.array_equal(outs["s1"][k], outs["s1again"][k]) for k in outs["s1"])
+    assert any(not np.allclose(outs["s1"][k], outs["s2"][k]) for k in outs["s1"])
+    picked = []
+    for dotted in first:
+        k = _kohya_name(dotted)
+        x, y = weights[0] * first[dotted] / p, weights[1] * second[dotted] / p
+        got = outs["s1"][k]
+        if min(got.shape) <= full:  # the merge's rank can hold the whole masked sum: compare entrywise
+            options = np.stack([np.zeros_like(x), x, y, x + y])
+            err = np.abs(options - got[None])
+            assert err.min(axis=0).max() <= 1e-5 * np.abs(options).max()
+            picked.append(err.argmin(axis=0).ravel())
+    picked = np.concatenate(picked)
+    # each entry of each task is kept with probability p: neither, one or both, about 1/4, 1/2, 1/4 of the entries
+    share = np.bincount(picked, minlength=4) / picked.size
+    assert picked.size > 1000 and abs(share[0] - 0.25) < 0.05 and abs(share[3] - 0.25) < 0.05
