@@ -36,7 +36,9 @@ class Family:
     (a Streamlit ``:material/...:`` name); ``hint``: how to compute it, said where it is absent;
     ``findings(runs)``: its sentences; ``headline(runs)``: the figure they link to; ``section(page)``:
     its figures and tables (:mod:`lab.present.page`); ``on_runs_page``: shown on the Runs page
-    rather than on a page of its own (the updates read).
+    rather than on a page of its own (the updates read); ``cost``: how long building its findings, figures
+    and section takes beside the other families' (about the CPU seconds of a report of the demo's runs), so
+    that a report's workers take the longest first and end together (only the order: never the content).
     """
 
     key: str
@@ -49,6 +51,7 @@ class Family:
     headline: Callable[[Sequence["Run"]], "Chart"] | None = None
     section: Callable[["Page"], None] | None = None
     on_runs_page: bool = False
+    cost: float = 1.0
 
     @property
     def declared(self) -> bool:

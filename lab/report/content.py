@@ -123,8 +123,9 @@ _WORKER_TABLES: dict = {}
 
 def _in_workers(keys: list[str], results_dir: str, names, methods, overview: bool, details: bool, workers: int,
                 dpi: int, while_waiting: Callable[[], object] | None) -> list[Part]:
-    """The families built, and their figures rendered, in forked processes, handed out in reading order to
-    whichever worker is free; each worker keeps the tables it has read for the families it builds next.
+    """The families built, and their figures rendered, in forked processes, handed out to whichever worker is
+    free, the costliest first (``Family.cost``: in reading order, the demo's two workers ended ~1 s apart, the
+    last family alone); each worker keeps the tables it has read for the families it builds next.
     (Splitting a family into a findings task and a section task balanced the workers better but cost
     ~1.3 s more CPU on the demo's runs: both workers then read and import what each family needs.)"""
     global _TASK
@@ -132,7 +133,8 @@ def _in_workers(keys: list[str], results_dir: str, names, methods, overview: boo
     parts: dict[str, Part] = {}
     try:
         with multiprocessing.get_context("fork").Pool(min(workers, len(keys)), initializer=_start_worker) as pool:
-            results = pool.imap_unordered(_worker, keys, chunksize=1)
+            costliest_first = sorted(keys, key=lambda key: -by_key(key).cost)  # stable: ties in reading order
+            results = pool.imap_unordered(_worker, costliest_first, chunksize=1)
             if while_waiting is not None:
                 while_waiting()
             for key, part in results:

@@ -201,5 +201,5 @@ FAMILY = Family(
     'attention', 'External entanglement (attention)', ('attention_summary', 'attention_token_fits', 'attention_token_cuts', 'attention_entanglement', 'windows'), THEORY,
     icon=':material/visibility:',
     hint='Run `lab analyze ... --base BASE --probes attention` to add it (needs a tokenizer).',
-    findings=findings, headline=headline, section=section,
+    findings=findings, headline=headline, section=section, cost=4,
 )

@@ -250,5 +250,5 @@ FAMILY = Family(
     'entanglement', 'Internal entanglement', ('entanglement', 'entanglement_summary'), THEORY,
     icon=':material/timeline:',
     hint='Run `lab analyze ... --probes entanglement` to add it.',
-    findings=findings, headline=headline, section=section,
+    findings=findings, headline=headline, section=section, cost=2,
 )

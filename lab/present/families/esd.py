@@ -135,5 +135,5 @@ FAMILY = Family(
     'esd', "Heavy-tailed spectra (WeightWatcher's metrics)", ('esd',), THEORY,
     icon=':material/ssid_chart:',
     hint='Run `lab analyze ... --base BASE --probes esd` to add it.',
-    findings=findings, headline=headline, section=section,
+    findings=findings, headline=headline, section=section, cost=2,
 )

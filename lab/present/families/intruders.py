@@ -148,5 +148,5 @@ FAMILY = Family(
     'intruders', 'Intruder dimensions (ε × k sweep)', ('intruders', 'intruder_vectors'), THEORY,
     icon=':material/call_split:',
     hint='Run `lab analyze ... --base BASE --probes intruders` to add it.',
-    findings=findings, headline=headline, section=section,
+    findings=findings, headline=headline, section=section, cost=3,
 )

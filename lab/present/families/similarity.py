@@ -162,5 +162,5 @@ FAMILY = Family(
     'similarity', 'Geometry between updates', ('adapter_similarity', 'subspace_similarity'), THEORY,
     icon=':material/grid_on:',
     hint='Run `lab analyze A B ... --probes adapter_similarity` on two or more adapters or a training output with checkpoint-N/ folders to add it.',
-    findings=findings, headline=headline, section=section,
+    findings=findings, headline=headline, section=section, cost=3,
 )

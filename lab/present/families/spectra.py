@@ -120,5 +120,5 @@ FAMILY = Family(
     'spectra', 'Rank spectra', ('spectra', 'singular_values'), THEORY,
     icon=':material/bar_chart:',
     hint='Run `lab analyze ... --probes spectra` to add it.',
-    findings=findings, headline=headline, section=section,
+    findings=findings, headline=headline, section=section, cost=3,
 )

@@ -140,5 +140,5 @@ FAMILY = Family(
     'thresholds', 'LoRA norm thresholds', ('thresholds', 'threshold_growth', 'windows'), THEORY,
     icon=':material/speed:',
     hint='Run `lab analyze ... --probes thresholds` to add it (needs a tokenizer).',
-    findings=findings, headline=headline, section=section,
+    findings=findings, headline=headline, section=section, cost=3,
 )
