@@ -10,14 +10,19 @@ q·kᵀ/√d_head is Alman–Song's form with Q' = d_head^(+1/4)·q and Hu's lit
 d_head^(−1/4)·q: the two scales differ by √d_head. Per checkpoint, layer, head, L and window:
 
 * gamma_q = d_head^(−1/4)·max |X·W_Qᵉᶠᶠᵀ + b_Q| over the head's columns (Hu's literal β = 1 form):
-  the query projection's output as the model computes it (LoRA, DoRA and bias included), hooked;
+  the query projection's output as the model computes it (LoRA, DoRA and bias included), hooked. Where
+  the model normalises q before the softmax (q_norm: Qwen3 and Gemma 3 per head, OLMo 2 over the whole
+  projection), the norm's output: the entries the softmax sees. Where the model's logit scale is not
+  1/√d_head (Gemma's query_pre_attn_scalar^(−1/2), the module's ``scaling``), √scaling replaces
+  d_head^(−1/4) and √(scaling·d_head) replaces d_head^(+1/4) below;
   gamma_q_as = d_head^(+1/4)·max |·| the same maximum in Alman–Song's scale (= √d_head·gamma_q);
 * gamma_k, gamma_k_as likewise for the key projection (GQA: the key/value head the query head reads);
 * gamma_lora (gamma_lora_k) = d_head^(−1/4)·max |s·X·Aᵀ·Bᵀ|: the LoRA term of W_Q (W_K) alone;
 * gamma_q_rope, gamma_k_rope: gamma_q, gamma_k after the rotary embedding, for rotary models;
 * threshold = √ln L, ratio = max(gamma_q, gamma_k)/√ln L and ratio_as = max(gamma_q_as, gamma_k_as)/√ln L;
-* logit_max = max over attended pairs (i, j) (j ≤ i for a causal model) of |q_i·k_j|/√d_head, with q, k
-  after the rotary embedding where the model applies one: the split-free quantity, read against
+* logit_max = max over attended pairs (i, j) (j ≤ i for a causal model; i − j < w in a sliding window of
+  w) of |q_i·k_j|/√d_head (the model's scale; Gemma 2's soft-cap c·tanh(·/c) after it), with q, k
+  after the norms and rotary embedding where the model applies them: the split-free quantity, read against
   ln_L = ln L (Alman–Song's entries bounded by B give logits bounded by d·B²/d = B² = o(ln n));
 * the extreme-value control: the largest of n Gaussian entries of spread σ is σ·√(2 ln n) to leading
   order, whatever the regime, so a maximum growing with L says nothing by itself. evt_q =
@@ -75,16 +80,38 @@ def extreme_value_scale(n: int) -> float:
     return math.sqrt(2.0 * math.log(n))
 
 
-def logit_max(q: np.ndarray, k: np.ndarray, causal: bool) -> np.ndarray:
-    """Per query head: max over attended pairs (i, j) of |q_i·k_j|/√d_head, for q of shape (heads, L, d)
-    and k of shape (kv heads, L, d) (GQA: head h reads kv head h // (heads / kv)); j ≤ i when causal.
-    One L×L block at a time, so memory is one head's logits."""
+def attended(L: int, causal: bool, window: int | None = None) -> np.ndarray:
+    """(L, L) bool: query i attends to key j. Causal: j ≤ i; a sliding window of w (Mistral, Gemma): also
+    i − j < w, as transformers' masks have it (``kv_idx > q_idx − sliding_window``)."""
+    i, j = np.arange(L)[:, None], np.arange(L)[None, :]
+    mask = j <= i if causal else np.ones((L, L), bool)
+    if window is not None:
+        mask &= (i - j < window) if causal else (np.abs(i - j) < window)
+    return mask
+
+
+def head_logits(q: np.ndarray, k: np.ndarray, scaling: float, softcap: float | None = None) -> np.ndarray:
+    """One head's pre-softmax logits as the model computes them: scaling·q·kᵀ (scaling = 1/√d_head, or
+    the model's own, Gemma's query_pre_attn_scalar^(−1/2)), then softcap·tanh(·/softcap) where the model caps
+    its logits (Gemma 2), for q (L, d) and k (L, d)."""
+    logits = (q @ k.T) * scaling
+    if softcap is not None:
+        logits = softcap * np.tanh(logits / softcap)
+    return logits
+
+
+def logit_max(q: np.ndarray, k: np.ndarray, causal: bool, scaling: float | None = None, softcap: float | None = None,
+              window: int | None = None) -> np.ndarray:
+    """Per query head: max over attended pairs (i, j) of |logit_ij| (:func:`head_logits`, :func:`attended`), for q
+    of shape (heads, L, d) and k of shape (kv heads, L, d) (GQA: head h reads kv head h // (heads / kv));
+    scaling defaults to 1/√d. One L×L block at a time, so memory is one head's logits."""
     heads, L, d = q.shape
     group = heads // k.shape[0]
+    scaling = d ** -0.5 if scaling is None else scaling
+    mask = attended(L, causal, window)
     out = np.empty(heads)
     for h in range(heads):
-        logits = np.abs(q[h] @ k[h // group].T)
-        out[h] = (np.tril(logits) if causal else logits).max() / math.sqrt(d)
+        out[h] = np.abs(head_logits(q[h], k[h // group], scaling, softcap))[mask].max()
     return out
 
 
@@ -116,7 +143,6 @@ def measure(model, windows: list[Window], on_window: Callable[[int, Window], Non
 
     heads, kv, d_head = head_shape(model)
     group = heads // kv
-    hu, alman_song = d_head ** -0.25, d_head ** 0.25
     layers = attention_layers(model)
     rows: list[dict[str, Any]] = []
     seen: dict[str, Any] = {}
@@ -128,6 +154,15 @@ def measure(model, windows: list[Window], on_window: Callable[[int, Window], Non
             seen[key + "_lora"] = lora_term(module, args[0][0].detach())
         return fn
 
+    def normed(key: str):  # q_norm/k_norm (Qwen3, Gemma 3, OLMo 2): the entries softmax sees are the norm's output
+        def fn(module, args, output):
+            raw = seen[key]  # (L, heads·d): the projection's output, which the norm received reshaped
+            out = output[0].detach()
+            if out.dim() == 3 and not torch.equal(args[0][0].reshape(raw.shape[0], -1), raw):
+                out = out.transpose(0, 1)  # (heads, L, d): normed after the heads were moved first (Gemma 3)
+            seen[key] = out.reshape(raw.shape[0], -1)
+        return fn
+
     def pre(module, args, kwargs):
         seen["rope"] = kwargs.get("position_embeddings")
 
@@ -136,6 +171,10 @@ def measure(model, windows: list[Window], on_window: Callable[[int, Window], Non
             w = current[0]
             q, k = seen.pop("q").to(torch.float64), seen.pop("k").to(torch.float64)
             L = q.shape[0]
+            # the model's own logit scale (1/√d_head, or Gemma's query_pre_attn_scalar^(−1/2)) split evenly
+            # between q and k: Hu's β = 1 form; Alman–Song's exp(Q·Kᵀ/d_head) puts √d_head more on each side
+            scaling = float(getattr(module, "scaling", None) or d_head ** -0.5)
+            hu, alman_song = math.sqrt(scaling), math.sqrt(scaling * d_head)
             mq, mk = head_max(q.numpy(), heads, d_head), head_max(k.numpy(), kv, d_head)
             # σ of the same entries, in the same scale as gamma: the Gaussian maximum they would reach
             eq = head_std(q.numpy(), heads, d_head) * hu * extreme_value_scale(L * d_head)
@@ -155,7 +194,8 @@ def measure(model, windows: list[Window], on_window: Callable[[int, Window], Non
                 qh, kh = qr[0], kr[0]
                 gqr = qh.abs().amax(dim=(1, 2)).numpy() * hu
                 gkr = kh.abs().amax(dim=(1, 2)).numpy() * hu
-            logits = logit_max(qh.numpy(), kh.numpy(), causal)
+            logits = logit_max(qh.numpy(), kh.numpy(), causal, scaling, getattr(module, "attn_logit_softcapping", None),
+                               getattr(module, "sliding_window", None))
             threshold, ln_l = math.sqrt(math.log(w.seq_len)), math.log(w.seq_len)
             for h in range(heads):
                 g = h // group
@@ -180,6 +220,10 @@ def measure(model, windows: list[Window], on_window: Callable[[int, Window], Non
         current = running
         handles = []
         for a in layers:
+            for key in ("q", "k"):
+                norm = getattr(a.module, f"{key}_norm", None)
+                if norm is not None:
+                    handles.append(norm.register_forward_hook(normed(key)))
             handles += [a.q.register_forward_hook(projection("q")), a.k.register_forward_hook(projection("k")),
                         a.module.register_forward_pre_hook(pre, with_kwargs=True),
                         a.module.register_forward_hook(post(a.layer, bool(getattr(a.module, "is_causal", False))))]
