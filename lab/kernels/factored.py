@@ -44,9 +44,13 @@ def core(f: Factors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def core_singular_values(f: Factors) -> np.ndarray:
-    """The singular values of scale·B·A in descending order (at most min(r, rows, cols) of them)."""
-    _, c, _ = core(f)
-    return np.linalg.svd(c, compute_uv=False)
+    """The singular values of scale·B·A in descending order (at most min(r, rows, cols) of them).
+
+    The core of :func:`core` without its Q factors (a tall QR's Q costs several times its R; ``mode="r"`` runs the
+    same LAPACK factorisation, so the R's, and the values, are those of :func:`core`)."""
+    r_b = np.linalg.qr(f.B, mode="r")
+    r_a = np.linalg.qr(f.A.T, mode="r")
+    return np.linalg.svd(f.scale * (r_b @ r_a.T), compute_uv=False)
 
 
 def top_singular_vectors(f: Factors, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

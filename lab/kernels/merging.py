@@ -35,6 +35,7 @@ import numpy as np
 
 from lab.deltas import Factors
 from lab.errors import LabError
+from lab.kernels.factored import core_singular_values
 from lab.kernels.norms import difference_norms
 
 METHODS = ("stack", "linear", "svd", "lego", "lego-oracle")
@@ -94,14 +95,6 @@ def _stacked_svd(target: Factors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Qa, Ra = np.linalg.qr(target.A.T)
     u, sigma, vt = np.linalg.svd(target.scale * Rb @ Ra.T, full_matrices=False)
     return Qb @ u, sigma, vt @ Qa.T
-
-
-def singular_values(target: Factors) -> np.ndarray:
-    """The nonzero-capable singular values of s·B·A (descending), from the r×r core (as :func:`_stacked_svd`
-    computes them, without forming the Q factors: a tall QR's Q costs several times its R)."""
-    Rb = np.linalg.qr(target.B, mode="r")
-    Ra = np.linalg.qr(target.A.T, mode="r")
-    return np.linalg.svd(target.scale * Rb @ Ra.T, full_matrices=False)[1]
 
 
 def svd(factors: list[Factors], weights: list[float], k: int) -> Factors:
@@ -326,7 +319,7 @@ class MergeErrors:
 def errors(merged: Factors, target: Factors) -> MergeErrors:
     """The errors of ``merged`` against ``target`` from QR of the stacked factors, and the rank-k optimum."""
     fro, spec = difference_norms([merged.scale * merged.B, -target.scale * target.B], [merged.A, target.A])
-    sigma = singular_values(target)
+    sigma = core_singular_values(target)
     t_fro, t_spec = float(np.sqrt((sigma ** 2).sum())), float(sigma[0]) if sigma.size else 0.0
     k = merged.rank_bound
     tail = sigma[k:]

@@ -29,6 +29,7 @@ import numpy as np
 from lab.checkpoints import TensorLoader, discover, module_name, plan_reads
 from lab.checkpoints.diffusers_names import KOHYA_PREFIXES, image_name
 from lab.deltas import Factors
+from lab.kernels.factored import core_singular_values
 from lab.errors import InputError
 from lab.kernels import merging, task_vectors
 from lab.kernels.merging import MergeError
@@ -276,7 +277,7 @@ def task_vector_merge(fs: list[Factors], ws: list[float], method: str, k: int, d
     t_fro = target.fro_norm()
     rel = (lambda x: x / t_fro if t_fro > 0 else (0.0 if x == 0 else float("inf")))
     if method == "task_arithmetic":
-        sigma = merging.singular_values(target)
+        sigma = core_singular_values(target)
         if default_rank:  # numpy's matrix_rank rule on T's singular values
             tol = sigma[0] * max(target.shape) * np.finfo(float).eps if sigma.size else 0.0
             k = max(1, int((sigma > tol).sum()))
