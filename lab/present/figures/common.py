@@ -48,10 +48,7 @@ class Chart:
     def png(self, dpi: int = DPI) -> bytes:
         """The figure as PNG bytes (rendered once per resolution; constrained layout already fits the legend)."""
         if dpi not in self._png:
-            buf = io.BytesIO()
-            with _laid_out(self.figure, dpi):
-                self.figure.savefig(buf, format="png", dpi=dpi)
-            self._png[dpi] = buf.getvalue()
+            self._png[dpi] = _png(self.figure, dpi)
         return self._png[dpi]
 
     def png_base64(self, dpi: int = DPI) -> str:
@@ -65,34 +62,47 @@ class Chart:
             self.figure.clear()
 
 
+PNG_COMPRESSION = 3  # zlib level: ~40 % less encoding CPU than Pillow's default 6, ~8 % more bytes
+
+
+def _png(fig: Figure, dpi: int) -> bytes:
+    """``fig`` laid out and drawn at ``dpi``, as an RGB PNG: the pixels ``savefig(format="png")`` writes, without
+    its alpha channel (a figure's background is opaque) and at zlib level ``PNG_COMPRESSION``; the PDF then embeds
+    the image as it is, where an RGBA PNG has its alpha split off and recompressed
+    (tests/report/test_report_build.py compares the pixels with savefig's)."""
+    from PIL import Image
+
+    with _laid_out(fig, dpi):
+        raw, size = fig.canvas.print_to_buffer()  # the Agg canvas _laid_out gave the figure, at ``dpi``
+    buf = io.BytesIO()
+    Image.frombuffer("RGBA", size, raw, "raw", "RGBA", 0, 1).convert("RGB").save(
+        buf, format="png", compress_level=PNG_COMPRESSION, dpi=(dpi, dpi))
+    return buf.getvalue()
+
+
 @contextmanager
 def _laid_out(fig: Figure, dpi: int) -> Iterator[None]:
-    """Within the block, ``fig`` laid out by its layout engine at ``dpi`` and the engine switched off.
+    """Within the block, ``fig`` on an Agg canvas at ``dpi``, laid out by its layout engine and the engine switched
+    off, ready to draw.
 
     ``savefig`` with a layout engine draws the whole figure once without output to lay it out, then
-    again to render it: the first draw is about a third of a chart's rendering. The layout itself
-    only needs the text extents, which the engine measures on its own; run at the saving resolution,
-    it places every axes exactly where savefig's own pass would, so the PNG is byte for byte the same
-    (tests/present/test_figures.py holds this)."""
-    engine = fig.get_layout_engine()
-    if engine is None or isinstance(engine, PlaceHolderLayoutEngine) or not fig.axes:
-        yield
-        return
+    again to render it. The layout itself only needs the text extents, which the engine measures on
+    its own; run at the saving resolution, it places every axes exactly where savefig's own pass would
+    (tests/report/test_report_build.py compares the pixels with savefig's for every figure of a report)."""
     if not isinstance(fig.canvas, FigureCanvasAgg):
-        # the canvas savefig draws on: the layout then measures text with the renderer that draws it, whose
+        # the canvas that draws: the layout then measures text with the renderer that draws it, whose
         # text extents are cached (a bare Figure's canvas would lend the layout a renderer of its own)
         FigureCanvasAgg(fig)
+    engine = fig.get_layout_engine()
     shown = fig.dpi
     fig.dpi = dpi
     try:
-        engine.execute(fig)
-    finally:
-        fig.dpi = shown
-    # no engine at all while saving: with "none" (a placeholder engine) savefig still makes its extra draw
-    fig.set_layout_engine(None)
-    try:
+        if engine is not None and not isinstance(engine, PlaceHolderLayoutEngine) and fig.axes:
+            engine.execute(fig)
+        fig.set_layout_engine(None)  # "none" would leave a placeholder engine, for which savefig lays out again
         yield
     finally:
+        fig.dpi = shown
         fig.set_layout_engine(engine)
 
 
