@@ -85,7 +85,7 @@ import numpy as np
 
 from lab.errors import NonFiniteError, ShapeError
 from lab.kernels import schmidt, subspaces
-from lab.kernels.linalg import leading_eigh, psd_eigvals
+from lab.kernels.linalg import in_lanes, leading_eigh, psd_eigvals
 from lab.kernels.memo import memo_for
 from lab.kernels.spectrum import Alignment, Spectrum
 from lab.kernels.tensorize import Sites, sites as chain_sites
@@ -406,20 +406,28 @@ def _projected(delta_src: MatrixSource, base_src: MatrixSource, e_d: np.ndarray,
     return f, c
 
 
-def _delta_and_base_directions(g: Grams, numerical_rank: int | None, top_k: int, intruder_reference: int | None):
+def _delta_and_base_directions(g: Grams, numerical_rank: int | None, top_k: int, intruder_reference: int | None,
+                               tuned_top: int | None = None):
     """(k, ΔW's top-k σ and Gram eigenvectors, how many of W's are led, W's leading σ and eigenvectors) for both
     alignment routes: k = min(top_k, numerical rank of ΔW (that of :func:`spectrum_from_gram` when None)); W's
     leading directions serve the overlaps and, when they certify the max-cosines (see lab.kernels.subspaces),
-    the intruders, or all of them (the reference count, when set, is among the leading)."""
+    the intruders, or all of them (the reference count, when set, is among the leading). With ``tuned_top``,
+    W + ΔW's leading σ and eigenvectors (from ``g.tuned``) follow. The solves are independent: they run on
+    two one-thread lanes (:func:`lab.kernels.linalg.in_lanes`), W's reduction beside W + ΔW's Lanczos."""
     shape = g.shape
     if numerical_rank is None:
         numerical_rank = spectrum_from_gram(g.delta, shape).numerical_rank
     k = min(int(top_k), int(numerical_rank))
-    s_d, e_d = _directions(g.delta, shape, k)
     lead = (subspaces.leading_for_certificate(g.base.shape[0], k) if intruder_reference is None
             else max(k, int(intruder_reference)))
-    s_w, e_w = _directions(g.base, shape, lead)
-    return k, s_d, e_d, lead, s_w, e_w
+    tasks = [lambda: _directions(g.delta, shape, k), lambda: _directions(g.base, shape, lead)]
+    if tuned_top is not None:
+        tasks.append(lambda: _directions(g.tuned, shape, tuned_top))
+    for m in (g.delta, g.base, g.tuned):
+        if m is not None:
+            memo_for(m)  # each matrix's memo made here, not raced for on the lanes
+    (s_d, e_d), (s_w, e_w), *tuned = in_lanes(tasks)
+    return (k, s_d, e_d, lead, s_w, e_w, *tuned)
 
 
 def alignment_two_pass(g: Grams, delta_src: MatrixSource, base_src: MatrixSource, numerical_rank: int | None = None,
@@ -437,8 +445,8 @@ def alignment_two_pass(g: Grams, delta_src: MatrixSource, base_src: MatrixSource
     if g.base is None or g.tuned is None:
         raise ValueError("alignment_two_pass needs W's and W + ΔW's Grams: call tuned_grams(delta_src, base_src)")
     shape = g.shape
-    k, s_d, e_d, lead, s_w, e_w = _delta_and_base_directions(g, numerical_rank, top_k, intruder_reference)
-    s_t, e_t = _directions(g.tuned, shape, intruder_top)
+    k, s_d, e_d, lead, s_w, e_w, (s_t, e_t) = _delta_and_base_directions(g, numerical_rank, top_k, intruder_reference,
+                                                                         intruder_top)
     kw = min(k, s_w.size)
     f, c = _projected(delta_src, base_src, e_d, e_w[:, :kw], e_t if g.tall else None, budget_bytes)
     near = e_d.T @ e_w[:, :kw]

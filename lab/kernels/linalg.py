@@ -26,6 +26,9 @@ Everything is float64; arrays are shared with torch without copies.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 
 from lab.kernels.memo import memo_for
@@ -55,6 +58,107 @@ def gram(x: np.ndarray) -> np.ndarray:
     return x @ x.T if x.shape[0] <= x.shape[1] else x.T @ x
 
 
+_POOL: list = []  # [(get, set) of numpy's OpenBLAS thread count, or None], looked up once
+_ONE_LOCK = threading.Lock()
+_ONE_STATE = [0, 0]  # [blocks inside one_blas_thread, the thread count to restore when the last one leaves]
+
+
+def _openblas_threads():
+    """(get, set) of numpy's OpenBLAS thread count through ctypes (microseconds, where threadpoolctl's
+    ``threadpool_limits`` scans every loaded library on each call: milliseconds), or None."""
+    if not _POOL:
+        lib, fns = _openblas(), None
+        if lib is not None:
+            get = getattr(lib, "scipy_openblas_get_num_threads64_", None)
+            put = getattr(lib, "scipy_openblas_set_num_threads64_", None)
+            if get is not None and put is not None:
+                import ctypes
+
+                get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
+                fns = (get, put)
+        _POOL.append(fns)
+    return _POOL[0]
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """numpy's OpenBLAS on one thread inside the block (restored when the last concurrent block leaves).
+
+    The symmetric eigensolves below ``TORCH_FROM`` rows (``dsytrd``: half its flops are ``dsymv``,
+    bound by memory) gain nothing from a second OpenBLAS thread and lose much when the second core is
+    busy: the helper thread spins or waits at every panel. Measured on this project's 2-core machine at
+    load ~4 (bench/RESULTS.md, issue 23 §4): ``dsytrd`` of a 2048² Gram 2.5–7.4 s wall on two threads
+    against 0.7–1.2 s on one, of a 512² one 0.13–0.64 s against 0.025 s. One thread also makes those
+    solves' bits independent of the process's BLAS setting (at some sizes, 256 and 384 among them,
+    OpenBLAS's two-thread ``dsymv`` sums in another order: differences of ~1e-15 relative), so a serial
+    run and one-thread Dask workers give the same numbers. Several Python threads may be inside at once
+    (:func:`in_lanes`): each then runs its own one-thread LAPACK calls.
+    """
+    fns = _openblas_threads()
+    if fns is None:
+        yield
+        return
+    get, put = fns
+    with _ONE_LOCK:
+        if _ONE_STATE[0] == 0:
+            _ONE_STATE[1] = int(get())
+            if _ONE_STATE[1] != 1:
+                put(1)
+        _ONE_STATE[0] += 1
+    try:
+        yield
+    finally:
+        with _ONE_LOCK:
+            _ONE_STATE[0] -= 1
+            if _ONE_STATE[0] == 0 and _ONE_STATE[1] != 1:
+                put(_ONE_STATE[1])
+
+
+_LANES: list = []  # [(pid, the two-thread executor of in_lanes)], made on first use in each process
+
+
+def in_lanes(tasks):
+    """Each task's result, in order: argument-less callables run two at a time on Python threads, each
+    inside :func:`one_blas_thread`, where numpy's OpenBLAS may use two or more threads; one after another
+    (still on one thread each) where it may use one (a one-thread Dask worker: no oversubscription) or
+    inside a :func:`one_blas_thread` block already.
+
+    For independent one-thread LAPACK work of one unit (the profile's cut solves, W's and W + ΔW's leading
+    directions): ctypes and numpy release the GIL in LAPACK, so two solves of a few hundred milliseconds
+    fill both cores where one two-thread solve (mostly matrix-vector products) fills about one. Each task
+    makes the same calls as when run alone: the results do not depend on the lanes. Tasks must not share
+    a matrix whose memo (:mod:`lab.kernels.memo`) they create: make it on the calling thread first.
+    The first exception of a task is raised here, after every task has ended.
+    """
+    tasks = list(tasks)
+    fns = _openblas_threads()
+    with _ONE_LOCK:
+        two = fns is not None and _ONE_STATE[0] == 0 and int(fns[0]()) >= 2
+    if not two or len(tasks) < 2:
+        out = []
+        for task in tasks:
+            with one_blas_thread():
+                out.append(task())
+        return out
+    import os
+
+    if not _LANES or _LANES[0][0] != os.getpid():  # a forked child inherits the executor but not its threads
+        from concurrent.futures import ThreadPoolExecutor
+
+        _LANES[:] = [(os.getpid(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="lab-lane"))]
+
+    def run(task):
+        with one_blas_thread():
+            return task()
+
+    futures = [_LANES[0][1].submit(run, task) for task in tasks]
+    errors = [f.exception() for f in futures]  # waits for every task
+    for e in errors:
+        if e is not None:
+            raise e
+    return [f.result() for f in futures]
+
+
 def psd_eigvals(g: np.ndarray) -> np.ndarray:
     """Eigenvalues (ascending) of a symmetric positive semi-definite float64 matrix, negatives
     from rounding clipped to 0.
@@ -69,10 +173,9 @@ def psd_eigvals(g: np.ndarray) -> np.ndarray:
         return np.zeros(0)
     if g.shape[0] >= TORCH_FROM:
         w = _mkl_eigvalsh(g)
-    elif g.shape[0] >= LANCZOS_FROM and (t := tridiagonal(g)) is not None:
-        w = t.eigvals()
     else:
-        w = np.linalg.eigvalsh(g)
+        with one_blas_thread():
+            w = t.eigvals() if g.shape[0] >= LANCZOS_FROM and (t := tridiagonal(g)) is not None else np.linalg.eigvalsh(g)
     return np.clip(w, 0.0, None)
 
 
@@ -283,7 +386,8 @@ def psd_eigh(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
         w, v = torch.linalg.eigh(torch.from_numpy(g))
         return w.numpy(), v.numpy()
-    return np.linalg.eigh(g)
+    with one_blas_thread():
+        return np.linalg.eigh(g)
 
 
 # A few leading eigenpairs of a large Gram come from Lanczos (ARPACK, converged to machine
@@ -307,24 +411,30 @@ def leading_eigh(g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     n = g.shape[0]
     k = max(int(k), 0)
     if n >= LANCZOS_FROM and 0 < k <= n // LANCZOS_FRACTION:
-        # a reduction kept from psd_eigvals costs nothing; a new one (~0.55 CPU s at n = 2048, one thread)
-        # beats Lanczos from k ≈ n / 64 on (W's leading 64 of 2048: 0.60–0.70 s against 0.81–0.85 s),
-        # not below (ΔW's top 16: 0.55–0.57 s against 0.45–0.54 s)
-        t = tridiagonal(g) if k >= n // REDUCE_FRACTION else memo_for(g).get("tridiagonal")
-        found = t.leading(k) if t is not None else None
-        if found is not None:
-            w, v = found
-            return np.clip(w, 0.0, None), v
-        from scipy.sparse.linalg import eigsh
-
-        # a fixed start vector: the same directions (and signs) on every run and every worker
-        v0 = np.random.default_rng([n, k]).standard_normal(n)
-        w, v = eigsh(g, k=k, which="LA", tol=0.0, v0=v0)
-        order = np.argsort(w)[::-1]
-        return np.clip(w[order], 0.0, None), v[:, order]
+        with one_blas_thread():  # reduction, inverse iteration, matrix-vector products: one thread (see there)
+            return _leading_partial(g, k)
     w, v = psd_eigh(g)
     w, v = np.clip(w[::-1], 0.0, None), v[:, ::-1]
     return (w[:k], v[:, :k]) if k < n else (w, v)
+
+
+def _leading_partial(g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    n = g.shape[0]
+    # a reduction kept from psd_eigvals costs nothing; a new one (~0.55 CPU s at n = 2048, one thread)
+    # beats Lanczos from k ≈ n / 64 on (W's leading 64 of 2048: 0.60–0.70 s against 0.81–0.85 s),
+    # not below (ΔW's top 16: 0.55–0.57 s against 0.45–0.54 s)
+    t = tridiagonal(g) if k >= n // REDUCE_FRACTION else memo_for(g).get("tridiagonal")
+    found = t.leading(k) if t is not None else None
+    if found is not None:
+        w, v = found
+        return np.clip(w, 0.0, None), v
+    from scipy.sparse.linalg import eigsh
+
+    # a fixed start vector: the same directions (and signs) on every run and every worker
+    v0 = np.random.default_rng([n, k]).standard_normal(n)
+    w, v = eigsh(g, k=k, which="LA", tol=0.0, v0=v0)
+    order = np.argsort(w)[::-1]
+    return np.clip(w[order], 0.0, None), v[:, order]
 
 
 # Accept Gram eigenvalues as singular values when the first-order bound on every σ's relative
@@ -354,4 +464,5 @@ def dense_singular_values(x: np.ndarray, gram_eigvals: np.ndarray | None = None)
         lam = (psd_eigvals(gram(x)) if gram_eigvals is None or top != 1.0 else np.clip(gram_eigvals, 0.0, None))[::-1]
         if lam[-1] >= lam[0] * (np.sqrt(big) + small) * np.finfo(np.float64).eps / _GRAM_RELATIVE_ERROR:
             return top * np.sqrt(lam)
-    return top * np.linalg.svd(x, compute_uv=False)
+    with one_blas_thread():  # ?gesdd's bidiagonalisation is half matrix-vector products, as dsytrd (see there)
+        return top * np.linalg.svd(x, compute_uv=False)

@@ -29,7 +29,8 @@ from typing import Callable
 import numpy as np
 
 from lab.kernels import factored
-from lab.kernels.linalg import SAFE_MAGNITUDE, gram as _gram, psd_eigvals as _psd_eigvals, rescaled as _rescaled
+from lab.kernels import linalg as _linalg
+from lab.kernels.linalg import SAFE_MAGNITUDE, gram as _gram, in_lanes, psd_eigvals as _psd_eigvals, rescaled as _rescaled
 from lab.kernels.factored import Factors
 from lab.kernels.memo import memo_for
 from lab.kernels.tensorize import Sites
@@ -80,11 +81,18 @@ def spectra_of_grams(grams: dict[int, np.ndarray], eigvals: Callable[[np.ndarray
     (the blocked path passes one that reuses a solve the spectra probe also needs).
     """
     out: list[np.ndarray] = [np.zeros(0)] * len(grams)
-    # smallest first: the numpy-sized solves, then the large ones in one run on torch's pool, so
-    # that the thread pools change hands once (see lab.kernels.linalg)
-    for i in sorted(grams, key=lambda i: grams[i].shape[0]):
+
+    def solve(i: int) -> None:
         g = grams.pop(i)
         out[i] = _normalised(eigvals(g), float(np.trace(g)))
+
+    # the numpy-sized solves first, on two one-thread lanes (largest first, so the two 2048² of a
+    # 2048-wide chain go to different lanes), then the large ones on MKL's pool: the thread pools change
+    # hands once (see lab.kernels.linalg). Each solve is the same call in any order: the same bits.
+    small = sorted((i for i in grams if grams[i].shape[0] < _linalg.TORCH_FROM), key=lambda i: -grams[i].shape[0])
+    in_lanes([lambda i=i: solve(i) for i in small])
+    for i in sorted(grams, key=lambda i: grams[i].shape[0]):
+        solve(i)
     return out
 
 
@@ -100,11 +108,12 @@ def _dense(m: np.ndarray, st: Sites) -> list[np.ndarray]:
     # accumulated or is a partial trace of a larger one: its eigenvalues are σ² of M, which the spectra
     # probe reads instead of solving that matrix again (lab.kernels.memo)
     valley = grams.get(valley_index(st, rows))
+    memo = memo_for(m)  # made here: the solves below may run on two threads
 
     def eigvals(g: np.ndarray) -> np.ndarray:
         w = _psd_eigvals(g)
         if g is valley and top == 1.0:
-            memo_for(m)["small_eigvals"] = w
+            memo["small_eigvals"] = w
         return w
 
     return spectra_of_grams(grams, eigvals)

@@ -65,8 +65,55 @@ def test_tridiagonal_eigenvalues_are_numpys_eigvalsh_bit_for_bit():
     g = x @ x.T
     w = linalg.Tridiagonal(g).eigvals()
     assert np.array_equal(w, np.linalg.eigvalsh(g))
-    assert np.array_equal(psd_eigvals(g), np.clip(np.linalg.eigvalsh(g), 0.0, None))
+    # psd_eigvals solves on one OpenBLAS thread (at some sizes two threads sum dsymv in another order):
+    # numpy's eigvalsh on one thread, set through threadpoolctl, is its reference
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        reference = np.clip(np.linalg.eigvalsh(g), 0.0, None)
+    assert np.array_equal(psd_eigvals(g), reference)
     assert "tridiagonal" in linalg.memo_for(g)
+
+
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    return next(i["num_threads"] for i in threadpool_info() if i["internal_api"] == "openblas" and "numpy" in i["filepath"])
+
+
+def test_one_blas_thread_limits_numpys_openblas_and_restores_it():
+    """threadpoolctl (which reads the library itself) sees one thread inside, nested blocks and blocks on
+    several Python threads at once keep it, and the count before comes back when the last one leaves."""
+    import threading
+
+    from threadpoolctl import threadpool_limits
+
+    if linalg._openblas_threads() is None:
+        pytest.skip("numpy's OpenBLAS exports no thread-count functions here")
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas_threads()
+        seen, gate = [], threading.Barrier(2)
+
+        def lane():
+            with linalg.one_blas_thread():
+                gate.wait(timeout=30)  # both lanes inside at once
+                seen.append(_blas_threads())
+                gate.wait(timeout=30)  # neither leaves before both looked
+            seen.append(("after one", None))
+
+        with linalg.one_blas_thread():
+            assert _blas_threads() == 1
+            with linalg.one_blas_thread():
+                assert _blas_threads() == 1
+            assert _blas_threads() == 1
+        assert _blas_threads() == before
+        threads = [threading.Thread(target=lane) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert [s for s in seen if s != ("after one", None)] == [1, 1]
+        assert _blas_threads() == before
 
 
 @pytest.mark.parametrize("k", [1, 10, 75])
@@ -115,3 +162,40 @@ def test_leading_eigh_reuses_a_kept_reduction_and_otherwise_routes_by_k(monkeypa
         assert (calls[-1:] == [k]) == reduced
         assert np.allclose(w, w_ref[:k], atol=1e-12 * w_ref[0])
         assert np.allclose(np.abs((v * v_ref[:, :k]).sum(axis=0)), 1.0, atol=1e-9)
+
+
+def test_in_lanes_gives_each_solve_the_bits_it_has_alone():
+    """Two lanes run LAPACK side by side: every result, in the tasks' order, equals the same solve made
+    alone on one thread (numpy's eigvalsh, ARPACK's Lanczos, the tridiagonal route), and a task's error
+    is raised after all have ended. With one BLAS thread the tasks run one after another, same bits."""
+    from scipy.sparse.linalg import eigsh
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(8)
+    grams = [gram(rng.standard_normal((n, n + 40))) for n in (700, 300, 640, 90)]
+    v0 = rng.standard_normal(700)
+
+    def tasks():
+        return [lambda: np.linalg.eigvalsh(grams[0]), lambda: eigsh(grams[0], k=5, which="LA", tol=0.0, v0=v0)[0],
+                lambda: np.linalg.eigvalsh(grams[1]), lambda: linalg.leading_eigh(grams[2], 80)[0],
+                lambda: psd_eigvals(grams[3])]
+
+    with threadpool_limits(1, user_api="blas"):
+        alone = [t() for t in tasks()]
+        serial = linalg.in_lanes(tasks())
+    with threadpool_limits(2, user_api="blas"):
+        lanes = linalg.in_lanes(tasks())
+        assert _blas_threads() == 2
+        ended = []
+
+        def fails():
+            raise np.linalg.LinAlgError("no")
+
+        def slow():
+            ended.append(np.linalg.eigvalsh(grams[0]).size)
+
+        with pytest.raises(np.linalg.LinAlgError):
+            linalg.in_lanes([fails, slow, slow])
+        assert ended == [700, 700]
+    for a, b, c in zip(alone, serial, lanes):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
