@@ -34,6 +34,8 @@ from lab.kernels import subspaces
 from lab.kernels.blocked import (alignment_blocked, alignment_two_pass, grams, small_eigvals, spectrum_from_gram,
                                  tuned_grams)
 from lab.kernels.factored import Factors, as_matrix_or_factors
+from lab.kernels.linalg import LANCZOS_FROM, in_lanes
+from lab.kernels.memo import memo_for
 from lab.kernels.singular import singular_values, spectrum  # noqa: F401  (importable from here too)
 from lab.kernels.spectrum import Alignment, Spectrum
 from lab.probes import inputs
@@ -87,14 +89,43 @@ def alignment(delta_x, base: np.ndarray, options: SpectraOptions = SpectraOption
     if isinstance(delta_x, Kron):  # singular vectors and W + ΔW: dense (LoKr's matrices are adapter-sized)
         delta_x = delta_x.to_dense()
     k = min(options.top_k, numerical_rank)
-    u_d, _, v_d = subspaces.top_singular_vectors(delta_x, k)
+    tasks = _alignment_solves(delta_x, base, options, k)
+    return _alignment_from(delta_x, base, options, k, in_lanes(tasks) if _in_lanes(delta_x, base) else [t() for t in tasks])
+
+
+def _in_lanes(delta_x, base: np.ndarray) -> bool:
+    """Whether the in-memory alignment's solves run side by side (:func:`lab.kernels.linalg.in_lanes`): a dense
+    ΔW with both sides at least ``LANCZOS_FROM`` (partial solves of a few hundred milliseconds each; a factored
+    ΔW's and small matrices' are milliseconds, and may share W's full decomposition)."""
+    return (isinstance(delta_x, np.ndarray) and isinstance(base, np.ndarray) and delta_x.shape == base.shape
+            and min(base.shape) >= LANCZOS_FROM)
+
+
+def _alignment_solves(delta_x, base: np.ndarray, options: SpectraOptions, k: int) -> list:
+    """The in-memory alignment's independent solves, as argument-less tasks: ΔW's top k singular triplets, W's
+    leading ones, and (``intruder_reference`` None) W + ΔW's top ``intruder_top``."""
     if options.intruder_reference is None:
         # W's leading vectors first: they decide every intruder's max-cosine unless the certificate
         # fails, and only then all of W's (subspaces.certified_max_cosines)
         lead = subspaces.leading_for_certificate(min(base.shape), k)
-        u_w, _, v_w = subspaces.base_singular_vectors(base, lead)
+    else:
+        lead = max(k, options.intruder_reference)
+    for m in (delta_x, base):
+        if isinstance(m, np.ndarray):
+            memo_for(m)  # made here: the tasks may run on two threads
+    tasks = [lambda: subspaces.top_singular_vectors(delta_x, k), lambda: subspaces.base_singular_vectors(base, lead)]
+    if options.intruder_reference is None:
         # W + ΔW's leading vectors: for factors from W's decomposition, W + ΔW never formed
-        y, _, _ = subspaces.tuned_singular_vectors(base, delta_x, options.intruder_top)
+        tasks.append(lambda: subspaces.tuned_singular_vectors(base, delta_x, options.intruder_top))
+    return tasks
+
+
+def _alignment_from(delta_x, base: np.ndarray, options: SpectraOptions, k: int, solved: list) -> Alignment:
+    """The :class:`Alignment` from the results of :func:`_alignment_solves`."""
+    (u_d, _, v_d), (u_w, _, v_w), *tuned = solved
+    if options.intruder_reference is None:
+        lead = subspaces.leading_for_certificate(min(base.shape), k)
+        y = tuned[0][0]
         if y.shape[1] == 0 or u_w.shape[1] == 0:
             count, min_cos = 0, float("nan")
         else:
@@ -103,9 +134,8 @@ def alignment(delta_x, base: np.ndarray, options: SpectraOptions = SpectraOption
                                                   lambda: y.T @ subspaces.base_singular_vectors(base, None)[0])
             count, min_cos = subspaces.intruder_summary(best, options.intruder_threshold)
     else:
-        tuned = base + (delta_x.to_dense() if isinstance(delta_x, Factors) else delta_x)
-        u_w, _, v_w = subspaces.base_singular_vectors(base, max(k, options.intruder_reference))
-        count, min_cos = subspaces.intruders(u_w[:, : options.intruder_reference], tuned, options.intruder_top,
+        tuned_m = base + (delta_x.to_dense() if isinstance(delta_x, Factors) else delta_x)
+        count, min_cos = subspaces.intruders(u_w[:, : options.intruder_reference], tuned_m, options.intruder_top,
                                              options.intruder_threshold)
     u_w, v_w = u_w[:, :k], v_w[:, :k]
     return Alignment(
@@ -174,6 +204,9 @@ def analyze_matrix(x, source: str, rank_bound: int, base=None, options: SpectraO
     """Both tables' rows for one matrix; with ``base`` (W) also its alignment with W."""
     if is_streamed(x):
         return _analyze_streamed(x, source, rank_bound, base, options)
+    side_by_side = _side_by_side(x, base, source, rank_bound, options)
+    if side_by_side is not None:
+        return side_by_side
     try:
         s = spectrum(x, rank_bound)
     except NonFiniteError:  # NaN/inf weights let through by --allow-nonfinite: say nothing false
@@ -184,6 +217,33 @@ def analyze_matrix(x, source: str, rank_bound: int, base=None, options: SpectraO
             align = alignment(x, base, options, s.numerical_rank)
         except NonFiniteError:  # a streamed W found to hold NaN/inf: no alignment, as for an in-memory one
             align = None
+    return {"spectra": [spectrum_row(s, source, align)], "singular_values": singular_value_rows(s, source)}
+
+
+def _side_by_side(x, base, source: str, rank_bound: int, options: SpectraOptions) -> Rows | None:
+    """:func:`analyze_matrix`'s rows for a dense, finite ΔW and W large enough for lanes (:func:`_in_lanes`), with
+    ΔW's singular values solved beside the alignment's solves on two one-thread lanes; None otherwise.
+
+    The alignment needs k = min(top_k, numerical rank of ΔW) before its solves: they are made for k = top_k,
+    the answer whenever ΔW's rank is at least top_k (a dense fine-tune's is full), and made again for the
+    smaller k otherwise. Every solve is the call the sequential route makes, so the rows are the same bits.
+    """
+    if base is None or is_streamed(x) or is_streamed(base):
+        return None
+    x = as_matrix_or_factors(x)  # as spectrum and alignment take it
+    if not (isinstance(x, np.ndarray) and isinstance(base, np.ndarray) and _in_lanes(x, base)
+            and np.isfinite(x).all() and np.isfinite(base).all()):
+        return None
+    base = np.asarray(base, dtype=np.float64)  # as alignment takes it
+    k = options.top_k
+    try:
+        s, *solved = in_lanes([lambda: spectrum(x, rank_bound)] + _alignment_solves(x, base, options, k))
+    except NonFiniteError:  # W + ΔW overflowed: the sequential route says what holds
+        return None
+    if min(options.top_k, s.numerical_rank) != k:
+        k = min(options.top_k, s.numerical_rank)
+        solved = in_lanes(_alignment_solves(x, base, options, k))  # as alignment() solves them
+    align = _alignment_from(x, base, options, k, solved)
     return {"spectra": [spectrum_row(s, source, align)], "singular_values": singular_value_rows(s, source)}
 
 

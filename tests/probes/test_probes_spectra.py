@@ -238,3 +238,37 @@ def test_the_certificate_is_the_bound_on_the_unseen_vectors():
     assert certified_max_cosines(np.array([[0.9, 0.1]])) is not None  # 0.9 ≥ √(1 − 0.82) = 0.42
     assert certified_max_cosines(np.array([[0.4, 0.3]])) is None  # 0.4 < √(1 − 0.25) = 0.87: an unseen one may be larger
     assert certified_max_cosines(np.zeros((1, 0))) is None
+
+
+@pytest.mark.parametrize("rank", [None, 3])  # full rank: the solves made for k = top_k stand; rank 3 < top_k: made again
+def test_side_by_side_rows_equal_the_sequential_route_and_numpy(rank, monkeypatch):
+    """A dense ΔW and W with both sides ≥ LANCZOS_FROM: ΔW's singular values and the alignment's solves run on
+    two lanes (lab.kernels.linalg.in_lanes). The rows equal those of the sequential route bit for bit, and the
+    overlaps and σ equal numpy's SVDs."""
+    from lab.probes import spectra as spectra_probe
+
+    rng = np.random.default_rng(21)
+    rows, cols = 600, 540
+    W = rng.standard_normal((rows, cols)) / np.sqrt(cols)
+    delta = 1e-2 * rng.standard_normal((rows, cols)) / np.sqrt(cols)
+    if rank is not None:
+        delta = 1e-2 * rng.standard_normal((rows, rank)) @ rng.standard_normal((rank, cols)) / cols
+    options = SpectraOptions()
+    calls = []
+    side = spectra_probe._side_by_side
+    monkeypatch.setattr(spectra_probe, "_side_by_side", lambda *a: calls.append(1) or side(*a))
+    lanes = spectra_probe.analyze_matrix(delta.copy(), "delta", min(rows, cols), W.copy(), options)
+    assert calls and lanes is not None
+    monkeypatch.setattr(spectra_probe, "_side_by_side", lambda *a: None)
+    sequential = spectra_probe.analyze_matrix(delta.copy(), "delta", min(rows, cols), W.copy(), options)
+    assert lanes == sequential  # every float the same bits (NaN-free rows)
+    row = lanes["spectra"][0]
+    k = min(options.top_k, np.linalg.matrix_rank(delta))
+    assert row["overlap_k"] == k
+    u_d, s_d, vt_d = np.linalg.svd(delta, full_matrices=False)
+    u_w, _, vt_w = np.linalg.svd(W, full_matrices=False)
+    assert row["overlap_left"] == pytest.approx(subspace_overlap(u_d[:, :k], u_w[:, :k]), abs=1e-9)
+    assert row["overlap_right"] == pytest.approx(subspace_overlap(vt_d[:k].T, vt_w[:k].T), abs=1e-9)
+    assert row["spectral_norm"] == pytest.approx(s_d[0], rel=1e-12)
+    want = _brute_intruders(W, W + delta)
+    assert (row["intruder_count"], row["intruder_min_cos"]) == (want[0], pytest.approx(want[1], abs=1e-9))
