@@ -36,6 +36,20 @@ from lab.present.figures.common import Chart
 from lab.store import Run
 
 
+class Headline:
+    """A section's figure that is its family's headline figure when the section shows every row with its choices at
+    their defaults (the report): ``page.figure(Headline(partial(...)))``. Calling it draws it (the dashboard, where
+    a reader's selection and choices make it a figure of its own); the report shows the headline's chart there
+    instead, drawn once for the findings and the section (tests/report/test_report_sections.py draws both and
+    compares them)."""
+
+    def __init__(self, draw: Callable[[], Chart]):
+        self.draw = draw
+
+    def __call__(self) -> Chart:
+        return self.draw()
+
+
 class Page:
     """The calls a family's section makes; a renderer implements them.
 

@@ -90,7 +90,7 @@ def _family(key: str, runs: list[Run], names: list[str], methods: dict[str, str]
             details: bool) -> Part:
     """One family's findings, headline figure (when it has findings) and section."""
     findings, chart = _findings(key, runs, names, methods)
-    return findings, chart, _section(key, runs, names, methods, overview, details)
+    return findings, chart, _section(key, runs, names, methods, overview, details, chart)
 
 
 def _findings(key: str, runs: list[Run], names: list[str], methods: dict[str, str]) -> tuple[FamilyFindings | None, Chart | None]:
@@ -102,13 +102,14 @@ def _findings(key: str, runs: list[Run], names: list[str], methods: dict[str, st
 
 
 def _section(key: str, runs: list[Run], names: list[str], methods: dict[str, str], overview: bool,
-             details: bool) -> Section:
-    """One family's section, its overview and/or detail figures drawn as asked."""
+             details: bool, headline: Chart | None = None) -> Section:
+    """One family's section, its overview and/or detail figures drawn as asked (where it shows the family's
+    headline figure, ``headline`` when given: drawn once for both)."""
     family = by_key(key)
     with colours.using(names, methods):
         section = _empty_section(family, runs)
         if section.computed:
-            build_section(section, runs, family.section or rows_section(family))
+            build_section(section, runs, family.section or rows_section(family), headline)
             section.draw(overview=overview, details=details)
             for i, drawn in enumerate(section.charts + section.details):
                 drawn.anchor = drawn.anchor or f"fig-{key}-{i + 1}"

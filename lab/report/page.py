@@ -11,7 +11,7 @@ import pandas as pd
 from lab.present import load
 from lab.present.blocks import TableBlock
 from lab.present.figures.common import Chart
-from lab.present.page import Page
+from lab.present.page import Headline, Page
 from lab.report.document import Section
 from lab.store import Run
 
@@ -20,9 +20,10 @@ class ReportPage(Page):
 
     interactive = False
 
-    def __init__(self, section: Section, runs: Sequence[Run]):
+    def __init__(self, section: Section, runs: Sequence[Run], headline: Chart | None = None):
         self.section = section
         self.runs = list(runs)
+        self.headline = headline  # the family's headline figure, drawn already: shown where the section marks it
 
     def read(self, table, columns=None, filters=(), *, runs=None, checkpoint=True, role=True, step=True,
              layer=True) -> pd.DataFrame:
@@ -37,6 +38,8 @@ class ReportPage(Page):
         return d[d["checkpoint"].astype(str) != "controls"] if not d.empty else d
 
     def figure(self, draw: Callable[[], Chart], *, detail: bool = False) -> None:
+        if isinstance(draw, Headline) and self.headline is not None:
+            draw = self.headline.again  # the same picture: drawn once, with an anchor of its own here
         (self.section.detail if detail else self.section.chart)(draw)
 
     def table(self, title, frame, caption="", *, reference=False) -> None:
@@ -47,6 +50,7 @@ class ReportPage(Page):
         self.section.message = text
 
 
-def build(section: Section, runs: Sequence[Run], spec: Callable[[Page], None]) -> None:
-    """Fill ``section`` with what ``spec`` (a family's section) shows of ``runs``."""
-    spec(ReportPage(section, runs))
+def build(section: Section, runs: Sequence[Run], spec: Callable[[Page], None], headline: Chart | None = None) -> None:
+    """Fill ``section`` with what ``spec`` (a family's section) shows of ``runs``; where it shows the family's headline
+    figure (:class:`~lab.present.page.Headline`), ``headline`` when given (drawn already for the findings)."""
+    spec(ReportPage(section, runs, headline))

@@ -12,7 +12,7 @@ from lab.present.esd import alpha_pairs, digest, matrices
 from lab.present.family import Family
 from lab.present.figures import esd as figures
 from lab.present.figures.common import Chart
-from lab.present.page import Page
+from lab.present.page import Headline, Page
 from lab.present.picks import last_checkpoint
 from lab.present.sentences import Sentence, Writer, against_full, configurations, per_run, ranking, who
 from lab.store import Run
@@ -119,8 +119,9 @@ def section(page: Page) -> None:
         return
     which = page.choose("Checkpoints in the α figure", [LAST, EVERY], LAST, horizontal=True)
     page.heading("α by layer and role")
-    page.figure(partial(figures.alpha_chart, _at_last(rows) if which == LAST else rows,
-                        title=f"Power-law α by layer: base W and W + ΔW ({which})"))
+    alpha = partial(figures.alpha_chart, _at_last(rows) if which == LAST else rows,
+                    title=f"Power-law α by layer: base W and W + ΔW ({which})")
+    page.figure(Headline(alpha) if which == LAST else alpha)
     page.heading("How fine-tuning moved α")
     page.figure(partial(figures.shift_chart, rows, title="α(W + ΔW) − α(W) by layer (every checkpoint; earlier ones faint)"))
     page.table("per module: α of W, W + ΔW and ΔW, and the shift α(W + ΔW) − α(W)", alpha_pairs(rows), reference=True)

@@ -11,7 +11,7 @@ from lab.present import forgetting, load
 from lab.present.family import Family
 from lab.present.figures import forgetting as figures
 from lab.present.figures.common import Chart
-from lab.present.page import Page
+from lab.present.page import Headline, Page
 from lab.present.picks import at_last, measured
 from lab.present.sentences import FULL, Sentence, Writer, against_full, per_run, who
 from lab.store import Run
@@ -181,7 +181,8 @@ def section(page: Page) -> None:
     if notes:
         page.message(" ".join(notes))
 
-    page.figure(partial(figures.kl_chart, rows))
+    kl = partial(figures.kl_chart, rows)
+    page.figure(Headline(kl) if L == EVERY_LENGTH else kl)
     page.figure(partial(figures.layers_chart, layers))
     page.table("KL and loss change per run, checkpoint, text set and L", forgetting.digest(rows, layers),
                "texts: the run's --texts; reference: --reference-texts (what was forgotten); _lo/_hi: bootstrap 95 % "

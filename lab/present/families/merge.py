@@ -9,7 +9,7 @@ from lab.present import digests, load
 from lab.present.family import Family
 from lab.present.figures import msu as figures
 from lab.present.figures.common import Chart
-from lab.present.page import Page
+from lab.present.page import Headline, Page
 from lab.present.sentences import Sentence, Writer, per_run
 from lab.store import Run
 
@@ -69,7 +69,7 @@ def section(page: Page) -> None:
     if merge.empty:
         page.message("No merged modules in these runs (or in this selection: widen the filters in the sidebar).")
         return
-    page.figure(partial(figures.merge_chart, merge))
+    page.figure(Headline(partial(figures.merge_chart, merge)))
     page.table("Merged adapters (means over modules)", digests.merge(merge), "checkpoint = the merged adapter's folder name")
     page.table("merge rows", merge, reference=True)
 

@@ -9,7 +9,7 @@ from lab.present import digests, load
 from lab.present.family import Family
 from lab.present.figures import msu as figures
 from lab.present.figures.common import Chart
-from lab.present.page import Page
+from lab.present.page import Headline, Page
 from lab.present.sentences import Sentence, Writer, per_run
 from lab.store import Run
 
@@ -58,7 +58,7 @@ def section(page: Page) -> None:
     if pairs.empty:
         page.message("No msu_pairs rows in these runs (or in this selection: widen the filters in the sidebar).")
         return
-    page.figure(partial(figures.pairs_chart, pairs))
+    page.figure(Headline(partial(figures.pairs_chart, pairs)))
     page.table("Concatenation vs averaging per module", digests.pairs(pairs),
                "relative Frobenius errors against the exact sum / mean of the updates")
 

@@ -51,6 +51,11 @@ class Chart:
             self._png[dpi] = _png(self.figure, dpi)
         return self._png[dpi]
 
+    def again(self) -> "Chart":
+        """The same picture as another chart, with no anchor yet: its figure and PNGs shared, rendered once for both
+        (a family's headline figure shown again in its section)."""
+        return Chart(self.figure, self.title, self.caption, "", self._png)
+
     def png_base64(self, dpi: int = DPI) -> str:
         """The figure as a base64 PNG, ready for an ``<img src="data:image/png;base64,...">``."""
         return base64.b64encode(self.png(dpi)).decode("ascii")
