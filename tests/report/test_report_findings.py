@@ -137,9 +137,17 @@ def test_markdown_alone_draws_only_the_figures_it_embeds(lab_results_folder, tmp
     assert len(built) == len(images) == len(list((tmp_path / "figures").iterdir()))
     counted = [int(n) for n in re.findall(r"\*(\d+) overview figure\(s\) in report.html and report.pdf", md)]
     assert sum(counted) > len(images)  # the sections have more figures than the Markdown drew
+    from lab.report import content
+
+    report = content.build(lab_results_folder.results, workers=1, details=False)
+    headlines = {id(f.chart.figure) for f in report.findings if f.chart is not None}
+    shown_again = sum(id(c.figure) in headlines for s in report.sections for c in s.charts)
+    report.close()
+    assert shown_again >= 2  # esd's and forgetting's sections show their headline figure
     built.clear()
     write_report(lab_results_folder.results, tmp_path / "html", ["html", "md"], workers=1)
-    assert len(built) == sum(counted) + len(images)  # the HTML adds the overview figures
+    # the HTML adds the overview figures, but draws a section's headline figure once, for the findings
+    assert len(built) == sum(counted) + len(images) - shown_again
     built.clear()
     write_report(lab_results_folder.results, tmp_path / "details", ["html"], details=True, workers=1)
     assert len(built) > sum(counted) + len(images)  # and with details the per-run and per-module ones
