@@ -215,11 +215,14 @@ class _Document(FPDF):
                     self.set_font(FONT, style, size)
             x, y = self.l_margin, self.get_y()
             self.set_fill_color(240, 240, 243)
+            # each line of a cell placed where ``cell`` would put it (after its c_margin, on the baseline of a line
+            # ``line`` high), with ``text``: a table is thousands of cells, and ``cell`` is ~4x the CPU of ``text``
+            baseline = 0.3 + 0.5 * line + 0.3 * self.font_size
             for lines, w in zip(wrapped, widths):
                 self.rect(x, y, w, height, style="DF" if fill else "D")
                 for i, text in enumerate(lines):
-                    self.set_xy(x + pad, y + 0.3 + i * line)
-                    self.cell(w - 2 * pad, line, text)
+                    if text:
+                        self.text(x + pad + self.c_margin, y + baseline + i * line, text)
                 x += w
             self.set_xy(self.l_margin, y + height)
 
