@@ -33,7 +33,7 @@ def alpha_chart(esd: pd.DataFrame, *, title: str = "Power-law α by layer: base 
         ax.set_title(f"α of {LABELS[source]}", fontsize=10)
         ax.set_xlabel("layer")
         integer_ticks(ax)
-    axes[0].set_ylabel("power-law exponent α (smaller: heavier tail)")
+    axes[0].set_ylabel("power-law exponent α\n(smaller: heavier tail)")
     log_if_wide(axes[0], rows["alpha"])
     fig.suptitle(title, fontsize=11)
     legend(fig)
