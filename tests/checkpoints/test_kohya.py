@@ -391,6 +391,19 @@ def test_diffusers_older_layouts_with_network_alphas(sd, tmp_path):
     np.testing.assert_allclose(got[name].to_dense(), want[name], rtol=0, atol=1e-6 * np.abs(want[name]).max())
 
 
+def _two_kohya_files(sd, tmp_path):
+    """PEFT's updates of the fixture's LoRA (alpha 2r) and of a second one (another model seed, alpha r), and the
+    two as kohya files a.safetensors and b.safetensors."""
+    _, _, unet, te = sd
+    a = _kohya_file(tmp_path / "a.safetensors", unet, te, alpha=2 * R)
+    unet2, te2 = _models(seed=3)
+    torch.manual_seed(7)
+    unet2.add_adapter(LoraConfig(r=R, lora_alpha=R, target_modules=UNET_TARGETS, init_lora_weights=False))
+    te2 = inject_adapter_in_model(LoraConfig(r=R, lora_alpha=R, target_modules=TE_TARGETS, init_lora_weights=False), te2)
+    b = _kohya_file(tmp_path / "b.safetensors", unet2, te2, alpha=R)
+    return _peft_deltas(unet, te), _peft_deltas(unet2, te2), a, b
+
+
 @pytest.mark.parametrize("method", ["ties", "magnitude_prune", "dare_linear", "dare_ties"])
 def test_task_vector_merge_of_kohya_loras(sd, tmp_path, method):
     """ties and magnitude_prune of two kohya files = PEFT's own merge_utils (``ties``, ``magnitude_prune``) on
@@ -400,15 +413,7 @@ def test_task_vector_merge_of_kohya_loras(sd, tmp_path, method):
 
     from lab.merge.api import merge
 
-    _, _, unet, te = sd
-    first = _peft_deltas(unet, te)
-    a = _kohya_file(tmp_path / "a.safetensors", unet, te, alpha=2 * R)
-    unet2, te2 = _models(seed=3)
-    torch.manual_seed(7)
-    unet2.add_adapter(LoraConfig(r=R, lora_alpha=R, target_modules=UNET_TARGETS, init_lora_weights=False))
-    te2 = inject_adapter_in_model(LoraConfig(r=R, lora_alpha=R, target_modules=TE_TARGETS, init_lora_weights=False), te2)
-    second = _peft_deltas(unet2, te2)
-    b = _kohya_file(tmp_path / "b.safetensors", unet2, te2, alpha=R)
+    first, second, a, b = _two_kohya_files(sd, tmp_path)
     weights, rank = (0.6, 0.9), 3
     density = 1.0 if method.startswith("dare") else 0.5
     merge([a, b], tmp_path / "m", method, weights, rank=rank, density=density, results=tmp_path / "res")
@@ -438,15 +443,7 @@ def test_dare_merge_of_kohya_loras_drops_and_rescales(sd, tmp_path):
     sum of a subset of {w_j·ΔW_j[i]/p}."""
     from lab.merge.api import merge
 
-    _, _, unet, te = sd
-    first = _peft_deltas(unet, te)
-    a = _kohya_file(tmp_path / "a.safetensors", unet, te, alpha=2 * R)
-    unet2, te2 = _models(seed=3)
-    torch.manual_seed(7)
-    unet2.add_adapter(LoraConfig(r=R, lora_alpha=R, target_modules=UNET_TARGETS, init_lora_weights=False))
-    te2 = inject_adapter_in_model(LoraConfig(r=R, lora_alpha=R, target_modules=TE_TARGETS, init_lora_weights=False), te2)
-    second = _peft_deltas(unet2, te2)
-    b = _kohya_file(tmp_path / "b.safetensors", unet2, te2, alpha=R)
+    first, second, a, b = _two_kohya_files(sd, tmp_path)
     weights, p = (0.6, 0.9), 0.5
     full = 2 * R  # rank of the sum of two rank-R updates: no truncation
     outs = {}
