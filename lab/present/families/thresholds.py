@@ -26,6 +26,9 @@ THEORY = (
     "borrow is Alman & Song's (arXiv 2302.13214), exp(Q·Kᵀ/d) with entries of Q, K in [−B, B] and a sharp "
     "transition at B = Θ(√log n). A head computing q·kᵀ/√d_head is Hu's literal form with d_head^(−1/4)·q (γ_q, "
     "γ_k, ratio) and Alman–Song's with d_head^(+1/4)·q (γ_q_as, γ_k_as, ratio_as): the scales differ by √d_head. "
+    "A model with another logit scale s (Gemma: query_pre_attn_scalar^(−1/2)) has √s·q and √(s·d_head)·q instead, "
+    "and where it normalises q and k before the softmax (Qwen3, Gemma 3, OLMo 2) q and k are the norms' outputs; "
+    "logits are the model's own, soft-capped (Gemma 2) and over the pairs a sliding window attends. "
     'Measured per layer, head, L and window on real inputs, with the LoRA term alone and the split-free largest '
     'logit |q_i·k_j|/√d_head over attended pairs against ln L (B² when B = √ln L). The maximum of L·d_head Gaussian'
     ' entries of spread σ grows like σ·√(2 ln(L·d_head)) in any regime, so each γ is read beside that extreme-value'
