@@ -677,13 +677,9 @@ def print_findings(result: DemoResult, console=None) -> None:
 
 def default_jobs() -> int:
     """Worker processes for ``lab demo``: the cores this process may use, at most 4 (the grid has 6 runs)."""
-    import os
+    from lab.cores import usable_cores
 
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
+    return max(1, min(4, usable_cores()))
 
 
 def demo_command(

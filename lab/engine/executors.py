@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterator
@@ -212,11 +211,3 @@ class _ByValue:
         import cloudpickle
 
         return cloudpickle.loads, (self.payload,)
-
-
-def default_threads() -> int:
-    """The cores this process may use (what a serial run's BLAS pools get)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1

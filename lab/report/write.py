@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable
 
+from lab.cores import usable_cores
 from lab.errors import InputError, LabError
 from lab.report import content
 
 FORMATS = ("html", "pdf", "md")
 DEFAULT_FORMATS = ("html", "pdf")  # what `lab report` writes unless --format says otherwise
-
-
-def workers_available() -> int:
-    """The cores this process may run on (its CPU affinity where the platform says, else the CPU count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def write_report(results_dir: str | Path, out_dir: str | Path, formats: Iterable[str] = DEFAULT_FORMATS, *,
@@ -48,7 +43,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Iterable
     # each figure is drawn only for a format that shows it: the overview figures for the HTML and
     # the PDF, the per-run and per-module ones for the HTML when asked (the Markdown embeds the headline figures)
     report = content.build(results_dir, title=title, overview=bool({"html", "pdf"} & set(formats)),
-                           details=details and "html" in formats, workers=workers or workers_available(),
+                           details=details and "html" in formats, workers=workers or usable_cores(),
                            while_waiting=lambda: _writers(formats), cache=cache)
     if not report.runs:
         raise InputError(f"{results_dir}: no lab runs here (no */manifest.json); run `lab analyze` first")

@@ -13,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
+from lab.cores import usable_cores
+
 MANIFEST = "manifest.json"
 KEY_PACKAGES = ("lab", "numpy", "scipy", "quimb", "torch", "safetensors", "transformers", "peft", "pyarrow", "pandas")
 
@@ -46,7 +48,7 @@ def describe_files(paths: Sequence[Path]) -> list[dict[str, Any]]:
     fine-tune, or every shard of both) are hashed in about 1/cores of the time one after the other takes.
     """
     paths = [Path(p) for p in paths]
-    lanes = min(len(paths), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    lanes = min(len(paths), usable_cores())
     if lanes < 2:
         return [describe_file(p) for p in paths]
     from concurrent.futures import ThreadPoolExecutor
