@@ -60,21 +60,16 @@ def fingerprint(modules: tuple[str, ...]) -> str:
     """What besides the inputs can change a result's last bits: the source of ``modules`` and of every
     lab module they import (read as files, :func:`source_files`), the versions of the packages that
     compute, and torch's threads in this process."""
-    from importlib import metadata
-
     import torch
 
-    parts = [f"source={source_digest(tuple(modules))}", f"torch_threads={torch.get_num_threads()}"]
-    for name in ("lab", "numpy", "torch", "transformers", "peft", "tokenizers"):
-        try:
-            parts.append(f"{name}={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            parts.append(f"{name}=none")
-    return ";".join(parts)
+    from lab.fingerprint import versions
+
+    parts = [f"source={imported_source_digest(tuple(modules))}", f"torch_threads={torch.get_num_threads()}"]
+    return ";".join(parts + versions(("lab", "numpy", "torch", "transformers", "peft", "tokenizers")))
 
 
 @functools.lru_cache(maxsize=None)
-def source_digest(modules: tuple[str, ...]) -> str:
+def imported_source_digest(modules: tuple[str, ...]) -> str:
     """sha256 of the files of ``modules`` and the lab modules they import, read once per process: the
     code a process runs is what it imported, whatever is saved over the files later (in a working tree
     being edited, re-reading them at every run would give each run a new address)."""
